@@ -1,0 +1,201 @@
+"""The wire contract between the operator and an edge agent.
+
+A `Bundle` is one compiled, immutable Worker version: every module's bytes and every
+binding's resolved value. Its `version` is the sha256 of its canonical JSON form, so the
+same inputs always give the same id and an agent can accept a PUT idempotently.
+
+A `Deployment` says what one location should serve for one Worker: the bundles of every
+version in use, which version is primary, and the routes with their traffic split.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+# "<namespace>.<worker>": two DNS labels, so a Worker name is unique across namespaces
+# and safe to use in file names and workerd service names.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+WORKER_NAME_RE = rf"^{_LABEL}\.{_LABEL}$"
+# Module names become paths inside the bundle: no leading "/", no backslash, and (checked
+# by `check_module_name`) no "." or ".." segment.
+MODULE_NAME_RE = r"^[A-Za-z0-9_@][A-Za-z0-9_.@/+-]{0,255}$"
+JS_IDENTIFIER_RE = r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$"
+VERSION_RE = r"^[0-9a-f]{64}$"
+COMPAT_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+
+def check_module_name(name: str) -> str:
+    if any(seg in ("", ".", "..") for seg in name.split("/")):
+        raise ValueError(f"module name {name!r} must not contain empty, '.' or '..' segments")
+    return name
+
+
+ModuleName = Annotated[str, Field(pattern=MODULE_NAME_RE), AfterValidator(check_module_name)]
+WorkerName = Annotated[str, Field(pattern=WORKER_NAME_RE, max_length=127)]
+VersionId = Annotated[str, Field(pattern=VERSION_RE)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ModuleType(StrEnum):
+    ES_MODULE = "esModule"
+    COMMONJS_MODULE = "commonJsModule"
+    TEXT = "text"
+    DATA = "data"
+    JSON = "json"
+    WASM = "wasm"
+
+    @property
+    def is_binary(self) -> bool:
+        return self in (ModuleType.DATA, ModuleType.WASM)
+
+
+class BundleModule(_Strict):
+    name: ModuleName
+    type: ModuleType
+    # UTF-8 text for source, text and json modules; base64 for data and wasm.
+    content: str
+
+    def raw(self) -> bytes:
+        if self.type.is_binary:
+            return base64.b64decode(self.content, validate=True)
+        return self.content.encode()
+
+
+class BundleBinding(_Strict):
+    """One binding with its value resolved; exactly one field besides `name` is set."""
+
+    name: str = Field(pattern=JS_IDENTIFIER_RE)
+    text: str | None = None
+    json_: str | None = Field(default=None, alias="json")
+    # Secret text: served to the Worker like `text`, but never logged or reported.
+    secret: str | None = None
+    # Another Worker at the same location, by its full "<namespace>.<worker>" name.
+    service: str | None = Field(default=None, pattern=WORKER_NAME_RE)
+    kv_namespace: str | None = Field(
+        default=None, alias="kvNamespace", pattern=r"^[A-Za-z0-9_.-]{1,63}$"
+    )
+    durable_object_class: str | None = Field(
+        default=None, alias="durableObjectClass", pattern=JS_IDENTIFIER_RE
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Self:
+        kinds = [k for k, v in self.model_dump(exclude={"name"}).items() if v is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                f"binding {self.name!r} must set exactly one of text, json, secret, service, "
+                f"kvNamespace, durableObjectClass (got {len(kinds)})"
+            )
+        if self.json_ is not None:
+            json.loads(self.json_)
+        return self
+
+
+class Bundle(_Strict):
+    worker: WorkerName
+    compatibility_date: str = Field(alias="compatibilityDate", pattern=COMPAT_DATE_RE)
+    compatibility_flags: tuple[str, ...] = Field(
+        default=(), alias="compatibilityFlags", max_length=64
+    )
+    main_module: ModuleName = Field(alias="mainModule")
+    modules: tuple[BundleModule, ...] = Field(min_length=1, max_length=256)
+    bindings: tuple[BundleBinding, ...] = Field(default=(), max_length=128)
+    # sha256 of the canonical form without this field; see `with_version`.
+    version: VersionId | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [m.name for m in self.modules]
+        if len(set(names)) != len(names):
+            raise ValueError("module names must be unique")
+        if self.main_module not in names:
+            raise ValueError(f"mainModule {self.main_module!r} is not one of the modules")
+        if self.modules[0].name != self.main_module:
+            raise ValueError("the main module must come first (workerd runs the first one)")
+        bnames = [b.name for b in self.bindings]
+        if len(set(bnames)) != len(bnames):
+            raise ValueError("binding names must be unique")
+        if self.version is not None and self.version != self.compute_version():
+            raise ValueError("version does not match the sha256 of the bundle's content")
+        return self
+
+    def canonical(self) -> bytes:
+        """The bytes the version id hashes: sorted keys, no whitespace, no version."""
+        body = self.model_dump(mode="json", by_alias=True, exclude={"version"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def compute_version(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    def with_version(self) -> Bundle:
+        return self.model_copy(update={"version": self.compute_version()})
+
+    def size(self) -> int:
+        return sum(len(m.raw()) for m in self.modules)
+
+
+class TrafficSplit(_Strict):
+    version: VersionId
+    percent: int = Field(ge=0, le=100)
+
+
+class Route(_Strict):
+    # Cloudflare route pattern, e.g. "*.example.com/api/*"; validated by edgeplane.routes.
+    pattern: str = Field(min_length=1, max_length=1024)
+    # Empty: all of the route's traffic goes to the Deployment's primary version.
+    traffic: tuple[TrafficSplit, ...] = Field(default=(), max_length=16)
+
+    @model_validator(mode="after")
+    def _sums_to_100(self) -> Self:
+        if self.traffic and sum(t.percent for t in self.traffic) != 100:
+            raise ValueError(f"route {self.pattern!r}: traffic percents must sum to 100")
+        return self
+
+
+class Deployment(_Strict):
+    worker: WorkerName
+    # The version that routes without a split and service bindings from other Workers use.
+    primary: VersionId
+    versions: tuple[Bundle, ...] = Field(min_length=1, max_length=16)
+    routes: tuple[Route, ...] = Field(default=(), max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        ids = []
+        for b in self.versions:
+            if b.worker != self.worker:
+                raise ValueError(f"bundle for {b.worker!r} inside deployment of {self.worker!r}")
+            if b.version is None:
+                raise ValueError("every bundle in a deployment needs its version id")
+            ids.append(b.version)
+        if len(set(ids)) != len(ids):
+            raise ValueError("versions must be unique")
+        if self.primary not in ids:
+            raise ValueError("primary must be one of the deployment's versions")
+        for r in self.routes:
+            for t in r.traffic:
+                if t.version not in ids:
+                    raise ValueError(
+                        f"route {r.pattern!r} sends traffic to version {t.version[:12]} "
+                        "which is not in the deployment"
+                    )
+        return self
+
+    def identity(self) -> str:
+        """A digest of what is deployed, so a repeated PUT can be recognised as a no-op."""
+        body = {
+            "primary": self.primary,
+            "versions": sorted(b.version or "" for b in self.versions),
+            "routes": [r.model_dump(mode="json") for r in self.routes],
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
