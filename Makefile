@@ -1,0 +1,47 @@
+# One entry point for people and CI. Every target sets up what it needs first, so each
+# works on a fresh machine: Python venv, workerd from the npm lockfile, and the
+# Kubernetes binaries built from Go modules (cached in ~/.cache/edgeplane).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup k8s test test-unit lint crds demo demo-down bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+k8s: ; @tools/build-k8s.sh >/dev/null
+
+setup: $(STAMP) node_modules/.package-lock.json k8s
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# The whole suite: lint, unit tests, then integration and end-to-end tests against the
+# real apiserver, controller manager, edge agents and workerd.
+test: setup lint
+	$(BIN)/pytest -p no:cacheprovider tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+crds: $(STAMP)
+	$(BIN)/edgeplane crds
+
+demo: setup
+	$(BIN)/edgeplane demo up
+
+demo-down: $(STAMP)
+	$(BIN)/edgeplane demo down
+
+clean:
+	rm -rf .state
