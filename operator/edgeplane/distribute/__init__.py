@@ -1,0 +1,1 @@
+"""Target drivers: how the operator hands compiled Deployments to edge locations."""

@@ -1,0 +1,151 @@
+"""Client of the edge agent's HTTP API (/v1), one call per operation, no retries here:
+the work queue owns retries and backoff."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from edgeplane import metrics
+from edgeplane.bundle import Deployment
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One EdgeTarget's agent, with its credentials resolved."""
+
+    target: str
+    url: str
+    token: str
+    ca_bundle: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"Endpoint({self.target!r}, {self.url!r})"
+
+
+class AgentError(Exception):
+    pass
+
+
+class Unreachable(AgentError):
+    """The agent did not answer, or answered with a server error: retry later."""
+
+
+class Refused(AgentError):
+    """The agent answered and refused the request: retrying the same input is useless."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    worker: str
+    identity: str
+    primary: str
+    state: str
+    message: str
+
+
+class AgentClient:
+    def __init__(self, timeout: float = 120.0) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5)
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: dict[str, ssl.SSLContext] = {}
+
+    async def close(self) -> None:
+        if self._session:
+            await self._session.close()
+            self._session = None
+
+    def _ssl_for(self, ep: Endpoint) -> ssl.SSLContext | bool:
+        if not ep.url.startswith("https://"):
+            return True
+        if not ep.ca_bundle:
+            return True  # the system's trust store
+        ctx = self._ssl.get(ep.ca_bundle)
+        if ctx is None:
+            ctx = ssl.create_default_context(cadata=ep.ca_bundle)
+            self._ssl[ep.ca_bundle] = ctx
+        return ctx
+
+    async def _call(
+        self, ep: Endpoint, method: str, path: str, body: bytes | None = None
+    ) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {ep.token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        url = ep.url.rstrip("/") + path
+        try:
+            async with self._session.request(
+                method, url, data=body, headers=headers, ssl=self._ssl_for(ep)
+            ) as resp:
+                text = await resp.text()
+                if resp.status >= 500:
+                    raise Unreachable(f"{ep.target}: agent answered {resp.status}: {_msg(text)}")
+                if resp.status >= 400:
+                    raise Refused(resp.status, _msg(text))
+                return json.loads(text) if text else None
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise Unreachable(f"{ep.target}: {type(e).__name__}: {e or 'no answer'}") from None
+
+    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+        """Serve `deployment`; returns whether anything changed. Raises AgentError."""
+        body = deployment.model_dump_json(by_alias=True, exclude_none=True).encode()
+        started = time.monotonic()
+        try:
+            out = await self._call(ep, "PUT", f"/v1/workers/{deployment.worker}", body)
+        except Unreachable:
+            metrics.PUSHES.labels(ep.target, "unreachable").inc()
+            raise
+        except Refused:
+            metrics.PUSHES.labels(ep.target, "refused").inc()
+            raise
+        metrics.PUSHES.labels(ep.target, "ok").inc()
+        metrics.PUSH_TIME.labels(ep.target).observe(time.monotonic() - started)
+        return bool((out or {}).get("changed", True))
+
+    async def delete(self, ep: Endpoint, worker: str) -> None:
+        try:
+            await self._call(ep, "DELETE", f"/v1/workers/{worker}")
+        except Refused as e:
+            if e.status != 404:
+                raise
+
+    async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
+        out = await self._call(ep, "GET", "/v1/workers")
+        items = out.get("workers", out) if isinstance(out, dict) else out
+        return {
+            i["worker"]: InventoryItem(
+                worker=i["worker"],
+                identity=i.get("identity", ""),
+                primary=i.get("primary", ""),
+                state=i.get("state", ""),
+                message=i.get("message", ""),
+            )
+            for i in items or []
+        }
+
+    async def info(self, ep: Endpoint) -> dict[str, Any]:
+        return dict(await self._call(ep, "GET", "/v1/info") or {})
+
+
+def _msg(text: str) -> str:
+    """The agent's error message from a JSON body ({"error": ...} or {"message": ...})."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:2000]
+    if isinstance(data, dict):
+        for k in ("error", "message", "detail"):
+            if isinstance(data.get(k), str):
+                return str(data[k])[:2000]
+    return text.strip()[:2000]

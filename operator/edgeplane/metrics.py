@@ -1,0 +1,39 @@
+"""The operator's Prometheus metrics, named after controller-runtime's with an
+`edgeplane_` prefix so existing dashboards and alerts translate directly."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_TOTAL = Counter(
+    "edgeplane_reconcile_total", "Reconciles by controller and result.", ["controller", "result"]
+)
+RECONCILE_ERRORS = Counter(
+    "edgeplane_reconcile_errors_total", "Reconciles that ended in an error.", ["controller"]
+)
+RECONCILE_TIME = Histogram(
+    "edgeplane_reconcile_time_seconds",
+    "Time of one reconcile.",
+    ["controller"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+WORKQUEUE_DEPTH = Gauge("edgeplane_workqueue_depth", "Keys waiting in the queue.", ["name"])
+WORKQUEUE_ADDS = Counter("edgeplane_workqueue_adds_total", "Keys added.", ["name"])
+WORKQUEUE_RETRIES = Counter("edgeplane_workqueue_retries_total", "Keys retried.", ["name"])
+WORKQUEUE_QUEUE_DURATION = Histogram(
+    "edgeplane_workqueue_queue_duration_seconds", "Time a key waited in the queue.", ["name"]
+)
+WORKQUEUE_WORK_DURATION = Histogram(
+    "edgeplane_workqueue_work_duration_seconds", "Time spent handling a key.", ["name"]
+)
+PUSHES = Counter(
+    "edgeplane_pushes_total", "Deployments pushed to edge agents.", ["target", "result"]
+)
+PUSH_TIME = Histogram(
+    "edgeplane_push_duration_seconds",
+    "Time of one push, until the agent serves it.",
+    ["target"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+WORKERS = Gauge("edgeplane_workers", "Workers by readiness.", ["ready"])
+TARGET_UP = Gauge("edgeplane_target_up", "1 when an EdgeTarget's agent answers.", ["target"])
