@@ -1,0 +1,154 @@
+"""WorkerVersion: one compiled, immutable version of a Worker, written by the operator.
+
+It records the version's identity and a summary that is safe to show (module digests,
+binding kinds; never a secret value), plus the Worker spec it was built from: resolving
+that spec again and checking the module digests rebuilds the same bundle for a rollback.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from edgeplane.api.common import (
+    AGE_COLUMN,
+    MAX_CONDITIONS,
+    Condition,
+    Resource,
+    Wire,
+    cel,
+    validations,
+)
+from edgeplane.api.worker import (
+    MAX_BINDINGS,
+    MAX_MODULES,
+    SHA256_RE,
+    STRICT_COMPAT_DATE_RE,
+    CompatFlag,
+    ModuleName,
+    VersionId,
+    WorkerName,
+    WorkerSpec,
+)
+from edgeplane.bundle import JS_IDENTIFIER_RE, ModuleType
+
+
+class BindingKind(StrEnum):
+    PLAIN_TEXT = "plainText"
+    JSON = "json"
+    SECRET_KEY_REF = "secretKeyRef"
+    SERVICE = "service"
+    KV_NAMESPACE = "kvNamespace"
+    DURABLE_OBJECT_NAMESPACE = "durableObjectNamespace"
+
+
+class ModuleSummary(Wire):
+    """A module of the version: its name, type and content digest."""
+
+    name: ModuleName = Field(description="Module name.")
+    type: ModuleType = Field(description="Module type.")
+    sha256: str = Field(
+        pattern=SHA256_RE, max_length=64, description="SHA-256 of the module's content."
+    )
+    size: int = Field(ge=0, description="Size of the module's content in bytes.")
+
+
+class BindingSummary(Wire):
+    """A binding of the version: its name and kind, never its value."""
+
+    name: str = Field(
+        pattern=JS_IDENTIFIER_RE, max_length=64, description="Binding name on `env`."
+    )
+    kind: BindingKind = Field(description="Kind of binding, e.g. secretKeyRef or service.")
+
+
+class WorkerVersionSpec(Wire):
+    """The identity and content summary of one compiled version; immutable."""
+
+    model_config = validations(
+        cel(
+            "self == oldSelf",
+            "spec: a WorkerVersion is immutable; change the Worker to get a new version",
+        )
+    )
+
+    worker: WorkerName = Field(description="Name of the Worker this is a version of.")
+    version_id: VersionId = Field(
+        alias="versionId",
+        description="sha256 of the compiled bundle: the same inputs always give the same id.",
+    )
+    created: datetime = Field(description="When the operator compiled the version (RFC 3339).")
+    worker_generation: int = Field(
+        alias="workerGeneration",
+        ge=0,
+        description="metadata.generation of the Worker the version was compiled from.",
+    )
+    main_module: ModuleName = Field(alias="mainModule", description="Module workerd runs.")
+    compatibility_date: str = Field(
+        alias="compatibilityDate",
+        pattern=STRICT_COMPAT_DATE_RE,
+        max_length=10,
+        description="workerd compatibility date of the version.",
+    )
+    compatibility_flags: list[CompatFlag] = Field(
+        default_factory=list,
+        alias="compatibilityFlags",
+        max_length=64,
+        description="workerd compatibility flags of the version.",
+    )
+    modules: list[ModuleSummary] = Field(
+        min_length=1, max_length=MAX_MODULES, description="Modules with their digests."
+    )
+    bindings: list[BindingSummary] = Field(
+        default_factory=list,
+        max_length=MAX_BINDINGS,
+        description="Binding names and kinds; values are never recorded here.",
+    )
+    source: WorkerSpec = Field(
+        description="The Worker spec the version was compiled from (secrets by reference "
+        "only); resolving it again and matching the module digests rebuilds this version."
+    )
+    message: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Optional note about the version, e.g. the change that produced it.",
+    )
+
+
+class WorkerVersionStatus(Wire):
+    """Where the version is in use."""
+
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        description="Conditions of the version, e.g. Ready when it passed validation.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    serving_targets: int | None = Field(
+        default=None,
+        alias="servingTargets",
+        ge=0,
+        description="Number of edge targets serving this version.",
+    )
+
+
+class WorkerVersion(Resource):
+    """One compiled, immutable version of a Worker. Created by the operator and owned by
+    its Worker; the most recent ones are kept for rollback."""
+
+    KIND: ClassVar[str] = "WorkerVersion"
+    PLURAL: ClassVar[str] = "workerversions"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("ewv",)
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"name": "Worker", "type": "string", "jsonPath": ".spec.worker"},
+        {"name": "Generation", "type": "integer", "jsonPath": ".spec.workerGeneration"},
+        {"name": "Serving", "type": "integer", "jsonPath": ".status.servingTargets"},
+        AGE_COLUMN,
+        {"name": "Version", "type": "string", "priority": 1, "jsonPath": ".spec.versionId"},
+    )
+
+    spec: WorkerVersionSpec
+    status: WorkerVersionStatus | None = None

@@ -1,0 +1,550 @@
+"""Worker: the user's edge application (modules, bindings, where it runs, how it rolls out)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import AfterValidator, Field, JsonValue, WithJsonSchema, model_validator
+
+from edgeplane.api.common import (
+    AGE_COLUMN,
+    DATA_KEY_RE,
+    DNS_LABEL_RE,
+    DNS_SUBDOMAIN_RE,
+    MAX_CONDITIONS,
+    MAX_KEY,
+    MAX_NAME,
+    MAX_TARGETS,
+    READY_COLUMN,
+    Condition,
+    LabelSelector,
+    Resource,
+    Wire,
+    cel,
+    exactly_one,
+    validations,
+)
+from edgeplane.bundle import (
+    JS_IDENTIFIER_RE,
+    MODULE_NAME_RE,
+    VERSION_RE,
+    ModuleType,
+    check_module_name,
+)
+
+# Tighter than bundle.COMPAT_DATE_RE: months 01-12 and days 01-31, so "2024-13-01" fails
+# at admission rather than at workerd startup.
+STRICT_COMPAT_DATE_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+COMPAT_FLAG_RE = r"^[a-z0-9_]+$"
+SHA256_RE = r"^[0-9a-f]{64}$"
+KV_NAMESPACE_RE = r"^[A-Za-z0-9_.-]{1,63}$"
+
+MAX_MODULES = 64
+MAX_BINDINGS = 128
+MAX_MODULE_NAME = 256
+# One inline module may be 1 MiB; larger code belongs in a ConfigMap or behind a URL
+# (and the whole object must stay well under etcd's 1.5 MiB request limit).
+MAX_INLINE = 1 << 20
+MAX_URL = 2048
+# Cloudflare's limit for one environment variable.
+MAX_PLAIN_TEXT = 5 * 1024
+
+ModuleName = Annotated[
+    str,
+    Field(pattern=MODULE_NAME_RE, max_length=MAX_MODULE_NAME),
+    AfterValidator(check_module_name),
+]
+WorkerName = Annotated[str, Field(pattern=DNS_LABEL_RE, max_length=63)]
+ObjectName = Annotated[str, Field(pattern=DNS_SUBDOMAIN_RE, max_length=MAX_NAME)]
+DataKey = Annotated[str, Field(pattern=DATA_KEY_RE, max_length=MAX_KEY)]
+VersionId = Annotated[str, Field(pattern=VERSION_RE, max_length=64)]
+
+WORKER_NAME_RULE = cel(
+    "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",
+    "metadata.name: a Worker name is at most 63 lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit (Cloudflare script-name rules)",
+)
+
+
+class ConfigMapKeyRef(Wire):
+    """A key of a ConfigMap in the Worker's namespace."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap, in the Worker's namespace.")
+    key: DataKey = Field(description="Key in the ConfigMap's data (or binaryData) to read.")
+
+
+class SecretKeyRef(Wire):
+    """A key of a Secret in the Worker's namespace."""
+
+    name: ObjectName = Field(description="Name of the Secret, in the Worker's namespace.")
+    key: DataKey = Field(description="Key in the Secret's data to read.")
+
+
+class WorkerModule(Wire):
+    """One module of the Worker's code, from exactly one source."""
+
+    model_config = validations(
+        cel(
+            "(has(self.inline) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0)"
+            " + (has(self.url) ? 1 : 0) == 1",
+            "modules[]: set exactly one source: inline, configMapKeyRef, or url "
+            "with sha256",
+        ),
+        cel(
+            "!has(self.url) || has(self.sha256)",
+            "modules[].sha256: a url source needs sha256, the 64 lowercase hex "
+            "digits of the file's SHA-256 (e.g. from `sha256sum`)",
+            ".sha256",
+        ),
+        cel(
+            "!has(self.sha256) || has(self.url)",
+            "modules[].sha256: only a url source takes sha256; remove it",
+            ".sha256",
+        ),
+    )
+
+    name: ModuleName = Field(
+        description="Module name, as other modules import it (e.g. `index.js`, "
+        "`lib/util.mjs`). Unique within the Worker; no leading '/', no '.' or '..' segments.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    r"!self.matches(r'(^|/)\.\.?(/|$)') && !self.contains('//')"
+                    " && !self.endsWith('/')",
+                    "modules[].name: path segments must not be empty, '.' or '..'",
+                )
+            ]
+        },
+    )
+    type: ModuleType = Field(
+        default=ModuleType.ES_MODULE,
+        description="How workerd loads the module: esModule (default), commonJsModule, "
+        "text, data, json or wasm.",
+    )
+    inline: str | None = Field(
+        default=None,
+        max_length=MAX_INLINE,
+        description="The module's content written in the manifest (at most 1 MiB). For "
+        "data and wasm modules, base64. Use configMapKeyRef or url for larger code.",
+    )
+    config_map_key_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        alias="configMapKeyRef",
+        description="Read the content from a ConfigMap key in the Worker's namespace "
+        "(binaryData for data and wasm modules).",
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=MAX_URL,
+        description="Download the content from this https URL; requires sha256, which "
+        "the operator checks before deploying.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "isURL(self) && url(self).getScheme() == 'https'"
+                    " && url(self).getHostname() != ''",
+                    "modules[].url: must be an absolute https:// URL",
+                )
+            ]
+        },
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_RE,
+        max_length=64,
+        description="Lowercase hex SHA-256 of the file at url (64 digits); required with "
+        "url, not allowed otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if len(exactly_one(self, ("inline", "config_map_key_ref", "url"))) != 1:
+            raise ValueError(
+                "modules[]: set exactly one source: inline, configMapKeyRef, or url with sha256"
+            )
+        if (self.url is None) != (self.sha256 is None):
+            raise ValueError("modules[].sha256: required with url and only allowed with url")
+        if self.url is not None and not _is_https_url(self.url):
+            raise ValueError("modules[].url: must be an absolute https:// URL")
+        if self.inline is not None and self.type.is_binary:
+            try:
+                base64.b64decode(self.inline, validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"modules[].inline: {self.type} content must be base64") from e
+        return self
+
+
+def _is_https_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and not any(c.isspace() for c in value)
+
+
+class ServiceBinding(Wire):
+    """Call another Worker through a service binding (`env.NAME.fetch(...)`)."""
+
+    worker: WorkerName = Field(
+        description="Name of the Worker to call, in the same namespace; it must run on the "
+        "same edge targets."
+    )
+
+
+class KvNamespaceBinding(Wire):
+    """A Workers KV namespace."""
+
+    namespace: str = Field(
+        pattern=KV_NAMESPACE_RE,
+        max_length=63,
+        description="Identifier of the KV namespace (letters, digits, '_', '.', '-').",
+    )
+
+
+class DurableObjectNamespaceBinding(Wire):
+    """A Durable Object namespace whose class this Worker exports."""
+
+    class_name: str = Field(
+        alias="className",
+        pattern=JS_IDENTIFIER_RE,
+        max_length=64,
+        description="Name of the exported Durable Object class in the main module.",
+    )
+
+
+# An object, not any JSON value: CEL cannot see a field whose schema has no type, so the
+# one-kind-per-binding rule could not count it. Scalars belong in plainText.
+JsonBindingValue = Annotated[
+    dict[str, JsonValue],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+BINDING_KINDS = (
+    "plain_text",
+    "json_",
+    "secret_key_ref",
+    "service",
+    "kv_namespace",
+    "durable_object_namespace",
+)
+
+
+class WorkerBinding(Wire):
+    """A name on the Worker's `env` and what it gives access to: exactly one kind."""
+
+    model_config = validations(
+        cel(
+            "(has(self.plainText) ? 1 : 0) + (has(self.json) ? 1 : 0)"
+            " + (has(self.secretKeyRef) ? 1 : 0) + (has(self.service) ? 1 : 0)"
+            " + (has(self.kvNamespace) ? 1 : 0)"
+            " + (has(self.durableObjectNamespace) ? 1 : 0) == 1",
+            "bindings[]: set exactly one of plainText, json, secretKeyRef, service, "
+            "kvNamespace or durableObjectNamespace",
+        )
+    )
+
+    name: str = Field(
+        pattern=JS_IDENTIFIER_RE,
+        max_length=64,
+        description="Name on `env` in the Worker's code; a JavaScript identifier, unique "
+        "within the Worker.",
+    )
+    plain_text: str | None = Field(
+        default=None,
+        alias="plainText",
+        max_length=MAX_PLAIN_TEXT,
+        description="A plain string (an environment variable), at most 5 KiB.",
+    )
+    json_: JsonBindingValue | None = Field(
+        default=None,
+        alias="json",
+        description="A JSON object (any nesting), passed to the Worker parsed; for a "
+        "plain string use plainText.",
+    )
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="secretKeyRef",
+        description="A secret string read from a Secret key; never logged or shown in "
+        "status.",
+    )
+    service: ServiceBinding | None = Field(
+        default=None, description="A service binding to another Worker."
+    )
+    kv_namespace: KvNamespaceBinding | None = Field(
+        default=None, alias="kvNamespace", description="A Workers KV namespace."
+    )
+    durable_object_namespace: DurableObjectNamespaceBinding | None = Field(
+        default=None,
+        alias="durableObjectNamespace",
+        description="A Durable Object namespace of a class this Worker exports.",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if len(exactly_one(self, BINDING_KINDS)) != 1:
+            raise ValueError(
+                "bindings[]: set exactly one of plainText, json, secretKeyRef, service, "
+                "kvNamespace or durableObjectNamespace"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The wire name of the binding's kind, e.g. `secretKeyRef`."""
+        return exactly_one(self, BINDING_KINDS)[0]
+
+
+class RolloutStrategy(StrEnum):
+    ALL_AT_ONCE = "AllAtOnce"
+
+
+class RolloutStep(Wire):
+    """One step of a progressive rollout (reserved for a later strategy)."""
+
+    percent: int = Field(
+        ge=1, le=100, description="Share of the selected edge targets to run the new version."
+    )
+    pause_seconds: int | None = Field(
+        default=None,
+        alias="pauseSeconds",
+        ge=0,
+        le=86400,
+        description="How long to wait after this step before the next one.",
+    )
+
+
+class Rollout(Wire):
+    """How a new version reaches the selected edge targets."""
+
+    model_config = validations(
+        cel(
+            "!has(self.steps) || size(self.steps) == 0"
+            " || (has(self.strategy) && self.strategy != 'AllAtOnce')",
+            "rollout.steps: the AllAtOnce strategy deploys to every target at once "
+            "and takes no steps; remove steps",
+            ".steps",
+        )
+    )
+
+    strategy: RolloutStrategy = Field(
+        default=RolloutStrategy.ALL_AT_ONCE,
+        description="AllAtOnce (the default): every selected target gets the new version "
+        "at once, and Ready waits for all of them.",
+    )
+    steps: list[RolloutStep] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Steps of a progressive rollout; not used by AllAtOnce. Percents must "
+        "increase and end at 100.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "size(self) == 0 || (self.map(s, s.percent).isSorted()"
+                    " && self[size(self) - 1].percent == 100)",
+                    "rollout.steps: percents must increase and the last step must be 100",
+                )
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _steps(self) -> Self:
+        if self.steps and self.strategy is RolloutStrategy.ALL_AT_ONCE:
+            raise ValueError("rollout.steps: the AllAtOnce strategy takes no steps")
+        percents = [s.percent for s in self.steps]
+        if percents and (percents != sorted(percents) or percents[-1] != 100):
+            raise ValueError("rollout.steps: percents must increase and end at 100")
+        return self
+
+
+CompatFlag = Annotated[str, Field(pattern=COMPAT_FLAG_RE, max_length=128)]
+
+
+class WorkerSpec(Wire):
+    """What the Worker runs, where, and how new versions roll out."""
+
+    model_config = validations(
+        cel(
+            "!has(self.mainModule) || self.modules.exists(m, m.name == self.mainModule)",
+            "mainModule: must name one of spec.modules[].name, or leave it out to use "
+            "the first module",
+            ".mainModule",
+        )
+    )
+
+    modules: list[WorkerModule] = Field(
+        min_length=1,
+        max_length=MAX_MODULES,
+        description="The Worker's code as modules, each from one source. The main module "
+        "is mainModule, or the first one.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    main_module: ModuleName | None = Field(
+        default=None,
+        alias="mainModule",
+        description="Name of the module workerd runs; defaults to the first module.",
+    )
+    compatibility_date: str = Field(
+        alias="compatibilityDate",
+        pattern=STRICT_COMPAT_DATE_RE,
+        max_length=10,
+        description="workerd compatibility date (YYYY-MM-DD): the runtime behaves as it "
+        "did on this date.",
+    )
+    compatibility_flags: list[CompatFlag] = Field(
+        default_factory=list,
+        alias="compatibilityFlags",
+        max_length=64,
+        description="workerd compatibility flags to turn single behaviours on or off, e.g. "
+        "nodejs_compat.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    bindings: list[WorkerBinding] = Field(
+        default_factory=list,
+        max_length=MAX_BINDINGS,
+        description="Names on the Worker's `env`: variables, JSON, secrets, other Workers, "
+        "KV and Durable Object namespaces. Names are unique.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    targets: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Label selector over EdgeTargets the Worker runs on; omitted or {} "
+        "selects every EdgeTarget.",
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="How new versions reach the targets."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [m.name for m in self.modules]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"modules[].name: module names must be unique (repeated: {dup})")
+        if self.main_module is not None and self.main_module not in names:
+            raise ValueError("mainModule: must name one of spec.modules[].name")
+        bnames = [b.name for b in self.bindings]
+        bdup = sorted({n for n in bnames if bnames.count(n) > 1})
+        if bdup:
+            raise ValueError(f"bindings[].name: binding names must be unique (repeated: {bdup})")
+        if len(set(self.compatibility_flags)) != len(self.compatibility_flags):
+            raise ValueError("compatibilityFlags: flags must be unique")
+        return self
+
+    @property
+    def main(self) -> str:
+        """The name of the module workerd runs."""
+        return self.main_module or self.modules[0].name
+
+
+class TargetStatus(Wire):
+    """What one edge target serves for this Worker."""
+
+    name: str = Field(max_length=MAX_NAME, description="Name of the EdgeTarget.")
+    version: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Version id the target serves (or is being given).",
+    )
+    state: str = Field(
+        max_length=64,
+        description="Pending, Deploying, Ready, Failed or Unreachable.",
+    )
+    message: str = Field(
+        default="", max_length=4096, description="Details, e.g. the agent's error."
+    )
+    last_transition_time: datetime | None = Field(
+        default=None,
+        alias="lastTransitionTime",
+        description="When state last changed (RFC 3339).",
+    )
+
+
+class WorkerStatus(Wire):
+    """What the operator observed; written through the status subresource only."""
+
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        ge=0,
+        description="The metadata.generation this status describes.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        description="Ready, Reconciling and Stalled (kstatus-compatible), one of each type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    latest_version: VersionId | None = Field(
+        default=None,
+        alias="latestVersion",
+        description="Version id (sha256 of the compiled bundle) of the current spec.",
+    )
+    ready_version: VersionId | None = Field(
+        default=None,
+        alias="readyVersion",
+        description="Newest version id that every selected target serves.",
+    )
+    targets: list[TargetStatus] = Field(
+        default_factory=list,
+        max_length=MAX_TARGETS,
+        description="Per selected edge target: the version it serves and its state.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    ready_targets: str | None = Field(
+        default=None,
+        alias="readyTargets",
+        max_length=32,
+        pattern=r"^[0-9]+/[0-9]+$",
+        description="Targets serving the latest version out of those selected, e.g. 2/3.",
+    )
+
+
+class Worker(Resource):
+    """An edge Worker: JavaScript or Wasm modules with bindings, deployed to the edge
+    targets its selector picks. The operator compiles each spec into an immutable
+    WorkerVersion."""
+
+    KIND: ClassVar[str] = "Worker"
+    PLURAL: ClassVar[str] = "workers"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("ew",)
+    ROOT_RULES: ClassVar[tuple[dict[str, str], ...]] = (WORKER_NAME_RULE,)
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
+        READY_COLUMN,
+        {"name": "Targets", "type": "string", "jsonPath": ".status.readyTargets"},
+        {"name": "Version", "type": "string", "jsonPath": ".status.readyVersion"},
+        AGE_COLUMN,
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+    )
+
+    spec: WorkerSpec
+    status: WorkerStatus | None = None
+
+
+__all__ = [
+    "ConfigMapKeyRef",
+    "DurableObjectNamespaceBinding",
+    "KvNamespaceBinding",
+    "Rollout",
+    "RolloutStep",
+    "RolloutStrategy",
+    "SecretKeyRef",
+    "ServiceBinding",
+    "TargetStatus",
+    "Worker",
+    "WorkerBinding",
+    "WorkerModule",
+    "WorkerSpec",
+    "WorkerStatus",
+]
