@@ -2,6 +2,10 @@
 
 import kopf
 
+from edgeplane.kubelogin import login
+
+kopf.on.login()(login)
+
 
 @kopf.on.create("configmaps", labels={"edgeplane.io/probe": "kopf"})
 def annotate(patch: kopf.Patch, **_: object) -> None:

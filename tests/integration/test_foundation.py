@@ -32,8 +32,8 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5):  # type: ig
 def pinned_version() -> str:
     for line in (REPO / "tools" / "k8s" / "go.mod").read_text().splitlines():
         parts = line.split()
-        if parts[:1] == ["k8s.io/kubernetes"] or parts[:2] == ["require", "k8s.io/kubernetes"]:
-            return parts[-1] if not parts[-1].startswith("//") else parts[1]
+        if parts[:1] == ["k8s.io/kubernetes"]:
+            return parts[1]
     raise AssertionError("k8s.io/kubernetes not found in tools/k8s/go.mod")
 
 

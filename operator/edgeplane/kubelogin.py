@@ -1,0 +1,38 @@
+"""Credentials for kopf and the asyncio client, read when needed rather than at import:
+the kubernetes client reads $KUBECONFIG once when imported, which is too early for a
+process (or a test session) that sets it later."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import kopf
+from kubernetes import client as sync_client
+from kubernetes import config as sync_config
+
+
+def kubeconfig_path() -> Path | None:
+    raw = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = Path(raw).expanduser() if raw else Path.home() / ".kube" / "config"
+    return path if path.exists() else None
+
+
+def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf login handler: the current kubeconfig, else in-cluster credentials."""
+    path = kubeconfig_path()
+    if path is None:
+        return kopf.login_via_client(logger=logger, **kwargs)
+    cfg = sync_client.Configuration()
+    sync_config.load_kube_config(config_file=str(path), client_configuration=cfg)
+    token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        token=token or None,
+        scheme="Bearer" if token else None,
+    )
