@@ -45,6 +45,7 @@ from edgeplane.api.worker import (
     WorkerSpec,
     WorkerStatus,
 )
+from edgeplane.bundle import ModuleType
 
 # Every kind, in the order the CRDs are written.
 RESOURCES: tuple[type[Resource], ...] = (Worker, WorkerVersion, WorkerRoute, EdgeTarget)
@@ -67,6 +68,7 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "ModuleSummary",
+    "ModuleType",
     "ObjectMeta",
     "Resource",
     "Rollout",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
@@ -530,6 +531,18 @@ class Worker(Resource):
 
     spec: WorkerSpec
     status: WorkerStatus | None = None
+
+    @model_validator(mode="after")
+    def _script_name(self) -> Self:
+        # Empty when a caller builds a Worker without metadata (e.g. in a test).
+        if self.metadata.name and not re.fullmatch(DNS_LABEL_RE, self.metadata.name):
+            raise ValueError(WORKER_NAME_RULE["message"])
+        return self
+
+    @property
+    def full_name(self) -> str:
+        """`<namespace>.<name>`: the Worker's name in bundles and at the edge."""
+        return f"{self.metadata.namespace}.{self.metadata.name}"
 
 
 __all__ = [

@@ -1,0 +1,525 @@
+"""The CRDs against the real apiserver: examples apply, invalid manifests are refused at
+admission with the field named, models and schema agree, and `kubectl explain` documents."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgeplane.localstack.cluster import REPO, Cluster
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = REPO / "manifests" / "examples"
+SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+GV = "edgeplane.io/v1alpha1"
+
+Manifest = dict[str, Any]
+
+
+def worker(name: str = "w", **spec: Any) -> Manifest:
+    body: dict[str, Any] = {
+        "compatibilityDate": "2024-09-23",
+        "modules": [{"name": "index.js", "inline": "export default {}"}],
+    }
+    body.update(spec)
+    return {"apiVersion": GV, "kind": "Worker", "metadata": {"name": name}, "spec": body}
+
+
+def mod(**fields: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": "index.js"}
+    out.update(fields)
+    return out
+
+
+def bindings(*items: dict[str, Any]) -> Manifest:
+    return worker(bindings=list(items))
+
+
+def route(**spec: Any) -> Manifest:
+    body: dict[str, Any] = {"pattern": "example.com/*", "worker": "hello"}
+    body.update(spec)
+    return {"apiVersion": GV, "kind": "WorkerRoute", "metadata": {"name": "r"}, "spec": body}
+
+
+def target(drop: tuple[str, ...] = (), **spec: Any) -> Manifest:
+    body: dict[str, Any] = {
+        "endpoint": "https://edge.example.net:8443",
+        "credentialsSecretRef": {"namespace": "edgeplane-system", "name": "t", "key": "token"},
+    }
+    body.update(spec)
+    for k in drop:
+        body.pop(k)
+    # Cluster-scoped: a unique name so parallel or repeated runs never collide.
+    name = f"bad-{uuid.uuid4().hex[:8]}"
+    return {"apiVersion": GV, "kind": "EdgeTarget", "metadata": {"name": name}, "spec": body}
+
+
+def version(**spec: Any) -> Manifest:
+    body: dict[str, Any] = {
+        "worker": "w",
+        "versionId": SHA,
+        "created": "2024-09-23T10:00:00Z",
+        "workerGeneration": 1,
+        "mainModule": "index.js",
+        "compatibilityDate": "2024-09-23",
+        "modules": [{"name": "index.js", "type": "esModule", "sha256": SHA, "size": 17}],
+        "source": worker()["spec"],
+    }
+    body.update(spec)
+    return {"apiVersion": GV, "kind": "WorkerVersion", "metadata": {"name": "w-1"}, "spec": body}
+
+
+def without(m: Manifest, key: str) -> Manifest:
+    out = copy.deepcopy(m)
+    out["spec"].pop(key)
+    return out
+
+
+MODS2 = [mod(), mod(name="b.js", inline="x")]
+
+# (id, manifest, texts the apiserver's error must contain: the field path first).
+INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
+    # Worker: metadata and top-level fields
+    ("name-with-dot", worker(name="my.worker"), ("metadata.name", "Cloudflare")),
+    ("name-too-long", worker(name="a" * 64), ("metadata.name", "at most 63")),
+    ("no-modules", worker(modules=[]), ("spec.modules", "should have at least 1 items")),
+    ("modules-missing", without(worker(), "modules"), ("spec.modules", "Required value")),
+    ("date-missing", without(worker(), "compatibilityDate"), ("spec.compatibilityDate",)),
+    ("date-bad-month", worker(compatibilityDate="2024-13-01"), ("spec.compatibilityDate",)),
+    ("flag-bad", worker(compatibilityFlags=["Node-Compat"]), ("spec.compatibilityFlags[0]",)),
+    (
+        "flag-duplicate",
+        worker(compatibilityFlags=["nodejs_compat", "nodejs_compat"]),
+        ("spec.compatibilityFlags[1]", "Duplicate value"),
+    ),
+    ("unknown-field", worker(modulez=[]), ('unknown field "spec.modulez"',)),
+    # Worker: modules
+    (
+        "module-two-sources",
+        worker(modules=[mod(inline="x", configMapKeyRef={"name": "c", "key": "k"})]),
+        ("spec.modules[0]", "exactly one source"),
+    ),
+    ("module-no-source", worker(modules=[mod()]), ("spec.modules[0]", "exactly one source")),
+    (
+        "module-url-http",
+        worker(modules=[mod(url="http://cdn.example.com/a.js", sha256=SHA)]),
+        ("spec.modules[0].url", "https://"),
+    ),
+    (
+        "module-url-no-sha",
+        worker(modules=[mod(url="https://cdn.example.com/a.js")]),
+        ("spec.modules[0].sha256", "needs sha256"),
+    ),
+    (
+        "module-sha-without-url",
+        worker(modules=[mod(inline="x", sha256=SHA)]),
+        ("spec.modules[0].sha256", "only a url source"),
+    ),
+    (
+        "module-sha-uppercase",
+        worker(modules=[mod(url="https://cdn.example.com/a.js", sha256=SHA.upper())]),
+        ("spec.modules[0].sha256", "should match"),
+    ),
+    (
+        "module-type-unknown",
+        worker(modules=[mod(inline="x", type="typescript")]),
+        ("spec.modules[0].type", "Unsupported value"),
+    ),
+    (
+        "module-name-duplicate",
+        worker(modules=[mod(inline="x"), mod(inline="y")]),
+        ("spec.modules[1]", "Duplicate value"),
+    ),
+    (
+        "module-name-dotdot",
+        worker(modules=[mod(name="lib/../index.js", inline="x")]),
+        ("spec.modules[0].name", "'..'"),
+    ),
+    (
+        "module-name-absolute",
+        worker(modules=[mod(name="/index.js", inline="x")]),
+        ("spec.modules[0].name", "should match"),
+    ),
+    (
+        "module-configmap-bad-name",
+        worker(modules=[mod(configMapKeyRef={"name": "Bad_Name", "key": "k"})]),
+        ("spec.modules[0].configMapKeyRef.name",),
+    ),
+    (
+        "main-module-missing",
+        worker(modules=MODS2, mainModule="main.js"),
+        ("spec.mainModule", "must name one of spec.modules[].name"),
+    ),
+    # Worker: bindings
+    (
+        "binding-name-not-identifier",
+        bindings({"name": "my-var", "plainText": "x"}),
+        ("spec.bindings[0].name", "should match"),
+    ),
+    (
+        "binding-two-kinds",
+        bindings({"name": "A", "plainText": "x", "service": {"worker": "other"}}),
+        ("spec.bindings[0]", "exactly one of plainText"),
+    ),
+    ("binding-no-kind", bindings({"name": "A"}), ("spec.bindings[0]", "exactly one of")),
+    (
+        "binding-name-duplicate",
+        bindings({"name": "A", "plainText": "x"}, {"name": "A", "plainText": "y"}),
+        ("spec.bindings[1]", "Duplicate value"),
+    ),
+    (
+        "binding-secret-no-key",
+        bindings({"name": "A", "secretKeyRef": {"name": "s"}}),
+        ("spec.bindings[0].secretKeyRef.key", "Required value"),
+    ),
+    (
+        "binding-service-bad-worker",
+        bindings({"name": "A", "service": {"worker": "Other_Worker"}}),
+        ("spec.bindings[0].service.worker",),
+    ),
+    (
+        "binding-plaintext-too-long",
+        bindings({"name": "A", "plainText": "x" * 6000}),
+        ("spec.bindings[0].plainText", "Too long"),
+    ),
+    (
+        "binding-json-not-object",
+        bindings({"name": "A", "json": [1, 2]}),
+        ("spec.bindings[0].json", "object"),
+    ),
+    (
+        "binding-do-bad-class",
+        bindings({"name": "A", "durableObjectNamespace": {"className": "1Counter"}}),
+        ("spec.bindings[0].durableObjectNamespace.className",),
+    ),
+    (
+        "binding-kv-bad-namespace",
+        bindings({"name": "A", "kvNamespace": {"namespace": "has space"}}),
+        ("spec.bindings[0].kvNamespace.namespace",),
+    ),
+    # Worker: targets and rollout
+    (
+        "selector-in-without-values",
+        worker(targets={"matchExpressions": [{"key": "edgeplane.io/region", "operator": "In"}]}),
+        ("spec.targets.matchExpressions[0]", "need at least one value"),
+    ),
+    (
+        "selector-exists-with-values",
+        worker(targets={"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+        ("spec.targets.matchExpressions[0]", "take none"),
+    ),
+    (
+        "selector-bad-operator",
+        worker(targets={"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}),
+        ("spec.targets.matchExpressions[0].operator", "Unsupported value"),
+    ),
+    (
+        "selector-bad-label-value",
+        worker(targets={"matchLabels": {"edgeplane.io/region": "eu central"}}),
+        ("spec.targets.matchLabels.edgeplane.io/region",),
+    ),
+    (
+        "rollout-unknown-strategy",
+        worker(rollout={"strategy": "Canary"}),
+        ("spec.rollout.strategy", "Unsupported value"),
+    ),
+    (
+        "rollout-steps-with-all-at-once",
+        worker(rollout={"strategy": "AllAtOnce", "steps": [{"percent": 100}]}),
+        ("spec.rollout.steps", "takes no steps"),
+    ),
+    # WorkerRoute
+    (
+        "route-query-string",
+        route(pattern="example.com/search?q=*"),
+        ("spec.pattern", "query string"),
+    ),
+    ("route-infix-path-wildcard", route(pattern="example.com/*/api"), ("spec.pattern", "'*'")),
+    ("route-infix-host-wildcard", route(pattern="api.*.example.com/*"), ("spec.pattern", "'*'")),
+    ("route-no-path", route(pattern="example.com"), ("spec.pattern", "add a path")),
+    ("route-bad-scheme", route(pattern="ftp://example.com/*"), ("spec.pattern",)),
+    (
+        "route-traffic-sum",
+        route(traffic=[{"version": SHA, "percent": 50}, {"version": "latest", "percent": 40}]),
+        ("spec.traffic", "sum to 100"),
+    ),
+    (
+        "route-traffic-duplicate",
+        route(traffic=[{"version": "latest", "percent": 50}, {"version": "latest", "percent": 50}]),
+        ("spec.traffic[1]", "Duplicate value"),
+    ),
+    (
+        "route-traffic-over-100",
+        route(traffic=[{"version": "latest", "percent": 101}]),
+        ("spec.traffic[0].percent",),
+    ),
+    (
+        "route-traffic-bad-version",
+        route(traffic=[{"version": "v1", "percent": 100}]),
+        ("spec.traffic[0].version", "should match"),
+    ),
+    ("route-worker-missing", without(route(), "worker"), ("spec.worker", "Required value")),
+    # EdgeTarget
+    ("target-endpoint-ftp", target(endpoint="ftp://edge.example.net"), ("spec.endpoint",)),
+    ("target-endpoint-not-url", target(endpoint="edge-1"), ("spec.endpoint", "absolute")),
+    (
+        "target-no-credentials",
+        target(drop=("credentialsSecretRef",)),
+        ("spec.credentialsSecretRef", "Required value"),
+    ),
+    (
+        "target-ca-with-http",
+        target(endpoint="http://127.0.0.1:9000", caBundle="-----BEGIN CERTIFICATE-----\nx"),
+        ("spec.caBundle", "https"),
+    ),
+    ("target-ca-not-pem", target(caBundle="not a certificate"), ("spec.caBundle", "PEM")),
+    (
+        "target-secret-bad-namespace",
+        target(credentialsSecretRef={"namespace": "Edge", "name": "t", "key": "token"}),
+        ("spec.credentialsSecretRef.namespace",),
+    ),
+    # WorkerVersion
+    ("version-bad-id", version(versionId="abc"), ("spec.versionId", "should match")),
+    (
+        "version-invalid-source",
+        version(source=worker(modules=[mod()])["spec"]),
+        ("spec.source.modules[0]", "exactly one source"),
+    ),
+]
+
+
+def kubectl_create(cluster: Cluster, namespace: str, m: Manifest) -> Any:
+    args = ["create", "-f", "-"]
+    if m["kind"] != "EdgeTarget":
+        args += ["-n", namespace]
+    return cluster.kubectl(*args, input=json.dumps(m), check=False)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"), [pytest.param(m, e, id=i) for i, m, e in INVALID]
+)
+def test_invalid_manifest_is_rejected_naming_the_field(
+    cluster: Cluster, crds_installed: list[str], namespace: str,
+    manifest: Manifest, expected: tuple[str, ...],
+) -> None:
+    res = kubectl_create(cluster, namespace, manifest)
+    if res.returncode == 0 and manifest["kind"] == "EdgeTarget":
+        cluster.kubectl("delete", "edgetarget", manifest["metadata"]["name"], check=False)
+    assert res.returncode != 0, f"accepted: {json.dumps(manifest)[:300]}"
+    for text in expected:
+        assert text in res.stderr, f"{text!r} not in error:\n{res.stderr}"
+
+
+def test_invalid_table_is_large_enough() -> None:
+    assert len(INVALID) >= 30
+    assert len({i for i, _, _ in INVALID}) == len(INVALID)
+
+
+def example_docs(path: Path) -> list[Manifest]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_applies_cleanly(
+    cluster: Cluster, crds_installed: list[str], namespace: str, path: Path
+) -> None:
+    from edgeplane.api import RESOURCES
+
+    kinds = {r.KIND: r for r in RESOURCES}
+    # Files that name their own namespaces (EdgeTargets and their Secrets) apply as-is.
+    scoped = all("namespace" not in d["metadata"] for d in example_docs(path))
+    ns_args = ["-n", namespace] if scoped else []
+    res = cluster.kubectl("apply", "--server-side", *ns_args, "-f", str(path))
+    assert "serverside-applied" in res.stdout
+    for doc in example_docs(path):
+        if doc["kind"] not in kinds:
+            continue
+        res = cluster.kubectl("get", *ns_args, doc["kind"].lower(), doc["metadata"]["name"],
+                              "-o", "json")
+        got = json.loads(res.stdout)
+        parsed = kinds[doc["kind"]].model_validate(got)
+        # What was written is what is stored: nothing pruned, nothing defaulted.
+        assert parsed.spec == kinds[doc["kind"]].model_validate(doc).spec
+        assert got["spec"] == doc["spec"]
+
+
+def test_kubectl_explain_documents_spec_and_status(
+    cluster: Cluster, crds_installed: list[str]
+) -> None:
+    out = cluster.kubectl("explain", "worker.spec.bindings").stdout
+    assert "Names on the Worker's `env`" in out
+    assert "secretKeyRef" in out and "A secret string read from a Secret key" in out
+    out = cluster.kubectl("explain", "worker.status.conditions").stdout
+    assert "kstatus-compatible" in out and "lastTransitionTime" in out
+    out = cluster.kubectl("explain", "edgetarget.spec.credentialsSecretRef").stdout
+    assert "bearer token" in out
+
+
+def test_short_names_and_category_resolve_without_collisions(
+    cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    from edgeplane.api import RESOURCES
+
+    rows = [line.split() for line in cluster.kubectl(
+        "api-resources", "--no-headers", "-o", "wide").stdout.splitlines()]
+    ours = {s for r in RESOURCES for s in r.SHORT_NAMES}
+    # A short name column exists only for rows with five or more fields; collect them all.
+    counts: dict[str, int] = {}
+    for row in rows:
+        if len(row) >= 6 and not row[1].startswith(("v1", "edgeplane.io")) and "/" not in row[1]:
+            for s in row[1].split(","):
+                counts[s] = counts.get(s, 0) + 1
+    for s in ours:
+        assert counts.get(s) == 1, f"short name {s} used {counts.get(s, 0)} times"
+        cluster.kubectl("get", s, "-n", namespace)
+    cluster.kubectl("get", "edgeplane", "-n", namespace)
+
+
+def test_printer_columns(cluster: Cluster, crds_installed: list[str], namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "hello-worker.yaml"))
+    header = cluster.kubectl("get", "workers", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "READY", "TARGETS", "VERSION", "AGE"]
+    header = cluster.kubectl("get", "edgetargets").stdout.splitlines()
+    if header:
+        assert header[0].split() == ["NAME", "READY", "ENDPOINT", "WORKERS", "AGE"]
+
+
+def test_workerversion_spec_is_immutable(
+    cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(version()))
+    res = cluster.kubectl(
+        "patch", "-n", namespace, "workerversion", "w-1", "--type", "merge",
+        "-p", '{"spec":{"workerGeneration":2}}', check=False,
+    )
+    assert res.returncode != 0
+    assert "spec" in res.stderr and "immutable" in res.stderr
+    # Status stays writable (the operator records where the version serves).
+    cluster.kubectl(
+        "patch", "-n", namespace, "workerversion", "w-1", "--subresource", "status",
+        "--type", "merge", "-p", '{"status":{"servingTargets":2}}',
+    )
+
+
+def _status_roundtrip(
+    cluster: Cluster, api: Any, plural: str, namespace: str | None, body: Manifest,
+    status: dict[str, Any],
+) -> dict[str, Any]:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api)
+    if namespace is None:
+        custom.create_cluster_custom_object("edgeplane.io", "v1alpha1", plural, body)
+        got = custom.patch_cluster_custom_object_status(
+            "edgeplane.io", "v1alpha1", plural, body["metadata"]["name"], {"status": status})
+        custom.delete_cluster_custom_object("edgeplane.io", "v1alpha1", plural,
+                                            body["metadata"]["name"])
+    else:
+        custom.create_namespaced_custom_object("edgeplane.io", "v1alpha1", namespace, plural,
+                                               body)
+        got = custom.patch_namespaced_custom_object_status(
+            "edgeplane.io", "v1alpha1", namespace, plural, body["metadata"]["name"],
+            {"status": status})
+    return got  # type: ignore[no-any-return]
+
+
+def test_status_written_by_the_operator_is_kept_whole(
+    cluster: Cluster, crds_installed: list[str], namespace: str, api_client: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from edgeplane.api import (
+        EdgeTarget,
+        EdgeTargetStatus,
+        TargetStatus,
+        Worker,
+        WorkerStatus,
+        set_condition,
+    )
+
+    at = datetime(2024, 9, 23, 10, 0, 0, tzinfo=UTC)
+    conds = set_condition([], "Ready", True, "Deployed", "2/2 targets serve", 3, at)
+    conds = set_condition(conds, "Reconciling", False, "Done", "", 3, at)
+    ws = WorkerStatus(
+        observed_generation=3, conditions=conds, latest_version=SHA, ready_version=SHA,
+        targets=[TargetStatus(name="fra1", version=SHA, state="Ready", message="ok",
+                              last_transition_time=at)],
+        ready_targets="1/1",
+    )
+    got = _status_roundtrip(cluster, api_client, "workers", namespace, worker(), ws.to_wire())
+    assert Worker.model_validate(got).status == ws
+
+    ts = EdgeTargetStatus(observed_generation=1, conditions=conds, last_heartbeat=at,
+                          agent_version="0.1.0", runtime_version="1.20250101.0", workers=4)
+    got = _status_roundtrip(cluster, api_client, "edgetargets", None, target(), ts.to_wire())
+    assert EdgeTarget.model_validate(got).status == ts
+
+
+def test_status_with_a_bad_condition_is_rejected(
+    cluster: Cluster, crds_installed: list[str], namespace: str, api_client: Any
+) -> None:
+    from kubernetes.client.rest import ApiException
+
+    bad = {"conditions": [{"type": "Ready", "status": "Maybe", "reason": "X", "message": "",
+                           "lastTransitionTime": "2024-09-23T10:00:00Z"}]}
+    with pytest.raises(ApiException) as e:
+        _status_roundtrip(cluster, api_client, "workers", namespace, worker(), bad)
+    assert "status.conditions[0].status" in str(e.value.body)
+
+
+# -- models and apiserver agree: specs generated from the models are accepted as-is ------
+
+def _create_and_read(api: Any, kind: str, namespace: str, spec: dict[str, Any]) -> Manifest:
+    from kubernetes import client
+
+    from edgeplane.api import RESOURCES
+
+    res = next(r for r in RESOURCES if r.KIND == kind)
+    custom = client.CustomObjectsApi(api)
+    name = f"p{uuid.uuid4().hex[:12]}"
+    body = {"apiVersion": GV, "kind": kind, "metadata": {"name": name}, "spec": spec}
+    if res.SCOPE == "Cluster":
+        got = custom.create_cluster_custom_object("edgeplane.io", "v1alpha1", res.PLURAL, body)
+        custom.delete_cluster_custom_object("edgeplane.io", "v1alpha1", res.PLURAL, name)
+    else:
+        got = custom.create_namespaced_custom_object(
+            "edgeplane.io", "v1alpha1", namespace, res.PLURAL, body)
+        custom.delete_namespaced_custom_object(
+            "edgeplane.io", "v1alpha1", namespace, res.PLURAL, name)
+    return got  # type: ignore[no-any-return]
+
+
+def _property(kind: str, strategy_name: str) -> Callable[..., None]:
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.unit import test_api_strategies as strategies
+
+    strategy = getattr(strategies, strategy_name)()
+
+    @settings(max_examples=30, deadline=None, derandomize=False,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                     HealthCheck.data_too_large])
+    @given(spec=strategy)
+    def check(crds_installed: list[str], namespace: str, api_client: Any, spec: Any) -> None:
+        from edgeplane.api import RESOURCES
+
+        res = next(r for r in RESOURCES if r.KIND == kind)
+        wire = spec.to_wire()
+        got = _create_and_read(api_client, kind, namespace, wire)
+        assert res.model_validate(got).spec == spec
+        assert got["spec"] == json.loads(json.dumps(wire))
+
+    return check
+
+
+test_generated_worker_specs_are_accepted = _property("Worker", "worker_specs")
+test_generated_route_specs_are_accepted = _property("WorkerRoute", "route_specs")
+test_generated_target_specs_are_accepted = _property("EdgeTarget", "target_specs")

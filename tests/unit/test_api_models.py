@@ -1,0 +1,196 @@
+"""The API models on their own: parsing the examples and raw bodies, status helpers, the
+pure rules, and agreement with the apiserver's invalid-manifest table."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from edgeplane.api import (
+    RESOURCES,
+    ConditionStatus,
+    EdgeTarget,
+    LabelSelector,
+    ModuleType,
+    Worker,
+    WorkerBinding,
+    WorkerRoute,
+    WorkerRouteSpec,
+    WorkerSpec,
+    get_condition,
+    set_condition,
+)
+from edgeplane.api.patterns import MSG_PATH, MSG_QUERY, MSG_SYNTAX, pattern_error
+from tests.integration.test_api_crds import INVALID
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "manifests" / "examples"
+SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def _kind(name: str) -> Any:
+    return next(r for r in RESOURCES if r.KIND == name)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"), [pytest.param(m, e, id=i) for i, m, e in INVALID]
+)
+def test_models_reject_what_the_apiserver_rejects(
+    manifest: dict[str, Any], expected: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValidationError):
+        _kind(manifest["kind"]).model_validate(copy.deepcopy(manifest))
+
+
+def test_examples_parse_with_the_models() -> None:
+    seen = set()
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["apiVersion"] == "edgeplane.io/v1alpha1":
+                obj = _kind(doc["kind"]).model_validate(doc)
+                # Aliases reproduce exactly what the user wrote.
+                assert obj.model_dump(mode="json", by_alias=True, exclude_unset=True)[
+                    "spec"
+                ] == doc["spec"]
+                assert type(obj).model_validate(obj.to_wire()) == obj
+                seen.add(doc["kind"])
+    assert seen == {"Worker", "WorkerRoute", "EdgeTarget"}
+
+
+def test_parsing_a_worker_body_gives_typed_spec_and_defaults() -> None:
+    body = {
+        "apiVersion": "edgeplane.io/v1alpha1",
+        "kind": "Worker",
+        "metadata": {"name": "api", "namespace": "shop", "generation": 4, "uid": "u"},
+        "spec": {
+            "compatibilityDate": "2024-09-23",
+            "modules": [
+                {"name": "a.mjs", "inline": "export default {}"},
+                {"name": "b.wasm", "type": "wasm", "configMapKeyRef": {"name": "c", "key": "k"}},
+            ],
+            "bindings": [{"name": "TOKEN", "secretKeyRef": {"name": "s", "key": "t"}}],
+        },
+        "status": {"observedGeneration": 3, "readyTargets": "1/2"},
+    }
+    w = Worker.model_validate(body)
+    assert w.full_name == "shop.api"
+    assert w.metadata.generation == 4
+    assert w.spec.main == "a.mjs"
+    assert w.spec.modules[0].type is ModuleType.ES_MODULE
+    assert w.spec.bindings[0].kind == "secretKeyRef"
+    assert w.spec.targets.matches({"anything": "x"})
+    assert w.spec.rollout.strategy == "AllAtOnce"
+    assert w.status is not None and w.status.ready_targets == "1/2"
+
+
+def test_binary_inline_module_must_be_base64() -> None:
+    with pytest.raises(ValidationError, match="base64"):
+        WorkerSpec.model_validate({
+            "compatibilityDate": "2024-09-23",
+            "modules": [{"name": "m.wasm", "type": "wasm", "inline": "not base64!"}],
+        })
+
+
+def test_binding_kind_names_the_wire_field() -> None:
+    assert WorkerBinding.model_validate({"name": "X", "json": {"a": 1}}).kind == "json"
+    assert WorkerBinding.model_validate({"name": "X", "plainText": ""}).kind == "plainText"
+
+
+@pytest.mark.parametrize("pattern", [
+    "example.com/*", "*.example.com/api/*", "*example.com/", "https://example.com/a/b",
+    "http://*/x*", "*/*", "shop.example.co.uk/checkout",
+])
+def test_valid_route_patterns(pattern: str) -> None:
+    assert pattern_error(pattern) is None
+    WorkerRouteSpec(pattern=pattern, worker="w")
+
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    ("example.com/a?b=1", MSG_QUERY),
+    ("example.com/#top", MSG_QUERY),
+    ("example.com", MSG_PATH),
+    ("/api/*", MSG_PATH),
+    ("example.com/*/x", MSG_SYNTAX),
+    ("ex*ample.com/*", MSG_SYNTAX),
+    ("**.example.com/*", MSG_SYNTAX),
+    ("ftp://example.com/*", MSG_SYNTAX),
+    ("example.com:8080/*", MSG_SYNTAX),
+    ("example.com/a b", MSG_SYNTAX),
+])
+def test_invalid_route_patterns(pattern: str, message: str) -> None:
+    assert pattern_error(pattern) == message
+    with pytest.raises(ValidationError, match="pattern"):
+        WorkerRouteSpec(pattern=pattern, worker="w")
+
+
+def test_traffic_must_sum_to_100() -> None:
+    ok = {"pattern": "a.com/*", "worker": "w",
+          "traffic": [{"version": SHA, "percent": 90}, {"version": "latest", "percent": 10}]}
+    WorkerRouteSpec.model_validate(ok)
+    ok["traffic"][0]["percent"] = 80
+    with pytest.raises(ValidationError, match="sum to 100"):
+        WorkerRouteSpec.model_validate(ok)
+
+
+def test_label_selector_matches_like_kubernetes() -> None:
+    sel = LabelSelector.model_validate({
+        "matchLabels": {"tier": "edge"},
+        "matchExpressions": [
+            {"key": "edgeplane.io/region", "operator": "In", "values": ["eu", "us"]},
+            {"key": "draining", "operator": "DoesNotExist"},
+        ],
+    })
+    assert sel.matches({"tier": "edge", "edgeplane.io/region": "eu"})
+    assert not sel.matches({"tier": "edge", "edgeplane.io/region": "ap"})
+    assert not sel.matches({"tier": "edge", "edgeplane.io/region": "eu", "draining": "1"})
+    assert not sel.matches({"edgeplane.io/region": "eu"})
+    assert LabelSelector().matches({})
+
+
+def test_set_condition_moves_transition_time_only_on_status_change() -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    t1 = t0 + timedelta(minutes=5)
+    conds = set_condition([], "Ready", False, "Deploying", "0/2", 1, t0)
+    conds = set_condition(conds, "Ready", False, "Deploying", "1/2", 2, t1)
+    ready = get_condition(conds, "Ready")
+    assert ready is not None
+    assert ready.last_transition_time == t0 and ready.message == "1/2"
+    assert ready.observed_generation == 2
+    conds = set_condition(conds, "Ready", True, "Deployed", "2/2", 2, t1)
+    ready = get_condition(conds, "Ready")
+    assert ready is not None and ready.status is ConditionStatus.TRUE
+    assert ready.last_transition_time == t1
+    assert len(conds) == 1
+
+
+def test_status_to_wire_uses_camel_case_and_rfc3339() -> None:
+    conds = set_condition([], "Ready", True, "Deployed", at=datetime(2024, 1, 1, tzinfo=UTC))
+    from edgeplane.api import WorkerStatus
+
+    wire = WorkerStatus(observed_generation=1, conditions=conds, ready_targets="1/1").to_wire()
+    assert wire == {
+        "observedGeneration": 1,
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Deployed", "message": "",
+            "lastTransitionTime": "2024-01-01T00:00:00Z",
+        }],
+        "targets": [],
+        "readyTargets": "1/1",
+    }
+
+
+def test_kinds_and_resources_parse() -> None:
+    r = WorkerRoute.model_validate({"kind": "WorkerRoute", "metadata": {"name": "r"},
+                                    "spec": {"pattern": "a.com/*", "worker": "w"}})
+    assert r.spec.traffic == []
+    with pytest.raises(ValidationError, match="kind"):
+        EdgeTarget.model_validate({"kind": "Worker", "spec": {
+            "endpoint": "http://127.0.0.1:1",
+            "credentialsSecretRef": {"namespace": "n", "name": "s", "key": "k"},
+        }})
