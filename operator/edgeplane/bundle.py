@@ -78,11 +78,12 @@ class BundleBinding(_Strict):
     text: str | None = None
     json_: str | None = Field(default=None, alias="json")
     # Secret text: served to the Worker like `text`, but never logged or reported.
-    secret: str | None = None
+    secret: str | None = Field(default=None, repr=False)
     # Another Worker at the same location, by its full "<namespace>.<worker>" name.
     service: str | None = Field(default=None, pattern=WORKER_NAME_RE)
+    # "<namespace>.<id>": KV data is never shared across Kubernetes namespaces.
     kv_namespace: str | None = Field(
-        default=None, alias="kvNamespace", pattern=r"^[A-Za-z0-9_.-]{1,63}$"
+        default=None, alias="kvNamespace", pattern=r"^[A-Za-z0-9_.-]{1,127}$"
     )
     durable_object_class: str | None = Field(
         default=None, alias="durableObjectClass", pattern=JS_IDENTIFIER_RE

@@ -36,3 +36,17 @@ def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
         token=token or None,
         scheme="Bearer" if token else None,
     )
+
+
+async def async_api_client() -> Any:
+    """A kubernetes_asyncio ApiClient from the current kubeconfig, else in-cluster."""
+    from kubernetes_asyncio import client as aclient
+    from kubernetes_asyncio import config as aconfig
+
+    cfg = aclient.Configuration()
+    path = kubeconfig_path()
+    if path is not None:
+        await aconfig.load_kube_config(config_file=str(path), client_configuration=cfg)
+    else:
+        aconfig.load_incluster_config(client_configuration=cfg)
+    return aclient.ApiClient(cfg)

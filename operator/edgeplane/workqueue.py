@@ -89,9 +89,7 @@ class WorkQueue(Generic[K]):
             key = await self._queue.get()
             queued_at = self._queued.pop(key)
             metrics.WORKQUEUE_DEPTH.labels(self.name).set(len(self._queued))
-            metrics.WORKQUEUE_QUEUE_DURATION.labels(self.name).observe(
-                time.monotonic() - queued_at
-            )
+            metrics.WORKQUEUE_QUEUE_DURATION.labels(self.name).observe(time.monotonic() - queued_at)
             self._active.add(key)
             started = time.monotonic()
             retry_after: float | None = None

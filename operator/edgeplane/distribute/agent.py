@@ -75,9 +75,7 @@ class AgentClient:
             self._ssl[ep.ca_bundle] = ctx
         return ctx
 
-    async def _call(
-        self, ep: Endpoint, method: str, path: str, body: bytes | None = None
-    ) -> Any:
+    async def _call(self, ep: Endpoint, method: str, path: str, body: bytes | None = None) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"Bearer {ep.token}"}

@@ -1,0 +1,19 @@
+"""Worker spec + resolved sources -> one immutable Bundle (pure; no I/O)."""
+
+from edgeplane.compile.bundle import (
+    MAX_COMPRESSED,
+    MAX_UNCOMPRESSED,
+    CompileError,
+    Sources,
+    compile_worker,
+    references,
+)
+
+__all__ = [
+    "MAX_COMPRESSED",
+    "MAX_UNCOMPRESSED",
+    "CompileError",
+    "Sources",
+    "compile_worker",
+    "references",
+]

@@ -1,0 +1,213 @@
+"""Compile a Worker into a Bundle: pure, deterministic, and precise about what is wrong.
+
+The same spec and the same source contents always give the same bundle bytes and so the
+same version id; nothing here reads the clock, the network or the apiserver.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from edgeplane.api import Worker
+from edgeplane.api.worker import WorkerModule
+from edgeplane.bundle import Bundle, BundleBinding, BundleModule, ModuleType
+
+# Cloudflare's limits for a paid Worker: 10 MB after compression, 64 MB before.
+MAX_COMPRESSED = 10 * 1000 * 1000
+MAX_UNCOMPRESSED = 64 * 1000 * 1000
+
+
+class CompileError(Exception):
+    """Why a Worker cannot be compiled: a CamelCase `reason` for its conditions and a
+    message that names the field and how to fix it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the Worker's references resolved to. A reference missing here was not found.
+
+    config_maps: ConfigMap name -> key -> value (str from data, bytes from binaryData).
+    secrets: Secret name -> key -> decoded bytes.
+    urls: sha256 -> downloaded bytes, already checked against that sha256.
+    """
+
+    config_maps: Mapping[str, Mapping[str, str | bytes]] = field(default_factory=dict)
+    secrets: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    urls: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class References:
+    config_maps: frozenset[str]
+    secrets: frozenset[str]
+    urls: frozenset[tuple[str, str]]  # (url, sha256)
+
+
+def references(worker: Worker) -> References:
+    """Everything the Worker reads besides its own spec, for resolving and for indexing."""
+    spec = worker.spec
+    cms = frozenset(m.config_map_key_ref.name for m in spec.modules if m.config_map_key_ref)
+    return References(
+        config_maps=cms,
+        secrets=frozenset(b.secret_key_ref.name for b in spec.bindings if b.secret_key_ref),
+        urls=frozenset((m.url, m.sha256) for m in spec.modules if m.url and m.sha256),
+    )
+
+
+def _module_bytes(i: int, m: WorkerModule, namespace: str, sources: Sources) -> bytes:
+    where = f"spec.modules[{i}] ({m.name})"
+    if m.inline is not None:
+        return base64.b64decode(m.inline) if m.type.is_binary else m.inline.encode()
+    if m.config_map_key_ref is not None:
+        ref = m.config_map_key_ref
+        cm = sources.config_maps.get(ref.name)
+        if cm is None:
+            raise CompileError(
+                "SourceNotFound",
+                f"{where}.configMapKeyRef: ConfigMap {namespace}/{ref.name} not found; "
+                "create it or fix the name",
+            )
+        if ref.key not in cm:
+            raise CompileError(
+                "SourceNotFound",
+                f"{where}.configMapKeyRef: ConfigMap {namespace}/{ref.name} has no key "
+                f"{ref.key!r}; add it to data (or binaryData) or fix the key",
+            )
+        value = cm[ref.key]
+        return value.encode() if isinstance(value, str) else value
+    assert m.url is not None and m.sha256 is not None  # the model allows nothing else
+    content = sources.urls.get(m.sha256)
+    if content is None:
+        raise CompileError("SourceNotFound", f"{where}.url: {m.url} could not be downloaded")
+    if hashlib.sha256(content).hexdigest() != m.sha256:
+        raise CompileError(
+            "SourceChecksumMismatch",
+            f"{where}.sha256: the file at {m.url} does not match; update sha256 if the "
+            "file changed on purpose",
+        )
+    return content
+
+
+def _module(i: int, m: WorkerModule, namespace: str, sources: Sources) -> BundleModule:
+    raw = _module_bytes(i, m, namespace, sources)
+    if m.type.is_binary:
+        content = base64.b64encode(raw).decode()
+    else:
+        try:
+            content = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CompileError(
+                "InvalidSource",
+                f"spec.modules[{i}] ({m.name}): a {m.type} module must be UTF-8 text "
+                f"(byte {e.start} is not); use type data or wasm for binary content",
+            ) from None
+        if m.type is ModuleType.JSON:
+            try:
+                json.loads(content)
+            except ValueError as e:
+                raise CompileError(
+                    "InvalidSource", f"spec.modules[{i}] ({m.name}): not valid JSON: {e}"
+                ) from None
+    return BundleModule(name=m.name, type=m.type, content=content)
+
+
+def _binding(i: int, worker: Worker, sources: Sources) -> BundleBinding:
+    b = worker.spec.bindings[i]
+    ns = worker.metadata.namespace
+    if b.plain_text is not None:
+        return BundleBinding(name=b.name, text=b.plain_text)
+    if b.json_ is not None:
+        return BundleBinding(
+            name=b.name, json=json.dumps(b.json_, sort_keys=True, separators=(",", ":"))
+        )
+    if b.secret_key_ref is not None:
+        ref = b.secret_key_ref
+        where = f"spec.bindings[{i}] ({b.name}).secretKeyRef"
+        secret = sources.secrets.get(ref.name)
+        if secret is None:
+            raise CompileError(
+                "SourceNotFound",
+                f"{where}: Secret {ns}/{ref.name} not found; create it or fix the name",
+            )
+        if ref.key not in secret:
+            raise CompileError(
+                "SourceNotFound",
+                f"{where}: Secret {ns}/{ref.name} has no key {ref.key!r}; add it or fix the key",
+            )
+        try:
+            value = secret[ref.key].decode("utf-8")
+        except UnicodeDecodeError:
+            raise CompileError(
+                "InvalidSource", f"{where}: the value of key {ref.key!r} is not UTF-8 text"
+            ) from None
+        return BundleBinding(name=b.name, secret=value)
+    if b.service is not None:
+        return BundleBinding(name=b.name, service=f"{ns}.{b.service.worker}")
+    if b.kv_namespace is not None:
+        return BundleBinding(name=b.name, kvNamespace=f"{ns}.{b.kv_namespace.namespace}")
+    assert b.durable_object_namespace is not None
+    return BundleBinding(name=b.name, durableObjectClass=b.durable_object_namespace.class_name)
+
+
+def compile_worker(worker: Worker, sources: Sources) -> Bundle:
+    """The Worker's bundle, with its version id set. Raises CompileError."""
+    spec = worker.spec
+    ns = worker.metadata.namespace or ""
+    modules = [_module(i, m, ns, sources) for i, m in enumerate(spec.modules)]
+    # workerd runs the first module: put the main one first, keep the others in order.
+    main = spec.main
+    modules.sort(key=lambda m: m.name != main)
+    _check_size(modules)
+    bindings = [_binding(i, worker, sources) for i in range(len(spec.bindings))]
+    try:
+        bundle = Bundle(
+            worker=worker.full_name,
+            compatibilityDate=spec.compatibility_date,
+            compatibilityFlags=tuple(spec.compatibility_flags),
+            mainModule=main,
+            modules=tuple(modules),
+            bindings=tuple(bindings),
+        )
+    except ValidationError as e:
+        # The CRD's schema should have caught this already; say what is wrong anyway.
+        raise CompileError("InvalidSpec", f"spec: {_first_error(e)}") from None
+    return bundle.with_version()
+
+
+def _check_size(modules: list[BundleModule]) -> None:
+    raws = [m.raw() for m in modules]
+    total = sum(len(r) for r in raws)
+    if total > MAX_UNCOMPRESSED:
+        raise CompileError(
+            "ScriptTooLarge",
+            f"spec.modules: {total} bytes in all, over the {MAX_UNCOMPRESSED} byte limit "
+            "before compression; split the Worker or trim its modules",
+        )
+    if total <= MAX_COMPRESSED:
+        return  # compression cannot make it larger than the limit
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip, as Cloudflare measures
+    compressed = sum(len(compressor.compress(r)) for r in raws) + len(compressor.flush())
+    if compressed > MAX_COMPRESSED:
+        raise CompileError(
+            "ScriptTooLarge",
+            f"spec.modules: {compressed} bytes after gzip, over the {MAX_COMPRESSED} byte "
+            "limit; trim the Worker's modules",
+        )
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']}" if loc else str(err["msg"])

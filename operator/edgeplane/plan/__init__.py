@@ -1,0 +1,1 @@
+"""Desired vs observed -> what to do, and what status to report (pure; no I/O)."""
