@@ -1,0 +1,755 @@
+"""The operator's I/O around the pure steps: read what a Worker needs, compile, plan,
+push to the agents, write status. kopf handlers (handlers.py) only feed its caches and
+its work queue; everything that talks to the apiserver or an agent happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio.client.rest import ApiException
+
+from edgeplane import metrics
+from edgeplane.api import (
+    GROUP,
+    VERSION,
+    EdgeTarget,
+    EdgeTargetStatus,
+    Worker,
+    WorkerRoute,
+    WorkerRouteStatus,
+    WorkerVersion,
+    get_condition,
+    set_condition,
+)
+from edgeplane.api.common import now as api_now
+from edgeplane.api.version import BindingSummary, ModuleSummary, WorkerVersionSpec
+from edgeplane.bundle import Bundle, Deployment, Route
+from edgeplane.compile import CompileError, Sources, compile_worker, references
+from edgeplane.distribute.agent import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.plan.status import Event, Stall, TargetOutcome, TargetState, worker_status
+from edgeplane.plan.targets import TargetView, plan, select
+from edgeplane.workqueue import WorkQueue
+
+log = logging.getLogger("edgeplane.controller")
+
+FINALIZER = "edgeplane.io/cleanup"
+WORKER_LABEL = "edgeplane.io/worker"
+MAX_URL_BYTES = 64 * 1000 * 1000
+
+# Keys of the work queue: ("Worker" | "WorkerRoute", namespace, name).
+Key = tuple[str, str, str]
+
+
+@dataclass
+class Settings:
+    versions_retained: int = 10
+    concurrency: int = 32
+    # EdgeTarget status is written when something changes, and at least this often.
+    heartbeat_interval: float = 30.0
+
+
+@dataclass
+class TargetRuntime:
+    """What the operator knows about one location, refreshed by health checks and pushes."""
+
+    endpoint: Endpoint | None = None
+    reachable: bool | None = None
+    message: str = ""
+    inventory: dict[str, str] | None = None  # worker -> deployment identity
+    primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
+    info: dict[str, Any] = field(default_factory=dict)
+    # worker -> (identity, message) of the deployment the agent refused
+    refused: dict[str, tuple[str, str]] = field(default_factory=dict)
+    last_status_write: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Controller:
+    def __init__(self, api: kclient.ApiClient, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.api = api
+        self.custom = kclient.CustomObjectsApi(api)
+        self.core = kclient.CoreV1Api(api)
+        self.agents = AgentClient()
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        # Latest bodies seen by the watches (an informer cache).
+        self.workers: dict[tuple[str, str], dict[str, Any]] = {}
+        self.routes: dict[tuple[str, str], dict[str, Any]] = {}
+        self.targets: dict[str, dict[str, Any]] = {}
+        self.runtime: dict[str, TargetRuntime] = {}
+        # worker full name -> identity it should have where selected, for drift checks.
+        self.desired: dict[str, tuple[str, frozenset[str]]] = {}
+        self.url_cache: dict[str, bytes] = {}
+        self.known_versions: set[tuple[str, str]] = set()  # (namespace, WorkerVersion name)
+        self.ready: dict[tuple[str, str], bool] = {}  # for the Workers-by-readiness gauge
+        self.queue: WorkQueue[Key] = WorkQueue("worker", self._handle, self.settings.concurrency)
+
+    async def start(self) -> None:
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.agents.close()
+        await self.http.close()
+
+    # -- events from the watches (handlers.py) ------------------------------------------
+
+    def worker_seen(self, body: dict[str, Any], deleted: bool) -> None:
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        if deleted:
+            self.workers.pop((ns, name), None)
+            self.desired.pop(f"{ns}.{name}", None)
+            self.ready.pop((ns, name), None)
+            self._count_workers()
+            return
+        self.workers[(ns, name)] = body
+        self.queue.add(("Worker", ns, name))
+
+    def route_seen(self, body: dict[str, Any], deleted: bool) -> None:
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        old = self.routes.pop((ns, name), None)
+        if not deleted:
+            self.routes[(ns, name)] = body
+        affected = {b["spec"]["worker"] for b in (old, None if deleted else body) if b}
+        for worker in affected:
+            self.queue.add(("Worker", ns, worker))
+        # A pattern shared with other routes changes their conflict status too.
+        patterns = {b["spec"]["pattern"] for b in (old, body) if b}
+        for (rns, rname), rbody in self.routes.items():
+            if rbody["spec"]["pattern"] in patterns:
+                self.queue.add(("WorkerRoute", rns, rname))
+                self.queue.add(("Worker", rns, rbody["spec"]["worker"]))
+
+    def target_seen(self, body: dict[str, Any], deleted: bool) -> None:
+        name = body["metadata"]["name"]
+        old = self.targets.get(name)
+        if deleted:
+            self.targets.pop(name, None)
+            self.runtime.pop(name, None)
+        else:
+            self.targets[name] = body
+            if old is not None and _target_identity(old) == _target_identity(body):
+                return  # only its status changed: nothing for Workers to do
+            self.runtime.setdefault(name, TargetRuntime()).endpoint = None
+        self.enqueue_all_workers()
+
+    def credentials_changed(self, namespace: str, name: str) -> None:
+        """A Secret changed: targets whose token it holds must read it again."""
+        for tname, tbody in self.targets.items():
+            ref = tbody["spec"]["credentialsSecretRef"]
+            if (ref["namespace"], ref["name"]) == (namespace, name):
+                self.runtime.setdefault(tname, TargetRuntime()).endpoint = None
+
+    def enqueue_all_workers(self) -> None:
+        for ns, name in self.workers:
+            self.queue.add(("Worker", ns, name))
+
+    # -- the queue's handler -------------------------------------------------------------
+
+    async def _handle(self, key: Key) -> float | None:
+        kind, ns, name = key
+        started = time.monotonic()
+        result = "success"
+        try:
+            if kind == "Worker":
+                delay = await self.reconcile_worker(ns, name)
+            else:
+                delay = await self.reconcile_route(ns, name)
+            if delay is not None:
+                result = "requeue_after"
+            return delay
+        except Exception:
+            result = "error"
+            metrics.RECONCILE_ERRORS.labels(kind.lower()).inc()
+            raise
+        finally:
+            metrics.RECONCILE_TOTAL.labels(kind.lower(), result).inc()
+            metrics.RECONCILE_TIME.labels(kind.lower()).observe(time.monotonic() - started)
+
+    # -- Worker --------------------------------------------------------------------------
+
+    async def reconcile_worker(self, ns: str, name: str) -> float | None:
+        body = self.workers.get((ns, name))
+        if body is None:
+            return None
+        worker = Worker.model_validate(body)
+        full = worker.full_name
+        if body["metadata"].get("deletionTimestamp"):
+            return await self._finalize(worker, body)
+        if FINALIZER not in (body["metadata"].get("finalizers") or []):
+            await self._patch_worker(
+                ns,
+                name,
+                {
+                    "metadata": {
+                        "finalizers": [*(body["metadata"].get("finalizers") or []), FINALIZER]
+                    }
+                },
+            )
+
+        views = await self._target_views()
+        selected = select(worker.spec.targets, views)
+        generation = int(body["metadata"].get("generation") or 0)
+        prev = worker.status
+
+        if not selected:
+            self.desired.pop(full, None)
+            await self._remove_everywhere(full, views)
+            stall = Stall(
+                "NoTargets",
+                "spec.targets: no EdgeTarget matches the selector; label an EdgeTarget to "
+                "match it or change the selector",
+            )
+            return await self._finish(worker, body, generation, None, [], stall)
+
+        try:
+            sources = await self._resolve(worker)
+            bundle = compile_worker(worker, sources)
+        except CompileError as e:
+            # The last good version keeps serving; report what the targets still have.
+            outcomes = [self._outcome(t.name, full, None) for t in selected]
+            latest = prev.latest_version if prev else None
+            return await self._finish(
+                worker, body, generation, latest, outcomes, Stall(e.reason, e.message)
+            )
+
+        deployment = Deployment(
+            worker=full,
+            primary=bundle.version or "",
+            versions=(bundle,),
+            routes=tuple(self._routes_for(worker, bundle)),
+        )
+        identity = deployment.identity()
+        self.desired[full] = (identity, frozenset(t.name for t in selected))
+        await self._ensure_version(worker, bundle, generation)
+
+        actions = plan(full, identity, selected, views)
+        refusal: Stall | None = None
+        results = await asyncio.gather(
+            *(self._push(t, deployment, identity, sources) for t in actions.push),
+            *(self._remove(t, full) for t in actions.remove),
+        )
+        for message in results:
+            if message:
+                refusal = Stall("ScriptInvalid", message)
+        outcomes = [self._outcome(t.name, full, identity) for t in selected]
+        delay = await self._finish(worker, body, generation, bundle.version, outcomes, refusal)
+        return delay
+
+    def _outcome(self, target: str, worker: str, identity: str | None) -> TargetOutcome:
+        rt = self.runtime.get(target) or TargetRuntime()
+        serving = rt.primaries.get(worker)
+        if rt.reachable is False:
+            return TargetOutcome(target, TargetState.UNREACHABLE, serving, rt.message)
+        has = (rt.inventory or {}).get(worker)
+        if identity is not None and has == identity:
+            return TargetOutcome(target, TargetState.READY, serving)
+        refused = rt.refused.get(worker)
+        if refused and refused[0] == identity:
+            return TargetOutcome(target, TargetState.FAILED, serving, refused[1])
+        return TargetOutcome(target, TargetState.DEPLOYING, serving)
+
+    async def _push(
+        self, target: str, deployment: Deployment, identity: str, sources: Sources
+    ) -> str | None:
+        """Push to one target; returns the agent's refusal message, if it refused."""
+        rt = self.runtime.setdefault(target, TargetRuntime())
+        ep = await self._endpoint(target)
+        if ep is None:
+            return None
+        try:
+            await self.agents.put(ep, deployment)
+        except Unreachable as e:
+            rt.reachable, rt.message = False, _redact(str(e), sources)
+            return None
+        except Refused as e:
+            message = _redact(f"{target}: {e}", sources)
+            rt.refused[deployment.worker] = (identity, message)
+            return message
+        rt.reachable, rt.message = True, ""
+        rt.refused.pop(deployment.worker, None)
+        if rt.inventory is not None:
+            rt.inventory[deployment.worker] = identity
+        rt.primaries[deployment.worker] = deployment.primary
+        return None
+
+    async def _remove(self, target: str, worker: str) -> str | None:
+        rt = self.runtime.setdefault(target, TargetRuntime())
+        ep = await self._endpoint(target)
+        if ep is None:
+            return None
+        try:
+            await self.agents.delete(ep, worker)
+        except Unreachable as e:
+            rt.reachable, rt.message = False, str(e)
+            return None
+        if rt.inventory is not None:
+            rt.inventory.pop(worker, None)
+        rt.primaries.pop(worker, None)
+        return None
+
+    async def _remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> bool:
+        """True when no reachable target serves the Worker any more."""
+        actions = plan(worker, None, [], views)
+        await asyncio.gather(*(self._remove(t, worker) for t in actions.remove))
+        return all(worker not in (self.runtime[t].inventory or {}) for t in actions.remove)
+
+    async def _finalize(self, worker: Worker, body: dict[str, Any]) -> float | None:
+        full = worker.full_name
+        self.desired.pop(full, None)
+        views = await self._target_views()
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        if not await self._remove_everywhere(full, views):
+            return self.queue.backoff(("Worker", ns, name))  # a location still has it
+        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
+        try:
+            await self._patch_worker(ns, name, {"metadata": {"finalizers": finalizers or None}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        return None
+
+    async def _finish(
+        self,
+        worker: Worker,
+        body: dict[str, Any],
+        generation: int,
+        latest: str | None,
+        outcomes: list[TargetOutcome],
+        stall: Stall | None,
+    ) -> float | None:
+        now = api_now()
+        status, events = worker_status(worker.status, generation, latest, outcomes, stall, now)
+        ns, name = worker.metadata.namespace or "", worker.metadata.name
+        wire = status.to_wire()
+        if wire != (body.get("status") or {}):
+            updated = await self._patch_status("workers", ns, name, wire)
+            if updated is not None:
+                self.workers[(ns, name)] = updated
+        for event in events:
+            await self._event(body, event)
+        ready = get_condition(status.conditions, "Ready")
+        self.ready[(ns, name)] = bool(ready and ready.status == "True")
+        self._count_workers()
+        if stall is not None:
+            return None  # waits for a change from the user (watched) instead
+        if any(o.state is not TargetState.READY for o in outcomes):
+            return self.queue.backoff(("Worker", ns, name))
+        return None
+
+    def _count_workers(self) -> None:
+        ready = sum(self.ready.values())
+        metrics.WORKERS.labels("true").set(ready)
+        metrics.WORKERS.labels("false").set(len(self.ready) - ready)
+
+    def _routes_for(self, worker: Worker, bundle: Bundle) -> list[Route]:
+        ns = worker.metadata.namespace
+        conflicts = self._route_conflicts()
+        out = []
+        for (rns, rname), body in sorted(self.routes.items()):
+            if rns != ns or body["spec"]["worker"] != worker.metadata.name:
+                continue
+            if (rns, rname) in conflicts:
+                continue  # never a silent winner: a conflicting pattern is served by no one
+            out.append(Route(pattern=body["spec"]["pattern"]))
+        return out
+
+    def _route_conflicts(self) -> dict[tuple[str, str], list[str]]:
+        """Routes whose pattern another route also claims -> the other routes' names."""
+        by_pattern: dict[str, list[tuple[str, str]]] = {}
+        for key, body in self.routes.items():
+            by_pattern.setdefault(_normal_pattern(body["spec"]["pattern"]), []).append(key)
+        out: dict[tuple[str, str], list[str]] = {}
+        for keys in by_pattern.values():
+            if len(keys) > 1:
+                for key in keys:
+                    out[key] = sorted(f"{ns}/{n}" for ns, n in keys if (ns, n) != key)
+        return out
+
+    async def _ensure_version(self, worker: Worker, bundle: Bundle, generation: int) -> None:
+        """Record the version as an immutable WorkerVersion owned by the Worker."""
+        assert bundle.version is not None
+        ns, name = worker.metadata.namespace or "", worker.metadata.name
+        vname = f"{name}-{bundle.version[:12]}"
+        if (ns, vname) in self.known_versions:
+            return
+        spec = WorkerVersionSpec(
+            worker=name,
+            version_id=bundle.version,
+            created=api_now(),
+            worker_generation=generation,
+            main_module=bundle.main_module,
+            compatibility_date=bundle.compatibility_date,
+            compatibility_flags=list(bundle.compatibility_flags),
+            modules=[
+                ModuleSummary(
+                    name=m.name,
+                    type=m.type,
+                    sha256=hashlib.sha256(m.raw()).hexdigest(),
+                    size=len(m.raw()),
+                )
+                for m in bundle.modules
+            ],
+            bindings=[BindingSummary(name=b.name, kind=b.kind) for b in worker.spec.bindings],
+            source=worker.spec,
+        )
+        obj = WorkerVersion(
+            metadata={
+                "name": vname,
+                "namespace": ns,
+                "labels": {WORKER_LABEL: name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "Worker",
+                        "name": name,
+                        "uid": worker.metadata.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            spec=spec,
+        )
+        try:
+            await self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, "workerversions", obj.to_wire()
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        self.known_versions.add((ns, vname))
+        await self._prune_versions(ns, name, keep=vname)
+
+    async def _prune_versions(self, ns: str, worker: str, keep: str) -> None:
+        listed = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={worker}"
+        )
+        items = sorted(
+            listed.get("items", []),
+            key=lambda o: (o["spec"]["created"], o["metadata"]["name"]),
+            reverse=True,
+        )
+        for old in items[self.settings.versions_retained :]:
+            if old["metadata"]["name"] == keep:
+                continue
+            try:
+                await self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, ns, "workerversions", old["metadata"]["name"]
+                )
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+            self.known_versions.discard((ns, old["metadata"]["name"]))
+
+    # -- sources -------------------------------------------------------------------------
+
+    async def _resolve(self, worker: Worker) -> Sources:
+        ns = worker.metadata.namespace or ""
+        refs = references(worker)
+        config_maps: dict[str, dict[str, str | bytes]] = {}
+        secrets: dict[str, dict[str, bytes]] = {}
+        for name in refs.config_maps:
+            cm = await self._read(self.core.read_namespaced_config_map(name, ns))
+            if cm is not None:
+                data: dict[str, str | bytes] = dict(cm.data or {})
+                for k, v in (cm.binary_data or {}).items():
+                    data[k] = base64.b64decode(v)
+                config_maps[name] = data
+        for name in refs.secrets:
+            secret = await self._read(self.core.read_namespaced_secret(name, ns))
+            if secret is not None:
+                secrets[name] = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        urls = {}
+        for url, sha in refs.urls:
+            content = await self._download(url, sha)
+            if content is not None:
+                urls[sha] = content
+        return Sources(config_maps=config_maps, secrets=secrets, urls=urls)
+
+    async def _download(self, url: str, sha256: str) -> bytes | None:
+        if sha256 in self.url_cache:
+            return self.url_cache[sha256]
+        try:
+            async with self.http.get(url) as resp:
+                if resp.status != 200:
+                    return None
+                content = await resp.content.read(MAX_URL_BYTES + 1)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return None
+        if hashlib.sha256(content).hexdigest() == sha256:
+            self.url_cache[sha256] = content  # content-addressed: never stale
+        return content
+
+    @staticmethod
+    async def _read(call: Any) -> Any:
+        try:
+            return await call
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    # -- targets -------------------------------------------------------------------------
+
+    async def _target_views(self) -> list[TargetView]:
+        views = []
+        for name, body in list(self.targets.items()):
+            rt = self.runtime.setdefault(name, TargetRuntime())
+            if rt.inventory is None and rt.reachable is None:
+                await self.check_target(name)
+            views.append(
+                TargetView(
+                    name=name,
+                    labels=body["metadata"].get("labels") or {},
+                    reachable=rt.reachable,
+                    message=rt.message,
+                    inventory=None if rt.inventory is None else dict(rt.inventory),
+                )
+            )
+        return views
+
+    async def _endpoint(self, target: str) -> Endpoint | None:
+        rt = self.runtime.setdefault(target, TargetRuntime())
+        if rt.endpoint is not None:
+            return rt.endpoint
+        body = self.targets.get(target)
+        if body is None:
+            return None
+        spec = EdgeTarget.model_validate(body).spec
+        ref = spec.credentials_secret_ref
+        secret = await self._read(self.core.read_namespaced_secret(ref.name, ref.namespace))
+        token = None
+        if secret is not None and ref.key in (secret.data or {}):
+            token = base64.b64decode(secret.data[ref.key]).decode().strip()
+        if not token:
+            rt.reachable = False
+            rt.message = (
+                f"spec.credentialsSecretRef: Secret {ref.namespace}/{ref.name} or its key "
+                f"{ref.key!r} not found"
+            )
+            return None
+        rt.endpoint = Endpoint(target, spec.endpoint, token, spec.ca_bundle)
+        return rt.endpoint
+
+    async def check_target(self, name: str) -> None:
+        """Health check and inventory of one location; requeues Workers it affects."""
+        rt = self.runtime.setdefault(name, TargetRuntime())
+        async with rt.lock:
+            was = (rt.reachable, dict(rt.inventory or {}))
+            ep = await self._endpoint(name)
+            if ep is not None:
+                try:
+                    info = await self.agents.info(ep)
+                    inventory = await self.agents.inventory(ep)
+                except Unreachable as e:
+                    rt.reachable, rt.message = False, str(e)
+                except Refused as e:
+                    rt.reachable = False
+                    rt.message = f"agent refused the operator's credentials ({e.status}): {e}"
+                else:
+                    rt.reachable, rt.message = True, ""
+                    rt.info.update(info)
+                    rt.inventory = {w: i.identity for w, i in inventory.items()}
+                    rt.primaries = {w: i.primary for w, i in inventory.items()}
+            metrics.TARGET_UP.labels(name).set(1 if rt.reachable else 0)
+            changed = was != (rt.reachable, dict(rt.inventory or {}))
+        if changed:
+            self._requeue_for_target(name, was[0] != rt.reachable)
+        await self._write_target_status(name, force=changed)
+
+    def _requeue_for_target(self, target: str, reachability_changed: bool) -> None:
+        rt = self.runtime[target]
+        for ns, wname in list(self.workers):
+            full = f"{ns}.{wname}"
+            want = self.desired.get(full)
+            has = (rt.inventory or {}).get(full)
+            if reachability_changed or (want and target in want[1] and has != want[0]):
+                self.queue.add(("Worker", ns, wname))
+            elif want is None and has is not None:
+                self.queue.add(("Worker", ns, wname))
+
+    async def _write_target_status(self, name: str, force: bool) -> None:
+        body = self.targets.get(name)
+        rt = self.runtime.get(name)
+        if body is None or rt is None:
+            return
+        if not force and time.monotonic() - rt.last_status_write < self.settings.heartbeat_interval:
+            return
+        target = EdgeTarget.model_validate(body)
+        prev = target.status or EdgeTargetStatus()
+        if rt.reachable:
+            cond = (True, "Reachable", "the agent answers and reports its inventory")
+        elif rt.endpoint is None and rt.message.startswith("spec."):
+            cond = (False, "CredentialsNotFound", rt.message)
+        else:
+            cond = (False, "Unreachable", rt.message or "the agent does not answer")
+        status = EdgeTargetStatus(
+            observed_generation=body["metadata"].get("generation"),
+            conditions=set_condition(
+                list(prev.conditions),
+                "Ready",
+                cond[0],
+                cond[1],
+                cond[2],
+                observed_generation=body["metadata"].get("generation"),
+            ),
+            last_heartbeat=api_now() if rt.reachable else prev.last_heartbeat,
+            agent_version=rt.info.get("agentVersion", prev.agent_version),
+            runtime_version=rt.info.get("runtimeVersion", prev.runtime_version),
+            workers=len(rt.inventory) if rt.inventory is not None else prev.workers,
+        )
+        updated = await self._patch_status("edgetargets", None, name, status.to_wire())
+        rt.last_status_write = time.monotonic()
+        if updated is not None:
+            self.targets[name] = updated
+
+    # -- WorkerRoute ---------------------------------------------------------------------
+
+    async def reconcile_route(self, ns: str, name: str) -> float | None:
+        body = self.routes.get((ns, name))
+        if body is None:
+            return None
+        route = WorkerRoute.model_validate(body)
+        generation = int(body["metadata"].get("generation") or 0)
+        others = self._route_conflicts().get((ns, name))
+        prev = route.status or WorkerRouteStatus()
+        if others:
+            cond = (
+                False,
+                "RouteConflict",
+                f"pattern {route.spec.pattern!r} is also claimed by {', '.join(others)}; "
+                "neither route is served until one of them changes its pattern",
+            )
+        elif (ns, route.spec.worker) not in self.workers:
+            cond = (False, "WorkerNotFound", f"Worker {ns}/{route.spec.worker} does not exist")
+        elif route.spec.traffic and any(t.version != "latest" for t in route.spec.traffic):
+            cond = (
+                False,
+                "TrafficNotSupported",
+                "spec.traffic: splitting between versions is not supported yet; the route "
+                "serves the Worker's latest version",
+            )
+        else:
+            cond = (True, "Routed", f"requests matching the pattern go to {route.spec.worker}")
+        status = WorkerRouteStatus(
+            observed_generation=generation,
+            conditions=set_condition(
+                list(prev.conditions),
+                "Ready",
+                cond[0],
+                cond[1],
+                cond[2],
+                observed_generation=generation,
+            ),
+        )
+        if status.to_wire() != (body.get("status") or {}):
+            updated = await self._patch_status("workerroutes", ns, name, status.to_wire())
+            if updated is not None:
+                self.routes[(ns, name)] = updated
+        return None
+
+    # -- apiserver writes ----------------------------------------------------------------
+
+    async def _patch_worker(self, ns: str, name: str, patch: dict[str, Any]) -> None:
+        updated = await self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            "workers",
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
+        self.workers[(ns, name)] = updated
+
+    async def _patch_status(
+        self, plural: str, ns: str | None, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        # A merge patch with the full status; null clears fields no longer reported.
+        patch = {"status": status}
+        try:
+            if ns is None:
+                return await self.custom.patch_cluster_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    plural,
+                    name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                )
+            return await self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                ns,
+                plural,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def _event(self, body: dict[str, Any], event: Event) -> None:
+        meta = body["metadata"]
+        now = datetime.now(UTC)
+        ev = kclient.CoreV1Event(
+            metadata=kclient.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=kclient.V1ObjectReference(
+                api_version=body["apiVersion"],
+                kind=body["kind"],
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=event.reason,
+            message=event.message[:1024],
+            type=event.type,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kclient.V1EventSource(component="edgeplane-operator"),
+            reporting_component="edgeplane.io/operator",
+            reporting_instance="edgeplane-operator",
+        )
+        try:
+            await self.core.create_namespaced_event(meta["namespace"], ev)
+        except ApiException as e:
+            log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)
+
+
+def _target_identity(body: dict[str, Any]) -> tuple[Any, ...]:
+    return (body.get("spec"), body["metadata"].get("labels"), body["metadata"].get("generation"))
+
+
+def _normal_pattern(pattern: str) -> str:
+    """Patterns that differ only in scheme or host case claim the same requests."""
+    p = pattern.split("://", 1)[-1]
+    host, _, path = p.partition("/")
+    return f"{host.lower()}/{path}"
+
+
+def _redact(message: str, sources: Sources) -> str:
+    """Secret values never reach status, Events or logs, whatever an agent echoed."""
+    for secret in sources.secrets.values():
+        for value in secret.values():
+            text = value.decode("utf-8", "replace").strip()
+            if len(text) >= 4:
+                message = message.replace(text, "[redacted]")
+    return message

@@ -1,0 +1,103 @@
+"""kopf wiring only: watch events feed the controller's caches and work queue.
+
+Only event handlers and timers are used, never kopf's change-detecting handlers, so kopf
+keeps no `last-handled-configuration` annotation: large inline scripts cannot overflow
+its 256 KiB limit, and the level-triggered reconcile does not depend on diffs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from edgeplane.api import GROUP, VERSION
+from edgeplane.controller import Controller, Settings
+from edgeplane.kubelogin import async_api_client, login
+
+kopf.on.login()(login)
+HEALTH_INTERVAL = float(os.environ.get("EDGEPLANE_HEALTH_INTERVAL", "5"))
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Watches that stall silently are kopf's best-known failure: bound them both ways.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    # Our own Events say what happened; kopf posting its log lines would be noise.
+    settings.posting.enabled = False
+    cfg: Settings = memo.get("settings") or Settings()
+    controller = Controller(await async_api_client(), cfg)
+    memo["controller"] = controller
+    await controller.start()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        await controller.stop()
+        await controller.api.close()
+
+
+def _deleted(event: dict[str, Any]) -> bool:
+    return event.get("type") == "DELETED"
+
+
+@kopf.index(GROUP, VERSION, "workers")
+def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
+    """(namespace, kind, name) of every ConfigMap and Secret a Worker reads -> the Worker."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    spec = body.get("spec") or {}
+    out: dict[tuple[str, str, str], str] = {}
+    for m in spec.get("modules") or []:
+        if ref := m.get("configMapKeyRef"):
+            out[(ns, "ConfigMap", ref["name"])] = name
+    for b in spec.get("bindings") or []:
+        if ref := b.get("secretKeyRef"):
+            out[(ns, "Secret", ref["name"])] = name
+    return out
+
+
+@kopf.on.event(GROUP, VERSION, "workers")
+def worker_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].worker_seen(dict(body), _deleted(event))
+
+
+@kopf.on.event(GROUP, VERSION, "workerroutes")
+def route_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].route_seen(dict(body), _deleted(event))
+
+
+@kopf.on.event(GROUP, VERSION, "edgetargets")
+def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].target_seen(dict(body), _deleted(event))
+
+
+def _source_event(kind: str, body: kopf.Body, memo: kopf.Memo, index: kopf.Index) -> None:
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    controller: Controller = memo["controller"]
+    for worker in index.get((ns, kind, name), []):
+        controller.queue.add(("Worker", ns, worker))
+    if kind == "Secret":
+        controller.credentials_changed(ns, name)
+
+
+@kopf.on.event("", "v1", "configmaps")
+def configmap_event(body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any) -> None:
+    _source_event("ConfigMap", body, memo, source_refs)
+
+
+@kopf.on.event("", "v1", "secrets")
+def secret_event(body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any) -> None:
+    _source_event("Secret", body, memo, source_refs)
+
+
+@kopf.timer(GROUP, VERSION, "edgetargets", interval=HEALTH_INTERVAL, sharp=False)
+async def health(name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    controller: Controller = memo["controller"]
+    await controller.check_target(name)

@@ -1,0 +1,74 @@
+"""`edgeplane operator`: run the kopf operator with edgeplane's settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+from edgeplane.controller import Settings
+
+
+def main(argv: list[str]) -> int:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="edgeplane operator", description=__doc__)
+    parser.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    parser.add_argument(
+        "--metrics-address", default=env("EDGEPLANE_METRICS_ADDRESS", "0.0.0.0:8080"),
+        help="host:port for Prometheus /metrics (empty to disable)",
+    )
+    parser.add_argument(
+        "--liveness", default=env("EDGEPLANE_LIVENESS", ""),
+        help="URL for kopf's liveness probe endpoint, e.g. http://0.0.0.0:8081/healthz",
+    )
+    parser.add_argument(
+        "--versions-retained", type=int, default=int(env("EDGEPLANE_VERSIONS_RETAINED", "10")),
+        help="WorkerVersions kept per Worker (default 10)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=int(env("EDGEPLANE_CONCURRENCY", "32")),
+        help="Workers reconciled at the same time (default 32)",
+    )
+    parser.add_argument(
+        "--health-interval", type=float, default=float(env("EDGEPLANE_HEALTH_INTERVAL", "5")),
+        help="seconds between health checks of each EdgeTarget (default 5)",
+    )
+    parser.add_argument(
+        "--peering", default=env("EDGEPLANE_PEERING", ""),
+        help="kopf peering object name for several replicas; default: standalone",
+    )
+    parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # kopf logs every event handler call at INFO; keep its own chatter at WARNING.
+    logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.metrics_address:
+        host, _, port = args.metrics_address.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0")
+
+    # The health timer's interval is fixed when handlers.py registers it.
+    os.environ["EDGEPLANE_HEALTH_INTERVAL"] = str(args.health_interval)
+    from edgeplane import handlers
+
+    settings = Settings(versions_retained=args.versions_retained, concurrency=args.concurrency)
+    assert handlers.startup is not None
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=not args.peering,
+        peering_name=args.peering or None,
+        liveness_endpoint=args.liveness or None,
+        memo=kopf.Memo(settings=settings),
+        loop=asyncio.new_event_loop(),
+    )
+    return 0
