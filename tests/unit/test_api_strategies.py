@@ -9,7 +9,7 @@ import string
 from datetime import date
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -187,20 +187,20 @@ def target_specs() -> st.SearchStrategy[EdgeTargetSpec]:
 
 # -- tests -----------------------------------------------------------------------------
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(spec=worker_specs())
 def test_worker_spec_round_trips_through_the_wire_form(spec: WorkerSpec) -> None:
     assert WorkerSpec.model_validate(spec.to_wire()) == spec
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(spec=route_specs())
 def test_route_spec_round_trips(spec: WorkerRouteSpec) -> None:
     assert WorkerRouteSpec.model_validate(spec.to_wire()) == spec
     assert pattern_error(spec.pattern) is None
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(spec=target_specs())
 def test_target_spec_round_trips(spec: EdgeTargetSpec) -> None:
     assert EdgeTargetSpec.model_validate(spec.to_wire()) == spec
