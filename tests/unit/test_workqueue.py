@@ -1,0 +1,60 @@
+"""The work queue coalesces keys and never runs one key twice at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from edgeplane.workqueue import WorkQueue
+
+
+async def test_many_adds_of_one_key_coalesce_and_never_overlap() -> None:
+    runs: list[str] = []
+    running: set[str] = set()
+    overlap = False
+
+    async def handle(key: str) -> None:
+        nonlocal overlap
+        overlap |= key in running
+        running.add(key)
+        runs.append(key)
+        await asyncio.sleep(0.05)
+        running.discard(key)
+
+    q: WorkQueue[str] = WorkQueue("t1", handle, concurrency=4)
+    q.start()
+    for _ in range(50):
+        q.add("a")
+    q.add("b")
+    await asyncio.sleep(0.01)  # "a" is running now: the next adds mark it dirty
+    for _ in range(50):
+        q.add("a")
+    await asyncio.sleep(0.3)
+    await q.wait_idle()
+    await q.stop()
+    assert not overlap
+    assert runs.count("a") == 2  # once, then once more for the adds made while it ran
+    assert runs.count("b") == 1
+
+
+async def test_a_delay_returned_by_the_handler_retries_the_key() -> None:
+    attempts = 0
+
+    async def handle(key: str) -> float | None:
+        nonlocal attempts
+        attempts += 1
+        return 0.01 if attempts < 3 else None
+
+    q: WorkQueue[str] = WorkQueue("t2", handle, concurrency=1)
+    q.start()
+    q.add("k")
+    for _ in range(100):
+        if attempts >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await q.stop()
+    assert attempts == 3
+
+
+async def test_errors_are_retried_with_growing_backoff() -> None:
+    q: WorkQueue[str] = WorkQueue("t3", lambda k: asyncio.sleep(0), concurrency=1)
+    assert [q.backoff("k") for _ in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
