@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 GROUP = "edgeplane.io"
 VERSION = "v1alpha1"
@@ -119,7 +119,7 @@ class Condition(Wire):
         description="The metadata.generation the condition was set from; if older than the "
         "object's generation, the condition is out of date.",
     )
-    last_transition_time: datetime = Field(
+    last_transition_time: AwareDatetime = Field(
         alias="lastTransitionTime",
         description="When the condition last changed from one status to another (RFC 3339).",
     )

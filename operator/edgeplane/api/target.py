@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from edgeplane.api.common import (
     AGE_COLUMN,
@@ -123,7 +122,7 @@ class EdgeTargetStatus(Wire):
         description="Ready (the agent answers and its workerd serves) and Reconciling.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    last_heartbeat: datetime | None = Field(
+    last_heartbeat: AwareDatetime | None = Field(
         default=None,
         alias="lastHeartbeat",
         description="When the agent last answered (RFC 3339).",

@@ -7,11 +7,10 @@ that spec again and checking the module digests rebuilds the same bundle for a r
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from edgeplane.api.common import (
     AGE_COLUMN,
@@ -80,7 +79,7 @@ class WorkerVersionSpec(Wire):
         alias="versionId",
         description="sha256 of the compiled bundle: the same inputs always give the same id.",
     )
-    created: datetime = Field(description="When the operator compiled the version (RFC 3339).")
+    created: AwareDatetime = Field(description="When the operator compiled the version (RFC 3339).")
     worker_generation: int = Field(
         alias="workerGeneration",
         ge=0,
@@ -152,3 +151,8 @@ class WorkerVersion(Resource):
 
     spec: WorkerVersionSpec
     status: WorkerVersionStatus | None = None
+
+    @staticmethod
+    def name_for(worker: str, version_id: str) -> str:
+        """The object name of a Worker's version: `<worker>-<first 12 hex of the id>`."""
+        return f"{worker}-{version_id[:12]}"

@@ -5,11 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, Field, JsonValue, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
 
 from edgeplane.api.common import (
     AGE_COLUMN,
@@ -460,7 +466,7 @@ class TargetStatus(Wire):
     message: str = Field(
         default="", max_length=4096, description="Details, e.g. the agent's error."
     )
-    last_transition_time: datetime | None = Field(
+    last_transition_time: AwareDatetime | None = Field(
         default=None,
         alias="lastTransitionTime",
         description="When state last changed (RFC 3339).",
