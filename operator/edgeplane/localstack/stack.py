@@ -1,0 +1,234 @@
+"""The whole stack on one machine: the local control plane, edge locations (an agent with
+its workerd each) on loopback ports, and the operator, each a real process. Used by the
+end-to-end tests and by `edgeplane demo`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edgeplane.localstack import procs
+from edgeplane.localstack.cluster import REPO, Cluster
+
+SYSTEM_NAMESPACE = "edgeplane-system"
+REGIONS = ("eu-west", "us-east", "ap-south")
+
+
+def _wait_http(url: str, proc: procs.Proc, timeout: float, token: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: {url} not ready after {timeout:.0f}s:\n{proc.log_tail()}")
+
+
+@dataclass
+class Agent:
+    """One edge location: `edgeplane agent` (which runs workerd) on two loopback ports."""
+
+    name: str
+    region: str
+    root: Path
+    tie_to_parent: bool = True
+    api_port: int = field(default_factory=procs.free_port)
+    http_port: int = field(default_factory=procs.free_port)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    proc: procs.Proc | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / f"agent-{self.name}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = 60) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        token_file = self.root / f"agent-{self.name}.token"
+        token_file.write_text(self.token)
+        token_file.chmod(0o600)
+        self.proc = procs.start(
+            f"agent-{self.name}",
+            [
+                sys.executable, "-m", "edgeplane.cli", "agent",
+                "--listen-api", f"127.0.0.1:{self.api_port}",
+                "--listen-http", f"127.0.0.1:{self.http_port}",
+                "--state-dir", str(self.state_dir / "state"),
+                "--token-file", str(token_file),
+            ],
+            self.root,
+            tie_to_parent=self.tie_to_parent,
+        )
+        _wait_http(f"{self.api_url}/healthz", self.proc, timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the agent and its workerd, as a crash would."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.popen.wait(10)
+            self.proc = None
+
+    def manifests(self) -> list[dict[str, object]]:
+        secret_name = f"edge-{self.name}-token"
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret_name, "namespace": SYSTEM_NAMESPACE},
+                "stringData": {"token": self.token},
+            },
+            {
+                "apiVersion": "edgeplane.io/v1alpha1",
+                "kind": "EdgeTarget",
+                "metadata": {
+                    "name": self.name,
+                    "labels": {"edgeplane.io/region": self.region},
+                },
+                "spec": {
+                    "endpoint": self.api_url,
+                    "credentialsSecretRef": {
+                        "namespace": SYSTEM_NAMESPACE, "name": secret_name, "key": "token",
+                    },
+                },
+            },
+        ]
+
+
+@dataclass
+class Operator:
+    """`edgeplane operator` as its own process, so it can be killed and restarted."""
+
+    root: Path
+    kubeconfig: Path
+    tie_to_parent: bool = True
+    metrics_port: int = field(default_factory=procs.free_port)
+    extra_args: tuple[str, ...] = ()
+    proc: procs.Proc | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self, timeout: float = 60) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        self.proc = procs.start(
+            "operator",
+            [
+                sys.executable, "-m", "edgeplane.cli", "operator",
+                "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+                "--health-interval", "2",
+                *self.extra_args,
+            ],
+            self.root,
+            env=env,
+            tie_to_parent=self.tie_to_parent,
+        )
+        _wait_http(self.metrics_url, self.proc, timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop(self.proc, timeout=15)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.popen.pid, signal.SIGKILL)
+            self.proc.popen.wait(10)
+            self.proc = None
+
+
+def apply_crds(cluster: Cluster) -> None:
+    files = sorted((REPO / "crds").glob("*.yaml"))
+    args = ["apply", "--server-side", "--force-conflicts"]
+    for f in files:
+        args += ["-f", str(f)]
+    cluster.kubectl(*args)
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        *(f"crd/{f.name.removesuffix('.yaml')}" for f in files),
+    )
+
+
+def register_agents(cluster: Cluster, agents: list[Agent]) -> None:
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
+        *(m for a in agents for m in a.manifests()),
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+@dataclass
+class Stack:
+    """Agents and the operator around a cluster; the cluster is started here unless one is
+    passed in (the tests share theirs), and only a cluster started here is stopped here."""
+
+    root: Path
+    agent_count: int = 3
+    tie_to_parent: bool = True
+    cluster: Cluster | None = None
+    agents: list[Agent] = field(default_factory=list)
+    operator: Operator | None = None
+    owns_cluster: bool = False
+
+    def up(self) -> None:
+        try:
+            if self.cluster is None:
+                self.cluster = Cluster(self.root / "cluster", tie_to_parent=self.tie_to_parent)
+                self.owns_cluster = True
+                self.cluster.up()
+            apply_crds(self.cluster)
+            self.agents = [
+                Agent(f"edge-{i + 1}", REGIONS[i % len(REGIONS)], self.root, self.tie_to_parent)
+                for i in range(self.agent_count)
+            ]
+            for a in self.agents:
+                a.start()
+            register_agents(self.cluster, self.agents)
+            self.operator = Operator(self.root, self.cluster.kubeconfig, self.tie_to_parent)
+            self.operator.start()
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+        for a in self.agents:
+            a.stop()
+        if self.cluster is not None and self.owns_cluster:
+            self.cluster.down()
+        procs.stop_recorded(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)

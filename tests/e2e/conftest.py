@@ -1,0 +1,155 @@
+"""The whole stack for end-to-end tests: three edge locations (agent + workerd each) and
+the operator as a real process, around the session's control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from edgeplane.localstack.cluster import REPO, Cluster
+from edgeplane.localstack.stack import Agent, Stack
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def stack(cluster: Cluster) -> Iterator[Stack]:
+    s = Stack(REPO / ".state" / f"e2e-{os.getpid()}", agent_count=3, cluster=cluster)
+    s.up()
+    try:
+        yield s
+    finally:
+        s.down()
+
+
+def eventually(fn: Callable[[], T | None], timeout: float = 60, interval: float = 0.2) -> T:
+    """fn's first truthy result; fails with the last result seen after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except AssertionError as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s; last: {last!r}")
+
+
+def fetch(agent: Agent, host: str, path: str = "/", headers: dict[str, str] | None = None
+          ) -> tuple[int, str]:
+    req = urllib.request.Request(agent.http_url + path, headers={"Host": host, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of one Prometheus metric whose labels include `labels`."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name, _, label_text = head.partition("{")
+        if metric_name != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+@dataclass
+class Kube:
+    """kubectl in one test namespace."""
+
+    cluster: Cluster
+    namespace: str
+
+    def apply(self, *docs: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-",
+                             input=yaml.safe_dump_all(docs))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        res = self.cluster.kubectl("get", "-n", self.namespace, kind, name, "-o", "json",
+                                   check=False)
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        res = self.cluster.kubectl("get", "-n", self.namespace, kind, "-o", "json")
+        return list(json.loads(res.stdout)["items"])
+
+    def delete(self, kind: str, name: str, wait: bool = True) -> None:
+        self.cluster.kubectl("delete", "-n", self.namespace, kind, name,
+                             f"--wait={str(wait).lower()}", "--timeout=90s")
+
+    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
+        obj = self.get(kind, name)
+        for c in ((obj or {}).get("status") or {}).get("conditions", []):
+            if c["type"] == type_:
+                return dict(c)
+        return None
+
+    def wait_ready(self, name: str, generation: int | None = None, timeout: float = 60) -> dict:
+        def ready() -> dict[str, Any] | None:
+            obj = self.get("worker", name)
+            status = (obj or {}).get("status") or {}
+            if generation is not None and status.get("observedGeneration") != generation:
+                return None
+            cond = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+            return obj if cond and cond["status"] == "True" else None
+
+        return eventually(ready, timeout)
+
+
+@pytest.fixture
+def kube(stack: Stack, namespace: str) -> Kube:
+    assert stack.cluster is not None
+    return Kube(stack.cluster, namespace)
+
+
+def worker(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "edgeplane.io/v1alpha1",
+        "kind": "Worker",
+        "metadata": {"name": name},
+        "spec": {
+            "compatibilityDate": "2025-01-01",
+            "modules": [{"name": "index.js", "inline": script}],
+            **spec,
+        },
+    }
+
+
+def route(name: str, pattern: str, worker_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "edgeplane.io/v1alpha1",
+        "kind": "WorkerRoute",
+        "metadata": {"name": name},
+        "spec": {"pattern": pattern, "worker": worker_name},
+    }
+
+
+def responder(text_expr: str) -> str:
+    """An ES module Worker answering with the JavaScript expression `text_expr`."""
+    return (
+        "export default { async fetch(request, env) { "
+        f"return new Response({text_expr}); }} }};\n"
+    )
