@@ -21,7 +21,8 @@ from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import REPO, Cluster
 
 SYSTEM_NAMESPACE = "edgeplane-system"
-REGIONS = ("eu-west", "us-east", "ap-south")
+# The regions the examples in manifests/examples select.
+REGIONS = ("eu-central", "us-east", "ap-south")
 
 
 def _wait_http(url: str, proc: procs.Proc, timeout: float, token: str | None = None) -> None:
