@@ -1,0 +1,235 @@
+"""Benchmark of the operator on the local stack (three edge locations). Prints figures;
+asserts nothing. Run: .venv/bin/python bench/operator_bench.py [--workers 1000]
+
+Measured in the same run, so the ratios compare like with like:
+- floor: one agent push (the PUT returns once workerd serves it) + one apiserver write;
+- apply -> Ready and apply -> serving at all three locations, for one Worker, p50/p99;
+- N Workers applied at once until all are Ready, against the raw API create rate;
+- the operator's peak RSS, and apiserver requests per deployed Worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from edgeplane.api import Worker
+from edgeplane.bundle import Deployment
+from edgeplane.compile import Sources, compile_worker
+from edgeplane.distribute.agent import AgentClient, Endpoint
+from edgeplane.localstack.cluster import REPO
+from edgeplane.localstack.stack import Agent, Stack
+
+GROUP, VERSION = "edgeplane.io", "v1alpha1"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def script(text: str) -> str:
+    return f'export default {{ fetch() {{ return new Response("{text}"); }} }};\n'
+
+
+def worker_body(name: str, text: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Worker",
+        "metadata": {"name": name},
+        "spec": {
+            "compatibilityDate": "2025-01-01",
+            "modules": [{"name": "index.js", "inline": script(text)}],
+        },
+    }
+
+
+def answer(agent: Agent, host: str) -> str | None:
+    req = urllib.request.Request(agent.http_url + "/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def is_ready(obj: dict[str, Any], generation: int | None = None) -> bool:
+    status = obj.get("status") or {}
+    if generation is not None and status.get("observedGeneration") != generation:
+        return False
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+    )
+
+
+def floor(stack: Stack, core: client.CoreV1Api, runs: int) -> tuple[float, float]:
+    """Median of one push to one agent (until served) and of one apiserver write."""
+    agent = stack.agents[0]
+    ep = Endpoint(agent.name, agent.api_url, agent.token)
+
+    async def pushes() -> list[float]:
+        agents = AgentClient()
+        out = []
+        try:
+            for i in range(runs):
+                w = Worker.model_validate(
+                    {"metadata": {"name": "floor", "namespace": "bench"},
+                     "spec": worker_body("floor", f"floor {i}")["spec"]}
+                )
+                b = compile_worker(w, Sources())
+                d = Deployment(worker=b.worker, primary=b.version or "", versions=(b,))
+                t = time.perf_counter()
+                await agents.put(ep, d)
+                out.append(time.perf_counter() - t)
+            await agents.delete(ep, "bench.floor")
+        finally:
+            await agents.close()
+        return out
+
+    push_times = asyncio.run(pushes())
+    core.create_namespaced_config_map(
+        "bench", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="floor"))
+    )
+    writes = []
+    for i in range(runs):
+        t = time.perf_counter()
+        core.patch_namespaced_config_map("floor", "bench", {"data": {"i": str(i)}})
+        writes.append(time.perf_counter() - t)
+    return statistics.median(push_times), statistics.median(writes)
+
+
+def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
+                       ) -> tuple[list[float], list[float]]:
+    host = "bench.example.com"
+    custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workerroutes", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerRoute",
+        "metadata": {"name": "lat"}, "spec": {"pattern": f"{host}/*", "worker": "lat"},
+    })
+    custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workers",
+                                           worker_body("lat", "v0"))
+    while not is_ready(custom.get_namespaced_custom_object(GROUP, VERSION, "bench", "workers",
+                                                           "lat")):
+        time.sleep(0.05)
+    to_ready, to_serving = [], []
+    for i in range(1, runs + 1):
+        text = f"v{i}"
+        t0 = time.perf_counter()
+        obj = custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "bench", "workers", "lat",
+            {"spec": worker_body("lat", text)["spec"]},
+        )
+        gen = obj["metadata"]["generation"]
+        ready_at = serving_at = None
+        while ready_at is None or serving_at is None:
+            now = time.perf_counter() - t0
+            if serving_at is None and all(answer(a, host) == text for a in stack.agents):
+                serving_at = now
+            if ready_at is None and is_ready(custom.get_namespaced_custom_object(
+                    GROUP, VERSION, "bench", "workers", "lat"), gen):
+                ready_at = now
+            if now > 60:
+                raise RuntimeError(f"run {i} did not converge within 60 s")
+        to_ready.append(ready_at)
+        to_serving.append(serving_at)
+    return to_ready, to_serving
+
+
+def apiserver_requests(api: client.ApiClient) -> float:
+    resp = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])
+    text = resp[0].data.decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            total += float(line.rpartition(" ")[2])
+    return total
+
+
+def many_workers(custom: client.CustomObjectsApi, api: client.ApiClient, count: int
+                 ) -> tuple[float, float, float]:
+    """(seconds to create them all, seconds until all Ready, apiserver requests/Worker)."""
+    ns = "bench-many"
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=ns))
+    )
+    before = apiserver_requests(api)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(
+            lambda i: custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, "workers", worker_body(f"w{i}", f"w{i}")),
+            range(count),
+        ))
+    created = time.perf_counter() - t0
+    polls = 0
+    while True:
+        polls += 1
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "workers")["items"]
+        if sum(is_ready(o) for o in items) == count:
+            break
+        if time.perf_counter() - t0 > 1800:
+            raise RuntimeError("not all Ready within 30 min")
+        time.sleep(1)
+    all_ready = time.perf_counter() - t0
+    time.sleep(5)  # let trailing status writes land before counting
+    # Everything the apiserver served, less this script's own creates, lists and scrapes.
+    requests = apiserver_requests(api) - before - count - polls - 1
+    return created, all_ready, requests / count
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    stack = Stack(REPO / ".state" / f"bench-{os.getpid()}", agent_count=3)
+    print("starting the local stack ...", flush=True)
+    stack.up()
+    try:
+        assert stack.cluster is not None and stack.operator and stack.operator.proc
+        api = stack.cluster.api_client()
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench")))
+
+        push, write = floor(stack, core, args.runs)
+        fl = push + write
+        print(f"floor: agent push+reload {push * 1000:.0f} ms + one API write "
+              f"{write * 1000:.1f} ms = {fl * 1000:.0f} ms")
+
+        ready, serving = one_worker_latency(stack, custom, args.runs)
+        for label, xs in (("apply->Ready", ready), ("apply->serving (3 locations)", serving)):
+            p50, p99 = pct(xs, 50), pct(xs, 99)
+            print(f"{label}: p50 {p50 * 1000:.0f} ms ({p50 / fl:.1f}x floor), "
+                  f"p99 {p99 * 1000:.0f} ms ({p99 / fl:.1f}x floor), n={len(xs)}")
+
+        created, all_ready, per_worker = many_workers(custom, api, args.workers)
+        print(f"{args.workers} Workers applied at once: created in {created:.1f} s "
+              f"(raw API create rate {args.workers / created:.0f}/s); all Ready after "
+              f"{all_ready:.1f} s ({all_ready / created:.1f}x the create time)")
+        print(f"apiserver requests per deployed Worker (all clients less this script): "
+              f"{per_worker:.1f}")
+        print(f"operator peak RSS: {peak_rss_mib(stack.operator.proc.popen.pid):.0f} MiB")
+    finally:
+        stack.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
