@@ -88,8 +88,8 @@ MODS2 = [mod(), mod(name="b.js", inline="x")]
 # (id, manifest, texts the apiserver's error must contain: the field path first).
 INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
     # Worker: metadata and top-level fields
-    ("name-with-dot", worker(name="my.worker"), ("metadata.name", "Cloudflare")),
-    ("name-too-long", worker(name="a" * 64), ("metadata.name", "at most 63")),
+    ("name-with-dot", worker(name="my.worker"), ("metadata.name", "should match", "Cloudflare")),
+    ("name-too-long", worker(name="a" * 64), ("metadata.name", "Too long")),
     ("no-modules", worker(modules=[]), ("spec.modules", "should have at least 1 items")),
     ("modules-missing", without(worker(), "modules"), ("spec.modules", "Required value")),
     ("date-missing", without(worker(), "compatibilityDate"), ("spec.compatibilityDate",)),

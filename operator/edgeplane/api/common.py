@@ -281,6 +281,9 @@ class Resource(BaseModel):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = ()
     # CEL rules on the whole object (they may read metadata.name).
     ROOT_RULES: ClassVar[tuple[dict[str, str], ...]] = ()
+    # A stricter rule for metadata.name than Kubernetes' own (the only part of metadata a
+    # CRD may restrict); the schema error names the field, a ROOT_RULE can explain why.
+    NAME_PATTERN: ClassVar[str | None] = None
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")
     kind: str = ""

@@ -147,6 +147,13 @@ def model_schema(model: type[BaseModel], path: str) -> dict[str, Any]:
     return out
 
 
+def _metadata(res: type[Resource]) -> dict[str, Any]:
+    if res.NAME_PATTERN is None:
+        return {"type": "object"}
+    name = {"type": "string", "maxLength": 63, "pattern": res.NAME_PATTERN}
+    return {"type": "object", "properties": {"name": name}}
+
+
 def resource_schema(res: type[Resource]) -> dict[str, Any]:
     spec_model = res.model_fields["spec"].annotation
     status_model = next(
@@ -166,7 +173,7 @@ def resource_schema(res: type[Resource]) -> dict[str, Any]:
                 "description": "Versioned schema of this object: edgeplane.io/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"Kind of this object: {res.KIND}."},
-            "metadata": {"type": "object"},
+            "metadata": _metadata(res),
             "spec": spec,
             "status": status,
         },

@@ -522,6 +522,7 @@ class Worker(Resource):
     PLURAL: ClassVar[str] = "workers"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("ew",)
     ROOT_RULES: ClassVar[tuple[dict[str, str], ...]] = (WORKER_NAME_RULE,)
+    NAME_PATTERN: ClassVar[str | None] = DNS_LABEL_RE
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
         READY_COLUMN,
         {"name": "Targets", "type": "string", "jsonPath": ".status.readyTargets"},
