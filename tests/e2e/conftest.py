@@ -59,9 +59,12 @@ def fetch(agent: Agent, host: str, path: str = "/", headers: dict[str, str] | No
         return 0, str(e)
 
 
-def metric(url: str, name: str, **labels: str) -> float:
+def metric(url: str, name: str, token: str | None = None, **labels: str) -> float:
     """Sum of the samples of one Prometheus metric whose labels include `labels`."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
         text = resp.read().decode()
     total = 0.0
     for line in text.splitlines():
