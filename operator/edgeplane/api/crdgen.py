@@ -106,10 +106,23 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
             out[key] = _convert(value, defs, f"{path}{{}}")
         elif key == "description":
             out[key] = _text(value)
+        elif key == "x-kubernetes-validations":
+            # pydantic sorts keys; a rule reads better before its message.
+            keys = ("rule", "message", "fieldPath", "reason")
+            out[key] = [{k: r[k] for k in keys if k in r} for r in value]
         else:
             out[key] = value
     _bound(out, path)
-    return out
+    return _ordered(out)
+
+
+# Key order in the YAML, for people reading it; anything else follows alphabetically.
+_ORDER = ("type", "description", "required", "properties", "items", "additionalProperties")
+
+
+def _ordered(node: dict[str, Any]) -> dict[str, Any]:
+    first = [k for k in _ORDER if k in node]
+    return {k: node[k] for k in [*first, *sorted(k for k in node if k not in _ORDER)]}
 
 
 def _bound(node: dict[str, Any], path: str) -> None:
