@@ -55,6 +55,8 @@ Key = tuple[str, str, str]
 class Settings:
     versions_retained: int = 10
     concurrency: int = 32
+    # Level-triggered safety net: every Worker is reconciled at least this often.
+    resync_interval: float = 300.0
     # EdgeTarget status is written when something changes, and at least this often.
     heartbeat_interval: float = 30.0
 
@@ -69,8 +71,8 @@ class TargetRuntime:
     inventory: dict[str, str] | None = None  # worker -> deployment identity
     primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
     info: dict[str, Any] = field(default_factory=dict)
-    # worker -> (identity, message) of the deployment the agent refused
-    refused: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # worker -> (identity, why) of the deployment the agent refused
+    refused: dict[str, tuple[str, Stall]] = field(default_factory=dict)
     last_status_write: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -97,8 +99,11 @@ class Controller:
 
     async def start(self) -> None:
         self.queue.start()
+        self._resync = asyncio.create_task(self._resync_loop())
 
     async def stop(self) -> None:
+        self._resync.cancel()
+        await asyncio.gather(self._resync, return_exceptions=True)
         await self.queue.stop()
         await self.agents.close()
         await self.http.close()
@@ -113,8 +118,11 @@ class Controller:
             self.ready.pop((ns, name), None)
             self._count_workers()
             return
+        old = self.workers.get((ns, name))
         self.workers[(ns, name)] = body
-        self.queue.add(("Worker", ns, name))
+        # Our own status writes come back as events too; they need no reconcile.
+        if old is None or _worker_identity(old) != _worker_identity(body):
+            self.queue.add(("Worker", ns, name))
 
     def route_seen(self, body: dict[str, Any], deleted: bool) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -154,6 +162,13 @@ class Controller:
     def enqueue_all_workers(self) -> None:
         for ns, name in self.workers:
             self.queue.add(("Worker", ns, name))
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_interval)
+            self.enqueue_all_workers()
+            for ns, name in self.routes:
+                self.queue.add(("WorkerRoute", ns, name))
 
     # -- the queue's handler -------------------------------------------------------------
 
@@ -235,17 +250,22 @@ class Controller:
         await self._ensure_version(worker, bundle, generation)
 
         actions = plan(full, identity, selected, views)
-        refusal: Stall | None = None
-        results = await asyncio.gather(
-            *(self._push(t, deployment, identity, sources) for t in actions.push),
-            *(self._remove(t, full) for t in actions.remove),
+        # An agent that refused this exact deployment would refuse it again.
+        refused = [t for t in actions.push if self._refused(t, full, identity)]
+        pushes = [t for t in actions.push if t not in refused]
+        stalls = await asyncio.gather(
+            *(self._push(t, deployment, identity, sources) for t in pushes)
         )
-        for message in results:
-            if message:
-                refusal = Stall("ScriptInvalid", message)
+        await asyncio.gather(*(self._remove(t, full) for t in actions.remove))
+        refusal = next((s for s in stalls if s is not None), None)
+        if refusal is None and refused:
+            refusal = self._refused(refused[0], full, identity)
         outcomes = [self._outcome(t.name, full, identity) for t in selected]
-        delay = await self._finish(worker, body, generation, bundle.version, outcomes, refusal)
-        return delay
+        return await self._finish(worker, body, generation, bundle.version, outcomes, refusal)
+
+    def _refused(self, target: str, worker: str, identity: str) -> Stall | None:
+        entry = self.runtime[target].refused.get(worker)
+        return entry[1] if entry and entry[0] == identity else None
 
     def _outcome(self, target: str, worker: str, identity: str | None) -> TargetOutcome:
         rt = self.runtime.get(target) or TargetRuntime()
@@ -257,13 +277,13 @@ class Controller:
             return TargetOutcome(target, TargetState.READY, serving)
         refused = rt.refused.get(worker)
         if refused and refused[0] == identity:
-            return TargetOutcome(target, TargetState.FAILED, serving, refused[1])
+            return TargetOutcome(target, TargetState.FAILED, serving, refused[1].message)
         return TargetOutcome(target, TargetState.DEPLOYING, serving)
 
     async def _push(
         self, target: str, deployment: Deployment, identity: str, sources: Sources
-    ) -> str | None:
-        """Push to one target; returns the agent's refusal message, if it refused."""
+    ) -> Stall | None:
+        """Push to one target; returns why the agent refused it, if it did."""
         rt = self.runtime.setdefault(target, TargetRuntime())
         ep = await self._endpoint(target)
         if ep is None:
@@ -275,8 +295,9 @@ class Controller:
             return None
         except Refused as e:
             message = _redact(f"{target}: {e}", sources)
-            rt.refused[deployment.worker] = (identity, message)
-            return message
+            stall = Stall(_REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
+            rt.refused[deployment.worker] = (identity, stall)
+            return stall
         rt.reachable, rt.message = True, ""
         rt.refused.pop(deployment.worker, None)
         if rt.inventory is not None:
@@ -284,20 +305,19 @@ class Controller:
         rt.primaries[deployment.worker] = deployment.primary
         return None
 
-    async def _remove(self, target: str, worker: str) -> str | None:
+    async def _remove(self, target: str, worker: str) -> None:
         rt = self.runtime.setdefault(target, TargetRuntime())
         ep = await self._endpoint(target)
         if ep is None:
-            return None
+            return
         try:
             await self.agents.delete(ep, worker)
         except Unreachable as e:
             rt.reachable, rt.message = False, str(e)
-            return None
+            return
         if rt.inventory is not None:
             rt.inventory.pop(worker, None)
         rt.primaries.pop(worker, None)
-        return None
 
     async def _remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> bool:
         """True when no reachable target serves the Worker any more."""
@@ -334,7 +354,7 @@ class Controller:
         ns, name = worker.metadata.namespace or "", worker.metadata.name
         wire = status.to_wire()
         if wire != (body.get("status") or {}):
-            updated = await self._patch_status("workers", ns, name, wire)
+            updated = await self._patch_status("workers", ns, name, wire, body.get("status"))
             if updated is not None:
                 self.workers[(ns, name)] = updated
         for event in events:
@@ -610,7 +630,9 @@ class Controller:
             runtime_version=rt.info.get("runtimeVersion", prev.runtime_version),
             workers=len(rt.inventory) if rt.inventory is not None else prev.workers,
         )
-        updated = await self._patch_status("edgetargets", None, name, status.to_wire())
+        updated = await self._patch_status(
+            "edgetargets", None, name, status.to_wire(), body.get("status")
+        )
         rt.last_status_write = time.monotonic()
         if updated is not None:
             self.targets[name] = updated
@@ -655,7 +677,9 @@ class Controller:
             ),
         )
         if status.to_wire() != (body.get("status") or {}):
-            updated = await self._patch_status("workerroutes", ns, name, status.to_wire())
+            updated = await self._patch_status(
+                "workerroutes", ns, name, status.to_wire(), body.get("status")
+            )
             if updated is not None:
                 self.routes[(ns, name)] = updated
         return None
@@ -675,10 +699,11 @@ class Controller:
         self.workers[(ns, name)] = updated
 
     async def _patch_status(
-        self, plural: str, ns: str | None, name: str, status: dict[str, Any]
+        self, plural: str, ns: str | None, name: str, status: dict[str, Any], old: Any
     ) -> dict[str, Any] | None:
         # A merge patch with the full status; null clears fields no longer reported.
-        patch = {"status": status}
+        cleared = {k: None for k in (old or {}) if k not in status}
+        patch = {"status": {**cleared, **status}}
         try:
             if ns is None:
                 return await self.custom.patch_cluster_custom_object_status(
@@ -732,6 +757,20 @@ class Controller:
             await self.core.create_namespaced_event(meta["namespace"], ev)
         except ApiException as e:
             log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)
+
+
+# What an agent's refusal means for the Worker's conditions, by HTTP status.
+_REFUSAL_REASONS = {409: "RouteConflict", 413: "ScriptTooLarge", 422: "ScriptInvalid"}
+
+
+def _worker_identity(body: dict[str, Any]) -> tuple[Any, ...]:
+    meta = body["metadata"]
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        meta.get("finalizers"),
+        meta.get("uid"),
+    )
 
 
 def _target_identity(body: dict[str, Any]) -> tuple[Any, ...]:
