@@ -117,12 +117,20 @@ class Controller:
             self.desired.pop(f"{ns}.{name}", None)
             self.ready.pop((ns, name), None)
             self._count_workers()
+            self._enqueue_routes_of(ns, name)
             return
         old = self.workers.get((ns, name))
         self.workers[(ns, name)] = body
+        if old is None:
+            self._enqueue_routes_of(ns, name)  # they may have said WorkerNotFound
         # Our own status writes come back as events too; they need no reconcile.
         if old is None or _worker_identity(old) != _worker_identity(body):
             self.queue.add(("Worker", ns, name))
+
+    def _enqueue_routes_of(self, ns: str, worker: str) -> None:
+        for rns, rname in self.routes:
+            if rns == ns and self.routes[(rns, rname)]["spec"]["worker"] == worker:
+                self.queue.add(("WorkerRoute", rns, rname))
 
     def route_seen(self, body: dict[str, Any], deleted: bool) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
