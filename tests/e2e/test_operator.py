@@ -177,3 +177,13 @@ def test_binary_and_text_modules_from_a_config_map(stack: Stack, kube: Kube) -> 
     )
     kube.wait_ready("assets")
     eventually(lambda: serves(stack, kube, "assets", "hi from a text module 3"))
+
+
+def test_a_large_inline_script_deploys_and_kopf_stores_no_copy_of_it(
+    stack: Stack, kube: Kube
+) -> None:
+    padding = "// " + "x" * 400_000 + "\n"  # over kopf's 256 KiB annotation limit
+    deploy(kube, "large", padding + responder('"large"'))
+    obj = kube.wait_ready("large")
+    assert not any("kopf" in k for k in obj["metadata"].get("annotations") or {})
+    eventually(lambda: serves(stack, kube, "large", "large"))
