@@ -409,7 +409,7 @@ class Controller:
         """Record the version as an immutable WorkerVersion owned by the Worker."""
         assert bundle.version is not None
         ns, name = worker.metadata.namespace or "", worker.metadata.name
-        vname = f"{name}-{bundle.version[:12]}"
+        vname = WorkerVersion.name_for(name, bundle.version)
         if (ns, vname) in self.known_versions:
             return
         spec = WorkerVersionSpec(
