@@ -8,7 +8,7 @@ import logging
 import os
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import disable_created_metrics, start_http_server
 
 from edgeplane.controller import Settings
 
@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
     )
     # kopf logs every event handler call at INFO; keep its own chatter at WARNING.
     logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLogger().level))
+    disable_created_metrics()  # *_created series only double the scrape size
     if args.metrics_address:
         host, _, port = args.metrics_address.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0")
