@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup k8s test test-unit lint crds demo demo-down bench clean
+.PHONY: setup k8s helm test test-unit lint crds demo demo-down bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,9 @@ node_modules/.package-lock.json: package-lock.json
 
 k8s: ; @tools/build-k8s.sh >/dev/null
 
-setup: $(STAMP) node_modules/.package-lock.json k8s
+helm: ; @tools/build-helm.sh >/dev/null
+
+setup: $(STAMP) node_modules/.package-lock.json k8s helm
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
