@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "agent": ("edgeplane.edge.app", "main", "run an edge agent in front of workerd"),
     "operator": ("edgeplane.operator_main", "main", "run the operator"),
     "demo": ("edgeplane.localstack.demo", "main", "run the whole stack locally"),
+    "import": ("edgeplane.wrangler", "main", "write manifests from a wrangler.toml/jsonc"),
 }
 
 

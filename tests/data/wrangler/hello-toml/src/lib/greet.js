@@ -1,0 +1,4 @@
+export function greet(env, name) {
+  const text = `${env.GREETING}, ${name}${env.SETTINGS?.suffix ?? ""}`;
+  return env.SETTINGS?.shout ? text.toUpperCase() : text;
+}

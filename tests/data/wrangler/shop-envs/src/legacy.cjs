@@ -1,0 +1,5 @@
+module.exports = {
+  describe(stage) {
+    return "legacy module in " + stage;
+  },
+};

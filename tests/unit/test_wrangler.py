@@ -1,0 +1,412 @@
+"""`edgeplane import` on realistic wrangler projects (tests/data/wrangler/): what maps, what
+is reported, and what is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgeplane.api import Worker, WorkerRoute
+from edgeplane.wrangler import (
+    CONFIG_MAP_BUDGET,
+    Options,
+    Result,
+    WranglerImportError,
+    convert,
+    main,
+    render,
+    specifiers,
+    strip_jsonc,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "wrangler"
+
+
+def docs_of(result: Result, kind: str) -> list[dict[str, Any]]:
+    return [d for d in result.docs if d["kind"] == kind]
+
+
+def one(result: Result, kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs_of(result, kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, [d["metadata"]["name"] for d in docs_of(result, kind)]
+    return found[0]
+
+
+def bindings(worker: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b.pop("name"): b for b in json.loads(json.dumps(worker["spec"].get("bindings", [])))}
+
+
+def module_sources(result: Result, worker: dict[str, Any]) -> dict[str, str | bytes]:
+    """Module name -> content, read back through the ConfigMaps the Worker references."""
+    maps = {d["metadata"]["name"]: d for d in docs_of(result, "ConfigMap")}
+    out: dict[str, str | bytes] = {}
+    import base64
+
+    for m in worker["spec"]["modules"]:
+        ref = m["configMapKeyRef"]
+        cm = maps[ref["name"]]
+        if ref["key"] in cm.get("binaryData", {}):
+            out[m["name"]] = base64.b64decode(cm["binaryData"][ref["key"]])
+        else:
+            out[m["name"]] = cm["data"][ref["key"]]
+    return out
+
+
+# --- JSONC and specifiers ------------------------------------------------------------------
+
+
+def test_jsonc_comments_and_trailing_commas_outside_strings_only() -> None:
+    text = """{
+      // line comment
+      "url": "https://a.example/x//y", /* block */ "glob": "/*not a comment*/",
+      "quote": "say \\"hi\\", // still a string,]",
+      "list": [1, 2, /* c */ 3,  // trailing
+      ],
+      "obj": {"a": 1,},
+    }"""
+    assert json.loads(strip_jsonc(text)) == {
+        "url": "https://a.example/x//y",
+        "glob": "/*not a comment*/",
+        "quote": 'say "hi", // still a string,]',
+        "list": [1, 2, 3],
+        "obj": {"a": 1},
+    }
+
+
+def test_jsonc_unterminated_block_comment_is_an_error() -> None:
+    with pytest.raises(WranglerImportError, match="unterminated"):
+        strip_jsonc('{"a": 1 /* oops }')
+
+
+def test_specifiers_follow_static_dynamic_reexport_and_require_but_not_comments() -> None:
+    src = """
+    import a from "./a.js";
+    import { b, c as d } from './b.mjs';
+    import * as ns from "./ns.js";
+    import "./side-effect.js";
+    export * from "./re.js";
+    export { x } from "./rex.js";
+    const lazy = await import("./lazy.js");
+    const cjs = require("./old.cjs");
+    import { connect } from "cloudflare:sockets";
+    // import gone from "./commented.js";
+    /* import gone2 from "./block.js"; */
+    const s = "import fake from './in-a-string.js'"; // a string is not an import
+    """
+    found = specifiers(src)
+    assert found[:8] == [
+        "./a.js", "./b.mjs", "./ns.js", "./side-effect.js", "./re.js", "./rex.js",
+        "./lazy.js", "./old.cjs",
+    ]
+    assert "cloudflare:sockets" in found
+    assert "./commented.js" not in found and "./block.js" not in found
+
+
+# --- hello-toml: TOML, vars of every type, secrets, KV, routes, unsupported keys -----------
+
+
+def test_toml_project_maps_name_modules_vars_secrets_kv_and_routes() -> None:
+    result = convert(DATA / "hello-toml")
+    w = one(result, "Worker", "hello-wrangler")
+    Worker.model_validate(w)
+    spec = w["spec"]
+    assert spec["compatibilityDate"] == "2024-09-23"
+    assert spec["compatibilityFlags"] == ["nodejs_compat"]
+    assert spec["mainModule"] == "index.js"
+    assert all("inline" not in m for m in spec["modules"])
+    sources = module_sources(result, w)
+    root = DATA / "hello-toml" / "src"
+    assert sources == {
+        "index.js": (root / "index.js").read_text(),
+        "lib/greet.js": (root / "lib" / "greet.js").read_text(),
+        "banner.txt": (root / "banner.txt").read_text(),
+    }
+    assert {m["name"]: m.get("type", "esModule") for m in spec["modules"]} == {
+        "index.js": "esModule", "lib/greet.js": "esModule", "banner.txt": "text",
+    }
+    assert bindings(w) == {
+        "GREETING": {"plainText": "Hello"},
+        "SETTINGS": {"json": {"shout": True, "suffix": "!"}},
+        "MAX_ITEMS": {"plainText": "20"},
+        "API_TOKEN": {"secretKeyRef": {"name": "hello-wrangler-secrets", "key": "API_TOKEN"}},
+        "CACHE": {"kvNamespace": {"namespace": "0f2ac74b498b48028cb68387c421e279"}},
+    }
+    routes = docs_of(result, "WorkerRoute")
+    for r in routes:
+        WorkerRoute.model_validate(r)
+    assert [r["spec"] for r in routes] == [
+        {"pattern": "hello.wrangler-import.test/*", "worker": "hello-wrangler"},
+        {"pattern": "www.hello.wrangler-import.test/*", "worker": "hello-wrangler"},
+        # A custom domain takes the whole host.
+        {"pattern": "apex.wrangler-import.test/*", "worker": "hello-wrangler"},
+    ]
+    assert result.secrets == {"hello-wrangler-secrets": ["API_TOKEN"]}
+    assert result.unsupported == {"hello-wrangler": ["observability", "r2_buckets", "triggers"]}
+    assert result.ignored == {"hello-wrangler": ["account_id"]}
+    assert any("MAX_ITEMS" in w and "string '20'" in w for w in result.warnings)
+
+
+def test_environment_inherits_main_date_flags_but_not_vars_or_bindings() -> None:
+    result = convert(DATA / "hello-toml", [None, "staging"])
+    top = one(result, "Worker", "hello-wrangler")
+    staging = one(result, "Worker", "hello-wrangler-staging")
+    assert staging["spec"]["mainModule"] == top["spec"]["mainModule"]
+    assert staging["spec"]["compatibilityDate"] == "2024-09-23"
+    assert staging["spec"]["compatibilityFlags"] == ["nodejs_compat"]
+    # Only its own vars: no SETTINGS, MAX_ITEMS, KV or secret from the top level.
+    assert bindings(staging) == {"GREETING": {"plainText": "Hi from staging"}}
+    # Its own ConfigMap, so deleting one environment never breaks another.
+    staging_refs = {m["configMapKeyRef"]["name"] for m in staging["spec"]["modules"]}
+    assert staging_refs == {"hello-wrangler-staging-modules"}
+    staging_routes = [r for r in docs_of(result, "WorkerRoute")
+                      if r["spec"]["worker"] == "hello-wrangler-staging"]
+    assert [r["spec"]["pattern"] for r in staging_routes] == [
+        "staging.hello.wrangler-import.test/*"
+    ]
+    assert "hello-wrangler-staging" not in result.unsupported
+
+
+# --- api-jsonc: JSONC, deep module graph, wasm + json modules, services, DOs ----------------
+
+
+def test_jsonc_project_follows_the_whole_module_graph_from_base_dir() -> None:
+    result = convert(DATA / "api-jsonc")
+    w = one(result, "Worker", "api-wrangler")
+    Worker.model_validate(w)
+    types = {m["name"]: m.get("type", "esModule") for m in w["spec"]["modules"]}
+    assert types == {
+        "src/worker.mjs": "esModule",
+        "src/routes/users.mjs": "esModule",
+        "src/util/index.mjs": "esModule",
+        "src/util/json.mjs": "esModule",  # reached only through `export * from`
+        "src/counter.mjs": "esModule",
+        "src/data/users.json": "json",
+        "assets/add.wasm": "wasm",
+    }
+    assert w["spec"]["mainModule"] == "src/worker.mjs"
+    sources = module_sources(result, w)
+    assert sources["assets/add.wasm"] == (DATA / "api-jsonc" / "assets" / "add.wasm").read_bytes()
+    cm = one(result, "ConfigMap", "api-wrangler-modules")
+    assert list(cm["binaryData"]) == ["assets__add.wasm"]
+    b = bindings(w)
+    assert b["UPSTREAM"] == {"plainText": "https://upstream.example.com/v1/*/items"}
+    assert b["MOTTO"] == {"plainText": "commas, everywhere,]"}
+    assert b["LIMITS"] == {"json": {"page": 10, "tags": ["a", "b"]}}
+    assert b["HELLO"] == {"service": {"worker": "hello-wrangler"}}
+    assert b["COUNTER"] == {"durableObjectNamespace": {"className": "Counter"}}
+    assert "SESSIONS" not in b  # another script's class: reported, not half-imported
+    assert result.unsupported["api-wrangler"] == [
+        "d1_databases", "limits", "migrations", "placement", "queues",
+        "durable_objects.bindings[SESSIONS].script_name=sessions-worker",
+    ]
+    assert result.ignored == {"api-wrangler": ["$schema"]}
+
+
+def test_jsonc_environment_with_its_own_name_and_service_environment() -> None:
+    result = convert(DATA / "api-jsonc", ["production"])
+    w = one(result, "Worker", "api-wrangler-prod")
+    assert bindings(w) == {
+        "UPSTREAM": {"plainText": "https://prod.example.com/v1"},
+        "HELLO": {"service": {"worker": "hello-wrangler-production"}},
+    }
+    assert [r["spec"]["pattern"] for r in docs_of(result, "WorkerRoute")] == [
+        "api.prod.wrangler-import.test/*"
+    ]
+
+
+# --- shop-envs: rules, extensionless and CommonJS imports, .dev.vars, inherited routes ------
+
+
+def test_rules_extensionless_and_commonjs_modules() -> None:
+    result = convert(DATA / "shop-envs")
+    w = one(result, "Worker", "shop-wrangler")
+    types = {m["name"]: m.get("type", "esModule") for m in w["spec"]["modules"]}
+    # "./pricing" keeps the name workerd looks up; its content is pricing.js.
+    assert types == {
+        "main.mjs": "esModule", "pricing": "esModule", "templates/page.md": "text",
+        "legacy.cjs": "commonJsModule",
+    }
+    sources = module_sources(result, w)
+    assert sources["pricing"] == (DATA / "shop-envs" / "src" / "pricing.js").read_text()
+    assert result.unsupported == {
+        "shop-wrangler": ["services[PAYMENTS].entrypoint=PaymentsEntrypoint"]
+    }
+
+
+def test_dev_vars_give_secret_names_and_never_values() -> None:
+    result = convert(DATA / "shop-envs", [None, "dev", "eu"])
+    assert result.secrets == {
+        "shop-wrangler-secrets": ["STRIPE_KEY", "SESSION_SECRET"],
+        "shop-wrangler-dev-secrets": ["STRIPE_KEY", "SESSION_SECRET"],
+        "shop-eu-secrets": ["STRIPE_KEY", "SESSION_SECRET"],
+    }
+    text = render(result, "wrangler.toml")
+    assert "sk_test_never_in_output" not in text
+    assert "also-not-in-output" not in text
+    assert "kubectl create secret generic shop-eu-secrets" in text
+    assert "--from-literal=STRIPE_KEY=..." in text
+
+
+def test_inherited_routes_of_two_environments_are_reported_as_a_conflict() -> None:
+    result = convert(DATA / "shop-envs", [None, "dev", "eu"])
+    by_worker = {r["spec"]["worker"]: r["spec"]["pattern"] for r in docs_of(result, "WorkerRoute")}
+    assert by_worker == {
+        "shop-wrangler": "shop.wrangler-import.test/*",
+        "shop-wrangler-dev": "shop.wrangler-import.test/*",  # inherited, as wrangler does
+        "shop-eu": "eu.shop.wrangler-import.test/*",
+    }
+    assert any("claimed by both shop-wrangler and shop-wrangler-dev" in w
+               for w in result.warnings)
+    assert result.unsupported["shop-wrangler-dev"] == ["workers_dev"]
+    eu = one(result, "Worker", "shop-eu")
+    assert "compatibilityFlags" not in eu["spec"]  # overridden by an empty list
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+def test_typescript_needs_a_bundler_and_says_how() -> None:
+    with pytest.raises(WranglerImportError, match=r"TypeScript.*--main"):
+        convert(DATA / "ts-project")
+
+
+def test_main_override_imports_a_bundlers_javascript_output(tmp_path: Path) -> None:
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "index.js").write_text("export default { fetch() {} };\n")
+    (tmp_path / "wrangler.toml").write_text(
+        'name = "typed"\nmain = "src/index.ts"\ncompatibility_date = "2025-01-01"\n'
+    )
+    result = convert(tmp_path, opts=Options(main=tmp_path / "dist" / "index.js"))
+    assert one(result, "Worker", "typed")["spec"]["mainModule"] == "index.js"
+
+
+def _project(tmp_path: Path, files: dict[str, str | bytes], config: str) -> Path:
+    for name, content in files.items():
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+    (tmp_path / "wrangler.toml").write_text(config)
+    return tmp_path
+
+
+BASIC = 'name = "w"\nmain = "src/index.js"\ncompatibility_date = "2025-01-01"\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"src/index.js": 'import x from "./missing.js";'}, r"missing\.js does not exist"),
+        ({"src/index.js": 'import x from "../outside.js";', "outside.js": ""},
+         "outside base_dir"),
+        ({"src/index.js": 'import x from "./types.ts";', "src/types.ts": ""}, "TypeScript"),
+        ({"src/index.js": 'import x from "./x.yaml";', "src/x.yaml": "a: 1"},
+         "no module rule"),
+    ],
+)
+def test_broken_module_graphs_are_refused_with_the_reason(
+    tmp_path: Path, files: dict[str, str | bytes], message: str
+) -> None:
+    with pytest.raises(WranglerImportError, match=message):
+        convert(_project(tmp_path, files, BASIC))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('name = "Bad_Name"\n', "lowercase"),
+        ('compatibility_date = "2025-13-01"\n', r"compatibilityDate"),
+        ('routes = ["example.com/*.jpg"]\n', r"'\*' is allowed only"),
+        ('[vars]\n"not-an-identifier" = "x"\n', "JavaScript identifier"),
+    ],
+)
+def test_values_the_apiserver_would_reject_are_refused_here(
+    tmp_path: Path, extra: str, message: str
+) -> None:
+    lines = [ln for ln in BASIC.splitlines() if ln.split(" ")[0] not in extra.split(" ")[0]]
+    config = "\n".join(lines) + "\n" + extra
+    with pytest.raises(WranglerImportError, match=message):
+        convert(_project(tmp_path, {"src/index.js": "export default {};"}, config))
+
+
+def test_bare_specifiers_are_warned_about(tmp_path: Path) -> None:
+    src = 'import { Hono } from "hono";\nimport { Buffer } from "node:buffer";\n'
+    result = convert(_project(tmp_path, {"src/index.js": src}, BASIC))
+    assert any("hono" in w and "bundle" in w and "node:buffer" not in w
+               for w in result.warnings)
+
+
+def test_route_without_a_path_gets_one_and_a_warning(tmp_path: Path) -> None:
+    result = convert(_project(tmp_path, {"src/index.js": ""}, BASIC + 'route = "example.com"\n'))
+    assert [r["spec"]["pattern"] for r in docs_of(result, "WorkerRoute")] == ["example.com/*"]
+    assert any("has no path" in w for w in result.warnings)
+
+
+def test_large_modules_are_spread_over_several_config_maps(tmp_path: Path) -> None:
+    big = "// " + "x" * (CONFIG_MAP_BUDGET // 2 - 100) + "\n"
+    files = {
+        "src/index.js": 'import "./a.js";\nimport "./b.js";\nimport "./c.js";\n',
+        "src/a.js": big, "src/b.js": big, "src/c.js": big,
+    }
+    result = convert(_project(tmp_path, files, BASIC))
+    maps = docs_of(result, "ConfigMap")
+    assert [m["metadata"]["name"] for m in maps] == ["w-modules-1", "w-modules-2"]
+    for m in maps:
+        size = sum(len(v) for v in m.get("data", {}).values())
+        assert size <= CONFIG_MAP_BUDGET
+    w = one(result, "Worker", "w")
+    assert module_sources(result, w)["c.js"] == big
+
+
+def test_a_module_too_large_for_any_config_map_is_refused(tmp_path: Path) -> None:
+    files = {"src/index.js": "// " + "x" * CONFIG_MAP_BUDGET}
+    with pytest.raises(WranglerImportError, match=r"url \+ sha256"):
+        convert(_project(tmp_path, files, BASIC))
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def test_command_writes_yaml_and_lists_every_unsupported_key_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.yaml"
+    assert main([str(DATA / "api-jsonc" / "wrangler.jsonc"), "-n", "apps", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    for key in ("d1_databases", "limits", "migrations", "placement", "queues",
+                "script_name=sessions-worker"):
+        assert key in err
+    docs = list(yaml.safe_load_all(out.read_text()))
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Worker", "WorkerRoute"]
+    assert all(d["metadata"]["namespace"] == "apps" for d in docs)
+    # The YAML holds the sources byte for byte.
+    src = (DATA / "api-jsonc" / "src" / "worker.mjs").read_text()
+    assert docs[0]["data"]["src__worker.mjs"] == src
+
+
+def test_command_all_envs_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(DATA / "shop-envs"), "--all-envs"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Worker") == [
+        "shop-eu", "shop-wrangler", "shop-wrangler-dev",
+    ]
+    assert main([str(DATA / "shop-envs"), "--env", "nope"]) == 1
+    assert "'nope' is not defined" in capsys.readouterr().err
+    assert main([str(DATA / "ts-project")]) == 1
+    assert "needs a bundler" in capsys.readouterr().err
+
+
+def test_cli_dispatches_import(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeplane.cli import main as cli_main
+
+    assert cli_main(["import", str(DATA / "hello-toml"), "-e", "staging"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Worker"} == {
+        "hello-wrangler-staging"
+    }
