@@ -26,7 +26,11 @@ def login(logger: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(logger=logger, **kwargs)
     cfg = sync_client.Configuration()
     sync_config.load_kube_config(config_file=str(path), client_configuration=cfg)
-    token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
+    # kubernetes>=30 stores a kubeconfig token under "BearerToken" (older: "authorization");
+    # missing it made every token kubeconfig (e.g. a ServiceAccount's) log in anonymously.
+    keys = cfg.api_key or {}
+    raw = keys.get("BearerToken") or keys.get("authorization") or ""
+    token = raw.removeprefix("Bearer ").strip()
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
