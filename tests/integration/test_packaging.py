@@ -1,0 +1,219 @@
+"""The Helm chart and the kustomize manifests, rendered by the real helm and kubectl and
+applied to the real apiserver with a server-side dry run; the chart's RBAC is the same as
+the kustomize base's, and no role anywhere is broader than it should be."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgeplane.localstack.cluster import REPO, Cluster
+from tests.unit.test_packaging import role_problems
+
+pytestmark = pytest.mark.integration
+
+CHART = REPO / "charts" / "edgeplane"
+KUBE_VERSION = "1.35.4"
+# Value sets the tests render; every optional part appears in at least one.
+VARIANTS: dict[str, list[str]] = {
+    "defaults": [],
+    "agent-and-peering": ["agent.enabled=true", "peering.enabled=true",
+                          "operator.namespaces={apps,web}"],
+    "daemonset-agent": ["agent.enabled=true", "agent.kind=DaemonSet",
+                        "agent.existingSecret=my-token"],
+    "no-rbac": ["rbac.create=false", "serviceAccount.create=false",
+                "serviceAccount.name=existing"],
+}
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    out = subprocess.run([str(REPO / "tools" / "build-helm.sh")], check=True,
+                         capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
+
+
+def run(*cmd: str | Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=input,
+                          timeout=120)
+
+
+def template(helm: Path, namespace: str, sets: Sequence[str], *extra: str) -> str:
+    args: list[str | Path] = [helm, "template", "ep", CHART, "-n", namespace,
+                              "--kube-version", KUBE_VERSION, *extra]
+    for s in sets:
+        args += ["--set", s]
+    res = run(*args)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def dry_run(cluster: Cluster, text: str) -> None:
+    res = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=text, check=False)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == len(docs(text)), res.stdout
+    assert all(ln.endswith("(server dry run)") for ln in lines), res.stdout
+
+
+def cluster_role(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    roles = [d for d in objs if d["kind"] == "ClusterRole"]
+    assert len(roles) == 1, [d["metadata"]["name"] for d in roles]
+    return roles[0]
+
+
+# --- helm --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helm_lint(helm: Path, variant: str) -> None:
+    args: list[str | Path] = [helm, "lint", "--strict", CHART, "--kube-version", KUBE_VERSION]
+    for s in VARIANTS[variant]:
+        args += ["--set", s]
+    res = run(*args)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("bad", [
+    "replicas=2",                                   # kopf peering is not leader election
+    "securityContext.allowPrivilegeEscalation=true",
+    "podSecurityContext.runAsNonRoot=false",
+    "operator.logLevel=LOUD",
+    "agent.kind=StatefulSet",
+    "typo=1",
+])
+def test_values_schema_refuses_bad_values(helm: Path, bad: str) -> None:
+    res = run(helm, "lint", CHART, "--kube-version", KUBE_VERSION, "--set", bad)
+    assert res.returncode != 0
+    assert "schema" in (res.stdout + res.stderr)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_chart_renders_and_the_apiserver_accepts_it(
+    helm: Path, cluster: Cluster, crds_installed: list[str], namespace: str, variant: str
+) -> None:
+    sets = VARIANTS[variant]
+    # The chart's crds/ (edgeplane's and kopf's peering CRDs), installed as helm would
+    # before the templates.
+    crd_text = "\n---\n".join(p.read_text() for p in sorted((CHART / "crds").glob("*.yaml")))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd_text)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/clusterkopfpeerings.kopf.dev", "crd/kopfpeerings.kopf.dev")
+    if any(s.startswith("operator.namespaces") for s in sets):
+        for ns in ("apps", "web"):
+            cluster.kubectl("create", "namespace", ns, check=False)
+    text = template(helm, namespace, sets)
+    objs = docs(text)
+    dry_run(cluster, text)
+
+    kinds = {d["kind"] for d in objs}
+    assert {"Deployment", "Service"} <= kinds
+    assert ("ClusterRole" in kinds) == ("rbac.create=false" not in sets)
+    assert ("ServiceAccount" in kinds) == ("serviceAccount.create=false" not in sets)
+    for d in objs:
+        if d["kind"] in ("ClusterRole", "Role"):
+            assert role_problems(d) == []
+    operator = next(d for d in objs if d["kind"] == "Deployment"
+                    and d["metadata"]["name"].endswith("-operator"))
+    pod = operator["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    c = pod["containers"][0]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    if "peering.enabled=true" in sets:
+        assert "--peering=edgeplane" in c["args"]
+        assert {"--namespace=apps", "--namespace=web"} <= set(c["args"])
+        assert sorted(d["metadata"]["namespace"] for d in objs if d["kind"] == "KopfPeering") == [
+            "apps", "web"]
+        assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
+    else:
+        assert operator["spec"]["strategy"]["type"] == "Recreate"
+    if "agent.enabled=true" in sets:
+        target = next(d for d in objs if d["kind"] == "EdgeTarget")
+        ref = target["spec"]["credentialsSecretRef"]
+        assert ref["namespace"] == namespace
+        workload = next(d for d in objs if d["metadata"]["name"].endswith("-agent")
+                        and d["kind"] in ("Deployment", "DaemonSet"))
+        vols = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert vols["token"]["secret"]["secretName"] == ref["name"]
+        created = [d for d in objs if d["kind"] == "Secret"]
+        assert len(created) == (0 if "agent.existingSecret=my-token" in sets else 1)
+
+
+def test_monitoring_objects_render_when_enabled(helm: Path) -> None:
+    objs = docs(template(helm, "edgeplane-system", [
+        "metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true",
+    ]))
+    monitor = next(d for d in objs if d["kind"] == "ServiceMonitor")
+    service = next(d for d in objs if d["kind"] == "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
+        "labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    rule = next(d for d in objs if d["kind"] == "PrometheusRule")
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+
+
+def test_chart_crds_are_the_generated_ones(helm: Path) -> None:
+    objs = docs(template(helm, "edgeplane-system", [], "--include-crds"))
+    names = {d["metadata"]["name"] for d in objs if d["kind"] == "CustomResourceDefinition"}
+    generated = {p.name.removesuffix(".yaml") for p in (REPO / "crds").glob("*.yaml")}
+    assert names == generated | {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+
+
+# --- kustomize ---------------------------------------------------------------------------
+
+
+def test_kustomize_manifests_apply_server_side(
+    cluster: Cluster, crds_installed: list[str]
+) -> None:
+    rendered = cluster.kubectl("kustomize", str(REPO / "manifests")).stdout
+    objs = docs(rendered)
+    # Namespaced objects can only be dry-run into a namespace that exists.
+    ns = next(d for d in objs if d["kind"] == "Namespace")
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(ns))
+    res = cluster.kubectl("apply", "-k", str(REPO / "manifests"), "--dry-run=server")
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == len(objs)
+    assert all("(server dry run)" in ln for ln in lines), res.stdout
+    assert {d["kind"] for d in objs} == {
+        "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+        "ClusterRoleBinding", "Deployment", "Service",
+    }
+    for d in objs:
+        if d["kind"] in ("ClusterRole", "Role"):
+            assert role_problems(d) == []
+
+
+def test_chart_and_kustomize_grant_the_same_rbac(helm: Path, cluster: Cluster) -> None:
+    chart = docs(template(helm, "edgeplane-system", []))
+    kustomize = docs(cluster.kubectl("kustomize", str(REPO / "manifests")).stdout)
+    assert cluster_role(chart)["rules"] == cluster_role(kustomize)["rules"]
+    # Peering adds kopf's peering objects and nothing else.
+    peering = cluster_role(docs(template(helm, "edgeplane-system", ["peering.enabled=true"])))
+    extra = [r for r in peering["rules"] if r not in cluster_role(kustomize)["rules"]]
+    assert extra == [{"apiGroups": ["kopf.dev"],
+                      "resources": ["clusterkopfpeerings", "kopfpeerings"],
+                      "verbs": ["get", "list", "watch", "patch"]}]
+    # Same Deployment shape: arguments, probes and security contexts.
+    def operator(objs: list[dict[str, Any]]) -> dict[str, Any]:
+        dep = next(d for d in objs if d["kind"] == "Deployment")
+        return dep["spec"]["template"]["spec"]
+
+    c, k = operator(chart), operator(kustomize)
+    assert c["securityContext"] == k["securityContext"]
+    cc, kc = c["containers"][0], k["containers"][0]
+    for key in ("securityContext", "livenessProbe", "readinessProbe", "ports", "resources",
+                "volumeMounts"):
+        assert cc[key] == kc[key], key
+    assert set(kc["args"]) <= set(cc["args"])
