@@ -47,8 +47,15 @@ def test_crd_copies_are_current(copy: Path) -> None:
     generated = {p.name: p.read_text() for p in CRDS.glob("*.yaml")}
     copied = {p.name: p.read_text() for p in copy.glob("*.edgeplane.io.yaml")}
     assert copied == generated, (
-        f"{copy.relative_to(REPO)} differs from crds/: run tools/sync-crds.sh"
+        f"{copy.relative_to(REPO)} differs from crds/: run tools/sync-copies.sh"
     )
+
+
+@pytest.mark.parametrize("name", ["prometheus-rule.yaml", "grafana-dashboard.json"])
+def test_chart_monitoring_copies_are_current(name: str) -> None:
+    source = REPO / "manifests" / "monitoring" / name
+    copy = REPO / "charts" / "edgeplane" / "files" / name
+    assert copy.read_text() == source.read_text(), f"{copy}: run tools/sync-copies.sh"
 
 
 def test_kustomization_lists_every_crd_and_manifest() -> None:
