@@ -110,3 +110,28 @@ def test_base_deployment_runs_restricted() -> None:
         assert sc["capabilities"]["drop"] == ["ALL"]
         assert c["livenessProbe"] and c["readinessProbe"]
         assert c["args"][0] == "operator"
+
+
+def test_containerfile_runs_as_the_user_the_manifests_expect() -> None:
+    text = (REPO / "Containerfile").read_text()
+    users = [ln.split()[1] for ln in text.splitlines() if ln.startswith("USER ")]
+    assert users and users[-1] == "10001:10001"
+    dep = next(d for d in base_docs() if d["kind"] == "Deployment")
+    pod_sc = dep["spec"]["template"]["spec"]["securityContext"]
+    assert f"{pod_sc['runAsUser']}:{pod_sc['runAsGroup']}" == users[-1]
+    values = yaml.safe_load((REPO / "charts" / "edgeplane" / "values.yaml").read_text())
+    chart_sc = values["podSecurityContext"]
+    assert f"{chart_sc['runAsUser']}:{chart_sc['runAsGroup']}" == users[-1]
+
+
+def test_containerfile_installs_like_make_setup() -> None:
+    text = (REPO / "Containerfile").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    # The same steps as the Makefile's setup: a venv, pip from pyproject, npm ci.
+    assert "-m venv" in text and "pip install --quiet --upgrade pip" in text
+    assert "pip install --quiet -e ." in text and "pip install --quiet -e '.[dev]'" in makefile
+    assert "npm ci" in text and "npm ci" in makefile
+    assert "COPY package.json package-lock.json" in text
+    # No download besides the package registries' clients.
+    assert "curl" not in text and "wget" not in text
+    assert 'ENTRYPOINT ["edgeplane"]' in text
