@@ -222,3 +222,15 @@ def test_chart_and_kustomize_grant_the_same_rbac(helm: Path, cluster: Cluster) -
                 "volumeMounts"):
         assert cc[key] == kc[key], key
     assert set(kc["args"]) <= set(cc["args"])
+
+
+def test_monitoring_kustomization_renders(cluster: Cluster) -> None:
+    import json
+
+    objs = docs(cluster.kubectl("kustomize", str(REPO / "manifests" / "monitoring")).stdout)
+    assert sorted(d["kind"] for d in objs) == ["ConfigMap", "PrometheusRule"]
+    cm = next(d for d in objs if d["kind"] == "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "edgeplane-system"
+    source = REPO / "manifests" / "monitoring" / "grafana-dashboard.json"
+    assert json.loads(cm["data"]["edgeplane.json"]) == json.loads(source.read_text())
