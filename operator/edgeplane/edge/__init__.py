@@ -1,0 +1,1 @@
+"""The edge agent: store, workerd config rendering, process supervision, HTTP API."""

@@ -1,0 +1,419 @@
+"""The agent's core: accepted state, a coalescing reload loop, batch validation in a
+throw-away workerd, and supervision of the serving workerd generation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edgeplane.bundle import Bundle, Deployment
+from edgeplane.edge import render, workerd
+from edgeplane.edge.store import Store
+from edgeplane.routes import parse_pattern
+
+log = logging.getLogger("edgeplane.agent")
+_SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
+MAX_MESSAGE = 4000
+
+
+@dataclass
+class Result:
+    status: int
+    body: dict[str, object]
+
+
+@dataclass
+class _Pending:
+    deployment: Deployment | None  # None: delete
+    waiters: list[asyncio.Future[Result]] = field(default_factory=list)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        p = "edgeplane_agent_"
+        self.reloads = Counter(p + "reloads_total", "workerd reloads", ["result"], registry=r)
+        self.reload_time = Histogram(
+            p + "reload_duration_seconds",
+            "From starting a workerd generation to it serving",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.workers = Gauge(p + "workers", "Workers served", registry=r)
+        self.pushes = Counter(p + "pushes_total", "PUT/DELETE requests", ["result"], registry=r)
+        self.validation_failures = Counter(
+            p + "validation_failures_total", "Bundles refused by validation", registry=r
+        )
+        self.validation_runs = Counter(
+            p + "validation_runs_total", "Throw-away workerd runs", registry=r
+        )
+        self.restarts = Counter(
+            p + "workerd_restarts_total", "Unexpected workerd exits restarted", registry=r
+        )
+
+
+class Conflict(Exception):
+    pass
+
+
+class Agent:
+    def __init__(
+        self,
+        state_dir: Path,
+        workerd_bin: Path,
+        http_sock: socket.socket,
+        *,
+        drain_grace: float = 10.0,
+        start_timeout: float = 60.0,
+        validate_timeout: float = 10.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.workerd_bin = workerd_bin
+        self.http_sock = http_sock
+        self.drain_grace = drain_grace
+        self.start_timeout = start_timeout
+        self.validate_timeout = validate_timeout
+        self.store = Store(state_dir)
+        self.run_dir = state_dir / "run"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv")
+        self.metrics = Metrics()
+        self.accepted: dict[str, Deployment] = {}
+        self.refused: dict[str, str] = {}  # worker -> message of its last refused push
+        self.pending: dict[str, _Pending] = {}
+        self.validated: set[str] = set()
+        self.current: workerd.Proc | None = None
+        self.config_path: Path | None = None
+        self.crash_message = ""
+        self._gen = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one generation change at a time
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._draining: set[workerd.Proc] = set()
+        self._closing = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self.accepted = await asyncio.to_thread(self.store.load_all)
+        self.validated = {b.version or "" for d in self.accepted.values() for b in d.versions}
+        self.metrics.workers.set(len(self.accepted))
+        try:
+            await self._reload(self.accepted)
+        except workerd.StartFailed as e:
+            # The stored set served before; keep retrying rather than refusing to start.
+            self.crash_message = self._redact(e.message, self.accepted.values())
+            log.error("workerd failed to start the stored config: %s", self.crash_message)
+            self._spawn(self._restart_later())
+        self._loop_task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+        procs = [*self._draining, *([self.current] if self.current else [])]
+        await asyncio.gather(*(workerd.stop(p, self.drain_grace) for p in procs))
+        self.current = None
+        for p in self.pending.values():
+            for w in p.waiters:
+                if not w.done():
+                    w.set_result(Result(503, {"error": "agent is shutting down"}))
+
+    def ready(self) -> bool:
+        return self.current is not None and self.current.proc.returncode is None
+
+    # ---- requests ------------------------------------------------------------------
+    def desired(self) -> dict[str, Deployment]:
+        out = dict(self.accepted)
+        for w, p in self.pending.items():
+            if p.deployment is None:
+                out.pop(w, None)
+            else:
+                out[w] = p.deployment
+        return out
+
+    @staticmethod
+    def route_conflict(d: Deployment, others: dict[str, Deployment]) -> str | None:
+        owners: dict[str, str] = {}
+        for o in others.values():
+            if o.worker != d.worker:
+                for r in o.routes:
+                    owners[parse_pattern(r.pattern).canonical()] = o.worker
+        for r in d.routes:
+            owner = owners.get(parse_pattern(r.pattern).canonical())
+            if owner:
+                return f"route pattern {r.pattern!r} is already served by Worker {owner}"
+        return None
+
+    def submit(self, worker: str, d: Deployment | None) -> asyncio.Future[Result]:
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        p = self.pending.get(worker)
+        if p is None:
+            p = self.pending[worker] = _Pending(d)
+        p.deployment = d  # a later request for the same Worker supersedes an earlier one
+        p.waiters.append(fut)
+        self._wake.set()
+        return fut
+
+    # ---- the reload loop -------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self.pending = self.pending, {}
+            try:
+                await self._process(batch)
+            except Exception as e:  # never leave a PUT waiting forever
+                log.exception("reload failed")
+                for p in batch.values():
+                    for w in p.waiters:
+                        if not w.done():
+                            w.set_result(Result(500, {"error": f"agent error: {e}"}))
+
+    async def _process(self, batch: dict[str, _Pending]) -> None:
+        results: dict[str, Result] = {}
+        candidate = dict(self.accepted)
+        changes: dict[str, Deployment | None] = {}
+        new_bundles: dict[str, Bundle] = {}
+        for w, p in batch.items():
+            d = p.deployment
+            if d is None:
+                if w in candidate:
+                    changes[w] = None
+                self.refused.pop(w, None)
+                results[w] = Result(200, {"deleted": True, "worker": w})
+                continue
+            cur = candidate.get(w)
+            if cur is not None and cur.identity() == d.identity():
+                results[w] = Result(200, {"changed": False, "version": d.primary})
+                continue
+            for b in d.versions:
+                if b.version not in self.validated:
+                    new_bundles[b.version or ""] = b
+        errors = await self.validate(list(new_bundles.values()))
+        for w, p in batch.items():
+            d = p.deployment
+            if w in results or d is None:
+                continue
+            bad = [errors[b.version or ""] for b in d.versions if (b.version or "") in errors]
+            if bad:
+                results[w] = Result(422, {"error": bad[0], "worker": w})
+                self.refused[w] = bad[0]
+                self.metrics.validation_failures.inc()
+                continue
+            conflict = self.route_conflict(d, candidate)
+            if conflict:
+                results[w] = Result(409, {"error": conflict, "worker": w})
+                continue
+            candidate[w] = d
+            changes[w] = d
+            results[w] = Result(200, {"changed": True, "version": d.primary})
+        for w in changes:
+            if changes[w] is None:
+                candidate.pop(w, None)
+        if changes:
+            previous = {w: self.accepted.get(w) for w in changes}
+            await self.store.apply(changes)
+            try:
+                await self._reload(candidate)
+            except workerd.StartFailed as e:
+                await self.store.apply(previous)
+                msg = self._redact(e.message, candidate.values())
+                for w in changes:
+                    results[w] = Result(
+                        422, {"error": f"workerd refused the combined config: {msg}", "worker": w}
+                    )
+                    self.refused[w] = msg
+            else:
+                self.accepted = candidate
+                for w in changes:
+                    self.refused.pop(w, None)
+                    if changes[w] is not None:
+                        self.validated.update(b.version or "" for b in changes[w].versions)  # type: ignore[union-attr]
+                self.metrics.workers.set(len(self.accepted))
+        for w, p in batch.items():
+            r = results[w]
+            self.metrics.pushes.labels("ok" if r.status < 400 else "refused").inc()
+            for fut in p.waiters:
+                if not fut.done():
+                    fut.set_result(r)
+
+    # ---- validation ------------------------------------------------------------------
+    async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
+        """Start the bundles together in throw-away workerds; version -> workerd's message
+        for each bundle that does not load. One run when all are good."""
+        errors: dict[str, str] = {}
+        todo = list(bundles)
+        while todo:
+            msg = await self._try(todo)
+            if msg is None:
+                return errors
+            m = _SERVICE_RE.search(msg)
+            named = m.group(2) if m else None
+            if named and any(b.version == named for b in todo):
+                errors[named] = msg
+                todo = [b for b in todo if b.version != named]
+                continue
+            # workerd named nobody (e.g. a timeout): try each bundle alone.
+            if len(todo) == 1:
+                errors[todo[0].version or ""] = msg
+                return errors
+            for b in todo:
+                one = await self._try([b])
+                if one is not None:
+                    errors[b.version or ""] = one
+            return errors
+        return errors
+
+    async def _try(self, bundles: list[Bundle]) -> str | None:
+        self.metrics.validation_runs.inc()
+        deps = [
+            Deployment(worker=b.worker, primary=b.version or "", versions=(b,)) for b in bundles
+        ]
+        vdir = self.run_dir / f"validate-{self._next_gen()}"
+        vdir.mkdir(parents=True, exist_ok=True)
+        try:
+            paths = render.Paths(do_dir=vdir / "do", kv_dir=vdir / "kv")
+            cfg = vdir / "config.capnp"
+            await asyncio.to_thread(cfg.write_text, render.render(deps, paths))
+            try:
+                p = await workerd.start(
+                    self.workerd_bin,
+                    cfg,
+                    socket_fd=None,
+                    start_timeout=self.validate_timeout,
+                    kill_on_parent_death=9,
+                )
+            except workerd.StartFailed as e:
+                return self._redact(e.message, deps)[:MAX_MESSAGE]
+            await workerd.kill(p)
+            return None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, vdir, True)
+
+    # ---- generations -----------------------------------------------------------------
+    def _next_gen(self) -> int:
+        self._gen += 1
+        return self._gen
+
+    async def _reload(self, deployments: dict[str, Deployment]) -> None:
+        """Start a new generation on the shared socket; once it listens, drain the old."""
+        async with self._lock:
+            gen = self._next_gen()
+            cfg = self.run_dir / f"config-{gen}.capnp"
+            text = render.render(deployments.values(), self.paths)
+            await asyncio.to_thread(cfg.write_text, text)
+            started = time.monotonic()
+            try:
+                p = await workerd.start(
+                    self.workerd_bin,
+                    cfg,
+                    socket_fd=self.http_sock.fileno(),
+                    start_timeout=self.start_timeout,
+                )
+            except workerd.StartFailed:
+                self.metrics.reloads.labels("failed").inc()
+                cfg.unlink(missing_ok=True)
+                raise
+            self.metrics.reload_time.observe(time.monotonic() - started)
+            self.metrics.reloads.labels("ok").inc()
+            old, self.current = self.current, p
+            old_cfg, self.config_path = self.config_path, cfg
+            self.crash_message = ""
+            self._spawn(self._watch(p))
+            if old is not None:
+                self._spawn(self._drain(old))
+            if old_cfg is not None and old_cfg != cfg:
+                old_cfg.unlink(missing_ok=True)
+
+    async def _drain(self, p: workerd.Proc) -> None:
+        self._draining.add(p)
+        try:
+            await workerd.stop(p, self.drain_grace)
+        finally:
+            self._draining.discard(p)
+
+    async def _watch(self, p: workerd.Proc) -> None:
+        await p.proc.wait()
+        if self._closing or p is not self.current:
+            return
+        self.metrics.restarts.inc()
+        tail = self._redact(p.stderr_text()[-1000:], self.accepted.values())
+        self.crash_message = f"workerd exited unexpectedly ({p.proc.returncode}): {tail}".strip()
+        log.error("%s", self.crash_message)
+        await self._restart_later()
+
+    async def _restart_later(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self._reload(self.accepted)
+                log.info("workerd restarted")
+                return
+            except workerd.StartFailed as e:
+                self.crash_message = "workerd restart failed: " + self._redact(
+                    e.message, self.accepted.values()
+                )
+                self.metrics.reloads.labels("failed").inc()
+                delay = min(delay * 2, 30.0)
+
+    def _spawn(self, coro: object) -> None:
+        t = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _redact(message: str, deployments: object) -> str:
+        return render.redact(message, render.secrets_of(deployments))  # type: ignore[arg-type]
+
+    # ---- inventory -------------------------------------------------------------------
+    def item(self, worker: str) -> dict[str, object] | None:
+        d = self.accepted.get(worker)
+        if d is None:
+            if worker in self.refused:
+                return {
+                    "worker": worker,
+                    "primary": "",
+                    "versions": [],
+                    "identity": "",
+                    "state": "failed",
+                    "message": self.refused[worker],
+                }
+            return None
+        msg = self.refused.get(worker)
+        state = "serving" if self.ready() else "starting"
+        message = (
+            f"last push refused: {msg}"
+            if msg
+            else (self.crash_message or "serving the accepted deployment")
+        )
+        return {
+            "worker": worker,
+            "primary": d.primary,
+            "versions": [b.version for b in d.versions],
+            "identity": d.identity(),
+            "state": state,
+            "message": message,
+        }
+
+    def inventory(self) -> list[dict[str, object]]:
+        names = sorted(set(self.accepted) | set(self.refused))
+        return [i for w in names if (i := self.item(w)) is not None]

@@ -1,0 +1,290 @@
+"""`edgeplane agent`: the edge agent's HTTP API (aiohttp) in front of workerd.
+
+API (JSON; bearer token on everything but /healthz and /readyz):
+  PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
+                              422 schema/load error, 409 route owned by another Worker
+  DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
+  GET    /v1/workers          → {"workers": [inventory item, ...]}
+  GET    /v1/workers/{name}   → inventory item, or 404
+  GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready"}
+  GET    /metrics             → Prometheus text
+  GET    /healthz, /readyz    → 200 / 503
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from edgeplane import __version__
+from edgeplane.bundle import WORKER_NAME_RE, Deployment
+from edgeplane.edge.agent import Agent
+from edgeplane.edge.store import atomic_write
+from edgeplane.routes import parse_pattern
+
+log = logging.getLogger("edgeplane.agent")
+AGENT_KEY = web.AppKey("agent", Agent)
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+_OPEN = {"/healthz", "/readyz"}
+
+
+def token_ok(header: str | None, token: str) -> bool:
+    """Constant-time check of an `Authorization: Bearer <token>` header."""
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+def _err(status: int, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+    @web.middleware
+    async def auth(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path not in _OPEN and not token_ok(request.headers.get("Authorization"), token):
+            return web.json_response(
+                {"error": "missing or invalid bearer token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="edgeplane-agent"'},
+            )
+        if request.content_length is not None and request.content_length > max_body:
+            return _err(413, f"request body exceeds {max_body} bytes")
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _err(413, f"request body exceeds {max_body} bytes")
+
+    app = web.Application(client_max_size=max_body, middlewares=[auth])
+    app[AGENT_KEY] = agent
+    routes = web.RouteTableDef()
+
+    def name_of(request: web.Request) -> str:
+        name = request.match_info["name"]
+        if not re.match(WORKER_NAME_RE, name) or len(name) > 127:
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps(
+                    {"error": f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)"}
+                ),
+                content_type="application/json",
+            )
+        return name
+
+    @routes.get("/healthz")
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    @routes.get("/readyz")
+    async def readyz(_: web.Request) -> web.Response:
+        ok = agent.ready()
+        return web.json_response(
+            {"ready": ok, "message": agent.crash_message}, status=200 if ok else 503
+        )
+
+    @routes.get("/metrics")
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(agent.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @routes.get("/v1/info")
+    async def info(_: web.Request) -> web.Response:
+        from edgeplane.runtime import workerd_version
+
+        runtime = await asyncio.to_thread(workerd_version, agent.workerd_bin)
+        return web.json_response(
+            {
+                "agentVersion": __version__,
+                "runtimeVersion": runtime,
+                "workers": len(agent.accepted),
+                "ready": agent.ready(),
+            }
+        )
+
+    @routes.get("/v1/workers")
+    async def list_workers(_: web.Request) -> web.Response:
+        return web.json_response({"workers": agent.inventory()})
+
+    @routes.get("/v1/workers/{name}")
+    async def get_worker(request: web.Request) -> web.Response:
+        item = agent.item(name_of(request))
+        if item is None:
+            return _err(404, f"Worker {request.match_info['name']} is not deployed here")
+        return web.json_response(item)
+
+    @routes.put("/v1/workers/{name}")
+    async def put_worker(request: web.Request) -> web.Response:
+        name = name_of(request)
+        raw = await request.read()
+        try:
+            d = Deployment.model_validate_json(raw)
+        except ValidationError as e:
+            agent.metrics.pushes.labels("invalid").inc()
+            return _err(422, _validation_message(e), errors=_validation_fields(e))
+        if d.worker != name:
+            return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
+        for i, r in enumerate(d.routes):
+            try:
+                parse_pattern(r.pattern)
+            except ValueError as e:
+                return _err(422, f"routes.{i}.pattern: {e}")
+        cur = agent.accepted.get(name)
+        if name not in agent.pending and cur is not None and cur.identity() == d.identity():
+            agent.metrics.pushes.labels("unchanged").inc()
+            return web.json_response({"changed": False, "version": d.primary})
+        conflict = agent.route_conflict(d, agent.desired())
+        if conflict:
+            agent.metrics.pushes.labels("conflict").inc()
+            return _err(409, conflict)
+        result = await asyncio.shield(agent.submit(name, d))
+        return web.json_response(result.body, status=result.status)
+
+    @routes.delete("/v1/workers/{name}")
+    async def delete_worker(request: web.Request) -> web.Response:
+        name = name_of(request)
+        if name not in agent.desired() and name not in agent.refused:
+            return _err(404, f"Worker {name} is not deployed here")
+        result = await asyncio.shield(agent.submit(name, None))
+        return web.json_response(result.body, status=result.status)
+
+    app.add_routes(routes)
+    return app
+
+
+def _validation_fields(e: ValidationError) -> list[str]:
+    return [".".join(str(x) for x in err["loc"]) or "body" for err in e.errors()]
+
+
+def _validation_message(e: ValidationError) -> str:
+    # Values are left out on purpose: they may hold secrets.
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def bind(addr: str) -> socket.socket:
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(4096)
+    return s
+
+
+def _url(scheme: str, s: socket.socket) -> str:
+    host, port = s.getsockname()[:2]
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    env = os.environ.get
+    ap = argparse.ArgumentParser(prog="edgeplane agent", description="edge agent for workerd")
+    ap.add_argument("--listen-api", default=env("EDGEPLANE_AGENT_LISTEN_API", "127.0.0.1:9443"))
+    ap.add_argument("--listen-http", default=env("EDGEPLANE_AGENT_LISTEN_HTTP", "127.0.0.1:8080"))
+    ap.add_argument("--state-dir", default=env("EDGEPLANE_AGENT_STATE_DIR", "/var/lib/edgeplane"))
+    ap.add_argument("--token-file", default=env("EDGEPLANE_AGENT_TOKEN_FILE"))
+    ap.add_argument("--tls-cert", default=env("EDGEPLANE_AGENT_TLS_CERT"))
+    ap.add_argument("--tls-key", default=env("EDGEPLANE_AGENT_TLS_KEY"))
+    ap.add_argument("--workerd", default=env("EDGEPLANE_AGENT_WORKERD"))
+    ap.add_argument(
+        "--max-body",
+        type=int,
+        default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
+    )
+    ap.add_argument(
+        "--drain-seconds", type=float, default=float(env("EDGEPLANE_AGENT_DRAIN_SECONDS", "10"))
+    )
+    ap.add_argument(
+        "--validate-timeout",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_VALIDATE_TIMEOUT", "10")),
+    )
+    args = ap.parse_args(argv)
+    if not args.token_file:
+        ap.error("--token-file (or EDGEPLANE_AGENT_TOKEN_FILE) is required")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
+    return args
+
+
+async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> None:
+    http_sock = bind(args.listen_http)
+    agent = Agent(
+        state,
+        wd,
+        http_sock,
+        drain_grace=args.drain_seconds,
+        validate_timeout=args.validate_timeout,
+    )
+    # Serve what was accepted before anything else: no operator contact needed.
+    await agent.start()
+    ssl_ctx = None
+    if args.tls_cert:
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    runner = web.AppRunner(make_app(agent, token, args.max_body), access_log=None)
+    await runner.setup()
+    api_sock = bind(args.listen_api)
+    site = web.SockSite(runner, api_sock, ssl_context=ssl_ctx)
+    await site.start()
+    endpoints = {
+        "api": _url("https" if ssl_ctx else "http", api_sock),
+        "http": _url("http", http_sock),
+        "pid": os.getpid(),
+    }
+    await asyncio.to_thread(
+        atomic_write, agent.run_dir / "endpoints.json", json.dumps(endpoints).encode()
+    )
+    log.info("edge agent serving: api %s, http %s", endpoints["api"], endpoints["http"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await agent.close()
+        with contextlib.suppress(OSError):
+            http_sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from edgeplane.runtime import find_workerd
+
+    token = Path(args.token_file).read_text().strip()
+    if not token:
+        print("edgeplane agent: the token file is empty", file=sys.stderr)
+        return 2
+    state = Path(args.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    wd = Path(args.workerd) if args.workerd else find_workerd()
+    asyncio.run(serve(args, token, state, wd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

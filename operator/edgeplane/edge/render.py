@@ -1,0 +1,250 @@
+"""Accepted deployments → one workerd config in Cap'n Proto text (pure).
+
+Every string is escaped by `text()`, binary content is written as a hex Data literal, so no
+user input can change the config's structure. Service names are derived from validated
+Worker names and version ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgeplane.bundle import Bundle, Deployment, ModuleType
+from edgeplane.routes import parse_pattern, sort_most_specific_first
+
+ROUTER_SERVICE = "edgeplane:router"
+KV_SERVICE = "edgeplane:kv"
+SOCKET = "http"
+_ROUTER_JS = resources.files("edgeplane.edge").joinpath("router.js").read_text()
+_MISSING_JS = """export default { fetch(request, env) {
+  return new Response(`edgeplane: Worker ${env.WORKER} is not deployed at this location\\n`,
+    { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
+} };
+"""
+
+
+def text(s: str) -> str:
+    """A Cap'n Proto text literal: quotes, backslashes and control characters escaped."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def data(b: bytes) -> str:
+    return f'0x"{b.hex()}"'
+
+
+def service_name(worker: str, version: str) -> str:
+    return f"w:{worker}@{version}"
+
+
+def missing_name(worker: str) -> str:
+    return f"missing:{worker}"
+
+
+@dataclass(frozen=True)
+class Paths:
+    do_dir: Path
+    kv_dir: Path
+
+
+def _module(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
+    if m_type.is_binary:
+        return f"(name = {text(m_name)}, {m_type.value} = {data(raw)})"
+    return f"(name = {text(m_name)}, {m_type.value} = {text(content)})"
+
+
+def _worker(
+    b: Bundle,
+    svc: str,
+    primaries: Mapping[str, str],
+    namespace_owner: str | None,
+) -> str:
+    """One Worker version. `namespace_owner` is the primary's service when this is not the
+    primary: Durable Object classes live in one namespace per Worker, the primary's."""
+    mods = ", ".join(_module(m.name, m.type, m.raw(), m.content) for m in b.modules)
+    binds: list[str] = []
+    do_classes: list[str] = []
+    for bd in b.bindings:
+        n = text(bd.name)
+        if bd.text is not None:
+            binds.append(f"(name = {n}, text = {text(bd.text)})")
+        elif bd.secret is not None:
+            binds.append(f"(name = {n}, text = {text(bd.secret)})")
+        elif bd.json_ is not None:
+            binds.append(f"(name = {n}, json = {text(bd.json_)})")
+        elif bd.service is not None:
+            target = primaries.get(bd.service) or missing_name(bd.service)
+            binds.append(f"(name = {n}, service = {text(target)})")
+        elif bd.kv_namespace is not None:
+            # KV namespaces are shared by the Workers of one Kubernetes namespace.
+            ns = f"{b.worker.split('.')[0]}/{bd.kv_namespace}"
+            props = text(json.dumps({"namespace": ns}))
+            binds.append(
+                f"(name = {n}, kvNamespace = (name = {text(KV_SERVICE)}, props = (json = {props})))"
+            )
+        elif bd.durable_object_class is not None:
+            cls = bd.durable_object_class
+            owner = namespace_owner or svc
+            binds.append(
+                f"(name = {n}, durableObjectNamespace = (className = {text(cls)}, "
+                f"serviceName = {text(owner)}))"
+            )
+            do_classes.append(cls)
+    parts = [
+        f"modules = [{mods}]",
+        f"compatibilityDate = {text(b.compatibility_date)}",
+        f"compatibilityFlags = [{', '.join(text(f) for f in b.compatibility_flags)}]",
+        f"bindings = [{', '.join(binds)}]",
+    ]
+    if do_classes and namespace_owner is None:
+        nss = ", ".join(
+            f"(className = {text(c)}, uniqueKey = {text(f'{b.worker}-{c}')}, enableSql = true)"
+            for c in dict.fromkeys(do_classes)
+        )
+        parts.append(f"durableObjectNamespaces = [{nss}]")
+        parts.append(f"durableObjectStorage = (localDisk = {text('edgeplane:do-disk')})")
+    return f"(name = {text(svc)}, worker = ({', '.join(parts)}))"
+
+
+def router_table(
+    deployments: Iterable[Deployment],
+) -> tuple[list[dict[str, object]], dict[str, str]]:
+    """The router's route list (most specific first) and its binding name → service map."""
+    bindings: dict[str, str] = {}
+    by_service: dict[str, str] = {}
+
+    def bind(svc: str) -> str:
+        if svc not in by_service:
+            by_service[svc] = f"s{len(by_service)}"
+            bindings[by_service[svc]] = svc
+        return by_service[svc]
+
+    entries = []
+    for d in deployments:
+        versions = [
+            {"version": b.version, "binding": bind(service_name(d.worker, b.version or ""))}
+            for b in d.versions
+        ]
+        for r in d.routes:
+            if r.traffic:
+                traffic = [
+                    {
+                        "version": t.version,
+                        "percent": t.percent,
+                        "binding": bind(service_name(d.worker, t.version)),
+                    }
+                    for t in r.traffic
+                    if t.percent > 0
+                ]
+            else:
+                traffic = [
+                    {
+                        "version": d.primary,
+                        "percent": 100,
+                        "binding": bind(service_name(d.worker, d.primary)),
+                    }
+                ]
+            entries.append(
+                (
+                    parse_pattern(r.pattern),
+                    {"worker": d.worker, "traffic": traffic, "versions": versions},
+                )
+            )
+    table = [{"pattern": p.to_json(), **e} for p, e in sort_most_specific_first(entries)]
+    return table, bindings
+
+
+def render(deployments: Iterable[Deployment], paths: Paths) -> str:
+    """The whole config: every version of every Worker, stubs for missing service-binding
+    targets, the KV service when used, and the router on the `http` socket."""
+    deps = sorted(deployments, key=lambda d: d.worker)
+    primaries = {d.worker: service_name(d.worker, d.primary) for d in deps}
+    services: list[str] = []
+    missing: set[str] = set()
+    uses_kv = uses_do = False
+    for d in deps:
+        primary_svc = primaries[d.worker]
+        for b in d.versions:
+            svc = service_name(d.worker, b.version or "")
+            owner = None if svc == primary_svc else primary_svc
+            services.append(_worker(b, svc, primaries, owner))
+            for bd in b.bindings:
+                if bd.service is not None and bd.service not in primaries:
+                    missing.add(bd.service)
+                uses_kv |= bd.kv_namespace is not None
+                uses_do |= bd.durable_object_class is not None
+    for w in sorted(missing):
+        services.append(
+            f'(name = {text(missing_name(w))}, worker = (modules = [(name = "missing.js", '
+            f'esModule = {text(_MISSING_JS)})], compatibilityDate = "2024-09-23", '
+            f'bindings = [(name = "WORKER", text = {text(w)})]))'
+        )
+    if uses_do:
+        services.append(
+            f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
+            "writable = true))"
+        )
+    if uses_kv:
+        services.append(_kv_services(paths.kv_dir))
+    table, bindings = router_table(deps)
+    rb = [f'(name = "ROUTES", json = {text(json.dumps(table, separators=(",", ":")))})']
+    rb += [f"(name = {text(k)}, service = {text(v)})" for k, v in bindings.items()]
+    services.append(
+        f'(name = {text(ROUTER_SERVICE)}, worker = (modules = [(name = "router.js", '
+        f'esModule = {text(_ROUTER_JS)})], compatibilityDate = "2024-09-23", '
+        f"bindings = [{', '.join(rb)}]))"
+    )
+    body = ",\n    ".join(services)
+    return (
+        'using Workerd = import "/workerd/workerd.capnp";\n'
+        "const config :Workerd.Config = (\n"
+        f"  services = [\n    {body}\n  ],\n"
+        f"  sockets = [(name = {text(SOCKET)}, http = (), service = {text(ROUTER_SERVICE)})]\n"
+        ");\n"
+    )
+
+
+def _kv_services(kv_dir: Path) -> str:
+    # workerd's bundled KV Worker: a SQLite Durable Object per namespace plus a blob disk.
+    return ",\n    ".join(
+        [
+            f'(name = {text(KV_SERVICE)}, worker = (modules = [(name = "kv.js", '
+            'bundled = "/workerd/kv.js")], compatibilityDate = "2024-09-23", '
+            'bindings = [(name = "SHARD", durableObjectNamespace = "KVNamespace"), '
+            '(name = "BLOBS", service = "edgeplane:kv-blobs")], '
+            'durableObjectNamespaces = [(className = "KVNamespace", '
+            'uniqueKey = "edgeplane-kv", enableSql = true)], '
+            'durableObjectStorage = (localDisk = "edgeplane:kv-disk")))',
+            f'(name = "edgeplane:kv-disk", disk = (path = {text(str(kv_dir / "objects"))}, '
+            "writable = true))",
+            f'(name = "edgeplane:kv-blobs", disk = (path = {text(str(kv_dir / "blobs"))}, '
+            "writable = true))",
+        ]
+    )
+
+
+def secrets_of(deployments: Iterable[Deployment]) -> set[str]:
+    return {bd.secret for d in deployments for b in d.versions for bd in b.bindings if bd.secret}
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    # Longest first, so a secret containing another is removed whole.
+    for s in sorted(secrets, key=len, reverse=True):
+        if s:
+            message = message.replace(s, "[redacted]")
+    return message

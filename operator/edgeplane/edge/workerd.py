@@ -1,0 +1,134 @@
+"""Running workerd processes: a serving generation on the agent's socket, and throw-away
+validation runs. Readiness is the `listen` event on the control fd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+STDERR_LIMIT = 64 * 1024
+
+
+def _die_with_parent(sig: int) -> None:
+    # If the agent dies, its workerd must not keep the socket (a restarted agent rebinds it).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+
+
+class StartFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Proc:
+    proc: asyncio.subprocess.Process
+    stderr: bytearray = field(default_factory=bytearray)
+    reader: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr_text(self) -> str:
+        return self.stderr.decode(errors="replace").strip()
+
+
+async def _drain(stream: asyncio.StreamReader, buf: bytearray) -> None:
+    while chunk := await stream.read(65536):
+        if len(buf) < STDERR_LIMIT:
+            buf.extend(chunk[: STDERR_LIMIT - len(buf)])
+
+
+async def start(
+    workerd: Path,
+    config: Path,
+    *,
+    socket_fd: int | None,
+    start_timeout: float,
+    kill_on_parent_death: int = signal.SIGTERM,
+) -> Proc:
+    """Start `workerd serve` and return once its socket listens. On exit or timeout the
+    process is killed and StartFailed carries workerd's stderr."""
+    rfd, wfd = os.pipe()
+    args = [str(workerd), "serve", "--experimental", str(config), "--control-fd", str(wfd)]
+    fds = [wfd]
+    if socket_fd is None:
+        args += ["--socket-addr", "http=127.0.0.1:0"]
+    else:
+        args += ["--socket-fd", f"http={socket_fd}"]
+        fds.append(socket_fd)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=fds,
+            preexec_fn=lambda: _die_with_parent(kill_on_parent_death),
+        )
+    finally:
+        os.close(wfd)
+    p = Proc(proc)
+    assert proc.stderr is not None
+    p.reader = asyncio.create_task(_drain(proc.stderr, p.stderr))
+    loop = asyncio.get_running_loop()
+    ctl = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(ctl), os.fdopen(rfd, "rb", buffering=0)
+    )
+    try:
+        async with asyncio.timeout(start_timeout):
+            while True:
+                line = await ctl.readline()
+                if not line:  # control fd closed: workerd exited
+                    await proc.wait()
+                    await p.reader
+                    raise StartFailed(p.stderr_text() or f"workerd exited with {proc.returncode}")
+                with contextlib.suppress(ValueError):
+                    ev = json.loads(line)
+                    if ev.get("event") == "listen" and ev.get("socket") == "http":
+                        return p
+    except TimeoutError:
+        await kill(p)
+        raise StartFailed(
+            f"workerd did not finish starting within {start_timeout:g}s (a top-level loop or "
+            f"a very slow module?) {p.stderr_text()}".strip()
+        ) from None
+    except BaseException:
+        await kill(p)
+        raise
+    finally:
+        transport.close()
+
+
+async def kill(p: Proc) -> None:
+    if p.proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            p.proc.kill()
+    await p.proc.wait()
+    if p.reader:
+        with contextlib.suppress(Exception):
+            await p.reader
+
+
+async def stop(p: Proc, grace: float) -> None:
+    """SIGTERM (workerd drains in-flight requests), SIGKILL after `grace` seconds."""
+    if p.proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            p.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace):
+                await p.proc.wait()
+        except TimeoutError:
+            pass
+    await kill(p)
