@@ -28,7 +28,7 @@ class StartFailed(Exception):
         self.message = message
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the agent keeps sets of generations
 class Proc:
     proc: asyncio.subprocess.Process
     stderr: bytearray = field(default_factory=bytearray)

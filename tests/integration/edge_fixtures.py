@@ -1,0 +1,204 @@
+"""Starting real edge agents (with real workerd) from tests; reusable by e2e tests.
+
+    from tests.integration.edge_fixtures import edge_agent, start_agent, deployment
+
+`start_agent(state_dir, token=..., http_addr=..., api_addr=...)` starts `python -m
+edgeplane.edge.app` in its own process group and returns an `AgentProc` once /readyz
+answers; `AgentProc.stop()` SIGTERMs and then SIGKILLs the whole group (agent and every
+workerd), `AgentProc.kill()` SIGKILLs it at once. The `edge_agent` fixture yields a
+started agent and always stops it, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgeplane.bundle import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+@dataclass
+class AgentProc:
+    popen: subprocess.Popen[bytes]
+    state_dir: Path
+    api_url: str
+    http_url: str
+    token: str
+    log: Path
+
+    @property
+    def http_addr(self) -> str:
+        return self.http_url.removeprefix("http://")
+
+    @property
+    def api_addr(self) -> str:
+        return self.api_url.split("://", 1)[1]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def kill(self) -> None:
+        """SIGKILL the agent and every workerd it started (one process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+        _wait_group_gone(self.popen.pid)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def log_tail(self, n: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def start_agent(
+    state_dir: Path,
+    *,
+    token: str = TOKEN,
+    http_addr: str = "127.0.0.1:0",
+    api_addr: str = "127.0.0.1:0",
+    extra_args: tuple[str, ...] = (),
+    timeout: float = 60.0,
+) -> AgentProc:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token_file = state_dir.parent / f"{state_dir.name}.token"
+    token_file.write_text(token)
+    endpoints = state_dir / "run" / "endpoints.json"
+    endpoints.unlink(missing_ok=True)
+    log = state_dir.parent / f"{state_dir.name}.log"
+    args = [
+        sys.executable,
+        "-m",
+        "edgeplane.edge.app",
+        "--listen-api",
+        api_addr,
+        "--listen-http",
+        http_addr,
+        "--state-dir",
+        str(state_dir),
+        "--token-file",
+        str(token_file),
+        "--drain-seconds",
+        "5",
+        *extra_args,
+    ]
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"agent exited with {popen.returncode}:\n{log.read_text()}")
+        if endpoints.exists():
+            ep = json.loads(endpoints.read_text())
+            agent = AgentProc(popen, state_dir, ep["api"], ep["http"], token, log)
+            try:
+                urllib.request.urlopen(agent.api_url + "/readyz", timeout=2)
+                return agent
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.05)
+    AgentProc(popen, state_dir, "", "", token, log).stop()
+    raise RuntimeError(f"agent not ready within {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def edge_agent(tmp_path: Path) -> Iterator[AgentProc]:
+    agent = start_agent(tmp_path / "agent")
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def bundle(
+    worker: str,
+    js: str,
+    *,
+    bindings: tuple[BundleBinding, ...] = (),
+    extra_modules: tuple[BundleModule, ...] = (),
+    compatibility_date: str = "2024-09-23",
+) -> Bundle:
+    return Bundle(
+        worker=worker,
+        compatibilityDate=compatibility_date,
+        mainModule="index.js",
+        modules=(
+            BundleModule(name="index.js", type=ModuleType.ES_MODULE, content=js),
+            *extra_modules,
+        ),
+        bindings=bindings,
+    ).with_version()
+
+
+def text_worker(worker: str, body: str) -> Bundle:
+    """A Worker answering `body` (JSON-escaped into the source) to every request."""
+    return bundle(
+        worker, f"export default {{ fetch() {{ return new Response({json.dumps(body)}); }} }};"
+    )
+
+
+def deployment(
+    *bundles: Bundle,
+    routes: tuple[str, ...] = (),
+    traffic: tuple[tuple[str, int], ...] = (),
+    primary: str | None = None,
+) -> Deployment:
+    b0 = bundles[0]
+    split = tuple({"version": v, "percent": p} for v, p in traffic)
+    return Deployment(
+        worker=b0.worker,
+        primary=primary or b0.version or "",
+        versions=bundles,
+        routes=tuple(Route.model_validate({"pattern": r, "traffic": split}) for r in routes),
+    )
+
+
+def body_of(d: Deployment) -> bytes:
+    return d.model_dump_json(by_alias=True, exclude_none=True).encode()
