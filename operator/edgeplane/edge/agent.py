@@ -339,6 +339,8 @@ class Agent:
             self.crash_message = ""
             self._spawn(self._watch(p))
             if old is not None:
+                # Before the PUT is answered: from now on only the new generation accepts.
+                workerd.terminate(old)
                 self._spawn(self._drain(old))
             if old_cfg is not None and old_cfg != cfg:
                 old_cfg.unlink(missing_ok=True)

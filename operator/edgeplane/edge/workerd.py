@@ -121,11 +121,17 @@ async def kill(p: Proc) -> None:
             await p.reader
 
 
-async def stop(p: Proc, grace: float) -> None:
-    """SIGTERM (workerd drains in-flight requests), SIGKILL after `grace` seconds."""
+def terminate(p: Proc) -> None:
+    """SIGTERM: workerd stops accepting and drains in-flight requests."""
     if p.proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             p.proc.send_signal(signal.SIGTERM)
+
+
+async def stop(p: Proc, grace: float) -> None:
+    """SIGTERM (workerd drains in-flight requests), SIGKILL after `grace` seconds."""
+    if p.proc.returncode is None:
+        terminate(p)
         try:
             async with asyncio.timeout(grace):
                 await p.proc.wait()

@@ -1,0 +1,221 @@
+"""The edge agent with real workerd: zero-downtime redeploys, refusal of bad bundles,
+durability across SIGKILL, authentication and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from edgeplane.bundle import BundleBinding
+from tests.integration.edge_fixtures import (
+    AgentProc,
+    body_of,
+    bundle,
+    deployment,
+    edge_agent,  # noqa: F401 (fixture)
+    start_agent,
+    text_worker,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def put(s: aiohttp.ClientSession, agent: AgentProc, d, **kw) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    async with s.put(
+        f"{agent.api_url}/v1/workers/{d.worker}", data=body_of(d), headers=agent.headers(), **kw
+    ) as r:
+        return r.status, await r.json()
+
+
+async def get(s: aiohttp.ClientSession, agent: AgentProc, host: str, path: str = "/", **kw):  # type: ignore[no-untyped-def]
+    async with s.get(f"{agent.http_url}{path}", headers={"Host": host}, **kw) as r:
+        return r.status, await r.text()
+
+
+async def test_redeploys_under_load_drop_nothing(edge_agent: AgentProc) -> None:  # noqa: F811
+    async with aiohttp.ClientSession() as s:
+        assert (
+            await put(
+                s, edge_agent, deployment(text_worker("ns.live", "v0"), routes=("live.test/*",))
+            )
+        )[0] == 200
+        stop = asyncio.Event()
+        failures: list[str] = []
+        seen: list[str] = []
+
+        async def client() -> int:
+            n = 0
+            async with aiohttp.ClientSession() as c:
+                while not stop.is_set():
+                    try:
+                        st, text = await get(c, edge_agent, "live.test")
+                        if st != 200:
+                            failures.append(f"{st} {text}")
+                        else:
+                            seen.append(text)
+                    except aiohttp.ClientError as e:
+                        failures.append(repr(e))
+                    n += 1
+            return n
+
+        clients = [asyncio.create_task(client()) for _ in range(4)]
+        for i in range(1, 21):
+            st, body = await put(
+                s, edge_agent, deployment(text_worker("ns.live", f"v{i}"), routes=("live.test/*",))
+            )
+            assert st == 200 and body["changed"], body
+            # 200 means serving: a new connection sees the new version at once.
+            fresh = {"Host": "live.test", "Connection": "close"}
+            async with s.get(edge_agent.http_url, headers=fresh) as r:
+                assert (r.status, await r.text()) == (200, f"v{i}")
+        stop.set()
+        counts = await asyncio.gather(*clients)
+    assert failures == []
+    assert sum(counts) > 100
+    assert {f"v{i}" for i in range(1, 21)} <= set(seen) | {"v20"}
+
+
+async def test_bad_bundles_refused_others_keep_answering(edge_agent: AgentProc) -> None:  # noqa: F811
+    secret = "s3cr3t-value-never-shown"
+    async with aiohttp.ClientSession() as s:
+        assert (
+            await put(
+                s, edge_agent, deployment(text_worker("ns.good", "good"), routes=("good.test/*",))
+            )
+        )[0] == 200
+        syntax = bundle("ns.syntax", "export default { fetch() { return new Response('x') }")
+        throws = bundle(
+            "ns.throws",
+            f"const k = {secret!r}; throw new Error('boom at startup ' + k);\n"
+            "export default { fetch() { return new Response('x') } };",
+            bindings=(BundleBinding(name="KEY", secret=secret),),
+        )
+        missing = bundle(
+            "ns.missing",
+            "import x from './nope.js'; export default { fetch() { return new Response(x) } };",
+        )
+        # Sent together: one batch, workerd names each culprit in turn.
+        results = await asyncio.gather(
+            put(s, edge_agent, deployment(syntax, routes=("syntax.test/*",))),
+            put(s, edge_agent, deployment(throws, routes=("throws.test/*",))),
+            put(s, edge_agent, deployment(missing, routes=("missing.test/*",))),
+            put(s, edge_agent, deployment(text_worker("ns.fine", "fine"), routes=("fine.test/*",))),
+        )
+        (st1, b1), (st2, b2), (st3, b3), (st4, _) = results
+        assert st1 == 422 and "SyntaxError" in b1["error"], b1
+        assert st2 == 422 and "boom at startup" in b2["error"], b2
+        assert secret not in b2["error"] and "[redacted]" in b2["error"]
+        assert st3 == 422 and "nope.js" in b3["error"], b3
+        assert st4 == 200
+        assert await get(s, edge_agent, "good.test") == (200, "good")
+        assert await get(s, edge_agent, "fine.test") == (200, "fine")
+        assert (await get(s, edge_agent, "throws.test"))[0] == 404
+        async with s.get(f"{edge_agent.api_url}/v1/workers", headers=edge_agent.headers()) as r:
+            inv = await r.text()
+        assert secret not in inv and "ns.throws" in inv
+        async with s.get(f"{edge_agent.api_url}/metrics", headers=edge_agent.headers()) as r:
+            metrics = await r.text()
+        assert "edgeplane_agent_validation_failures_total 3.0" in metrics
+
+
+async def test_top_level_loop_times_out(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "a", extra_args=("--validate-timeout", "2"))
+    try:
+        async with aiohttp.ClientSession() as s:
+            st, body = await put(
+                s,
+                agent,
+                deployment(
+                    bundle("ns.loop", "while (true) {}\nexport default {};"),
+                    routes=("loop.test/*",),
+                ),
+            )
+            assert st == 422 and "did not finish starting" in body["error"]
+            async with s.get(f"{agent.api_url}/readyz") as r:
+                assert r.status == 200
+    finally:
+        agent.stop()
+
+
+async def test_sigkill_then_restart_serves_the_same(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "a")
+    try:
+        async with aiohttp.ClientSession() as s:
+            for n in ("one", "two"):
+                assert (
+                    await put(
+                        s, agent, deployment(text_worker(f"ns.{n}", n), routes=(f"{n}.test/*",))
+                    )
+                )[0] == 200
+        # SIGKILL the agent and every workerd at once: nothing gets to clean up.
+        agent.kill()
+        again = start_agent(tmp_path / "a", http_addr=agent.http_addr, api_addr=agent.api_addr)
+        try:
+            async with aiohttp.ClientSession() as s:
+                assert await get(s, again, "one.test") == (200, "one")
+                assert await get(s, again, "two.test") == (200, "two")
+        finally:
+            again.stop()
+    finally:
+        agent.stop()
+
+
+async def test_workerd_crash_is_restarted(edge_agent: AgentProc) -> None:  # noqa: F811
+    async with aiohttp.ClientSession() as s:
+        assert (
+            await put(s, edge_agent, deployment(text_worker("ns.c", "c"), routes=("c.test/*",)))
+        )[0] == 200
+        proc_children = Path(f"/proc/{edge_agent.popen.pid}/task/{edge_agent.popen.pid}/children")
+        children = (await asyncio.to_thread(proc_children.read_text)).split()
+        for pid in children:
+            os.kill(int(pid), signal.SIGKILL)
+        # The agent keeps the socket: requests wait in its backlog until the restart serves.
+        assert await get(s, edge_agent, "c.test") == (200, "c")
+        async with s.get(f"{edge_agent.api_url}/metrics", headers=edge_agent.headers()) as r:
+            assert "edgeplane_agent_workerd_restarts_total 1.0" in await r.text()
+
+
+async def test_auth_limits_and_names(edge_agent: AgentProc) -> None:  # noqa: F811
+    url = f"{edge_agent.api_url}/v1/workers"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as r:
+            assert r.status == 401
+        async with s.get(url, headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        async with s.get(f"{edge_agent.api_url}/metrics") as r:
+            assert r.status == 401
+        async with s.get(f"{edge_agent.api_url}/healthz") as r:
+            assert r.status == 200
+        async with s.get(url, headers=edge_agent.headers()) as r:
+            assert r.status == 200
+        async with s.put(
+            f"{url}/ns.big", data=b"x" * (17 * 1024 * 1024), headers=edge_agent.headers()
+        ) as r:
+            assert r.status == 413
+        d = deployment(text_worker("ns.esc", "x"))
+        raw = body_of(d).replace(b'"name":"index.js"', b'"name":"../../x"')
+        raw = raw.replace(b'"mainModule":"index.js"', b'"mainModule":"../../x"')
+        async with s.put(f"{url}/ns.esc", data=raw, headers=edge_agent.headers()) as r:
+            body = await r.json()
+            assert r.status == 422 and "modules" in body["error"] and "mainModule" in body["error"]
+        async with s.put(f"{url}/Bad_Name", data=body_of(d), headers=edge_agent.headers()) as r:
+            assert r.status == 422
+        async with s.put(f"{url}/ns.other", data=body_of(d), headers=edge_agent.headers()) as r:
+            assert r.status == 422
+        async with s.delete(f"{url}/ns.unknown", headers=edge_agent.headers()) as r:
+            assert r.status == 404
+        async with s.get(f"{edge_agent.api_url}/v1/info", headers=edge_agent.headers()) as r:
+            info = await r.json()
+            assert info["runtimeVersion"] and info["agentVersion"]
+        st, _ = await put(
+            s, edge_agent, deployment(text_worker("ns.del", "del"), routes=("del.test/*",))
+        )
+        assert st == 200
+        async with s.delete(f"{url}/ns.del", headers=edge_agent.headers()) as r:
+            assert r.status == 200
+        assert (await get(s, edge_agent, "del.test"))[0] == 404
