@@ -76,6 +76,7 @@ class Agent:
         drain_grace: float = 10.0,
         start_timeout: float = 60.0,
         validate_timeout: float = 10.0,
+        handoff_wait: float = 2.0,
     ) -> None:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
@@ -83,6 +84,7 @@ class Agent:
         self.drain_grace = drain_grace
         self.start_timeout = start_timeout
         self.validate_timeout = validate_timeout
+        self.handoff_wait = handoff_wait
         self.store = Store(state_dir)
         self.run_dir = state_dir / "run"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +344,12 @@ class Agent:
                 # Before the PUT is answered: from now on only the new generation accepts.
                 workerd.terminate(old)
                 self._spawn(self._drain(old))
+                # SIGTERM is handled asynchronously: the old generation may still accept a
+                # connection from the shared backlog for a few ms. Wait (briefly) for it to
+                # exit, so that a 200 means new connections reach the new config.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.handoff_wait):
+                        await asyncio.shield(old.proc.wait())
             if old_cfg is not None and old_cfg != cfg:
                 old_cfg.unlink(missing_ok=True)
 
