@@ -219,3 +219,45 @@ async def test_auth_limits_and_names(edge_agent: AgentProc) -> None:  # noqa: F8
         async with s.delete(f"{url}/ns.del", headers=edge_agent.headers()) as r:
             assert r.status == 200
         assert (await get(s, edge_agent, "del.test"))[0] == 404
+
+
+async def test_kv_and_durable_objects_persist_on_local_disk(edge_agent: AgentProc) -> None:  # noqa: F811
+    js = """
+import { DurableObject } from "cloudflare:workers";
+export class Counter extends DurableObject {
+  async fetch() {
+    const n = ((await this.ctx.storage.get("n")) || 0) + 1;
+    await this.ctx.storage.put("n", n);
+    return new Response(String(n));
+  }
+}
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname === "/kv") {
+      const n = Number((await env.CACHE.get("n")) || "0") + 1;
+      await env.CACHE.put("n", String(n));
+      return new Response(String(n));
+    }
+    return env.ROOM.get(env.ROOM.idFromName("x")).fetch(request);
+  },
+};
+"""
+    b = bundle(
+        "ns.state",
+        js,
+        bindings=(
+            BundleBinding(name="CACHE", kvNamespace="cache"),
+            BundleBinding(name="ROOM", durableObjectClass="Counter"),
+        ),
+    )
+    async with aiohttp.ClientSession() as s:
+        st, body = await put(s, edge_agent, deployment(b, routes=("state.test/*",)))
+        assert st == 200, body
+        assert [(await get(s, edge_agent, "state.test", "/kv"))[1] for _ in range(2)] == ["1", "2"]
+        assert [(await get(s, edge_agent, "state.test", "/do"))[1] for _ in range(2)] == ["1", "2"]
+        # A new version (a reload) keeps the state: it lives on disk under the state dir.
+        b2 = bundle("ns.state", js + "// v2", bindings=b.bindings)
+        assert (await put(s, edge_agent, deployment(b2, routes=("state.test/*",))))[0] == 200
+        assert (await get(s, edge_agent, "state.test", "/kv"))[1] == "3"
+        assert (await get(s, edge_agent, "state.test", "/do"))[1] == "3"

@@ -62,8 +62,10 @@ class Metrics:
         )
 
 
-class Conflict(Exception):
-    pass
+def _ensure_dirs(paths: render.Paths) -> None:
+    # workerd's disk services need their directories to exist.
+    for d in (paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
+        d.mkdir(parents=True, exist_ok=True)
 
 
 class Agent:
@@ -293,6 +295,7 @@ class Agent:
         vdir.mkdir(parents=True, exist_ok=True)
         try:
             paths = render.Paths(do_dir=vdir / "do", kv_dir=vdir / "kv")
+            await asyncio.to_thread(_ensure_dirs, paths)
             cfg = vdir / "config.capnp"
             await asyncio.to_thread(cfg.write_text, render.render(deps, paths))
             try:
@@ -321,6 +324,7 @@ class Agent:
             gen = self._next_gen()
             cfg = self.run_dir / f"config-{gen}.capnp"
             text = render.render(deployments.values(), self.paths)
+            await asyncio.to_thread(_ensure_dirs, self.paths)
             await asyncio.to_thread(cfg.write_text, text)
             started = time.monotonic()
             try:
