@@ -23,6 +23,8 @@ from edgeplane.routes import parse_pattern
 log = logging.getLogger("edgeplane.agent")
 _SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
 MAX_MESSAGE = 4000
+COALESCE = 0.02
+COALESCE_MAX = 0.5
 
 
 @dataclass
@@ -180,6 +182,16 @@ class Agent:
     async def _loop(self) -> None:
         while True:
             await self._wake.wait()
+            # Let a burst (e.g. 1,000 Workers applied at once) gather: wait until no new
+            # change arrived for COALESCE seconds, at most COALESCE_MAX.
+            deadline = time.monotonic() + COALESCE_MAX
+            while time.monotonic() < deadline:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(COALESCE):
+                        await self._wake.wait()
+                if not self._wake.is_set():
+                    break
             self._wake.clear()
             batch, self.pending = self.pending, {}
             try:
