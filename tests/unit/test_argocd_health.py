@@ -44,6 +44,17 @@ def fixtures() -> list[Path]:
     return sorted(FIXTURES.glob("*.json"))
 
 
+def test_fixtures_cover_every_kind_and_outcome() -> None:
+    cases = [json.loads(p.read_text()) for p in fixtures()]
+    seen = {(c["object"]["kind"], c["expected"]) for c in cases}
+    assert {("Worker", "Healthy"), ("Worker", "Degraded"), ("Worker", "Progressing"),
+            ("WorkerRoute", "Healthy"), ("WorkerRoute", "Degraded"),
+            ("WorkerRoute", "Progressing"), ("EdgeTarget", "Healthy"),
+            ("EdgeTarget", "Degraded")} <= seen, (
+        "capture them: EDGEPLANE_WRITE_FIXTURES=1 pytest tests/e2e/test_argocd_health.py"
+    )
+
+
 @pytest.mark.parametrize("path", fixtures(), ids=lambda p: p.stem)
 def test_health_of_captured_objects(path: Path) -> None:
     case = json.loads(path.read_text())
