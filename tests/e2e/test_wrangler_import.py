@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,47 @@ from tests.e2e.conftest import Kube, eventually, fetch
 pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wrangler"
+class Imported:
+    """Objects applied from `edgeplane import` output, deleted again at the end so the
+    next test's identical route patterns do not conflict with them."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.texts: list[str] = []
+
+    def apply(self, project: str, *args: str) -> str:
+        res = subprocess.run(
+            [sys.executable, "-m", "edgeplane.cli", "import", str(DATA / project),
+             "-n", self.kube.namespace, *args],
+            capture_output=True, text=True, check=True, timeout=60,
+        )
+        self.kube.cluster.kubectl("apply", "-f", "-", input=res.stdout)
+        self.texts.append(res.stdout)
+        return res.stderr
+
+    def delete(self) -> None:
+        for text in reversed(self.texts):
+            self.kube.cluster.kubectl("delete", "--ignore-not-found", "--wait=true",
+                                      "--timeout=90s", "-f", "-", input=text, check=False)
 
 
-def import_and_apply(kube: Kube, project: str, *args: str) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "edgeplane.cli", "import", str(DATA / project),
-         "-n", kube.namespace, *args],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-    kube.cluster.kubectl("apply", "-f", "-", input=res.stdout)
-    return res.stderr
+@pytest.fixture
+def imported(kube: Kube) -> Iterator[Imported]:
+    imp = Imported(kube)
+    try:
+        yield imp
+    finally:
+        imp.delete()
+
+
+def ready(stack: Stack, kube: Kube, name: str) -> None:
+    try:
+        obj = kube.wait_ready(name, timeout=90)
+    except AssertionError:
+        status = (kube.get("worker", name) or {}).get("status")
+        raise AssertionError(f"{name} not Ready: {json.dumps(status)}") from None
+    n = len(stack.agents)
+    assert obj["status"]["readyTargets"] == f"{n}/{n}"
 
 
 def answers(stack: Stack, host: str, path: str, expected: tuple[int, str]) -> bool:
@@ -48,22 +80,12 @@ def secret(name: str, **values: str) -> dict[str, object]:
             "stringData": values}
 
 
-def test_imported_projects_serve_like_the_original_workers(stack: Stack, kube: Kube) -> None:
-    # The placeholders the import listed, filled in as a user would.
-    kube.apply(
-        secret("hello-wrangler-secrets", API_TOKEN="t0ken"),
-        secret("shop-eu-secrets", STRIPE_KEY="sk", SESSION_SECRET="ss"),
-    )
-    err = import_and_apply(kube, "hello-toml")
+def test_toml_project(stack: Stack, kube: Kube, imported: Imported) -> None:
+    """Vars of three JSON types, a text module, a secret, KV, three kinds of route."""
+    kube.apply(secret("hello-wrangler-secrets", API_TOKEN="t0ken"))
+    err = imported.apply("hello-toml")
     assert "r2_buckets" in err and "triggers" in err
-    import_and_apply(kube, "api-jsonc")
-    import_and_apply(kube, "shop-envs", "--env", "eu")
-
-    for name in ("hello-wrangler", "api-wrangler", "shop-eu"):
-        obj = kube.wait_ready(name, timeout=90)
-        assert obj["status"]["readyTargets"] == f"{len(stack.agents)}/{len(stack.agents)}"
-
-    # hello-toml: vars of three JSON types, a text module, a secret, three kinds of route.
+    ready(stack, kube, "hello-wrangler")
     eventually(lambda: answers(stack, "hello.wrangler-import.test", "/?name=edge",
                                (200, "HELLO, EDGE!")))
     eventually(lambda: answers(stack, "www.hello.wrangler-import.test", "/banner",
@@ -72,28 +94,41 @@ def test_imported_projects_serve_like_the_original_workers(stack: Stack, kube: K
         stack, "apex.wrangler-import.test", "/config",
         {"max": "20", "settings": {"shout": True, "suffix": "!"}, "hasToken": True},
     ))
-    # api-jsonc: a module graph through re-exports, JSON and Wasm modules, a service
-    # binding to the hello Worker.
-    eventually(lambda: answers_json(stack, "api.wrangler-import.test", "/users",
-                                    ["ada", "grace"]))
-    eventually(lambda: answers_json(stack, "api.wrangler-import.test", "/users/2",
-                                    {"id": 2, "name": "grace"}))
-    eventually(lambda: answers(stack, "api.wrangler-import.test", "/users/9",
-                               (404, '{"error":"no such user"}')))
-    eventually(lambda: answers(stack, "api.wrangler-import.test", "/add?a=2&b=40", (200, "42")))
+
+
+def test_jsonc_project_with_a_service_binding(
+    stack: Stack, kube: Kube, imported: Imported
+) -> None:
+    """A module graph through re-exports, JSON and Wasm modules, a Durable Object class and
+    a service binding to the Worker of the TOML project."""
+    kube.apply(secret("hello-wrangler-secrets", API_TOKEN="t0ken"))
+    imported.apply("hello-toml")
+    imported.apply("api-jsonc")
+    ready(stack, kube, "hello-wrangler")
+    ready(stack, kube, "api-wrangler")
+    host = "api.wrangler-import.test"
+    eventually(lambda: answers_json(stack, host, "/users", ["ada", "grace"]))
+    eventually(lambda: answers_json(stack, host, "/users/2", {"id": 2, "name": "grace"}))
+    eventually(lambda: answers(stack, host, "/users/9", (404, '{"error":"no such user"}')))
+    eventually(lambda: answers(stack, host, "/add?a=2&b=40", (200, "42")))
     eventually(lambda: answers_json(
-        stack, "api.wrangler-import.test", "/vars",
+        stack, host, "/vars",
         {"upstream": "https://upstream.example.com/v1/*/items",
          "motto": "commas, everywhere,]", "limits": {"page": 10, "tags": ["a", "b"]}},
     ))
-    eventually(lambda: answers(stack, "api.wrangler-import.test", "/hello", (200, "HELLO, API!")))
-    # shop-envs, environment eu: its own name, vars and route; rules, an extensionless and
-    # a CommonJS import; secrets named in .dev.vars.
-    eventually(lambda: answers(stack, "eu.shop.wrangler-import.test", "/",
+    eventually(lambda: answers(stack, host, "/hello", (200, "HELLO, API!")))
+
+
+def test_environment_of_a_project(stack: Stack, kube: Kube, imported: Imported) -> None:
+    """[env.eu]: its own name, vars and route; module rules, an extensionless and a
+    CommonJS import; secrets named in .dev.vars."""
+    kube.apply(secret("shop-eu-secrets", STRIPE_KEY="sk", SESSION_SECRET="ss"))
+    imported.apply("shop-envs", "--env", "eu")
+    ready(stack, kube, "shop-eu")
+    host = "eu.shop.wrangler-import.test"
+    eventually(lambda: answers(stack, host, "/",
                                (200, "# Shop (eu)\nsecrets: STRIPE_KEY,SESSION_SECRET\n")))
-    eventually(lambda: answers(stack, "eu.shop.wrangler-import.test", "/price?cents=1999",
-                               (200, "19.99 EUR")))
-    eventually(lambda: answers(stack, "eu.shop.wrangler-import.test", "/legacy",
-                               (200, "legacy module in eu")))
-    # The top-level shop route was not imported, so nothing answers it.
+    eventually(lambda: answers(stack, host, "/price?cents=1999", (200, "19.99 EUR")))
+    eventually(lambda: answers(stack, host, "/legacy", (200, "legacy module in eu")))
+    # The top level's route was not imported, so nothing answers it.
     assert all(fetch(a, "shop.wrangler-import.test")[0] == 404 for a in stack.agents)
