@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import shutil
@@ -62,6 +63,11 @@ class Metrics:
         self.restarts = Counter(
             p + "workerd_restarts_total", "Unexpected workerd exits restarted", registry=r
         )
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical(pattern: str) -> str:
+    return parse_pattern(pattern).canonical()
 
 
 def _ensure_dirs(paths: render.Paths) -> None:
@@ -157,15 +163,16 @@ class Agent:
 
     @staticmethod
     def route_conflict(d: Deployment, others: dict[str, Deployment]) -> str | None:
-        owners: dict[str, str] = {}
+        mine = {_canonical(r.pattern): r.pattern for r in d.routes}
+        if not mine:
+            return None
         for o in others.values():
-            if o.worker != d.worker:
-                for r in o.routes:
-                    owners[parse_pattern(r.pattern).canonical()] = o.worker
-        for r in d.routes:
-            owner = owners.get(parse_pattern(r.pattern).canonical())
-            if owner:
-                return f"route pattern {r.pattern!r} is already served by Worker {owner}"
+            if o.worker == d.worker:
+                continue
+            for r in o.routes:
+                c = _canonical(r.pattern)
+                if c in mine:
+                    return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
         return None
 
     def submit(self, worker: str, d: Deployment | None) -> asyncio.Future[Result]:
