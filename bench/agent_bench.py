@@ -79,7 +79,7 @@ async def main() -> None:
         agent = start_agent(Path(tmp) / "agent")
         try:
             async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(600)
+                connector=aiohttp.TCPConnector(limit=1100), timeout=aiohttp.ClientTimeout(600)
             ) as s:
                 print("workerd", find_workerd())
                 await fill(s, agent, 0, 10)
