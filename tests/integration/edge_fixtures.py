@@ -16,6 +16,7 @@ import ctypes
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -99,7 +100,10 @@ def start_agent(
     api_addr: str = "127.0.0.1:0",
     extra_args: tuple[str, ...] = (),
     timeout: float = 60.0,
+    ca_cert: Path | None = None,
 ) -> AgentProc:
+    """Start an agent; pass `ca_cert` when `extra_args` enable TLS (--tls-cert/--tls-key),
+    so the readiness check trusts the agent's certificate."""
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir.parent / f"{state_dir.name}.token"
     token_file.write_text(token)
@@ -139,7 +143,8 @@ def start_agent(
             ep = json.loads(endpoints.read_text())
             agent = AgentProc(popen, state_dir, ep["api"], ep["http"], token, log)
             try:
-                urllib.request.urlopen(agent.api_url + "/readyz", timeout=2)
+                ctx = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else None
+                urllib.request.urlopen(agent.api_url + "/readyz", timeout=2, context=ctx)
                 return agent
             except (urllib.error.URLError, OSError):
                 pass

@@ -261,3 +261,32 @@ export default {
         assert (await put(s, edge_agent, deployment(b2, routes=("state.test/*",))))[0] == 200
         assert (await get(s, edge_agent, "state.test", "/kv"))[1] == "3"
         assert (await get(s, edge_agent, "state.test", "/do"))[1] == "3"
+
+
+async def test_tls_api(tmp_path: Path) -> None:
+    import ssl
+
+    from edgeplane.localstack.pki import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    pair = ca.issue("agent", "edge-agent", server_hosts=("127.0.0.1",))
+    agent = start_agent(
+        tmp_path / "a",
+        extra_args=("--tls-cert", str(pair.cert), "--tls-key", str(pair.key)),
+        ca_cert=ca.pair.cert,
+    )
+    try:
+        assert agent.api_url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(ca.pair.cert))
+        async with aiohttp.ClientSession() as s:
+            st, body = await put(
+                s, agent, deployment(text_worker("ns.tls", "tls"), routes=("tls.test/*",)), ssl=ctx
+            )
+            assert st == 200, body
+            async with s.get(f"{agent.api_url}/v1/workers", ssl=ctx) as r:
+                assert r.status == 401
+            with pytest.raises(aiohttp.ClientConnectorError):
+                async with s.get(f"{agent.api_url}/healthz"):  # untrusted without the CA
+                    pass
+    finally:
+        agent.stop()
