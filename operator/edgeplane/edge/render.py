@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from edgeplane.bundle import Bundle, Deployment, ModuleType
+from edgeplane.edge.router import ROUTER_JS as _ROUTER_JS
 from edgeplane.routes import parse_pattern, sort_most_specific_first
 
 ROUTER_SERVICE = "edgeplane:router"
 KV_SERVICE = "edgeplane:kv"
 SOCKET = "http"
-_ROUTER_JS = resources.files("edgeplane.edge").joinpath("router.js").read_text()
 _MISSING_JS = """export default { fetch(request, env) {
   return new Response(`edgeplane: Worker ${env.WORKER} is not deployed at this location\\n`,
     { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });

@@ -1,5 +1,12 @@
+"""The router Worker's source: the entry Worker on the public socket.
+
+Kept in a Python module (not a .js file) so it ships in every install of the package.
+Its matching rules mirror `edgeplane.routes`; both run `tests/data/route_cases.json`.
+"""
+
+ROUTER_JS = r"""
 // edgeplane router: the entry Worker on the public socket. ROUTES (a JSON binding) is
-// sorted most specific first by the agent; the first match wins (see edgeplane/routes.py).
+// sorted most specific first by the agent; the first match wins (see edgeplane.routes).
 function hostOf(h) {
   h = (h || "").trim().toLowerCase();
   if (h.startsWith("[")) return h.split("]")[0] + "]";
@@ -62,3 +69,4 @@ export default {
     );
   },
 };
+"""
