@@ -290,3 +290,36 @@ async def test_tls_api(tmp_path: Path) -> None:
                     pass
     finally:
         agent.stop()
+
+
+async def _metric(s: aiohttp.ClientSession, agent: AgentProc, name: str) -> float:
+    async with s.get(f"{agent.api_url}/metrics", headers=agent.headers()) as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def test_a_burst_of_pushes_causes_few_reloads(edge_agent: AgentProc) -> None:  # noqa: F811
+    async with aiohttp.ClientSession() as s:
+        before = await _metric(s, edge_agent, 'edgeplane_agent_reloads_total{result="ok"}')
+        runs_before = await _metric(s, edge_agent, "edgeplane_agent_validation_runs_total")
+        results = await asyncio.gather(
+            *(
+                put(
+                    s,
+                    edge_agent,
+                    deployment(text_worker(f"burst.w{i}", f"w{i}"), routes=(f"w{i}.burst/*",)),
+                )
+                for i in range(40)
+            )
+        )
+        assert all(st == 200 and b["changed"] for st, b in results)
+        reloads = (
+            await _metric(s, edge_agent, 'edgeplane_agent_reloads_total{result="ok"}') - before
+        )
+        runs = await _metric(s, edge_agent, "edgeplane_agent_validation_runs_total") - runs_before
+        assert 1 <= reloads <= 3, reloads
+        assert 1 <= runs <= 3, runs
+        for i in (0, 17, 39):
+            assert await get(s, edge_agent, f"w{i}.burst") == (200, f"w{i}")
