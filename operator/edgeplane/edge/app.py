@@ -200,23 +200,54 @@ def _url(scheme: str, s: socket.socket) -> str:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     env = os.environ.get
     ap = argparse.ArgumentParser(prog="edgeplane agent", description="edge agent for workerd")
-    ap.add_argument("--listen-api", default=env("EDGEPLANE_AGENT_LISTEN_API", "127.0.0.1:9443"))
-    ap.add_argument("--listen-http", default=env("EDGEPLANE_AGENT_LISTEN_HTTP", "127.0.0.1:8080"))
-    ap.add_argument("--state-dir", default=env("EDGEPLANE_AGENT_STATE_DIR", "/var/lib/edgeplane"))
-    ap.add_argument("--token-file", default=env("EDGEPLANE_AGENT_TOKEN_FILE"))
-    ap.add_argument("--tls-cert", default=env("EDGEPLANE_AGENT_TLS_CERT"))
-    ap.add_argument("--tls-key", default=env("EDGEPLANE_AGENT_TLS_KEY"))
-    ap.add_argument("--workerd", default=env("EDGEPLANE_AGENT_WORKERD"))
+    ap.add_argument(
+        "--listen-api",
+        help="address of the agent API (host:port; port 0 picks one; see run/endpoints.json)",
+        default=env("EDGEPLANE_AGENT_LISTEN_API", "127.0.0.1:9443"),
+    )
+    ap.add_argument(
+        "--listen-http",
+        help="address of the public socket the agent owns and hands to workerd",
+        default=env("EDGEPLANE_AGENT_LISTEN_HTTP", "127.0.0.1:8080"),
+    )
+    ap.add_argument(
+        "--state-dir",
+        help="accepted deployments, KV and Durable Object data, runtime files",
+        default=env("EDGEPLANE_AGENT_STATE_DIR", "/var/lib/edgeplane"),
+    )
+    ap.add_argument(
+        "--token-file",
+        help="file holding the bearer token the operator presents (required)",
+        default=env("EDGEPLANE_AGENT_TOKEN_FILE"),
+    )
+    ap.add_argument(
+        "--tls-cert",
+        help="serve the API over TLS with this certificate (PEM)",
+        default=env("EDGEPLANE_AGENT_TLS_CERT"),
+    )
+    ap.add_argument(
+        "--tls-key", help="private key of --tls-cert (PEM)", default=env("EDGEPLANE_AGENT_TLS_KEY")
+    )
+    ap.add_argument(
+        "--workerd",
+        help="workerd binary (default: the one pinned in node_modules, or $EDGEPLANE_WORKERD)",
+        default=env("EDGEPLANE_AGENT_WORKERD"),
+    )
     ap.add_argument(
         "--max-body",
+        help="largest request body in bytes (413 above)",
         type=int,
         default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
     )
     ap.add_argument(
-        "--drain-seconds", type=float, default=float(env("EDGEPLANE_AGENT_DRAIN_SECONDS", "10"))
+        "--drain-seconds",
+        help="how long an old workerd generation may drain before SIGKILL",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_DRAIN_SECONDS", "10")),
     )
     ap.add_argument(
         "--validate-timeout",
+        help="seconds a throw-away workerd may take to load new bundles before SIGKILL",
         type=float,
         default=float(env("EDGEPLANE_AGENT_VALIDATE_TIMEOUT", "10")),
     )
