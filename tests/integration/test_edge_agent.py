@@ -112,6 +112,13 @@ async def test_bad_bundles_refused_others_keep_answering(edge_agent: AgentProc) 
         assert secret not in b2["error"] and "[redacted]" in b2["error"]
         assert st3 == 422 and "nope.js" in b3["error"], b3
         assert st4 == 200
+        future = bundle(
+            "ns.future",
+            "export default { fetch() { return new Response('x') } };",
+            compatibility_date="2099-01-01",
+        )
+        st5, b5 = await put(s, edge_agent, deployment(future, routes=("future.test/*",)))
+        assert st5 == 422 and "2099-01-01" in b5["error"], b5
         assert await get(s, edge_agent, "good.test") == (200, "good")
         assert await get(s, edge_agent, "fine.test") == (200, "fine")
         assert (await get(s, edge_agent, "throws.test"))[0] == 404
@@ -120,7 +127,7 @@ async def test_bad_bundles_refused_others_keep_answering(edge_agent: AgentProc) 
         assert secret not in inv and "ns.throws" in inv
         async with s.get(f"{edge_agent.api_url}/metrics", headers=edge_agent.headers()) as r:
             metrics = await r.text()
-        assert "edgeplane_agent_validation_failures_total 3.0" in metrics
+        assert "edgeplane_agent_validation_failures_total 4.0" in metrics
 
 
 async def test_top_level_loop_times_out(tmp_path: Path) -> None:
