@@ -6,7 +6,8 @@
 edgeplane.edge.app` in its own process group and returns an `AgentProc` once /readyz
 answers; `AgentProc.stop()` SIGTERMs and then SIGKILLs the whole group (agent and every
 workerd), `AgentProc.kill()` SIGKILLs it at once. The `edge_agent` fixture yields a
-started agent and always stops it, even when the test fails.
+started agent and always stops it, even when the test fails; `edge_agents` is a factory for
+several. Import the fixtures into the test module (or a conftest) to use them.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,6 +162,24 @@ def edge_agent(tmp_path: Path) -> Iterator[AgentProc]:
         yield agent
     finally:
         agent.stop()
+
+
+@pytest.fixture
+def edge_agents(tmp_path: Path) -> Iterator[Callable[..., AgentProc]]:
+    """A factory: `edge_agents("edge-1", **start_agent_kwargs)` starts one more agent; all
+    of them are stopped at the end of the test, whatever happens."""
+    started: list[AgentProc] = []
+
+    def start(name: str = "agent", **kw: Any) -> AgentProc:
+        a = start_agent(tmp_path / name, **kw)
+        started.append(a)
+        return a
+
+    try:
+        yield start
+    finally:
+        for a in started:
+            a.stop()
 
 
 def bundle(

@@ -18,6 +18,7 @@ from tests.integration.edge_fixtures import (
     bundle,
     deployment,
     edge_agent,  # noqa: F401 (fixture)
+    edge_agents,  # noqa: F401 (fixture)
     start_agent,
     text_worker,
 )
@@ -149,27 +150,20 @@ async def test_top_level_loop_times_out(tmp_path: Path) -> None:
         agent.stop()
 
 
-async def test_sigkill_then_restart_serves_the_same(tmp_path: Path) -> None:
-    agent = start_agent(tmp_path / "a")
-    try:
-        async with aiohttp.ClientSession() as s:
-            for n in ("one", "two"):
-                assert (
-                    await put(
-                        s, agent, deployment(text_worker(f"ns.{n}", n), routes=(f"{n}.test/*",))
-                    )
-                )[0] == 200
-        # SIGKILL the agent and every workerd at once: nothing gets to clean up.
-        agent.kill()
-        again = start_agent(tmp_path / "a", http_addr=agent.http_addr, api_addr=agent.api_addr)
-        try:
-            async with aiohttp.ClientSession() as s:
-                assert await get(s, again, "one.test") == (200, "one")
-                assert await get(s, again, "two.test") == (200, "two")
-        finally:
-            again.stop()
-    finally:
-        agent.stop()
+async def test_sigkill_then_restart_serves_the_same(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    agent = edge_agents("a")
+    async with aiohttp.ClientSession() as s:
+        for n in ("one", "two"):
+            d = deployment(text_worker(f"ns.{n}", n), routes=(f"{n}.test/*",))
+            assert (await put(s, agent, d))[0] == 200
+    # SIGKILL the agent and every workerd at once: nothing gets to clean up.
+    agent.kill()
+    again = edge_agents("a", http_addr=agent.http_addr, api_addr=agent.api_addr)
+    async with aiohttp.ClientSession() as s:
+        assert await get(s, again, "one.test") == (200, "one")
+        assert await get(s, again, "two.test") == (200, "two")
+        async with s.get(f"{again.api_url}/v1/workers", headers=again.headers()) as r:
+            assert {i["worker"] for i in (await r.json())["workers"]} == {"ns.one", "ns.two"}
 
 
 async def test_workerd_crash_is_restarted(edge_agent: AgentProc) -> None:  # noqa: F811
