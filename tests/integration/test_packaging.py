@@ -164,6 +164,19 @@ def test_monitoring_objects_render_when_enabled(helm: Path) -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
         "labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    # With the in-cluster agent, its metrics are scraped too, with its bearer token.
+    objs_agent = docs(template(helm, "edgeplane-system", [
+        "metrics.serviceMonitor.enabled=true", "agent.enabled=true",
+    ]))
+    agent_monitor = next(d for d in objs_agent if d["kind"] == "ServiceMonitor"
+                         and d["metadata"]["name"].endswith("-agent"))
+    token_secret = next(d for d in objs_agent if d["kind"] == "Secret")
+    endpoint = agent_monitor["spec"]["endpoints"][0]
+    assert endpoint["bearerTokenSecret"] == {"name": token_secret["metadata"]["name"],
+                                             "key": "token"}
+    agent_service = next(d for d in objs_agent if d["kind"] == "Service"
+                         and d["metadata"]["name"].endswith("-agent"))
+    assert endpoint["port"] in {p["name"] for p in agent_service["spec"]["ports"]}
     rule = next(d for d in objs if d["kind"] == "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert alerts
