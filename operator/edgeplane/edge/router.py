@@ -54,7 +54,9 @@ export function pick(route, headers) {
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
-    const scheme = url.protocol.replace(":", "");
+    // Behind a TLS-terminating proxy the socket speaks http; trust its X-Forwarded-Proto.
+    const fwd = (request.headers.get("x-forwarded-proto") || "").trim().toLowerCase();
+    const scheme = fwd === "https" || fwd === "http" ? fwd : url.protocol.replace(":", "");
     const host = hostOf(request.headers.get("host") || url.host);
     for (const route of env.ROUTES) {
       if (matches(route.pattern, scheme, host, url.pathname)) {
