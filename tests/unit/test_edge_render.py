@@ -178,6 +178,10 @@ def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:
     s._apply_sync({"ns.a": d})
     assert Store(tmp_path).load_all() == {"ns.a": d}
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
+    # A crash between write and rename leaves a temp file: not accepted, cleaned at load.
+    (tmp_path / "deployments" / ".ns.b.json.tmp-99").write_text('{"half')
+    assert Store(tmp_path).load_all() == {"ns.a": d}
+    assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
     s._apply_sync({"ns.a": None, "ns.b": None})
     assert Store(tmp_path).load_all() == {}
     with pytest.raises(ValueError):

@@ -40,6 +40,9 @@ class Store:
         return self.dir / f"{worker}.json"
 
     def load_all(self) -> dict[str, Deployment]:
+        # A temp file is a write that never reached its rename: it was never accepted.
+        for tmp in self.dir.glob(".*.tmp-*"):
+            tmp.unlink(missing_ok=True)
         out: dict[str, Deployment] = {}
         for p in sorted(self.dir.glob("*.json")):
             d = Deployment.model_validate_json(p.read_bytes())
