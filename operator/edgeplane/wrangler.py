@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from edgeplane.api.common import API_VERSION, DATA_KEY_RE, DNS_LABEL_RE
+from edgeplane.api.common import API_VERSION, DATA_KEY_RE, DNS_LABEL_RE, LABEL_KEY_RE
 from edgeplane.api.patterns import pattern_error
 from edgeplane.api.route import WorkerRoute
 from edgeplane.api.worker import MAX_PLAIN_TEXT, Worker
@@ -435,6 +435,8 @@ def _binding_name(name: Any, where: str) -> str:
 class Options:
     namespace: str | None = None
     main: Path | None = None  # overrides `main` (e.g. a bundler's output)
+    # EdgeTarget labels the Workers select (spec.targets.matchLabels); empty: every target.
+    target_labels: tuple[tuple[str, str], ...] = ()
 
 
 def convert_worker(
@@ -562,6 +564,7 @@ def convert_worker(
         "mainModule": modules[0].name,
         "modules": spec_modules,
         **({"bindings": bindings} if bindings else {}),
+        **({"targets": {"matchLabels": dict(opts.target_labels)}} if opts.target_labels else {}),
     }
     worker_doc = {
         "apiVersion": API_VERSION,
@@ -770,8 +773,20 @@ def main(argv: list[str] | None = None) -> int:
         "--main", type=Path,
         help="entry module to use instead of `main` (e.g. a bundler's JavaScript output)",
     )
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="LABEL=VALUE",
+        help="run only on EdgeTargets with this label (repeatable); default: every target",
+    )
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     args = parser.parse_args(argv)
+    labels = []
+    for item in args.target:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--target {item!r}: expected LABEL=VALUE")
+        if not re.fullmatch(LABEL_KEY_RE, key):
+            parser.error(f"--target {item!r}: {key!r} is not a valid label key")
+        labels.append((key, value))
 
     try:
         path = find_config(Path(args.config))
@@ -780,7 +795,8 @@ def main(argv: list[str] | None = None) -> int:
             envs = [None, *sorted(load_config(path).get("env") or {})]
         else:
             envs = list(args.env) if args.env else [None]
-        result = convert(path, envs, Options(namespace=args.namespace, main=args.main))
+        opts = Options(namespace=args.namespace, main=args.main, target_labels=tuple(labels))
+        result = convert(path, envs, opts)
     except WranglerImportError as e:
         print(f"edgeplane import: error: {e}", file=sys.stderr)
         return 1

@@ -410,3 +410,21 @@ def test_cli_dispatches_import(capsys: pytest.CaptureFixture[str]) -> None:
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "Worker"} == {
         "hello-wrangler-staging"
     }
+
+
+def test_target_labels_select_edge_locations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(DATA / "hello-toml"), "--target", "edgeplane.io/region=eu-central",
+                 "--target", "tier=edge"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    w = next(d for d in docs if d["kind"] == "Worker")
+    assert w["spec"]["targets"] == {
+        "matchLabels": {"edgeplane.io/region": "eu-central", "tier": "edge"}
+    }
+    Worker.model_validate(w)
+    for bad in ("no-equals-sign", "bad key=x"):
+        with pytest.raises(SystemExit):
+            main([str(DATA / "hello-toml"), "--target", bad])
+    capsys.readouterr()
+    # A label value the apiserver would refuse is refused here already.
+    assert main([str(DATA / "hello-toml"), "--target", "region=not a value"]) == 1
+    assert "would be rejected" in capsys.readouterr().err
