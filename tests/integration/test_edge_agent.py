@@ -131,23 +131,23 @@ async def test_bad_bundles_refused_others_keep_answering(edge_agent: AgentProc) 
         assert "edgeplane_agent_validation_failures_total 4.0" in metrics
 
 
-async def test_top_level_loop_times_out(tmp_path: Path) -> None:
-    agent = start_agent(tmp_path / "a", extra_args=("--validate-timeout", "2"))
-    try:
-        async with aiohttp.ClientSession() as s:
-            st, body = await put(
-                s,
-                agent,
-                deployment(
-                    bundle("ns.loop", "while (true) {}\nexport default {};"),
-                    routes=("loop.test/*",),
-                ),
-            )
-            assert st == 422 and "did not finish starting" in body["error"]
-            async with s.get(f"{agent.api_url}/readyz") as r:
-                assert r.status == 200
-    finally:
-        agent.stop()
+async def test_top_level_loop_times_out(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    agent = edge_agents("a", extra_args=("--validate-timeout", "2"))
+    loop = deployment(
+        bundle("ns.loop", "while (true) {}\nexport default {};"), routes=("loop.test/*",)
+    )
+    goods = [
+        deployment(text_worker(f"ns.ok{i}", f"ok{i}"), routes=(f"ok{i}.test/*",)) for i in range(3)
+    ]
+    async with aiohttp.ClientSession() as s:
+        # Sent together: the batch never starts and names nobody, so it is bisected.
+        (st, body), *rest = await asyncio.gather(*(put(s, agent, d) for d in (loop, *goods)))
+        assert st == 422 and "did not finish starting" in body["error"]
+        assert [r[0] for r in rest] == [200, 200, 200]
+        for i in range(3):
+            assert await get(s, agent, f"ok{i}.test") == (200, f"ok{i}")
+        async with s.get(f"{agent.api_url}/readyz") as r:
+            assert r.status == 200
 
 
 async def test_sigkill_then_restart_serves_the_same(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

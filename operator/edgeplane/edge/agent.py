@@ -281,7 +281,9 @@ class Agent:
     # ---- validation ------------------------------------------------------------------
     async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
         """Start the bundles together in throw-away workerds; version -> workerd's message
-        for each bundle that does not load. One run when all are good."""
+        for each bundle that does not load. One run when all are good; when workerd names
+        the failing service, that bundle is dropped and the rest retried; when it names
+        nothing (e.g. a timeout), the set is bisected down to the culprits."""
         errors: dict[str, str] = {}
         todo = list(bundles)
         while todo:
@@ -294,21 +296,25 @@ class Agent:
                 errors[named] = msg
                 todo = [b for b in todo if b.version != named]
                 continue
-            # workerd named nobody (e.g. a timeout): try each bundle alone.
             if len(todo) == 1:
                 errors[todo[0].version or ""] = msg
                 return errors
-            for b in todo:
-                one = await self._try([b])
-                if one is not None:
-                    errors[b.version or ""] = one
+            half = len(todo) // 2
+            errors.update(await self.validate(todo[:half]))
+            errors.update(await self.validate(todo[half:]))
             return errors
         return errors
 
     async def _try(self, bundles: list[Bundle]) -> str | None:
         self.metrics.validation_runs.inc()
+        # Versions of one Worker validate together, as they will be served: Durable Object
+        # classes live in the first (primary) one.
+        by_worker: dict[str, list[Bundle]] = {}
+        for b in bundles:
+            by_worker.setdefault(b.worker, []).append(b)
         deps = [
-            Deployment(worker=b.worker, primary=b.version or "", versions=(b,)) for b in bundles
+            Deployment(worker=w, primary=bs[0].version or "", versions=tuple(bs))
+            for w, bs in by_worker.items()
         ]
         vdir = self.run_dir / f"validate-{self._next_gen()}"
         vdir.mkdir(parents=True, exist_ok=True)
@@ -322,7 +328,8 @@ class Agent:
                     self.workerd_bin,
                     cfg,
                     socket_fd=None,
-                    start_timeout=self.validate_timeout,
+                    # Loading many bundles takes longer; a lone bundle gets the plain limit.
+                    start_timeout=self.validate_timeout + 0.05 * (len(bundles) - 1),
                     kill_on_parent_death=9,
                 )
             except workerd.StartFailed as e:
