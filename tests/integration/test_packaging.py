@@ -247,3 +247,18 @@ def test_monitoring_kustomization_renders(cluster: Cluster) -> None:
     assert cm["metadata"]["namespace"] == "edgeplane-system"
     source = REPO / "manifests" / "monitoring" / "grafana-dashboard.json"
     assert json.loads(cm["data"]["edgeplane.json"]) == json.loads(source.read_text())
+
+
+def test_examples_kustomization_applies_server_side(
+    cluster: Cluster, crds_installed: list[str]
+) -> None:
+    examples = REPO / "manifests" / "examples"
+    objs = docs(cluster.kubectl("kustomize", str(examples)).stdout)
+    listed = {p.name for p in examples.glob("*.yaml")}
+    expected = sum(len(docs((examples / name).read_text())) for name in listed)
+    assert len(objs) == expected  # every example file is in the kustomization
+    cluster.kubectl("create", "namespace", "edgeplane-system", check=False)
+    # Into the default namespace, as `kubectl apply -k` without -n would.
+    res = cluster.kubectl("apply", "-k", str(examples), "--dry-run=server")
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == len(objs) and all("(server dry run)" in ln for ln in lines), res.stdout
