@@ -613,10 +613,13 @@ class Controller:
         rt = self.runtime.get(name)
         if body is None or rt is None:
             return
-        if not force and time.monotonic() - rt.last_status_write < self.settings.heartbeat_interval:
-            return
         target = EdgeTarget.model_validate(body)
         prev = target.status or EdgeTargetStatus()
+        # Pushes change the count between health checks; status must follow them.
+        count = len(rt.inventory) if rt.inventory is not None else prev.workers
+        force = force or count != prev.workers
+        if not force and time.monotonic() - rt.last_status_write < self.settings.heartbeat_interval:
+            return
         if rt.reachable:
             cond = (True, "Reachable", "the agent answers and reports its inventory")
         elif rt.endpoint is None and rt.message.startswith("spec."):
@@ -636,7 +639,7 @@ class Controller:
             last_heartbeat=api_now() if rt.reachable else prev.last_heartbeat,
             agent_version=rt.info.get("agentVersion", prev.agent_version),
             runtime_version=rt.info.get("runtimeVersion", prev.runtime_version),
-            workers=len(rt.inventory) if rt.inventory is not None else prev.workers,
+            workers=count,
         )
         updated = await self._patch_status(
             "edgetargets", None, name, status.to_wire(), body.get("status")

@@ -59,7 +59,7 @@ def fetch(agent: Agent, host: str, path: str = "/", headers: dict[str, str] | No
         return 0, str(e)
 
 
-def metric(url: str, name: str, token: str | None = None, **labels: str) -> float:
+def metric(url: str, metric_name: str, token: str | None = None, **labels: str) -> float:
     """Sum of the samples of one Prometheus metric whose labels include `labels`."""
     req = urllib.request.Request(url)
     if token:
@@ -68,11 +68,11 @@ def metric(url: str, name: str, token: str | None = None, **labels: str) -> floa
         text = resp.read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
+        if line.startswith("#") or not line.startswith(metric_name):
             continue
         head, _, value = line.rpartition(" ")
-        metric_name, _, label_text = head.partition("{")
-        if metric_name != name:
+        sample, _, label_text = head.partition("{")
+        if sample != metric_name:
             continue
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
@@ -87,7 +87,9 @@ class Kube:
     namespace: str
 
     def apply(self, *docs: dict[str, Any]) -> None:
-        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-",
+        # Server-side apply, as GitOps tools do: no last-applied annotation to overflow.
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts",
+                             "-n", self.namespace, "-f", "-",
                              input=yaml.safe_dump_all(docs))
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
