@@ -14,6 +14,10 @@ import aiohttp
 from edgeplane import metrics
 from edgeplane.bundle import Deployment
 
+# A health check or inventory answer is small and quick; an agent that accepts the
+# connection but does not answer within this (e.g. while shutting down) is unreachable.
+HEALTH_TIMEOUT = 5.0
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -75,7 +79,14 @@ class AgentClient:
             self._ssl[ep.ca_bundle] = ctx
         return ctx
 
-    async def _call(self, ep: Endpoint, method: str, path: str, body: bytes | None = None) -> Any:
+    async def _call(
+        self,
+        ep: Endpoint,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        max_seconds: float | None = None,
+    ) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"Bearer {ep.token}"}
@@ -84,7 +95,14 @@ class AgentClient:
         url = ep.url.rstrip("/") + path
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers, ssl=self._ssl_for(ep)
+                method,
+                url,
+                data=body,
+                headers=headers,
+                ssl=self._ssl_for(ep),
+                timeout=aiohttp.ClientTimeout(total=max_seconds, connect=5)
+                if max_seconds
+                else self._timeout,
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 500:
@@ -119,7 +137,7 @@ class AgentClient:
                 raise
 
     async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
-        out = await self._call(ep, "GET", "/v1/workers")
+        out = await self._call(ep, "GET", "/v1/workers", max_seconds=HEALTH_TIMEOUT)
         items = out.get("workers", out) if isinstance(out, dict) else out
         return {
             i["worker"]: InventoryItem(
@@ -133,7 +151,7 @@ class AgentClient:
         }
 
     async def info(self, ep: Endpoint) -> dict[str, Any]:
-        return dict(await self._call(ep, "GET", "/v1/info") or {})
+        return dict(await self._call(ep, "GET", "/v1/info", max_seconds=HEALTH_TIMEOUT) or {})
 
 
 def _msg(text: str) -> str:
