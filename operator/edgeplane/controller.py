@@ -366,6 +366,7 @@ class Controller:
             if updated is not None:
                 self.workers[(ns, name)] = updated
         for event in events:
+            log.info("worker %s/%s: %s: %s", ns, name, event.reason, event.message)
             await self._event(body, event)
         ready = get_condition(status.conditions, "Ready")
         self.ready[(ns, name)] = bool(ready and ready.status == "True")

@@ -124,10 +124,22 @@ class Kube:
         return eventually(ready, timeout)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def kube(stack: Stack, namespace: str) -> Kube:
+def kube(stack: Stack, namespace: str, request: pytest.FixtureRequest) -> Iterator[Kube]:
     assert stack.cluster is not None
-    return Kube(stack.cluster, namespace)
+    yield Kube(stack.cluster, namespace)
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed and stack.operator and stack.operator.proc:
+        # The operator runs as another process: show what it said around the failure.
+        print(f"--- operator log ---\n{stack.operator.proc.log_tail(60)}")
+        print(stack.cluster.kubectl("get", "-n", namespace, "workers", "-o", "yaml").stdout)
 
 
 def worker(name: str, script: str, **spec: Any) -> dict[str, Any]:
