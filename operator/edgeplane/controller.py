@@ -768,6 +768,8 @@ class Controller:
         try:
             await self.core.create_namespaced_event(meta["namespace"], ev)
         except ApiException as e:
+            if e.status == 403 and "being terminated" in str(e.body):
+                return  # the namespace is going away with the Worker in it
             log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)
 
 

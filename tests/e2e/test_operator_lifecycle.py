@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,13 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_nothing(
 
     eventually(all_ready, timeout=240, interval=1)
     assert stack.operator is not None
+
+    def nothing_being_deleted() -> bool:
+        # Earlier tests' namespaces are still going away; their removals are not pushes.
+        items = json.loads(kube.cluster.kubectl("get", "workers", "-A", "-o", "json").stdout)
+        return not any(w["metadata"].get("deletionTimestamp") for w in items["items"])
+
+    eventually(nothing_being_deleted, timeout=120, interval=1)
     def agent_puts() -> list[float]:
         return [metric(f"{a.api_url}/metrics", "edgeplane_agent_pushes_total", a.token)
                 for a in stack.agents]
