@@ -16,8 +16,6 @@ import os
 import statistics
 import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,8 @@ from edgeplane.api import Worker
 from edgeplane.bundle import Deployment
 from edgeplane.compile import Sources, compile_worker
 from edgeplane.distribute.agent import AgentClient, Endpoint
-from edgeplane.localstack.cluster import REPO
-from edgeplane.localstack.stack import Agent, Stack
+from edgeplane.localstack.cluster import REPO, Cluster
+from edgeplane.localstack.stack import Stack
 
 GROUP, VERSION = "edgeplane.io", "v1alpha1"
 
@@ -53,15 +51,6 @@ def worker_body(name: str, text: str) -> dict[str, Any]:
             "modules": [{"name": "index.js", "inline": script(text)}],
         },
     }
-
-
-def answer(agent: Agent, host: str) -> str | None:
-    req = urllib.request.Request(agent.http_url + "/", headers={"Host": host})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.read().decode()
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def is_ready(obj: dict[str, Any], generation: int | None = None) -> bool:
@@ -133,7 +122,7 @@ def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
         ready_at = serving_at = None
         while ready_at is None or serving_at is None:
             now = time.perf_counter() - t0
-            if serving_at is None and all(answer(a, host) == text for a in stack.agents):
+            if serving_at is None and all(a.fetch(host) == (200, text) for a in stack.agents):
                 serving_at = now
             if ready_at is None and is_ready(custom.get_namespaced_custom_object(
                     GROUP, VERSION, "bench", "workers", "lat"), gen):
@@ -145,9 +134,8 @@ def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
     return to_ready, to_serving
 
 
-def apiserver_requests(api: client.ApiClient) -> float:
-    resp = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])
-    text = resp[0].data.decode()
+def apiserver_requests(cluster: Cluster) -> float:
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
     total = 0.0
     for line in text.splitlines():
         if line.startswith("apiserver_request_total{"):
@@ -155,14 +143,15 @@ def apiserver_requests(api: client.ApiClient) -> float:
     return total
 
 
-def many_workers(custom: client.CustomObjectsApi, api: client.ApiClient, count: int
-                 ) -> tuple[float, float, float]:
+def many_workers(
+    cluster: Cluster, custom: client.CustomObjectsApi, api: client.ApiClient, count: int
+) -> tuple[float, float, float]:
     """(seconds to create them all, seconds until all Ready, apiserver requests/Worker)."""
     ns = "bench-many"
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=ns))
     )
-    before = apiserver_requests(api)
+    before = apiserver_requests(cluster)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(
@@ -183,7 +172,7 @@ def many_workers(custom: client.CustomObjectsApi, api: client.ApiClient, count: 
     all_ready = time.perf_counter() - t0
     time.sleep(5)  # let trailing status writes land before counting
     # Everything the apiserver served, less this script's own creates, lists and scrapes.
-    requests = apiserver_requests(api) - before - count - polls - 1
+    requests = apiserver_requests(cluster) - before - count - polls - 1
     return created, all_ready, requests / count
 
 
@@ -219,7 +208,7 @@ def main() -> int:
             print(f"{label}: p50 {p50 * 1000:.0f} ms ({p50 / fl:.1f}x floor), "
                   f"p99 {p99 * 1000:.0f} ms ({p99 / fl:.1f}x floor), n={len(xs)}")
 
-        created, all_ready, per_worker = many_workers(custom, api, args.workers)
+        created, all_ready, per_worker = many_workers(stack.cluster, custom, api, args.workers)
         print(f"{args.workers} Workers applied at once: created in {created:.1f} s "
               f"(raw API create rate {args.workers / created:.0f}/s); all Ready after "
               f"{all_ready:.1f} s ({all_ready / created:.1f}x the create time)")

@@ -49,14 +49,7 @@ def eventually(fn: Callable[[], T | None], timeout: float = 60, interval: float 
 
 def fetch(agent: Agent, host: str, path: str = "/", headers: dict[str, str] | None = None
           ) -> tuple[int, str]:
-    req = urllib.request.Request(agent.http_url + path, headers={"Host": host, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return 0, str(e)
+    return agent.fetch(host, path, headers)
 
 
 def metric(url: str, metric_name: str, token: str | None = None, **labels: str) -> float:

@@ -10,19 +10,20 @@ non-zero if any location answered wrongly.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import REPO
-from edgeplane.localstack.stack import Agent, Stack
+from edgeplane.localstack.stack import Stack
 
 DEFAULT_ROOT = REPO / ".state" / "demo"
 EXAMPLES = REPO / "manifests" / "examples"
@@ -34,17 +35,6 @@ CHECKS = [
     ("example.com", "/", "Hello from the edge!\n", {"edge-1", "edge-2", "edge-3"}),
     ("shop.example.com", "/api/hello?name=demo", "Hello, demo!", {"edge-1"}),
 ]
-
-
-def curl(agent: Agent, host: str, path: str) -> tuple[int, str]:
-    req = urllib.request.Request(agent.http_url + path, headers={"Host": host})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return 0, str(e)
 
 
 def run(root: Path, exit_after: bool) -> int:
@@ -65,12 +55,16 @@ def run(root: Path, exit_after: bool) -> int:
                 kubectl("apply", "-n", "default", "-f", str(f))
         kubectl("wait", "-n", "default", "--for=condition=Ready", "--timeout=120s",
                 "worker", "--all", timeout=150)
+        # EdgeTarget status follows the periodic health checks; let it catch up.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _targets_counted(kubectl):
+            time.sleep(0.5)
         print("\n$ kubectl get workers,workerroutes,edgetargets")
         print(kubectl("get", "-n", "default", "workers,workerroutes,edgetargets").stdout)
         ok = True
         for host, path, expected, where in CHECKS:
             for agent in stack.agents:
-                status, body = curl(agent, host, path)
+                status, body = agent.fetch(host, path)
                 print(f"$ curl -H 'Host: {host}' {agent.http_url}{path}   # {agent.name}")
                 print(f"  {status} {body.strip()}")
                 want = (200, expected) if agent.name in where else (404, None)
@@ -88,6 +82,14 @@ def run(root: Path, exit_after: bool) -> int:
     finally:
         print("stopping ...", flush=True)
         stack.down()
+
+
+def _targets_counted(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> bool:
+    """Whether the EdgeTargets' Worker counts add up to the Workers' ready targets."""
+    workers = json.loads(kubectl("get", "-n", "default", "workers", "-o", "json").stdout)
+    want = sum(int(w["status"]["readyTargets"].split("/")[0]) for w in workers["items"])
+    targets = json.loads(kubectl("get", "edgetargets", "-o", "json").stdout)
+    return sum((t.get("status") or {}).get("workers", 0) for t in targets["items"]) == want
 
 
 def down(root: Path) -> int:

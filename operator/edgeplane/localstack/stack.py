@@ -68,6 +68,22 @@ class Agent:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def fetch(
+        self, host: str, path: str = "/", headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        """(status, body) of a request to this location's public socket; status 0 when
+        nothing answered."""
+        req = urllib.request.Request(
+            self.http_url + path, headers={"Host": host, **(headers or {})}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError as e:
+            return 0, str(e)
+
     def start(self, timeout: float = 60) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         token_file = self.root / f"agent-{self.name}.token"
