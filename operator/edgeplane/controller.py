@@ -299,14 +299,14 @@ class Controller:
         try:
             await self.agents.put(ep, deployment)
         except Unreachable as e:
-            rt.reachable, rt.message = False, _redact(str(e), sources)
+            self._set_reachable(target, False, _redact(str(e), sources))
             return None
         except Refused as e:
             message = _redact(f"{target}: {e}", sources)
             stall = Stall(_REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
             rt.refused[deployment.worker] = (identity, stall)
             return stall
-        rt.reachable, rt.message = True, ""
+        self._set_reachable(target, True)
         rt.refused.pop(deployment.worker, None)
         if rt.inventory is not None:
             rt.inventory[deployment.worker] = identity
@@ -321,7 +321,7 @@ class Controller:
         try:
             await self.agents.delete(ep, worker)
         except Unreachable as e:
-            rt.reachable, rt.message = False, str(e)
+            self._set_reachable(target, False, str(e))
             return
         if rt.inventory is not None:
             rt.inventory.pop(worker, None)
@@ -597,6 +597,15 @@ class Controller:
         if changed:
             self._requeue_for_target(name, was[0] != rt.reachable)
         await self._write_target_status(name, force=changed)
+
+    def _set_reachable(self, target: str, reachable: bool, message: str = "") -> None:
+        """Record what a push or removal learnt; every Worker at the location reports it."""
+        rt = self.runtime[target]
+        flipped = rt.reachable is not reachable
+        rt.reachable, rt.message = reachable, message
+        if flipped:
+            metrics.TARGET_UP.labels(target).set(1 if reachable else 0)
+            self._requeue_for_target(target, True)
 
     def _requeue_for_target(self, target: str, reachability_changed: bool) -> None:
         rt = self.runtime[target]
