@@ -251,7 +251,7 @@ class Controller:
             worker=full,
             primary=bundle.version or "",
             versions=(bundle,),
-            routes=tuple(self._routes_for(worker, bundle)),
+            routes=tuple(self._routes_for(worker)),
         )
         identity = deployment.identity()
         self.desired[full] = (identity, frozenset(t.name for t in selected))
@@ -382,7 +382,7 @@ class Controller:
         metrics.WORKERS.labels("true").set(ready)
         metrics.WORKERS.labels("false").set(len(self.ready) - ready)
 
-    def _routes_for(self, worker: Worker, bundle: Bundle) -> list[Route]:
+    def _routes_for(self, worker: Worker) -> list[Route]:
         ns = worker.metadata.namespace
         conflicts = self._route_conflicts()
         out = []
