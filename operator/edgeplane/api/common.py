@@ -299,3 +299,23 @@ class Resource(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def observed_generation_field() -> Any:
+    """`status.observedGeneration`, the same on every kind."""
+    return Field(
+        default=None,
+        alias="observedGeneration",
+        ge=0,
+        description="The metadata.generation this status describes.",
+    )
+
+
+def conditions_field(description: str) -> Any:
+    """`status.conditions`: a list keyed by type, as metav1 conventions want."""
+    return Field(
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        description=description,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )

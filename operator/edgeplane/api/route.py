@@ -8,12 +8,13 @@ from pydantic import AfterValidator, Field, model_validator
 
 from edgeplane.api.common import (
     AGE_COLUMN,
-    MAX_CONDITIONS,
     READY_COLUMN,
     Condition,
     Resource,
     Wire,
     cel,
+    conditions_field,
+    observed_generation_field,
 )
 from edgeplane.api.patterns import CEL_RULES, MAX_PATTERN, check_pattern
 from edgeplane.api.worker import WorkerName
@@ -81,17 +82,9 @@ class WorkerRouteSpec(Wire):
 class WorkerRouteStatus(Wire):
     """What the operator observed about the route."""
 
-    observed_generation: int | None = Field(
-        default=None,
-        alias="observedGeneration",
-        ge=0,
-        description="The metadata.generation this status describes.",
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=MAX_CONDITIONS,
-        description="Ready, and Conflicted when another route has the same pattern.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    observed_generation: int | None = observed_generation_field()
+    conditions: list[Condition] = conditions_field(
+        "Ready, and Conflicted when another route has the same pattern."
     )
 
 

@@ -12,7 +12,6 @@ from edgeplane.api.common import (
     DATA_KEY_RE,
     DNS_LABEL_RE,
     DNS_SUBDOMAIN_RE,
-    MAX_CONDITIONS,
     MAX_KEY,
     MAX_NAME,
     READY_COLUMN,
@@ -20,6 +19,8 @@ from edgeplane.api.common import (
     Resource,
     Wire,
     cel,
+    conditions_field,
+    observed_generation_field,
     validations,
 )
 
@@ -110,17 +111,9 @@ class EdgeTargetSpec(Wire):
 class EdgeTargetStatus(Wire):
     """What the operator last heard from the location's agent."""
 
-    observed_generation: int | None = Field(
-        default=None,
-        alias="observedGeneration",
-        ge=0,
-        description="The metadata.generation this status describes.",
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=MAX_CONDITIONS,
-        description="Ready (the agent answers and its workerd serves) and Reconciling.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    observed_generation: int | None = observed_generation_field()
+    conditions: list[Condition] = conditions_field(
+        "Ready (the agent answers and its workerd serves) and Reconciling."
     )
     last_heartbeat: AwareDatetime | None = Field(
         default=None,

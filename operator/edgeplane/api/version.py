@@ -14,11 +14,11 @@ from pydantic import AwareDatetime, Field
 
 from edgeplane.api.common import (
     AGE_COLUMN,
-    MAX_CONDITIONS,
     Condition,
     Resource,
     Wire,
     cel,
+    conditions_field,
     validations,
 )
 from edgeplane.api.worker import (
@@ -120,11 +120,8 @@ class WorkerVersionSpec(Wire):
 class WorkerVersionStatus(Wire):
     """Where the version is in use."""
 
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=MAX_CONDITIONS,
-        description="Conditions of the version, e.g. Ready when it passed validation.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    conditions: list[Condition] = conditions_field(
+        "Conditions of the version, e.g. Ready when it passed validation."
     )
     serving_targets: int | None = Field(
         default=None,

@@ -22,7 +22,6 @@ from edgeplane.api.common import (
     DATA_KEY_RE,
     DNS_LABEL_RE,
     DNS_SUBDOMAIN_RE,
-    MAX_CONDITIONS,
     MAX_KEY,
     MAX_NAME,
     MAX_TARGETS,
@@ -32,7 +31,9 @@ from edgeplane.api.common import (
     Resource,
     Wire,
     cel,
+    conditions_field,
     exactly_one,
+    observed_generation_field,
     validations,
 )
 from edgeplane.bundle import (
@@ -476,17 +477,9 @@ class TargetStatus(Wire):
 class WorkerStatus(Wire):
     """What the operator observed; written through the status subresource only."""
 
-    observed_generation: int | None = Field(
-        default=None,
-        alias="observedGeneration",
-        ge=0,
-        description="The metadata.generation this status describes.",
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=MAX_CONDITIONS,
-        description="Ready, Reconciling and Stalled (kstatus-compatible), one of each type.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    observed_generation: int | None = observed_generation_field()
+    conditions: list[Condition] = conditions_field(
+        "Ready, Reconciling and Stalled (kstatus-compatible), one of each type."
     )
     latest_version: VersionId | None = Field(
         default=None,
