@@ -67,6 +67,7 @@ class TargetRuntime:
 
     endpoint: Endpoint | None = None
     reachable: bool | None = None
+    reason: str = ""  # why it is not reachable: Unreachable or CredentialsNotFound
     message: str = ""
     inventory: dict[str, str] | None = None  # worker -> deployment identity
     primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
@@ -563,11 +564,11 @@ class Controller:
         if secret is not None and ref.key in (secret.data or {}):
             token = base64.b64decode(secret.data[ref.key]).decode().strip()
         if not token:
-            rt.reachable = False
-            rt.message = (
+            message = (
                 f"spec.credentialsSecretRef: Secret {ref.namespace}/{ref.name} or its key "
                 f"{ref.key!r} not found"
             )
+            self._set_reachable(target, False, message, reason="CredentialsNotFound")
             return None
         rt.endpoint = Endpoint(target, spec.endpoint, token, spec.ca_bundle)
         return rt.endpoint
@@ -583,26 +584,29 @@ class Controller:
                     info = await self.agents.info(ep)
                     inventory = await self.agents.inventory(ep)
                 except Unreachable as e:
-                    rt.reachable, rt.message = False, str(e)
+                    self._set_reachable(name, False, str(e))
                 except Refused as e:
-                    rt.reachable = False
-                    rt.message = f"agent refused the operator's credentials ({e.status}): {e}"
+                    message = f"agent refused the operator's credentials ({e.status}): {e}"
+                    self._set_reachable(name, False, message)
                 else:
-                    rt.reachable, rt.message = True, ""
                     rt.info.update(info)
                     rt.inventory = {w: i.identity for w, i in inventory.items()}
                     rt.primaries = {w: i.primary for w, i in inventory.items()}
-            metrics.TARGET_UP.labels(name).set(1 if rt.reachable else 0)
+                    self._set_reachable(name, True)
             changed = was != (rt.reachable, dict(rt.inventory or {}))
-        if changed:
-            self._requeue_for_target(name, was[0] != rt.reachable)
+        if was[1] != dict(rt.inventory or {}):
+            self._requeue_for_target(name, False)  # drift: re-push what the location lost
         await self._write_target_status(name, force=changed)
 
-    def _set_reachable(self, target: str, reachable: bool, message: str = "") -> None:
-        """Record what a push or removal learnt; every Worker at the location reports it."""
+    def _set_reachable(
+        self, target: str, reachable: bool, message: str = "", reason: str = "Unreachable"
+    ) -> None:
+        """Record whether a location answers; when that changes, every Worker there
+        reports it."""
         rt = self.runtime[target]
         flipped = rt.reachable is not reachable
         rt.reachable, rt.message = reachable, message
+        rt.reason = "" if reachable else reason
         if flipped:
             metrics.TARGET_UP.labels(target).set(1 if reachable else 0)
             self._requeue_for_target(target, True)
@@ -632,18 +636,14 @@ class Controller:
             return
         if rt.reachable:
             cond = (True, "Reachable", "the agent answers and reports its inventory")
-        elif rt.endpoint is None and rt.message.startswith("spec."):
-            cond = (False, "CredentialsNotFound", rt.message)
         else:
-            cond = (False, "Unreachable", rt.message or "the agent does not answer")
+            cond = (False, rt.reason or "Unreachable", rt.message or "the agent does not answer")
         status = EdgeTargetStatus(
             observed_generation=body["metadata"].get("generation"),
             conditions=set_condition(
                 list(prev.conditions),
                 "Ready",
-                cond[0],
-                cond[1],
-                cond[2],
+                *cond,
                 observed_generation=body["metadata"].get("generation"),
             ),
             last_heartbeat=api_now() if rt.reachable else prev.last_heartbeat,
@@ -689,12 +689,7 @@ class Controller:
         status = WorkerRouteStatus(
             observed_generation=generation,
             conditions=set_condition(
-                list(prev.conditions),
-                "Ready",
-                cond[0],
-                cond[1],
-                cond[2],
-                observed_generation=generation,
+                list(prev.conditions), "Ready", *cond, observed_generation=generation
             ),
         )
         if status.to_wire() != (body.get("status") or {}):
