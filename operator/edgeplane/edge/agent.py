@@ -1,5 +1,6 @@
 """The agent's core: accepted state, a coalescing reload loop, batch validation in a
-throw-away workerd, and supervision of the serving workerd generation."""
+throw-away workerd, supervision of the serving workerd generation, request counts per
+version across generations, and probes through the public socket."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edgeplane.bundle import Bundle, Deployment
-from edgeplane.edge import render, workerd
+from edgeplane.edge import counts, render, workerd
+from edgeplane.edge import probe as probes
 from edgeplane.edge.store import Store
 from edgeplane.routes import parse_pattern
 
@@ -26,6 +29,8 @@ _SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
 MAX_MESSAGE = 4000
 COALESCE = 0.02
 COALESCE_MAX = 0.5
+STATS_TIMEOUT = 2.0  # reading a generation's request counts
+FINAL_MAX = 5.0  # longest a draining generation waits for in-flight requests before counting
 
 
 @dataclass
@@ -63,6 +68,23 @@ class Metrics:
         self.restarts = Counter(
             p + "workerd_restarts_total", "Unexpected workerd exits restarted", registry=r
         )
+        self.requests = Counter(
+            p + "requests_total",
+            "Requests the router dispatched to a Worker version, by status class (an "
+            "exception thrown by the Worker is a 5xx)",
+            ["worker", "version", "code"],
+            registry=r,
+        )
+        self._exported: counts.Snapshot = {}
+
+    def export_requests(self, totals: counts.Snapshot) -> None:
+        """Advance the requests counter to `totals` (which only grow)."""
+        for key, codes in totals.items():
+            done = self._exported.setdefault(key, [0] * len(codes))
+            for i, n in enumerate(codes):
+                if n > done[i]:
+                    self.requests.labels(key[0], key[1], counts.CODES[i]).inc(n - done[i])
+                    done[i] = n
 
 
 @functools.lru_cache(maxsize=65536)
@@ -114,6 +136,20 @@ class Agent:
         self._draining: set[workerd.Proc] = set()
         self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
+        self.counts = counts.Counts()
+        self._stats_ports: dict[workerd.Proc, int] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._refreshed = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The agent's client for its own sockets (stats, probes): no pooled connections, so
+        nothing holds an old generation open."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True), trust_env=False
+            )
+        return self._session
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,6 +179,8 @@ class Agent:
         procs = [*self._draining, *([self.current] if self.current else [])]
         await asyncio.gather(*(workerd.stop(p, self.drain_grace) for p in procs))
         self.current = None
+        if self._session is not None:
+            await self._session.close()
         for p in self.pending.values():
             for w in p.waiters:
                 if not w.done():
@@ -353,27 +391,42 @@ class Agent:
             await asyncio.to_thread(_ensure_dirs, self.paths)
             await asyncio.to_thread(cfg.write_text, text)
             started = time.monotonic()
+            # The generation's own stats socket (request counts), on loopback: the agent binds
+            # it and hands it over like the public one, so it knows the port up front.
+            stats_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
+                stats_sock.bind(("127.0.0.1", 0))
+                stats_sock.listen(64)
+                stats_port = int(stats_sock.getsockname()[1])
                 p = await workerd.start(
                     self.workerd_bin,
                     cfg,
                     socket_fd=self.http_sock.fileno(),
+                    stats_fd=stats_sock.fileno(),
                     start_timeout=self.start_timeout,
                 )
             except workerd.StartFailed:
                 self.metrics.reloads.labels("failed").inc()
                 cfg.unlink(missing_ok=True)
                 raise
+            finally:
+                # workerd holds its own copy; once it stops listening, connects are refused.
+                stats_sock.close()
             self.metrics.reload_time.observe(time.monotonic() - started)
             self.metrics.reloads.labels("ok").inc()
+            self._stats_ports[p] = stats_port
+            self.counts.start(p)
             old, self.current = self.current, p
             old_cfg, self.config_path = self.config_path, cfg
             self.crash_message = ""
             self._spawn(self._watch(p))
             if old is not None:
+                # Ask the old generation for its final counts before it stops accepting: it
+                # answers once the requests in flight during its drain are done.
+                final = await self._ask_final(old)
                 # Before the PUT is answered: from now on only the new generation accepts.
                 workerd.terminate(old)
-                self._spawn(self._drain(old))
+                self._spawn(self._drain(old, final))
                 # SIGTERM is handled asynchronously: the old generation may still accept a
                 # connection from the shared backlog for a few ms. Wait (briefly) for it to
                 # exit, so that a 200 means new connections reach the new config.
@@ -383,17 +436,27 @@ class Agent:
             if old_cfg is not None and old_cfg != cfg:
                 old_cfg.unlink(missing_ok=True)
 
-    async def _drain(self, p: workerd.Proc) -> None:
+    async def _drain(self, p: workerd.Proc, final: aiohttp.ClientResponse | None) -> None:
         self._draining.add(p)
+        snap: counts.Snapshot | None = None
         try:
+            if final is not None:
+                snap = await self._read_final(final)
             await workerd.stop(p, self.drain_grace)
         finally:
             self._draining.discard(p)
+            self._end_generation(p, snap)
+
+    def _end_generation(self, p: workerd.Proc, final: counts.Snapshot | None) -> None:
+        self.counts.finish(p, final)
+        self._stats_ports.pop(p, None)
+        self.metrics.export_requests(self.counts.totals())
 
     async def _watch(self, p: workerd.Proc) -> None:
         await p.proc.wait()
         if self._closing or p is not self.current:
             return
+        self._end_generation(p, None)  # what was read last is all there is
         self.metrics.restarts.inc()
         tail = self._redact(p.stderr_text()[-1000:], self.accepted.values())
         self.crash_message = f"workerd exited unexpectedly ({p.proc.returncode}): {tail}".strip()
@@ -424,6 +487,127 @@ class Agent:
     def _redact(message: str, deployments: object) -> str:
         return render.redact(message, render.secrets_of(deployments))  # type: ignore[arg-type]
 
+    # ---- request counts --------------------------------------------------------------
+    def _stats_url(self, p: workerd.Proc, path: str) -> str | None:
+        port = self._stats_ports.get(p)
+        return None if port is None else f"http://127.0.0.1:{port}{path}"
+
+    async def _ask_final(self, p: workerd.Proc) -> aiohttp.ClientResponse | None:
+        """Send GET /final to a generation about to drain; returns once its headers arrived
+        (the request is being served, so it outlives the SIGTERM that follows)."""
+        url = self._stats_url(p, f"/final?max={int(min(FINAL_MAX, self.drain_grace) * 1000)}")
+        if url is None or p.proc.returncode is not None:
+            return None
+        try:
+            async with asyncio.timeout(STATS_TIMEOUT):
+                return await self._http().get(url)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("could not ask a draining workerd for its request counts: %r", e)
+            return None
+
+    async def _read_final(self, resp: aiohttp.ClientResponse) -> counts.Snapshot | None:
+        try:
+            async with asyncio.timeout(min(FINAL_MAX, self.drain_grace) + STATS_TIMEOUT):
+                body = await resp.read()
+            return counts.parse(body) if resp.status == 200 else None
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
+            log.warning("no final request counts from a draining workerd: %r", e)
+            return None
+        finally:
+            resp.release()
+
+    async def refresh_counts(self) -> None:
+        """Read the serving generation's counts now (callers that arrive while a read is
+        under way share it). Draining generations are counted by their final answer."""
+        asked = time.monotonic()
+        async with self._refresh_lock:
+            if self._refreshed >= asked:
+                return  # a read that started after this call finished meanwhile
+            p = self.current
+            url = self._stats_url(p, "/counts") if p is not None else None
+            if p is not None and url is not None and p.proc.returncode is None:
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(STATS_TIMEOUT):
+                        async with self._http().get(url) as resp:
+                            body = await resp.read()
+                            if resp.status == 200:
+                                self.counts.update(p, counts.parse(body))
+                except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
+                    log.warning("could not read request counts from workerd: %r", e)
+                self._refreshed = started
+            self.metrics.export_requests(self.counts.totals())
+
+    def requests_of(self, d: Deployment) -> dict[str, dict[str, int]]:
+        totals = self.counts.totals()
+        out = {}
+        for b in d.versions:
+            codes = totals.get((d.worker, b.version or ""), [0, 0, 0, 0])
+            out[b.version or ""] = {"total": sum(codes), "errors": codes[3]}
+        return out
+
+    # ---- probes ----------------------------------------------------------------------
+    def _public_base(self) -> str:
+        host, port = self.http_sock.getsockname()[:2]
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    async def probe(
+        self,
+        worker: str,
+        version: str,
+        path: str,
+        *,
+        host: str | None = None,
+        method: str = "GET",
+        seconds: float = probes.DEFAULT_TIMEOUT,
+    ) -> Result:
+        """One request through the public socket, answered by `version` of `worker`."""
+        d = self.accepted.get(worker)
+        if d is None:
+            return Result(404, {"error": f"Worker {worker} is not deployed here"})
+        if version not in {b.version for b in d.versions}:
+            served = ", ".join((b.version or "")[:12] for b in d.versions)
+            return Result(
+                409,
+                {
+                    "error": f"version {version[:12]} of Worker {worker} is not served at this "
+                    f"location (it serves {served})",
+                    "versions": [b.version for b in d.versions],
+                },
+            )
+        try:
+            t = probes.target(self.accepted, worker, path, host)
+        except probes.ProbeError as e:
+            return Result(e.status, {"error": e.message})
+        if not self.ready():
+            answer: dict[str, object] = {
+                "status": 0,
+                "body": "",
+                "url": t.url(path),
+                "elapsedMs": 0.0,
+                "error": "workerd is not serving at this location"
+                + (f": {self.crash_message}" if self.crash_message else ""),
+            }
+        else:
+            answer = await probes.send(
+                self._http(),
+                self._public_base(),
+                t,
+                worker=worker,
+                version=version,
+                path=path,
+                method=method,
+                seconds=seconds,
+            )
+        secrets = render.secrets_of(self.accepted.values())
+        for k in ("body", "error"):
+            answer[k] = render.redact(str(answer[k]), secrets)
+        return Result(200, answer)
+
     # ---- inventory -------------------------------------------------------------------
     def item(self, worker: str) -> dict[str, object] | None:
         d = self.accepted.get(worker)
@@ -436,6 +620,7 @@ class Agent:
                     "identity": "",
                     "state": "failed",
                     "message": self.refused[worker],
+                    "requests": {},
                 }
             return None
         msg = self.refused.get(worker)
@@ -452,6 +637,7 @@ class Agent:
             "identity": d.identity(),
             "state": state,
             "message": message,
+            "requests": self.requests_of(d),
         }
 
     def inventory(self) -> list[dict[str, object]]:

@@ -5,9 +5,27 @@ API (JSON; bearer token on everything but /healthz and /readyz):
                               422 schema/load error, 409 route owned by another Worker
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
-  GET    /v1/workers/{name}   → inventory item, or 404
+  GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
+                              "versions", "identity", "state", "message", "requests":
+                              {"<version>": {"total": n, "errors": n of them 5xx}}}; requests
+                              the router dispatched to each deployed version since the agent
+                              started, read from workerd when asked, kept across reloads
+  POST   /v1/workers/{name}/probe
+                              body: {"version": "<64-hex>", "path": "/healthz", "host"?,
+                              "method"?: "GET"|"HEAD", "timeoutSeconds"?: 5 (max 30)}; one
+                              request through the agent's public socket, answered by that
+                              version (override header) whatever the traffic split. Host:
+                              `host`, else from the first route (most specific first) whose
+                              path matches: *.example.com → edgeplane-probe.example.com,
+                              *example.com → example.com; scheme from the pattern, else https
+                              (sent as X-Forwarded-Proto).
+                              → 200 {"status" (0: no HTTP answer), "body" (first 1024 chars),
+                              "url", "elapsedMs", "error" (transport error or "")}; 404 unknown
+                              Worker, 409 version not served here, 422 bad body or no route of
+                              the Worker covers the probe URL
   GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready"}
-  GET    /metrics             → Prometheus text
+  GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
+                              version, code="2xx"|"3xx"|"4xx"|"5xx"}
   GET    /healthz, /readyz    → 200 / 503
 """
 
@@ -30,10 +48,11 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
 from edgeplane.bundle import WORKER_NAME_RE, Deployment
+from edgeplane.edge import probe as probes
 from edgeplane.edge.agent import Agent
 from edgeplane.edge.store import atomic_write
 from edgeplane.routes import parse_pattern
@@ -42,6 +61,17 @@ log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _OPEN = {"/healthz", "/readyz"}
+
+
+class ProbeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    version: str = Field(pattern=probes.VERSION_RE.pattern)
+    path: str = Field(pattern=probes.PATH_RE.pattern)
+    host: str | None = Field(default=None, pattern=probes.HOST_RE.pattern)
+    method: str = Field(default="GET", pattern="^(GET|HEAD)$")
+    timeout_seconds: float = Field(
+        default=probes.DEFAULT_TIMEOUT, alias="timeoutSeconds", gt=0, le=probes.MAX_TIMEOUT
+    )
 
 
 def token_ok(header: str | None, token: str) -> bool:
@@ -101,6 +131,7 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
 
     @routes.get("/metrics")
     async def metrics(_: web.Request) -> web.Response:
+        await agent.refresh_counts()
         body = generate_latest(agent.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -120,11 +151,14 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
 
     @routes.get("/v1/workers")
     async def list_workers(_: web.Request) -> web.Response:
+        await agent.refresh_counts()
         return web.json_response({"workers": agent.inventory()})
 
     @routes.get("/v1/workers/{name}")
     async def get_worker(request: web.Request) -> web.Response:
-        item = agent.item(name_of(request))
+        name = name_of(request)
+        await agent.refresh_counts()
+        item = agent.item(name)
         if item is None:
             return _err(404, f"Worker {request.match_info['name']} is not deployed here")
         return web.json_response(item)
@@ -154,6 +188,23 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
             agent.metrics.pushes.labels("conflict").inc()
             return _err(409, conflict)
         result = await asyncio.shield(agent.submit(name, d))
+        return web.json_response(result.body, status=result.status)
+
+    @routes.post("/v1/workers/{name}/probe")
+    async def probe_worker(request: web.Request) -> web.Response:
+        name = name_of(request)
+        try:
+            req = ProbeRequest.model_validate_json(await request.read())
+        except ValidationError as e:
+            return _err(422, _validation_message(e), errors=_validation_fields(e))
+        result = await agent.probe(
+            name,
+            req.version,
+            req.path,
+            host=req.host,
+            method=req.method,
+            seconds=req.timeout_seconds,
+        )
         return web.json_response(result.body, status=result.status)
 
     @routes.delete("/v1/workers/{name}")

@@ -19,6 +19,8 @@ from edgeplane.routes import parse_pattern, sort_most_specific_first
 ROUTER_SERVICE = "edgeplane:router"
 KV_SERVICE = "edgeplane:kv"
 SOCKET = "http"
+# The router's `stats` entrypoint (request counts), on a socket only the agent reaches.
+STATS_SOCKET = "stats"
 _MISSING_JS = """export default { fetch(request, env) {
   return new Response(`edgeplane: Worker ${env.WORKER} is not deployed at this location\\n`,
     { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
@@ -213,7 +215,9 @@ def render(deployments: Iterable[Deployment], paths: Paths) -> str:
         'using Workerd = import "/workerd/workerd.capnp";\n'
         "const config :Workerd.Config = (\n"
         f"  services = [\n    {body}\n  ],\n"
-        f"  sockets = [(name = {text(SOCKET)}, http = (), service = {text(ROUTER_SERVICE)})]\n"
+        f"  sockets = [(name = {text(SOCKET)}, http = (), service = {text(ROUTER_SERVICE)}), "
+        f"(name = {text(STATS_SOCKET)}, http = (), "
+        f'service = (name = {text(ROUTER_SERVICE)}, entrypoint = "stats"))]\n'
         ");\n"
     )
 

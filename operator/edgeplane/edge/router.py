@@ -2,6 +2,17 @@
 
 Kept in a Python module (not a .js file) so it ships in every install of the package.
 Its matching rules mirror `edgeplane.routes`; both run `tests/data/route_cases.json`.
+
+It also counts the requests it dispatches, per Worker version and status class, in module
+scope (one generation's lifetime). The named entrypoint `stats` serves those counts on a
+socket of their own that only the agent reaches (`render.STATS_SOCKET`); the public socket
+uses the default entrypoint and never shows them:
+  GET /counts          → {"inflight": n, "counts": [{"worker", "version", "codes": [2xx, 3xx,
+                          4xx, 5xx]}]} at once
+  GET /final?max=<ms>  → response headers at once, then the same body once no request has been
+                          in flight for a moment (the agent asks just before it drains the
+                          generation, so requests finishing during the drain are counted), or
+                          after `max` ms
 """
 
 ROUTER_JS = r"""
@@ -51,6 +62,53 @@ export function pick(route, headers) {
   }
   return route.traffic[route.traffic.length - 1];
 }
+// Requests dispatched per router binding (= Worker version): [2xx, 3xx, 4xx, 5xx]. A status
+// below 200 (101 Switching Protocols) counts as 2xx; an exception thrown by the Worker as 5xx.
+const COUNTS = new Map();
+let inflight = 0;
+function count(binding, status) {
+  let c = COUNTS.get(binding);
+  if (c === undefined) COUNTS.set(binding, (c = [0, 0, 0, 0]));
+  c[status < 300 ? 0 : status < 400 ? 1 : status < 500 ? 2 : 3]++;
+}
+function snapshot(env) {
+  const names = new Map();
+  for (const route of env.ROUTES) {
+    for (const v of route.versions) names.set(v.binding, [route.worker, v.version]);
+  }
+  const counts = [];
+  for (const [binding, codes] of COUNTS) {
+    const n = names.get(binding);
+    if (n !== undefined) counts.push({ worker: n[0], version: n[1], codes: codes });
+  }
+  return JSON.stringify({ inflight: inflight, counts: counts }) + "\n";
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export let stats = {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const json = { "content-type": "application/json" };
+    if (url.pathname === "/counts") return new Response(snapshot(env), { headers: json });
+    if (url.pathname !== "/final") return new Response("not found\n", { status: 404 });
+    const max = Math.max(0, Number(url.searchParams.get("max")) || 5000);
+    const { readable, writable } = new TransformStream();
+    const done = (async () => {
+      // At least 50 ms, so the generation has stopped accepting (SIGTERM) before the quiet
+      // check; then until nothing is in flight on two ticks in a row.
+      let quiet = 0;
+      for (let t = 0; t < max; t += 10) {
+        await sleep(10);
+        quiet = inflight === 0 ? quiet + 1 : 0;
+        if (t >= 50 && quiet >= 2) break;
+      }
+      const w = writable.getWriter();
+      await w.write(new TextEncoder().encode(snapshot(env)));
+      await w.close();
+    })();
+    ctx.waitUntil(done);
+    return new Response(readable, { headers: json });
+  },
+};
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
@@ -61,8 +119,16 @@ export default {
     for (const route of env.ROUTES) {
       if (matches(route.pattern, scheme, host, url.pathname)) {
         const target = pick(route, request.headers);
-        const resp = await env[target.binding].fetch(request);
-        return resp;
+        inflight++;
+        let status = 500;
+        try {
+          const resp = await env[target.binding].fetch(request);
+          status = resp.status;
+          return resp;
+        } finally {
+          inflight--;
+          count(target.binding, status);
+        }
       }
     }
     return new Response(

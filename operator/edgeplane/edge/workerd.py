@@ -56,17 +56,21 @@ async def start(
     socket_fd: int | None,
     start_timeout: float,
     kill_on_parent_death: int = signal.SIGTERM,
+    stats_fd: int | None = None,
 ) -> Proc:
     """Start `workerd serve` and return once its socket listens. On exit or timeout the
-    process is killed and StartFailed carries workerd's stderr."""
+    process is killed and StartFailed carries workerd's stderr. `socket_fd` and `stats_fd`
+    are listening sockets for the `http` and `stats` sockets; without them workerd binds
+    ephemeral loopback ports (validation runs)."""
     rfd, wfd = os.pipe()
     args = [str(workerd), "serve", "--experimental", str(config), "--control-fd", str(wfd)]
     fds = [wfd]
-    if socket_fd is None:
-        args += ["--socket-addr", "http=127.0.0.1:0"]
-    else:
-        args += ["--socket-fd", f"http={socket_fd}"]
-        fds.append(socket_fd)
+    for name, fd in (("http", socket_fd), ("stats", stats_fd)):
+        if fd is None:
+            args += ["--socket-addr", f"{name}=127.0.0.1:0"]
+        else:
+            args += ["--socket-fd", f"{name}={fd}"]
+            fds.append(fd)
     try:
         proc = await asyncio.create_subprocess_exec(
             *args,

@@ -1,0 +1,160 @@
+"""Probes: one HTTP request through the agent's own public socket to one Worker version.
+
+`target()` is pure: it picks the scheme and host the probe sends, from the Worker's routes
+or the host given, and makes sure the router would hand that request to this Worker (not
+another Worker with a more specific route). The router's version override header then
+selects the version, whatever the traffic split gives it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from edgeplane.bundle import Deployment
+from edgeplane.routes import RoutePattern, normalize_host, parse_pattern, sort_most_specific_first
+
+BODY_CHARS = 1024
+PROBE_HOST_LABEL = "edgeplane-probe"
+DEFAULT_TIMEOUT = 5.0
+MAX_TIMEOUT = 30.0
+VERSION_RE = re.compile(r"^[0-9a-f]{64}$")
+PATH_RE = re.compile(r"^/[\x21-\x7e]{0,2047}$")  # printable ASCII, no spaces
+HOST_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?$")
+
+
+class ProbeError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # the Host header sent
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.host}{path}"
+
+
+def _path_matches(p: RoutePattern, path: str) -> bool:
+    return path.startswith(p.path) if p.path_wildcard else path == p.path
+
+
+def _host_for(p: RoutePattern) -> str:
+    if not p.host_wildcard:
+        return p.host
+    if p.host.startswith("."):  # *.example.com
+        return PROBE_HOST_LABEL + p.host
+    return p.host or PROBE_HOST_LABEL  # *example.com → example.com; "*" alone → any host
+
+
+def _owner(deployments: Mapping[str, Deployment], scheme: str, host: str, path: str) -> str | None:
+    """The Worker the router hands this request to (its rule: most specific match wins)."""
+    best: tuple[tuple[tuple[int, ...], str], str] | None = None
+    for d in deployments.values():
+        for r in d.routes:
+            p = parse_pattern(r.pattern)
+            if p.matches(scheme, host, path):
+                key = (p.specificity(), p.canonical())
+                if best is None or key > best[0]:
+                    best = (key, d.worker)
+    return best[1] if best else None
+
+
+def target(
+    deployments: Mapping[str, Deployment], worker: str, path: str, host: str | None
+) -> Target:
+    """Scheme and host for a probe of `worker` at `path`; ProbeError(422) when the router
+    would not hand such a request to this Worker."""
+    d = deployments[worker]
+    path_only = path.split("?", 1)[0]
+    if host is None:
+        ordered = sort_most_specific_first((parse_pattern(r.pattern), None) for r in d.routes)
+        first = next((p for p, _ in ordered if _path_matches(p, path_only)), None)
+        if first is None:
+            raise ProbeError(
+                422,
+                f"probe path {path_only} matches none of the Worker's routes at this "
+                "location; set host or add a route",
+            )
+        candidates = [Target(first.scheme or "https", _host_for(first))]
+    else:
+        candidates = [Target("https", host), Target("http", host)]
+    owners = []
+    for t in candidates:
+        owner = _owner(deployments, t.scheme, normalize_host(t.host), path_only)
+        if owner == worker:
+            return t
+        owners.append(owner)
+    t = candidates[0]
+    other = next((o for o in owners if o is not None), None)
+    if other is not None:
+        raise ProbeError(
+            422,
+            f"probe URL {t.url(path_only)} is served by Worker {other} at this location, "
+            f"not {worker}; set a host that only {worker}'s routes match",
+        )
+    raise ProbeError(
+        422,
+        f"probe URL {t.url(path_only)} matches none of the Worker's routes at this location; "
+        "set host or add a route",
+    )
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    base: str,
+    t: Target,
+    *,
+    worker: str,
+    version: str,
+    path: str,
+    method: str,
+    seconds: float,
+) -> dict[str, object]:
+    """One request to `base` (the public socket) as `t` would reach it; never raises for
+    transport errors: they are reported as status 0 and `error`."""
+    headers = {
+        "Host": t.host,
+        "X-Forwarded-Proto": t.scheme,
+        "Edgeplane-Version-Overrides": f'{worker}="{version}"',
+        "User-Agent": "edgeplane-agent-probe",
+    }
+    status, body, error = 0, "", ""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(seconds):
+            async with session.request(
+                method,
+                URL(base + path, encoded=True),
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                raw = bytearray()
+                # Enough bytes for BODY_CHARS characters of UTF-8; never the whole body.
+                while len(raw) < BODY_CHARS * 4:
+                    chunk = await resp.content.read(BODY_CHARS * 4 - len(raw))
+                    if not chunk:
+                        break
+                    raw += chunk
+                body = raw.decode("utf-8", errors="replace")[:BODY_CHARS]
+    except TimeoutError:
+        error = f"no complete answer within {seconds:g}s"
+    except (aiohttp.ClientError, OSError) as e:
+        error = f"{type(e).__name__}: {e}".strip()
+    return {
+        "status": status,
+        "body": body,
+        "url": t.url(path),
+        "elapsedMs": round((time.monotonic() - started) * 1000, 3),
+        "error": error,
+    }
