@@ -8,6 +8,7 @@ import re
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from edgeplane.localstack.stack import Stack
 from tests.e2e.conftest import Kube, eventually, fetch, responder, route, worker
@@ -51,7 +52,19 @@ def test_every_dashboard_and_alert_metric_is_exported(stack: Stack, kube: Kube) 
     fetch(agent, f"nothing.{kube.namespace}.example.com")  # a 404 at the edge too
 
     operator_names = exported_names(scrape(stack.operator.metrics_url))
-    agent_names = exported_names(scrape(f"{agent.api_url}/metrics", agent.token))
+    agent_text = scrape(f"{agent.api_url}/metrics", agent.token)
+    agent_names = exported_names(agent_text)
+    # The request counter is labelled, so HELP/TYPE alone would pass the check below even if
+    # the agent never counted: the request above must be a sample of it.
+    counted = [
+        sample.value
+        for family in text_string_to_metric_families(agent_text)
+        for sample in family.samples
+        if sample.name == "edgeplane_agent_requests_total"
+        and sample.labels.get("worker") == f"{kube.namespace}.metered"
+        and sample.labels.get("code") == "2xx"
+    ]
+    assert counted and counted[0] >= 1, agent_text
     assert any(n.startswith("edgeplane_agent_") for n in agent_names), sorted(agent_names)
     exported = operator_names | agent_names
     unknown = {

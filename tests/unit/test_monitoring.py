@@ -96,6 +96,9 @@ def test_alerts_cover_the_issue() -> None:
     assert "edgeplane_target_up" in exprs["EdgeplaneEdgeLocationUnreachable"]
     assert "edgeplane_reconcile_errors_total" in exprs["EdgeplaneReconcileErrorsRising"]
     assert any(r.startswith("EdgeplaneAgentReload") for r in exprs), sorted(exprs)
+    # Edge request errors, from the agents' per-version counters.
+    assert "edgeplane_agent_requests_total" in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
+    assert 'code="5xx"' in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
     for r in alert_rules():
         assert r["labels"]["severity"] in ("warning", "critical")
         assert r["annotations"]["summary"]
@@ -108,5 +111,11 @@ def test_dashboard_covers_the_issue() -> None:
                    "edgeplane_workers", "edgeplane_pushes_total"):
         assert metric in text, metric
     assert "edgeplane_agent_reload_duration_seconds_bucket" in text  # agent reload time
+    # Edge request rate and errors: a rate by Worker and a 5xx ratio by Worker.
+    by_title = {t: q for t, q in dashboard_queries()}
+    rate = by_title["Edge request rate by Worker"]
+    assert "edgeplane_agent_requests_total" in rate and "by (worker)" in rate
+    ratio = by_title["Edge 5xx ratio by Worker"]
+    assert 'code="5xx"' in ratio and " / " in ratio and "by (worker)" in ratio
     ids = [p["id"] for p in dashboard()["panels"]]
     assert len(ids) == len(set(ids))
