@@ -76,9 +76,19 @@ async def test_redeploys_under_load_drop_nothing(edge_agent: AgentProc) -> None:
                 assert (r.status, await r.text()) == (200, f"v{i}")
         stop.set()
         counts = await asyncio.gather(*clients)
+        # Every answered request is counted once, across 20 generations: each one's final
+        # counts include the requests that finished while it drained.
+        async with s.get(f"{edge_agent.api_url}/metrics", headers=edge_agent.headers()) as r:
+            text = await r.text()
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('edgeplane_agent_requests_total{') and 'worker="ns.live"' in line
+        )
     assert failures == []
     assert sum(counts) > 100
     assert {f"v{i}" for i in range(1, 21)} <= set(seen) | {"v20"}
+    assert counted == len(seen) + 20  # the clients' answers and the 20 fresh checks
 
 
 async def test_bad_bundles_refused_others_keep_answering(edge_agent: AgentProc) -> None:  # noqa: F811

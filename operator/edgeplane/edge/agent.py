@@ -439,11 +439,18 @@ class Agent:
     async def _drain(self, p: workerd.Proc, final: aiohttp.ClientResponse | None) -> None:
         self._draining.add(p)
         snap: counts.Snapshot | None = None
+        reading: asyncio.Future[counts.Snapshot | None] | None = None
         try:
+            # Concurrently: the final counts arrive while the generation drains, and reading
+            # them must not extend the drain's SIGKILL deadline.
             if final is not None:
-                snap = await self._read_final(final)
+                reading = asyncio.ensure_future(self._read_final(final))
             await workerd.stop(p, self.drain_grace)
+            if reading is not None:
+                snap = await reading
         finally:
+            if reading is not None and not reading.done():
+                reading.cancel()  # the agent is closing
             self._draining.discard(p)
             self._end_generation(p, snap)
 
