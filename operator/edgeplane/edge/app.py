@@ -18,7 +18,8 @@ API (JSON; bearer token on everything but /healthz and /readyz):
                               `host`, else from the first route (most specific first) whose
                               path matches: *.example.com → edgeplane-probe.example.com,
                               *example.com → example.com; scheme from the pattern, else https
-                              (sent as X-Forwarded-Proto).
+                              (sent as X-Forwarded-Proto). Probes pass the router, so they
+                              are counted in "requests" like any other request.
                               → 200 {"status" (0: no HTTP answer), "body" (first 1024 chars),
                               "url", "elapsedMs", "error" (transport error or "")}; 404 unknown
                               Worker, 409 version not served here, 422 bad body or no route of
