@@ -79,7 +79,7 @@ def test_schema_is_structural_documented_and_bounded(res: Any) -> None:
 def test_printer_columns() -> None:
     cols = {r.KIND: [c["name"] for c in crd(r)["spec"]["versions"][0]
                      ["additionalPrinterColumns"] if not c.get("priority")] for r in RESOURCES}
-    assert cols["Worker"] == ["Ready", "Targets", "Version", "Age"]
+    assert cols["Worker"] == ["Ready", "Targets", "Rollout", "Step", "Age"]
     assert cols["EdgeTarget"] == ["Ready", "Endpoint", "Workers", "Age"]
 
 

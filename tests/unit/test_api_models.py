@@ -181,6 +181,7 @@ def test_status_to_wire_uses_camel_case_and_rfc3339() -> None:
             "lastTransitionTime": "2024-01-01T00:00:00Z",
         }],
         "targets": [],
+        "failedVersions": [],
         "readyTargets": "1/1",
     }
 

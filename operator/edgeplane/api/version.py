@@ -110,6 +110,14 @@ class WorkerVersionSpec(Wire):
         description="The Worker spec the version was compiled from (secrets by reference "
         "only); resolving it again and matching the module digests rebuilds this version."
     )
+    archive_parts: int = Field(
+        default=0,
+        alias="archiveParts",
+        ge=0,
+        le=100,
+        description="How many ConfigMaps `<name>-m<i>` (owned by this object) hold the "
+        "version's modules, so it can be served again without its original sources.",
+    )
     message: str | None = Field(
         default=None,
         max_length=1024,

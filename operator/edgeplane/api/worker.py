@@ -310,21 +310,140 @@ class WorkerBinding(Wire):
 
 class RolloutStrategy(StrEnum):
     ALL_AT_ONCE = "AllAtOnce"
+    PROGRESSIVE = "Progressive"
+
+
+# A version reference: a full id, or a unique prefix of at least 8 hex digits.
+VERSION_REF_RE = r"^[0-9a-f]{8,64}$"
+VersionRef = Annotated[str, Field(pattern=VERSION_REF_RE, max_length=64)]
+PROBE_PATH_RE = r"^/[^\s]*$"
+HOST_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
+
+
+class Probe(Wire):
+    """An HTTP request sent through a location's router to the new version."""
+
+    path: str = Field(
+        pattern=PROBE_PATH_RE,
+        max_length=1024,
+        description="Path (and query) to request, e.g. `/healthz`. A route of the Worker "
+        "must cover it unless host is set.",
+    )
+    host: str | None = Field(
+        default=None,
+        pattern=HOST_RE,
+        max_length=260,
+        description="Host header to send; by default one derived from the Worker's first "
+        "route that covers path (a wildcard host becomes `edgeplane-probe.<domain>`).",
+    )
+    expect_status: int = Field(
+        default=200,
+        alias="expectStatus",
+        ge=100,
+        le=599,
+        description="The status the response must have.",
+    )
+    body_contains: str | None = Field(
+        default=None,
+        alias="bodyContains",
+        min_length=1,
+        max_length=256,
+        description="Text the first 1024 characters of the response body must contain.",
+    )
+    timeout_seconds: int = Field(
+        default=5,
+        alias="timeoutSeconds",
+        ge=1,
+        le=30,
+        description="How long to wait for the response; no answer in time fails the gate.",
+    )
+
+
+class Gate(Wire):
+    """Checks a step must pass at each location it added before the rollout goes on."""
+
+    model_config = validations(
+        cel(
+            "has(self.probe) || has(self.maxErrorPercent)",
+            "rollout.steps[].gate: set probe, maxErrorPercent, or both",
+        )
+    )
+
+    probe: Probe | None = Field(
+        default=None,
+        description="HTTP probe run through the location's router at the end of the hold.",
+    )
+    max_error_percent: float | None = Field(
+        default=None,
+        alias="maxErrorPercent",
+        ge=0,
+        le=100,
+        description="Highest share (percent) of the new version's requests at the location "
+        "that may end in a 5xx during the hold, from the agent's request counters.",
+    )
+    min_requests: int = Field(
+        default=1,
+        alias="minRequests",
+        ge=1,
+        le=1_000_000,
+        description="Fewer requests than this during the hold are too few to judge the "
+        "error rate; the gate then rests on the probe alone.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.probe is None and self.max_error_percent is None:
+            raise ValueError("rollout.steps[].gate: set probe, maxErrorPercent, or both")
+        return self
 
 
 class RolloutStep(Wire):
-    """One step of a progressive rollout (reserved for a later strategy)."""
+    """One step of a progressive rollout: which locations run the new version once it
+    is done (counting those of earlier steps), how long to hold, and what to check."""
 
-    percent: int = Field(
-        ge=1, le=100, description="Share of the selected edge targets to run the new version."
+    model_config = validations(
+        cel(
+            "(has(self.count) ? 1 : 0) + (has(self.percent) ? 1 : 0)"
+            " + (has(self.selector) ? 1 : 0) == 1",
+            "rollout.steps[]: set exactly one of count, percent or selector",
+        )
     )
-    pause_seconds: int | None = Field(
+
+    count: int | None = Field(
         default=None,
-        alias="pauseSeconds",
+        ge=1,
+        le=MAX_TARGETS,
+        description="Locations running the new version after this step, in all (earlier "
+        "steps included); they are taken in name order.",
+    )
+    percent: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Share of the selected locations running the new version after this "
+        "step, rounded up, in name order.",
+    )
+    selector: LabelSelector | None = Field(
+        default=None,
+        description="Labels of the EdgeTargets this step adds (among the selected ones).",
+    )
+    hold_seconds: int = Field(
+        default=0,
+        alias="holdSeconds",
         ge=0,
         le=86400,
-        description="How long to wait after this step before the next one.",
+        description="How long the step's locations serve the new version before its gate "
+        "is judged and the next step starts.",
     )
+    gate: Gate | None = Field(
+        default=None, description="Checks at the end of the hold; a failure rolls back."
+    )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> Self:
+        if len(exactly_one(self, ("count", "percent", "selector"))) != 1:
+            raise ValueError("rollout.steps[]: set exactly one of count, percent or selector")
+        return self
 
 
 class Rollout(Wire):
@@ -335,39 +454,39 @@ class Rollout(Wire):
             "!has(self.steps) || size(self.steps) == 0"
             " || (has(self.strategy) && self.strategy != 'AllAtOnce')",
             "rollout.steps: the AllAtOnce strategy deploys to every target at once "
-            "and takes no steps; remove steps",
+            "and takes no steps; remove steps or set strategy: Progressive",
             ".steps",
-        )
+        ),
+        cel(
+            "!has(self.strategy) || self.strategy != 'Progressive'"
+            " || (has(self.steps) && size(self.steps) > 0)",
+            "rollout.steps: the Progressive strategy needs at least one step",
+            ".steps",
+        ),
     )
 
     strategy: RolloutStrategy = Field(
         default=RolloutStrategy.ALL_AT_ONCE,
-        description="AllAtOnce (the default): every selected target gets the new version "
-        "at once, and Ready waits for all of them.",
+        description="AllAtOnce (the default): every selected target gets a new version at "
+        "once. Progressive: the steps give it to more and more locations, each after a "
+        "hold and a gate; a failed gate rolls every location back to the last version "
+        "that was Ready everywhere. Locations no step selects get it after the last step.",
     )
     steps: list[RolloutStep] = Field(
         default_factory=list,
         max_length=16,
-        description="Steps of a progressive rollout; not used by AllAtOnce. Percents must "
-        "increase and end at 100.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "size(self) == 0 || (self.map(s, s.percent).isSorted()"
-                    " && self[size(self) - 1].percent == 100)",
-                    "rollout.steps: percents must increase and the last step must be 100",
-                )
-            ]
-        },
+        description="Steps of a Progressive rollout, in order; not used by AllAtOnce.",
     )
 
     @model_validator(mode="after")
     def _steps(self) -> Self:
         if self.steps and self.strategy is RolloutStrategy.ALL_AT_ONCE:
-            raise ValueError("rollout.steps: the AllAtOnce strategy takes no steps")
-        percents = [s.percent for s in self.steps]
-        if percents and (percents != sorted(percents) or percents[-1] != 100):
-            raise ValueError("rollout.steps: percents must increase and end at 100")
+            raise ValueError(
+                "rollout.steps: the AllAtOnce strategy takes no steps; remove steps or set "
+                "strategy: Progressive"
+            )
+        if not self.steps and self.strategy is RolloutStrategy.PROGRESSIVE:
+            raise ValueError("rollout.steps: the Progressive strategy needs at least one step")
         return self
 
 
@@ -428,6 +547,13 @@ class WorkerSpec(Wire):
     rollout: Rollout = Field(
         default_factory=Rollout, description="How new versions reach the targets."
     )
+    version: VersionRef | None = Field(
+        default=None,
+        description="Pin a retained version (`kubectl get workerversions`; a unique prefix "
+        "of at least 8 hex digits is enough): it is served from its recorded modules, "
+        "whatever the spec and its ConfigMaps say now, and rolls out like any new version. "
+        "Remove it to return to the version the spec compiles to.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -474,6 +600,84 @@ class TargetStatus(Wire):
     )
 
 
+class RolloutPhase(StrEnum):
+    PROGRESSING = "Progressing"  # pushing the current step's locations
+    HOLDING = "Holding"  # the current step's locations serve it; waiting out the hold
+    COMPLETE = "Complete"  # every selected location was given the version
+    ROLLED_BACK = "RolledBack"  # a gate failed; every location serves fromVersion
+
+
+class GateResult(Wire):
+    """The outcome of one step's gate at one location."""
+
+    step: int = Field(ge=1, description="Step number, from 1.")
+    target: str = Field(max_length=MAX_NAME, description="Name of the EdgeTarget.")
+    passed: bool = Field(description="Whether the gate passed at this location.")
+    probe: str | None = Field(
+        default=None,
+        max_length=1100,
+        description="The probe request, e.g. `GET http://example.com/healthz`.",
+    )
+    response: str | None = Field(
+        default=None,
+        max_length=600,
+        description="The probe's response: status and the start of the body.",
+    )
+    message: str = Field(
+        default="", max_length=1024, description="Why it passed or failed, incl. error rate."
+    )
+    time: AwareDatetime = Field(description="When the gate was judged (RFC 3339).")
+
+
+class RequestCount(Wire):
+    """A location's request counters for the new version when its hold began."""
+
+    target: str = Field(max_length=MAX_NAME, description="Name of the EdgeTarget.")
+    total: int = Field(ge=0, description="Requests the version had answered.")
+    errors: int = Field(ge=0, description="Of which ended in a 5xx.")
+
+
+class RolloutStatus(Wire):
+    """Where the rollout of the newest version stands; the operator resumes from here."""
+
+    version: VersionId = Field(description="The version being rolled out.")
+    from_version: VersionId | None = Field(
+        default=None,
+        alias="fromVersion",
+        description="The last version Ready everywhere: what locations not yet reached "
+        "serve, and what a failed gate rolls back to.",
+    )
+    phase: RolloutPhase = Field(
+        description="Progressing, Holding, Complete or RolledBack."
+    )
+    step: int = Field(ge=1, description="The current step, from 1.")
+    steps: int = Field(ge=1, description="Steps in all (AllAtOnce has one).")
+    progress: str = Field(
+        pattern=r"^[0-9]+/[0-9]+$", max_length=16, description="step/steps, e.g. 1/2."
+    )
+    hold_start: AwareDatetime | None = Field(
+        default=None,
+        alias="holdStart",
+        description="When every location of the current step served the version.",
+    )
+    hold_until: AwareDatetime | None = Field(
+        default=None, alias="holdUntil", description="When the current step's hold ends."
+    )
+    baseline: list[RequestCount] = Field(
+        default_factory=list,
+        max_length=MAX_TARGETS,
+        description="Request counters at the start of the hold, for the error-rate gate.",
+    )
+    gates: list[GateResult] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Gate results of this rollout, oldest first.",
+    )
+    failure: GateResult | None = Field(
+        default=None, description="The gate result that rolled the version back."
+    )
+
+
 class WorkerStatus(Wire):
     """What the operator observed; written through the status subresource only."""
 
@@ -484,18 +688,30 @@ class WorkerStatus(Wire):
     latest_version: VersionId | None = Field(
         default=None,
         alias="latestVersion",
-        description="Version id (sha256 of the compiled bundle) of the current spec.",
+        description="The version the spec asks for: the pinned spec.version, or the sha256 "
+        "of the bundle the spec compiles to.",
     )
     ready_version: VersionId | None = Field(
         default=None,
         alias="readyVersion",
-        description="Newest version id that every selected target serves.",
+        description="The last version every selected target was given: what locations "
+        "a rollout has not reached serve, and what a failed gate rolls back to.",
     )
     targets: list[TargetStatus] = Field(
         default_factory=list,
         max_length=MAX_TARGETS,
         description="Per selected edge target: the version it serves and its state.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    rollout: RolloutStatus | None = Field(
+        default=None, description="Progress of the newest version's rollout."
+    )
+    failed_versions: list[VersionId] = Field(
+        default_factory=list,
+        alias="failedVersions",
+        max_length=10,
+        description="Versions rolled back after a failed gate, newest last; they stay "
+        "recorded as WorkerVersions until pruned.",
     )
     ready_targets: str | None = Field(
         default=None,
@@ -519,8 +735,11 @@ class Worker(Resource):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
         READY_COLUMN,
         {"name": "Targets", "type": "string", "jsonPath": ".status.readyTargets"},
-        {"name": "Version", "type": "string", "jsonPath": ".status.readyVersion"},
+        {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.phase"},
+        {"name": "Step", "type": "string", "jsonPath": ".status.rollout.progress"},
         AGE_COLUMN,
+        # 64 hex digits: only in -o wide.
+        {"name": "Version", "type": "string", "priority": 1, "jsonPath": ".status.readyVersion"},
         {
             "name": "Reason",
             "type": "string",
@@ -548,8 +767,14 @@ class Worker(Resource):
 __all__ = [
     "ConfigMapKeyRef",
     "DurableObjectNamespaceBinding",
+    "Gate",
+    "GateResult",
     "KvNamespaceBinding",
+    "Probe",
+    "RequestCount",
     "Rollout",
+    "RolloutPhase",
+    "RolloutStatus",
     "RolloutStep",
     "RolloutStrategy",
     "SecretKeyRef",
