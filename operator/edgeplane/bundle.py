@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -194,9 +195,16 @@ class Deployment(_Strict):
 
     def identity(self) -> str:
         """A digest of what is deployed, so a repeated PUT can be recognised as a no-op."""
-        body = {
-            "primary": self.primary,
-            "versions": sorted(b.version or "" for b in self.versions),
-            "routes": [r.model_dump(mode="json") for r in self.routes],
-        }
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return deployment_identity(
+            self.primary, [b.version or "" for b in self.versions], self.routes
+        )
+
+
+def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[Route]) -> str:
+    """`Deployment.identity` from the version ids alone, before any bundle is loaded."""
+    body = {
+        "primary": primary,
+        "versions": sorted(versions),
+        "routes": [r.model_dump(mode="json") for r in routes],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

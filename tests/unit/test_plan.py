@@ -35,7 +35,7 @@ def test_plan_pushes_only_where_the_identity_differs_and_cleans_unselected() -> 
         TargetView("d", inventory={"ns.w": "old"}),  # no longer selected
         TargetView("e", inventory={}),  # unselected and empty: nothing to do
     ]
-    p = plan("ns.w", "same", targets[:3], targets)
+    p = plan("ns.w", {"a": "same", "b": "same", "c": "same"}, targets)
     assert p.push == ("b", "c")
     assert p.in_sync == ("a",)
     assert p.remove == ("d",)
@@ -43,7 +43,7 @@ def test_plan_pushes_only_where_the_identity_differs_and_cleans_unselected() -> 
 
 def test_plan_for_a_deleted_worker_removes_it_everywhere_it_is_known() -> None:
     targets = [TargetView("a", inventory={"ns.w": "x"}), TargetView("b", inventory={})]
-    p = plan("ns.w", None, targets, targets)
+    p = plan("ns.w", {}, targets)
     assert p.push == () and p.remove == ("a",)
 
 

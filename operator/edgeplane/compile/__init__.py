@@ -5,6 +5,7 @@ from edgeplane.compile.bundle import (
     MAX_UNCOMPRESSED,
     CompileError,
     Sources,
+    assemble,
     compile_worker,
     references,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "MAX_UNCOMPRESSED",
     "CompileError",
     "Sources",
+    "assemble",
     "compile_worker",
     "references",
 ]

@@ -170,6 +170,15 @@ def compile_worker(worker: Worker, sources: Sources) -> Bundle:
     main = spec.main
     modules.sort(key=lambda m: m.name != main)
     _check_size(modules)
+    return assemble(worker, modules, sources)
+
+
+def assemble(worker: Worker, modules: list[BundleModule], sources: Sources) -> Bundle:
+    """The bundle of `modules` (main first) with the spec's bindings resolved as of now.
+    Rebuilding a recorded version passes its archived modules and the spec it was compiled
+    from, so ConfigMaps and URLs are not read again; Secrets are today's."""
+    spec = worker.spec
+    main = spec.main
     bindings = [_binding(i, worker, sources) for i in range(len(spec.bindings))]
     try:
         bundle = Bundle(

@@ -11,12 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from edgeplane.api import ConditionStatus, WorkerStatus, get_condition, set_condition
+from edgeplane.api import (
+    ConditionStatus,
+    RolloutPhase,
+    RolloutStatus,
+    WorkerStatus,
+    get_condition,
+    set_condition,
+)
 from edgeplane.api.worker import TargetStatus
 
 
 class TargetState(StrEnum):
     READY = "Ready"  # serves the latest version
+    PENDING = "Pending"  # serves the previous version until its rollout step comes
+    ROLLED_BACK = "RolledBack"  # serves the version a failed gate rolled back to
     DEPLOYING = "Deploying"  # a push is due or under way
     FAILED = "Failed"  # the agent refused the latest version
     UNREACHABLE = "Unreachable"
@@ -56,8 +65,12 @@ FAILURE_REASONS = frozenset(
         "InvalidSource",
         "InvalidSpec",
         "RouteConflict",
+        "RolledBack",
+        "VersionNotFound",
+        "ArchiveUnavailable",
     }
 )
+MAX_FAILED_VERSIONS = 10
 
 
 def worker_status(
@@ -67,6 +80,7 @@ def worker_status(
     outcomes: list[TargetOutcome],
     stall: Stall | None,
     now: datetime,
+    rollout: RolloutStatus | None = None,
 ) -> tuple[WorkerStatus, list[Event]]:
     prev = prev or WorkerStatus()
     old_targets = {t.name: t for t in prev.targets}
@@ -86,12 +100,20 @@ def worker_status(
     ready_count = sum(o.state is TargetState.READY for o in outcomes)
     all_ready = stall is None and bool(outcomes) and ready_count == len(outcomes)
     unreachable = [o.name for o in outcomes if o.state is TargetState.UNREACHABLE]
+    moving = any(o.state in (TargetState.DEPLOYING, TargetState.UNREACHABLE) for o in outcomes)
     short = (latest or "")[:12]
+    phase = rollout.phase if rollout else None
+    step = f"step {rollout.progress}: " if rollout and rollout.steps > 1 else ""
 
     if stall is not None:
         ready = (False, stall.reason, stall.message)
         reconciling = (False, stall.reason, "waiting for a change to the Worker or its sources")
         stalled = (True, stall.reason, stall.message)
+    elif rollout is not None and phase is RolloutPhase.ROLLED_BACK:
+        msg = _rolled_back_message(rollout)
+        ready = (False, "RolledBack", msg)
+        reconciling = (moving, "RolledBack", msg)
+        stalled = (not moving, "RolledBack", msg)
     elif all_ready:
         msg = f"version {short} serving at {ready_count}/{len(outcomes)} targets"
         ready = (True, "Deployed", msg)
@@ -104,8 +126,16 @@ def worker_status(
         ready = (False, "TargetUnreachable", msg)
         reconciling = (True, "TargetUnreachable", msg)
         stalled = (False, "TargetUnreachable", msg)
+    elif rollout is not None and phase is RolloutPhase.HOLDING and rollout.hold_until:
+        msg = (
+            f"{step}{ready_count}/{len(outcomes)} targets serve version {short}; holding "
+            f"until {rollout.hold_until.isoformat()} before the step's gate"
+        )
+        ready = (False, "Holding", msg)
+        reconciling = (True, "Holding", msg)
+        stalled = (False, "Holding", msg)
     else:
-        msg = f"deploying version {short}: {ready_count}/{len(outcomes)} targets serve it"
+        msg = f"{step}deploying version {short}: {ready_count}/{len(outcomes)} targets serve it"
         ready = (False, "Deploying", msg)
         reconciling = (True, "Deploying", msg)
         stalled = (False, "Deploying", msg)
@@ -120,15 +150,32 @@ def worker_status(
             conditions, type_, status, reason, message, observed_generation=generation, at=now
         )
 
+    failed = list(prev.failed_versions)
+    if phase is RolloutPhase.ROLLED_BACK and rollout and rollout.version not in failed:
+        failed = [*failed, rollout.version][-MAX_FAILED_VERSIONS:]
     status = WorkerStatus(
         observed_generation=generation,
         conditions=conditions,
         latest_version=latest,
         ready_version=latest if all_ready else prev.ready_version,
         targets=targets,
+        rollout=rollout,
+        failed_versions=failed,
         ready_targets=f"{ready_count}/{len(outcomes)}",
     )
     return status, _events(prev, status)
+
+
+def _rolled_back_message(rollout: RolloutStatus) -> str:
+    f = rollout.failure
+    back = rollout.from_version[:12] if rollout.from_version else "nothing (no earlier version)"
+    msg = f"version {rollout.version[:12]} rolled back"
+    if f is not None:
+        msg += f" at step {f.step}/{rollout.steps}, {f.target}"
+        if f.probe:
+            msg += f": {f.probe} answered {f.response}"
+        msg += f" ({f.message})"
+    return f"{msg}; every location serves {back}; change the Worker to roll out again"
 
 
 def _events(prev: WorkerStatus, new: WorkerStatus) -> list[Event]:
@@ -148,5 +195,32 @@ def _events(prev: WorkerStatus, new: WorkerStatus) -> list[Event]:
         and after.reason in FAILURE_REASONS
         and (before is None or before.reason != after.reason)
     ):
-        events.append(Event("Warning", "Failed", f"{after.reason}: {after.message}"))
+        if after.reason == "RolledBack":
+            events.append(Event("Warning", "RolledBack", after.message))
+        else:
+            events.append(Event("Warning", "Failed", f"{after.reason}: {after.message}"))
+    events.extend(_step_events(prev.rollout, new.rollout))
     return events
+
+
+def _step_events(before: RolloutStatus | None, after: RolloutStatus | None) -> list[Event]:
+    """One Event per step a progressive rollout got past, with its gate results."""
+    if after is None or after.steps < 2 or before is None or before.version != after.version:
+        return []
+    done = after.steps if after.phase is RolloutPhase.COMPLETE else after.step - 1
+    if after.phase is RolloutPhase.ROLLED_BACK:
+        done = min(done, before.step - 1)
+    out = []
+    for k in range(before.step, done + 1):
+        if k == before.step and before.phase is RolloutPhase.COMPLETE:
+            continue
+        gates = "; ".join(f"{g.target}: {g.message}" for g in after.gates if g.step == k)
+        out.append(
+            Event(
+                "Normal",
+                "StepPassed",
+                f"version {after.version[:12]}: step {k}/{after.steps} done"
+                + (f" ({gates})" if gates else ""),
+            )
+        )
+    return out

@@ -39,21 +39,21 @@ class Plan:
 
 
 def plan(
-    worker: str,
-    identity: str | None,
-    selected: Iterable[TargetView],
-    all_targets: Iterable[TargetView],
+    worker: str, want: Mapping[str, str | None], all_targets: Iterable[TargetView]
 ) -> Plan:
-    """`identity` None means the Worker should run nowhere (it is being deleted).
+    """`want` maps each selected target to the deployment identity it should have (None:
+    it should not serve the Worker, e.g. before its rollout step or while the Worker is
+    deleted); every target not in `want` should not serve it either.
 
-    A selected target whose inventory is unknown gets a push (the agent answers a repeated
-    PUT without reloading); an unselected one is only cleaned once its inventory is known
-    to hold the Worker, which the periodic inventory check makes true soon enough."""
-    chosen = {t.name for t in selected} if identity is not None else set()
+    A target that should serve the Worker but whose inventory is unknown gets a push (the
+    agent answers a repeated PUT without reloading); one that should not is only cleaned
+    once its inventory is known to hold the Worker, which the periodic inventory check
+    makes true soon enough."""
     push, remove, in_sync = [], [], []
     for t in sorted(all_targets, key=lambda t: t.name):
         has = None if t.inventory is None else t.inventory.get(worker)
-        if t.name in chosen:
+        identity = want.get(t.name)
+        if identity is not None:
             (in_sync if has == identity else push).append(t.name)
         elif has is not None:
             remove.append(t.name)

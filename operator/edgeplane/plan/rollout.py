@@ -1,0 +1,283 @@
+"""Rollout decisions (pure): which locations serve which version, when a step's hold
+ends, whether its gate passed, and when to roll back.
+
+All progress lives in `RolloutStatus`, which the operator writes to the Worker's status
+before it acts on a new step, so a restarted operator resumes exactly where it stopped:
+a hold keeps its recorded end, a gate not yet judged is judged, and pushes the status
+already asked for are recognised as done (they are idempotent on deployment identity).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from edgeplane.api import (
+    Gate,
+    GateResult,
+    RequestCount,
+    Rollout,
+    RolloutPhase,
+    RolloutStatus,
+    RolloutStrategy,
+)
+from edgeplane.plan.targets import TargetView
+
+MAX_GATE_RESULTS = 64
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    targets: frozenset[str]  # every location running the new version once the step is done
+    added: tuple[str, ...]  # the locations this step adds; its gate is judged at these
+    hold_seconds: int = 0
+    gate: Gate | None = None
+
+
+def plan_steps(rollout: Rollout, selected: Sequence[TargetView]) -> list[PlannedStep]:
+    """Cumulative location sets, in name order; locations no step reaches get the version
+    in a final step of their own."""
+    names = sorted(t.name for t in selected)
+    everyone = frozenset(names)
+    if rollout.strategy is RolloutStrategy.ALL_AT_ONCE:
+        return [PlannedStep(everyone, tuple(names))]
+    labels = {t.name: dict(t.labels) for t in selected}
+    steps: list[PlannedStep] = []
+    done: set[str] = set()
+    for s in rollout.steps:
+        if s.selector is not None:
+            add = [n for n in names if n not in done and s.selector.matches(labels[n])]
+        else:
+            share = math.ceil((s.percent or 0) * len(names) / 100)
+            want = s.count if s.count is not None else share
+            add = [n for n in names if n not in done][: max(0, want - len(done))]
+        done.update(add)
+        steps.append(PlannedStep(frozenset(done), tuple(add), s.hold_seconds, s.gate))
+    if done != everyone:
+        steps.append(PlannedStep(everyone, tuple(n for n in names if n not in done)))
+    return steps
+
+
+def begin(
+    desired: str, stable: str | None, prev: RolloutStatus | None, steps: int
+) -> RolloutStatus:
+    """The rollout to continue: the recorded one while it is for `desired`, else a new one.
+    Returning to the stable version is a rollback and needs no steps."""
+    if prev is not None and prev.version == desired:
+        step = min(prev.step, steps)
+        return prev.model_copy(update={"steps": steps, "step": step, "progress": f"{step}/{steps}"})
+    if desired == stable:
+        return RolloutStatus(
+            version=desired,
+            from_version=stable,
+            phase=RolloutPhase.COMPLETE,
+            step=steps,
+            steps=steps,
+            progress=f"{steps}/{steps}",
+        )
+    return RolloutStatus(
+        version=desired,
+        from_version=stable,
+        phase=RolloutPhase.PROGRESSING,
+        step=1,
+        steps=steps,
+        progress=f"1/{steps}",
+    )
+
+
+def assignment(
+    state: RolloutStatus, steps: Sequence[PlannedStep], names: Sequence[str]
+) -> dict[str, str | None]:
+    """The version each selected location should serve now (None: not this Worker)."""
+    if state.phase is RolloutPhase.COMPLETE:
+        return {n: state.version for n in names}
+    if state.phase is RolloutPhase.ROLLED_BACK:
+        return {n: state.from_version for n in names}
+    reached = steps[state.step - 1].targets
+    return {n: state.version if n in reached else state.from_version for n in names}
+
+
+class Need(StrEnum):
+    COUNTERS = "counters"  # the request counters of the step's new locations
+    GATE = "gate"  # probe results (if the gate has a probe) and the counters
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    url: str
+    status: int  # 0: no HTTP response
+    body: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator fetched because a previous `progress` asked for it."""
+
+    counters: Mapping[str, tuple[int, int]] | None = None  # target -> (total, 5xx)
+    probes: Mapping[str, ProbeResult] | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    state: RolloutStatus
+    need: Need | None = None  # fetch this for `gate_targets`, then call progress again
+    wait: float | None = None  # seconds until the hold ends
+    gate_targets: tuple[str, ...] = ()
+
+
+def progress(
+    state: RolloutStatus,
+    steps: Sequence[PlannedStep],
+    in_sync: set[str],
+    refused: Mapping[str, str],
+    now: datetime,
+    observed: Observed | None = None,
+) -> Progress:
+    """One move of the state machine, given which locations serve what they were assigned
+    (`in_sync`) and which refused the new version (`refused`: target -> why)."""
+    if state.phase in (RolloutPhase.COMPLETE, RolloutPhase.ROLLED_BACK):
+        return Progress(state)
+    step = steps[state.step - 1]
+    progressive = len(steps) > 1 or step.gate is not None or step.hold_seconds > 0
+    if progressive:
+        for target in sorted(step.targets & refused.keys()):
+            result = GateResult(
+                step=state.step,
+                target=target,
+                passed=False,
+                message=f"the location refused the version: {refused[target]}",
+                time=now,
+            )
+            return Progress(_rolled_back(state, result))
+    if state.phase is RolloutPhase.PROGRESSING:
+        if not step.targets <= in_sync:
+            return Progress(state)  # pushes still under way
+        if step.hold_seconds == 0 and step.gate is None:
+            return Progress(_next(state))
+        needs_counts = step.gate is not None and step.gate.max_error_percent is not None
+        if needs_counts and (observed is None or observed.counters is None):
+            return Progress(state, Need.COUNTERS, gate_targets=step.added)
+        baseline = [
+            RequestCount(target=t, total=c[0], errors=c[1])
+            for t, c in sorted(((observed.counters or {}) if observed else {}).items())
+        ]
+        return Progress(
+            state.model_copy(
+                update={
+                    "phase": RolloutPhase.HOLDING,
+                    "hold_start": now,
+                    "hold_until": now + timedelta(seconds=step.hold_seconds),
+                    "baseline": baseline,
+                }
+            )
+        )
+    # Holding.
+    assert state.hold_until is not None
+    if now < state.hold_until:
+        return Progress(state, wait=(state.hold_until - now).total_seconds())
+    if step.gate is None:
+        return Progress(_next(state))
+    if observed is None or (step.gate.probe is not None and observed.probes is None):
+        return Progress(state, Need.GATE, gate_targets=step.added)
+    base = {b.target: (b.total, b.errors) for b in state.baseline}
+    results = [
+        judge(state.step, t, step.gate, observed, base.get(t, (0, 0)), now) for t in step.added
+    ]
+    state = state.model_copy(update={"gates": [*state.gates, *results][-MAX_GATE_RESULTS:]})
+    failed = next((r for r in results if not r.passed), None)
+    if failed is not None:
+        return Progress(_rolled_back(state, failed))
+    return Progress(_next(state))
+
+
+def judge(
+    step: int,
+    target: str,
+    gate: Gate,
+    observed: Observed,
+    baseline: tuple[int, int],
+    now: datetime,
+) -> GateResult:
+    """The gate's verdict at one location."""
+    notes: list[str] = []
+    passed = True
+    probe_text = response = None
+    if gate.probe is not None:
+        p = (observed.probes or {}).get(target) or ProbeResult(url="", status=0, error="no answer")
+        probe_text = f"GET {p.url}" if p.url else f"GET {gate.probe.path}"
+        if p.status == 0:
+            response = f"no response: {p.error}"[:600]
+            passed = False
+            notes.append("the probe got no response")
+        else:
+            response = f"{p.status} {p.body}"[:600]
+            if p.status != gate.probe.expect_status:
+                passed = False
+                notes.append(f"status {p.status}, expected {gate.probe.expect_status}")
+            elif gate.probe.body_contains is not None and gate.probe.body_contains not in p.body:
+                passed = False
+                notes.append(f"the body does not contain {gate.probe.body_contains!r}")
+            else:
+                notes.append(f"probe answered {p.status}")
+    if gate.max_error_percent is not None:
+        total, errors = (observed.counters or {}).get(target, baseline)
+        # An agent restart resets its counters: count from zero then.
+        if total < baseline[0]:
+            baseline = (0, 0)
+        d_total, d_errors = total - baseline[0], errors - baseline[1]
+        if d_total < gate.min_requests:
+            notes.append(
+                f"{d_total} requests during the hold, fewer than minRequests "
+                f"{gate.min_requests}: error rate not judged"
+            )
+        else:
+            rate = 100.0 * d_errors / d_total
+            verdict = "over" if rate > gate.max_error_percent else "within"
+            notes.append(
+                f"{d_errors}/{d_total} requests failed ({rate:.2f}%), {verdict} "
+                f"maxErrorPercent {gate.max_error_percent:g}"
+            )
+            passed = passed and rate <= gate.max_error_percent
+    return GateResult(
+        step=step,
+        target=target,
+        passed=passed,
+        probe=probe_text,
+        response=response,
+        message="; ".join(notes)[:1024],
+        time=now,
+    )
+
+
+def _next(state: RolloutStatus) -> RolloutStatus:
+    clear = {"hold_start": None, "hold_until": None, "baseline": []}
+    if state.step >= state.steps:
+        return state.model_copy(update={**clear, "phase": RolloutPhase.COMPLETE})
+    step = state.step + 1
+    return state.model_copy(
+        update={
+            **clear,
+            "phase": RolloutPhase.PROGRESSING,
+            "step": step,
+            "progress": f"{step}/{state.steps}",
+        }
+    )
+
+
+def _rolled_back(state: RolloutStatus, failure: GateResult) -> RolloutStatus:
+    gates = state.gates if failure in state.gates else [*state.gates, failure]
+    return state.model_copy(
+        update={
+            "phase": RolloutPhase.ROLLED_BACK,
+            "failure": failure,
+            "gates": gates[-MAX_GATE_RESULTS:],
+            "hold_start": None,
+            "hold_until": None,
+            "baseline": [],
+        }
+    )
+
