@@ -25,20 +25,36 @@ from edgeplane.api import (
     VERSION,
     EdgeTarget,
     EdgeTargetStatus,
+    RolloutPhase,
+    RolloutStatus,
     Worker,
     WorkerRoute,
     WorkerRouteStatus,
+    WorkerStatus,
     WorkerVersion,
     get_condition,
     set_condition,
 )
 from edgeplane.api.common import now as api_now
 from edgeplane.api.version import BindingSummary, ModuleSummary, WorkerVersionSpec
-from edgeplane.bundle import Bundle, Deployment, Route
-from edgeplane.compile import CompileError, Sources, compile_worker, references
+from edgeplane.archive import PART_KEY, ArchiveError, pack, part_name, unpack
+from edgeplane.bundle import Bundle, Deployment
+from edgeplane.compile import CompileError, Sources, assemble, compile_worker, references
 from edgeplane.distribute.agent import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.plan.rollout import (
+    Need,
+    Observed,
+    PlannedStep,
+    ProbeResult,
+    Progress,
+    assignment,
+    begin,
+    plan_steps,
+    progress,
+)
 from edgeplane.plan.status import Event, Stall, TargetOutcome, TargetState, worker_status
 from edgeplane.plan.targets import TargetView, plan, select
+from edgeplane.plan.traffic import Contents, RouteSplit, contents, named_versions
 from edgeplane.workqueue import WorkQueue
 
 log = logging.getLogger("edgeplane.controller")
@@ -91,8 +107,11 @@ class Controller:
         self.routes: dict[tuple[str, str], dict[str, Any]] = {}
         self.targets: dict[str, dict[str, Any]] = {}
         self.runtime: dict[str, TargetRuntime] = {}
-        # worker full name -> identity it should have where selected, for drift checks.
-        self.desired: dict[str, tuple[str, frozenset[str]]] = {}
+        # worker full name -> target -> deployment identity it should have (None: none),
+        # for drift checks.
+        self.desired: dict[str, dict[str, str | None]] = {}
+        # (namespace, worker) -> version id -> bundle, for the versions in use.
+        self.bundles: dict[tuple[str, str], dict[str, Bundle]] = {}
         self.url_cache: dict[str, bytes] = {}
         self.known_versions: set[tuple[str, str]] = set()  # (namespace, WorkerVersion name)
         self.ready: dict[tuple[str, str], bool] = {}  # for the Workers-by-readiness gauge
@@ -116,6 +135,7 @@ class Controller:
         if deleted:
             self.workers.pop((ns, name), None)
             self.desired.pop(f"{ns}.{name}", None)
+            self.bundles.pop((ns, name), None)
             self.ready.pop((ns, name), None)
             self._count_workers()
             self._enqueue_routes_of(ns, name)
@@ -224,8 +244,9 @@ class Controller:
 
         views = await self._target_views()
         selected = select(worker.spec.targets, views)
-        generation = int(body["metadata"].get("generation") or 0)
-        prev = worker.status
+        names = [t.name for t in selected]
+        report = _Report(worker, body)
+        prev = worker.status or WorkerStatus()
 
         if not selected:
             self.desired.pop(full, None)
@@ -235,75 +256,160 @@ class Controller:
                 "spec.targets: no EdgeTarget matches the selector; label an EdgeTarget to "
                 "match it or change the selector",
             )
-            return await self._finish(worker, body, generation, None, [], stall)
+            return await self._finish(report, None, [], stall, prev.rollout)
 
+        index = _VersionIndex()
         try:
-            sources = await self._resolve(worker)
-            bundle = compile_worker(worker, sources)
+            bundle = await self._desired_bundle(worker, index)
+            splits = await self._route_splits(worker, index)
         except CompileError as e:
             # The last good version keeps serving; report what the targets still have.
-            outcomes = [self._outcome(t.name, full, None) for t in selected]
-            latest = prev.latest_version if prev else None
-            return await self._finish(
-                worker, body, generation, latest, outcomes, Stall(e.reason, e.message)
+            outcomes = [self._outcome(t, full, None, None, None) for t in names]
+            stall = Stall(e.reason, e.message)
+            return await self._finish(report, prev.latest_version, outcomes, stall, prev.rollout)
+        desired = bundle.version or ""
+        in_use = {v for v in (prev.ready_version, *named_versions(splits)) if v}
+        if not worker.spec.version:
+            await self._ensure_version(worker, bundle, keep=in_use)
+
+        steps = plan_steps(worker.spec.rollout, selected)
+        state = begin(desired, prev.ready_version, prev.rollout, len(steps))
+        outcomes: list[TargetOutcome] = []
+        refusal: Stall | None = None
+        moved = Progress(state)
+        retry = False
+        # Each pass acts on one state of the rollout. A pass that moves it to a state that
+        # changes what locations serve records that state first, so a restarted operator
+        # resumes from it and never runs a gate twice or skips one.
+        for _ in range(2 * len(steps) + 4):
+            assign = assignment(state, steps, names)
+            wants = {t: contents(v, splits) if v else None for t, v in assign.items()}
+            identities = {t: c.identity if c else None for t, c in wants.items()}
+            self.desired[full] = identities
+            refusal = await self._apply(worker, wants, identities, views)
+            in_sync = {t for t in names if self._has(t, full) == identities[t]}
+            refused = {t: s.message for t in names if (s := self._refused(t, full, identities[t]))}
+            moved = progress(state, steps, in_sync, refused, api_now())
+            if moved.need is not None:
+                observed = await self._observe(worker, moved, steps[state.step - 1])
+                if observed is None:
+                    retry = True  # a location did not answer; the backoff retries
+                else:
+                    moved = progress(state, steps, in_sync, refused, api_now(), observed)
+            outcomes = [
+                self._outcome(t, full, identities[t], assign[t], moved.state) for t in names
+            ]
+            if moved.state == state:
+                break
+            acts = assignment(moved.state, steps, names) != assign
+            state = moved.state
+            if acts:
+                await self._finish(report, desired, outcomes, None, state, requeue=False)
+        self._keep_bundles(worker, {desired, state.from_version, *named_versions(splits)})
+        stall = refusal if state.phase is not RolloutPhase.ROLLED_BACK else None
+        wait = self.queue.backoff(("Worker", ns, name)) if retry else moved.wait
+        return await self._finish(report, desired, outcomes, stall, state, wait=wait)
+
+    async def _apply(
+        self,
+        worker: Worker,
+        wants: dict[str, Contents | None],
+        identities: dict[str, str | None],
+        views: list[TargetView],
+    ) -> Stall | None:
+        """Push each location what it should serve and remove the Worker where it should
+        not be; returns why an agent refused, if one did."""
+        full = worker.full_name
+        actions = plan(full, identities, views)
+        pushes = {}
+        unbuildable: list[Stall] = []
+        for t in actions.push:
+            want = wants[t]
+            if want is None or self._refused(t, full, want.identity):
+                continue  # an agent that refused this exact deployment would refuse again
+            try:
+                bundles = [await self._bundle(worker, v) for v in sorted(want.versions)]
+            except CompileError as e:
+                unbuildable.append(Stall(e.reason, f"{t}: {e.message}"))
+                continue  # the location keeps what it serves
+            pushes[t] = Deployment(
+                worker=full, primary=want.primary, versions=tuple(bundles), routes=want.routes
             )
-
-        deployment = Deployment(
-            worker=full,
-            primary=bundle.version or "",
-            versions=(bundle,),
-            routes=tuple(self._routes_for(worker)),
-        )
-        identity = deployment.identity()
-        self.desired[full] = (identity, frozenset(t.name for t in selected))
-        await self._ensure_version(worker, bundle, generation)
-
-        actions = plan(full, identity, selected, views)
-        # An agent that refused this exact deployment would refuse it again.
-        refused = [t for t in actions.push if self._refused(t, full, identity)]
-        pushes = [t for t in actions.push if t not in refused]
-        stalls = await asyncio.gather(
-            *(self._push(t, deployment, identity, sources) for t in pushes)
-        )
+        stalls = await asyncio.gather(*(self._push(t, d) for t, d in pushes.items()))
         await asyncio.gather(*(self._remove(t, full) for t in actions.remove))
-        refusal = next((s for s in stalls if s is not None), None)
-        if refusal is None and refused:
-            refusal = self._refused(refused[0], full, identity)
-        outcomes = [self._outcome(t.name, full, identity) for t in selected]
-        return await self._finish(worker, body, generation, bundle.version, outcomes, refusal)
+        refusals = [*stalls, *(self._refused(t, full, identities[t]) for t in actions.push)]
+        return next((s for s in [*refusals, *unbuildable] if s is not None), None)
 
-    def _refused(self, target: str, worker: str, identity: str) -> Stall | None:
+    def _has(self, target: str, worker: str) -> str | None:
+        return (self.runtime[target].inventory or {}).get(worker)
+
+    async def _observe(self, worker: Worker, moved: Progress, step: PlannedStep) -> Observed | None:
+        """What a step's gate needs from its new locations; None if one did not answer."""
+        gate, version = step.gate, moved.state.version
+        assert gate is not None
+        counters: dict[str, tuple[int, int]] = {}
+        probes: dict[str, ProbeResult] = {}
+        secrets = self._secret_values(worker)
+        try:
+            for t in moved.gate_targets:
+                ep = await self._endpoint(t)
+                if ep is None:
+                    return None
+                if gate.max_error_percent is not None:
+                    counters[t] = await self.agents.requests(ep, worker.full_name, version)
+                if moved.need is Need.GATE and gate.probe is not None:
+                    r = await self.agents.probe(ep, worker.full_name, version, gate.probe)
+                    probes[t] = ProbeResult(
+                        r.url, r.status, _redact(r.body, secrets), _redact(r.error, secrets)
+                    )
+        except Unreachable as e:
+            log.info("gate of %s: %s", worker.full_name, e)
+            return None
+        return Observed(counters=counters, probes=probes)
+
+    def _refused(self, target: str, worker: str, identity: str | None) -> Stall | None:
         entry = self.runtime[target].refused.get(worker)
-        return entry[1] if entry and entry[0] == identity else None
+        return entry[1] if entry and identity and entry[0] == identity else None
 
-    def _outcome(self, target: str, worker: str, identity: str | None) -> TargetOutcome:
+    def _outcome(
+        self,
+        target: str,
+        worker: str,
+        identity: str | None,
+        assigned: str | None,
+        state: RolloutStatus | None,
+    ) -> TargetOutcome:
         rt = self.runtime.get(target) or TargetRuntime()
         serving = rt.primaries.get(worker)
         if rt.reachable is False:
             return TargetOutcome(target, TargetState.UNREACHABLE, serving, rt.message)
         has = (rt.inventory or {}).get(worker)
-        if identity is not None and has == identity:
-            return TargetOutcome(target, TargetState.READY, serving)
+        if state is not None and has == identity:
+            if assigned == state.version:
+                return TargetOutcome(target, TargetState.READY, serving)
+            if state.phase is RolloutPhase.ROLLED_BACK:
+                return TargetOutcome(target, TargetState.ROLLED_BACK, serving)
+            return TargetOutcome(target, TargetState.PENDING, serving)
         refused = rt.refused.get(worker)
-        if refused and refused[0] == identity:
+        if refused and identity and refused[0] == identity:
             return TargetOutcome(target, TargetState.FAILED, serving, refused[1].message)
         return TargetOutcome(target, TargetState.DEPLOYING, serving)
 
-    async def _push(
-        self, target: str, deployment: Deployment, identity: str, sources: Sources
-    ) -> Stall | None:
+    async def _push(self, target: str, deployment: Deployment) -> Stall | None:
         """Push to one target; returns why the agent refused it, if it did."""
         rt = self.runtime.setdefault(target, TargetRuntime())
         ep = await self._endpoint(target)
         if ep is None:
             return None
+        identity = deployment.identity()
+        secrets = [b.secret for v in deployment.versions for b in v.bindings if b.secret]
         try:
             await self.agents.put(ep, deployment)
         except Unreachable as e:
-            self._set_reachable(target, False, _redact(str(e), sources))
+            self._set_reachable(target, False, _redact(str(e), secrets))
             return None
         except Refused as e:
-            message = _redact(f"{target}: {e}", sources)
+            message = _redact(f"{target}: {e}", secrets)
             stall = Stall(_REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
             rt.refused[deployment.worker] = (identity, stall)
             return stall
@@ -330,7 +436,7 @@ class Controller:
 
     async def _remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> bool:
         """True when no reachable target serves the Worker any more."""
-        actions = plan(worker, None, [], views)
+        actions = plan(worker, {}, views)
         await asyncio.gather(*(self._remove(t, worker) for t in actions.remove))
         return all(worker not in (self.runtime[t].inventory or {}) for t in actions.remove)
 
@@ -351,39 +457,46 @@ class Controller:
 
     async def _finish(
         self,
-        worker: Worker,
-        body: dict[str, Any],
-        generation: int,
+        report: _Report,
         latest: str | None,
         outcomes: list[TargetOutcome],
         stall: Stall | None,
+        rollout: RolloutStatus | None,
+        wait: float | None = None,
+        requeue: bool = True,
     ) -> float | None:
-        now = api_now()
-        status, events = worker_status(worker.status, generation, latest, outcomes, stall, now)
+        """Write the Worker's status and its Events; returns when to look again."""
+        worker, body = report.worker, report.body
+        generation = int(body["metadata"].get("generation") or 0)
+        status, events = worker_status(
+            report.status, generation, latest, outcomes, stall, api_now(), rollout
+        )
         ns, name = worker.metadata.namespace or "", worker.metadata.name
         wire = status.to_wire()
-        if wire != (body.get("status") or {}):
-            updated = await self._patch_status("workers", ns, name, wire, body.get("status"))
+        if wire != report.wire:
+            updated = await self._patch_status("workers", ns, name, wire, report.wire)
             if updated is not None:
                 self.workers[(ns, name)] = updated
+        report.status, report.wire = status, wire
         for event in events:
             log.info("worker %s/%s: %s: %s", ns, name, event.reason, event.message)
             await self._event(body, event)
         ready = get_condition(status.conditions, "Ready")
         self.ready[(ns, name)] = bool(ready and ready.status == "True")
         self._count_workers()
-        if stall is not None:
-            return None  # waits for a change from the user (watched) instead
-        if any(o.state is not TargetState.READY for o in outcomes):
+        if not requeue or stall is not None:
+            return None  # a stall waits for a change from the user (watched) instead
+        if any(o.state not in _SETTLED for o in outcomes):
             return self.queue.backoff(("Worker", ns, name))
-        return None
+        return wait
 
     def _count_workers(self) -> None:
         ready = sum(self.ready.values())
         metrics.WORKERS.labels("true").set(ready)
         metrics.WORKERS.labels("false").set(len(self.ready) - ready)
 
-    def _routes_for(self, worker: Worker) -> list[Route]:
+    async def _route_splits(self, worker: Worker, index: _VersionIndex) -> list[RouteSplit]:
+        """The Worker's routes with their traffic resolved to version ids."""
         ns = worker.metadata.namespace
         conflicts = self._route_conflicts()
         out = []
@@ -392,7 +505,14 @@ class Controller:
                 continue
             if (rns, rname) in conflicts:
                 continue  # never a silent winner: a conflicting pattern is served by no one
-            out.append(Route(pattern=body["spec"]["pattern"]))
+            route = WorkerRoute.model_validate(body)
+            split = []
+            for i, t in enumerate(route.spec.traffic):
+                where = f"WorkerRoute {rns}/{rname} spec.traffic[{i}].version"
+                ref = None if t.version == "latest" else t.version
+                version = await self._resolve_ref(worker, ref, where, index) if ref else None
+                split.append((version, t.percent))
+            out.append(RouteSplit(route.spec.pattern, tuple(split)))
         return out
 
     def _route_conflicts(self) -> dict[tuple[str, str], list[str]]:
@@ -407,18 +527,117 @@ class Controller:
                     out[key] = sorted(f"{ns}/{n}" for ns, n in keys if (ns, n) != key)
         return out
 
-    async def _ensure_version(self, worker: Worker, bundle: Bundle, generation: int) -> None:
-        """Record the version as an immutable WorkerVersion owned by the Worker."""
+    async def _resolve_ref(
+        self, worker: Worker, ref: str, where: str, index: _VersionIndex
+    ) -> str:
+        """The retained version of the Worker that `ref` (an id or a prefix) names."""
+        ns, name = worker.metadata.namespace or "", worker.metadata.name
+        if index.ids is None:
+            listed = await self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={name}"
+            )
+            index.ids = sorted(o["spec"]["versionId"] for o in listed.get("items", []))
+        hits = [v for v in index.ids if v.startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        listing = f"`kubectl get workerversions -n {ns} -l {WORKER_LABEL}={name}` lists them"
+        if not hits:
+            raise CompileError(
+                "VersionNotFound",
+                f"{where}: no retained version of Worker {name} starts with {ref!r}; {listing}",
+            )
+        raise CompileError(
+            "VersionNotFound",
+            f"{where}: {ref!r} matches {len(hits)} versions of Worker {name}; give more "
+            f"digits ({listing})",
+        )
+
+    async def _desired_bundle(self, worker: Worker, index: _VersionIndex) -> Bundle:
+        """The pinned version, rebuilt from its archive, or what the spec compiles to."""
+        if worker.spec.version:
+            version = await self._resolve_ref(worker, worker.spec.version, "spec.version", index)
+            return await self._bundle(worker, version)
+        bundle = compile_worker(worker, await self._resolve(worker))
+        key = (worker.metadata.namespace or "", worker.metadata.name)
+        self.bundles.setdefault(key, {})[bundle.version or ""] = bundle
+        return bundle
+
+    async def _bundle(self, worker: Worker, version: str) -> Bundle:
+        """One version's bundle: from memory, or rebuilt from its WorkerVersion's archive
+        with the Secrets of today (which must still give the same version id)."""
+        ns, name = worker.metadata.namespace or "", worker.metadata.name
+        cached = self.bundles.get((ns, name), {}).get(version)
+        if cached is not None:
+            return cached
+        vname = WorkerVersion.name_for(name, version)
+        body = await self._read(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, "workerversions", vname)
+        )
+        if body is None:
+            raise CompileError(
+                "VersionNotFound",
+                f"version {version[:12]} of Worker {name} is no longer retained (WorkerVersion "
+                f"{vname} not found); name a retained version",
+            )
+        spec = WorkerVersion.model_validate(body).spec
+        parts = []
+        for i in range(spec.archive_parts):
+            cm = await self._read(self.core.read_namespaced_config_map(part_name(vname, i), ns))
+            data = (cm.binary_data or {}).get(PART_KEY) if cm is not None else None
+            if data is None:
+                raise CompileError(
+                    "ArchiveUnavailable",
+                    f"version {version[:12]}: ConfigMap {ns}/{part_name(vname, i)}, part of "
+                    "its module archive, is missing; the version cannot be served again",
+                )
+            parts.append(base64.b64decode(data))
+        if not parts:
+            raise CompileError(
+                "ArchiveUnavailable",
+                f"version {version[:12]} was recorded without a module archive (by an older "
+                "operator); it cannot be served again",
+            )
+        try:
+            modules = unpack(parts, {m.name: m.sha256 for m in spec.modules})
+        except ArchiveError as e:
+            raise CompileError("ArchiveUnavailable", f"version {version[:12]}: {e}") from None
+        source = worker.model_copy(update={"spec": spec.source})
+        bundle = assemble(source, modules, await self._resolve(source, modules=False))
+        if bundle.version != version:
+            raise CompileError(
+                "ArchiveUnavailable",
+                f"version {version[:12]} cannot be rebuilt as recorded: a Secret it binds "
+                "(spec.bindings[].secretKeyRef) has changed since; name a version built "
+                "with the current Secret values",
+            )
+        self.bundles.setdefault((ns, name), {})[version] = bundle
+        return bundle
+
+    def _keep_bundles(self, worker: Worker, versions: set[str | None]) -> None:
+        """Forget the bundles of versions nothing uses any more."""
+        key = (worker.metadata.namespace or "", worker.metadata.name)
+        cached = self.bundles.get(key, {})
+        self.bundles[key] = {v: b for v, b in cached.items() if v in versions}
+
+    def _secret_values(self, worker: Worker) -> list[str]:
+        key = (worker.metadata.namespace or "", worker.metadata.name)
+        bundles = self.bundles.get(key, {}).values()
+        return [b.secret for bundle in bundles for b in bundle.bindings if b.secret]
+
+    async def _ensure_version(self, worker: Worker, bundle: Bundle, keep: set[str]) -> None:
+        """Record the version as an immutable WorkerVersion owned by the Worker, with its
+        modules archived in ConfigMaps owned by the WorkerVersion."""
         assert bundle.version is not None
         ns, name = worker.metadata.namespace or "", worker.metadata.name
         vname = WorkerVersion.name_for(name, bundle.version)
         if (ns, vname) in self.known_versions:
             return
+        parts = pack(bundle.modules)
         spec = WorkerVersionSpec(
             worker=name,
             version_id=bundle.version,
             created=api_now(),
-            worker_generation=generation,
+            worker_generation=worker.metadata.generation or 0,
             main_module=bundle.main_module,
             compatibility_date=bundle.compatibility_date,
             compatibility_flags=list(bundle.compatibility_flags),
@@ -433,36 +652,51 @@ class Controller:
             ],
             bindings=[BindingSummary(name=b.name, kind=b.kind) for b in worker.spec.bindings],
             source=worker.spec,
+            archive_parts=len(parts),
         )
         obj = WorkerVersion(
             metadata={
                 "name": vname,
                 "namespace": ns,
                 "labels": {WORKER_LABEL: name},
-                "ownerReferences": [
-                    {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "Worker",
-                        "name": name,
-                        "uid": worker.metadata.uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
+                "ownerReferences": [_owner("Worker", name, worker.metadata.uid)],
             },
             spec=spec,
         )
         try:
-            await self.custom.create_namespaced_custom_object(
+            created = await self.custom.create_namespaced_custom_object(
                 GROUP, VERSION, ns, "workerversions", obj.to_wire()
             )
         except ApiException as e:
             if e.status != 409:
                 raise
+            created = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, ns, "workerversions", vname
+            )
+        # Also after a 409: an operator killed between the two writes left no archive.
+        owner = _owner("WorkerVersion", vname, created["metadata"]["uid"])
+        for i, part in enumerate(parts):
+            cm = kclient.V1ConfigMap(
+                metadata=kclient.V1ObjectMeta(
+                    name=part_name(vname, i),
+                    namespace=ns,
+                    labels={WORKER_LABEL: name},
+                    owner_references=[owner],
+                ),
+                binary_data={PART_KEY: base64.b64encode(part).decode()},
+                immutable=True,
+            )
+            try:
+                await self.core.create_namespaced_config_map(ns, cm)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
         self.known_versions.add((ns, vname))
-        await self._prune_versions(ns, name, keep=vname)
+        in_use = {vname, *(WorkerVersion.name_for(name, v) for v in keep)}
+        await self._prune_versions(ns, name, keep=in_use)
 
-    async def _prune_versions(self, ns: str, worker: str, keep: str) -> None:
+    async def _prune_versions(self, ns: str, worker: str, keep: set[str]) -> None:
+        """Delete all but the newest versions, except those in use (`keep`)."""
         listed = await self.custom.list_namespaced_custom_object(
             GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={worker}"
         )
@@ -472,7 +706,7 @@ class Controller:
             reverse=True,
         )
         for old in items[self.settings.versions_retained :]:
-            if old["metadata"]["name"] == keep:
+            if old["metadata"]["name"] in keep:
                 continue
             try:
                 await self.custom.delete_namespaced_custom_object(
@@ -485,12 +719,13 @@ class Controller:
 
     # -- sources -------------------------------------------------------------------------
 
-    async def _resolve(self, worker: Worker) -> Sources:
+    async def _resolve(self, worker: Worker, modules: bool = True) -> Sources:
+        """Read what the Worker references; `modules=False` reads only its Secrets."""
         ns = worker.metadata.namespace or ""
         refs = references(worker)
         config_maps: dict[str, dict[str, str | bytes]] = {}
         secrets: dict[str, dict[str, bytes]] = {}
-        for name in refs.config_maps:
+        for name in refs.config_maps if modules else ():
             cm = await self._read(self.core.read_namespaced_config_map(name, ns))
             if cm is not None:
                 data: dict[str, str | bytes] = dict(cm.data or {})
@@ -502,7 +737,7 @@ class Controller:
             if secret is not None:
                 secrets[name] = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
         urls = {}
-        for url, sha in refs.urls:
+        for url, sha in refs.urls if modules else ():
             content = await self._download(url, sha)
             if content is not None:
                 urls[sha] = content
@@ -617,9 +852,7 @@ class Controller:
             full = f"{ns}.{wname}"
             want = self.desired.get(full)
             has = (rt.inventory or {}).get(full)
-            if reachability_changed or (want and target in want[1] and has != want[0]):
-                self.queue.add(("Worker", ns, wname))
-            elif want is None and has is not None:
+            if reachability_changed or has != (want or {}).get(target):
                 self.queue.add(("Worker", ns, wname))
 
     async def _write_target_status(self, name: str, force: bool) -> None:
@@ -677,15 +910,8 @@ class Controller:
             )
         elif (ns, route.spec.worker) not in self.workers:
             cond = (False, "WorkerNotFound", f"Worker {ns}/{route.spec.worker} does not exist")
-        elif route.spec.traffic and any(t.version != "latest" for t in route.spec.traffic):
-            cond = (
-                False,
-                "TrafficNotSupported",
-                "spec.traffic: splitting between versions is not supported yet; the route "
-                "serves the Worker's latest version",
-            )
         else:
-            cond = (True, "Routed", f"requests matching the pattern go to {route.spec.worker}")
+            cond = await self._route_traffic(ns, route)
         status = WorkerRouteStatus(
             observed_generation=generation,
             conditions=set_condition(
@@ -699,6 +925,25 @@ class Controller:
             if updated is not None:
                 self.routes[(ns, name)] = updated
         return None
+
+    async def _route_traffic(self, ns: str, route: WorkerRoute) -> tuple[bool, str, str]:
+        """The Ready condition of a route whose Worker exists: its split, resolved."""
+        worker = Worker.model_validate(self.workers[(ns, route.spec.worker)])
+        index = _VersionIndex()
+        shares = []
+        for i, t in enumerate(route.spec.traffic):
+            if t.version == "latest":
+                shares.append(f"{t.percent}% latest")
+                continue
+            where = f"spec.traffic[{i}].version"
+            try:
+                version = await self._resolve_ref(worker, t.version, where, index)
+            except CompileError as e:
+                return (False, e.reason, e.message)
+            shares.append(f"{t.percent}% {version[:12]}")
+        split = f" ({', '.join(shares)})" if shares else ""
+        message = f"requests matching the pattern go to {worker.metadata.name}{split}"
+        return (True, "Routed", message)
 
     # -- apiserver writes ----------------------------------------------------------------
 
@@ -777,6 +1022,41 @@ class Controller:
             log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)
 
 
+@dataclass
+class _Report:
+    """A Worker being reconciled and its status as last written."""
+
+    worker: Worker
+    body: dict[str, Any]
+    status: WorkerStatus | None = None
+    wire: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = self.worker.status
+        self.wire = self.body.get("status") or {}
+
+
+@dataclass
+class _VersionIndex:
+    """The Worker's retained version ids, listed once per reconcile when first needed."""
+
+    ids: list[str] | None = None
+
+
+_SETTLED = frozenset({TargetState.READY, TargetState.PENDING, TargetState.ROLLED_BACK})
+
+
+def _owner(kind: str, name: str, uid: str | None) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 # What an agent's refusal means for the Worker's conditions, by HTTP status.
 _REFUSAL_REASONS = {409: "RouteConflict", 413: "ScriptTooLarge", 422: "ScriptInvalid"}
 
@@ -802,11 +1082,10 @@ def _normal_pattern(pattern: str) -> str:
     return f"{host.lower()}/{path}"
 
 
-def _redact(message: str, sources: Sources) -> str:
+def _redact(message: str, secrets: Iterable[str]) -> str:
     """Secret values never reach status, Events or logs, whatever an agent echoed."""
-    for secret in sources.secrets.values():
-        for value in secret.values():
-            text = value.decode("utf-8", "replace").strip()
-            if len(text) >= 4:
-                message = message.replace(text, "[redacted]")
+    for value in secrets:
+        text = value.strip()
+        if len(text) >= 4:
+            message = message.replace(text, "[redacted]")
     return message

@@ -12,7 +12,9 @@ from typing import Any
 import aiohttp
 
 from edgeplane import metrics
+from edgeplane.api import Probe
 from edgeplane.bundle import Deployment
+from edgeplane.plan.rollout import ProbeResult
 
 # A health check or inventory answer is small and quick; an agent that accepts the
 # connection but does not answer within this (e.g. while shutting down) is unreachable.
@@ -149,6 +151,42 @@ class AgentClient:
             )
             for i in items or []
         }
+
+    async def requests(self, ep: Endpoint, worker: str, version: str) -> tuple[int, int]:
+        """(requests, 5xx responses) of one version at the location since the agent
+        started; (0, 0) when it has answered none or the Worker is not there."""
+        try:
+            item = await self._call(ep, "GET", f"/v1/workers/{worker}", max_seconds=HEALTH_TIMEOUT)
+        except Refused as e:
+            if e.status == 404:
+                return (0, 0)
+            raise
+        counts = ((item or {}).get("requests") or {}).get(version) or {}
+        return (int(counts.get("total", 0)), int(counts.get("errors", 0)))
+
+    async def probe(self, ep: Endpoint, worker: str, version: str, probe: Probe) -> ProbeResult:
+        """One request through the location's router to `version`; a location that cannot
+        route it (no route covers the path, version not there) is a failed probe."""
+        body = json.dumps(
+            {
+                "version": version,
+                "path": probe.path,
+                "timeoutSeconds": probe.timeout_seconds,
+                **({"host": probe.host} if probe.host else {}),
+            }
+        ).encode()
+        path = f"/v1/workers/{worker}/probe"
+        try:
+            out = await self._call(ep, "POST", path, body, max_seconds=probe.timeout_seconds + 5)
+        except Refused as e:
+            return ProbeResult(url=probe.path, status=0, error=f"agent refused the probe: {e}")
+        out = out or {}
+        return ProbeResult(
+            url=str(out.get("url") or probe.path),
+            status=int(out.get("status") or 0),
+            body=str(out.get("body") or ""),
+            error=str(out.get("error") or ""),
+        )
 
     async def info(self, ep: Endpoint) -> dict[str, Any]:
         return dict(await self._call(ep, "GET", "/v1/info", max_seconds=HEALTH_TIMEOUT) or {})

@@ -1,0 +1,276 @@
+"""Versions, progressive rollouts with gates, rollback, pinning and traffic splits, on the
+real stack: three locations (edge-1, edge-2, edge-3), the real operator and workerd."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from edgeplane.localstack.stack import Stack
+from tests.e2e.conftest import Kube, eventually, fetch, route, worker
+
+pytestmark = pytest.mark.integration
+
+FIRST, REST = "edge-1", ("edge-2", "edge-3")  # steps take locations in name order
+
+
+def app(label: str, health: int = 200) -> str:
+    """A Worker answering `label` everywhere, and `health` (with "ok" or "sick") on
+    /healthz."""
+    body = "ok" if health < 500 else "sick"
+    return (
+        "export default { async fetch(request) {\n"
+        "  const url = new URL(request.url);\n"
+        f'  if (url.pathname === "/healthz") return new Response("{body}", '
+        f"{{ status: {health} }});\n"
+        f'  return new Response("{label}");\n'
+        "} };\n"
+    )
+
+
+def progressive(hold: int, **gate: Any) -> dict[str, Any]:
+    return {
+        "strategy": "Progressive",
+        "steps": [{"count": 1, "holdSeconds": hold, "gate": gate or None}],
+    }
+
+
+def serving(stack: Stack, host: str) -> dict[str, str]:
+    return {a.name: fetch(a, host)[1] for a in stack.agents}
+
+
+def rollout(kube: Kube, name: str) -> dict[str, Any]:
+    return ((kube.get("worker", name) or {}).get("status") or {}).get("rollout") or {}
+
+
+def deploy_v1(stack: Stack, kube: Kube, name: str) -> str:
+    """v1 everywhere, all at once; returns its version id."""
+    host = f"{name}.{kube.namespace}.example.com"
+    kube.apply(worker(name, app("v1")), route(name, f"{host}/*", name))
+    obj = kube.wait_ready(name)
+    eventually(lambda: set(serving(stack, host).values()) == {"v1"})
+    return str(obj["status"]["readyVersion"])
+
+
+def probe_gate(**extra: Any) -> dict[str, Any]:
+    return {"probe": {"path": "/healthz", "bodyContains": "ok", **extra}}
+
+
+def test_progressive_rollout_holds_at_one_location_then_completes(
+    stack: Stack, kube: Kube
+) -> None:
+    name = "prog"
+    host = f"{name}.{kube.namespace}.example.com"
+    v1 = deploy_v1(stack, kube, name)
+    kube.apply(worker(name, app("v2"), rollout=progressive(8, **probe_gate())))
+
+    holding = eventually(lambda: rollout(kube, name).get("phase") == "Holding"
+                         and rollout(kube, name))
+    assert holding["progress"] == "1/2" and holding["fromVersion"] == v1
+    # At the hold, the plan shows on the wire: the first location has v2, the rest v1.
+    assert serving(stack, host) == {FIRST: "v2", REST[0]: "v1", REST[1]: "v1"}
+    table = stack.cluster.kubectl("get", "ew", name, "-n", kube.namespace).stdout  # type: ignore[union-attr]
+    assert "Holding" in table and "1/2" in table
+    status = kube.get("worker", name)["status"]  # type: ignore[index]
+    states = {t["name"]: (t["state"], t["version"]) for t in status["targets"]}
+    v2 = status["latestVersion"]
+    assert states[FIRST] == ("Ready", v2)
+    assert {states[r] for r in REST} == {("Pending", v1)}
+
+    done = kube.wait_ready(name, timeout=60)
+    assert done["status"]["readyVersion"] == v2
+    assert done["status"]["rollout"]["phase"] == "Complete"
+    assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v2")
+    gates = done["status"]["rollout"]["gates"]
+    assert [(g["step"], g["target"], g["passed"]) for g in gates] == [(1, FIRST, True)]
+    assert gates[0]["probe"].startswith("GET ") and gates[0]["probe"].endswith("/healthz")
+    # The hold was honoured: the gate was judged no earlier than the hold's end.
+    judged = datetime.fromisoformat(gates[0]["time"].replace("Z", "+00:00"))
+    assert judged >= datetime.fromisoformat(holding["holdUntil"].replace("Z", "+00:00"))
+    reasons = [e["reason"] for e in kube.list("events")
+               if e["involvedObject"]["name"] == name]
+    assert reasons.count("StepPassed") == 2
+
+
+def test_a_failing_probe_rolls_back_at_the_first_location_only(
+    stack: Stack, kube: Kube
+) -> None:
+    name = "sick"
+    host = f"{name}.{kube.namespace}.example.com"
+    v1 = deploy_v1(stack, kube, name)
+
+    # Watch the other two locations for the whole rollout: they must never answer v2.
+    seen: dict[str, Counter[str]] = {r: Counter() for r in REST}
+    stop = threading.Event()
+
+    def watch() -> None:
+        others = [a for a in stack.agents if a.name in REST]
+        while not stop.is_set():
+            for a in others:
+                seen[a.name][fetch(a, host)[1]] += 1
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        kube.apply(worker(name, app("v2", health=500), rollout=progressive(1, **probe_gate())))
+        ready = eventually(lambda: (kube.condition("worker", name, "Ready") or {})
+                           .get("reason") == "RolledBack"
+                           and kube.condition("worker", name, "Ready"))
+        eventually(lambda: serving(stack, host) == dict.fromkeys([FIRST, *REST], "v1"))
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert all(set(c) == {"v1"} for c in seen.values()), seen
+    assert all(sum(c.values()) > 5 for c in seen.values())
+
+    status = kube.get("worker", name)["status"]  # type: ignore[index]
+    v2 = status["latestVersion"]
+    failure = status["rollout"]["failure"]
+    assert failure["target"] == FIRST and failure["step"] == 1
+    assert failure["response"].startswith("500 sick") and "expected 200" in failure["message"]
+    assert FIRST in ready["message"] and "500" in ready["message"]
+    assert status["readyVersion"] == v1 and status["failedVersions"] == [v2]
+    assert kube.condition("worker", name, "Stalled")["status"] == "True"  # type: ignore[index]
+    # The failed version stays recorded.
+    versions = {v["spec"]["versionId"] for v in kube.list("workerversions")
+                if v["spec"]["worker"] == name}
+    assert {v1, v2} <= versions
+    events = [e for e in kube.list("events") if e["involvedObject"]["name"] == name]
+    assert any(e["reason"] == "RolledBack" and e["type"] == "Warning" for e in events)
+
+    # A fixed version rolls out from the first step again and completes.
+    kube.apply(worker(name, app("v3"), rollout=progressive(1, **probe_gate())))
+    obj = kube.wait_ready(name, timeout=60)
+    assert obj["status"]["rollout"]["phase"] == "Complete"
+    assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v3")
+
+
+def test_traffic_split_with_zero_percent_override_then_90_10_and_sticky_keys(
+    stack: Stack, kube: Kube
+) -> None:
+    name = "split"
+    host = f"{name}.{kube.namespace}.example.com"
+    v1 = deploy_v1(stack, kube, name)
+    split_route = route(name, f"{host}/*", name)
+
+    # v2 arrives at 0 %: only the override header reaches it.
+    split_route["spec"]["traffic"] = [
+        {"version": v1[:12], "percent": 100}, {"version": "latest", "percent": 0}
+    ]
+    kube.apply(worker(name, app("v2")), split_route)
+    obj = kube.wait_ready(name, generation=2)
+    v2 = obj["status"]["latestVersion"]
+    agent = stack.agents[0]
+    override = {"Edgeplane-Version-Overrides": f'{kube.namespace}.{name}="{v2[:12]}"'}
+    # The route's split may reach the location a moment after the Worker's new version.
+    eventually(lambda: {fetch(agent, host)[1] for _ in range(40)} == {"v1"})
+    assert fetch(agent, host, headers=override) == (200, "v2")
+    route_ready = kube.condition("workerroute", name, "Ready")
+    assert route_ready and route_ready["status"] == "True" and v1[:12] in route_ready["message"]
+
+    split_route["spec"]["traffic"] = [
+        {"version": v1, "percent": 90}, {"version": "latest", "percent": 10}
+    ]
+    kube.apply(split_route)
+
+    def split_live() -> bool:
+        return any(fetch(agent, host)[1] == "v2" for _ in range(60))
+
+    eventually(split_live)
+    eventually(lambda: (kube.condition("worker", name, "Ready") or {}).get("status") == "True")
+    counts = Counter(fetch(agent, host)[1] for _ in range(2000))
+    assert set(counts) == {"v1", "v2"}
+    share = 100 * counts["v2"] / 2000
+    assert 5 <= share <= 15, counts
+    for key in ("client-7", "client-42"):
+        answers = {fetch(agent, host, headers={"Edgeplane-Version-Key": key})[1]
+                   for _ in range(50)}
+        assert len(answers) == 1, (key, answers)
+
+    # A version the Worker never had is refused by name, and nothing changes.
+    split_route["spec"]["traffic"] = [
+        {"version": "0123456789ab", "percent": 50}, {"version": "latest", "percent": 50}
+    ]
+    kube.apply(split_route)
+    cond = eventually(lambda: (kube.condition("workerroute", name, "Ready") or {})
+                      .get("reason") == "VersionNotFound"
+                      and kube.condition("workerroute", name, "Ready"))
+    assert "spec.traffic[0].version" in cond["message"]
+    assert set(Counter(fetch(agent, host)[1] for _ in range(200))) == {"v1", "v2"}
+
+
+def test_sigkill_during_a_hold_resumes_the_rollout(stack: Stack, kube: Kube) -> None:
+    name = "resume"
+    host = f"{name}.{kube.namespace}.example.com"
+    deploy_v1(stack, kube, name)
+    kube.apply(worker(name, app("v2"), rollout=progressive(6, **probe_gate())))
+    holding = eventually(lambda: rollout(kube, name).get("phase") == "Holding"
+                         and rollout(kube, name))
+    assert stack.operator is not None
+    stack.operator.kill()
+    time.sleep(2)
+    # Nothing moves while the operator is gone.
+    assert serving(stack, host) == {FIRST: "v2", REST[0]: "v1", REST[1]: "v1"}
+    stack.operator.start()
+
+    done = kube.wait_ready(name, timeout=90)
+    final = done["status"]["rollout"]
+    assert final["phase"] == "Complete"
+    assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v2")
+    # The recorded hold was kept, and the gate ran once: not skipped, not repeated.
+    gates = final["gates"]
+    assert [(g["step"], g["target"], g["passed"]) for g in gates] == [(1, FIRST, True)]
+    judged = datetime.fromisoformat(gates[0]["time"].replace("Z", "+00:00"))
+    assert judged >= datetime.fromisoformat(holding["holdUntil"].replace("Z", "+00:00"))
+    passed = [e for e in kube.list("events")
+              if e["involvedObject"]["name"] == name and e["reason"] == "StepPassed"]
+    assert len(passed) == 2  # step 1 and the final step, once each
+
+
+def test_pinning_an_older_version_serves_it_without_its_sources(
+    stack: Stack, kube: Kube
+) -> None:
+    name = "pinned"
+    host = f"{name}.{kube.namespace}.example.com"
+
+    def source(label: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-src"},
+                "data": {"index.js": app(label)}}
+
+    from_cm = worker(name, "")
+    from_cm["spec"]["modules"] = [
+        {"name": "index.js", "configMapKeyRef": {"name": f"{name}-src", "key": "index.js"}}
+    ]
+    kube.apply(source("v1"), from_cm, route(name, f"{host}/*", name))
+    v1 = kube.wait_ready(name)["status"]["readyVersion"]
+    kube.apply(source("v2"))  # the ConfigMap changes: a new version rolls out
+    eventually(lambda: set(serving(stack, host).values()) == {"v2"})
+    v2 = kube.wait_ready(name)["status"]["readyVersion"]
+    assert v2 != v1
+
+    # Pin v1 by prefix: served everywhere although its ConfigMap now says v2.
+    pinned = {**from_cm, "spec": {**from_cm["spec"], "version": v1[:10]}}
+    kube.apply(pinned)
+    obj = kube.wait_ready(name, generation=2)
+    assert obj["status"]["latestVersion"] == v1 and obj["status"]["readyVersion"] == v1
+    assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v1")
+
+    # A version that does not exist is named in the error, and v1 keeps serving.
+    kube.apply({**from_cm, "spec": {**from_cm["spec"], "version": "fedcba9876"}})
+    cond = eventually(lambda: (kube.condition("worker", name, "Ready") or {})
+                      .get("reason") == "VersionNotFound"
+                      and kube.condition("worker", name, "Ready"))
+    assert "spec.version" in cond["message"] and "fedcba9876" in cond["message"]
+    assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v1")
+
+    # Unpinning returns to what the spec compiles to.
+    kube.apply(from_cm)
+    obj = kube.wait_ready(name, generation=4)
+    assert obj["status"]["readyVersion"] == v2
+    assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v2")
