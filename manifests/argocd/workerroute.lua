@@ -30,7 +30,7 @@ end
 hs.message = message
 if ready.status == "True" then
   hs.status = "Healthy"
-elseif ready.reason == "RouteConflict" or ready.reason == "TrafficNotSupported" then
+elseif ready.reason == "RouteConflict" or ready.reason == "VersionNotFound" then
   hs.status = "Degraded"
 else
   hs.status = "Progressing"

@@ -102,7 +102,7 @@ def test_worker_edge_cases(obj: dict[str, Any], expected: str) -> None:
 @pytest.mark.parametrize(("reason", "status", "expected"), [
     ("Routed", "True", "Healthy"),
     ("RouteConflict", "False", "Degraded"),
-    ("TrafficNotSupported", "False", "Degraded"),
+    ("VersionNotFound", "False", "Degraded"),
     ("WorkerNotFound", "False", "Progressing"),
 ])
 def test_route_reasons(reason: str, status: str, expected: str) -> None:

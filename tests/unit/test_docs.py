@@ -16,7 +16,7 @@ PACKAGE = REPO / "operator" / "edgeplane"
 KNOWN_REASONS = {
     "Deployed", "Deploying", "TargetUnreachable", "ScriptInvalid", "SourceNotFound",
     "SourceChecksumMismatch", "InvalidSource", "InvalidSpec", "ScriptTooLarge", "NoTargets",
-    "RouteConflict", "WorkerNotFound", "TrafficNotSupported", "Unreachable",
+    "RouteConflict", "WorkerNotFound", "VersionNotFound", "Unreachable",
     "CredentialsNotFound",
 }
 REASON_RES = (
