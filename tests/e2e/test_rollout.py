@@ -274,3 +274,31 @@ def test_pinning_an_older_version_serves_it_without_its_sources(
     obj = kube.wait_ready(name, generation=4)
     assert obj["status"]["readyVersion"] == v2
     assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v2")
+
+
+def test_an_error_rate_over_the_gate_rolls_back(stack: Stack, kube: Kube) -> None:
+    name = "flaky"
+    host = f"{name}.{kube.namespace}.example.com"
+    deploy_v1(stack, kube, name)
+    # Healthy on /healthz, but every third request elsewhere fails.
+    flaky = (
+        "let n = 0;\n"
+        "export default { async fetch(request) {\n"
+        '  if (new URL(request.url).pathname === "/healthz") return new Response("ok");\n'
+        '  return ++n % 3 === 0 ? new Response("oops", { status: 503 }) : new Response("v2");\n'
+        "} };\n"
+    )
+    gate = {**probe_gate(), "maxErrorPercent": 5, "minRequests": 20}
+    kube.apply(worker(name, flaky, rollout=progressive(5, **gate)))
+    eventually(lambda: rollout(kube, name).get("phase") == "Holding")
+    first = next(a for a in stack.agents if a.name == FIRST)
+    answers = Counter(fetch(first, host)[0] for _ in range(60))
+    assert answers[503] >= 15, answers  # the hold saw the errors
+
+    eventually(lambda: (kube.condition("worker", name, "Ready") or {})
+               .get("reason") == "RolledBack", timeout=60)
+    failure = kube.get("worker", name)["status"]["rollout"]["failure"]  # type: ignore[index]
+    assert failure["target"] == FIRST and not failure["passed"]
+    assert "over maxErrorPercent 5" in failure["message"], failure
+    assert "probe answered 200" in failure["message"]  # the probe alone would have passed
+    eventually(lambda: serving(stack, host) == dict.fromkeys([FIRST, *REST], "v1"))

@@ -236,6 +236,34 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         worker(rollout={"strategy": "AllAtOnce", "steps": [{"percent": 100}]}),
         ("spec.rollout.steps", "takes no steps"),
     ),
+    (
+        "rollout-progressive-without-steps",
+        worker(rollout={"strategy": "Progressive"}),
+        ("spec.rollout.steps", "at least one step"),
+    ),
+    (
+        "rollout-step-two-selections",
+        worker(rollout={"strategy": "Progressive", "steps": [{"count": 1, "percent": 50}]}),
+        ("spec.rollout.steps[0]", "exactly one of count, percent or selector"),
+    ),
+    (
+        "rollout-empty-gate",
+        worker(rollout={"strategy": "Progressive", "steps": [{"count": 1, "gate": {}}]}),
+        ("spec.rollout.steps[0].gate", "set probe, maxErrorPercent, or both"),
+    ),
+    (
+        "rollout-probe-relative-path",
+        worker(rollout={"strategy": "Progressive",
+                        "steps": [{"count": 1, "gate": {"probe": {"path": "healthz"}}}]}),
+        ("spec.rollout.steps[0].gate.probe.path",),
+    ),
+    (
+        "rollout-error-percent-over-100",
+        worker(rollout={"strategy": "Progressive",
+                        "steps": [{"count": 1, "gate": {"maxErrorPercent": 150}}]}),
+        ("spec.rollout.steps[0].gate.maxErrorPercent",),
+    ),
+    ("pin-short-prefix", worker(version="abc123"), ("spec.version",)),
     # WorkerRoute
     (
         "route-query-string",
@@ -386,7 +414,9 @@ def test_short_names_and_category_resolve_without_collisions(
 def test_printer_columns(cluster: Cluster, crds_installed: list[str], namespace: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "hello-worker.yaml"))
     header = cluster.kubectl("get", "workers", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "READY", "TARGETS", "VERSION", "AGE"]
+    assert header == ["NAME", "READY", "TARGETS", "ROLLOUT", "STEP", "AGE"]
+    wide = cluster.kubectl("get", "workers", "-n", namespace, "-o", "wide").stdout
+    assert wide.splitlines()[0].split()[-2:] == ["VERSION", "REASON"]
     et = target()
     cluster.kubectl("create", "-f", "-", input=json.dumps(et))
     try:
