@@ -4,6 +4,9 @@ asserts nothing. Run: .venv/bin/python bench/operator_bench.py [--workers 1000]
 Measured in the same run, so the ratios compare like with like:
 - floor: one agent push (the PUT returns once workerd serves it) + one apiserver write;
 - apply -> Ready and apply -> serving at all three locations, for one Worker, p50/p99;
+- a Progressive rollout (one location, probe gate, then the rest) apply -> Ready, and a
+  version failing its probe: apply -> every location back on the last good one, against
+  the floor times the pushes each needs;
 - N Workers applied at once until all are Ready, against the raw API create rate;
 - the operator's peak RSS, and apiserver requests per deployed Worker.
 """
@@ -134,6 +137,61 @@ def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
     return to_ready, to_serving
 
 
+def sick_script(text: str) -> str:
+    return (
+        'export default { fetch(r) { return new URL(r.url).pathname === "/healthz" '
+        f'? new Response("sick", {{ status: 500 }}) : new Response("{text}"); }} }};\n'
+    )
+
+
+def rollout_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
+                    ) -> tuple[list[float], list[float]]:
+    """Seconds from apply to Ready for a two-step Progressive rollout with a probe gate, and
+    from applying a version whose probe fails to every location serving the previous."""
+    host = "roll.example.com"
+    rollout = {"strategy": "Progressive", "steps": [
+        {"count": 1, "gate": {"probe": {"path": "/healthz", "expectStatus": 200}}}]}
+    custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workerroutes", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerRoute",
+        "metadata": {"name": "roll"}, "spec": {"pattern": f"{host}/*", "worker": "roll"},
+    })
+    body = worker_body("roll", "r0")
+    custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workers", body)
+
+    def get() -> dict[str, Any]:
+        return custom.get_namespaced_custom_object(GROUP, VERSION, "bench", "workers", "roll")
+
+    while not is_ready(get()):
+        time.sleep(0.05)
+    to_ready, to_back = [], []
+    for i in range(1, runs + 1):
+        good = f"r{i}"
+        t0 = time.perf_counter()
+        spec = {**worker_body("roll", good)["spec"], "rollout": rollout}
+        gen = custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "bench", "workers", "roll", {"spec": spec})["metadata"]["generation"]
+        while not is_ready(get(), gen):
+            if time.perf_counter() - t0 > 60:
+                raise RuntimeError(f"rollout {i} did not complete within 60 s")
+        to_ready.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        sick = {**spec, "modules": [{"name": "index.js", "inline": sick_script(f"bad{i}")}]}
+        gen = custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "bench", "workers", "roll", {"spec": sick})["metadata"]["generation"]
+        while True:
+            obj = get()
+            status = obj.get("status") or {}
+            reasons = [c["reason"] for c in status.get("conditions", []) if c["type"] == "Ready"]
+            if (status.get("observedGeneration") == gen and reasons == ["RolledBack"]
+                    and all(a.fetch(host) == (200, good) for a in stack.agents)):
+                break
+            if time.perf_counter() - t0 > 60:
+                raise RuntimeError(f"rollback {i} did not happen within 60 s")
+        to_back.append(time.perf_counter() - t0)
+    return to_ready, to_back
+
+
 def apiserver_requests(cluster: Cluster) -> float:
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
     total = 0.0
@@ -207,6 +265,16 @@ def main() -> int:
             p50, p99 = pct(xs, 50), pct(xs, 99)
             print(f"{label}: p50 {p50 * 1000:.0f} ms ({p50 / fl:.1f}x floor), "
                   f"p99 {p99 * 1000:.0f} ms ({p99 / fl:.1f}x floor), n={len(xs)}")
+
+        # A rollout pushes twice (step 1, then the rest) and probes once; a rollback pushes
+        # the bad version to one location and the good one back.
+        rolled, back = rollout_latency(stack, custom, max(3, args.runs // 4))
+        for label, xs, pushes in (("Progressive 2-step rollout apply->Ready", rolled, 2),
+                                  ("failed probe apply->rolled back everywhere", back, 2)):
+            p50, p99 = pct(xs, 50), pct(xs, 99)
+            two = pushes * push + write
+            print(f"{label}: p50 {p50 * 1000:.0f} ms ({p50 / two:.1f}x the {pushes}-push "
+                  f"floor of {two * 1000:.0f} ms), p99 {p99 * 1000:.0f} ms, n={len(xs)}")
 
         created, all_ready, per_worker = many_workers(stack.cluster, custom, api, args.workers)
         print(f"{args.workers} Workers applied at once: created in {created:.1f} s "

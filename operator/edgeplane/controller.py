@@ -344,28 +344,36 @@ class Controller:
         return (self.runtime[target].inventory or {}).get(worker)
 
     async def _observe(self, worker: Worker, moved: Progress, step: PlannedStep) -> Observed | None:
-        """What a step's gate needs from its new locations; None if one did not answer."""
-        gate, version = step.gate, moved.state.version
+        """What a step's gate needs from its new locations, asked of them all at once;
+        None if one did not answer (the gate waits for it rather than failing)."""
+        gate, version, full = step.gate, moved.state.version, worker.full_name
         assert gate is not None
-        counters: dict[str, tuple[int, int]] = {}
-        probes: dict[str, ProbeResult] = {}
         secrets = self._secret_values(worker)
+
+        async def ask(target: str) -> tuple[tuple[int, int] | None, ProbeResult | None]:
+            ep = await self._endpoint(target)
+            if ep is None:
+                raise Unreachable(f"{target}: no credentials")
+            counts = probe = None
+            if gate.max_error_percent is not None:
+                counts = await self.agents.requests(ep, full, version)
+            if moved.need is Need.GATE and gate.probe is not None:
+                r = await self.agents.probe(ep, full, version, gate.probe)
+                probe = ProbeResult(
+                    r.url, r.status, _redact(r.body, secrets), _redact(r.error, secrets)
+                )
+            return counts, probe
+
         try:
-            for t in moved.gate_targets:
-                ep = await self._endpoint(t)
-                if ep is None:
-                    return None
-                if gate.max_error_percent is not None:
-                    counters[t] = await self.agents.requests(ep, worker.full_name, version)
-                if moved.need is Need.GATE and gate.probe is not None:
-                    r = await self.agents.probe(ep, worker.full_name, version, gate.probe)
-                    probes[t] = ProbeResult(
-                        r.url, r.status, _redact(r.body, secrets), _redact(r.error, secrets)
-                    )
+            answers = await asyncio.gather(*(ask(t) for t in moved.gate_targets))
         except Unreachable as e:
-            log.info("gate of %s: %s", worker.full_name, e)
+            log.info("gate of %s waits: %s", full, e)
             return None
-        return Observed(counters=counters, probes=probes)
+        pairs = list(zip(moved.gate_targets, answers, strict=True))
+        return Observed(
+            counters={t: c for t, (c, _) in pairs if c is not None},
+            probes={t: p for t, (_, p) in pairs if p is not None},
+        )
 
     def _refused(self, target: str, worker: str, identity: str | None) -> Stall | None:
         entry = self.runtime[target].refused.get(worker)
