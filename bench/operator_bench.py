@@ -172,7 +172,7 @@ def rollout_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
             GROUP, VERSION, "bench", "workers", "roll", {"spec": spec})["metadata"]["generation"]
         while not is_ready(get(), gen):
             if time.perf_counter() - t0 > 60:
-                raise RuntimeError(f"rollout {i} did not complete within 60 s")
+                raise RuntimeError(f"rollout {i} did not complete within 60 s: {get()['status']}")
         to_ready.append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
@@ -187,7 +187,7 @@ def rollout_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
                     and all(a.fetch(host) == (200, good) for a in stack.agents)):
                 break
             if time.perf_counter() - t0 > 60:
-                raise RuntimeError(f"rollback {i} did not happen within 60 s")
+                raise RuntimeError(f"rollback {i} did not happen within 60 s: {status}")
         to_back.append(time.perf_counter() - t0)
     return to_ready, to_back
 

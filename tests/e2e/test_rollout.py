@@ -13,6 +13,7 @@ import pytest
 
 from edgeplane.localstack.stack import Stack
 from tests.e2e.conftest import Kube, eventually, fetch, route, worker
+from tests.unit.test_argocd_health import health
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,9 @@ def test_progressive_rollout_holds_at_one_location_then_completes(
     assert serving(stack, host) == {FIRST: "v2", REST[0]: "v1", REST[1]: "v1"}
     table = stack.cluster.kubectl("get", "ew", name, "-n", kube.namespace).stdout  # type: ignore[union-attr]
     assert "Holding" in table and "1/2" in table
-    status = kube.get("worker", name)["status"]  # type: ignore[index]
+    obj = kube.get("worker", name)
+    assert obj is not None and health("Worker", obj)["status"] == "Progressing"
+    status = obj["status"]
     states = {t["name"]: (t["state"], t["version"]) for t in status["targets"]}
     v2 = status["latestVersion"]
     assert states[FIRST] == ("Ready", v2)
@@ -129,7 +132,9 @@ def test_a_failing_probe_rolls_back_at_the_first_location_only(
     assert all(set(c) == {"v1"} for c in seen.values()), seen
     assert all(sum(c.values()) > 5 for c in seen.values())
 
-    status = kube.get("worker", name)["status"]  # type: ignore[index]
+    obj = kube.get("worker", name)
+    assert obj is not None and health("Worker", obj)["status"] == "Degraded"
+    status = obj["status"]
     v2 = status["latestVersion"]
     failure = status["rollout"]["failure"]
     assert failure["target"] == FIRST and failure["step"] == 1

@@ -93,13 +93,14 @@ export let stats = {
     const max = Math.max(0, Number(url.searchParams.get("max")) || 5000);
     const { readable, writable } = new TransformStream();
     const done = (async () => {
-      // At least 50 ms, so the generation has stopped accepting (SIGTERM) before the quiet
-      // check; then until nothing is in flight on two ticks in a row.
+      // At least 10 ms, so the generation has handled the SIGTERM the agent sends right
+      // after these headers and stopped accepting; then until nothing is in flight on two
+      // ticks in a row. Short: the agent's PUT answer waits for this generation to exit.
       let quiet = 0;
-      for (let t = 0; t < max; t += 10) {
-        await sleep(10);
+      for (let t = 0; t < max; t += 2) {
+        await sleep(2);
         quiet = inflight === 0 ? quiet + 1 : 0;
-        if (t >= 50 && quiet >= 2) break;
+        if (t >= 10 && quiet >= 2) break;
       }
       const w = writable.getWriter();
       await w.write(new TextEncoder().encode(snapshot(env)));
