@@ -281,7 +281,9 @@ class Controller:
         # Each pass acts on one state of the rollout. A pass that moves it to a state that
         # changes what locations serve records that state first, so a restarted operator
         # resumes from it and never runs a gate twice or skips one.
-        for _ in range(2 * len(steps) + 4):
+        for n in range(2 * len(steps) + 4):
+            if n:
+                views = await self._target_views()  # the last pass's pushes changed them
             assign = assignment(state, steps, names)
             wants = {t: contents(v, splits) if v else None for t, v in assign.items()}
             identities = {t: c.identity if c else None for t, c in wants.items()}
