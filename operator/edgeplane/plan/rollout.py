@@ -142,17 +142,20 @@ def progress(
     if state.phase in (RolloutPhase.COMPLETE, RolloutPhase.ROLLED_BACK):
         return Progress(state)
     step = steps[state.step - 1]
+    # AllAtOnce has no step to stop at: a refusal is a stall, and the locations that
+    # refused keep what they serve.
     progressive = len(steps) > 1 or step.gate is not None or step.hold_seconds > 0
-    if progressive:
-        for target in sorted(step.targets & refused.keys()):
-            result = GateResult(
-                step=state.step,
-                target=target,
-                passed=False,
-                message=f"the location refused the version: {refused[target]}",
-                time=now,
-            )
-            return Progress(_rolled_back(state, result))
+    refusing = sorted(step.targets & refused.keys())
+    if progressive and refusing:
+        target = refusing[0]
+        result = GateResult(
+            step=state.step,
+            target=target,
+            passed=False,
+            message=f"the location refused the version: {refused[target]}",
+            time=now,
+        )
+        return Progress(_rolled_back(state, result))
     if state.phase is RolloutPhase.PROGRESSING:
         if not step.targets <= in_sync:
             return Progress(state)  # pushes still under way
