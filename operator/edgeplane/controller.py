@@ -10,6 +10,7 @@ import base64
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +113,8 @@ class Controller:
         self.desired: dict[str, dict[str, str | None]] = {}
         # (namespace, worker) -> version id -> bundle, for the versions in use.
         self.bundles: dict[tuple[str, str], dict[str, Bundle]] = {}
+        # (namespace, worker) -> version id -> servingTargets last written on its version.
+        self.serving: dict[tuple[str, str], dict[str, int]] = {}
         self.url_cache: dict[str, bytes] = {}
         self.known_versions: set[tuple[str, str]] = set()  # (namespace, WorkerVersion name)
         self.ready: dict[tuple[str, str], bool] = {}  # for the Workers-by-readiness gauge
@@ -136,6 +139,7 @@ class Controller:
             self.workers.pop((ns, name), None)
             self.desired.pop(f"{ns}.{name}", None)
             self.bundles.pop((ns, name), None)
+            self.serving.pop((ns, name), None)
             self.ready.pop((ns, name), None)
             self._count_workers()
             self._enqueue_routes_of(ns, name)
@@ -213,6 +217,14 @@ class Controller:
             if delay is not None:
                 result = "requeue_after"
             return delay
+        except ApiException as e:
+            if _namespace_terminating(e):
+                # Everything in it is being deleted; the deletions bring their own events.
+                log.debug("%s %s/%s: namespace is being terminated", kind, ns, name)
+                return None
+            result = "error"
+            metrics.RECONCILE_ERRORS.labels(kind.lower()).inc()
+            raise
         except Exception:
             result = "error"
             metrics.RECONCILE_ERRORS.labels(kind.lower()).inc()
@@ -494,11 +506,37 @@ class Controller:
         ready = get_condition(status.conditions, "Ready")
         self.ready[(ns, name)] = bool(ready and ready.status == "True")
         self._count_workers()
+        await self._record_serving(ns, name, outcomes, seen_before=worker.status is not None)
         if not requeue or stall is not None:
             return None  # a stall waits for a change from the user (watched) instead
         if any(o.state not in _SETTLED for o in outcomes):
             return self.queue.backoff(("Worker", ns, name))
         return wait
+
+    async def _record_serving(
+        self, ns: str, name: str, outcomes: list[TargetOutcome], seen_before: bool
+    ) -> None:
+        """Keep each WorkerVersion's servingTargets equal to the locations where it is the
+        primary version, writing only the counts that changed."""
+        now = Counter(o.version for o in outcomes if o.version)
+        before = self.serving.get((ns, name))
+        if before is None:
+            before = {}
+            if seen_before:  # e.g. after a restart: what an earlier operator wrote
+                listed = await self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={name}"
+                )
+                for v in listed.get("items", []):
+                    count = (v.get("status") or {}).get("servingTargets")
+                    if count is not None:
+                        before[v["spec"]["versionId"]] = count
+        for version in sorted(set(now) | set(before)):
+            count = now.get(version, 0)
+            if before.get(version) == count:
+                continue
+            vname = WorkerVersion.name_for(name, version)
+            await self._patch_status("workerversions", ns, vname, {"servingTargets": count}, {})
+        self.serving[(ns, name)] = dict(now)
 
     def _count_workers(self) -> None:
         ready = sum(self.ready.values())
@@ -1027,7 +1065,7 @@ class Controller:
         try:
             await self.core.create_namespaced_event(meta["namespace"], ev)
         except ApiException as e:
-            if e.status == 403 and "being terminated" in str(e.body):
+            if _namespace_terminating(e):
                 return  # the namespace is going away with the Worker in it
             log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)
 
@@ -1054,6 +1092,10 @@ class _VersionIndex:
 
 
 _SETTLED = frozenset({TargetState.READY, TargetState.PENDING, TargetState.ROLLED_BACK})
+
+
+def _namespace_terminating(e: ApiException) -> bool:
+    return e.status == 403 and "NamespaceTerminating" in str(e.body)
 
 
 def _owner(kind: str, name: str, uid: str | None) -> dict[str, Any]:

@@ -135,7 +135,8 @@ class WorkerVersionStatus(Wire):
         default=None,
         alias="servingTargets",
         ge=0,
-        description="Number of edge targets serving this version.",
+        description="Number of edge targets where this is the Worker's primary version "
+        "(the one routes without a traffic split serve).",
     )
 
 
