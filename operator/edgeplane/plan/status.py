@@ -129,7 +129,7 @@ def worker_status(
     elif rollout is not None and phase is RolloutPhase.HOLDING and rollout.hold_until:
         msg = (
             f"{step}{ready_count}/{len(outcomes)} targets serve version {short}; holding "
-            f"until {rollout.hold_until.isoformat()} before the step's gate"
+            f"until {rollout.hold_until.isoformat()}"
         )
         ready = (False, "Holding", msg)
         reconciling = (True, "Holding", msg)
