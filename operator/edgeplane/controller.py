@@ -499,6 +499,7 @@ class Controller:
             updated = await self._patch_status("workers", ns, name, wire, report.wire)
             if updated is not None:
                 self.workers[(ns, name)] = updated
+        _count_rollout_end(report.status, status)
         report.status, report.wire = status, wire
         for event in events:
             log.info("worker %s/%s: %s: %s", ns, name, event.reason, event.message)
@@ -1092,6 +1093,17 @@ class _VersionIndex:
 
 
 _SETTLED = frozenset({TargetState.READY, TargetState.PENDING, TargetState.ROLLED_BACK})
+
+
+def _count_rollout_end(before: WorkerStatus | None, after: WorkerStatus) -> None:
+    """Count a rollout once, when the status first records how it ended."""
+    old, new = before.rollout if before else None, after.rollout
+    if new is None or (old is not None and (old.version, old.phase) == (new.version, new.phase)):
+        return
+    if new.phase is RolloutPhase.COMPLETE:
+        metrics.ROLLOUTS.labels("complete").inc()
+    elif new.phase is RolloutPhase.ROLLED_BACK:
+        metrics.ROLLOUTS.labels("rolled_back").inc()
 
 
 def _namespace_terminating(e: ApiException) -> bool:

@@ -37,3 +37,10 @@ PUSH_TIME = Histogram(
 )
 WORKERS = Gauge("edgeplane_workers", "Workers by readiness.", ["ready"])
 TARGET_UP = Gauge("edgeplane_target_up", "1 when an EdgeTarget's agent answers.", ["target"])
+ROLLOUTS = Counter(
+    "edgeplane_rollouts_total",
+    "Rollouts of a new version that ended, by result: complete or rolled_back.",
+    ["result"],
+)
+for _result in ("complete", "rolled_back"):
+    ROLLOUTS.labels(_result)  # exported at 0, so alerts on it have a series from the start

@@ -144,4 +144,5 @@ def test_operator_as_its_service_account_deploys_updates_and_removes(
         any(c["type"] == "Ready" for c in (t.get("status") or {}).get("conditions", []))
         for t in targets["items"]
     )
-    assert forbidden_lines(restricted_operator) == [], "\n".join(forbidden_lines(restricted_operator))
+    forbidden = forbidden_lines(restricted_operator)
+    assert forbidden == [], "\n".join(forbidden)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgeplane.localstack.stack import Stack
-from tests.e2e.conftest import Kube, eventually, fetch, route, worker
+from tests.e2e.conftest import Kube, eventually, fetch, metric, route, worker
 from tests.unit.test_argocd_health import health
 
 pytestmark = pytest.mark.integration
@@ -115,6 +115,9 @@ def test_a_failing_probe_rolls_back_at_the_first_location_only(
     name = "sick"
     host = f"{name}.{kube.namespace}.example.com"
     v1 = deploy_v1(stack, kube, name)
+    assert stack.operator is not None
+    rolled_back = metric(stack.operator.metrics_url, "edgeplane_rollouts_total",
+                         result="rolled_back")
 
     # Watch the other two locations for the whole rollout: they must never answer v2.
     seen: dict[str, Counter[str]] = {r: Counter() for r in REST}
@@ -157,6 +160,8 @@ def test_a_failing_probe_rolls_back_at_the_first_location_only(
     assert {v1, v2} <= versions
     events = [e for e in kube.list("events") if e["involvedObject"]["name"] == name]
     assert any(e["reason"] == "RolledBack" and e["type"] == "Warning" for e in events)
+    assert metric(stack.operator.metrics_url, "edgeplane_rollouts_total",
+                  result="rolled_back") == rolled_back + 1
 
     # A fixed version rolls out from the first step again and completes.
     kube.apply(worker(name, app("v3"), rollout=progressive(1, **probe_gate())))

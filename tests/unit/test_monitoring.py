@@ -99,6 +99,7 @@ def test_alerts_cover_the_issue() -> None:
     # Edge request errors, from the agents' per-version counters.
     assert "edgeplane_agent_requests_total" in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
     assert 'code="5xx"' in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
+    assert 'result="rolled_back"' in exprs["EdgeplaneRolloutRolledBack"]
     for r in alert_rules():
         assert r["labels"]["severity"] in ("warning", "critical")
         assert r["annotations"]["summary"]
