@@ -391,7 +391,7 @@ class Gate(Wire):
     )
 
     @model_validator(mode="after")
-    def _something(self) -> Self:
+    def _checks_something(self) -> Self:
         if self.probe is None and self.max_error_percent is None:
             raise ValueError("rollout.steps[].gate: set probe, maxErrorPercent, or both")
         return self
