@@ -76,6 +76,11 @@ class Settings:
     resync_interval: float = 300.0
     # EdgeTarget status is written when something changes, and at least this often.
     heartbeat_interval: float = 30.0
+    # Namespaces watched; empty: all. Only Workers of these are collected from agents.
+    namespaces: tuple[str, ...] = ()
+    # After start, the watches need a moment to list every Worker; until then a Worker an
+    # agent serves but the cache lacks is not even checked as an orphan.
+    orphan_grace: float = 30.0
 
 
 @dataclass
@@ -119,8 +124,10 @@ class Controller:
         self.known_versions: set[tuple[str, str]] = set()  # (namespace, WorkerVersion name)
         self.ready: dict[tuple[str, str], bool] = {}  # for the Workers-by-readiness gauge
         self.queue: WorkQueue[Key] = WorkQueue("worker", self._handle, self.settings.concurrency)
+        self.started = time.monotonic()
 
     async def start(self) -> None:
+        self.started = time.monotonic()
         self.queue.start()
         self._resync = asyncio.create_task(self._resync_loop())
 
@@ -456,19 +463,30 @@ class Controller:
             rt.inventory.pop(worker, None)
         rt.primaries.pop(worker, None)
 
-    async def _remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> bool:
-        """True when no reachable target serves the Worker any more."""
+    async def _remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> list[str]:
+        """Remove the Worker wherever it is known to be; returns the locations that still
+        have it because they did not answer."""
         actions = plan(worker, {}, views)
         await asyncio.gather(*(self._remove(t, worker) for t in actions.remove))
-        return all(worker not in (self.runtime[t].inventory or {}) for t in actions.remove)
+        return [t for t in actions.remove if worker in (self.runtime[t].inventory or {})]
 
     async def _finalize(self, worker: Worker, body: dict[str, Any]) -> float | None:
         full = worker.full_name
         self.desired.pop(full, None)
         views = await self._target_views()
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        if not await self._remove_everywhere(full, views):
-            return self.queue.backoff(("Worker", ns, name))  # a location still has it
+        left = await self._remove_everywhere(full, views)
+        if any(self.runtime[t].reachable is not False for t in left):
+            return self.queue.backoff(("Worker", ns, name))  # answered, yet still has it
+        if left:
+            # A location that is down must not hold the deletion (or an Argo CD prune) for
+            # good: its inventory check removes the Worker once it answers again.
+            message = (
+                f"{', '.join(left)} did not answer; the Worker is removed there when it "
+                "answers again"
+            )
+            log.info("worker %s/%s: CleanupDeferred: %s", ns, name, message)
+            await self._event(body, Event("Warning", "CleanupDeferred", message))
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
         try:
             await self._patch_worker(ns, name, {"metadata": {"finalizers": finalizers or None}})
@@ -877,10 +895,30 @@ class Controller:
                     rt.inventory = {w: i.identity for w, i in inventory.items()}
                     rt.primaries = {w: i.primary for w, i in inventory.items()}
                     self._set_reachable(name, True)
+                    await self._collect_orphans(name)
             changed = was != (rt.reachable, dict(rt.inventory or {}))
         if was[1] != dict(rt.inventory or {}):
             self._requeue_for_target(name, False)  # drift: re-push what the location lost
         await self._write_target_status(name, force=changed)
+
+    async def _collect_orphans(self, target: str) -> None:
+        """Remove Workers a location serves that no longer exist, e.g. deleted while the
+        location was down. The apiserver, not the cache, decides that a Worker is gone."""
+        if time.monotonic() - self.started < self.settings.orphan_grace:
+            return
+        rt = self.runtime[target]
+        for full in sorted(rt.inventory or {}):
+            ns, _, name = full.partition(".")
+            if (ns, name) in self.workers or full in self.desired:
+                continue
+            if self.settings.namespaces and ns not in self.settings.namespaces:
+                continue  # another operator's Worker, perhaps
+            found = await self._read(
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, "workers", name)
+            )
+            if found is None:
+                log.info("removing %s from %s: the Worker no longer exists", full, target)
+                await self._remove(target, full)
 
     def _set_reachable(
         self, target: str, reachable: bool, message: str = "", reason: str = "Unreachable"

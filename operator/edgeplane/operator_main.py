@@ -61,7 +61,11 @@ def main(argv: list[str]) -> int:
     os.environ["EDGEPLANE_HEALTH_INTERVAL"] = str(args.health_interval)
     from edgeplane import handlers
 
-    settings = Settings(versions_retained=args.versions_retained, concurrency=args.concurrency)
+    settings = Settings(
+        versions_retained=args.versions_retained,
+        concurrency=args.concurrency,
+        namespaces=tuple(args.namespace),
+    )
     assert handlers.startup is not None
     kopf.run(
         clusterwide=not args.namespace,

@@ -119,3 +119,31 @@ def test_the_demo_command_works_headless() -> None:
     assert "Hello, demo!" in out.stdout
     assert "demo: all answers as expected" in out.stdout
     assert not state.exists()
+
+
+def test_deleting_a_worker_while_a_location_is_down_completes_and_cleans_up_later(
+    stack: Stack, kube: Kube
+) -> None:
+    host = f"gone.{kube.namespace}.example.com"
+    kube.apply(worker("gone", responder('"gone"')), route("gone", f"{host}/*", "gone"))
+    kube.wait_ready("gone")
+    down = stack.agents[2]
+    down.stop()
+    try:
+        eventually(lambda: (kube.condition("worker", "gone", "Ready") or {}).get("reason")
+                   == "TargetUnreachable", timeout=30)
+        # The deletion does not wait for the location that is down.
+        kube.delete("worker", "gone")
+        assert kube.get("worker", "gone") is None
+        events = [e for e in kube.list("events")
+                  if e["involvedObject"]["name"] == "gone" and e["reason"] == "CleanupDeferred"]
+        assert events and down.name in events[0]["message"]
+        for a in stack.agents[:2]:
+            assert fetch(a, host)[0] == 404
+    finally:
+        down.start()
+    # The agent kept the Worker in its state; its inventory check finds it orphaned.
+    eventually(lambda: fetch(down, host)[0] == 404, timeout=90)
+    assert stack.operator is not None and stack.operator.proc is not None
+    removed = f"removing {kube.namespace}.gone from {down.name}: the Worker no longer exists"
+    assert removed in stack.operator.proc.log_tail(200)
