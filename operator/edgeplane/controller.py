@@ -127,7 +127,6 @@ class Controller:
         self.started = time.monotonic()
 
     async def start(self) -> None:
-        self.started = time.monotonic()
         self.queue.start()
         self._resync = asyncio.create_task(self._resync_loop())
 
