@@ -49,6 +49,25 @@ def rollout(kube: Kube, name: str) -> dict[str, Any]:
     return ((kube.get("worker", name) or {}).get("status") or {}).get("rollout") or {}
 
 
+def holding(kube: Kube, name: str) -> dict[str, Any]:
+    """status.rollout once the Worker's rollout holds at a step."""
+    return eventually(lambda: rollout(kube, name).get("phase") == "Holding"
+                      and rollout(kube, name))
+
+
+def ready_reason(kube: Kube, kind: str, name: str, reason: str, **kw: Any) -> dict[str, Any]:
+    """The Ready condition once its reason is `reason`."""
+    return eventually(lambda: (kube.condition(kind, name, "Ready") or {}).get("reason") == reason
+                      and kube.condition(kind, name, "Ready"), **kw)
+
+
+def judged_after_hold(gate: dict[str, Any], hold: dict[str, Any]) -> bool:
+    def when(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return when(gate["time"]) >= when(hold["holdUntil"])
+
+
 def deploy_v1(stack: Stack, kube: Kube, name: str) -> str:
     """v1 everywhere, all at once; returns its version id."""
     host = f"{name}.{kube.namespace}.example.com"
@@ -76,9 +95,8 @@ def test_progressive_rollout_holds_at_one_location_then_completes(
     v1 = deploy_v1(stack, kube, name)
     kube.apply(worker(name, app("v2"), rollout=progressive(8, **probe_gate())))
 
-    holding = eventually(lambda: rollout(kube, name).get("phase") == "Holding"
-                         and rollout(kube, name))
-    assert holding["progress"] == "1/2" and holding["fromVersion"] == v1
+    held = holding(kube, name)
+    assert held["progress"] == "1/2" and held["fromVersion"] == v1
     # At the hold, the plan shows on the wire: the first location has v2, the rest v1.
     assert serving(stack, host) == {FIRST: "v2", REST[0]: "v1", REST[1]: "v1"}
     table = stack.cluster.kubectl("get", "ew", name, "-n", kube.namespace).stdout  # type: ignore[union-attr]
@@ -102,8 +120,7 @@ def test_progressive_rollout_holds_at_one_location_then_completes(
     assert [(g["step"], g["target"], g["passed"]) for g in gates] == [(1, FIRST, True)]
     assert gates[0]["probe"].startswith("GET ") and gates[0]["probe"].endswith("/healthz")
     # The hold was honoured: the gate was judged no earlier than the hold's end.
-    judged = datetime.fromisoformat(gates[0]["time"].replace("Z", "+00:00"))
-    assert judged >= datetime.fromisoformat(holding["holdUntil"].replace("Z", "+00:00"))
+    assert judged_after_hold(gates[0], held)
     reasons = [e["reason"] for e in kube.list("events")
                if e["involvedObject"]["name"] == name]
     assert reasons.count("StepPassed") == 2
@@ -134,9 +151,7 @@ def test_a_failing_probe_rolls_back_at_the_first_location_only(
     watcher.start()
     try:
         kube.apply(worker(name, app("v2", health=500), rollout=progressive(1, **probe_gate())))
-        ready = eventually(lambda: (kube.condition("worker", name, "Ready") or {})
-                           .get("reason") == "RolledBack"
-                           and kube.condition("worker", name, "Ready"))
+        ready = ready_reason(kube, "worker", name, "RolledBack")
         eventually(lambda: serving(stack, host) == dict.fromkeys([FIRST, *REST], "v1"))
     finally:
         stop.set()
@@ -217,9 +232,7 @@ def test_traffic_split_with_zero_percent_override_then_90_10_and_sticky_keys(
         {"version": "0123456789ab", "percent": 50}, {"version": "latest", "percent": 50}
     ]
     kube.apply(split_route)
-    cond = eventually(lambda: (kube.condition("workerroute", name, "Ready") or {})
-                      .get("reason") == "VersionNotFound"
-                      and kube.condition("workerroute", name, "Ready"))
+    cond = ready_reason(kube, "workerroute", name, "VersionNotFound")
     assert "spec.traffic[0].version" in cond["message"]
     assert set(Counter(fetch(agent, host)[1] for _ in range(200))) == {"v1", "v2"}
 
@@ -229,8 +242,7 @@ def test_sigkill_during_a_hold_resumes_the_rollout(stack: Stack, kube: Kube) -> 
     host = f"{name}.{kube.namespace}.example.com"
     deploy_v1(stack, kube, name)
     kube.apply(worker(name, app("v2"), rollout=progressive(6, **probe_gate())))
-    holding = eventually(lambda: rollout(kube, name).get("phase") == "Holding"
-                         and rollout(kube, name))
+    held = holding(kube, name)
     assert stack.operator is not None
     stack.operator.kill()
     time.sleep(2)
@@ -245,8 +257,7 @@ def test_sigkill_during_a_hold_resumes_the_rollout(stack: Stack, kube: Kube) -> 
     # The recorded hold was kept, and the gate ran once: not skipped, not repeated.
     gates = final["gates"]
     assert [(g["step"], g["target"], g["passed"]) for g in gates] == [(1, FIRST, True)]
-    judged = datetime.fromisoformat(gates[0]["time"].replace("Z", "+00:00"))
-    assert judged >= datetime.fromisoformat(holding["holdUntil"].replace("Z", "+00:00"))
+    assert judged_after_hold(gates[0], held)
     passed = [e for e in kube.list("events")
               if e["involvedObject"]["name"] == name and e["reason"] == "StepPassed"]
     assert len(passed) == 2  # step 1 and the final step, once each
@@ -282,9 +293,7 @@ def test_pinning_an_older_version_serves_it_without_its_sources(
 
     # A version that does not exist is named in the error, and v1 keeps serving.
     kube.apply({**from_cm, "spec": {**from_cm["spec"], "version": "fedcba9876"}})
-    cond = eventually(lambda: (kube.condition("worker", name, "Ready") or {})
-                      .get("reason") == "VersionNotFound"
-                      and kube.condition("worker", name, "Ready"))
+    cond = ready_reason(kube, "worker", name, "VersionNotFound")
     assert "spec.version" in cond["message"] and "fedcba9876" in cond["message"]
     assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v1")
 
@@ -309,13 +318,12 @@ def test_an_error_rate_over_the_gate_rolls_back(stack: Stack, kube: Kube) -> Non
     )
     gate = {**probe_gate(), "maxErrorPercent": 5, "minRequests": 20}
     kube.apply(worker(name, flaky, rollout=progressive(5, **gate)))
-    eventually(lambda: rollout(kube, name).get("phase") == "Holding")
+    holding(kube, name)
     first = next(a for a in stack.agents if a.name == FIRST)
     answers = Counter(fetch(first, host)[0] for _ in range(60))
     assert answers[503] >= 15, answers  # the hold saw the errors
 
-    eventually(lambda: (kube.condition("worker", name, "Ready") or {})
-               .get("reason") == "RolledBack", timeout=60)
+    ready_reason(kube, "worker", name, "RolledBack", timeout=60)
     failure = kube.get("worker", name)["status"]["rollout"]["failure"]  # type: ignore[index]
     assert failure["target"] == FIRST and not failure["passed"]
     assert "over maxErrorPercent 5" in failure["message"], failure
