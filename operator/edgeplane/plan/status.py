@@ -207,13 +207,8 @@ def _step_events(before: RolloutStatus | None, after: RolloutStatus | None) -> l
     """One Event per step a progressive rollout got past, with its gate results."""
     if after is None or after.steps < 2 or before is None or before.version != after.version:
         return []
-    done = after.steps if after.phase is RolloutPhase.COMPLETE else after.step - 1
-    if after.phase is RolloutPhase.ROLLED_BACK:
-        done = min(done, before.step - 1)
     out = []
-    for k in range(before.step, done + 1):
-        if k == before.step and before.phase is RolloutPhase.COMPLETE:
-            continue
+    for k in range(_steps_done(before) + 1, _steps_done(after) + 1):
         gates = "; ".join(f"{g.target}: {g.message}" for g in after.gates if g.step == k)
         out.append(
             Event(
@@ -224,3 +219,7 @@ def _step_events(before: RolloutStatus | None, after: RolloutStatus | None) -> l
             )
         )
     return out
+
+
+def _steps_done(r: RolloutStatus) -> int:
+    return r.steps if r.phase is RolloutPhase.COMPLETE else r.step - 1
