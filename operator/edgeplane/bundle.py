@@ -145,6 +145,10 @@ class Bundle(_Strict):
     def size(self) -> int:
         return sum(len(m.raw()) for m in self.modules)
 
+    def secrets(self) -> list[str]:
+        """The secret binding values, for redacting them wherever text leaves the process."""
+        return [b.secret for b in self.bindings if b.secret]
+
 
 class TrafficSplit(_Strict):
     version: VersionId

@@ -430,7 +430,7 @@ class Controller:
         if ep is None:
             return None
         identity = deployment.identity()
-        secrets = [b.secret for v in deployment.versions for b in v.bindings if b.secret]
+        secrets = [secret for v in deployment.versions for secret in v.secrets()]
         try:
             await self.agents.put(ep, deployment)
         except Unreachable as e:
@@ -541,10 +541,7 @@ class Controller:
         if before is None:
             before = {}
             if seen_before:  # e.g. after a restart: what an earlier operator wrote
-                listed = await self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={name}"
-                )
-                for v in listed.get("items", []):
+                for v in await self._list_versions(ns, name):
                     count = (v.get("status") or {}).get("servingTargets")
                     if count is not None:
                         before[v["spec"]["versionId"]] = count
@@ -599,10 +596,7 @@ class Controller:
         """The retained version of the Worker that `ref` (an id or a prefix) names."""
         ns, name = worker.metadata.namespace or "", worker.metadata.name
         if index.ids is None:
-            listed = await self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={name}"
-            )
-            index.ids = sorted(o["spec"]["versionId"] for o in listed.get("items", []))
+            index.ids = sorted(o["spec"]["versionId"] for o in await self._list_versions(ns, name))
         hits = [v for v in index.ids if v.startswith(ref)]
         if len(hits) == 1:
             return hits[0]
@@ -688,7 +682,7 @@ class Controller:
     def _secret_values(self, worker: Worker) -> list[str]:
         key = (worker.metadata.namespace or "", worker.metadata.name)
         bundles = self.bundles.get(key, {}).values()
-        return [b.secret for bundle in bundles for b in bundle.bindings if b.secret]
+        return [secret for bundle in bundles for secret in bundle.secrets()]
 
     async def _ensure_version(self, worker: Worker, bundle: Bundle, keep: set[str]) -> None:
         """Record the version as an immutable WorkerVersion owned by the Worker, with its
@@ -761,13 +755,17 @@ class Controller:
         in_use = {vname, *(WorkerVersion.name_for(name, v) for v in keep)}
         await self._prune_versions(ns, name, keep=in_use)
 
-    async def _prune_versions(self, ns: str, worker: str, keep: set[str]) -> None:
-        """Delete all but the newest versions, except those in use (`keep`)."""
+    async def _list_versions(self, ns: str, worker: str) -> list[dict[str, Any]]:
+        """The Worker's retained WorkerVersion objects."""
         listed = await self.custom.list_namespaced_custom_object(
             GROUP, VERSION, ns, "workerversions", label_selector=f"{WORKER_LABEL}={worker}"
         )
+        return list(listed.get("items", []))
+
+    async def _prune_versions(self, ns: str, worker: str, keep: set[str]) -> None:
+        """Delete all but the newest versions, except those in use (`keep`)."""
         items = sorted(
-            listed.get("items", []),
+            await self._list_versions(ns, worker),
             key=lambda o: (o["spec"]["created"], o["metadata"]["name"]),
             reverse=True,
         )

@@ -242,7 +242,7 @@ def _kv_services(kv_dir: Path) -> str:
 
 
 def secrets_of(deployments: Iterable[Deployment]) -> set[str]:
-    return {bd.secret for d in deployments for b in d.versions for bd in b.bindings if bd.secret}
+    return {secret for d in deployments for b in d.versions for secret in b.secrets()}
 
 
 def redact(message: str, secrets: Iterable[str]) -> str:
