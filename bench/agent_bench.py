@@ -28,7 +28,7 @@ from tests.integration.edge_fixtures import (
 )
 
 from edgeplane.edge import workerd
-from edgeplane.runtime import find_workerd
+from edgeplane.edge.workerd import find_workerd
 
 
 def pct(xs: list[float], p: float) -> float:

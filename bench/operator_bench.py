@@ -26,11 +26,11 @@ from typing import Any
 from kubernetes import client
 
 from edgeplane.api import Worker
-from edgeplane.bundle import Deployment
 from edgeplane.compile import Sources, compile_worker
-from edgeplane.distribute.agent import AgentClient, Endpoint
+from edgeplane.distribute.client import AgentClient, Endpoint
 from edgeplane.localstack.cluster import REPO, Cluster
 from edgeplane.localstack.stack import Stack
+from edgeplane.wire import Deployment
 
 GROUP, VERSION = "edgeplane.io", "v1alpha1"
 

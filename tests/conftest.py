@@ -53,6 +53,6 @@ def namespace(cluster: Cluster, api_client) -> Iterator[str]:  # type: ignore[no
 
 @pytest.fixture(scope="session")
 def workerd_bin() -> Path:
-    from edgeplane.runtime import find_workerd
+    from edgeplane.edge.workerd import find_workerd
 
     return find_workerd()

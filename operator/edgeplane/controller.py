@@ -20,7 +20,6 @@ import aiohttp
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.rest import ApiException
 
-from edgeplane import metrics
 from edgeplane.api import (
     GROUP,
     VERSION,
@@ -38,10 +37,8 @@ from edgeplane.api import (
 )
 from edgeplane.api.common import now as api_now
 from edgeplane.api.version import BindingSummary, ModuleSummary, WorkerVersionSpec
-from edgeplane.archive import PART_KEY, ArchiveError, pack, part_name, unpack
-from edgeplane.bundle import Bundle, Deployment
 from edgeplane.compile import CompileError, Sources, assemble, compile_worker, references
-from edgeplane.distribute.agent import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
 from edgeplane.plan.rollout import (
     Need,
     Observed,
@@ -53,10 +50,14 @@ from edgeplane.plan.rollout import (
     plan_steps,
     progress,
 )
-from edgeplane.plan.status import Event, Stall, TargetOutcome, TargetState, worker_status
 from edgeplane.plan.targets import TargetView, plan, select
 from edgeplane.plan.traffic import Contents, RouteSplit, contents, named_versions
-from edgeplane.workqueue import WorkQueue
+from edgeplane.reconcile.workqueue import WorkQueue
+from edgeplane.report import metrics
+from edgeplane.report.status import Event, Stall, TargetOutcome, TargetState, worker_status
+from edgeplane.routing import conflict_key
+from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, unpack
+from edgeplane.wire import Bundle, Deployment, redact
 
 log = logging.getLogger("edgeplane.controller")
 
@@ -380,7 +381,7 @@ class Controller:
             if moved.need is Need.GATE and gate.probe is not None:
                 r = await self.agents.probe(ep, full, version, gate.probe)
                 probe = ProbeResult(
-                    r.url, r.status, _redact(r.body, secrets), _redact(r.error, secrets)
+                    r.url, r.status, redact(r.body, secrets), redact(r.error, secrets)
                 )
             return counts, probe
 
@@ -434,10 +435,10 @@ class Controller:
         try:
             await self.agents.put(ep, deployment)
         except Unreachable as e:
-            self._set_reachable(target, False, _redact(str(e), secrets))
+            self._set_reachable(target, False, redact(str(e), secrets))
             return None
         except Refused as e:
-            message = _redact(f"{target}: {e}", secrets)
+            message = redact(f"{target}: {e}", secrets)
             stall = Stall(_REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
             rt.refused[deployment.worker] = (identity, stall)
             return stall
@@ -582,7 +583,7 @@ class Controller:
         """Routes whose pattern another route also claims -> the other routes' names."""
         by_pattern: dict[str, list[tuple[str, str]]] = {}
         for key, body in self.routes.items():
-            by_pattern.setdefault(_normal_pattern(body["spec"]["pattern"]), []).append(key)
+            by_pattern.setdefault(conflict_key(body["spec"]["pattern"]), []).append(key)
         out: dict[tuple[str, str], list[str]] = {}
         for keys in by_pattern.values():
             if len(keys) > 1:
@@ -1174,17 +1175,3 @@ def _target_identity(body: dict[str, Any]) -> tuple[Any, ...]:
     return (body.get("spec"), body["metadata"].get("labels"), body["metadata"].get("generation"))
 
 
-def _normal_pattern(pattern: str) -> str:
-    """Patterns that differ only in scheme or host case claim the same requests."""
-    p = pattern.split("://", 1)[-1]
-    host, _, path = p.partition("/")
-    return f"{host.lower()}/{path}"
-
-
-def _redact(message: str, secrets: Iterable[str]) -> str:
-    """Secret values never reach status, Events or logs, whatever an agent echoed."""
-    for value in secrets:
-        text = value.strip()
-        if len(text) >= 4:
-            message = message.replace(text, "[redacted]")
-    return message

@@ -15,7 +15,7 @@ import kopf
 
 from edgeplane.api import GROUP, VERSION
 from edgeplane.controller import Controller, Settings
-from edgeplane.kubelogin import async_api_client, login
+from edgeplane.kube.auth import async_api_client, login
 
 kopf.on.login()(login)
 HEALTH_INTERVAL = float(os.environ.get("EDGEPLANE_HEALTH_INTERVAL", "5"))

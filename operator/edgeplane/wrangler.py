@@ -45,10 +45,10 @@ import yaml
 from pydantic import ValidationError
 
 from edgeplane.api.common import API_VERSION, DATA_KEY_RE, DNS_LABEL_RE, LABEL_KEY_RE
-from edgeplane.api.patterns import pattern_error
 from edgeplane.api.route import WorkerRoute
 from edgeplane.api.worker import MAX_PLAIN_TEXT, Worker
-from edgeplane.bundle import JS_IDENTIFIER_RE
+from edgeplane.routing import pattern_error
+from edgeplane.wire import JS_IDENTIFIER_RE
 
 CONFIG_NAMES = ("wrangler.jsonc", "wrangler.json", "wrangler.toml")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from edgeplane.bundle import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
+from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 
 TOKEN = "test-token-0123456789abcdef"
 

@@ -2,7 +2,7 @@
 
 import kopf
 
-from edgeplane.kubelogin import login
+from edgeplane.kube.auth import login
 
 kopf.on.login()(login)
 

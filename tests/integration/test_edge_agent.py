@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edgeplane.bundle import BundleBinding
+from edgeplane.wire import BundleBinding
 from tests.integration.edge_fixtures import (
     AgentProc,
     body_of,

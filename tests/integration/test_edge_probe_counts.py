@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgeplane.bundle import BundleBinding, Deployment
+from edgeplane.wire import BundleBinding, Deployment
 from tests.integration.edge_fixtures import (
     AgentProc,
     body_of,

@@ -26,7 +26,7 @@ from edgeplane.api import (
     get_condition,
     set_condition,
 )
-from edgeplane.api.patterns import MSG_PATH, MSG_QUERY, MSG_SYNTAX, pattern_error
+from edgeplane.routing.pattern import MSG_PATH, MSG_QUERY, MSG_SYNTAX, pattern_error
 from tests.integration.test_api_crds import INVALID
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from edgeplane.api import EdgeTargetSpec, ModuleType, WorkerRouteSpec, WorkerSpec
 from edgeplane.api.common import DATA_KEY_RE, DNS_LABEL_RE, LABEL_VALUE_RE
-from edgeplane.api.patterns import pattern_error
 from edgeplane.api.worker import COMPAT_FLAG_RE
-from edgeplane.bundle import JS_IDENTIFIER_RE, MODULE_NAME_RE
+from edgeplane.routing import pattern_error
+from edgeplane.wire import JS_IDENTIFIER_RE, MODULE_NAME_RE
 
 # -- strategies: valid specs, drawn from the same patterns the models declare -------------
 

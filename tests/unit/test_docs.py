@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from edgeplane import refdoc
-from edgeplane.api import RESOURCES
+from edgeplane.api import RESOURCES, refdoc
 from edgeplane.api.crdgen import resource_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +38,7 @@ def reasons_in_code() -> set[str]:
 
 
 def test_reference_is_current() -> None:
-    assert refdoc.main(["--check"]) == 0, "run `python -m edgeplane.refdoc`"
+    assert refdoc.main(["--check"]) == 0, "run `python -m edgeplane.api.refdoc`"
 
 
 def test_reference_lists_every_field() -> None:

@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edgeplane.bundle import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 from edgeplane.edge import render
 from edgeplane.edge.app import token_ok
 from edgeplane.edge.store import Store, atomic_write
+from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 
 PATHS = render.Paths(do_dir=Path("/state/do"), kv_dir=Path("/state/kv"))
 
@@ -152,16 +152,6 @@ def test_binary_modules_are_hex_data() -> None:
 def test_module_names_cannot_escape(name: str) -> None:
     with pytest.raises(ValidationError):
         BundleModule(name=name, type=ModuleType.TEXT, content="x")
-
-
-def test_redact_removes_secrets_longest_first() -> None:
-    d = _dep(
-        _bundle(
-            "ns.a", bindings=[{"name": "A", "secret": "abc"}, {"name": "B", "secret": "abcdef"}]
-        )
-    )
-    msg = render.redact("x abcdef y abc", render.secrets_of([d]))
-    assert msg == "x [redacted] y [redacted]"
 
 
 def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:

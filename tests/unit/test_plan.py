@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from edgeplane.api import LabelSelector, get_condition
-from edgeplane.plan.status import Stall, TargetOutcome, TargetState, worker_status
 from edgeplane.plan.targets import TargetView, plan, select
+from edgeplane.report.status import Stall, TargetOutcome, TargetState, worker_status
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 V1, V2 = "1" * 64, "2" * 64

@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edgeplane.api import Gate, Rollout, RolloutPhase, RolloutStatus
-from edgeplane.archive import ArchiveError, pack, unpack
-from edgeplane.bundle import BundleModule, Route, TrafficSplit
 from edgeplane.plan.rollout import (
     Need,
     Observed,
@@ -23,9 +21,11 @@ from edgeplane.plan.rollout import (
     plan_steps,
     progress,
 )
-from edgeplane.plan.status import TargetOutcome, TargetState, worker_status
 from edgeplane.plan.targets import TargetView
 from edgeplane.plan.traffic import RouteSplit, contents, named_versions
+from edgeplane.report.status import TargetOutcome, TargetState, worker_status
+from edgeplane.versions.archive import ArchiveError, pack, unpack
+from edgeplane.wire import BundleModule, Route, TrafficSplit
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 OLD, NEW = "a" * 64, "b" * 64

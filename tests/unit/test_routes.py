@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from edgeplane.routes import best_match, parse_pattern
+from edgeplane.routing import CEL_RULES, MAX_PATTERN, best_match, conflict_key, parse_pattern
 
 TABLE = json.loads((Path(__file__).parents[1] / "data" / "route_cases.json").read_text())
 
@@ -49,3 +50,40 @@ def test_specificity_order() -> None:
     ]
     keys = [parse_pattern(p).specificity() for p in order]
     assert keys == sorted(keys, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "conflict"),
+    [
+        ("example.com/a", "EXAMPLE.com/a", True),  # host case folds
+        ("example.com/a", "example.com/A", False),  # path case does not
+        ("http://example.com/a", "https://example.com/a", False),  # disjoint requests
+        ("example.com/a", "https://example.com/a", False),  # the scheme one is more specific
+        ("https://Example.com/a", "https://example.COM/a", True),
+        ("*.example.com/*", "*example.com/*", False),
+    ],
+)
+def test_conflict_key(a: str, b: str, conflict: bool) -> None:
+    assert (conflict_key(a) == conflict_key(b)) is conflict
+
+
+@pytest.mark.parametrize("pattern", [*TABLE["patterns"], *TABLE["invalid"], "a" * 1025 + "/"])
+def test_parser_and_admission_grammar_agree(pattern: str) -> None:
+    """One grammar: parse_pattern accepts exactly what the CEL rules and maxLength accept."""
+    admitted = len(pattern) <= MAX_PATTERN and all(
+        re.search(_cel_regex(rule), pattern) if "matches" in rule else not any(
+            c in pattern for c in "?#"
+        )
+        for rule, _ in CEL_RULES
+    )
+    try:
+        parse_pattern(pattern)
+        parsed = True
+    except ValueError:
+        parsed = False
+    assert parsed is admitted
+
+
+def _cel_regex(rule: str) -> str:
+    """The regular expression inside a CEL `self.matches(r'...')` rule."""
+    return rule.split("matches(r'", 1)[1].rsplit("')", 1)[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from edgeplane.workqueue import WorkQueue
+from edgeplane.reconcile.workqueue import WorkQueue
 
 
 async def test_many_adds_of_one_key_coalesce_and_never_overlap() -> None:

@@ -51,7 +51,7 @@ from edgeplane.api.worker import (
     WorkerSpec,
     WorkerStatus,
 )
-from edgeplane.bundle import ModuleType
+from edgeplane.wire import ModuleType
 
 # Every kind, in the order the CRDs are written.
 RESOURCES: tuple[type[Resource], ...] = (Worker, WorkerVersion, WorkerRoute, EdgeTarget)

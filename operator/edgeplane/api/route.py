@@ -16,8 +16,8 @@ from edgeplane.api.common import (
     conditions_field,
     observed_generation_field,
 )
-from edgeplane.api.patterns import CEL_RULES, MAX_PATTERN, check_pattern
 from edgeplane.api.worker import WorkerName
+from edgeplane.routing import CEL_RULES, MAX_PATTERN, check_pattern
 
 # A full version id, a unique prefix of at least 8 hex digits, or "latest".
 VERSION_REF_RE = r"^([0-9a-f]{8,64}|latest)$"

@@ -32,7 +32,7 @@ from edgeplane.api.worker import (
     WorkerName,
     WorkerSpec,
 )
-from edgeplane.bundle import JS_IDENTIFIER_RE, ModuleType
+from edgeplane.wire import JS_IDENTIFIER_RE, ModuleType
 
 
 class BindingKind(StrEnum):

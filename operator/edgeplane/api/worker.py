@@ -36,7 +36,7 @@ from edgeplane.api.common import (
     observed_generation_field,
     validations,
 )
-from edgeplane.bundle import (
+from edgeplane.wire import (
     JS_IDENTIFIER_RE,
     MODULE_NAME_RE,
     VERSION_RE,

@@ -1,6 +1,6 @@
 """Worker spec + resolved sources -> one immutable Bundle (pure; no I/O)."""
 
-from edgeplane.compile.bundle import (
+from edgeplane.compile.compiler import (
     MAX_COMPRESSED,
     MAX_UNCOMPRESSED,
     CompileError,

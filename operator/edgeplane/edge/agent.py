@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import shutil
@@ -18,11 +17,11 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from edgeplane.bundle import Bundle, Deployment
 from edgeplane.edge import counts, render, workerd
 from edgeplane.edge import probe as probes
 from edgeplane.edge.store import Store
-from edgeplane.routes import parse_pattern
+from edgeplane.routing import conflict_key
+from edgeplane.wire import Bundle, Deployment, redact, secrets_of
 
 log = logging.getLogger("edgeplane.agent")
 _SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
@@ -85,11 +84,6 @@ class Metrics:
                 if n > done[i]:
                     self.requests.labels(key[0], key[1], counts.CODES[i]).inc(n - done[i])
                     done[i] = n
-
-
-@functools.lru_cache(maxsize=65536)
-def _canonical(pattern: str) -> str:
-    return parse_pattern(pattern).canonical()
 
 
 def _ensure_dirs(paths: render.Paths) -> None:
@@ -201,14 +195,14 @@ class Agent:
 
     @staticmethod
     def route_conflict(d: Deployment, others: dict[str, Deployment]) -> str | None:
-        mine = {_canonical(r.pattern): r.pattern for r in d.routes}
+        mine = {conflict_key(r.pattern): r.pattern for r in d.routes}
         if not mine:
             return None
         for o in others.values():
             if o.worker == d.worker:
                 continue
             for r in o.routes:
-                c = _canonical(r.pattern)
+                c = conflict_key(r.pattern)
                 if c in mine:
                     return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
         return None
@@ -492,7 +486,7 @@ class Agent:
 
     @staticmethod
     def _redact(message: str, deployments: object) -> str:
-        return render.redact(message, render.secrets_of(deployments))  # type: ignore[arg-type]
+        return redact(message, secrets_of(deployments))  # type: ignore[arg-type]
 
     # ---- request counts --------------------------------------------------------------
     def _stats_url(self, p: workerd.Proc, path: str) -> str | None:
@@ -610,9 +604,9 @@ class Agent:
                 method=method,
                 seconds=seconds,
             )
-        secrets = render.secrets_of(self.accepted.values())
+        secrets = secrets_of(self.accepted.values())
         for k in ("body", "error"):
-            answer[k] = render.redact(str(answer[k]), secrets)
+            answer[k] = redact(str(answer[k]), secrets)
         return Result(200, answer)
 
     # ---- inventory -------------------------------------------------------------------

@@ -52,11 +52,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
-from edgeplane.bundle import WORKER_NAME_RE, Deployment
 from edgeplane.edge import probe as probes
 from edgeplane.edge.agent import Agent
 from edgeplane.edge.store import atomic_write
-from edgeplane.routes import parse_pattern
+from edgeplane.wire import WORKER_NAME_RE, Deployment
 
 log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
@@ -138,7 +137,7 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
 
     @routes.get("/v1/info")
     async def info(_: web.Request) -> web.Response:
-        from edgeplane.runtime import workerd_version
+        from edgeplane.edge.workerd import workerd_version
 
         runtime = await asyncio.to_thread(workerd_version, agent.workerd_bin)
         return web.json_response(
@@ -175,11 +174,6 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
             return _err(422, _validation_message(e), errors=_validation_fields(e))
         if d.worker != name:
             return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
-        for i, r in enumerate(d.routes):
-            try:
-                parse_pattern(r.pattern)
-            except ValueError as e:
-                return _err(422, f"routes.{i}.pattern: {e}")
         cur = agent.accepted.get(name)
         if name not in agent.pending and cur is not None and cur.identity() == d.identity():
             agent.metrics.pushes.labels("unchanged").inc()
@@ -356,7 +350,7 @@ async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from edgeplane.runtime import find_workerd
+    from edgeplane.edge.workerd import find_workerd
 
     token = Path(args.token_file).read_text().strip()
     if not token:

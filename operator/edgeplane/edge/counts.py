@@ -1,6 +1,6 @@
 """Requests per Worker version and status class, cumulative since the agent started.
 
-Each workerd generation's router counts in memory (see `edgeplane.edge.router`); the agent
+Each workerd generation's router counts in memory (see `edgeplane.routing.router_js`); the agent
 reads those counts from the generation's stats socket. A generation's counts join `base`
 when it ends: its final counts (read while it drains) or else the last ones read. So the
 totals only ever grow, and a reload neither resets nor double counts them."""

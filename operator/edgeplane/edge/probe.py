@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from edgeplane.bundle import Deployment
-from edgeplane.routes import RoutePattern, normalize_host, parse_pattern, sort_most_specific_first
+from edgeplane.routing import RoutePattern, normalize_host, parse_pattern, sort_most_specific_first
+from edgeplane.wire import Deployment
 
 BODY_CHARS = 1024
 PROBE_HOST_LABEL = "edgeplane-probe"

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeplane.bundle import Bundle, Deployment, ModuleType
-from edgeplane.edge.router import ROUTER_JS as _ROUTER_JS
-from edgeplane.routes import parse_pattern, sort_most_specific_first
+from edgeplane.routing import parse_pattern, sort_most_specific_first
+from edgeplane.routing.router_js import ROUTER_JS as _ROUTER_JS
+from edgeplane.wire import Bundle, Deployment, ModuleType
 
 ROUTER_SERVICE = "edgeplane:router"
 KV_SERVICE = "edgeplane:kv"
@@ -239,15 +239,3 @@ def _kv_services(kv_dir: Path) -> str:
             "writable = true))",
         ]
     )
-
-
-def secrets_of(deployments: Iterable[Deployment]) -> set[str]:
-    return {secret for d in deployments for b in d.versions for secret in b.secrets()}
-
-
-def redact(message: str, secrets: Iterable[str]) -> str:
-    # Longest first, so a secret containing another is removed whole.
-    for s in sorted(secrets, key=len, reverse=True):
-        if s:
-            message = message.replace(s, "[redacted]")
-    return message

@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from edgeplane.bundle import WORKER_NAME_RE, Deployment
+from edgeplane.wire import WORKER_NAME_RE, Deployment
 
 
 def atomic_write(path: Path, content: bytes) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgeplane.bundle import Route, TrafficSplit, deployment_identity
+from edgeplane.wire import Route, TrafficSplit, deployment_identity
 
 
 @dataclass(frozen=True)

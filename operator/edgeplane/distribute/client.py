@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 
-from edgeplane import metrics
 from edgeplane.api import Probe
-from edgeplane.bundle import Deployment
 from edgeplane.plan.rollout import ProbeResult
+from edgeplane.report import metrics
+from edgeplane.wire import Deployment
 
 # A health check or inventory answer is small and quick; an agent that accepts the
 # connection but does not answer within this (e.g. while shutting down) is unreachable.

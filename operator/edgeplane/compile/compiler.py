@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from edgeplane.api import Worker
 from edgeplane.api.worker import WorkerModule
-from edgeplane.bundle import Bundle, BundleBinding, BundleModule, ModuleType
+from edgeplane.wire import Bundle, BundleBinding, BundleModule, ModuleType
 
 # Cloudflare's limits for a paid Worker: 10 MB after compression, 64 MB before.
 MAX_COMPRESSED = 10 * 1000 * 1000

@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import json
 
-from edgeplane.bundle import BundleModule
+from edgeplane.wire import BundleModule
 
 # A ConfigMap holds at most 1 MiB; leave room for its metadata.
 PART_BYTES = 900 * 1024

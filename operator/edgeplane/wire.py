@@ -19,6 +19,8 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from edgeplane.routing import check_pattern
+
 # "<namespace>.<worker>": two DNS labels, so a Worker name is unique across namespaces
 # and safe to use in file names and workerd service names.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -156,8 +158,8 @@ class TrafficSplit(_Strict):
 
 
 class Route(_Strict):
-    # Cloudflare route pattern, e.g. "*.example.com/api/*"; validated by edgeplane.routes.
-    pattern: str = Field(min_length=1, max_length=1024)
+    # Cloudflare route pattern, e.g. "*.example.com/api/*".
+    pattern: Annotated[str, AfterValidator(check_pattern)]
     # Empty: all of the route's traffic goes to the Deployment's primary version.
     traffic: tuple[TrafficSplit, ...] = Field(default=(), max_length=16)
 
@@ -212,3 +214,18 @@ def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[
         "routes": [r.model_dump(mode="json") for r in routes],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def secrets_of(deployments: Iterable[Deployment]) -> set[str]:
+    return {secret for d in deployments for b in d.versions for secret in b.secrets()}
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """Secret values never leave the process in a message (status, Events, logs, answers),
+    whatever a Worker or workerd echoed: each value, also without surrounding whitespace,
+    longest first so a secret containing another is removed whole."""
+    values = {v for s in secrets for v in (s, s.strip()) if v}
+    for v in sorted(values, key=len, reverse=True):
+        message = message.replace(v, "[redacted]")
+    return message
+

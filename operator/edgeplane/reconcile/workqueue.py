@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from edgeplane import metrics
+from edgeplane.report import metrics
 
 K = TypeVar("K", bound=Hashable)
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The router Worker's source: the entry Worker on the public socket.
 
 Kept in a Python module (not a .js file) so it ships in every install of the package.
-Its matching rules mirror `edgeplane.routes`; both run `tests/data/route_cases.json`.
+Its matching rules mirror `edgeplane.routing`; both run `tests/data/route_cases.json`.
 
 It also counts the requests it dispatches, per Worker version and status class, in module
 scope (one generation's lifetime). The named entrypoint `stats` serves those counts on a
@@ -17,7 +17,7 @@ uses the default entrypoint and never shows them:
 
 ROUTER_JS = r"""
 // edgeplane router: the entry Worker on the public socket. ROUTES (a JSON binding) is
-// sorted most specific first by the agent; the first match wins (see edgeplane.routes).
+// sorted most specific first by the agent; the first match wins (see edgeplane.routing).
 function hostOf(h) {
   h = (h || "").trim().toLowerCase();
   if (h.startsWith("[")) return h.split("]")[0] + "]";
