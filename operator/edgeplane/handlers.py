@@ -1,4 +1,6 @@
-"""kopf wiring only: watch events feed the controller's caches and work queue.
+"""kopf wiring only: watch events feed the controller's caches and work queue; the
+controller's own timers check the locations (their interval is a setting, not fixed at
+import as a kopf timer's would be).
 
 Only event handlers and timers are used, never kopf's change-detecting handlers, so kopf
 keeps no `last-handled-configuration` annotation: large inline scripts cannot overflow
@@ -7,8 +9,6 @@ its 256 KiB limit, and the level-triggered reconcile does not depend on diffs.
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
 import kopf
@@ -18,7 +18,6 @@ from edgeplane.controller import Controller, Settings
 from edgeplane.kube.auth import async_api_client, login
 
 kopf.on.login()(login)
-HEALTH_INTERVAL = float(os.environ.get("EDGEPLANE_HEALTH_INTERVAL", "5"))
 
 
 @kopf.on.startup()
@@ -80,11 +79,7 @@ def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: A
 
 def _source_event(kind: str, body: kopf.Body, memo: kopf.Memo, index: kopf.Index) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    controller: Controller = memo["controller"]
-    for worker in index.get((ns, kind, name), []):
-        controller.queue.add(("Worker", ns, worker))
-    if kind == "Secret":
-        controller.credentials_changed(ns, name)
+    memo["controller"].source_changed(kind, ns, name, index.get((ns, kind, name), []))
 
 
 @kopf.on.event("", "v1", "configmaps")
@@ -95,9 +90,3 @@ def configmap_event(body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, *
 @kopf.on.event("", "v1", "secrets")
 def secret_event(body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any) -> None:
     _source_event("Secret", body, memo, source_refs)
-
-
-@kopf.timer(GROUP, VERSION, "edgetargets", interval=HEALTH_INTERVAL, sharp=False)
-async def health(name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    controller: Controller = memo["controller"]
-    await controller.check_target(name)

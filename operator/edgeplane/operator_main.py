@@ -57,13 +57,12 @@ def main(argv: list[str]) -> int:
         host, _, port = args.metrics_address.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0")
 
-    # The health timer's interval is fixed when handlers.py registers it.
-    os.environ["EDGEPLANE_HEALTH_INTERVAL"] = str(args.health_interval)
-    from edgeplane import handlers
+    from edgeplane import handlers  # registers the handlers with kopf
 
     settings = Settings(
         versions_retained=args.versions_retained,
         concurrency=args.concurrency,
+        health_interval=args.health_interval,
         namespaces=tuple(args.namespace),
     )
     assert handlers.startup is not None

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from edgeplane.api import LabelSelector, get_condition
-from edgeplane.plan.targets import TargetView, plan, select
+from edgeplane.plan.rollout import pass_limit
+from edgeplane.plan.routes import route_conflicts
+from edgeplane.plan.targets import (
+    TargetView,
+    actions,
+    affected_workers,
+    orphan_candidates,
+    select,
+)
 from edgeplane.report.status import Stall, TargetOutcome, TargetState, worker_status
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -35,7 +45,7 @@ def test_plan_pushes_only_where_the_identity_differs_and_cleans_unselected() -> 
         TargetView("d", inventory={"ns.w": "old"}),  # no longer selected
         TargetView("e", inventory={}),  # unselected and empty: nothing to do
     ]
-    p = plan("ns.w", {"a": "same", "b": "same", "c": "same"}, targets)
+    p = actions("ns.w", {"a": "same", "b": "same", "c": "same"}, targets)
     assert p.push == ("b", "c")
     assert p.in_sync == ("a",)
     assert p.remove == ("d",)
@@ -43,7 +53,7 @@ def test_plan_pushes_only_where_the_identity_differs_and_cleans_unselected() -> 
 
 def test_plan_for_a_deleted_worker_removes_it_everywhere_it_is_known() -> None:
     targets = [TargetView("a", inventory={"ns.w": "x"}), TargetView("b", inventory={})]
-    p = plan("ns.w", {}, targets)
+    p = actions("ns.w", {}, targets)
     assert p.push == () and p.remove == ("a",)
 
 
@@ -101,3 +111,73 @@ def test_condition_transition_time_moves_only_when_status_changes() -> None:
                              None, T0 + timedelta(minutes=1))
     assert get_condition(later.conditions, "Ready").last_transition_time == T0  # type: ignore[union-attr]
     assert later.targets[0].last_transition_time == T0
+
+
+WORKERS = [("apps", "a"), ("apps", "b"), ("shop", "c")]
+
+
+@pytest.mark.parametrize(
+    ("inventory", "desired", "flipped", "expected"),
+    [
+        # Reachability changed: every Worker reports it.
+        ({}, {}, True, WORKERS),
+        # In sync: nothing to do.
+        ({"apps.a": "i1"}, {"apps.a": {"edge-1": "i1"}}, False, []),
+        # The location lost apps.a (e.g. a restore): re-push it.
+        ({}, {"apps.a": {"edge-1": "i1"}}, False, [("apps", "a")]),
+        # It serves shop.c, which should not be there (or not that deployment).
+        ({"shop.c": "i9"}, {"shop.c": {"edge-1": None}}, False, [("shop", "c")]),
+        ({"shop.c": "i9"}, {"shop.c": {"edge-1": "i8"}}, False, [("shop", "c")]),
+        # Desired elsewhere only, absent here: in sync.
+        ({}, {"apps.b": {"edge-2": "i2"}}, False, []),
+        # Inventory never read: only what should be there differs.
+        (None, {"apps.a": {"edge-1": "i1"}}, False, [("apps", "a")]),
+    ],
+)
+def test_affected_workers(
+    inventory: dict | None, desired: dict, flipped: bool, expected: list
+) -> None:
+    assert affected_workers(WORKERS, desired, inventory, "edge-1", flipped) == expected
+
+
+@pytest.mark.parametrize(
+    ("inventory", "known", "namespaces", "expected"),
+    [
+        ({"apps.a": "i", "apps.gone": "i"}, {"apps.a"}, (), ["apps.gone"]),
+        ({"apps.a": "i"}, {"apps.a"}, (), []),
+        # Another operator's namespace: not ours to collect.
+        ({"apps.gone": "i", "other.x": "i"}, set(), ("apps",), ["apps.gone"]),
+        ({"b.x": "i", "a.y": "i"}, set(), (), ["a.y", "b.x"]),  # in name order
+    ],
+)
+def test_orphan_candidates(
+    inventory: dict, known: set, namespaces: tuple, expected: list
+) -> None:
+    assert orphan_candidates(inventory, known, namespaces) == expected
+
+
+@pytest.mark.parametrize(
+    ("patterns", "expected"),
+    [
+        ({("a", "r1"): "example.com/*"}, {}),
+        (
+            {("a", "r1"): "example.com/*", ("b", "r2"): "EXAMPLE.com/*"},
+            {("a", "r1"): ["b/r2"], ("b", "r2"): ["a/r1"]},
+        ),
+        # Different schemes match different requests: no conflict.
+        ({("a", "r1"): "http://example.com/*", ("a", "r2"): "https://example.com/*"}, {}),
+        (
+            {("a", "r1"): "x.io/a", ("a", "r2"): "x.io/a", ("a", "r3"): "x.io/a",
+             ("a", "r4"): "x.io/b"},
+            {("a", "r1"): ["a/r2", "a/r3"], ("a", "r2"): ["a/r1", "a/r3"],
+             ("a", "r3"): ["a/r1", "a/r2"]},
+        ),
+    ],
+)
+def test_route_conflicts(patterns: dict, expected: dict) -> None:
+    assert route_conflicts(patterns) == expected
+
+
+@pytest.mark.parametrize(("steps", "limit"), [(1, 6), (2, 8), (5, 14)])
+def test_pass_limit_allows_every_step_two_moves(steps: int, limit: int) -> None:
+    assert pass_limit(steps) == limit >= 2 * steps + 1

@@ -61,6 +61,12 @@ def plan_steps(rollout: Rollout, selected: Sequence[TargetView]) -> list[Planned
     return steps
 
 
+def pass_limit(steps: int) -> int:
+    """Most passes one reconcile makes over the state machine: each step moves at most
+    twice (to its hold, then on), plus a margin; a bug can never loop a reconcile forever."""
+    return 2 * steps + 4
+
+
 def begin(
     desired: str, stable: str | None, prev: RolloutStatus | None, steps: int
 ) -> RolloutStatus:

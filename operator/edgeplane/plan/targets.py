@@ -1,4 +1,4 @@
-"""Which edge targets a Worker runs on and which of them need a push or a removal."""
+"""Which edge targets a Worker runs on and which of them need a push or a removal (pure)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def select(selector: LabelSelector, targets: Iterable[TargetView]) -> list[Targe
 
 
 @dataclass(frozen=True)
-class Plan:
+class Actions:
     push: tuple[str, ...] = ()  # selected targets that do not serve the desired deployment
     remove: tuple[str, ...] = ()  # unselected targets that still serve the Worker
     in_sync: tuple[str, ...] = ()
@@ -38,9 +38,9 @@ class Plan:
         return not self.push and not self.remove
 
 
-def plan(
+def actions(
     worker: str, want: Mapping[str, str | None], all_targets: Iterable[TargetView]
-) -> Plan:
+) -> Actions:
     """`want` maps each selected target to the deployment identity it should have (None:
     it should not serve the Worker, e.g. before its rollout step or while the Worker is
     deleted); every target not in `want` should not serve it either.
@@ -57,4 +57,45 @@ def plan(
             (in_sync if has == identity else push).append(t.name)
         elif has is not None:
             remove.append(t.name)
-    return Plan(tuple(push), tuple(remove), tuple(in_sync))
+    return Actions(tuple(push), tuple(remove), tuple(in_sync))
+
+
+WorkerKey = tuple[str, str]  # (namespace, Worker name)
+
+
+def full_name(key: WorkerKey) -> str:
+    """A Worker's name at a location: `<namespace>.<worker>`."""
+    return f"{key[0]}.{key[1]}"
+
+
+def affected_workers(
+    workers: Iterable[WorkerKey],
+    desired: Mapping[str, Mapping[str, str | None]],
+    inventory: Mapping[str, str] | None,
+    target: str,
+    reachability_changed: bool,
+) -> list[WorkerKey]:
+    """The Workers to reconcile after news from `target`: all of them when it went down or
+    came back (their status names it), else those whose deployment there differs from
+    what they want (drift: re-push what the location lost)."""
+    return [
+        key
+        for key in workers
+        if reachability_changed
+        or (inventory or {}).get(full_name(key)) != (desired.get(full_name(key)) or {}).get(target)
+    ]
+
+
+def orphan_candidates(
+    inventory: Mapping[str, str],
+    known: set[str],
+    namespaces: tuple[str, ...],
+) -> list[str]:
+    """Workers a location serves that this operator does not know (`known`: full names
+    it caches or deploys), in the namespaces it watches (empty: all). Only candidates: the
+    apiserver, not the cache, decides that a Worker is gone."""
+    return [
+        full
+        for full in sorted(inventory)
+        if full not in known and (not namespaces or full.partition(".")[0] in namespaces)
+    ]

@@ -40,6 +40,58 @@ class TargetOutcome:
 
 
 @dataclass(frozen=True)
+class TargetFacts:
+    """What the operator knows about one Worker at one location."""
+
+    reachable: bool | None = None
+    message: str = ""  # why it is not reachable
+    has: str | None = None  # deployment identity the location serves, if known
+    serving: str | None = None  # primary version the location serves, if known
+    refused: tuple[str, str] | None = None  # (identity, message) of a refused deployment
+
+
+def target_outcome(
+    name: str,
+    facts: TargetFacts,
+    identity: str | None,
+    assigned: str | None,
+    rollout: RolloutStatus | None,
+) -> TargetOutcome:
+    """The state of one location for the Worker's status: `identity` is the deployment it
+    should have, `assigned` the version the rollout gives it."""
+    if facts.reachable is False:
+        return TargetOutcome(name, TargetState.UNREACHABLE, facts.serving, facts.message)
+    if rollout is not None and facts.has == identity:
+        if assigned == rollout.version:
+            return TargetOutcome(name, TargetState.READY, facts.serving)
+        if rollout.phase is RolloutPhase.ROLLED_BACK:
+            return TargetOutcome(name, TargetState.ROLLED_BACK, facts.serving)
+        return TargetOutcome(name, TargetState.PENDING, facts.serving)
+    if facts.refused and identity and facts.refused[0] == identity:
+        return TargetOutcome(name, TargetState.FAILED, facts.serving, facts.refused[1])
+    return TargetOutcome(name, TargetState.DEPLOYING, facts.serving)
+
+
+SETTLED = frozenset({TargetState.READY, TargetState.PENDING, TargetState.ROLLED_BACK})
+
+
+# A requeue decision: reconcile again after the work queue's per-key backoff.
+BACKOFF = "backoff"
+Requeue = float | str | None  # seconds, BACKOFF, or None: only when something changes
+
+
+def requeue_after(outcomes: list[TargetOutcome], stall: Stall | None, wait: Requeue) -> Requeue:
+    """When to reconcile the Worker again by itself: never while stalled (a change from the
+    user, which is watched, must come first); with backoff while a location has not
+    settled; else when the rollout asks to (`wait`, e.g. the end of a hold)."""
+    if stall is not None:
+        return None
+    if any(o.state not in SETTLED for o in outcomes):
+        return BACKOFF
+    return wait
+
+
+@dataclass(frozen=True)
 class Stall:
     """The reconcile cannot progress without a change from the user."""
 
@@ -223,3 +275,16 @@ def _step_events(before: RolloutStatus | None, after: RolloutStatus | None) -> l
 
 def _steps_done(r: RolloutStatus) -> int:
     return r.steps if r.phase is RolloutPhase.COMPLETE else r.step - 1
+
+
+def rollout_result(before: WorkerStatus | None, after: WorkerStatus) -> str | None:
+    """The result to count a rollout under, once, when the status first records how it
+    ended: `complete` or `rolled_back`."""
+    old, new = before.rollout if before else None, after.rollout
+    if new is None or (old is not None and (old.version, old.phase) == (new.version, new.phase)):
+        return None
+    if new.phase is RolloutPhase.COMPLETE:
+        return "complete"
+    if new.phase is RolloutPhase.ROLLED_BACK:
+        return "rolled_back"
+    return None

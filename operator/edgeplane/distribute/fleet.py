@@ -1,0 +1,303 @@
+"""The edge locations as the operator sees them (I/O): their endpoints and credentials,
+reachability and inventory from health checks, pushes and removals, Workers left behind
+(orphans), and each EdgeTarget's status. Decisions come from `plan.targets` and
+`report.target`; this module only asks agents and records what they answered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeplane.api import EdgeTarget, EdgeTargetStatus
+from edgeplane.api.common import now as api_now
+from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.kube.client import Kube
+from edgeplane.plan.targets import (
+    TargetView,
+    WorkerKey,
+    actions,
+    affected_workers,
+    full_name,
+    orphan_candidates,
+)
+from edgeplane.report import metrics
+from edgeplane.report.status import Stall, TargetFacts
+from edgeplane.report.target import Health, target_status, write_due
+from edgeplane.wire import Deployment, redact
+
+log = logging.getLogger("edgeplane.fleet")
+
+# What an agent's refusal means for the Worker's conditions, by HTTP status.
+REFUSAL_REASONS = {409: "RouteConflict", 413: "ScriptTooLarge", 422: "ScriptInvalid"}
+
+
+@dataclass
+class Location:
+    """What the operator knows about one location, refreshed by health checks and pushes."""
+
+    endpoint: Endpoint | None = None
+    reachable: bool | None = None
+    reason: str = ""  # why it is not reachable: Unreachable or CredentialsNotFound
+    message: str = ""
+    inventory: dict[str, str] | None = None  # worker -> deployment identity
+    primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
+    info: dict[str, Any] = field(default_factory=dict)
+    # worker -> (identity, why) of the deployment the agent refused
+    refused: dict[str, tuple[str, Stall]] = field(default_factory=dict)
+    last_status_write: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class FleetSettings:
+    heartbeat_interval: float  # EdgeTarget status is written at least this often
+    namespaces: tuple[str, ...]  # watched; only Workers of these are collected as orphans
+    orphan_grace: float  # after start, before the caches are trusted to know every Worker
+
+
+class Fleet:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: FleetSettings,
+        workers: Callable[[], Iterable[WorkerKey]],
+        requeue: Callable[[WorkerKey], None],
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.client = AgentClient()
+        self._workers = workers  # the Workers the operator caches
+        self._requeue = requeue
+        self.targets: dict[str, dict[str, Any]] = {}  # EdgeTarget bodies, from the watch
+        self.locations: dict[str, Location] = {}
+        # worker full name -> target -> deployment identity it should have (None: none)
+        self.desired: dict[str, dict[str, str | None]] = {}
+        self.started = time.monotonic()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def at(self, target: str) -> Location:
+        return self.locations.setdefault(target, Location())
+
+    def seen(self, body: dict[str, Any], deleted: bool) -> bool:
+        """An EdgeTarget event; True when Workers must be planned again."""
+        name = body["metadata"]["name"]
+        old = self.targets.get(name)
+        if deleted:
+            self.targets.pop(name, None)
+            self.locations.pop(name, None)
+            return True
+        self.targets[name] = body
+        if old is not None and _spec_key(old) == _spec_key(body):
+            return False  # only its status changed
+        self.at(name).endpoint = None
+        return True
+
+    def credentials_changed(self, namespace: str, name: str) -> None:
+        """A Secret changed: targets whose token it holds must read it again."""
+        for tname, tbody in self.targets.items():
+            ref = tbody["spec"]["credentialsSecretRef"]
+            if (ref["namespace"], ref["name"]) == (namespace, name):
+                self.at(tname).endpoint = None
+
+    # -- what the planner sees -----------------------------------------------------------
+
+    async def views(self) -> list[TargetView]:
+        views = []
+        for name, body in list(self.targets.items()):
+            loc = self.at(name)
+            if loc.inventory is None and loc.reachable is None:
+                await self.check(name)
+            views.append(
+                TargetView(
+                    name=name,
+                    labels=body["metadata"].get("labels") or {},
+                    reachable=loc.reachable,
+                    message=loc.message,
+                    inventory=None if loc.inventory is None else dict(loc.inventory),
+                )
+            )
+        return views
+
+    def has(self, target: str, worker: str) -> str | None:
+        return (self.at(target).inventory or {}).get(worker)
+
+    def refused(self, target: str, worker: str, identity: str | None) -> Stall | None:
+        entry = self.at(target).refused.get(worker)
+        return entry[1] if entry and identity and entry[0] == identity else None
+
+    def facts(self, target: str, worker: str) -> TargetFacts:
+        loc = self.locations.get(target) or Location()
+        refused = loc.refused.get(worker)
+        return TargetFacts(
+            reachable=loc.reachable,
+            message=loc.message,
+            has=(loc.inventory or {}).get(worker),
+            serving=loc.primaries.get(worker),
+            refused=(refused[0], refused[1].message) if refused else None,
+        )
+
+    # -- asking agents -------------------------------------------------------------------
+
+    async def endpoint(self, target: str) -> Endpoint | None:
+        loc = self.at(target)
+        if loc.endpoint is not None:
+            return loc.endpoint
+        body = self.targets.get(target)
+        if body is None:
+            return None
+        spec = EdgeTarget.model_validate(body).spec
+        ref = spec.credentials_secret_ref
+        secret = await self.kube.secret(ref.namespace, ref.name)
+        token = (secret or {}).get(ref.key, b"").decode().strip()
+        if not token:
+            message = (
+                f"spec.credentialsSecretRef: Secret {ref.namespace}/{ref.name} or its key "
+                f"{ref.key!r} not found"
+            )
+            self._set_reachable(target, False, message, reason="CredentialsNotFound")
+            return None
+        loc.endpoint = Endpoint(target, spec.endpoint, token, spec.ca_bundle)
+        return loc.endpoint
+
+    async def check(self, name: str) -> None:
+        """Health check and inventory of one location; requeues the Workers it affects."""
+        loc = self.at(name)
+        async with loc.lock:
+            was = (loc.reachable, dict(loc.inventory or {}))
+            if (ep := await self.endpoint(name)) is not None:
+                await self._ask(name, ep)
+            changed = was != (loc.reachable, dict(loc.inventory or {}))
+        if was[1] != dict(loc.inventory or {}):
+            self._requeue_for(name, reachability_changed=False)
+        await self.write_status(name, changed)
+
+    async def _ask(self, name: str, ep: Endpoint) -> None:
+        loc = self.at(name)
+        try:
+            info = await self.client.info(ep)
+            inventory = await self.client.inventory(ep)
+        except Unreachable as e:
+            self._set_reachable(name, False, str(e))
+        except Refused as e:
+            message = f"agent refused the operator's credentials ({e.status}): {e}"
+            self._set_reachable(name, False, message)
+        else:
+            loc.info.update(info)
+            loc.inventory = {w: i.identity for w, i in inventory.items()}
+            loc.primaries = {w: i.primary for w, i in inventory.items()}
+            self._set_reachable(name, True)
+            await self._collect_orphans(name)
+
+    async def push(self, target: str, deployment: Deployment) -> Stall | None:
+        """Push to one target; returns why the agent refused it, if it did."""
+        loc = self.at(target)
+        if (ep := await self.endpoint(target)) is None:
+            return None
+        identity = deployment.identity()
+        secrets = [secret for v in deployment.versions for secret in v.secrets()]
+        try:
+            await self.client.put(ep, deployment)
+        except Unreachable as e:
+            self._set_reachable(target, False, redact(str(e), secrets))
+            return None
+        except Refused as e:
+            message = redact(f"{target}: {e}", secrets)
+            stall = Stall(REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
+            loc.refused[deployment.worker] = (identity, stall)
+            return stall
+        self._set_reachable(target, True)
+        loc.refused.pop(deployment.worker, None)
+        if loc.inventory is not None:
+            loc.inventory[deployment.worker] = identity
+        loc.primaries[deployment.worker] = deployment.primary
+        return None
+
+    async def remove(self, target: str, worker: str) -> None:
+        loc = self.at(target)
+        if (ep := await self.endpoint(target)) is None:
+            return
+        try:
+            await self.client.delete(ep, worker)
+        except Unreachable as e:
+            self._set_reachable(target, False, str(e))
+            return
+        if loc.inventory is not None:
+            loc.inventory.pop(worker, None)
+        loc.primaries.pop(worker, None)
+
+    async def remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> list[str]:
+        """Remove the Worker wherever it is known to be; returns the locations that still
+        have it because they did not answer."""
+        gone = actions(worker, {}, views)
+        await asyncio.gather(*(self.remove(t, worker) for t in gone.remove))
+        return [t for t in gone.remove if worker in (self.at(t).inventory or {})]
+
+    async def _collect_orphans(self, target: str) -> None:
+        """Remove Workers a location serves that no longer exist, e.g. deleted while the
+        location was down."""
+        if time.monotonic() - self.started < self.settings.orphan_grace:
+            return
+        known = {full_name(k) for k in self._workers()} | set(self.desired)
+        inventory = self.at(target).inventory or {}
+        for full in orphan_candidates(inventory, known, self.settings.namespaces):
+            ns, _, name = full.partition(".")
+            if await self.kube.get("workers", ns, name) is None:
+                log.info("removing %s from %s: the Worker no longer exists", full, target)
+                await self.remove(target, full)
+
+    # -- reachability and status ---------------------------------------------------------
+
+    def _set_reachable(
+        self, target: str, reachable: bool, message: str = "", reason: str = "Unreachable"
+    ) -> None:
+        """Record whether a location answers; when that changes, every Worker there
+        reports it."""
+        loc = self.at(target)
+        flipped = loc.reachable is not reachable
+        loc.reachable, loc.message = reachable, message
+        loc.reason = "" if reachable else reason
+        if flipped:
+            metrics.TARGET_UP.labels(target).set(1 if reachable else 0)
+            self._requeue_for(target, reachability_changed=True)
+
+    def _requeue_for(self, target: str, reachability_changed: bool) -> None:
+        inventory = self.at(target).inventory
+        for key in affected_workers(
+            list(self._workers()), self.desired, inventory, target, reachability_changed
+        ):
+            self._requeue(key)
+
+    async def write_status(self, name: str, changed: bool) -> None:
+        body, loc = self.targets.get(name), self.locations.get(name)
+        if body is None or loc is None:
+            return
+        target = EdgeTarget.model_validate(body)
+        health = Health(
+            reachable=loc.reachable,
+            reason=loc.reason,
+            message=loc.message,
+            workers=None if loc.inventory is None else len(loc.inventory),
+            info=dict(loc.info),
+        )
+        since = time.monotonic() - loc.last_status_write
+        prev = target.status or EdgeTargetStatus()
+        if not write_due(prev, health, changed, since, self.settings.heartbeat_interval):
+            return
+        status = target_status(target, health, api_now())
+        updated = await self.kube.patch_status(
+            "edgetargets", None, name, status.to_wire(), body.get("status")
+        )
+        loc.last_status_write = time.monotonic()
+        if updated is not None:
+            self.targets[name] = updated
+
+
+def _spec_key(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What of an EdgeTarget matters to the Workers it serves (not its status)."""
+    return (body.get("spec"), body["metadata"].get("labels"), body["metadata"].get("generation"))

@@ -1,0 +1,157 @@
+"""The apiserver verbs the operator uses, with 404 and 409 handled in one place: a read of
+something gone answers None, a create of something that exists answers what is there,
+a delete of something gone is done."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client as kclient
+from kubernetes_asyncio.client.rest import ApiException
+
+from edgeplane.api import GROUP, VERSION
+from edgeplane.report.status import Event
+
+log = logging.getLogger("edgeplane.kube")
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def namespace_terminating(e: ApiException) -> bool:
+    return e.status == 403 and "NamespaceTerminating" in str(e.body)
+
+
+def status_patch(status: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """A merge patch that sets the whole status; null clears fields no longer reported."""
+    cleared = {k: None for k in (old or {}) if k not in status}
+    return {"status": {**cleared, **status}}
+
+
+async def _or_none(call: Any) -> Any:
+    try:
+        return await call
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+class Kube:
+    """edgeplane's custom objects (by plural), ConfigMaps, Secrets and Events."""
+
+    def __init__(self, api: kclient.ApiClient) -> None:
+        self.api = api
+        self.custom = kclient.CustomObjectsApi(api)
+        self.core = kclient.CoreV1Api(api)
+
+    async def get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
+        return await _or_none(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+        )
+
+    async def list(self, plural: str, ns: str, label_selector: str) -> list[dict[str, Any]]:
+        listed = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, ns, plural, label_selector=label_selector
+        )
+        return list(listed.get("items", []))
+
+    async def create_or_get(self, plural: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the object; if it exists already (immutable objects), the one there."""
+        try:
+            return dict(
+                await self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        name = body["metadata"]["name"]
+        return dict(
+            await self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+        )
+
+    async def patch(
+        self, plural: str, ns: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        return await _or_none(
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH
+            )
+        )
+
+    async def patch_status(
+        self, plural: str, ns: str | None, name: str, status: dict[str, Any], old: Any
+    ) -> dict[str, Any] | None:
+        """Write the whole status (ns None: a cluster-scoped object); None if it is gone."""
+        patch = status_patch(status, old)
+        if ns is None:
+            call = self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, plural, name, patch, _content_type=MERGE_PATCH
+            )
+        else:
+            call = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH
+            )
+        return await _or_none(call)
+
+    async def delete(self, plural: str, ns: str, name: str) -> None:
+        call = self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+        await _or_none(call)
+
+    async def config_map(self, ns: str, name: str) -> dict[str, str | bytes] | None:
+        """A ConfigMap's data and binaryData (decoded) in one mapping."""
+        cm = await _or_none(self.core.read_namespaced_config_map(name, ns))
+        if cm is None:
+            return None
+        data: dict[str, str | bytes] = dict(cm.data or {})
+        for k, v in (cm.binary_data or {}).items():
+            data[k] = base64.b64decode(v)
+        return data
+
+    async def create_config_map(self, ns: str, body: kclient.V1ConfigMap) -> None:
+        """Create an immutable ConfigMap; one already there is the same one."""
+        try:
+            await self.core.create_namespaced_config_map(ns, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    async def secret(self, ns: str, name: str) -> dict[str, bytes] | None:
+        secret = await _or_none(self.core.read_namespaced_secret(name, ns))
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def event(self, body: dict[str, Any], event: Event) -> None:
+        """Record an Event on a namespaced object; a failure is logged, never raised."""
+        meta = body["metadata"]
+        now = datetime.now(UTC)
+        ev = kclient.CoreV1Event(
+            metadata=kclient.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=kclient.V1ObjectReference(
+                api_version=body["apiVersion"],
+                kind=body["kind"],
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=event.reason,
+            message=event.message[:1024],
+            type=event.type,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kclient.V1EventSource(component="edgeplane-operator"),
+            reporting_component="edgeplane.io/operator",
+            reporting_instance="edgeplane-operator",
+        )
+        try:
+            await self.core.create_namespaced_event(meta["namespace"], ev)
+        except ApiException as e:
+            if namespace_terminating(e):
+                return  # the namespace is going away with the object in it
+            log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)

@@ -1,0 +1,63 @@
+"""The WorkerRoute loop: its Ready condition from the cached routes and Workers and the
+Worker's retained versions; serving the route is the Worker loop's job."""
+
+from __future__ import annotations
+
+from edgeplane.api import Worker, WorkerRoute, WorkerRouteStatus, set_condition
+from edgeplane.compile import CompileError
+from edgeplane.kube.client import Kube
+from edgeplane.plan.routes import route_conflicts
+from edgeplane.reconcile.cache import Cache
+from edgeplane.report.route import Condition, route_condition
+from edgeplane.versions.store import VersionIndex, VersionStore
+
+
+class RouteReconciler:
+    def __init__(self, cache: Cache, kube: Kube, versions: VersionStore) -> None:
+        self.cache, self.kube, self.versions = cache, kube, versions
+
+    async def reconcile(self, ns: str, name: str) -> None:
+        body = self.cache.routes.get((ns, name))
+        if body is None:
+            return
+        route = WorkerRoute.model_validate(body)
+        worker = self.cache.workers.get((ns, route.spec.worker))
+        conflicts = route_conflicts(self.cache.patterns()).get((ns, name), [])
+        shares: list[str] = []
+        failure = None
+        if worker is not None and not conflicts:
+            shares, failure = await self._shares(route, Worker.model_validate(worker))
+        spec = route.spec
+        exists = worker is not None
+        cond = route_condition(spec.pattern, ns, spec.worker, conflicts, exists, shares, failure)
+        generation = int(body["metadata"].get("generation") or 0)
+        prev = route.status or WorkerRouteStatus()
+        status = WorkerRouteStatus(
+            observed_generation=generation,
+            conditions=set_condition(
+                list(prev.conditions), "Ready", *cond, observed_generation=generation
+            ),
+        )
+        if status.to_wire() != (body.get("status") or {}):
+            updated = await self.kube.patch_status(
+                "workerroutes", ns, name, status.to_wire(), body.get("status")
+            )
+            if updated is not None:
+                self.cache.routes[(ns, name)] = updated
+
+    async def _shares(
+        self, route: WorkerRoute, worker: Worker
+    ) -> tuple[list[str], Condition | None]:
+        """The route's split with version references resolved, or why one does not resolve."""
+        index = VersionIndex(self.versions, worker)
+        shares = []
+        for i, t in enumerate(route.spec.traffic):
+            if t.version == "latest":
+                shares.append(f"{t.percent}% latest")
+                continue
+            try:
+                version = await index.resolve(t.version, f"spec.traffic[{i}].version")
+            except CompileError as e:
+                return [], (False, e.reason, e.message)
+            shares.append(f"{t.percent}% {version[:12]}")
+        return shares, None

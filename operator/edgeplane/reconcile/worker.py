@@ -1,0 +1,358 @@
+"""The Worker loop: resolve and compile (or rebuild a pinned version), record the version,
+walk the rollout's state machine, push to the locations, report. Every decision is a
+pure function of `compile`, `plan` and `report`; this module only calls them in order
+and does the I/O between them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeplane.api import RolloutPhase, RolloutStatus, Worker, WorkerRoute, WorkerStatus
+from edgeplane.api.common import now as api_now
+from edgeplane.compile import CompileError, compile_worker
+from edgeplane.distribute.client import Unreachable
+from edgeplane.distribute.fleet import Fleet
+from edgeplane.kube.client import Kube
+from edgeplane.plan.rollout import (
+    Need,
+    Observed,
+    PlannedStep,
+    ProbeResult,
+    Progress,
+    assignment,
+    begin,
+    pass_limit,
+    plan_steps,
+    progress,
+)
+from edgeplane.plan.routes import route_conflicts
+from edgeplane.plan.targets import TargetView, WorkerKey, actions, select
+from edgeplane.plan.traffic import Contents, RouteSplit, contents, named_versions
+from edgeplane.reconcile.cache import Cache
+from edgeplane.report.status import (
+    BACKOFF,
+    Event,
+    Requeue,
+    Stall,
+    TargetOutcome,
+    requeue_after,
+    target_outcome,
+    worker_status,
+)
+from edgeplane.report.writer import StatusWriter
+from edgeplane.resolve.sources import Resolver
+from edgeplane.versions.store import VersionIndex, VersionStore
+from edgeplane.wire import Bundle, Deployment, redact
+
+log = logging.getLogger("edgeplane.reconcile.worker")
+
+FINALIZER = "edgeplane.io/cleanup"
+
+
+@dataclass
+class _Report:
+    """A Worker being reconciled and its status as last written."""
+
+    worker: Worker
+    body: dict[str, Any]
+    status: WorkerStatus | None = None
+    wire: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = self.worker.status
+        self.wire = self.body.get("status") or {}
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One pass over the rollout: what it assigned, where it moved, what the locations say."""
+
+    assign: dict[str, str | None]
+    moved: Progress
+    outcomes: list[TargetOutcome]
+    refusal: Stall | None
+    retry: bool  # a location did not answer a gate's question
+
+
+class WorkerReconciler:
+    def __init__(
+        self,
+        cache: Cache,
+        kube: Kube,
+        fleet: Fleet,
+        versions: VersionStore,
+        resolver: Resolver,
+        writer: StatusWriter,
+        backoff: Callable[[WorkerKey], float],
+    ) -> None:
+        self.cache, self.kube, self.fleet = cache, kube, fleet
+        self.versions, self.resolver, self.writer = versions, resolver, writer
+        self.backoff = backoff
+
+    async def reconcile(self, ns: str, name: str) -> float | None:
+        body = self.cache.workers.get((ns, name))
+        if body is None:
+            return None
+        worker = Worker.model_validate(body)
+        if body["metadata"].get("deletionTimestamp"):
+            return await self._finalize(worker, body)
+        if not await self._ensure_finalizer(body):
+            return None
+        views = await self.fleet.views()
+        selected = select(worker.spec.targets, views)
+        report = _Report(worker, body)
+        prev = worker.status or WorkerStatus()
+        if not selected:
+            return await self._no_targets(report, views, prev)
+        index = VersionIndex(self.versions, worker)
+        try:
+            bundle = await self._desired_bundle(worker, index)
+            splits = await self._route_splits(worker, index)
+        except CompileError as e:
+            # The last good version keeps serving; report what the targets still have.
+            outcomes = [self._outcome(t.name, worker, None, None, None) for t in selected]
+            stall = Stall(e.reason, e.message)
+            return await self._finish(report, prev.latest_version, outcomes, stall, prev.rollout)
+        if not worker.spec.version:
+            in_use = {v for v in (prev.ready_version, *named_versions(splits)) if v}
+            await self.versions.record(worker, bundle, keep=in_use)
+        return await self._roll_out(report, bundle.version or "", splits, selected, views)
+
+    async def _ensure_finalizer(self, body: dict[str, Any]) -> bool:
+        """False when the Worker is gone."""
+        finalizers = body["metadata"].get("finalizers") or []
+        if FINALIZER in finalizers:
+            return True
+        meta = body["metadata"]
+        patch = {"metadata": {"finalizers": [*finalizers, FINALIZER]}}
+        updated = await self.kube.patch("workers", meta["namespace"], meta["name"], patch)
+        if updated is not None:
+            self.cache.workers[(meta["namespace"], meta["name"])] = updated
+        return updated is not None
+
+    async def _no_targets(
+        self, report: _Report, views: list[TargetView], prev: WorkerStatus
+    ) -> float | None:
+        full = report.worker.full_name
+        self.fleet.desired.pop(full, None)
+        await self.fleet.remove_everywhere(full, views)
+        stall = Stall(
+            "NoTargets",
+            "spec.targets: no EdgeTarget matches the selector; label an EdgeTarget to "
+            "match it or change the selector",
+        )
+        return await self._finish(report, None, [], stall, prev.rollout)
+
+    async def _roll_out(
+        self,
+        report: _Report,
+        desired: str,
+        splits: list[RouteSplit],
+        selected: list[TargetView],
+        views: list[TargetView],
+    ) -> float | None:
+        """Walk the rollout as far as it goes now. A pass that moves it to a state that
+        changes what locations serve records that state first, so a restarted operator
+        resumes from it and never runs a gate twice or skips one."""
+        worker, prev = report.worker, report.worker.status or WorkerStatus()
+        names = [t.name for t in selected]
+        steps = plan_steps(worker.spec.rollout, selected)
+        state = begin(desired, prev.ready_version, prev.rollout, len(steps))
+        retry = False
+        for n in range(pass_limit(len(steps))):
+            if n:
+                views = await self.fleet.views()  # the last pass's pushes changed them
+            done = await self._pass(worker, state, steps, names, splits, views)
+            retry = retry or done.retry
+            if done.moved.state == state:
+                break
+            acts = assignment(done.moved.state, steps, names) != done.assign
+            state = done.moved.state
+            if acts:
+                await self._finish(report, desired, done.outcomes, None, state, requeue=False)
+        self.versions.keep_only(worker, {desired, state.from_version, *named_versions(splits)})
+        stall = done.refusal if state.phase is not RolloutPhase.ROLLED_BACK else None
+        wait = BACKOFF if retry else done.moved.wait
+        return await self._finish(report, desired, done.outcomes, stall, state, wait=wait)
+
+    async def _pass(
+        self,
+        worker: Worker,
+        state: RolloutStatus,
+        steps: list[PlannedStep],
+        names: list[str],
+        splits: list[RouteSplit],
+        views: list[TargetView],
+    ) -> _Pass:
+        full = worker.full_name
+        assign = assignment(state, steps, names)
+        wants = {t: contents(v, splits) if v else None for t, v in assign.items()}
+        identities = {t: c.identity if c else None for t, c in wants.items()}
+        self.fleet.desired[full] = identities
+        refusal = await self._apply(worker, wants, identities, views)
+        in_sync = {t for t in names if self.fleet.has(t, full) == identities[t]}
+        refused = {
+            t: s.message for t in names if (s := self.fleet.refused(t, full, identities[t]))
+        }
+        moved = progress(state, steps, in_sync, refused, api_now())
+        retry = False
+        if moved.need is not None:
+            observed = await self._observe(worker, moved, steps[state.step - 1])
+            if observed is None:
+                retry = True  # a location did not answer; the backoff retries
+            else:
+                moved = progress(state, steps, in_sync, refused, api_now(), observed)
+        outcomes = [
+            self._outcome(t, worker, identities[t], assign[t], moved.state) for t in names
+        ]
+        return _Pass(assign, moved, outcomes, refusal, retry)
+
+    def _outcome(
+        self,
+        target: str,
+        worker: Worker,
+        identity: str | None,
+        assigned: str | None,
+        state: RolloutStatus | None,
+    ) -> TargetOutcome:
+        facts = self.fleet.facts(target, worker.full_name)
+        return target_outcome(target, facts, identity, assigned, state)
+
+    async def _apply(
+        self,
+        worker: Worker,
+        wants: dict[str, Contents | None],
+        identities: dict[str, str | None],
+        views: list[TargetView],
+    ) -> Stall | None:
+        """Push each location what it should serve and remove the Worker where it should
+        not be; returns why an agent refused, if one did."""
+        full = worker.full_name
+        todo = actions(full, identities, views)
+        pushes: dict[str, Deployment] = {}
+        unbuildable: list[Stall] = []
+        for t in todo.push:
+            want = wants[t]
+            if want is None or self.fleet.refused(t, full, want.identity):
+                continue  # an agent that refused this exact deployment would refuse again
+            try:
+                bundles = [await self.versions.bundle(worker, v) for v in sorted(want.versions)]
+            except CompileError as e:
+                unbuildable.append(Stall(e.reason, f"{t}: {e.message}"))
+                continue  # the location keeps what it serves
+            pushes[t] = Deployment(
+                worker=full, primary=want.primary, versions=tuple(bundles), routes=want.routes
+            )
+        stalls = await asyncio.gather(*(self.fleet.push(t, d) for t, d in pushes.items()))
+        await asyncio.gather(*(self.fleet.remove(t, full) for t in todo.remove))
+        refusals = [*stalls, *(self.fleet.refused(t, full, identities[t]) for t in todo.push)]
+        return next((s for s in [*refusals, *unbuildable] if s is not None), None)
+
+    async def _observe(self, worker: Worker, moved: Progress, step: PlannedStep) -> Observed | None:
+        """What a step's gate needs from its new locations, asked of them all at once;
+        None if one did not answer (the gate waits for it rather than failing)."""
+        gate, version, full = step.gate, moved.state.version, worker.full_name
+        assert gate is not None
+        secrets = self.versions.secrets(worker)
+
+        async def ask(target: str) -> tuple[tuple[int, int] | None, ProbeResult | None]:
+            ep = await self.fleet.endpoint(target)
+            if ep is None:
+                raise Unreachable(f"{target}: no credentials")
+            counts = probe = None
+            if gate.max_error_percent is not None:
+                counts = await self.fleet.client.requests(ep, full, version)
+            if moved.need is Need.GATE and gate.probe is not None:
+                r = await self.fleet.client.probe(ep, full, version, gate.probe)
+                body, error = redact(r.body, secrets), redact(r.error, secrets)
+                probe = ProbeResult(r.url, r.status, body, error)
+            return counts, probe
+
+        try:
+            answers = await asyncio.gather(*(ask(t) for t in moved.gate_targets))
+        except Unreachable as e:
+            log.info("gate of %s waits: %s", full, e)
+            return None
+        pairs = list(zip(moved.gate_targets, answers, strict=True))
+        return Observed(
+            counters={t: c for t, (c, _) in pairs if c is not None},
+            probes={t: p for t, (_, p) in pairs if p is not None},
+        )
+
+    async def _finalize(self, worker: Worker, body: dict[str, Any]) -> float | None:
+        full, ns, name = worker.full_name, body["metadata"]["namespace"], body["metadata"]["name"]
+        self.fleet.desired.pop(full, None)
+        left = await self.fleet.remove_everywhere(full, await self.fleet.views())
+        if any(self.fleet.at(t).reachable is not False for t in left):
+            return self.backoff((ns, name))  # answered, yet still has it
+        if left:
+            # A location that is down must not hold the deletion (or an Argo CD prune) for
+            # good: its inventory check removes the Worker once it answers again.
+            message = (
+                f"{', '.join(left)} did not answer; the Worker is removed there when it "
+                "answers again"
+            )
+            log.info("worker %s/%s: CleanupDeferred: %s", ns, name, message)
+            await self.kube.event(body, Event("Warning", "CleanupDeferred", message))
+        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
+        await self.kube.patch("workers", ns, name, {"metadata": {"finalizers": finalizers or None}})
+        return None
+
+    async def _finish(
+        self,
+        report: _Report,
+        latest: str | None,
+        outcomes: list[TargetOutcome],
+        stall: Stall | None,
+        rollout: RolloutStatus | None,
+        wait: Requeue = None,
+        requeue: bool = True,
+    ) -> float | None:
+        """Write the Worker's status and its Events; returns when to look again."""
+        worker, body = report.worker, report.body
+        generation = int(body["metadata"].get("generation") or 0)
+        status, events = worker_status(
+            report.status, generation, latest, outcomes, stall, api_now(), rollout
+        )
+        report.wire = await self.writer.worker(body, report.status, report.wire, status, events)
+        report.status = status
+        serving = [o.version for o in outcomes]
+        await self.versions.record_serving(worker, serving, seen_before=worker.status is not None)
+        if not requeue:
+            return None
+        again = requeue_after(outcomes, stall, wait)
+        if again == BACKOFF:
+            return self.backoff((worker.metadata.namespace or "", worker.metadata.name))
+        assert not isinstance(again, str)
+        return again
+
+    async def _desired_bundle(self, worker: Worker, index: VersionIndex) -> Bundle:
+        """The pinned version, rebuilt from its archive, or what the spec compiles to."""
+        if worker.spec.version:
+            version = await index.resolve(worker.spec.version, "spec.version")
+            return await self.versions.bundle(worker, version)
+        bundle = compile_worker(worker, await self.resolver.resolve(worker))
+        self.versions.remember(worker, bundle)
+        return bundle
+
+    async def _route_splits(self, worker: Worker, index: VersionIndex) -> list[RouteSplit]:
+        """The Worker's routes with their traffic resolved to version ids; a route whose
+        pattern another route claims is served by no one."""
+        key = (worker.metadata.namespace or "", worker.metadata.name)
+        conflicts = route_conflicts(self.cache.patterns())
+        out = []
+        for rkey in self.cache.routes_of(key):
+            if rkey in conflicts:
+                continue
+            route = WorkerRoute.model_validate(self.cache.routes[rkey])
+            split = []
+            for i, t in enumerate(route.spec.traffic):
+                where = f"WorkerRoute {rkey[0]}/{rkey[1]} spec.traffic[{i}].version"
+                version = None if t.version == "latest" else await index.resolve(t.version, where)
+                split.append((version, t.percent))
+            out.append(RouteSplit(route.spec.pattern, tuple(split)))
+        return out

@@ -1,0 +1,52 @@
+"""An EdgeTarget's status from what its last health check saw, and when to write it (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from edgeplane.api import EdgeTarget, EdgeTargetStatus, set_condition
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the operator last learnt of one location's agent."""
+
+    reachable: bool | None
+    reason: str = ""  # why not: Unreachable or CredentialsNotFound
+    message: str = ""
+    workers: int | None = None  # None: the inventory was never read
+    info: dict[str, Any] = field(default_factory=dict)  # the agent's /v1/info
+
+
+def write_due(
+    prev: EdgeTargetStatus, health: Health, changed: bool, since_write: float, heartbeat: float
+) -> bool:
+    """Write when something changed (pushes change the count between health checks), and
+    at least every `heartbeat` seconds so lastHeartbeat stays fresh."""
+    count = health.workers if health.workers is not None else prev.workers
+    return changed or count != prev.workers or since_write >= heartbeat
+
+
+def target_status(target: EdgeTarget, health: Health, now: datetime) -> EdgeTargetStatus:
+    prev = target.status or EdgeTargetStatus()
+    generation = target.metadata.generation
+    if health.reachable:
+        cond = (True, "Reachable", "the agent answers and reports its inventory")
+    else:
+        cond = (
+            False,
+            health.reason or "Unreachable",
+            health.message or "the agent does not answer",
+        )
+    return EdgeTargetStatus(
+        observed_generation=generation,
+        conditions=set_condition(
+            list(prev.conditions), "Ready", *cond, observed_generation=generation
+        ),
+        last_heartbeat=now if health.reachable else prev.last_heartbeat,
+        agent_version=health.info.get("agentVersion", prev.agent_version),
+        runtime_version=health.info.get("runtimeVersion", prev.runtime_version),
+        workers=health.workers if health.workers is not None else prev.workers,
+    )

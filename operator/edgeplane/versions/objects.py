@@ -1,0 +1,125 @@
+"""WorkerVersion objects and their archive ConfigMaps, which versions to prune, which
+version a reference names, and which servingTargets counts changed (pure)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from edgeplane.api import GROUP, VERSION, Worker, WorkerVersion
+from edgeplane.api.version import BindingSummary, ModuleSummary, WorkerVersionSpec
+from edgeplane.compile import CompileError
+from edgeplane.versions.archive import PART_KEY, part_name
+from edgeplane.wire import Bundle
+
+WORKER_LABEL = "edgeplane.io/worker"
+
+
+def owner_reference(kind: str, name: str, uid: str | None) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def version_object(worker: Worker, bundle: Bundle, parts: int, now: datetime) -> WorkerVersion:
+    """The immutable record of one compiled version, owned by its Worker."""
+    assert bundle.version is not None
+    name = worker.metadata.name
+    spec = WorkerVersionSpec(
+        worker=name,
+        version_id=bundle.version,
+        created=now,
+        worker_generation=worker.metadata.generation or 0,
+        main_module=bundle.main_module,
+        compatibility_date=bundle.compatibility_date,
+        compatibility_flags=list(bundle.compatibility_flags),
+        modules=[
+            ModuleSummary(
+                name=m.name,
+                type=m.type,
+                sha256=hashlib.sha256(m.raw()).hexdigest(),
+                size=len(m.raw()),
+            )
+            for m in bundle.modules
+        ],
+        bindings=[BindingSummary(name=b.name, kind=b.kind) for b in worker.spec.bindings],
+        source=worker.spec,
+        archive_parts=parts,
+    )
+    return WorkerVersion(
+        metadata={
+            "name": WorkerVersion.name_for(name, bundle.version),
+            "namespace": worker.metadata.namespace,
+            "labels": {WORKER_LABEL: name},
+            "ownerReferences": [owner_reference("Worker", name, worker.metadata.uid)],
+        },
+        spec=spec,
+    )
+
+
+def archive_config_map(created: dict[str, Any], index: int, part: bytes) -> dict[str, Any]:
+    """One part of a version's module archive, owned by the created WorkerVersion."""
+    meta = created["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": part_name(meta["name"], index),
+            "namespace": meta["namespace"],
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": [owner_reference("WorkerVersion", meta["name"], meta["uid"])],
+        },
+        "binaryData": {PART_KEY: base64.b64encode(part).decode()},
+        "immutable": True,
+    }
+
+
+def to_prune(items: Iterable[Mapping[str, Any]], retained: int, keep: set[str]) -> list[str]:
+    """Names of the WorkerVersions beyond the newest `retained`, except those in `keep`."""
+    newest_first = sorted(
+        items, key=lambda o: (o["spec"]["created"], o["metadata"]["name"]), reverse=True
+    )
+    return [
+        o["metadata"]["name"]
+        for o in newest_first[retained:]
+        if o["metadata"]["name"] not in keep
+    ]
+
+
+def match_ref(ids: Iterable[str], ref: str, where: str, namespace: str, worker: str) -> str:
+    """The one retained version id that `ref` (an id or a prefix) names; `where` is the
+    field the reference came from, for the error."""
+    hits = sorted(v for v in ids if v.startswith(ref))
+    if len(hits) == 1:
+        return hits[0]
+    listing = f"`kubectl get workerversions -n {namespace} -l {WORKER_LABEL}={worker}` lists them"
+    if not hits:
+        raise CompileError(
+            "VersionNotFound",
+            f"{where}: no retained version of Worker {worker} starts with {ref!r}; {listing}",
+        )
+    raise CompileError(
+        "VersionNotFound",
+        f"{where}: {ref!r} matches {len(hits)} versions of Worker {worker}; give more "
+        f"digits ({listing})",
+    )
+
+
+def serving_updates(serving: Iterable[str | None], written: Mapping[str, int]) -> dict[str, int]:
+    """servingTargets to write: each version's count of locations where it is primary
+    (`serving`, one entry per location), only where it differs from what was written."""
+    now: dict[str, int] = {}
+    for version in serving:
+        if version:
+            now[version] = now.get(version, 0) + 1
+    return {
+        v: now.get(v, 0) for v in sorted(set(now) | set(written)) if written.get(v) != now.get(v, 0)
+    }

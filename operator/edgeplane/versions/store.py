@@ -1,0 +1,167 @@
+"""WorkerVersions in the apiserver (I/O over `versions.objects`): record a compiled
+version with its module archive, prune old ones, rebuild a retained one, and keep each
+version's servingTargets current. Also the bundles of the versions in use, so a version
+is rebuilt from its archive at most once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from edgeplane.api import Worker, WorkerVersion
+from edgeplane.api.common import now as api_now
+from edgeplane.compile import CompileError, assemble
+from edgeplane.kube.client import Kube
+from edgeplane.resolve.sources import Resolver
+from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, unpack
+from edgeplane.versions.objects import (
+    WORKER_LABEL,
+    archive_config_map,
+    match_ref,
+    serving_updates,
+    to_prune,
+    version_object,
+)
+from edgeplane.wire import Bundle
+
+PLURAL = "workerversions"
+WorkerKey = tuple[str, str]  # (namespace, Worker name)
+
+
+def _key(worker: Worker) -> WorkerKey:
+    return (worker.metadata.namespace or "", worker.metadata.name)
+
+
+class VersionIndex:
+    """One Worker's retained version ids, listed once per reconcile when first needed."""
+
+    def __init__(self, store: VersionStore, worker: Worker) -> None:
+        self.store, self.worker = store, worker
+        self.ids: list[str] | None = None
+
+    async def resolve(self, ref: str, where: str) -> str:
+        """The retained version that `ref` (an id or a prefix of one) names."""
+        ns, name = _key(self.worker)
+        if self.ids is None:
+            self.ids = [o["spec"]["versionId"] for o in await self.store.list(ns, name)]
+        return match_ref(self.ids, ref, where, ns, name)
+
+
+class VersionStore:
+    def __init__(self, kube: Kube, resolver: Resolver, retained: int) -> None:
+        self.kube = kube
+        self.resolver = resolver
+        self.retained = retained
+        self.recorded: set[WorkerKey] = set()  # (namespace, WorkerVersion name)
+        self.bundles: dict[WorkerKey, dict[str, Bundle]] = {}
+        self.serving: dict[WorkerKey, dict[str, int]] = {}  # servingTargets as written
+
+    def forget(self, key: WorkerKey) -> None:
+        self.bundles.pop(key, None)
+        self.serving.pop(key, None)
+
+    def remember(self, worker: Worker, bundle: Bundle) -> None:
+        self.bundles.setdefault(_key(worker), {})[bundle.version or ""] = bundle
+
+    def keep_only(self, worker: Worker, versions: Iterable[str | None]) -> None:
+        """Forget the bundles of versions nothing uses any more."""
+        wanted = set(versions)
+        cached = self.bundles.get(_key(worker), {})
+        self.bundles[_key(worker)] = {v: b for v, b in cached.items() if v in wanted}
+
+    def secrets(self, worker: Worker) -> list[str]:
+        """Secret values of the versions in use, to redact them from what agents echo."""
+        bundles = self.bundles.get(_key(worker), {}).values()
+        return [secret for bundle in bundles for secret in bundle.secrets()]
+
+    async def list(self, ns: str, worker: str) -> list[dict]:
+        """The Worker's retained WorkerVersion objects."""
+        return await self.kube.list(PLURAL, ns, f"{WORKER_LABEL}={worker}")
+
+    async def record(self, worker: Worker, bundle: Bundle, keep: set[str]) -> None:
+        """Record the version as an immutable WorkerVersion with its modules archived in
+        ConfigMaps it owns, then prune; `keep` are versions in use that must stay."""
+        ns, name = _key(worker)
+        vname = WorkerVersion.name_for(name, bundle.version or "")
+        if (ns, vname) in self.recorded:
+            return
+        parts = pack(bundle.modules)
+        obj = version_object(worker, bundle, len(parts), api_now())
+        created = await self.kube.create_or_get(PLURAL, ns, obj.to_wire())
+        # Also after a 409: an operator killed between the two writes left no archive.
+        for i, part in enumerate(parts):
+            await self.kube.create_config_map(ns, archive_config_map(created, i, part))
+        self.recorded.add((ns, vname))
+        in_use = {vname, *(WorkerVersion.name_for(name, v) for v in keep)}
+        for old in to_prune(await self.list(ns, name), self.retained, in_use):
+            await self.kube.delete(PLURAL, ns, old)
+            self.recorded.discard((ns, old))
+
+    async def bundle(self, worker: Worker, version: str) -> Bundle:
+        """One version's bundle: from memory, or rebuilt from its WorkerVersion's archive
+        with the Secrets of today (which must still give the same version id)."""
+        cached = self.bundles.get(_key(worker), {}).get(version)
+        if cached is not None:
+            return cached
+        ns, name = _key(worker)
+        vname = WorkerVersion.name_for(name, version)
+        body = await self.kube.get(PLURAL, ns, vname)
+        if body is None:
+            raise CompileError(
+                "VersionNotFound",
+                f"version {version[:12]} of Worker {name} is no longer retained (WorkerVersion "
+                f"{vname} not found); name a retained version",
+            )
+        spec = WorkerVersion.model_validate(body).spec
+        parts = [await self._archive_part(ns, vname, version, i) for i in range(spec.archive_parts)]
+        if not parts:
+            raise CompileError(
+                "ArchiveUnavailable",
+                f"version {version[:12]} was recorded without a module archive (by an older "
+                "operator); it cannot be served again",
+            )
+        try:
+            modules = unpack(parts, {m.name: m.sha256 for m in spec.modules})
+        except ArchiveError as e:
+            raise CompileError("ArchiveUnavailable", f"version {version[:12]}: {e}") from None
+        source = worker.model_copy(update={"spec": spec.source})
+        bundle = assemble(source, modules, await self.resolver.resolve(source, modules=False))
+        if bundle.version != version:
+            raise CompileError(
+                "ArchiveUnavailable",
+                f"version {version[:12]} cannot be rebuilt as recorded: a Secret it binds "
+                "(spec.bindings[].secretKeyRef) has changed since; name a version built "
+                "with the current Secret values",
+            )
+        self.remember(worker, bundle)
+        return bundle
+
+    async def _archive_part(self, ns: str, vname: str, version: str, index: int) -> bytes:
+        data = await self.kube.config_map(ns, part_name(vname, index))
+        part = (data or {}).get(PART_KEY)
+        if not isinstance(part, bytes):
+            raise CompileError(
+                "ArchiveUnavailable",
+                f"version {version[:12]}: ConfigMap {ns}/{part_name(vname, index)}, part of "
+                "its module archive, is missing; the version cannot be served again",
+            )
+        return part
+
+    async def record_serving(
+        self, worker: Worker, serving: list[str | None], seen_before: bool
+    ) -> None:
+        """Keep each WorkerVersion's servingTargets equal to the number of locations where
+        it is the primary version (`serving`: one entry per location)."""
+        key = _key(worker)
+        written = self.serving.get(key)
+        if written is None:
+            written = {}
+            if seen_before:  # e.g. after a restart: what an earlier operator wrote
+                for v in await self.list(*key):
+                    count = (v.get("status") or {}).get("servingTargets")
+                    if count is not None:
+                        written[v["spec"]["versionId"]] = count
+        for version, count in serving_updates(serving, written).items():
+            vname = WorkerVersion.name_for(key[1], version)
+            await self.kube.patch_status(PLURAL, key[0], vname, {"servingTargets": count}, {})
+            written[version] = count
+        self.serving[key] = {v: c for v, c in written.items() if c}

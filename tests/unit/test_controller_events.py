@@ -1,0 +1,69 @@
+"""Which watch events need a reconcile, and of what (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeplane.controller import route_event_keys, worker_changed
+
+
+def _worker(**meta: object) -> dict:
+    return {"metadata": {"name": "w", "namespace": "a", "generation": 1, "uid": "u", **meta}}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        (None, _worker(), True),  # first seen
+        (_worker(), _worker(), False),  # our own status write coming back
+        (_worker(), _worker(resourceVersion="9"), False),
+        (_worker(), _worker(generation=2), True),  # spec changed
+        (_worker(), _worker(deletionTimestamp="2026-11-01T00:00:00Z"), True),
+        (_worker(), _worker(finalizers=["edgeplane.io/cleanup"]), True),
+        (_worker(), _worker(uid="u2"), True),  # deleted and created again
+    ],
+)
+def test_worker_changed(old: dict | None, new: dict, changed: bool) -> None:
+    assert worker_changed(old, new) is changed
+
+
+def _route(ns: str, name: str, pattern: str, worker: str) -> dict:
+    return {
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"pattern": pattern, "worker": worker},
+    }
+
+
+R1 = _route("a", "r1", "x.io/*", "w1")
+R2 = _route("b", "r2", "x.io/*", "w2")  # same pattern, another namespace
+R3 = _route("a", "r3", "y.io/*", "w3")
+
+
+@pytest.mark.parametrize(
+    ("routes", "old", "new", "keys"),
+    [
+        # A new route: its Worker, itself, and the other claimant of its pattern.
+        (
+            [R1, R2, R3],
+            None,
+            R1,
+            [("Worker", "a", "w1"), ("WorkerRoute", "a", "r1"), ("WorkerRoute", "b", "r2"),
+             ("Worker", "b", "w2")],
+        ),
+        # Deleted: the other claimant may now be served.
+        ([R2, R3], R1, None, [("Worker", "a", "w1"), ("WorkerRoute", "b", "r2"),
+                              ("Worker", "b", "w2")]),
+        # Moved to another Worker and pattern: both Workers, both patterns' routes.
+        (
+            [R2, _route("a", "r1", "y.io/*", "w9"), R3],
+            R1,
+            _route("a", "r1", "y.io/*", "w9"),
+            [("Worker", "a", "w1"), ("Worker", "a", "w9"), ("WorkerRoute", "a", "r1"),
+             ("WorkerRoute", "a", "r3"), ("Worker", "a", "w3"), ("WorkerRoute", "b", "r2"),
+             ("Worker", "b", "w2")],
+        ),
+    ],
+)
+def test_route_event_keys(routes: list, old: dict | None, new: dict | None, keys: list) -> None:
+    cache = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in routes}
+    assert route_event_keys(cache, old, new) == keys

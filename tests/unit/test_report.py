@@ -1,0 +1,202 @@
+"""Report decisions (pure): per-location outcome, when to look again, rollout results,
+EdgeTarget and WorkerRoute status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from edgeplane.api import EdgeTarget, RolloutPhase, RolloutStatus, WorkerStatus
+from edgeplane.kube.client import status_patch
+from edgeplane.report.route import route_condition
+from edgeplane.report.status import (
+    BACKOFF,
+    Stall,
+    TargetFacts,
+    TargetOutcome,
+    TargetState,
+    requeue_after,
+    rollout_result,
+    target_outcome,
+)
+from edgeplane.report.target import Health, target_status, write_due
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+OLD, NEW = "a" * 64, "b" * 64
+S = TargetState
+
+
+def _rollout(phase: RolloutPhase, version: str = NEW) -> RolloutStatus:
+    return RolloutStatus(
+        version=version, from_version=OLD, phase=phase, step=1, steps=2, progress="1/2"
+    )
+
+
+PROGRESSING, ROLLED_BACK = _rollout(RolloutPhase.PROGRESSING), _rollout(RolloutPhase.ROLLED_BACK)
+
+
+@pytest.mark.parametrize(
+    ("facts", "identity", "assigned", "rollout", "state", "message"),
+    [
+        # Down: whatever else is known, the location is unreachable, with why.
+        (TargetFacts(False, "down", "id", NEW), "id", NEW, PROGRESSING, S.UNREACHABLE, "down"),
+        # Serves what it should, and that is the rollout's version.
+        (TargetFacts(True, has="id", serving=NEW), "id", NEW, PROGRESSING, S.READY, ""),
+        # Serves what it should, the previous version: its step has not come.
+        (TargetFacts(True, has="id", serving=OLD), "id", OLD, PROGRESSING, S.PENDING, ""),
+        (TargetFacts(True, has="id", serving=OLD), "id", OLD, ROLLED_BACK, S.ROLLED_BACK, ""),
+        # Refused exactly this deployment.
+        (TargetFacts(True, has="x", refused=("id", "no")), "id", NEW, PROGRESSING, S.FAILED, "no"),
+        # Refused an earlier deployment: this one is still to be pushed.
+        (TargetFacts(True, has="x", refused=("i0", "no")), "id", NEW, PROGRESSING, S.DEPLOYING, ""),
+        # Not known yet (never asked) or no rollout recorded (a compile error).
+        (TargetFacts(None), "id", NEW, PROGRESSING, S.DEPLOYING, ""),
+        (TargetFacts(True, has="id"), "id", NEW, None, S.DEPLOYING, ""),
+    ],
+)
+def test_target_outcome(
+    facts: TargetFacts,
+    identity: str,
+    assigned: str,
+    rollout: RolloutStatus | None,
+    state: TargetState,
+    message: str,
+) -> None:
+    out = target_outcome("edge-1", facts, identity, assigned, rollout)
+    assert (out.name, out.state, out.version, out.message) == (
+        "edge-1", state, facts.serving, message
+    )
+
+
+def _outcomes(*states: TargetState) -> list[TargetOutcome]:
+    return [TargetOutcome(f"t{i}", s, None) for i, s in enumerate(states)]
+
+
+@pytest.mark.parametrize(
+    ("states", "stall", "wait", "expected"),
+    [
+        ((S.READY, S.READY), None, None, None),  # done: only a change brings it back
+        ((S.READY, S.PENDING), None, 12.5, 12.5),  # holding: look again when the hold ends
+        ((S.READY, S.DEPLOYING), None, 12.5, BACKOFF),  # a push under way
+        ((S.UNREACHABLE,), None, None, BACKOFF),
+        ((S.FAILED,), None, None, BACKOFF),
+        ((S.ROLLED_BACK, S.ROLLED_BACK), None, None, None),
+        ((S.DEPLOYING,), Stall("ScriptInvalid", "x"), None, None),  # waits for the user
+        ((S.READY,), None, BACKOFF, BACKOFF),  # a gate's location did not answer
+    ],
+)
+def test_requeue_after(states: tuple, stall: Stall | None, wait: object, expected: object) -> None:
+    assert requeue_after(_outcomes(*states), stall, wait) == expected  # type: ignore[arg-type]
+
+
+def _status(rollout: RolloutStatus | None) -> WorkerStatus:
+    return WorkerStatus(rollout=rollout)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "result"),
+    [
+        (None, _status(_rollout(RolloutPhase.COMPLETE)), "complete"),
+        (_status(PROGRESSING), _status(_rollout(RolloutPhase.COMPLETE)), "complete"),
+        (_status(PROGRESSING), _status(ROLLED_BACK), "rolled_back"),
+        # Counted once: a status that already recorded the end counts nothing more.
+        (_status(ROLLED_BACK), _status(ROLLED_BACK), None),
+        (_status(PROGRESSING), _status(_rollout(RolloutPhase.HOLDING)), None),
+        (_status(_rollout(RolloutPhase.COMPLETE, OLD)), _status(_rollout(RolloutPhase.COMPLETE)),
+         "complete"),  # another version
+        (_status(PROGRESSING), _status(None), None),
+    ],
+)
+def test_rollout_result(
+    before: WorkerStatus | None, after: WorkerStatus, result: str | None
+) -> None:
+    assert rollout_result(before, after) == result
+
+
+def _target(workers: int | None = 2) -> EdgeTarget:
+    return EdgeTarget.model_validate(
+        {
+            "apiVersion": "edgeplane.io/v1alpha1",
+            "kind": "EdgeTarget",
+            "metadata": {"name": "edge-1", "generation": 3},
+            "spec": {
+                "endpoint": "http://127.0.0.1:1",
+                "credentialsSecretRef": {"namespace": "ops", "name": "edge-1", "key": "token"},
+            },
+            "status": {"workers": workers, "agentVersion": "0.0.9"},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("workers", "changed", "since", "due"),
+    [
+        (2, False, 1.0, False),  # nothing new, heartbeat recent
+        (2, True, 1.0, True),  # reachability or inventory changed
+        (3, False, 1.0, True),  # a push changed the count
+        (None, False, 1.0, False),  # never read: the recorded count stands
+        (2, False, 30.0, True),  # heartbeat due
+    ],
+)
+def test_target_status_write_due(
+    workers: int | None, changed: bool, since: float, due: bool
+) -> None:
+    prev = _target().status
+    assert prev is not None
+    assert write_due(prev, Health(True, workers=workers), changed, since, 30.0) is due
+
+
+@pytest.mark.parametrize(
+    ("health", "ready", "reason", "heartbeat"),
+    [
+        (Health(True, workers=4, info={"agentVersion": "1.0"}), "True", "Reachable", T0),
+        (Health(False, "Unreachable", "connection refused"), "False", "Unreachable", None),
+        (Health(False, "CredentialsNotFound", "Secret ops/edge-1"), "False",
+         "CredentialsNotFound", None),
+    ],
+)
+def test_target_status(health: Health, ready: str, reason: str, heartbeat: datetime | None) -> None:
+    status = target_status(_target(), health, T0)
+    cond = status.conditions[0]
+    assert (cond.type, cond.status, cond.reason) == ("Ready", ready, reason)
+    assert cond.observed_generation == 3 and status.observed_generation == 3
+    assert status.last_heartbeat == heartbeat
+    # What this check did not learn keeps its recorded value.
+    assert status.workers == (health.workers if health.workers is not None else 2)
+    assert status.agent_version == health.info.get("agentVersion", "0.0.9")
+
+
+@pytest.mark.parametrize(
+    ("conflicts", "exists", "shares", "failure", "expected"),
+    [
+        (["apps/b"], True, (), None, (False, "RouteConflict", "also claimed by apps/b")),
+        (["apps/b"], False, (), None, (False, "RouteConflict", "neither route is served")),
+        ([], False, (), None, (False, "WorkerNotFound", "Worker apps/shop does not exist")),
+        ([], True, (), (False, "VersionNotFound", "spec.traffic[0].version: no"),
+         (False, "VersionNotFound", "spec.traffic[0].version")),
+        ([], True, (), None, (True, "Routed", "go to shop")),
+        ([], True, ("90% 9bcdb4caa8d8", "10% latest"), None,
+         (True, "Routed", "go to shop (90% 9bcdb4caa8d8, 10% latest)")),
+    ],
+)
+def test_route_condition(
+    conflicts: list[str], exists: bool, shares: tuple, failure: tuple | None, expected: tuple
+) -> None:
+    status, reason, message = route_condition(
+        "shop.example.com/*", "apps", "shop", conflicts, exists, shares, failure
+    )
+    assert (status, reason) == expected[:2]
+    assert expected[2] in message
+
+
+@pytest.mark.parametrize(
+    ("status", "old", "patch"),
+    [
+        ({"a": 1}, None, {"status": {"a": 1}}),
+        ({"a": 1}, {"a": 0, "gone": 2}, {"status": {"a": 1, "gone": None}}),  # cleared
+        ({}, {"x": 1}, {"status": {"x": None}}),
+    ],
+)
+def test_status_patch(status: dict, old: dict | None, patch: dict) -> None:
+    assert status_patch(status, old) == patch

@@ -1,0 +1,134 @@
+"""WorkerVersion decisions (pure): the recorded object, its archive ConfigMaps, pruning,
+version references and servingTargets."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+
+from edgeplane.api import Worker
+from edgeplane.compile import CompileError, Sources, compile_worker
+from edgeplane.versions.archive import PART_KEY
+from edgeplane.versions.objects import (
+    WORKER_LABEL,
+    archive_config_map,
+    match_ref,
+    serving_updates,
+    to_prune,
+    version_object,
+)
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+A, B, C = "a" * 64, "ab" + "0" * 62, "c" * 64
+
+
+def _item(name: str, created: str) -> dict:
+    return {"metadata": {"name": name}, "spec": {"created": created}}
+
+
+ITEMS = [_item("w-1", "2026-11-01"), _item("w-2", "2026-11-02"), _item("w-3", "2026-11-03")]
+
+
+@pytest.mark.parametrize(
+    ("retained", "keep", "pruned"),
+    [
+        (3, set(), []),  # nothing beyond the newest three
+        (2, set(), ["w-1"]),
+        (1, set(), ["w-2", "w-1"]),  # newest first
+        (1, {"w-1"}, ["w-2"]),  # in use (ready version, a split): kept however old
+        (0, {"w-1", "w-2", "w-3"}, []),
+    ],
+)
+def test_to_prune(retained: int, keep: set[str], pruned: list[str]) -> None:
+    assert to_prune(ITEMS, retained, keep) == pruned
+
+
+def test_to_prune_breaks_equal_times_by_name() -> None:
+    same = [_item("w-b", "2026-11-01"), _item("w-a", "2026-11-01")]
+    assert to_prune(same, 1, set()) == ["w-a"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected", "error"),
+    [
+        (A, A, None),  # a full id
+        ("aaaaaaaa", A, None),  # a unique prefix
+        ("ab000000", B, None),
+        ("a", None, "matches 2 versions of Worker w; give more digits"),
+        ("dddddddd", None, "no retained version of Worker w starts with 'dddddddd'"),
+    ],
+)
+def test_match_ref(ref: str, expected: str | None, error: str | None) -> None:
+    ids = [A, B, C]
+    if error is None:
+        assert match_ref(ids, ref, "spec.version", "ns", "w") == expected
+        return
+    with pytest.raises(CompileError) as e:
+        match_ref(ids, ref, "spec.version", "ns", "w")
+    assert e.value.reason == "VersionNotFound"
+    assert e.value.message.startswith("spec.version: ")  # names the field
+    assert error in e.value.message
+    assert f"kubectl get workerversions -n ns -l {WORKER_LABEL}=w" in e.value.message
+
+
+@pytest.mark.parametrize(
+    ("serving", "written", "updates"),
+    [
+        ([A, A, B], {}, {A: 2, B: 1}),
+        ([A, A, B], {A: 2, B: 1}, {}),  # nothing changed: nothing written
+        ([A, A, A], {A: 2, B: 1}, {A: 3, B: 0}),  # B no longer primary anywhere
+        ([None, A], {A: 1}, {}),  # an unknown location counts for none
+        ([], {A: 1}, {A: 0}),
+    ],
+)
+def test_serving_updates(
+    serving: list[str | None], written: dict[str, int], updates: dict[str, int]
+) -> None:
+    assert serving_updates(serving, written) == updates
+
+
+def _worker() -> Worker:
+    return Worker.model_validate(
+        {
+            "apiVersion": "edgeplane.io/v1alpha1",
+            "kind": "Worker",
+            "metadata": {"name": "hello", "namespace": "apps", "uid": "u-1", "generation": 4},
+            "spec": {
+                "compatibilityDate": "2024-09-23",
+                "modules": [{"name": "index.js", "inline": "export default {}"}],
+                "bindings": [{"name": "GREETING", "plainText": "hi"}],
+            },
+        }
+    )
+
+
+def test_version_object_records_identity_owner_and_summaries() -> None:
+    worker = _worker()
+    bundle = compile_worker(worker, Sources())
+    obj = version_object(worker, bundle, parts=2, now=T0).to_wire()
+    assert obj["metadata"]["name"] == f"hello-{bundle.version[:12]}"
+    assert obj["metadata"]["labels"] == {WORKER_LABEL: "hello"}
+    owner = obj["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "Worker", "hello", "u-1", True
+    )
+    spec = obj["spec"]
+    assert spec["versionId"] == bundle.version and spec["workerGeneration"] == 4
+    assert spec["archiveParts"] == 2
+    assert [m["name"] for m in spec["modules"]] == ["index.js"]
+    assert spec["bindings"] == [{"name": "GREETING", "kind": "plainText"}]
+
+
+def test_archive_config_map_is_immutable_and_owned_by_the_version() -> None:
+    created = {
+        "metadata": {"name": "hello-abc", "namespace": "apps", "uid": "v-1",
+                     "labels": {WORKER_LABEL: "hello"}}
+    }
+    cm = archive_config_map(created, 1, b"\x1f\x8b part")
+    assert cm["metadata"]["name"] == "hello-abc-m1"
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "v-1"
+    assert cm["metadata"]["ownerReferences"][0]["kind"] == "WorkerVersion"
+    assert cm["immutable"] is True
+    assert base64.b64decode(cm["binaryData"][PART_KEY]) == b"\x1f\x8b part"
