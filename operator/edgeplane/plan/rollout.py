@@ -163,28 +163,46 @@ def progress(
         )
         return Progress(_rolled_back(state, result))
     if state.phase is RolloutPhase.PROGRESSING:
-        if not step.targets <= in_sync:
-            return Progress(state)  # pushes still under way
-        if step.hold_seconds == 0 and step.gate is None:
-            return Progress(_next(state))
-        needs_counts = step.gate is not None and step.gate.max_error_percent is not None
-        if needs_counts and (observed is None or observed.counters is None):
-            return Progress(state, Need.COUNTERS, gate_targets=step.added)
-        baseline = [
-            RequestCount(target=t, total=c[0], errors=c[1])
-            for t, c in sorted(((observed.counters or {}) if observed else {}).items())
-        ]
-        return Progress(
-            state.model_copy(
-                update={
-                    "phase": RolloutPhase.HOLDING,
-                    "hold_start": now,
-                    "hold_until": now + timedelta(seconds=step.hold_seconds),
-                    "baseline": baseline,
-                }
-            )
+        return _progressing(state, step, in_sync, now, observed)
+    return _holding(state, step, now, observed)
+
+
+def _progressing(
+    state: RolloutStatus,
+    step: PlannedStep,
+    in_sync: set[str],
+    now: datetime,
+    observed: Observed | None,
+) -> Progress:
+    """A step's pushes: once its locations serve the version, its hold starts (with the
+    request counters as the error-rate baseline) or, with no hold and no gate, it is done."""
+    if not step.targets <= in_sync:
+        return Progress(state)  # pushes still under way
+    if step.hold_seconds == 0 and step.gate is None:
+        return Progress(_next(state))
+    needs_counts = step.gate is not None and step.gate.max_error_percent is not None
+    if needs_counts and (observed is None or observed.counters is None):
+        return Progress(state, Need.COUNTERS, gate_targets=step.added)
+    baseline = [
+        RequestCount(target=t, total=c[0], errors=c[1])
+        for t, c in sorted(((observed.counters or {}) if observed else {}).items())
+    ]
+    return Progress(
+        state.model_copy(
+            update={
+                "phase": RolloutPhase.HOLDING,
+                "hold_start": now,
+                "hold_until": now + timedelta(seconds=step.hold_seconds),
+                "baseline": baseline,
+            }
         )
-    # Holding.
+    )
+
+
+def _holding(
+    state: RolloutStatus, step: PlannedStep, now: datetime, observed: Observed | None
+) -> Progress:
+    """A step's hold: wait for its end, then judge its gate at the locations it added."""
     assert state.hold_until is not None
     if now < state.hold_until:
         return Progress(state, wait=(state.hold_until - now).total_seconds())
@@ -201,7 +219,6 @@ def progress(
     if failed is not None:
         return Progress(_rolled_back(state, failed))
     return Progress(_next(state))
-
 
 def judge(
     step: int,

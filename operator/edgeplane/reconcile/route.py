@@ -8,7 +8,8 @@ from edgeplane.compile import CompileError
 from edgeplane.kube.client import Kube
 from edgeplane.plan.routes import route_conflicts
 from edgeplane.reconcile.cache import Cache
-from edgeplane.report.route import Condition, route_condition
+from edgeplane.report.route import route_condition
+from edgeplane.report.status import ConditionFields
 from edgeplane.versions.store import VersionIndex, VersionStore
 
 
@@ -47,7 +48,7 @@ class RouteReconciler:
 
     async def _shares(
         self, route: WorkerRoute, worker: Worker
-    ) -> tuple[list[str], Condition | None]:
+    ) -> tuple[list[str], ConditionFields | None]:
         """The route's split with version references resolved, or why one does not resolve."""
         index = VersionIndex(self.versions, worker)
         shares = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-Condition = tuple[bool, str, str]  # (status, reason, message)
+from edgeplane.report.status import ConditionFields
 
 
 def route_condition(
@@ -14,8 +14,8 @@ def route_condition(
     conflicts: Sequence[str],
     worker_exists: bool,
     shares: Sequence[str] = (),
-    failure: Condition | None = None,
-) -> Condition:
+    failure: ConditionFields | None = None,
+) -> ConditionFields:
     """`conflicts`: the other routes claiming the pattern; `shares`: the traffic split as
     text (`90% 9bcdb4caa8d8`, `10% latest`); `failure`: why the split could not be
     resolved."""

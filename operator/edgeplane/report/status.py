@@ -39,6 +39,9 @@ class TargetOutcome:
     message: str = ""
 
 
+ConditionFields = tuple[bool, str, str]  # a condition's (status, reason, message)
+
+
 @dataclass(frozen=True)
 class TargetFacts:
     """What the operator knows about one Worker at one location."""
@@ -135,68 +138,14 @@ def worker_status(
     rollout: RolloutStatus | None = None,
 ) -> tuple[WorkerStatus, list[Event]]:
     prev = prev or WorkerStatus()
-    old_targets = {t.name: t for t in prev.targets}
-    targets = []
-    for o in outcomes:
-        old = old_targets.get(o.name)
-        changed = old is None or old.state != o.state or old.version != o.version
-        targets.append(
-            TargetStatus(
-                name=o.name,
-                version=o.version,
-                state=o.state.value,
-                message=o.message,
-                last_transition_time=now if changed else old.last_transition_time,
-            )
-        )
     ready_count = sum(o.state is TargetState.READY for o in outcomes)
     all_ready = stall is None and bool(outcomes) and ready_count == len(outcomes)
-    unreachable = [o.name for o in outcomes if o.state is TargetState.UNREACHABLE]
-    moving = any(o.state in (TargetState.DEPLOYING, TargetState.UNREACHABLE) for o in outcomes)
-    short = (latest or "")[:12]
+    triple = _conditions(outcomes, stall, rollout, latest, ready_count, all_ready)
     phase = rollout.phase if rollout else None
-    step = f"step {rollout.progress}: " if rollout and rollout.steps > 1 else ""
-
-    if stall is not None:
-        ready = (False, stall.reason, stall.message)
-        reconciling = (False, stall.reason, "waiting for a change to the Worker or its sources")
-        stalled = (True, stall.reason, stall.message)
-    elif rollout is not None and phase is RolloutPhase.ROLLED_BACK:
-        msg = _rolled_back_message(rollout)
-        ready = (False, "RolledBack", msg)
-        reconciling = (moving, "RolledBack", msg)
-        stalled = (not moving, "RolledBack", msg)
-    elif all_ready:
-        msg = f"version {short} serving at {ready_count}/{len(outcomes)} targets"
-        ready = (True, "Deployed", msg)
-        reconciling = (False, "Deployed", msg)
-        stalled = (False, "Deployed", msg)
-    elif unreachable:
-        msg = f"cannot reach {', '.join(unreachable)}; retrying with backoff"
-        if details := "; ".join(o.message for o in outcomes if o.message and o.name in unreachable):
-            msg += f" ({details})"
-        ready = (False, "TargetUnreachable", msg)
-        reconciling = (True, "TargetUnreachable", msg)
-        stalled = (False, "TargetUnreachable", msg)
-    elif rollout is not None and phase is RolloutPhase.HOLDING and rollout.hold_until:
-        msg = (
-            f"{step}{ready_count}/{len(outcomes)} targets serve version {short}; holding "
-            f"until {rollout.hold_until.isoformat()}"
-        )
-        ready = (False, "Holding", msg)
-        reconciling = (True, "Holding", msg)
-        stalled = (False, "Holding", msg)
-    else:
-        msg = f"{step}deploying version {short}: {ready_count}/{len(outcomes)} targets serve it"
-        ready = (False, "Deploying", msg)
-        reconciling = (True, "Deploying", msg)
-        stalled = (False, "Deploying", msg)
 
     conditions = list(prev.conditions)
-    for type_, (status, reason, message) in (
-        ("Ready", ready),
-        ("Reconciling", reconciling),
-        ("Stalled", stalled),
+    for type_, (status, reason, message) in zip(
+        ("Ready", "Reconciling", "Stalled"), triple, strict=True
     ):
         conditions = set_condition(
             conditions, type_, status, reason, message, observed_generation=generation, at=now
@@ -210,12 +159,78 @@ def worker_status(
         conditions=conditions,
         latest_version=latest,
         ready_version=latest if all_ready else prev.ready_version,
-        targets=targets,
+        targets=_targets(prev, outcomes, now),
         rollout=rollout,
         failed_versions=failed,
         ready_targets=f"{ready_count}/{len(outcomes)}",
     )
     return status, _events(prev, status)
+
+
+def _targets(
+    prev: WorkerStatus, outcomes: list[TargetOutcome], now: datetime
+) -> list[TargetStatus]:
+    """status.targets[]: a location's transition time moves only when its state or version
+    does."""
+    old_targets = {t.name: t for t in prev.targets}
+    targets = []
+    for o in outcomes:
+        old = old_targets.get(o.name)
+        changed = old is None or old.state != o.state or old.version != o.version
+        targets.append(
+            TargetStatus(
+                name=o.name,
+                version=o.version,
+                state=o.state.value,
+                message=o.message,
+                last_transition_time=now if changed or old is None else old.last_transition_time,
+            )
+        )
+    return targets
+
+
+def _conditions(
+    outcomes: list[TargetOutcome],
+    stall: Stall | None,
+    rollout: RolloutStatus | None,
+    latest: str | None,
+    ready_count: int,
+    all_ready: bool,
+) -> tuple[ConditionFields, ConditionFields, ConditionFields]:
+    """Ready, Reconciling and Stalled, in the kstatus sense."""
+    unreachable = [o.name for o in outcomes if o.state is TargetState.UNREACHABLE]
+    moving = any(o.state in (TargetState.DEPLOYING, TargetState.UNREACHABLE) for o in outcomes)
+    short = (latest or "")[:12]
+    phase = rollout.phase if rollout else None
+    step = f"step {rollout.progress}: " if rollout and rollout.steps > 1 else ""
+    if stall is not None:
+        return (
+            (False, stall.reason, stall.message),
+            (False, stall.reason, "waiting for a change to the Worker or its sources"),
+            (True, stall.reason, stall.message),
+        )
+    if rollout is not None and phase is RolloutPhase.ROLLED_BACK:
+        msg = _rolled_back_message(rollout)
+        reason = "RolledBack"
+        return (False, reason, msg), (moving, reason, msg), (not moving, reason, msg)
+    if all_ready:
+        msg = f"version {short} serving at {ready_count}/{len(outcomes)} targets"
+        return (True, "Deployed", msg), (False, "Deployed", msg), (False, "Deployed", msg)
+    if unreachable:
+        msg = f"cannot reach {', '.join(unreachable)}; retrying with backoff"
+        if details := "; ".join(o.message for o in outcomes if o.message and o.name in unreachable):
+            msg += f" ({details})"
+        reason = "TargetUnreachable"
+    elif rollout is not None and phase is RolloutPhase.HOLDING and rollout.hold_until:
+        msg = (
+            f"{step}{ready_count}/{len(outcomes)} targets serve version {short}; holding "
+            f"until {rollout.hold_until.isoformat()}"
+        )
+        reason = "Holding"
+    else:
+        msg = f"{step}deploying version {short}: {ready_count}/{len(outcomes)} targets serve it"
+        reason = "Deploying"
+    return (False, reason, msg), (True, reason, msg), (False, reason, msg)
 
 
 def _rolled_back_message(rollout: RolloutStatus) -> str:
