@@ -84,7 +84,7 @@ class WorkerRouteStatus(Wire):
 
     observed_generation: int | None = observed_generation_field()
     conditions: list[Condition] = conditions_field(
-        "Ready, and Conflicted when another route has the same pattern."
+        "Ready: False with reason RouteConflict when another route claims the same pattern."
     )
 
 
