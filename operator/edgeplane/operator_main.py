@@ -13,7 +13,7 @@ from prometheus_client import disable_created_metrics, start_http_server
 from edgeplane.controller import Settings
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="edgeplane operator", description=__doc__)
     parser.add_argument(
@@ -45,7 +45,11 @@ def main(argv: list[str]) -> int:
         help="kopf peering object name for several replicas; default: standalone",
     )
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
