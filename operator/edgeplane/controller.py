@@ -153,9 +153,13 @@ class Controller:
         if not deleted:  # a new or changed location is checked now, not at the next round
             self._spawn(self.fleet.check(body["metadata"]["name"]))
 
-    def source_changed(self, kind: str, namespace: str, name: str, workers: Iterable[str]) -> None:
-        """A ConfigMap or Secret that `workers` read changed; a Secret may also hold a
+    def source_seen(
+        self, kind: str, body: dict[str, Any], deleted: bool, workers: list[str]
+    ) -> None:
+        """A ConfigMap or Secret event; `workers` read it. A Secret may also hold a
         location's token."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        self.resolver.seen(kind, body, deleted, referenced=bool(workers))
         self._add(("Worker", namespace, w) for w in workers)
         if kind == "Secret":
             self.fleet.credentials_changed(namespace, name)

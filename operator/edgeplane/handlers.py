@@ -77,16 +77,23 @@ def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: A
     memo["controller"].target_seen(dict(body), _deleted(event))
 
 
-def _source_event(kind: str, body: kopf.Body, memo: kopf.Memo, index: kopf.Index) -> None:
+def _source_event(
+    kind: str, event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, index: kopf.Index
+) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    memo["controller"].source_changed(kind, ns, name, index.get((ns, kind, name), []))
+    workers = list(index.get((ns, kind, name), []))
+    memo["controller"].source_seen(kind, dict(body), _deleted(event), workers)
 
 
 @kopf.on.event("", "v1", "configmaps")
-def configmap_event(body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any) -> None:
-    _source_event("ConfigMap", body, memo, source_refs)
+def configmap_event(
+    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
+) -> None:
+    _source_event("ConfigMap", event, body, memo, source_refs)
 
 
 @kopf.on.event("", "v1", "secrets")
-def secret_event(body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any) -> None:
-    _source_event("Secret", body, memo, source_refs)
+def secret_event(
+    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
+) -> None:
+    _source_event("Secret", event, body, memo, source_refs)

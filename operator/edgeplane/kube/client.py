@@ -29,6 +29,16 @@ def status_patch(status: dict[str, Any], old: dict[str, Any] | None) -> dict[str
     return {"status": {**cleared, **status}}
 
 
+def contents(kind: str, body: dict[str, Any]) -> dict[str, str | bytes]:
+    """A ConfigMap's data and binaryData, or a Secret's data, decoded, in one mapping."""
+    if kind == "Secret":
+        return {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
+    out: dict[str, str | bytes] = dict(body.get("data") or {})
+    for k, v in (body.get("binaryData") or {}).items():
+        out[k] = base64.b64decode(v)
+    return out
+
+
 async def _or_none(call: Any) -> Any:
     try:
         return await call
@@ -99,15 +109,19 @@ class Kube:
         call = self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
         await _or_none(call)
 
+    async def read(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap or Secret as the watch would deliver it (a plain body)."""
+        if kind == "ConfigMap":
+            call = self.core.read_namespaced_config_map(name, ns)
+        else:
+            call = self.core.read_namespaced_secret(name, ns)
+        obj = await _or_none(call)
+        return None if obj is None else self.api.sanitize_for_serialization(obj)
+
     async def config_map(self, ns: str, name: str) -> dict[str, str | bytes] | None:
         """A ConfigMap's data and binaryData (decoded) in one mapping."""
-        cm = await _or_none(self.core.read_namespaced_config_map(name, ns))
-        if cm is None:
-            return None
-        data: dict[str, str | bytes] = dict(cm.data or {})
-        for k, v in (cm.binary_data or {}).items():
-            data[k] = base64.b64decode(v)
-        return data
+        body = await self.read("ConfigMap", ns, name)
+        return None if body is None else contents("ConfigMap", body)
 
     async def create_config_map(self, ns: str, body: kclient.V1ConfigMap) -> None:
         """Create an immutable ConfigMap; one already there is the same one."""
@@ -118,10 +132,10 @@ class Kube:
                 raise
 
     async def secret(self, ns: str, name: str) -> dict[str, bytes] | None:
-        secret = await _or_none(self.core.read_namespaced_secret(name, ns))
-        if secret is None:
+        body = await self.read("Secret", ns, name)
+        if body is None:
             return None
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return {k: v for k, v in contents("Secret", body).items() if isinstance(v, bytes)}
 
     async def event(self, body: dict[str, Any], event: Event) -> None:
         """Record an Event on a namespaced object; a failure is logged, never raised."""
