@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,7 @@ class Controller:
         self.resolver = Resolver(self.kube)
         self.versions = VersionStore(self.kube, self.resolver, s.versions_retained)
         self.writer = StatusWriter(self.kube, self.cache.workers)
-        self.workers = WorkerReconciler(
+        self.worker_loop = WorkerReconciler(
             self.cache,
             self.kube,
             self.fleet,
@@ -102,7 +102,7 @@ class Controller:
             self.writer,
             backoff=lambda key: self.queue.backoff(("Worker", *key)),
         )
-        self.routes = RouteReconciler(self.cache, self.kube, self.versions)
+        self.route_loop = RouteReconciler(self.cache, self.kube, self.versions)
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
 
@@ -178,7 +178,7 @@ class Controller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _every(self, seconds: float, job: Any) -> None:
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(seconds)
             try:
@@ -202,9 +202,9 @@ class Controller:
         result = "success"
         try:
             if kind == "Worker":
-                delay = await self.workers.reconcile(ns, name)
+                delay = await self.worker_loop.reconcile(ns, name)
             else:
-                delay = await self.routes.reconcile(ns, name)
+                delay = await self.route_loop.reconcile(ns, name)
             if delay is not None:
                 result = "requeue_after"
             return delay
