@@ -1,0 +1,92 @@
+"""The `edgeplane import` command: arguments in, YAML and messages out."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from edgeplane.api.common import LABEL_KEY_RE
+from edgeplane.wrangler.config import find_config, load_config
+from edgeplane.wrangler.errors import WranglerImportError
+from edgeplane.wrangler.manifests import Options, convert
+from edgeplane.wrangler.output import render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="edgeplane import",
+        description="Write Worker, WorkerRoute and ConfigMap manifests from a wrangler "
+        "project (wrangler.toml, wrangler.jsonc or wrangler.json).",
+    )
+    parser.add_argument(
+        "config", nargs="?", default=".",
+        help="the wrangler config file, or a directory holding one (default: .)",
+    )
+    parser.add_argument(
+        "-e", "--env", action="append", default=None,
+        help="import this [env.NAME] instead of the top level (repeatable)",
+    )
+    parser.add_argument(
+        "--all-envs", action="store_true",
+        help="import the top level and every environment",
+    )
+    parser.add_argument("-n", "--namespace", help="set metadata.namespace on every object")
+    parser.add_argument(
+        "--main", type=Path,
+        help="entry module to use instead of `main` (e.g. a bundler's JavaScript output)",
+    )
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="LABEL=VALUE",
+        help="run only on EdgeTargets with this label (repeatable); default: every target",
+    )
+    parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    args = parser.parse_args(argv)
+    labels = []
+    for item in args.target:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--target {item!r}: expected LABEL=VALUE")
+        if not re.fullmatch(LABEL_KEY_RE, key):
+            parser.error(f"--target {item!r}: {key!r} is not a valid label key")
+        labels.append((key, value))
+
+    try:
+        path = find_config(Path(args.config))
+        envs: list[str | None]
+        if args.all_envs:
+            envs = [None, *sorted(load_config(path).get("env") or {})]
+        else:
+            envs = list(args.env) if args.env else [None]
+        opts = Options(namespace=args.namespace, main=args.main, target_labels=tuple(labels))
+        result = convert(path, envs, opts)
+    except WranglerImportError as e:
+        print(f"edgeplane import: error: {e}", file=sys.stderr)
+        return 1
+    text = render(result, path.name)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    for w in result.warnings:
+        print(f"edgeplane import: warning: {w}", file=sys.stderr)
+    for worker, keys in result.unsupported.items():
+        print(
+            f"edgeplane import: warning: {worker}: not imported, edgeplane does not support "
+            f"these yet: {', '.join(keys)}",
+            file=sys.stderr,
+        )
+    for worker, keys in result.ignored.items():
+        print(
+            f"edgeplane import: note: {worker}: ignored (wrangler tooling only, no effect on "
+            f"the deployed Worker): {', '.join(keys)}",
+            file=sys.stderr,
+        )
+    for secret, keys in result.secrets.items():
+        print(
+            f"edgeplane import: note: create Secret {secret} with keys {', '.join(keys)} "
+            "before applying",
+            file=sys.stderr,
+        )
+    return 0

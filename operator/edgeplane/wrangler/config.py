@@ -1,0 +1,115 @@
+"""Reading the wrangler configuration: finding and parsing it, and .dev.vars."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from edgeplane.wrangler.errors import WranglerImportError
+
+CONFIG_NAMES = ("wrangler.jsonc", "wrangler.json", "wrangler.toml")
+
+# Keys this importer maps (top level or inside [env.x]).
+MAPPED_KEYS = frozenset({
+    "name", "main", "compatibility_date", "compatibility_flags", "vars", "secrets",
+    "kv_namespaces", "durable_objects", "services", "route", "routes", "env", "rules",
+    "base_dir", "find_additional_modules",
+})
+# Keys that only steer wrangler itself (building, uploading, local dev, the account) and
+# change nothing about what the Worker does once deployed.
+TOOLING_KEYS = frozenset({
+    "$schema", "account_id", "build", "dev", "minify", "keep_names", "no_bundle",
+    "send_metrics", "upload_source_maps", "tsconfig", "zone_id", "legacy_env",
+    "keep_vars", "preserve_file_names", "site_bucket", "jsx_factory", "jsx_fragment",
+    "ignored_warnings",
+})
+
+
+def strip_jsonc(text: str) -> str:
+    """JSON with comments and trailing commas -> JSON. Strings are copied untouched, so a
+    `//` or `,]` inside a string (a URL, say) stays as it is."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i : j + 1])
+            i = j + 1
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            if j < 0:
+                raise WranglerImportError("unterminated /* comment in the JSONC file")
+            out.append(" ")
+            i = j + 2
+        elif c == ",":
+            # A trailing comma: only whitespace and comments until the closing bracket.
+            j = i + 1
+            while j < n:
+                if text[j].isspace():
+                    j += 1
+                elif text.startswith("//", j):
+                    k = text.find("\n", j)
+                    j = n if k < 0 else k
+                elif text.startswith("/*", j):
+                    k = text.find("*/", j + 2)
+                    j = n if k < 0 else k + 2
+                else:
+                    break
+            if j >= n or text[j] not in "]}":
+                out.append(c)
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def find_config(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = [path / n for n in CONFIG_NAMES if (path / n).is_file()]
+        if found:
+            # wrangler prefers its JSON formats over TOML when both are present.
+            return found[0]
+        raise WranglerImportError(f"{path}: no {', '.join(CONFIG_NAMES)} in this directory")
+    raise WranglerImportError(f"{path}: no such file or directory")
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            data = json.loads(strip_jsonc(text))
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise WranglerImportError(f"{path}: {e}") from None
+    if not isinstance(data, dict):
+        raise WranglerImportError(f"{path}: the configuration must be a table/object")
+    return data
+
+
+def dev_var_names(path: Path) -> list[str]:
+    """The names in a .dev.vars file. Only names: the values are never kept."""
+    names: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, _ = line.partition("=")
+        key = key.strip()
+        if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) and key not in names:
+            names.append(key)
+    return names
+
