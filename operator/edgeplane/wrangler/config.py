@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from edgeplane.wrangler.comments import string_end, strip_comments
 from edgeplane.wrangler.errors import WranglerImportError
 
 CONFIG_NAMES = ("wrangler.jsonc", "wrangler.json", "wrangler.toml")
@@ -31,45 +32,32 @@ TOOLING_KEYS = frozenset({
 def strip_jsonc(text: str) -> str:
     """JSON with comments and trailing commas -> JSON. Strings are copied untouched, so a
     `//` or `,]` inside a string (a URL, say) stays as it is."""
+    code, unclosed = strip_comments(text, quotes='"', multiline='"')
+    if unclosed:
+        raise WranglerImportError("unterminated /* comment in the JSONC file")
+    return _drop_trailing_commas(code)
+
+
+def _drop_trailing_commas(code: str) -> str:
+    """Commas with only whitespace before the closing bracket go (JSON allows none). Run on
+    code without comments, so a comment between comma and bracket counts as whitespace."""
     out: list[str] = []
-    i, n = 0, len(text)
+    i, n = 0, len(code)
     while i < n:
-        c = text[i]
-        if c == '"':
+        if code[i] == '"':
+            j = string_end(code, i, multiline=True)
+            out.append(code[i:j])
+            i = j
+            continue
+        if code[i] == ",":
             j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i : j + 1])
-            i = j + 1
-        elif text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                raise WranglerImportError("unterminated /* comment in the JSONC file")
-            out.append(" ")
-            i = j + 2
-        elif c == ",":
-            # A trailing comma: only whitespace and comments until the closing bracket.
-            j = i + 1
-            while j < n:
-                if text[j].isspace():
-                    j += 1
-                elif text.startswith("//", j):
-                    k = text.find("\n", j)
-                    j = n if k < 0 else k
-                elif text.startswith("/*", j):
-                    k = text.find("*/", j + 2)
-                    j = n if k < 0 else k + 2
-                else:
-                    break
-            if j >= n or text[j] not in "]}":
-                out.append(c)
-            i += 1
-        else:
-            out.append(c)
-            i += 1
+            while j < n and code[j].isspace():
+                j += 1
+            if j < n and code[j] in "]}":
+                i += 1
+                continue
+        out.append(code[i])
+        i += 1
     return "".join(out)
 
 

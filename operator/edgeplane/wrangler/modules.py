@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgeplane.wrangler.comments import strip_comments
 from edgeplane.wrangler.errors import WranglerImportError
 
 # wrangler's default module rules when it does not bundle (its `rules` setting), plus the
@@ -40,38 +41,9 @@ _IMPORT_RES = (
 )
 
 
-def strip_js_comments(src: str) -> str:
-    """Source without // and /* */ comments; string and template literals are kept."""
-    out: list[str] = []
-    i, n = 0, len(src)
-    while i < n:
-        c = src[i]
-        if c in "\"'`":
-            j = i + 1
-            while j < n and src[j] != c:
-                if src[j] == "\\":
-                    j += 1
-                elif c != "`" and src[j] == "\n":
-                    break
-                j += 1
-            out.append(src[i : j + 1])
-            i = j + 1
-        elif src.startswith("//", i):
-            j = src.find("\n", i)
-            i = n if j < 0 else j
-        elif src.startswith("/*", i):
-            j = src.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-            out.append(" ")
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
 def specifiers(src: str) -> list[str]:
     """Module specifiers a JavaScript module imports, re-exports or requires, in order."""
-    code = strip_js_comments(src)
+    code, _ = strip_comments(src, quotes="\"'`", multiline="`")
     found: list[tuple[int, str]] = []
     for rx in _IMPORT_RES:
         found += [(m.start(), m.group(1)) for m in rx.finditer(code)]
