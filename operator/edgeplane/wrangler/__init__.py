@@ -29,10 +29,10 @@ listed as ignored. Nothing is dropped silently.
 """
 
 from edgeplane.wrangler.cli import main
-from edgeplane.wrangler.config import find_config, load_config
 from edgeplane.wrangler.errors import WranglerImportError
-from edgeplane.wrangler.manifests import Options, Result, convert
+from edgeplane.wrangler.manifests import Options, Result
 from edgeplane.wrangler.output import render
+from edgeplane.wrangler.project import convert, find_config, load_config
 
 __all__ = [
     "Options",

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from edgeplane.api.common import LABEL_KEY_RE
-from edgeplane.wrangler.config import find_config, load_config
 from edgeplane.wrangler.errors import WranglerImportError
-from edgeplane.wrangler.manifests import Options, convert
+from edgeplane.wrangler.manifests import Options
 from edgeplane.wrangler.output import render
+from edgeplane.wrangler.project import convert, find_config, load_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,18 @@
-"""Reading the wrangler configuration: finding and parsing it, and .dev.vars."""
+"""The wrangler configuration as text and as a dict: JSONC/TOML parsing, the table an
+environment reads, the Worker's name, which keys map, and the names in .dev.vars. Pure: the
+files are read in project.py."""
 
 from __future__ import annotations
 
 import json
 import re
 import tomllib
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
+from edgeplane.api.common import DNS_LABEL_RE
 from edgeplane.wrangler.comments import string_end, strip_comments
 from edgeplane.wrangler.errors import WranglerImportError
 
@@ -61,20 +66,8 @@ def _drop_trailing_commas(code: str) -> str:
     return "".join(out)
 
 
-def find_config(path: Path) -> Path:
-    if path.is_file():
-        return path
-    if path.is_dir():
-        found = [path / n for n in CONFIG_NAMES if (path / n).is_file()]
-        if found:
-            # wrangler prefers its JSON formats over TOML when both are present.
-            return found[0]
-        raise WranglerImportError(f"{path}: no {', '.join(CONFIG_NAMES)} in this directory")
-    raise WranglerImportError(f"{path}: no such file or directory")
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+def parse_config(text: str, path: PurePath) -> dict[str, Any]:
+    """The configuration in `text`, read as TOML or JSONC by the name of the file it is from."""
     try:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)
@@ -87,10 +80,71 @@ def load_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def dev_var_names(path: Path) -> list[str]:
+def environment(top: Mapping[str, Any], env: str | None, config_name: str) -> Mapping[str, Any]:
+    """The table a Worker is read from: the top level (env None) or [env.<env>]."""
+    if env is None:
+        return top
+    defined = top.get("env") or {}
+    if env not in defined:
+        raise WranglerImportError(
+            f"environment {env!r} is not defined in {config_name} (defined: "
+            f"{', '.join(sorted(defined)) or 'none'})"
+        )
+    return defined[env]
+
+
+def all_environments(top: Mapping[str, Any]) -> list[str | None]:
+    """The top level, then every environment by name."""
+    return [None, *sorted(top.get("env") or {})]
+
+
+def inherited(cfg: Mapping[str, Any], top: Mapping[str, Any], key: str) -> Any:
+    """An environment's own value for key, else the top level's. Only for the keys wrangler
+    inherits (main, compatibility date and flags, routes, rules, base_dir, ...): vars,
+    secrets and bindings are read from cfg alone."""
+    return cfg[key] if key in cfg else top.get(key)
+
+
+def worker_name(cfg: Mapping[str, Any], top: Mapping[str, Any], env: str | None) -> str:
+    """The environment's own name, else `<top name>-<env>`."""
+    if env is None:
+        name = cfg.get("name")
+    else:
+        name = cfg.get("name") or (f"{top['name']}-{env}" if top.get("name") else None)
+    if not isinstance(name, str) or not name:
+        raise WranglerImportError("the wrangler config has no `name`; add one")
+    if not re.fullmatch(DNS_LABEL_RE, name):
+        raise WranglerImportError(
+            f"name {name!r}: a Worker name is at most 63 lowercase letters, digits and '-'"
+        )
+    return name
+
+
+def key_report(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The keys this importer does not map (unsupported) and those it ignores (tooling)."""
+    unknown = [k for k in cfg if k not in MAPPED_KEYS and k not in TOOLING_KEYS]
+    # An empty table or list configures nothing; everything else is reported.
+    unsupported = sorted(k for k in unknown if cfg[k] not in ([], {}, None, False))
+    return unsupported, sorted(k for k in cfg if k in TOOLING_KEYS)
+
+
+@dataclass(frozen=True)
+class DevVars:
+    """A .dev.vars file as read: its name in the project, and its bytes."""
+
+    file: str
+    content: bytes
+
+
+def dev_vars_files(env: str | None) -> list[str]:
+    """The .dev.vars files that may hold an environment's secret names, first found wins."""
+    return ([f".dev.vars.{env}"] if env else []) + [".dev.vars"]
+
+
+def dev_var_names(content: bytes) -> list[str]:
     """The names in a .dev.vars file. Only names: the values are never kept."""
     names: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in content.decode("utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -100,4 +154,3 @@ def dev_var_names(path: Path) -> list[str]:
         if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) and key not in names:
             names.append(key)
     return names
-

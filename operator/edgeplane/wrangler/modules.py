@@ -1,11 +1,13 @@
-"""The module graph: every module reachable from `main`, with its type and content."""
+"""The module graph: every module reachable from `main`, with its type and content. The
+walk reads through a SourceTree, so it runs on a dict as well as on a project directory."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import PurePath, PurePosixPath
+from typing import Any, Protocol, TypeVar
 
 from edgeplane.wrangler.comments import strip_comments
 from edgeplane.wrangler.errors import WranglerImportError
@@ -108,77 +110,107 @@ class Module:
     content: bytes
 
 
-def _resolve_file(path: Path) -> Path | None:
-    if path.is_file():
-        return path
-    for suffix in RESOLVE_SUFFIXES:
-        p = path.with_name(path.name + suffix)
-        if p.is_file():
-            return p
-    index = path / "index.js"
-    return index if index.is_file() else None
+P = TypeVar("P", bound=PurePath)
 
 
-def module_graph(
-    main: Path, base_dir: Path, rules: Rules, warn: list[str], extra_bare: set[str]
-) -> list[Module]:
-    """Every module reachable from `main` through relative specifiers, main first."""
-    base_dir = base_dir.resolve()
-    main = main.resolve()
+def candidates(path: P) -> tuple[P, ...]:
+    """The files an import of `path` may mean, in the order bundlers try them: the path
+    itself, the path with an extension added, then the directory's index.js."""
+    return (path, *(path.with_name(path.name + s) for s in RESOLVE_SUFFIXES), path / "index.js")
+
+
+def import_parts(importer: str, spec: str) -> list[str] | None:
+    """The path (as segments from base_dir) a relative specifier in module `importer`
+    names; None when it climbs above base_dir."""
+    parts: list[str] = []
+    for seg in (PurePosixPath(importer).parent / spec).parts:
+        if seg == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif seg not in (".", ""):
+            parts.append(seg)
+    return parts
+
+
+class SourceTree(Protocol):
+    """The files module_graph reads: a project directory (project.DiskTree), or a dict."""
+
+    @property
+    def base_dir(self) -> PurePath: ...
+
+    def find(self, parts: Sequence[str]) -> PurePath | None:
+        """The file (see candidates) an import of base_dir/parts means, or None."""
+        ...
+
+    def read(self, path: PurePath) -> bytes: ...
+
+
+def module_graph(main: PurePath, tree: SourceTree, rules: Rules) -> tuple[list[Module], set[str]]:
+    """Every module reachable from `main` through relative specifiers, main first, and the
+    bare specifiers met on the way (a bundler's job)."""
     try:
-        main_name = main.relative_to(base_dir).as_posix()
+        main_name = main.relative_to(tree.base_dir).as_posix()
     except ValueError:
-        raise WranglerImportError(f"main {main} is outside base_dir {base_dir}") from None
+        raise WranglerImportError(f"main {main} is outside base_dir {tree.base_dir}") from None
     modules: dict[str, Module] = {}
-    queue: list[tuple[str, Path]] = [(main_name, main)]
+    bare: set[str] = set()
+    queue: list[tuple[str, PurePath]] = [(main_name, main)]
     while queue:
         name, path = queue.pop(0)
         if name in modules:
             continue
-        if path.suffix in TYPESCRIPT_SUFFIXES:
-            raise WranglerImportError(
-                f"{name} is TypeScript/JSX, which needs a bundler: build the Worker first "
-                "(e.g. `npx wrangler deploy --dry-run --outdir dist`) and import the "
-                "JavaScript output with `--main dist/<file>.js`"
-            )
-        # The type comes from the file found (wrangler's rules match file paths); the
-        # module keeps the name workerd will look up: the specifier as written, resolved.
-        kind = rules.type_of(path.relative_to(base_dir).as_posix())
-        if kind is None:
-            raise WranglerImportError(
-                f"{name}: no module rule matches this file; add a `rules` entry for it "
-                "(Text, Data, CompiledWasm, ESModule or CommonJS)"
-            )
-        content = path.read_bytes()
-        modules[name] = Module(name, kind, content)
-        if kind not in ("esModule", "commonJsModule"):
-            continue
-        try:
-            src = content.decode("utf-8")
-        except UnicodeDecodeError:
-            raise WranglerImportError(f"{name}: JavaScript must be UTF-8") from None
-        for spec in specifiers(src):
-            if spec.startswith(BUILTIN_PREFIXES):
-                continue
-            if not spec.startswith(("./", "../")):
-                extra_bare.add(spec)
-                continue
-            parts: list[str] = []
-            for seg in (PurePosixPath(name).parent / spec).parts:
-                if seg == "..":
-                    if not parts:
-                        raise WranglerImportError(
-                            f"{name} imports {spec!r}, outside base_dir {base_dir}; set "
-                            "base_dir in the wrangler config to a directory holding both"
-                        )
-                    parts.pop()
-                elif seg not in (".", ""):
-                    parts.append(seg)
-            resolved = _resolve_file(base_dir.joinpath(*parts))
-            if resolved is None:
-                raise WranglerImportError(
-                    f"{name} imports {spec!r}, but {'/'.join(parts)} does not exist"
-                )
-            queue.append(("/".join(parts), resolved.resolve()))
-    return list(modules.values())
+        module = modules[name] = _load(name, path, tree, rules)
+        if module.type in ("esModule", "commonJsModule"):
+            found, bare_specs = _imports(module, tree)
+            queue += found
+            bare.update(bare_specs)
+    return list(modules.values()), bare
 
+
+def _load(name: str, path: PurePath, tree: SourceTree, rules: Rules) -> Module:
+    if path.suffix in TYPESCRIPT_SUFFIXES:
+        raise WranglerImportError(
+            f"{name} is TypeScript/JSX, which needs a bundler: build the Worker first "
+            "(e.g. `npx wrangler deploy --dry-run --outdir dist`) and import the "
+            "JavaScript output with `--main dist/<file>.js`"
+        )
+    # The type comes from the file found (wrangler's rules match file paths); the
+    # module keeps the name workerd will look up: the specifier as written, resolved.
+    kind = rules.type_of(path.relative_to(tree.base_dir).as_posix())
+    if kind is None:
+        raise WranglerImportError(
+            f"{name}: no module rule matches this file; add a `rules` entry for it "
+            "(Text, Data, CompiledWasm, ESModule or CommonJS)"
+        )
+    return Module(name, kind, tree.read(path))
+
+
+def _imports(module: Module, tree: SourceTree) -> tuple[list[tuple[str, PurePath]], list[str]]:
+    """The modules a JavaScript module imports by relative specifier (name, file), and the
+    bare specifiers it imports."""
+    try:
+        src = module.content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WranglerImportError(f"{module.name}: JavaScript must be UTF-8") from None
+    found: list[tuple[str, PurePath]] = []
+    bare: list[str] = []
+    for spec in specifiers(src):
+        if spec.startswith(BUILTIN_PREFIXES):
+            continue
+        if not spec.startswith(("./", "../")):
+            bare.append(spec)
+            continue
+        parts = import_parts(module.name, spec)
+        if parts is None:
+            raise WranglerImportError(
+                f"{module.name} imports {spec!r}, outside base_dir {tree.base_dir}; set "
+                "base_dir in the wrangler config to a directory holding both"
+            )
+        path = tree.find(parts)
+        if path is None:
+            raise WranglerImportError(
+                f"{module.name} imports {spec!r}, but {'/'.join(parts)} does not exist"
+            )
+        found.append(("/".join(parts), path))
+    return found, bare
