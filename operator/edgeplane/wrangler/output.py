@@ -1,4 +1,4 @@
-"""The YAML `edgeplane import` writes."""
+"""What `edgeplane import` writes: the YAML, and the messages about it. Pure."""
 
 from __future__ import annotations
 
@@ -32,3 +32,26 @@ def render(result: Result, source: str) -> str:
     body = yaml.dump_all(result.docs, Dumper=_Dumper, sort_keys=False, width=100)
     return "\n".join(head) + "\n" + body
 
+
+
+def messages(result: Result) -> list[str]:
+    """What the command says on stderr once the manifests are written."""
+    prefix = "edgeplane import:"
+    return [
+        *(f"{prefix} warning: {w}" for w in result.warnings),
+        *(
+            f"{prefix} warning: {worker}: not imported, edgeplane does not support these "
+            f"yet: {', '.join(keys)}"
+            for worker, keys in result.unsupported.items()
+        ),
+        *(
+            f"{prefix} note: {worker}: ignored (wrangler tooling only, no effect on the "
+            f"deployed Worker): {', '.join(keys)}"
+            for worker, keys in result.ignored.items()
+        ),
+        *(
+            f"{prefix} note: create Secret {secret} with keys {', '.join(keys)} before "
+            "applying"
+            for secret, keys in result.secrets.items()
+        ),
+    ]
