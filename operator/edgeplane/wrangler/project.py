@@ -22,7 +22,7 @@ from edgeplane.wrangler.config import (
 from edgeplane.wrangler.errors import WranglerImportError
 from edgeplane.wrangler.manifests import Options, Result, Sources, add_worker
 from edgeplane.wrangler.modules import Rules, candidates, module_graph
-from edgeplane.wrangler.routes import route_conflicts
+from edgeplane.wrangler.routes import conflict_warnings
 
 DEFAULT_OPTIONS = Options()
 
@@ -39,7 +39,7 @@ def convert(
         name = worker_name(cfg, top, env)
         sources = read_sources(cfg, top, env, name, path.parent, opts, result.warnings)
         add_worker(cfg, top, name, sources, opts, result)
-    result.warnings += route_conflicts(result.docs)
+    result.warnings += conflict_warnings(result.docs)
     return result
 
 

@@ -55,7 +55,7 @@ def route_pattern(item: Any, worker: str, warn: list[str]) -> str:
     return pattern
 
 
-def route_conflicts(docs: list[dict[str, Any]]) -> list[str]:
+def conflict_warnings(docs: list[dict[str, Any]]) -> list[str]:
     """Warnings for patterns two WorkerRoutes claim: the apiserver would refuse both
     (RouteConflict)."""
     warnings: list[str] = []
