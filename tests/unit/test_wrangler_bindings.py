@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -126,39 +127,32 @@ def test_kv_bindings_refuse(kv: dict[str, Any], message: str) -> None:
         kv_bindings([kv], "w")
 
 
+DO = {"name": "D", "class_name": "C"}
+SVC = {"binding": "S", "service": "api"}
+
+
 @pytest.mark.parametrize(
-    ("do", "binding", "unsupported"),
+    ("kind", "cfg", "binding", "unsupported"),
     [
-        ({"name": "D", "class_name": "C"},
+        (durable_object_bindings, {"bindings": [DO]},
          {"name": "D", "durableObjectNamespace": {"className": "C"}}, []),
-        ({"name": "D", "class_name": "C", "script_name": "w"},  # this Worker by name
+        (durable_object_bindings, {"bindings": [{**DO, "script_name": "w"}]},  # this Worker
          {"name": "D", "durableObjectNamespace": {"className": "C"}}, []),
-        ({"name": "D", "class_name": "C", "script_name": "other"}, None,
+        (durable_object_bindings, {"bindings": [{**DO, "script_name": "other"}]}, None,
          ["durable_objects.bindings[D].script_name=other"]),
-    ],
-)
-def test_durable_object_bindings(
-    do: dict[str, Any], binding: dict[str, Any] | None, unsupported: list[str]
-) -> None:
-    left_out: list[str] = []
-    found = durable_object_bindings({"bindings": [do]}, "w", left_out)
-    assert found == ([binding] if binding else [])
-    assert left_out == unsupported
-
-
-@pytest.mark.parametrize(
-    ("svc", "binding", "unsupported"),
-    [
-        ({"binding": "S", "service": "api"}, {"name": "S", "service": {"worker": "api"}}, []),
-        ({"binding": "S", "service": "api", "environment": "prod"},
+        (service_bindings, [SVC], {"name": "S", "service": {"worker": "api"}}, []),
+        (service_bindings, [{**SVC, "environment": "prod"}],
          {"name": "S", "service": {"worker": "api-prod"}}, []),
-        ({"binding": "S", "service": "api", "entrypoint": "E"}, None,
-         ["services[S].entrypoint=E"]),
+        (service_bindings, [{**SVC, "entrypoint": "E"}], None, ["services[S].entrypoint=E"]),
     ],
 )
-def test_service_bindings(
-    svc: dict[str, Any], binding: dict[str, Any] | None, unsupported: list[str]
+def test_bindings_to_other_code_or_left_out(
+    kind: Callable[[Any, str, list[str]], list[dict[str, Any]]],
+    cfg: Any,
+    binding: dict[str, Any] | None,
+    unsupported: list[str],
 ) -> None:
+    """Durable Objects and services: bound, or listed as unsupported, never half-imported."""
     left_out: list[str] = []
-    assert service_bindings([svc], "w", left_out) == ([binding] if binding else [])
+    assert kind(cfg, "w", left_out) == ([binding] if binding else [])
     assert left_out == unsupported
