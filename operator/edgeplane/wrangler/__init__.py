@@ -26,6 +26,11 @@ What maps, and how:
 Anything else that changes what the Worker does (R2, D1, queues, crons, migrations, ...)
 is listed by name in a warning on stderr; keys that only steer wrangler's tooling are
 listed as ignored. Nothing is dropped silently.
+
+Layout: project.py and cli.py read and write files; everything else is pure, values in and
+values out. config.py (the configuration), modules.py (the module graph, walked over a
+SourceTree), bindings.py, routes.py and manifests.py (one Worker's objects), output.py
+(the YAML and the messages), comments.py (JSONC and JavaScript comments).
 """
 
 from edgeplane.wrangler.cli import main

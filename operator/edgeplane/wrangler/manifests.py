@@ -38,6 +38,8 @@ BINARY_TYPES = ("data", "wasm")
 
 @dataclass(frozen=True)
 class Options:
+    """The command's choices that apply to every Worker imported."""
+
     namespace: str | None = None
     main: Path | None = None  # overrides `main` (e.g. a bundler's output)
     # EdgeTarget labels the Workers select (spec.targets.matchLabels); empty: every target.
@@ -46,6 +48,8 @@ class Options:
 
 @dataclass
 class Result:
+    """The manifests of one import, and what to tell the user about them."""
+
     docs: list[dict[str, Any]] = field(default_factory=list)
     secrets: dict[str, list[str]] = field(default_factory=dict)  # Secret name -> keys
     warnings: list[str] = field(default_factory=list)
@@ -70,7 +74,9 @@ def add_worker(
     opts: Options,
     result: Result,
 ) -> None:
-    """One Worker (cfg: the top level or an [env.x] table) into result."""
+    """One Worker (cfg: the top level or an [env.x] table) into result. The checks run in a
+    fixed order (date, module sources, bindings, Worker, routes), so a project with several
+    problems always gets the same first error."""
     _report_keys(cfg, name, result)
     warn = result.warnings
     if bare := sorted(sources.bare):
@@ -118,6 +124,7 @@ def _report_keys(cfg: Mapping[str, Any], name: str, result: Result) -> None:
 
 
 def metadata(name: str, worker: str, namespace: str | None) -> dict[str, Any]:
+    """An object's metadata, labelled with the Worker it belongs to."""
     return {
         "name": name,
         **({"namespace": namespace} if namespace else {}),
