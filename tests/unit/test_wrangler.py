@@ -11,17 +11,10 @@ import pytest
 import yaml
 
 from edgeplane.api import Worker, WorkerRoute
-from edgeplane.wrangler import (
-    CONFIG_MAP_BUDGET,
-    Options,
-    Result,
-    WranglerImportError,
-    convert,
-    main,
-    render,
-    specifiers,
-    strip_jsonc,
-)
+from edgeplane.wrangler import Options, Result, WranglerImportError, convert, main, render
+from edgeplane.wrangler.config import strip_jsonc
+from edgeplane.wrangler.manifests import CONFIG_MAP_BUDGET
+from edgeplane.wrangler.modules import specifiers
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wrangler"
 

@@ -1,0 +1,51 @@
+"""`edgeplane import`: turn a wrangler project (wrangler.toml / wrangler.json[c]) into
+Worker, WorkerRoute and ConfigMap manifests.
+
+What maps, and how:
+
+- `name`, `main` and the module graph: starting at `main`, every relative `import`,
+  `export ... from`, `import("...")` and `require("...")` is followed to a file inside the
+  project; each file becomes a module named by its path relative to `base_dir` (default:
+  the directory of `main`, as wrangler does without a bundler). The sources go into
+  ConfigMaps (`configMapKeyRef`), never inline, so a Worker is not limited by the 1 MiB
+  inline limit, and the Worker object stays small.
+- `compatibility_date`, `compatibility_flags`.
+- `vars`: strings become `plainText`, objects `json`; other JSON values (numbers, booleans,
+  arrays) become `plainText` holding their JSON text, with a warning (edgeplane's json
+  binding takes objects only).
+- `secrets.required` (or, without it, the names in `.dev.vars`: names only, values are never
+  read into the output) become `secretKeyRef` placeholders into one Secret per Worker,
+  listed at the top of the output with the command that creates it.
+- `kv_namespaces`, `durable_objects.bindings` (classes of this Worker), `services`.
+- `route` / `routes`: strings, `{pattern, zone_name | zone_id}`, or
+  `{pattern, custom_domain = true}` (the whole host: `host/*`).
+- `[env.<name>]`: a separate Worker named `<name>-<env>` (or the environment's `name`).
+  Like wrangler, `main`, compatibility date and flags and routes are inherited from the top
+  level; vars, secrets and bindings are not.
+
+Anything else that changes what the Worker does (R2, D1, queues, crons, migrations, ...)
+is listed by name in a warning on stderr; keys that only steer wrangler's tooling are
+listed as ignored. Nothing is dropped silently.
+
+Layout: project.py and cli.py read and write files; everything else is pure, values in and
+values out. config.py (the configuration), modules.py (the module graph, walked over a
+SourceTree), bindings.py, routes.py and manifests.py (one Worker's objects), output.py
+(the YAML and the messages), comments.py (JSONC and JavaScript comments).
+"""
+
+from edgeplane.wrangler.cli import main
+from edgeplane.wrangler.errors import WranglerImportError
+from edgeplane.wrangler.manifests import Options, Result
+from edgeplane.wrangler.output import render
+from edgeplane.wrangler.project import convert, find_config, load_config
+
+__all__ = [
+    "Options",
+    "Result",
+    "WranglerImportError",
+    "convert",
+    "find_config",
+    "load_config",
+    "main",
+    "render",
+]

@@ -1,0 +1,131 @@
+"""A Worker's bindings from its wrangler config, one function a kind: vars, secrets, KV
+namespaces, Durable Objects and services. Pure: config values in, binding dicts out."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from edgeplane.api.worker import MAX_PLAIN_TEXT
+from edgeplane.wire import JS_IDENTIFIER_RE
+from edgeplane.wrangler.config import DevVars, dev_var_names
+from edgeplane.wrangler.errors import WranglerImportError
+
+
+def binding_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(JS_IDENTIFIER_RE, name):
+        raise WranglerImportError(f"{where}: binding name {name!r} is not a JavaScript identifier")
+    return name
+
+
+def var_bindings(vars_cfg: Mapping[str, Any], worker: str, warn: list[str]) -> list[dict[str, Any]]:
+    """`vars`: strings as plainText, objects as json, any other JSON value as its JSON text
+    (edgeplane's json binding takes objects only), with a warning."""
+    out: list[dict[str, Any]] = []
+    for key, value in vars_cfg.items():
+        name = binding_name(key, f"{worker}: vars")
+        if isinstance(value, str):
+            if len(value.encode()) > MAX_PLAIN_TEXT:
+                raise WranglerImportError(f"{worker}: vars.{key} is longer than 5 KiB")
+            out.append({"name": name, "plainText": value})
+        elif isinstance(value, dict):
+            out.append({"name": name, "json": value})
+        else:
+            text = json.dumps(value)
+            warn.append(
+                f"{worker}: vars.{key} is a JSON {type(value).__name__}; edgeplane's json "
+                f"binding takes objects, so env.{key} is the string {text!r}"
+            )
+            out.append({"name": name, "plainText": text})
+    return out
+
+
+def declared_secrets(secrets_cfg: Any) -> list[str] | None:
+    """The secret names the config declares (`secrets.required`, or a plain list); None when
+    it declares none, so that .dev.vars supplies them."""
+    if isinstance(secrets_cfg, Mapping) and "required" in secrets_cfg:
+        return [str(s) for s in secrets_cfg.get("required") or []]
+    if isinstance(secrets_cfg, list):
+        return [str(s) for s in secrets_cfg]
+    return None
+
+
+def secret_names(
+    secrets_cfg: Any, dev_vars: DevVars | None, var_names: set[str], worker: str,
+    warn: list[str],
+) -> list[str]:
+    """The declared secrets, else the names in .dev.vars that are not also vars."""
+    declared = declared_secrets(secrets_cfg)
+    if declared is not None:
+        return declared
+    if dev_vars is None:
+        return []
+    names = [n for n in dev_var_names(dev_vars.content) if n not in var_names]
+    if names:
+        warn.append(
+            f"{worker}: secret names taken from {dev_vars.file} (names only; its "
+            "values are not read into the output)"
+        )
+    return names
+
+
+def secret_bindings(
+    names: list[str], secret: str, var_names: set[str], worker: str
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The keys of Secret `secret` the Worker reads, and their secretKeyRef bindings. A name
+    already bound as a var stays a var: a name binds once."""
+    keys: list[str] = []
+    out: list[dict[str, Any]] = []
+    for s in names:
+        name = binding_name(s, f"{worker}: secrets")
+        if name in var_names:
+            continue
+        keys.append(name)
+        out.append({"name": name, "secretKeyRef": {"name": secret, "key": name}})
+    return keys, out
+
+
+def kv_bindings(kv_cfg: list[Any], worker: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for kv in kv_cfg:
+        name = binding_name(kv.get("binding"), f"{worker}: kv_namespaces")
+        ns = kv.get("id") or kv.get("preview_id")
+        if not ns:
+            raise WranglerImportError(f"{worker}: kv_namespaces binding {name} has no id")
+        out.append({"name": name, "kvNamespace": {"namespace": str(ns)}})
+    return out
+
+
+def durable_object_bindings(
+    do_cfg: Mapping[str, Any], worker: str, unsupported: list[str]
+) -> list[dict[str, Any]]:
+    """Classes of this Worker only; another script's class is listed in `unsupported`."""
+    out: list[dict[str, Any]] = []
+    for do in do_cfg.get("bindings") or []:
+        name = binding_name(do.get("name"), f"{worker}: durable_objects.bindings")
+        script = do.get("script_name")
+        if script and script != worker:
+            unsupported.append(f"durable_objects.bindings[{name}].script_name={script}")
+            continue
+        out.append({"name": name, "durableObjectNamespace": {"className": do["class_name"]}})
+    return out
+
+
+def service_bindings(
+    svc_cfg: list[Any], worker: str, unsupported: list[str]
+) -> list[dict[str, Any]]:
+    """A service's environment names its Worker `<service>-<environment>`, as this importer
+    names environments; a named entrypoint is listed in `unsupported`."""
+    out: list[dict[str, Any]] = []
+    for svc in svc_cfg:
+        name = binding_name(svc.get("binding"), f"{worker}: services")
+        target = str(svc.get("service", ""))
+        if svc.get("environment"):
+            target = f"{target}-{svc['environment']}"
+        if svc.get("entrypoint"):
+            unsupported.append(f"services[{name}].entrypoint={svc['entrypoint']}")
+            continue
+        out.append({"name": name, "service": {"worker": target}})
+    return out

@@ -1,0 +1,156 @@
+"""The wrangler configuration as text and as a dict: JSONC/TOML parsing, the table an
+environment reads, the Worker's name, which keys map, and the names in .dev.vars. Pure: the
+files are read in project.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from edgeplane.api.common import DNS_LABEL_RE
+from edgeplane.wrangler.comments import string_end, strip_comments
+from edgeplane.wrangler.errors import WranglerImportError
+
+CONFIG_NAMES = ("wrangler.jsonc", "wrangler.json", "wrangler.toml")
+
+# Keys this importer maps (top level or inside [env.x]).
+MAPPED_KEYS = frozenset({
+    "name", "main", "compatibility_date", "compatibility_flags", "vars", "secrets",
+    "kv_namespaces", "durable_objects", "services", "route", "routes", "env", "rules",
+    "base_dir", "find_additional_modules",
+})
+# Keys that only steer wrangler itself (building, uploading, local dev, the account) and
+# change nothing about what the Worker does once deployed.
+TOOLING_KEYS = frozenset({
+    "$schema", "account_id", "build", "dev", "minify", "keep_names", "no_bundle",
+    "send_metrics", "upload_source_maps", "tsconfig", "zone_id", "legacy_env",
+    "keep_vars", "preserve_file_names", "site_bucket", "jsx_factory", "jsx_fragment",
+    "ignored_warnings",
+})
+
+
+def strip_jsonc(text: str) -> str:
+    """JSON with comments and trailing commas -> JSON. Strings are copied untouched, so a
+    `//` or `,]` inside a string (a URL, say) stays as it is."""
+    code, unclosed = strip_comments(text, quotes='"', multiline='"')
+    if unclosed:
+        raise WranglerImportError("unterminated /* comment in the JSONC file")
+    return _drop_trailing_commas(code)
+
+
+def _drop_trailing_commas(code: str) -> str:
+    """Commas with only whitespace before the closing bracket go (JSON allows none). Run on
+    code without comments, so a comment between comma and bracket counts as whitespace."""
+    out: list[str] = []
+    i, n = 0, len(code)
+    while i < n:
+        if code[i] == '"':
+            j = string_end(code, i, multiline=True)
+            out.append(code[i:j])
+            i = j
+            continue
+        if code[i] == ",":
+            j = i + 1
+            while j < n and code[j].isspace():
+                j += 1
+            if j < n and code[j] in "]}":
+                i += 1
+                continue
+        out.append(code[i])
+        i += 1
+    return "".join(out)
+
+
+def parse_config(text: str, path: PurePath) -> dict[str, Any]:
+    """The configuration in `text`, read as TOML or JSONC by the name of the file it is from."""
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            data = json.loads(strip_jsonc(text))
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise WranglerImportError(f"{path}: {e}") from None
+    if not isinstance(data, dict):
+        raise WranglerImportError(f"{path}: the configuration must be a table/object")
+    return data
+
+
+def environment(top: Mapping[str, Any], env: str | None, config_name: str) -> Mapping[str, Any]:
+    """The table a Worker is read from: the top level (env None) or [env.<env>]."""
+    if env is None:
+        return top
+    defined = top.get("env") or {}
+    if env not in defined:
+        raise WranglerImportError(
+            f"environment {env!r} is not defined in {config_name} (defined: "
+            f"{', '.join(sorted(defined)) or 'none'})"
+        )
+    return defined[env]
+
+
+def all_environments(top: Mapping[str, Any]) -> list[str | None]:
+    """The top level, then every environment by name."""
+    return [None, *sorted(top.get("env") or {})]
+
+
+def inherited(cfg: Mapping[str, Any], top: Mapping[str, Any], key: str) -> Any:
+    """An environment's own value for key, else the top level's. Only for the keys wrangler
+    inherits (main, compatibility date and flags, routes, rules, base_dir, ...): vars,
+    secrets and bindings are read from cfg alone."""
+    return cfg[key] if key in cfg else top.get(key)
+
+
+def worker_name(cfg: Mapping[str, Any], top: Mapping[str, Any], env: str | None) -> str:
+    """The environment's own name, else `<top name>-<env>`."""
+    if env is None:
+        name = cfg.get("name")
+    else:
+        name = cfg.get("name") or (f"{top['name']}-{env}" if top.get("name") else None)
+    if not isinstance(name, str) or not name:
+        raise WranglerImportError("the wrangler config has no `name`; add one")
+    if not re.fullmatch(DNS_LABEL_RE, name):
+        raise WranglerImportError(
+            f"name {name!r}: a Worker name is at most 63 lowercase letters, digits and '-'"
+        )
+    return name
+
+
+def key_report(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The keys this importer does not map (unsupported) and those it ignores (tooling)."""
+    unknown = [k for k in cfg if k not in MAPPED_KEYS and k not in TOOLING_KEYS]
+    # An empty table or list configures nothing; everything else is reported.
+    unsupported = sorted(k for k in unknown if cfg[k] not in ([], {}, None, False))
+    return unsupported, sorted(k for k in cfg if k in TOOLING_KEYS)
+
+
+@dataclass(frozen=True)
+class DevVars:
+    """A .dev.vars file as read: its name in the project, and its bytes."""
+
+    file: str
+    content: bytes
+
+
+def dev_vars_files(env: str | None) -> list[str]:
+    """The .dev.vars files that may hold an environment's secret names, first found wins."""
+    return ([f".dev.vars.{env}"] if env else []) + [".dev.vars"]
+
+
+def dev_var_names(content: bytes) -> list[str]:
+    """The names in a .dev.vars file. Only names: the values are never kept."""
+    names: list[str] = []
+    for line in content.decode("utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, _ = line.partition("=")
+        key = key.strip()
+        if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) and key not in names:
+            names.append(key)
+    return names

@@ -1,0 +1,182 @@
+"""Reading the wrangler configuration (pure): JSONC, the environment table, the Worker's
+name, which keys map, and .dev.vars names."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+import pytest
+
+from edgeplane.wrangler.config import (
+    all_environments,
+    dev_var_names,
+    dev_vars_files,
+    environment,
+    inherited,
+    key_report,
+    parse_config,
+    strip_jsonc,
+    worker_name,
+)
+from edgeplane.wrangler.errors import WranglerImportError
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1,}', '{"a": 1}'),
+        ("[1, 2 , ]", "[1, 2  ]"),
+        ("[1, // c\n]", "[1 \n]"),  # a comment between comma and bracket is whitespace
+        ("[1, /* c */ ]", "[1   ]"),
+        ('{"a": ",]"}', '{"a": ",]"}'),  # inside a string: kept
+        ('{"a": "\\",}"}', '{"a": "\\",}"}'),  # an escaped quote does not end the string
+        ("[1,", "[1,"),  # a comma at the end is not trailing anything
+        ("[1, 2]", "[1, 2]"),
+    ],
+)
+def test_strip_jsonc(text: str, expected: str) -> None:
+    assert strip_jsonc(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "file", "expected"),
+    [
+        ('name = "w"\n', "wrangler.toml", {"name": "w"}),
+        ('{"name": "w", // c\n}', "wrangler.jsonc", {"name": "w"}),
+        ('{"name": "w"}', "wrangler.json", {"name": "w"}),  # JSON is JSONC without comments
+    ],
+)
+def test_parse_config(text: str, file: str, expected: dict[str, Any]) -> None:
+    assert parse_config(text, PurePath(file)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "file", "message"),
+    [
+        ("name = \n", "wrangler.toml", "wrangler.toml: Invalid value"),
+        ("[1]", "wrangler.json", "wrangler.json: the configuration must be a table/object"),
+        ('{"a": 1 /* x', "wrangler.jsonc", "unterminated /\\* comment in the JSONC file"),
+    ],
+)
+def test_parse_config_refuses(text: str, file: str, message: str) -> None:
+    with pytest.raises(WranglerImportError, match=message):
+        parse_config(text, PurePath(file))
+
+
+TOP = {"name": "w", "main": "a.js", "env": {"dev": {"main": "b.js"}, "eu": {"name": "w-eu"}}}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [(None, TOP), ("dev", {"main": "b.js"}), ("eu", {"name": "w-eu"})],
+)
+def test_environment(env: str | None, expected: dict[str, Any]) -> None:
+    assert environment(TOP, env, "wrangler.toml") == expected
+
+
+@pytest.mark.parametrize(
+    ("top", "message"),
+    [
+        (TOP, "environment 'prod' is not defined in wrangler.toml \\(defined: dev, eu\\)"),
+        ({"name": "w"}, "\\(defined: none\\)"),
+    ],
+)
+def test_environment_refuses_an_undefined_one(top: dict[str, Any], message: str) -> None:
+    with pytest.raises(WranglerImportError, match=message):
+        environment(top, "prod", "wrangler.toml")
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        (TOP, [None, "dev", "eu"]),
+        ({"env": {"z": {}, "a": {}}}, [None, "a", "z"]),
+        ({}, [None]),
+    ],
+)
+def test_all_environments(top: dict[str, Any], expected: list[str | None]) -> None:
+    assert all_environments(top) == expected
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key", "expected"),
+    [
+        ({"main": "b.js"}, "main", "b.js"),  # the environment's own
+        ({}, "main", "a.js"),  # else the top level's
+        ({"main": None}, "main", None),  # present counts, even as null
+        ({}, "base_dir", None),
+    ],
+)
+def test_inherited(cfg: dict[str, Any], key: str, expected: Any) -> None:
+    assert inherited(cfg, TOP, key) == expected
+
+
+@pytest.mark.parametrize(
+    ("cfg", "top", "env", "expected"),
+    [
+        ({"name": "w"}, {"name": "w"}, None, "w"),
+        ({}, {"name": "w"}, "dev", "w-dev"),
+        ({"name": "own"}, {"name": "w"}, "dev", "own"),
+    ],
+)
+def test_worker_name(
+    cfg: dict[str, Any], top: dict[str, Any], env: str | None, expected: str
+) -> None:
+    assert worker_name(cfg, top, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("cfg", "top", "env", "message"),
+    [
+        ({}, {}, "dev", "no `name`"),
+        ({}, {}, None, "no `name`"),
+        ({"name": ""}, {"name": ""}, None, "no `name`"),
+        ({"name": 3}, {"name": 3}, None, "no `name`"),
+        ({"name": "Bad"}, {"name": "Bad"}, None, "name 'Bad': a Worker name is at most 63"),
+        ({}, {"name": "w" * 60}, "prod", "at most 63 lowercase"),  # top name + env too long
+    ],
+)
+def test_worker_name_refuses(
+    cfg: dict[str, Any], top: dict[str, Any], env: str | None, message: str
+) -> None:
+    with pytest.raises(WranglerImportError, match=message):
+        worker_name(cfg, top, env)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "unsupported", "ignored"),
+    [
+        ({"name": "w", "vars": {}}, [], []),
+        ({"r2_buckets": [{}], "account_id": "a", "triggers": {"crons": []}},
+         ["r2_buckets", "triggers"], ["account_id"]),
+        # Empty or off configures nothing, so it is not reported.
+        ({"r2_buckets": [], "workers_dev": False, "queues": {}, "logpush": None}, [], []),
+        ({"workers_dev": True, "minify": True, "$schema": "x"}, ["workers_dev"],
+         ["$schema", "minify"]),
+    ],
+)
+def test_key_report(cfg: dict[str, Any], unsupported: list[str], ignored: list[str]) -> None:
+    assert key_report(cfg) == (unsupported, ignored)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [(None, [".dev.vars"]), ("prod", [".dev.vars.prod", ".dev.vars"])],
+)
+def test_dev_vars_files(env: str | None, expected: list[str]) -> None:
+    assert dev_vars_files(env) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"A=1\nB = two\n", ["A", "B"]),
+        (b"# comment\n\nexport TOKEN=x\n", ["TOKEN"]),
+        (b"A=1\r\nA=2\r\n", ["A"]),  # each name once
+        (b"bad-name=1\nNO_EQUALS\n1X=2\n", []),
+        (b'QUOTED="a=b"\n', ["QUOTED"]),
+    ],
+)
+def test_dev_var_names(content: bytes, expected: list[str]) -> None:
+    assert dev_var_names(content) == expected
