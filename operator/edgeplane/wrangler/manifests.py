@@ -8,7 +8,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,7 +41,7 @@ class Options:
     """The command's choices that apply to every Worker imported."""
 
     namespace: str | None = None
-    main: Path | None = None  # overrides `main` (e.g. a bundler's output)
+    main: PurePath | None = None  # overrides `main` (e.g. a bundler's output)
     # EdgeTarget labels the Workers select (spec.targets.matchLabels); empty: every target.
     target_labels: tuple[tuple[str, str], ...] = ()
 
