@@ -16,11 +16,12 @@ from pathlib import Path
 
 import aiohttp
 
+from edgeplane.edge import batch as batches
 from edgeplane.edge import counts, render, workerd
 from edgeplane.edge import probe as probes
 from edgeplane.edge.metrics import Metrics
+from edgeplane.edge.result import Result
 from edgeplane.edge.store import Store
-from edgeplane.routing import conflict_key
 from edgeplane.wire import Bundle, Deployment, redact, secrets_of
 
 log = logging.getLogger("edgeplane.agent")
@@ -33,15 +34,14 @@ FINAL_MAX = 5.0  # longest a draining generation waits for in-flight requests be
 
 
 @dataclass
-class Result:
-    status: int
-    body: dict[str, object]
-
-
-@dataclass
 class _Pending:
     deployment: Deployment | None  # None: delete
     waiters: list[asyncio.Future[Result]] = field(default_factory=list)
+
+    def answer(self, result: Result) -> None:
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(result)
 
 
 def _ensure_dirs(paths: render.Paths) -> None:
@@ -106,7 +106,7 @@ class Agent:
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.accepted = await asyncio.to_thread(self.store.load_all)
-        self.validated = {b.version or "" for d in self.accepted.values() for b in d.versions}
+        self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
         try:
             await self._reload(self.accepted)
@@ -134,39 +134,23 @@ class Agent:
         if self._session is not None:
             await self._session.close()
         for p in self.pending.values():
-            for w in p.waiters:
-                if not w.done():
-                    w.set_result(Result(503, {"error": "agent is shutting down"}))
+            p.answer(Result.error(503, "agent is shutting down"))
 
     def ready(self) -> bool:
         return self.current is not None and self.current.proc.returncode is None
 
-    # ---- requests ------------------------------------------------------------------
-    def desired(self) -> dict[str, Deployment]:
-        out = dict(self.accepted)
-        for w, p in self.pending.items():
-            if p.deployment is None:
-                out.pop(w, None)
-            else:
-                out[w] = p.deployment
-        return out
-
-    @staticmethod
-    def route_conflict(d: Deployment, others: dict[str, Deployment]) -> str | None:
-        mine = {conflict_key(r.pattern): r.pattern for r in d.routes}
-        if not mine:
-            return None
-        for o in others.values():
-            if o.worker == d.worker:
-                continue
-            for r in o.routes:
-                c = conflict_key(r.pattern)
-                if c in mine:
-                    return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
-        return None
-
+    # ---- pushes ----------------------------------------------------------------------
     def submit(self, worker: str, d: Deployment | None) -> asyncio.Future[Result]:
+        """Push `d` (None: delete) for `worker`; the future is done once it is answered:
+        at once when the answer needs no batch, else once the batch serves."""
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        pending = {w: p.deployment for w, p in self.pending.items()}
+        early = batches.precheck(worker, d, self.accepted, pending, self.refused)
+        if early is not None:
+            if early.push is not None:
+                self.metrics.pushes.labels(early.push).inc()
+            fut.set_result(early.result)
+            return fut
         p = self.pending.get(worker)
         if p is None:
             p = self.pending[worker] = _Pending(d)
@@ -196,77 +180,45 @@ class Agent:
             except Exception as e:  # never leave a PUT waiting forever
                 log.exception("reload failed")
                 for p in batch.values():
-                    for w in p.waiters:
-                        if not w.done():
-                            w.set_result(Result(500, {"error": f"agent error: {e}"}))
+                    p.answer(Result.error(500, f"agent error: {e}"))
 
     async def _process(self, batch: dict[str, _Pending]) -> None:
-        results: dict[str, Result] = {}
-        candidate = dict(self.accepted)
-        changes: dict[str, Deployment | None] = {}
-        new_bundles: dict[str, Bundle] = {}
-        for w, p in batch.items():
-            d = p.deployment
+        wanted = {w: p.deployment for w, p in batch.items()}
+        for w, d in wanted.items():
             if d is None:
-                if w in candidate:
-                    changes[w] = None
-                self.refused.pop(w, None)
-                results[w] = Result(200, {"deleted": True, "worker": w})
-                continue
-            cur = candidate.get(w)
-            if cur is not None and cur.identity() == d.identity():
-                results[w] = Result(200, {"changed": False, "version": d.primary})
-                continue
-            for b in d.versions:
-                if b.version not in self.validated:
-                    new_bundles[b.version or ""] = b
-        errors = await self.validate(list(new_bundles.values()))
-        for w, p in batch.items():
-            d = p.deployment
-            if w in results or d is None:
-                continue
-            bad = [errors[b.version or ""] for b in d.versions if (b.version or "") in errors]
-            if bad:
-                results[w] = Result(422, {"error": bad[0], "worker": w})
-                self.refused[w] = bad[0]
-                self.metrics.validation_failures.inc()
-                continue
-            conflict = self.route_conflict(d, candidate)
-            if conflict:
-                results[w] = Result(409, {"error": conflict, "worker": w})
-                continue
-            candidate[w] = d
-            changes[w] = d
-            results[w] = Result(200, {"changed": True, "version": d.primary})
-        for w in changes:
-            if changes[w] is None:
-                candidate.pop(w, None)
-        if changes:
-            previous = {w: self.accepted.get(w) for w in changes}
-            await self.store.apply(changes)
-            try:
-                await self._reload(candidate)
-            except workerd.StartFailed as e:
-                await self.store.apply(previous)
-                msg = self._redact(e.message, candidate.values())
-                for w in changes:
-                    results[w] = Result(
-                        422, {"error": f"workerd refused the combined config: {msg}", "worker": w}
-                    )
-                    self.refused[w] = msg
-            else:
-                self.accepted = candidate
-                for w in changes:
-                    self.refused.pop(w, None)
-                    if changes[w] is not None:
-                        self.validated.update(b.version or "" for b in changes[w].versions)  # type: ignore[union-attr]
-                self.metrics.workers.set(len(self.accepted))
+                self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
+        new = batches.to_validate(self.accepted, wanted, self.validated)
+        errors = await self.validate(new)
+        decision = batches.decide(self.accepted, wanted, errors)
+        self.refused.update(decision.refused)
+        self.metrics.validation_failures.inc(len(decision.refused))
+        results = dict(decision.results)
+        if decision.changes:
+            results.update(await self._commit(decision))
         for w, p in batch.items():
             r = results[w]
             self.metrics.pushes.labels("ok" if r.status < 400 else "refused").inc()
-            for fut in p.waiters:
-                if not fut.done():
-                    fut.set_result(r)
+            p.answer(r)
+
+    async def _commit(self, decision: batches.Decision) -> dict[str, Result]:
+        """Store and serve the decided changes. If workerd refuses the combined config, the
+        store is put back and the changed Workers' answers replaced: those are returned."""
+        changes, candidate = decision.changes, decision.candidate
+        previous = {w: self.accepted.get(w) for w in changes}
+        await self.store.apply(changes)
+        try:
+            await self._reload(candidate)
+        except workerd.StartFailed as e:
+            await self.store.apply(previous)
+            msg = self._redact(e.message, candidate.values())
+            self.refused.update(dict.fromkeys(changes, msg))
+            return batches.refused_together(changes, msg)
+        self.accepted = candidate
+        for w in changes:
+            self.refused.pop(w, None)
+        self.validated |= batches.versions_of(changes)
+        self.metrics.workers.set(len(self.accepted))
+        return {}
 
     # ---- validation ------------------------------------------------------------------
     async def validate(self, bundles: list[Bundle]) -> dict[str, str]:

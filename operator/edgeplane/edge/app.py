@@ -174,14 +174,7 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
             return _err(422, _validation_message(e), errors=_validation_fields(e))
         if d.worker != name:
             return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
-        cur = agent.accepted.get(name)
-        if name not in agent.pending and cur is not None and cur.identity() == d.identity():
-            agent.metrics.pushes.labels("unchanged").inc()
-            return web.json_response({"changed": False, "version": d.primary})
-        conflict = agent.route_conflict(d, agent.desired())
-        if conflict:
-            agent.metrics.pushes.labels("conflict").inc()
-            return _err(409, conflict)
+        # Shielded: a client that goes away does not take its push out of the batch.
         result = await asyncio.shield(agent.submit(name, d))
         return web.json_response(result.body, status=result.status)
 
@@ -205,8 +198,6 @@ def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.
     @routes.delete("/v1/workers/{name}")
     async def delete_worker(request: web.Request) -> web.Response:
         name = name_of(request)
-        if name not in agent.desired() and name not in agent.refused:
-            return _err(404, f"Worker {name} is not deployed here")
         result = await asyncio.shield(agent.submit(name, None))
         return web.json_response(result.body, status=result.status)
 
