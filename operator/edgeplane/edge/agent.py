@@ -19,6 +19,7 @@ import aiohttp
 from edgeplane.edge import batch as batches
 from edgeplane.edge import counts, render, workerd
 from edgeplane.edge import probe as probes
+from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import Store
@@ -449,14 +450,6 @@ class Agent:
                 self._refreshed = started
             self.metrics.export_requests(self.counts.totals())
 
-    def requests_of(self, d: Deployment) -> dict[str, dict[str, int]]:
-        totals = self.counts.totals()
-        out = {}
-        for b in d.versions:
-            codes = totals.get((d.worker, b.version or ""), [0, 0, 0, 0])
-            out[b.version or ""] = {"total": sum(codes), "errors": codes[3]}
-        return out
-
     # ---- probes ----------------------------------------------------------------------
     def _public_base(self) -> str:
         host, port = self.http_sock.getsockname()[:2]
@@ -520,37 +513,13 @@ class Agent:
         return Result(200, answer)
 
     # ---- inventory -------------------------------------------------------------------
-    def item(self, worker: str) -> dict[str, object] | None:
-        d = self.accepted.get(worker)
-        if d is None:
-            if worker in self.refused:
-                return {
-                    "worker": worker,
-                    "primary": "",
-                    "versions": [],
-                    "identity": "",
-                    "state": "failed",
-                    "message": self.refused[worker],
-                    "requests": {},
-                }
-            return None
-        msg = self.refused.get(worker)
-        state = "serving" if self.ready() else "starting"
-        message = (
-            f"last push refused: {msg}"
-            if msg
-            else (self.crash_message or "serving the accepted deployment")
+    def _inventory(self) -> Inventory:
+        return Inventory(
+            self.accepted, self.refused, self.ready(), self.crash_message, self.counts.totals()
         )
-        return {
-            "worker": worker,
-            "primary": d.primary,
-            "versions": [b.version for b in d.versions],
-            "identity": d.identity(),
-            "state": state,
-            "message": message,
-            "requests": self.requests_of(d),
-        }
+
+    def item(self, worker: str) -> dict[str, object] | None:
+        return self._inventory().item(worker)
 
     def inventory(self) -> list[dict[str, object]]:
-        names = sorted(set(self.accepted) | set(self.refused))
-        return [i for w in names if (i := self.item(w)) is not None]
+        return self._inventory().items()
