@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,11 +21,10 @@ from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import Store
-from edgeplane.wire import Bundle, Deployment, redact, secrets_of
+from edgeplane.edge.validate import Validator
+from edgeplane.wire import Deployment, redact, secrets_of
 
 log = logging.getLogger("edgeplane.agent")
-_SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
-MAX_MESSAGE = 4000
 COALESCE = 0.02
 COALESCE_MAX = 0.5
 STATS_TIMEOUT = 2.0  # reading a generation's request counts
@@ -43,12 +40,6 @@ class _Pending:
         for fut in self.waiters:
             if not fut.done():
                 fut.set_result(result)
-
-
-def _ensure_dirs(paths: render.Paths) -> None:
-    # workerd's disk services need their directories to exist.
-    for d in (paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
-        d.mkdir(parents=True, exist_ok=True)
 
 
 class Agent:
@@ -68,13 +59,13 @@ class Agent:
         self.http_sock = http_sock
         self.drain_grace = drain_grace
         self.start_timeout = start_timeout
-        self.validate_timeout = validate_timeout
         self.handoff_wait = handoff_wait
         self.store = Store(state_dir)
         self.run_dir = state_dir / "run"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.paths = render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv")
         self.metrics = Metrics()
+        self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
         self.accepted: dict[str, Deployment] = {}
         self.refused: dict[str, str] = {}  # worker -> message of its last refused push
         self.pending: dict[str, _Pending] = {}
@@ -189,7 +180,7 @@ class Agent:
             if d is None:
                 self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
         new = batches.to_validate(self.accepted, wanted, self.validated)
-        errors = await self.validate(new)
+        errors = await self.validator.validate(new)
         decision = batches.decide(self.accepted, wanted, errors)
         self.refused.update(decision.refused)
         self.metrics.validation_failures.inc(len(decision.refused))
@@ -221,67 +212,6 @@ class Agent:
         self.metrics.workers.set(len(self.accepted))
         return {}
 
-    # ---- validation ------------------------------------------------------------------
-    async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
-        """Start the bundles together in throw-away workerds; version -> workerd's message
-        for each bundle that does not load. One run when all are good; when workerd names
-        the failing service, that bundle is dropped and the rest retried; when it names
-        nothing (e.g. a timeout), the set is bisected down to the culprits."""
-        errors: dict[str, str] = {}
-        todo = list(bundles)
-        while todo:
-            msg = await self._try(todo)
-            if msg is None:
-                return errors
-            m = _SERVICE_RE.search(msg)
-            named = m.group(2) if m else None
-            if named and any(b.version == named for b in todo):
-                errors[named] = msg
-                todo = [b for b in todo if b.version != named]
-                continue
-            if len(todo) == 1:
-                errors[todo[0].version or ""] = msg
-                return errors
-            half = len(todo) // 2
-            errors.update(await self.validate(todo[:half]))
-            errors.update(await self.validate(todo[half:]))
-            return errors
-        return errors
-
-    async def _try(self, bundles: list[Bundle]) -> str | None:
-        self.metrics.validation_runs.inc()
-        # Versions of one Worker validate together, as they will be served: Durable Object
-        # classes live in the first (primary) one.
-        by_worker: dict[str, list[Bundle]] = {}
-        for b in bundles:
-            by_worker.setdefault(b.worker, []).append(b)
-        deps = [
-            Deployment(worker=w, primary=bs[0].version or "", versions=tuple(bs))
-            for w, bs in by_worker.items()
-        ]
-        vdir = self.run_dir / f"validate-{self._next_gen()}"
-        vdir.mkdir(parents=True, exist_ok=True)
-        try:
-            paths = render.Paths(do_dir=vdir / "do", kv_dir=vdir / "kv")
-            await asyncio.to_thread(_ensure_dirs, paths)
-            cfg = vdir / "config.capnp"
-            await asyncio.to_thread(cfg.write_text, render.render(deps, paths))
-            try:
-                p = await workerd.start(
-                    self.workerd_bin,
-                    cfg,
-                    socket_fd=None,
-                    # Loading many bundles takes longer; a lone bundle gets the plain limit.
-                    start_timeout=self.validate_timeout + 0.05 * (len(bundles) - 1),
-                    kill_on_parent_death=9,
-                )
-            except workerd.StartFailed as e:
-                return self._redact(e.message, deps)[:MAX_MESSAGE]
-            await workerd.kill(p)
-            return None
-        finally:
-            await asyncio.to_thread(shutil.rmtree, vdir, True)
-
     # ---- generations -----------------------------------------------------------------
     def _next_gen(self) -> int:
         self._gen += 1
@@ -292,9 +222,8 @@ class Agent:
         async with self._lock:
             gen = self._next_gen()
             cfg = self.run_dir / f"config-{gen}.capnp"
-            text = render.render(deployments.values(), self.paths)
-            await asyncio.to_thread(_ensure_dirs, self.paths)
-            await asyncio.to_thread(cfg.write_text, text)
+            deps = list(deployments.values())
+            await asyncio.to_thread(workerd.write_config, cfg, deps, self.paths)
             started = time.monotonic()
             # The generation's own stats socket (request counts), on loopback: the agent binds
             # it and hands it over like the public one, so it knows the port up front.

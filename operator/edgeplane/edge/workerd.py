@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from edgeplane.edge import render
+from edgeplane.wire import Deployment
+
 _ARCH = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -57,6 +60,14 @@ def workerd_version(path: Path | None = None) -> str:
         [str(path or find_workerd()), "--version"], capture_output=True, text=True, check=True
     )
     return out.stdout.split()[-1]
+
+
+def write_config(path: Path, deployments: list[Deployment], paths: render.Paths) -> None:
+    """Render `deployments` into the config file `path` (blocking: run it in a thread), and
+    make the directories of the config's disk services: workerd needs them to exist."""
+    for d in (path.parent, paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
+        d.mkdir(parents=True, exist_ok=True)
+    path.write_text(render.render(deployments, paths))
 
 
 _PR_SET_PDEATHSIG = 1
