@@ -380,14 +380,6 @@ class Agent:
             self.metrics.export_requests(self.counts.totals())
 
     # ---- probes ----------------------------------------------------------------------
-    def _public_base(self) -> str:
-        host, port = self.http_sock.getsockname()[:2]
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
     async def probe(
         self,
         worker: str,
@@ -399,36 +391,18 @@ class Agent:
         seconds: float = probes.DEFAULT_TIMEOUT,
     ) -> Result:
         """One request through the public socket, answered by `version` of `worker`."""
-        d = self.accepted.get(worker)
-        if d is None:
-            return Result(404, {"error": f"Worker {worker} is not deployed here"})
-        if version not in {b.version for b in d.versions}:
-            served = ", ".join((b.version or "")[:12] for b in d.versions)
-            return Result(
-                409,
-                {
-                    "error": f"version {version[:12]} of Worker {worker} is not served at this "
-                    f"location (it serves {served})",
-                    "versions": [b.version for b in d.versions],
-                },
-            )
         try:
-            t = probes.target(self.accepted, worker, path, host)
+            t = probes.resolve(self.accepted, worker, version, path, host)
         except probes.ProbeError as e:
-            return Result(e.status, {"error": e.message})
+            return Result.error(e.status, e.message, **e.extra)
         if not self.ready():
-            answer: dict[str, object] = {
-                "status": 0,
-                "body": "",
-                "url": t.url(path),
-                "elapsedMs": 0.0,
-                "error": "workerd is not serving at this location"
-                + (f": {self.crash_message}" if self.crash_message else ""),
-            }
+            why = f": {self.crash_message}" if self.crash_message else ""
+            answer = probes.answer(t, path, error=f"workerd is not serving at this location{why}")
         else:
+            base = probes.base_url(self.http_sock.getsockname())
             answer = await probes.send(
                 self._http(),
-                self._public_base(),
+                base,
                 t,
                 worker=worker,
                 version=version,
