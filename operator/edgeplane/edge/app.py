@@ -46,6 +46,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -65,6 +66,7 @@ TOKEN_KEY = web.AppKey("token", str)  # the bearer token the operator presents
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _OPEN = {"/healthz", "/readyz"}
+M = TypeVar("M", bound=BaseModel)
 
 
 class ProbeRequest(BaseModel):
@@ -93,11 +95,21 @@ def _reply(result: Result) -> web.Response:
     return web.json_response(result.body, status=result.status)
 
 
-def _invalid(e: ValidationError) -> web.Response:
-    # Values are left out on purpose: they may hold secrets.
-    found = [(".".join(str(x) for x in err["loc"]) or "body", err["msg"]) for err in e.errors()]
-    message = "; ".join(f"{loc}: {msg}" for loc, msg in found[:5])
-    return _err(422, message, errors=[loc for loc, _ in found])
+def _unprocessable(message: str, **extra: object) -> web.HTTPUnprocessableEntity:
+    return web.HTTPUnprocessableEntity(
+        text=json.dumps({"error": message, **extra}), content_type="application/json"
+    )
+
+
+async def _parsed(request: web.Request, model: type[M]) -> M:
+    """The request body as `model`; a 422 naming the wrong fields if it is not one."""
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as e:
+        # Values are left out on purpose: they may hold secrets.
+        found = [(".".join(str(x) for x in err["loc"]) or "body", err["msg"]) for err in e.errors()]
+        message = "; ".join(f"{loc}: {msg}" for loc, msg in found[:5])
+        raise _unprocessable(message, errors=[loc for loc, _ in found]) from None
 
 
 @web.middleware
@@ -123,12 +135,7 @@ async def auth(
 def name_of(request: web.Request) -> str:
     name = request.match_info["name"]
     if not re.match(WORKER_NAME_RE, name) or len(name) > 127:
-        raise web.HTTPUnprocessableEntity(
-            text=json.dumps(
-                {"error": f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)"}
-            ),
-            content_type="application/json",
-        )
+        raise _unprocessable(f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)")
     return name
 
 
@@ -194,10 +201,10 @@ async def put_worker(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     name = name_of(request)
     try:
-        d = Deployment.model_validate_json(await request.read())
-    except ValidationError as e:
+        d = await _parsed(request, Deployment)
+    except web.HTTPUnprocessableEntity:
         agent.metrics.pushes.labels("invalid").inc()
-        return _invalid(e)
+        raise
     if d.worker != name:
         return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
     # Shielded: a client that goes away does not take its push out of the batch.
@@ -214,10 +221,7 @@ async def delete_worker(request: web.Request) -> web.Response:
 async def probe_worker(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     name = name_of(request)
-    try:
-        req = ProbeRequest.model_validate_json(await request.read())
-    except ValidationError as e:
-        return _invalid(e)
+    req = await _parsed(request, ProbeRequest)
     result = await agent.probe(
         name, req.version, req.path, host=req.host, method=req.method, seconds=req.timeout_seconds
     )
