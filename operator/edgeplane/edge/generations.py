@@ -27,6 +27,10 @@ FINAL_MAX = 5.0  # longest a draining generation waits for in-flight requests be
 _READ_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError)
 
 
+def _redacted(message: str, deployments: Mapping[str, Deployment]) -> str:
+    return redact(message, secrets_of(deployments.values()))
+
+
 class Generations:
     def __init__(
         self,
@@ -66,9 +70,6 @@ class Generations:
     def ready(self) -> bool:
         return self.current is not None and self.current.proc.returncode is None
 
-    def _redact(self, message: str, deployments: Mapping[str, Deployment]) -> str:
-        return redact(message, secrets_of(deployments.values()))
-
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         t = asyncio.create_task(coro)
         self._tasks.add(t)
@@ -81,7 +82,7 @@ class Generations:
             await self.reload(self.accepted())
         except workerd.StartFailed as e:
             # The stored set served before; keep retrying rather than refusing to start.
-            self.crash_message = self._redact(e.message, self.accepted())
+            self.crash_message = _redacted(e.message, self.accepted())
             log.error("workerd failed to start the stored config: %s", self.crash_message)
             self._spawn(self._restart_later())
 
@@ -188,7 +189,7 @@ class Generations:
             return
         self._end_generation(p, None)  # what was read last is all there is
         self.metrics.restarts.inc()
-        tail = self._redact(p.stderr_text()[-1000:], self.accepted())
+        tail = _redacted(p.stderr_text()[-1000:], self.accepted())
         self.crash_message = f"workerd exited unexpectedly ({p.proc.returncode}): {tail}".strip()
         log.error("%s", self.crash_message)
         await self._restart_later()
@@ -202,7 +203,7 @@ class Generations:
                 log.info("workerd restarted")
                 return
             except workerd.StartFailed as e:
-                message = self._redact(e.message, self.accepted())
+                message = _redacted(e.message, self.accepted())
                 self.crash_message = "workerd restart failed: " + message
                 self.metrics.reloads.labels("failed").inc()
                 delay = min(delay * 2, 30.0)
