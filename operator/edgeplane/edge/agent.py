@@ -1,41 +1,35 @@
-"""The agent's core: accepted state, a coalescing reload loop, batch validation in a
-throw-away workerd, supervision of the serving workerd generation, request counts per
-version across generations, and probes through the public socket."""
+"""The agent: accepted state and the pushes that change it, gathered into batches.
+
+It wires the parts: `batch` decides what pushes do, `validate` loads new bundles in
+throw-away workerds, `generations` serves the accepted set and counts its requests,
+`inventory` reports it, `probe` sends requests through the public socket."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import re
-import shutil
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from edgeplane.edge import counts, render, workerd
+from edgeplane.edge import batch as batches
 from edgeplane.edge import probe as probes
+from edgeplane.edge import render, workerd
+from edgeplane.edge.generations import Generations
+from edgeplane.edge.inventory import Inventory
+from edgeplane.edge.metrics import Metrics
+from edgeplane.edge.result import Result
 from edgeplane.edge.store import Store
-from edgeplane.routing import conflict_key
-from edgeplane.wire import Bundle, Deployment, redact, secrets_of
+from edgeplane.edge.validate import Validator
+from edgeplane.wire import Deployment, redact, secrets_of
 
 log = logging.getLogger("edgeplane.agent")
-_SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
-MAX_MESSAGE = 4000
 COALESCE = 0.02
 COALESCE_MAX = 0.5
-STATS_TIMEOUT = 2.0  # reading a generation's request counts
-FINAL_MAX = 5.0  # longest a draining generation waits for in-flight requests before counting
-
-
-@dataclass
-class Result:
-    status: int
-    body: dict[str, object]
 
 
 @dataclass
@@ -43,53 +37,10 @@ class _Pending:
     deployment: Deployment | None  # None: delete
     waiters: list[asyncio.Future[Result]] = field(default_factory=list)
 
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        p = "edgeplane_agent_"
-        self.reloads = Counter(p + "reloads_total", "workerd reloads", ["result"], registry=r)
-        self.reload_time = Histogram(
-            p + "reload_duration_seconds",
-            "From starting a workerd generation to it serving",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
-            registry=r,
-        )
-        self.workers = Gauge(p + "workers", "Workers served", registry=r)
-        self.pushes = Counter(p + "pushes_total", "PUT/DELETE requests", ["result"], registry=r)
-        self.validation_failures = Counter(
-            p + "validation_failures_total", "Bundles refused by validation", registry=r
-        )
-        self.validation_runs = Counter(
-            p + "validation_runs_total", "Throw-away workerd runs", registry=r
-        )
-        self.restarts = Counter(
-            p + "workerd_restarts_total", "Unexpected workerd exits restarted", registry=r
-        )
-        self.requests = Counter(
-            p + "requests_total",
-            "Requests the router dispatched to a Worker version, by status class (an "
-            "exception thrown by the Worker is a 5xx)",
-            ["worker", "version", "code"],
-            registry=r,
-        )
-        self._exported: counts.Snapshot = {}
-
-    def export_requests(self, totals: counts.Snapshot) -> None:
-        """Advance the requests counter to `totals` (which only grow)."""
-        for key, codes in totals.items():
-            done = self._exported.setdefault(key, [0] * len(codes))
-            for i, n in enumerate(codes):
-                if n > done[i]:
-                    self.requests.labels(key[0], key[1], counts.CODES[i]).inc(n - done[i])
-                    done[i] = n
-
-
-def _ensure_dirs(paths: render.Paths) -> None:
-    # workerd's disk services need their directories to exist.
-    for d in (paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
-        d.mkdir(parents=True, exist_ok=True)
+    def answer(self, result: Result) -> None:
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(result)
 
 
 class Agent:
@@ -107,31 +58,29 @@ class Agent:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
         self.http_sock = http_sock
-        self.drain_grace = drain_grace
-        self.start_timeout = start_timeout
-        self.validate_timeout = validate_timeout
-        self.handoff_wait = handoff_wait
         self.store = Store(state_dir)
         self.run_dir = state_dir / "run"
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.paths = render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv")
         self.metrics = Metrics()
         self.accepted: dict[str, Deployment] = {}
         self.refused: dict[str, str] = {}  # worker -> message of its last refused push
         self.pending: dict[str, _Pending] = {}
         self.validated: set[str] = set()
-        self.current: workerd.Proc | None = None
-        self.config_path: Path | None = None
-        self.crash_message = ""
-        self._gen = 0
+        self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
+        self.gens = Generations(
+            workerd_bin,
+            http_sock,
+            self.run_dir,
+            render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv"),
+            self.metrics,
+            lambda: self.accepted,
+            self._http,
+            drain_grace=drain_grace,
+            start_timeout=start_timeout,
+            handoff_wait=handoff_wait,
+        )
         self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()  # one generation change at a time
-        self._tasks: set[asyncio.Task[object]] = set()
-        self._draining: set[workerd.Proc] = set()
-        self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
-        self.counts = counts.Counts()
-        self._stats_ports: dict[workerd.Proc, int] = {}
         self._refresh_lock = asyncio.Lock()
         self._refreshed = 0.0
         self._session: aiohttp.ClientSession | None = None
@@ -145,70 +94,46 @@ class Agent:
             )
         return self._session
 
+    @property
+    def crash_message(self) -> str:
+        """Why workerd is not serving, or ""."""
+        return self.gens.crash_message
+
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.accepted = await asyncio.to_thread(self.store.load_all)
-        self.validated = {b.version or "" for d in self.accepted.values() for b in d.versions}
+        self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
-        try:
-            await self._reload(self.accepted)
-        except workerd.StartFailed as e:
-            # The stored set served before; keep retrying rather than refusing to start.
-            self.crash_message = self._redact(e.message, self.accepted.values())
-            log.error("workerd failed to start the stored config: %s", self.crash_message)
-            self._spawn(self._restart_later())
+        await self.gens.start()
         self._loop_task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:
-        self._closing = True
+        self.gens.closing = True  # no restart while the loop winds down
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-        procs = [*self._draining, *([self.current] if self.current else [])]
-        await asyncio.gather(*(workerd.stop(p, self.drain_grace) for p in procs))
-        self.current = None
+        await self.gens.close()
         if self._session is not None:
             await self._session.close()
         for p in self.pending.values():
-            for w in p.waiters:
-                if not w.done():
-                    w.set_result(Result(503, {"error": "agent is shutting down"}))
+            p.answer(Result.error(503, "agent is shutting down"))
 
     def ready(self) -> bool:
-        return self.current is not None and self.current.proc.returncode is None
+        return self.gens.ready()
 
-    # ---- requests ------------------------------------------------------------------
-    def desired(self) -> dict[str, Deployment]:
-        out = dict(self.accepted)
-        for w, p in self.pending.items():
-            if p.deployment is None:
-                out.pop(w, None)
-            else:
-                out[w] = p.deployment
-        return out
-
-    @staticmethod
-    def route_conflict(d: Deployment, others: dict[str, Deployment]) -> str | None:
-        mine = {conflict_key(r.pattern): r.pattern for r in d.routes}
-        if not mine:
-            return None
-        for o in others.values():
-            if o.worker == d.worker:
-                continue
-            for r in o.routes:
-                c = conflict_key(r.pattern)
-                if c in mine:
-                    return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
-        return None
-
+    # ---- pushes ----------------------------------------------------------------------
     def submit(self, worker: str, d: Deployment | None) -> asyncio.Future[Result]:
+        """Push `d` (None: delete) for `worker`; the future is done once it is answered:
+        at once when the answer needs no batch, else once the batch serves."""
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        pending = {w: p.deployment for w, p in self.pending.items()}
+        early = batches.precheck(worker, d, self.accepted, pending, self.refused)
+        if early is not None:
+            if early.push is not None:
+                self.metrics.pushes.labels(early.push).inc()
+            fut.set_result(early.result)
+            return fut
         p = self.pending.get(worker)
         if p is None:
             p = self.pending[worker] = _Pending(d)
@@ -217,344 +142,81 @@ class Agent:
         self._wake.set()
         return fut
 
-    # ---- the reload loop -------------------------------------------------------------
     async def _loop(self) -> None:
         while True:
             await self._wake.wait()
-            # Let a burst (e.g. 1,000 Workers applied at once) gather: wait until no new
-            # change arrived for COALESCE seconds, at most COALESCE_MAX.
-            deadline = time.monotonic() + COALESCE_MAX
-            while time.monotonic() < deadline:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(COALESCE):
-                        await self._wake.wait()
-                if not self._wake.is_set():
-                    break
-            self._wake.clear()
+            await self._quiet()
             batch, self.pending = self.pending, {}
             try:
                 await self._process(batch)
             except Exception as e:  # never leave a PUT waiting forever
                 log.exception("reload failed")
                 for p in batch.values():
-                    for w in p.waiters:
-                        if not w.done():
-                            w.set_result(Result(500, {"error": f"agent error: {e}"}))
+                    p.answer(Result.error(500, f"agent error: {e}"))
+
+    async def _quiet(self) -> None:
+        # Let a burst (e.g. 1,000 Workers applied at once) gather: wait until no new
+        # change arrived for COALESCE seconds, at most COALESCE_MAX.
+        deadline = time.monotonic() + COALESCE_MAX
+        while time.monotonic() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COALESCE):
+                    await self._wake.wait()
+            if not self._wake.is_set():
+                break
+        self._wake.clear()
 
     async def _process(self, batch: dict[str, _Pending]) -> None:
-        results: dict[str, Result] = {}
-        candidate = dict(self.accepted)
-        changes: dict[str, Deployment | None] = {}
-        new_bundles: dict[str, Bundle] = {}
-        for w, p in batch.items():
-            d = p.deployment
+        wanted = {w: p.deployment for w, p in batch.items()}
+        for w, d in wanted.items():
             if d is None:
-                if w in candidate:
-                    changes[w] = None
-                self.refused.pop(w, None)
-                results[w] = Result(200, {"deleted": True, "worker": w})
-                continue
-            cur = candidate.get(w)
-            if cur is not None and cur.identity() == d.identity():
-                results[w] = Result(200, {"changed": False, "version": d.primary})
-                continue
-            for b in d.versions:
-                if b.version not in self.validated:
-                    new_bundles[b.version or ""] = b
-        errors = await self.validate(list(new_bundles.values()))
-        for w, p in batch.items():
-            d = p.deployment
-            if w in results or d is None:
-                continue
-            bad = [errors[b.version or ""] for b in d.versions if (b.version or "") in errors]
-            if bad:
-                results[w] = Result(422, {"error": bad[0], "worker": w})
-                self.refused[w] = bad[0]
-                self.metrics.validation_failures.inc()
-                continue
-            conflict = self.route_conflict(d, candidate)
-            if conflict:
-                results[w] = Result(409, {"error": conflict, "worker": w})
-                continue
-            candidate[w] = d
-            changes[w] = d
-            results[w] = Result(200, {"changed": True, "version": d.primary})
-        for w in changes:
-            if changes[w] is None:
-                candidate.pop(w, None)
-        if changes:
-            previous = {w: self.accepted.get(w) for w in changes}
-            await self.store.apply(changes)
-            try:
-                await self._reload(candidate)
-            except workerd.StartFailed as e:
-                await self.store.apply(previous)
-                msg = self._redact(e.message, candidate.values())
-                for w in changes:
-                    results[w] = Result(
-                        422, {"error": f"workerd refused the combined config: {msg}", "worker": w}
-                    )
-                    self.refused[w] = msg
-            else:
-                self.accepted = candidate
-                for w in changes:
-                    self.refused.pop(w, None)
-                    if changes[w] is not None:
-                        self.validated.update(b.version or "" for b in changes[w].versions)  # type: ignore[union-attr]
-                self.metrics.workers.set(len(self.accepted))
+                self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
+        new = batches.to_validate(self.accepted, wanted, self.validated)
+        errors = await self.validator.validate(new)
+        decision = batches.decide(self.accepted, wanted, errors)
+        self.refused.update(decision.refused)
+        self.metrics.validation_failures.inc(len(decision.refused))
+        results = dict(decision.results)
+        if decision.changes:
+            results.update(await self._commit(decision))
         for w, p in batch.items():
             r = results[w]
             self.metrics.pushes.labels("ok" if r.status < 400 else "refused").inc()
-            for fut in p.waiters:
-                if not fut.done():
-                    fut.set_result(r)
+            p.answer(r)
 
-    # ---- validation ------------------------------------------------------------------
-    async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
-        """Start the bundles together in throw-away workerds; version -> workerd's message
-        for each bundle that does not load. One run when all are good; when workerd names
-        the failing service, that bundle is dropped and the rest retried; when it names
-        nothing (e.g. a timeout), the set is bisected down to the culprits."""
-        errors: dict[str, str] = {}
-        todo = list(bundles)
-        while todo:
-            msg = await self._try(todo)
-            if msg is None:
-                return errors
-            m = _SERVICE_RE.search(msg)
-            named = m.group(2) if m else None
-            if named and any(b.version == named for b in todo):
-                errors[named] = msg
-                todo = [b for b in todo if b.version != named]
-                continue
-            if len(todo) == 1:
-                errors[todo[0].version or ""] = msg
-                return errors
-            half = len(todo) // 2
-            errors.update(await self.validate(todo[:half]))
-            errors.update(await self.validate(todo[half:]))
-            return errors
-        return errors
-
-    async def _try(self, bundles: list[Bundle]) -> str | None:
-        self.metrics.validation_runs.inc()
-        # Versions of one Worker validate together, as they will be served: Durable Object
-        # classes live in the first (primary) one.
-        by_worker: dict[str, list[Bundle]] = {}
-        for b in bundles:
-            by_worker.setdefault(b.worker, []).append(b)
-        deps = [
-            Deployment(worker=w, primary=bs[0].version or "", versions=tuple(bs))
-            for w, bs in by_worker.items()
-        ]
-        vdir = self.run_dir / f"validate-{self._next_gen()}"
-        vdir.mkdir(parents=True, exist_ok=True)
+    async def _commit(self, decision: batches.Decision) -> dict[str, Result]:
+        """Store and serve the decided changes. If workerd refuses the combined config, the
+        store is put back and the changed Workers' answers replaced: those are returned."""
+        changes, candidate = decision.changes, decision.candidate
+        previous = {w: self.accepted.get(w) for w in changes}
+        await self.store.apply(changes)
         try:
-            paths = render.Paths(do_dir=vdir / "do", kv_dir=vdir / "kv")
-            await asyncio.to_thread(_ensure_dirs, paths)
-            cfg = vdir / "config.capnp"
-            await asyncio.to_thread(cfg.write_text, render.render(deps, paths))
-            try:
-                p = await workerd.start(
-                    self.workerd_bin,
-                    cfg,
-                    socket_fd=None,
-                    # Loading many bundles takes longer; a lone bundle gets the plain limit.
-                    start_timeout=self.validate_timeout + 0.05 * (len(bundles) - 1),
-                    kill_on_parent_death=9,
-                )
-            except workerd.StartFailed as e:
-                return self._redact(e.message, deps)[:MAX_MESSAGE]
-            await workerd.kill(p)
-            return None
-        finally:
-            await asyncio.to_thread(shutil.rmtree, vdir, True)
+            await self.gens.reload(candidate)
+        except workerd.StartFailed as e:
+            await self.store.apply(previous)
+            msg = redact(e.message, secrets_of(candidate.values()))
+            self.refused.update(dict.fromkeys(changes, msg))
+            return batches.refused_together(changes, msg)
+        self.accepted = candidate
+        for w in changes:
+            self.refused.pop(w, None)
+        self.validated |= batches.versions_of(changes)
+        self.metrics.workers.set(len(self.accepted))
+        return {}
 
-    # ---- generations -----------------------------------------------------------------
-    def _next_gen(self) -> int:
-        self._gen += 1
-        return self._gen
-
-    async def _reload(self, deployments: dict[str, Deployment]) -> None:
-        """Start a new generation on the shared socket; once it listens, drain the old."""
-        async with self._lock:
-            gen = self._next_gen()
-            cfg = self.run_dir / f"config-{gen}.capnp"
-            text = render.render(deployments.values(), self.paths)
-            await asyncio.to_thread(_ensure_dirs, self.paths)
-            await asyncio.to_thread(cfg.write_text, text)
-            started = time.monotonic()
-            # The generation's own stats socket (request counts), on loopback: the agent binds
-            # it and hands it over like the public one, so it knows the port up front.
-            stats_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                stats_sock.bind(("127.0.0.1", 0))
-                stats_sock.listen(64)
-                stats_port = int(stats_sock.getsockname()[1])
-                p = await workerd.start(
-                    self.workerd_bin,
-                    cfg,
-                    socket_fd=self.http_sock.fileno(),
-                    stats_fd=stats_sock.fileno(),
-                    start_timeout=self.start_timeout,
-                )
-            except workerd.StartFailed:
-                self.metrics.reloads.labels("failed").inc()
-                cfg.unlink(missing_ok=True)
-                raise
-            finally:
-                # workerd holds its own copy; once it stops listening, connects are refused.
-                stats_sock.close()
-            self.metrics.reload_time.observe(time.monotonic() - started)
-            self.metrics.reloads.labels("ok").inc()
-            self._stats_ports[p] = stats_port
-            self.counts.start(p)
-            old, self.current = self.current, p
-            old_cfg, self.config_path = self.config_path, cfg
-            self.crash_message = ""
-            self._spawn(self._watch(p))
-            if old is not None:
-                # Ask the old generation for its final counts before it stops accepting: it
-                # answers once the requests in flight during its drain are done.
-                final = await self._ask_final(old)
-                # Before the PUT is answered: from now on only the new generation accepts.
-                workerd.terminate(old)
-                self._spawn(self._drain(old, final))
-                # SIGTERM is handled asynchronously: the old generation may still accept a
-                # connection from the shared backlog for a few ms. Wait (briefly) for it to
-                # exit, so that a 200 means new connections reach the new config.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.handoff_wait):
-                        await asyncio.shield(old.proc.wait())
-            if old_cfg is not None and old_cfg != cfg:
-                old_cfg.unlink(missing_ok=True)
-
-    async def _drain(self, p: workerd.Proc, final: aiohttp.ClientResponse | None) -> None:
-        self._draining.add(p)
-        snap: counts.Snapshot | None = None
-        reading: asyncio.Future[counts.Snapshot | None] | None = None
-        try:
-            # Concurrently: the final counts arrive while the generation drains, and reading
-            # them must not extend the drain's SIGKILL deadline.
-            if final is not None:
-                reading = asyncio.ensure_future(self._read_final(final))
-            await workerd.stop(p, self.drain_grace)
-            if reading is not None:
-                snap = await reading
-        finally:
-            if reading is not None and not reading.done():
-                reading.cancel()  # the agent is closing
-            self._draining.discard(p)
-            self._end_generation(p, snap)
-
-    def _end_generation(self, p: workerd.Proc, final: counts.Snapshot | None) -> None:
-        self.counts.finish(p, final)
-        self._stats_ports.pop(p, None)
-        self.metrics.export_requests(self.counts.totals())
-
-    async def _watch(self, p: workerd.Proc) -> None:
-        await p.proc.wait()
-        if self._closing or p is not self.current:
-            return
-        self._end_generation(p, None)  # what was read last is all there is
-        self.metrics.restarts.inc()
-        tail = self._redact(p.stderr_text()[-1000:], self.accepted.values())
-        self.crash_message = f"workerd exited unexpectedly ({p.proc.returncode}): {tail}".strip()
-        log.error("%s", self.crash_message)
-        await self._restart_later()
-
-    async def _restart_later(self) -> None:
-        delay = 0.2
-        while not self._closing:
-            await asyncio.sleep(delay)
-            try:
-                await self._reload(self.accepted)
-                log.info("workerd restarted")
-                return
-            except workerd.StartFailed as e:
-                self.crash_message = "workerd restart failed: " + self._redact(
-                    e.message, self.accepted.values()
-                )
-                self.metrics.reloads.labels("failed").inc()
-                delay = min(delay * 2, 30.0)
-
-    def _spawn(self, coro: object) -> None:
-        t = asyncio.create_task(coro)  # type: ignore[arg-type]
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    def _redact(message: str, deployments: object) -> str:
-        return redact(message, secrets_of(deployments))  # type: ignore[arg-type]
-
-    # ---- request counts --------------------------------------------------------------
-    def _stats_url(self, p: workerd.Proc, path: str) -> str | None:
-        port = self._stats_ports.get(p)
-        return None if port is None else f"http://127.0.0.1:{port}{path}"
-
-    async def _ask_final(self, p: workerd.Proc) -> aiohttp.ClientResponse | None:
-        """Send GET /final to a generation about to drain; returns once its headers arrived
-        (the request is being served, so it outlives the SIGTERM that follows)."""
-        url = self._stats_url(p, f"/final?max={int(min(FINAL_MAX, self.drain_grace) * 1000)}")
-        if url is None or p.proc.returncode is not None:
-            return None
-        try:
-            async with asyncio.timeout(STATS_TIMEOUT):
-                return await self._http().get(url)
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            log.warning("could not ask a draining workerd for its request counts: %r", e)
-            return None
-
-    async def _read_final(self, resp: aiohttp.ClientResponse) -> counts.Snapshot | None:
-        try:
-            async with asyncio.timeout(min(FINAL_MAX, self.drain_grace) + STATS_TIMEOUT):
-                body = await resp.read()
-            return counts.parse(body) if resp.status == 200 else None
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
-            log.warning("no final request counts from a draining workerd: %r", e)
-            return None
-        finally:
-            resp.release()
-
+    # ---- request counts, probes, inventory -------------------------------------------
     async def refresh_counts(self) -> None:
         """Read the serving generation's counts now (callers that arrive while a read is
-        under way share it). Draining generations are counted by their final answer."""
+        under way share it)."""
         asked = time.monotonic()
         async with self._refresh_lock:
             if self._refreshed >= asked:
                 return  # a read that started after this call finished meanwhile
-            p = self.current
-            url = self._stats_url(p, "/counts") if p is not None else None
-            if p is not None and url is not None and p.proc.returncode is None:
-                started = time.monotonic()
-                try:
-                    async with asyncio.timeout(STATS_TIMEOUT):
-                        async with self._http().get(url) as resp:
-                            body = await resp.read()
-                            if resp.status == 200:
-                                self.counts.update(p, counts.parse(body))
-                except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
-                    log.warning("could not read request counts from workerd: %r", e)
+            started = time.monotonic()
+            if await self.gens.read_counts():
                 self._refreshed = started
-            self.metrics.export_requests(self.counts.totals())
-
-    def requests_of(self, d: Deployment) -> dict[str, dict[str, int]]:
-        totals = self.counts.totals()
-        out = {}
-        for b in d.versions:
-            codes = totals.get((d.worker, b.version or ""), [0, 0, 0, 0])
-            out[b.version or ""] = {"total": sum(codes), "errors": codes[3]}
-        return out
-
-    # ---- probes ----------------------------------------------------------------------
-    def _public_base(self) -> str:
-        host, port = self.http_sock.getsockname()[:2]
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            self.metrics.export_requests(self.gens.counts.totals())
 
     async def probe(
         self,
@@ -567,36 +229,18 @@ class Agent:
         seconds: float = probes.DEFAULT_TIMEOUT,
     ) -> Result:
         """One request through the public socket, answered by `version` of `worker`."""
-        d = self.accepted.get(worker)
-        if d is None:
-            return Result(404, {"error": f"Worker {worker} is not deployed here"})
-        if version not in {b.version for b in d.versions}:
-            served = ", ".join((b.version or "")[:12] for b in d.versions)
-            return Result(
-                409,
-                {
-                    "error": f"version {version[:12]} of Worker {worker} is not served at this "
-                    f"location (it serves {served})",
-                    "versions": [b.version for b in d.versions],
-                },
-            )
         try:
-            t = probes.target(self.accepted, worker, path, host)
+            t = probes.resolve(self.accepted, worker, version, path, host)
         except probes.ProbeError as e:
-            return Result(e.status, {"error": e.message})
+            return Result.error(e.status, e.message, **e.extra)
         if not self.ready():
-            answer: dict[str, object] = {
-                "status": 0,
-                "body": "",
-                "url": t.url(path),
-                "elapsedMs": 0.0,
-                "error": "workerd is not serving at this location"
-                + (f": {self.crash_message}" if self.crash_message else ""),
-            }
+            why = f": {self.crash_message}" if self.crash_message else ""
+            answer = probes.answer(t, path, error=f"workerd is not serving at this location{why}")
         else:
+            base = probes.base_url(self.http_sock.getsockname())
             answer = await probes.send(
                 self._http(),
-                self._public_base(),
+                base,
                 t,
                 worker=worker,
                 version=version,
@@ -609,38 +253,13 @@ class Agent:
             answer[k] = redact(str(answer[k]), secrets)
         return Result(200, answer)
 
-    # ---- inventory -------------------------------------------------------------------
-    def item(self, worker: str) -> dict[str, object] | None:
-        d = self.accepted.get(worker)
-        if d is None:
-            if worker in self.refused:
-                return {
-                    "worker": worker,
-                    "primary": "",
-                    "versions": [],
-                    "identity": "",
-                    "state": "failed",
-                    "message": self.refused[worker],
-                    "requests": {},
-                }
-            return None
-        msg = self.refused.get(worker)
-        state = "serving" if self.ready() else "starting"
-        message = (
-            f"last push refused: {msg}"
-            if msg
-            else (self.crash_message or "serving the accepted deployment")
+    def _inventory(self) -> Inventory:
+        return Inventory(
+            self.accepted, self.refused, self.ready(), self.crash_message, self.gens.counts.totals()
         )
-        return {
-            "worker": worker,
-            "primary": d.primary,
-            "versions": [b.version for b in d.versions],
-            "identity": d.identity(),
-            "state": state,
-            "message": message,
-            "requests": self.requests_of(d),
-        }
+
+    def item(self, worker: str) -> dict[str, object] | None:
+        return self._inventory().item(worker)
 
     def inventory(self) -> list[dict[str, object]]:
-        names = sorted(set(self.accepted) | set(self.refused))
-        return [i for w in names if (i := self.item(w)) is not None]
+        return self._inventory().items()

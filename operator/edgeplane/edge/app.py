@@ -46,6 +46,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -54,13 +55,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgeplane import __version__
 from edgeplane.edge import probe as probes
 from edgeplane.edge.agent import Agent
+from edgeplane.edge.result import Result
 from edgeplane.edge.store import atomic_write
+from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.wire import WORKER_NAME_RE, Deployment
 
 log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
+TOKEN_KEY = web.AppKey("token", str)  # the bearer token the operator presents
+MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _OPEN = {"/healthz", "/readyz"}
+M = TypeVar("M", bound=BaseModel)
 
 
 class ProbeRequest(BaseModel):
@@ -85,146 +91,150 @@ def _err(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
-    @web.middleware
-    async def auth(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path not in _OPEN and not token_ok(request.headers.get("Authorization"), token):
-            return web.json_response(
-                {"error": "missing or invalid bearer token"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="edgeplane-agent"'},
-            )
-        if request.content_length is not None and request.content_length > max_body:
-            return _err(413, f"request body exceeds {max_body} bytes")
-        try:
-            return await handler(request)
-        except web.HTTPRequestEntityTooLarge:
-            return _err(413, f"request body exceeds {max_body} bytes")
+def _reply(result: Result) -> web.Response:
+    return web.json_response(result.body, status=result.status)
 
+
+def _unprocessable(message: str, **extra: object) -> web.HTTPUnprocessableEntity:
+    return web.HTTPUnprocessableEntity(
+        text=json.dumps({"error": message, **extra}), content_type="application/json"
+    )
+
+
+async def _parsed(request: web.Request, model: type[M]) -> M:
+    """The request body as `model`; a 422 naming the wrong fields if it is not one."""
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as e:
+        # Values are left out on purpose: they may hold secrets.
+        found = [(".".join(str(x) for x in err["loc"]) or "body", err["msg"]) for err in e.errors()]
+        message = "; ".join(f"{loc}: {msg}" for loc, msg in found[:5])
+        raise _unprocessable(message, errors=[loc for loc, _ in found]) from None
+
+
+@web.middleware
+async def auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The bearer token on everything but the health checks; bodies up to the limit."""
+    token, max_body = request.app[TOKEN_KEY], request.app[MAX_BODY_KEY]
+    if request.path not in _OPEN and not token_ok(request.headers.get("Authorization"), token):
+        return web.json_response(
+            {"error": "missing or invalid bearer token"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="edgeplane-agent"'},
+        )
+    if request.content_length is not None and request.content_length > max_body:
+        return _err(413, f"request body exceeds {max_body} bytes")
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _err(413, f"request body exceeds {max_body} bytes")
+
+
+def name_of(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not re.match(WORKER_NAME_RE, name) or len(name) > 127:
+        raise _unprocessable(f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)")
+    return name
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    ok = agent.ready()
+    return web.json_response(
+        {"ready": ok, "message": agent.crash_message}, status=200 if ok else 503
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    await agent.refresh_counts()
+    body = generate_latest(agent.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/v1/info")
+async def info(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    runtime = await asyncio.to_thread(workerd_version, agent.workerd_bin)
+    return web.json_response(
+        {
+            "agentVersion": __version__,
+            "runtimeVersion": runtime,
+            "workers": len(agent.accepted),
+            "ready": agent.ready(),
+        }
+    )
+
+
+@routes.get("/v1/workers")
+async def list_workers(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    await agent.refresh_counts()
+    return web.json_response({"workers": agent.inventory()})
+
+
+@routes.get("/v1/workers/{name}")
+async def get_worker(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    name = name_of(request)
+    await agent.refresh_counts()
+    item = agent.item(name)
+    if item is None:
+        return _err(404, f"Worker {name} is not deployed here")
+    return web.json_response(item)
+
+
+@routes.put("/v1/workers/{name}")
+async def put_worker(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    name = name_of(request)
+    try:
+        d = await _parsed(request, Deployment)
+    except web.HTTPUnprocessableEntity:
+        agent.metrics.pushes.labels("invalid").inc()
+        raise
+    if d.worker != name:
+        return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
+    # Shielded: a client that goes away does not take its push out of the batch.
+    return _reply(await asyncio.shield(agent.submit(name, d)))
+
+
+@routes.delete("/v1/workers/{name}")
+async def delete_worker(request: web.Request) -> web.Response:
+    name = name_of(request)
+    return _reply(await asyncio.shield(request.app[AGENT_KEY].submit(name, None)))
+
+
+@routes.post("/v1/workers/{name}/probe")
+async def probe_worker(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    name = name_of(request)
+    req = await _parsed(request, ProbeRequest)
+    result = await agent.probe(
+        name, req.version, req.path, host=req.host, method=req.method, seconds=req.timeout_seconds
+    )
+    return _reply(result)
+
+
+def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
     app[AGENT_KEY] = agent
-    routes = web.RouteTableDef()
-
-    def name_of(request: web.Request) -> str:
-        name = request.match_info["name"]
-        if not re.match(WORKER_NAME_RE, name) or len(name) > 127:
-            raise web.HTTPUnprocessableEntity(
-                text=json.dumps(
-                    {"error": f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)"}
-                ),
-                content_type="application/json",
-            )
-        return name
-
-    @routes.get("/healthz")
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
-    @routes.get("/readyz")
-    async def readyz(_: web.Request) -> web.Response:
-        ok = agent.ready()
-        return web.json_response(
-            {"ready": ok, "message": agent.crash_message}, status=200 if ok else 503
-        )
-
-    @routes.get("/metrics")
-    async def metrics(_: web.Request) -> web.Response:
-        await agent.refresh_counts()
-        body = generate_latest(agent.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @routes.get("/v1/info")
-    async def info(_: web.Request) -> web.Response:
-        from edgeplane.edge.workerd import workerd_version
-
-        runtime = await asyncio.to_thread(workerd_version, agent.workerd_bin)
-        return web.json_response(
-            {
-                "agentVersion": __version__,
-                "runtimeVersion": runtime,
-                "workers": len(agent.accepted),
-                "ready": agent.ready(),
-            }
-        )
-
-    @routes.get("/v1/workers")
-    async def list_workers(_: web.Request) -> web.Response:
-        await agent.refresh_counts()
-        return web.json_response({"workers": agent.inventory()})
-
-    @routes.get("/v1/workers/{name}")
-    async def get_worker(request: web.Request) -> web.Response:
-        name = name_of(request)
-        await agent.refresh_counts()
-        item = agent.item(name)
-        if item is None:
-            return _err(404, f"Worker {request.match_info['name']} is not deployed here")
-        return web.json_response(item)
-
-    @routes.put("/v1/workers/{name}")
-    async def put_worker(request: web.Request) -> web.Response:
-        name = name_of(request)
-        raw = await request.read()
-        try:
-            d = Deployment.model_validate_json(raw)
-        except ValidationError as e:
-            agent.metrics.pushes.labels("invalid").inc()
-            return _err(422, _validation_message(e), errors=_validation_fields(e))
-        if d.worker != name:
-            return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
-        cur = agent.accepted.get(name)
-        if name not in agent.pending and cur is not None and cur.identity() == d.identity():
-            agent.metrics.pushes.labels("unchanged").inc()
-            return web.json_response({"changed": False, "version": d.primary})
-        conflict = agent.route_conflict(d, agent.desired())
-        if conflict:
-            agent.metrics.pushes.labels("conflict").inc()
-            return _err(409, conflict)
-        result = await asyncio.shield(agent.submit(name, d))
-        return web.json_response(result.body, status=result.status)
-
-    @routes.post("/v1/workers/{name}/probe")
-    async def probe_worker(request: web.Request) -> web.Response:
-        name = name_of(request)
-        try:
-            req = ProbeRequest.model_validate_json(await request.read())
-        except ValidationError as e:
-            return _err(422, _validation_message(e), errors=_validation_fields(e))
-        result = await agent.probe(
-            name,
-            req.version,
-            req.path,
-            host=req.host,
-            method=req.method,
-            seconds=req.timeout_seconds,
-        )
-        return web.json_response(result.body, status=result.status)
-
-    @routes.delete("/v1/workers/{name}")
-    async def delete_worker(request: web.Request) -> web.Response:
-        name = name_of(request)
-        if name not in agent.desired() and name not in agent.refused:
-            return _err(404, f"Worker {name} is not deployed here")
-        result = await asyncio.shield(agent.submit(name, None))
-        return web.json_response(result.body, status=result.status)
-
+    app[TOKEN_KEY] = token
+    app[MAX_BODY_KEY] = max_body
     app.add_routes(routes)
     return app
-
-
-def _validation_fields(e: ValidationError) -> list[str]:
-    return [".".join(str(x) for x in err["loc"]) or "body" for err in e.errors()]
-
-
-def _validation_message(e: ValidationError) -> str:
-    # Values are left out on purpose: they may hold secrets.
-    parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(x) for x in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def bind(addr: str) -> socket.socket:
@@ -350,8 +360,6 @@ async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from edgeplane.edge.workerd import find_workerd
-
     token = Path(args.token_file).read_text().strip()
     if not token:
         print("edgeplane agent: the token file is empty", file=sys.stderr)

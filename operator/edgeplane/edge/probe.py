@@ -1,9 +1,10 @@
 """Probes: one HTTP request through the agent's own public socket to one Worker version.
 
-`target()` is pure: it picks the scheme and host the probe sends, from the Worker's routes
-or the host given, and makes sure the router would hand that request to this Worker (not
-another Worker with a more specific route). The router's version override header then
-selects the version, whatever the traffic split gives it."""
+`resolve()` is pure: it checks that the Worker serves the version here and, with `target()`,
+picks the scheme and host the probe sends, from the Worker's routes or the host given,
+making sure the router would hand that request to this Worker (not another Worker with a
+more specific route). The router's version override header then selects the version,
+whatever the traffic split gives it."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ HOST_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?$
 
 
 class ProbeError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **extra: object) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = extra  # more fields of the error answer
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,48 @@ def target(
     )
 
 
+def resolve(
+    deployments: Mapping[str, Deployment], worker: str, version: str, path: str, host: str | None
+) -> Target:
+    """`target()` of a probe of `version` of `worker`; ProbeError(404) when the Worker is
+    not deployed here, ProbeError(409) when it does not serve that version."""
+    d = deployments.get(worker)
+    if d is None:
+        raise ProbeError(404, f"Worker {worker} is not deployed here")
+    if version not in {b.version for b in d.versions}:
+        served = ", ".join((b.version or "")[:12] for b in d.versions)
+        raise ProbeError(
+            409,
+            f"version {version[:12]} of Worker {worker} is not served at this location (it "
+            f"serves {served})",
+            versions=[b.version for b in d.versions],
+        )
+    return target(deployments, worker, path, host)
+
+
+def base_url(sockname: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """The URL of the public socket bound at `sockname`, as the agent itself reaches it."""
+    host, port = sockname[:2]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def answer(
+    t: Target, path: str, *, status: int = 0, body: str = "", elapsed: float = 0.0, error: str = ""
+) -> dict[str, object]:
+    """A probe's answer; status 0: no HTTP answer, `error` says why."""
+    return {
+        "status": status,
+        "body": body,
+        "url": t.url(path),
+        "elapsedMs": round(elapsed * 1000, 3),
+        "error": error,
+    }
+
+
 async def send(
     session: aiohttp.ClientSession,
     base: str,
@@ -151,10 +195,5 @@ async def send(
         error = f"no complete answer within {seconds:g}s"
     except (aiohttp.ClientError, OSError) as e:
         error = f"{type(e).__name__}: {e}".strip()
-    return {
-        "status": status,
-        "body": body,
-        "url": t.url(path),
-        "elapsedMs": round((time.monotonic() - started) * 1000, 3),
-        "error": error,
-    }
+    elapsed = time.monotonic() - started
+    return answer(t, path, status=status, body=body, elapsed=elapsed, error=error)

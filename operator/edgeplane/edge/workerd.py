@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from edgeplane.edge import render
+from edgeplane.wire import Deployment
+
 _ARCH = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -59,6 +62,14 @@ def workerd_version(path: Path | None = None) -> str:
     return out.stdout.split()[-1]
 
 
+def write_config(path: Path, deployments: list[Deployment], paths: render.Paths) -> None:
+    """Render `deployments` into the config file `path` (blocking: run it in a thread), and
+    make the directories of the config's disk services: workerd needs them to exist."""
+    for d in (path.parent, paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
+        d.mkdir(parents=True, exist_ok=True)
+    path.write_text(render.render(deployments, paths))
+
+
 _PR_SET_PDEATHSIG = 1
 STDERR_LIMIT = 64 * 1024
 
@@ -95,6 +106,38 @@ async def _drain(stream: asyncio.StreamReader, buf: bytearray) -> None:
             buf.extend(chunk[: STDERR_LIMIT - len(buf)])
 
 
+def _command(
+    workerd: Path, config: Path, control_fd: int, sockets: dict[str, int | None]
+) -> tuple[list[str], list[int]]:
+    """workerd's arguments and the fds it inherits: each socket a listening fd handed
+    over, or (None) an ephemeral loopback port it binds itself."""
+    args = [str(workerd), "serve", "--experimental", str(config), "--control-fd", str(control_fd)]
+    fds = [control_fd]
+    for name, fd in sockets.items():
+        if fd is None:
+            args += ["--socket-addr", f"{name}=127.0.0.1:0"]
+        else:
+            args += ["--socket-fd", f"{name}={fd}"]
+            fds.append(fd)
+    return args, fds
+
+
+async def _until_listening(p: Proc, ctl: asyncio.StreamReader) -> None:
+    """Return once workerd says on its control fd that the http socket listens;
+    StartFailed with its stderr if it exits first."""
+    while True:
+        line = await ctl.readline()
+        if not line:  # control fd closed: workerd exited
+            await p.proc.wait()
+            if p.reader is not None:
+                await p.reader
+            raise StartFailed(p.stderr_text() or f"workerd exited with {p.proc.returncode}")
+        with contextlib.suppress(ValueError):
+            ev = json.loads(line)
+            if ev.get("event") == "listen" and ev.get("socket") == "http":
+                return
+
+
 async def start(
     workerd: Path,
     config: Path,
@@ -109,14 +152,7 @@ async def start(
     are listening sockets for the `http` and `stats` sockets; without them workerd binds
     ephemeral loopback ports (validation runs)."""
     rfd, wfd = os.pipe()
-    args = [str(workerd), "serve", "--experimental", str(config), "--control-fd", str(wfd)]
-    fds = [wfd]
-    for name, fd in (("http", socket_fd), ("stats", stats_fd)):
-        if fd is None:
-            args += ["--socket-addr", f"{name}=127.0.0.1:0"]
-        else:
-            args += ["--socket-fd", f"{name}={fd}"]
-            fds.append(fd)
+    args, fds = _command(workerd, config, wfd, {"http": socket_fd, "stats": stats_fd})
     try:
         proc = await asyncio.create_subprocess_exec(
             *args,
@@ -138,16 +174,8 @@ async def start(
     )
     try:
         async with asyncio.timeout(start_timeout):
-            while True:
-                line = await ctl.readline()
-                if not line:  # control fd closed: workerd exited
-                    await proc.wait()
-                    await p.reader
-                    raise StartFailed(p.stderr_text() or f"workerd exited with {proc.returncode}")
-                with contextlib.suppress(ValueError):
-                    ev = json.loads(line)
-                    if ev.get("event") == "listen" and ev.get("socket") == "http":
-                        return p
+            await _until_listening(p, ctl)
+            return p
     except TimeoutError:
         await kill(p)
         raise StartFailed(

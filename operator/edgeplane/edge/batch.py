@@ -1,0 +1,149 @@
+"""What pushes (PUT/DELETE of a Worker) do, as pure decisions apart from I/O.
+
+A push is answered at once when `precheck` already knows the answer (nothing changes, a
+route is taken, nothing to delete); otherwise it joins the next batch. For a batch,
+`to_validate` names the bundles that need a throw-away workerd run, and `decide` turns the
+validation errors into each Worker's answer and the deployments to store and serve."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from edgeplane.edge.result import Result
+from edgeplane.routing import conflict_key
+from edgeplane.wire import Bundle, Deployment
+
+Changes = Mapping[str, Deployment | None]  # worker -> its new deployment; None: delete
+
+
+def desired(accepted: Mapping[str, Deployment], pending: Changes) -> dict[str, Deployment]:
+    """What will be served once the pending changes are applied."""
+    out = dict(accepted)
+    for w, d in pending.items():
+        if d is None:
+            out.pop(w, None)
+        else:
+            out[w] = d
+    return out
+
+
+def route_conflict(d: Deployment, others: Mapping[str, Deployment]) -> str | None:
+    """Why `d` cannot have its routes: another Worker in `others` has one of them."""
+    mine = {conflict_key(r.pattern): r.pattern for r in d.routes}
+    if not mine:
+        return None
+    for o in others.values():
+        if o.worker == d.worker:
+            continue
+        for r in o.routes:
+            c = conflict_key(r.pattern)
+            if c in mine:
+                return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
+    return None
+
+
+def unchanged(current: Deployment | None, d: Deployment) -> bool:
+    return current is not None and current.identity() == d.identity()
+
+
+def _unchanged_result(d: Deployment) -> Result:
+    return Result(200, {"changed": False, "version": d.primary})
+
+
+@dataclass(frozen=True)
+class Early:
+    """A push answered without joining a batch."""
+
+    result: Result
+    push: str | None  # its edgeplane_agent_pushes_total label; None: not counted
+
+
+def precheck(
+    worker: str,
+    d: Deployment | None,
+    accepted: Mapping[str, Deployment],
+    pending: Changes,
+    refused: Mapping[str, str],
+) -> Early | None:
+    """The answer to a push (`d` None: delete) that needs no batch, or None to batch it."""
+    if d is None:
+        if worker in desired(accepted, pending) or worker in refused:
+            return None
+        return Early(Result.error(404, f"Worker {worker} is not deployed here"), None)
+    # A pending change of this Worker may be undone by this push: not a no-op then.
+    if worker not in pending and unchanged(accepted.get(worker), d):
+        return Early(_unchanged_result(d), "unchanged")
+    conflict = route_conflict(d, desired(accepted, pending))
+    if conflict:
+        return Early(Result.error(409, conflict), "conflict")
+    return None
+
+
+def versions_of(deployments: Changes) -> set[str]:
+    return {b.version or "" for d in deployments.values() if d is not None for b in d.versions}
+
+
+def to_validate(
+    accepted: Mapping[str, Deployment], batch: Changes, validated: set[str]
+) -> list[Bundle]:
+    """The bundles of the batch's real changes that no validation has loaded yet, once each."""
+    out: dict[str, Bundle] = {}
+    for w, d in batch.items():
+        if d is None or unchanged(accepted.get(w), d):
+            continue
+        for b in d.versions:
+            if b.version not in validated:
+                out[b.version or ""] = b
+    return list(out.values())
+
+
+@dataclass(frozen=True)
+class Decision:
+    results: dict[str, Result]  # every Worker of the batch
+    changes: dict[str, Deployment | None]  # to store and serve
+    candidate: dict[str, Deployment]  # what is served once the changes are
+    refused: dict[str, str]  # Worker -> the validation error that refused it
+
+
+def decide(
+    accepted: Mapping[str, Deployment], batch: Changes, errors: Mapping[str, str]
+) -> Decision:
+    """Each Worker's answer, given the validation errors (version -> message). Workers are
+    taken in batch order: a route goes to the first that claims it."""
+    results: dict[str, Result] = {}
+    candidate = dict(accepted)
+    changes: dict[str, Deployment | None] = {}
+    refused: dict[str, str] = {}
+    for w, d in batch.items():
+        if d is None:
+            if w in candidate:
+                changes[w] = None
+            results[w] = Result(200, {"deleted": True, "worker": w})
+            continue
+        if unchanged(accepted.get(w), d):
+            results[w] = _unchanged_result(d)
+            continue
+        bad = [errors[v] for b in d.versions if (v := b.version or "") in errors]
+        if bad:
+            results[w] = Result.error(422, bad[0], worker=w)
+            refused[w] = bad[0]
+            continue
+        # Workers deleted by this batch still count here: they leave only after the loop.
+        conflict = route_conflict(d, candidate)
+        if conflict:
+            results[w] = Result.error(409, conflict, worker=w)
+            continue
+        candidate[w] = d
+        changes[w] = d
+        results[w] = Result(200, {"changed": True, "version": d.primary})
+    for w, d in changes.items():
+        if d is None:
+            candidate.pop(w, None)
+    return Decision(results, changes, candidate, refused)
+
+
+def refused_together(changes: Changes, message: str) -> dict[str, Result]:
+    """The answers when workerd refuses the combined config of a batch's changes."""
+    error = f"workerd refused the combined config: {message}"
+    return {w: Result.error(422, error, worker=w) for w in changes}

@@ -1,0 +1,49 @@
+"""The agent's Prometheus metrics, in a registry of their own (served on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edgeplane.edge import counts
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        p = "edgeplane_agent_"
+        self.reloads = Counter(p + "reloads_total", "workerd reloads", ["result"], registry=r)
+        self.reload_time = Histogram(
+            p + "reload_duration_seconds",
+            "From starting a workerd generation to it serving",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.workers = Gauge(p + "workers", "Workers served", registry=r)
+        self.pushes = Counter(p + "pushes_total", "PUT/DELETE requests", ["result"], registry=r)
+        self.validation_failures = Counter(
+            p + "validation_failures_total", "Bundles refused by validation", registry=r
+        )
+        self.validation_runs = Counter(
+            p + "validation_runs_total", "Throw-away workerd runs", registry=r
+        )
+        self.restarts = Counter(
+            p + "workerd_restarts_total", "Unexpected workerd exits restarted", registry=r
+        )
+        self.requests = Counter(
+            p + "requests_total",
+            "Requests the router dispatched to a Worker version, by status class (an "
+            "exception thrown by the Worker is a 5xx)",
+            ["worker", "version", "code"],
+            registry=r,
+        )
+        self._exported: counts.Snapshot = {}
+
+    def export_requests(self, totals: counts.Snapshot) -> None:
+        """Advance the requests counter to `totals` (which only grow)."""
+        for key, codes in totals.items():
+            done = self._exported.setdefault(key, [0] * len(codes))
+            for i, n in enumerate(codes):
+                if n > done[i]:
+                    self.requests.labels(key[0], key[1], counts.CODES[i]).inc(n - done[i])
+                    done[i] = n
