@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from edgeplane.edge import batch as batches
 from edgeplane.edge import probe as probes
@@ -238,7 +239,7 @@ class Agent:
             answer = probes.answer(t, path, error=f"workerd is not serving at this location{why}")
         else:
             base = probes.base_url(self.http_sock.getsockname())
-            answer = await probes.send(
+            answer = await _send_probe(
                 self._http(),
                 base,
                 t,
@@ -263,3 +264,49 @@ class Agent:
 
     def inventory(self) -> list[dict[str, object]]:
         return self._inventory().items()
+
+
+async def _send_probe(
+    session: aiohttp.ClientSession,
+    base: str,
+    t: probes.Target,
+    *,
+    worker: str,
+    version: str,
+    path: str,
+    method: str,
+    seconds: float,
+) -> dict[str, object]:
+    """One request to `base` (the public socket) as `t` would reach it; never raises for
+    transport errors: they are reported as status 0 and `error`."""
+    headers = {
+        "Host": t.host,
+        "X-Forwarded-Proto": t.scheme,
+        "Edgeplane-Version-Overrides": f'{worker}="{version}"',
+        "User-Agent": "edgeplane-agent-probe",
+    }
+    status, body, error = 0, "", ""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(seconds):
+            async with session.request(
+                method,
+                URL(base + path, encoded=True),
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                raw = bytearray()
+                # Enough bytes for probes.BODY_CHARS characters of UTF-8; never the whole body.
+                while len(raw) < probes.BODY_CHARS * 4:
+                    chunk = await resp.content.read(probes.BODY_CHARS * 4 - len(raw))
+                    if not chunk:
+                        break
+                    raw += chunk
+                body = raw.decode("utf-8", errors="replace")[:probes.BODY_CHARS]
+    except TimeoutError:
+        error = f"no complete answer within {seconds:g}s"
+    except (aiohttp.ClientError, OSError) as e:
+        error = f"{type(e).__name__}: {e}".strip()
+    elapsed = time.monotonic() - started
+    return probes.answer(t, path, status=status, body=body, elapsed=elapsed, error=error)

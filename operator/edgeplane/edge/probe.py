@@ -8,14 +8,9 @@ whatever the traffic split gives it."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import aiohttp
-from yarl import URL
 
 from edgeplane.routing import RoutePattern, normalize_host, parse_pattern, sort_most_specific_first
 from edgeplane.wire import Deployment
@@ -151,49 +146,3 @@ def answer(
         "elapsedMs": round(elapsed * 1000, 3),
         "error": error,
     }
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    base: str,
-    t: Target,
-    *,
-    worker: str,
-    version: str,
-    path: str,
-    method: str,
-    seconds: float,
-) -> dict[str, object]:
-    """One request to `base` (the public socket) as `t` would reach it; never raises for
-    transport errors: they are reported as status 0 and `error`."""
-    headers = {
-        "Host": t.host,
-        "X-Forwarded-Proto": t.scheme,
-        "Edgeplane-Version-Overrides": f'{worker}="{version}"',
-        "User-Agent": "edgeplane-agent-probe",
-    }
-    status, body, error = 0, "", ""
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout(seconds):
-            async with session.request(
-                method,
-                URL(base + path, encoded=True),
-                headers=headers,
-                allow_redirects=False,
-            ) as resp:
-                status = resp.status
-                raw = bytearray()
-                # Enough bytes for BODY_CHARS characters of UTF-8; never the whole body.
-                while len(raw) < BODY_CHARS * 4:
-                    chunk = await resp.content.read(BODY_CHARS * 4 - len(raw))
-                    if not chunk:
-                        break
-                    raw += chunk
-                body = raw.decode("utf-8", errors="replace")[:BODY_CHARS]
-    except TimeoutError:
-        error = f"no complete answer within {seconds:g}s"
-    except (aiohttp.ClientError, OSError) as e:
-        error = f"{type(e).__name__}: {e}".strip()
-    elapsed = time.monotonic() - started
-    return answer(t, path, status=status, body=body, elapsed=elapsed, error=error)

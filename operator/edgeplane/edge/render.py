@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 from edgeplane.routing import parse_pattern, sort_most_specific_first
 from edgeplane.routing.router_js import ROUTER_JS as _ROUTER_JS
@@ -59,8 +59,8 @@ def missing_name(worker: str) -> str:
 
 @dataclass(frozen=True)
 class Paths:
-    do_dir: Path
-    kv_dir: Path
+    do_dir: PurePath
+    kv_dir: PurePath
 
 
 def _module(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
@@ -222,7 +222,7 @@ def render(deployments: Iterable[Deployment], paths: Paths) -> str:
     )
 
 
-def _kv_services(kv_dir: Path) -> str:
+def _kv_services(kv_dir: PurePath) -> str:
     # workerd's bundled KV Worker: a SQLite Durable Object per namespace plus a blob disk.
     return ",\n    ".join(
         [

@@ -1,65 +1,18 @@
-"""Validation of new bundles in throw-away workerds, before they reach the serving config.
-
-`narrow` is the search for the bundles that do not load, given a coroutine that tries a set
-of bundles; `Validator` tries them in a workerd of their own, on ephemeral loopback ports."""
+"""Validation of new bundles in throw-away workerds, before they reach the serving config:
+`Validator` tries a set of bundles in a workerd of its own, on ephemeral loopback ports;
+`batch.narrow` decides which sets to try."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from edgeplane.edge import render, workerd
+from edgeplane.edge.batch import MAX_MESSAGE, as_deployments, narrow
 from edgeplane.edge.metrics import Metrics
-from edgeplane.wire import Bundle, Deployment, redact, secrets_of
-
-_SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
-MAX_MESSAGE = 4000
-
-# Loads the bundles together: None when they all load, else workerd's message.
-Attempt = Callable[[list[Bundle]], Awaitable[str | None]]
-
-
-async def narrow(bundles: list[Bundle], attempt: Attempt) -> dict[str, str]:
-    """Version -> the message for each bundle that does not load. One attempt when all are
-    good; when the message names the failing service, that bundle is dropped and the rest
-    retried; when it names none (e.g. a timeout), the set is bisected down to the culprits."""
-    errors: dict[str, str] = {}
-    todo = list(bundles)
-    while todo:
-        msg = await attempt(todo)
-        if msg is None:
-            return errors
-        m = _SERVICE_RE.search(msg)
-        named = m.group(2) if m else None
-        if named and any(b.version == named for b in todo):
-            errors[named] = msg
-            todo = [b for b in todo if b.version != named]
-            continue
-        if len(todo) == 1:
-            errors[todo[0].version or ""] = msg
-            return errors
-        half = len(todo) // 2
-        errors.update(await narrow(todo[:half], attempt))
-        errors.update(await narrow(todo[half:], attempt))
-        return errors
-    return errors
-
-
-def as_deployments(bundles: list[Bundle]) -> list[Deployment]:
-    """The bundles as deployments without routes, one per Worker, its first bundle primary:
-    versions of one Worker load together, as they are served (Durable Object classes live
-    in the primary)."""
-    by_worker: dict[str, list[Bundle]] = {}
-    for b in bundles:
-        by_worker.setdefault(b.worker, []).append(b)
-    return [
-        Deployment(worker=w, primary=bs[0].version or "", versions=tuple(bs))
-        for w, bs in by_worker.items()
-    ]
+from edgeplane.wire import Bundle, redact, secrets_of
 
 
 class Validator:

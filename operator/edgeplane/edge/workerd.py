@@ -66,7 +66,7 @@ def write_config(path: Path, deployments: list[Deployment], paths: render.Paths)
     """Render `deployments` into the config file `path` (blocking: run it in a thread), and
     make the directories of the config's disk services: workerd needs them to exist."""
     for d in (path.parent, paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
-        d.mkdir(parents=True, exist_ok=True)
+        Path(d).mkdir(parents=True, exist_ok=True)
     path.write_text(render.render(deployments, paths))
 
 

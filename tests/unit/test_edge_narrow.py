@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeplane.edge.validate import as_deployments, narrow
+from edgeplane.edge.batch import as_deployments, narrow
 from edgeplane.wire import Bundle
 from tests.integration.edge_fixtures import text_worker
 
