@@ -19,6 +19,7 @@ from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.kube.client import Kube, namespace_terminating
 from edgeplane.plan.targets import WorkerKey, full_name
 from edgeplane.reconcile.cache import Cache
+from edgeplane.reconcile.exclusions import ExclusionReconciler
 from edgeplane.reconcile.route import RouteReconciler
 from edgeplane.reconcile.worker import WorkerReconciler
 from edgeplane.reconcile.workqueue import WorkQueue
@@ -29,7 +30,8 @@ from edgeplane.versions.store import VersionStore
 
 log = logging.getLogger("edgeplane.controller")
 
-# Keys of the work queue: ("Worker" | "WorkerRoute", namespace, name).
+# Keys of the work queue: ("Worker" | "WorkerRoute", namespace, name), or
+# ("Exclusions", namespace, "") for a namespace's routes without a Worker.
 Key = tuple[str, str, str]
 
 
@@ -65,16 +67,22 @@ def route_event_keys(
     new: dict[str, Any] | None,
 ) -> list[Key]:
     """What a WorkerRoute event (`old` -> `new`; None: absent) makes stale: the Workers it
-    sends to before and after, and every route sharing either pattern (their conflict
-    status changes too) with its Worker. `routes` is the cache after the event."""
+    sends to before and after (or its namespace's exclusions, without a Worker), and every
+    route sharing either pattern (their conflict status changes too) with its Worker.
+    `routes` is the cache after the event."""
     either = [b for b in (old, new) if b]
-    ns = either[0]["metadata"]["namespace"]
-    keys: list[Key] = [("Worker", ns, w) for w in sorted({b["spec"]["worker"] for b in either})]
+    keys = [_served_by(b) for b in either]
     patterns = {b["spec"]["pattern"] for b in either}
     for (rns, rname), body in sorted(routes.items()):
         if body["spec"]["pattern"] in patterns:
-            keys += [("WorkerRoute", rns, rname), ("Worker", rns, body["spec"]["worker"])]
+            keys += [("WorkerRoute", rns, rname), _served_by(body)]
     return list(dict.fromkeys(keys))
+
+
+def _served_by(route: dict[str, Any]) -> Key:
+    """The key whose loop serves a route: its Worker's, or its namespace's exclusions."""
+    ns, worker = route["metadata"]["namespace"], route["spec"].get("worker")
+    return ("Worker", ns, worker) if worker else ("Exclusions", ns, "")
 
 
 class Controller:
@@ -89,6 +97,7 @@ class Controller:
             FleetSettings(s.heartbeat_interval, s.namespaces, s.orphan_grace),
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),
+            requeue_exclusions=self._requeue_exclusions,
         )
         self.resolver = Resolver(self.kube)
         self.versions = VersionStore(self.kube, self.resolver, s.versions_retained)
@@ -102,7 +111,10 @@ class Controller:
             self.writer,
             backoff=lambda key: self.queue.backoff(("Worker", *key)),
         )
-        self.route_loop = RouteReconciler(self.cache, self.kube, self.versions)
+        self.route_loop = RouteReconciler(self.cache, self.kube, self.versions, self.fleet)
+        self.exclusion_loop = ExclusionReconciler(
+            self.cache, self.fleet, backoff=lambda ns: self.queue.backoff(("Exclusions", ns, ""))
+        )
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
 
@@ -150,6 +162,7 @@ class Controller:
         if not self.fleet.seen(body, deleted):
             return
         self._add(("Worker", *key) for key in self.cache.workers)
+        self._requeue_exclusions(())
         if not deleted:  # a new or changed location is checked now, not at the next round
             self._spawn(self.fleet.check(body["metadata"]["name"]))
 
@@ -163,6 +176,11 @@ class Controller:
         self._add(("Worker", namespace, w) for w in workers)
         if kind == "Secret":
             self.fleet.credentials_changed(namespace, name)
+
+    def _requeue_exclusions(self, namespaces: Iterable[str]) -> None:
+        """The exclusions of these namespaces, and of every namespace that has some."""
+        routes = {ns for ns, _ in self.cache.routes_without_worker()}
+        self._add(("Exclusions", ns, "") for ns in sorted(routes | set(namespaces)))
 
     def _enqueue_routes_of(self, key: WorkerKey) -> None:
         self._add(("WorkerRoute", *rkey) for rkey in self.cache.routes_of(key))
@@ -189,6 +207,7 @@ class Controller:
     async def resync(self) -> None:
         self._add(("Worker", *key) for key in self.cache.workers)
         self._add(("WorkerRoute", *key) for key in self.cache.routes)
+        self._requeue_exclusions(())
 
     async def check_targets(self) -> None:
         await asyncio.gather(*(self.fleet.check(name) for name in list(self.fleet.targets)))
@@ -203,6 +222,10 @@ class Controller:
         try:
             if kind == "Worker":
                 delay = await self.worker_loop.reconcile(ns, name)
+            elif kind == "Exclusions":
+                delay = await self.exclusion_loop.reconcile(ns)
+                # A location's refusal shows on the routes.
+                self._add(("WorkerRoute", *key) for key in self.cache.routes_without_worker(ns))
             else:
                 delay = await self.route_loop.reconcile(ns, name)
             if delay is not None:

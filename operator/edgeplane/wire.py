@@ -6,6 +6,7 @@ same inputs always give the same id and an agent can accept a PUT idempotently.
 
 A `Deployment` says what one location should serve for one Worker: the bundles of every
 version in use, which version is primary, and the routes with their traffic split.
+`Exclusions` are one namespace's routes without a Worker.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from edgeplane.routing import check_pattern
+from edgeplane.routing import check_pattern, conflict_key
 
 # "<namespace>.<worker>": two DNS labels, so a Worker name is unique across namespaces
 # and safe to use in file names and workerd service names.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 WORKER_NAME_RE = rf"^{_LABEL}\.{_LABEL}$"
+NAMESPACE_RE = _LABEL
 # Module names become paths inside the bundle: no leading "/", no backslash, and (checked
 # by `check_module_name`) no "." or ".." segment.
 MODULE_NAME_RE = r"^[A-Za-z0-9_@][A-Za-z0-9_.@/+-]{0,255}$"
@@ -167,6 +169,22 @@ class Route(_Strict):
     def _sums_to_100(self) -> Self:
         if self.traffic and sum(t.percent for t in self.traffic) != 100:
             raise ValueError(f"route {self.pattern!r}: traffic percents must sum to 100")
+        return self
+
+
+class Exclusions(_Strict):
+    """A namespace's route patterns that name no Worker: requests they match bypass
+    Workers, so less specific routes of any Worker do not see them."""
+
+    patterns: tuple[Annotated[str, AfterValidator(check_pattern)], ...] = Field(
+        default=(), max_length=1000
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        keys = [conflict_key(p) for p in self.patterns]
+        if len(set(keys)) != len(keys):
+            raise ValueError("patterns: each pattern may appear once")
         return self
 
 

@@ -294,7 +294,11 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         route(traffic=[{"version": "v1", "percent": 100}]),
         ("spec.traffic[0].version", "should match"),
     ),
-    ("route-worker-missing", without(route(), "worker"), ("spec.worker", "Required value")),
+    (
+        "route-traffic-without-worker",
+        without(route(traffic=[{"version": "latest", "percent": 100}]), "worker"),
+        ("spec", "a route without a worker excludes its pattern and sends no traffic"),
+    ),
     # EdgeTarget
     ("target-endpoint-ftp", target(endpoint="ftp://edge.example.net"), ("spec.endpoint",)),
     ("target-endpoint-not-url", target(endpoint="edge-1"), ("spec.endpoint", "absolute")),

@@ -15,6 +15,7 @@ from tests.integration.edge_fixtures import (
     body_of,
     deployment,
     edge_agent,  # noqa: F401 (fixture)
+    edge_agents,  # noqa: F401 (fixture)
     text_worker,
 )
 
@@ -108,3 +109,52 @@ async def test_percent_split_sticky_and_override(edge_agent: AgentProc) -> None:
         assert {(await get(s, edge_agent, "split.test", "/", **hdr))[1] for _ in range(30)} == {
             "v2"
         }
+
+
+async def put_exclusions(
+    s: aiohttp.ClientSession, agent: AgentProc, namespace: str, patterns: list[str]
+) -> tuple[int, dict]:
+    async with s.put(
+        f"{agent.api_url}/v1/exclusions/{namespace}",
+        json={"patterns": patterns},
+        headers=agent.headers(),
+    ) as r:
+        return r.status, await r.json()
+
+
+async def test_a_route_without_a_worker_bypasses_less_specific_routes(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Cloudflare's example: `*example.com/images/cat.png` with no Worker, under a Worker's
+    `*example.com/images/*`. Kept across a SIGKILL of the agent; refused where it would take
+    a route a Worker has, and a Worker's route refused where it is excluded."""
+    agent = edge_agents("a", extra_args=("--bypass-status", "410"))
+    site = deployment(text_worker("ns.site", "site"), routes=("*example.com/images/*",))
+    async with aiohttp.ClientSession() as s:
+        assert (await put(s, agent, site))[0] == 200
+        st, body = await put_exclusions(s, agent, "static", ["*example.com/images/cat.png"])
+        assert (st, body) == (200, {"changed": True, "namespace": "static"})
+        async with s.get(f"{agent.http_url}/images/cat.png", headers={"Host": "example.com"}) as r:
+            assert r.status == 410 and r.headers["edgeplane-bypass"] == "1"
+            assert "bypasses Workers" in await r.text() and "namespace static" in await r.text()
+        assert await get(s, agent, "example.com", "/images/dog.png") == (200, "site")
+        # The same set again changes nothing.
+        assert (await put_exclusions(s, agent, "static", ["*example.com/images/cat.png"]))[1][
+            "changed"
+        ] is False
+        st, body = await put_exclusions(s, agent, "other", ["*EXAMPLE.com/images/*"])
+        assert st == 409 and "served by Worker ns.site" in body["error"]
+        cat = deployment(text_worker("ns.cat", "cat"), routes=("*example.com/images/cat.png",))
+        st, body = await put(s, agent, cat)
+        assert st == 409
+        assert "excluded by a route without a Worker in namespace static" in body["error"]
+    agent.kill()
+    again = edge_agents("a", http_addr=agent.http_addr, api_addr=agent.api_addr,
+                        extra_args=("--bypass-status", "410"))
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, again, "example.com", "/images/cat.png"))[0] == 410
+        async with s.get(f"{again.api_url}/v1/exclusions", headers=again.headers()) as r:
+            assert await r.json() == {"exclusions": {"static": ["*example.com/images/cat.png"]}}
+        # Dropping the namespace's set gives the path back to the less specific route.
+        assert (await put_exclusions(s, again, "static", []))[0] == 200
+        assert await get(s, again, "example.com", "/images/cat.png") == (200, "site")
+        st, body = await put_exclusions(s, again, "static", ["example.com/*?q=1"])
+        assert st == 422 and "patterns.0" in body["error"]

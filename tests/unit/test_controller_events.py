@@ -37,6 +37,7 @@ def _route(ns: str, name: str, pattern: str, worker: str) -> dict:
 R1 = _route("a", "r1", "x.io/*", "w1")
 R2 = _route("b", "r2", "x.io/*", "w2")  # same pattern, another namespace
 R3 = _route("a", "r3", "y.io/*", "w3")
+X = {"metadata": {"namespace": "c", "name": "x"}, "spec": {"pattern": "x.io/*"}}  # no Worker
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,12 @@ R3 = _route("a", "r3", "y.io/*", "w3")
              ("WorkerRoute", "a", "r3"), ("Worker", "a", "w3"), ("WorkerRoute", "b", "r2"),
              ("Worker", "b", "w2")],
         ),
+        # A route without a Worker is served by its namespace's exclusions; one that takes
+        # another's pattern makes both conflict.
+        ([R1, R2, X], None, X, [("Exclusions", "c", ""), ("WorkerRoute", "a", "r1"),
+                                ("Worker", "a", "w1"), ("WorkerRoute", "b", "r2"),
+                                ("Worker", "b", "w2"), ("WorkerRoute", "c", "x")]),
+        ([R3], X, None, [("Exclusions", "c", "")]),
     ],
 )
 def test_route_event_keys(routes: list, old: dict | None, new: dict | None, keys: list) -> None:

@@ -56,6 +56,40 @@ def test_route_conflict(d: str, others: str, expected: str | None) -> None:
     assert batch.route_conflict(D[d], deps(others)) == expected
 
 
+EXCLUDED_BY_X = "route pattern 'a.test/*' is excluded by a route without a Worker in namespace x"
+
+
+@pytest.mark.parametrize(
+    ("d", "excluded", "expected"),
+    [
+        ("a1", {"x": ("A.test/*",)}, EXCLUDED_BY_X),  # the same pattern
+        ("a1", {"x": ("a.test/api/*",)}, None),  # more specific: excludes a part of it
+        ("c", {"x": ("a.test/*",)}, None),
+        ("a1", {}, None),
+    ],
+)
+def test_route_conflict_with_exclusions(d: str, excluded: dict, expected: str | None) -> None:
+    assert batch.route_conflict(D[d], {}, excluded) == expected
+
+
+@pytest.mark.parametrize(
+    ("namespace", "patterns", "served", "excluded", "expected"),
+    [
+        ("x", ("a.test/api/*",), "a1", {}, None),
+        ("x", ("a.test/*",), "a1", {}, "route pattern 'a.test/*' is already served by Worker ns.a"),
+        ("x", ("a.test/x",), "", {"y": ("a.test/x",)},
+         "route pattern 'a.test/x' is excluded by a route without a Worker in namespace y"),
+        # A namespace's new set replaces its old one: no conflict with itself.
+        ("x", ("a.test/x",), "", {"x": ("a.test/x",)}, None),
+        ("x", (), "a1", {"y": ("a.test/*",)}, None),
+    ],
+)
+def test_exclusion_conflict(
+    namespace: str, patterns: tuple, served: str, excluded: dict, expected: str | None
+) -> None:
+    assert batch.exclusion_conflict(namespace, patterns, deps(served), excluded) == expected
+
+
 @pytest.mark.parametrize(
     ("accepted", "pending", "expected"),
     [
@@ -107,7 +141,7 @@ def test_precheck(
     expected: batch.Early | None,
 ) -> None:
     push = None if d is None else D[d]
-    assert batch.precheck(worker, push, deps(accepted), pending, refused) == expected
+    assert batch.precheck(worker, push, deps(accepted), pending, refused, {}) == expected
 
 
 @pytest.mark.parametrize(
@@ -162,7 +196,7 @@ def test_decide(
     stored: dict[str, str | None],
     served: str,
 ) -> None:
-    got = batch.decide(deps(accepted), pushes, {version(n): m for n, m in errors.items()})
+    got = batch.decide(deps(accepted), pushes, {version(n): m for n, m in errors.items()}, {})
     assert {w: r.status for w, r in got.results.items()} == {
         f"ns.{w}": s for w, s in statuses.items()
     }
@@ -183,7 +217,7 @@ def test_decide(
     ],
 )
 def test_decide_answers(pushes: dict, errors: dict[str, str], expected: dict) -> None:
-    got = batch.decide(deps("a1"), pushes, {version(n): m for n, m in errors.items()})
+    got = batch.decide(deps("a1"), pushes, {version(n): m for n, m in errors.items()}, {})
     (result,) = got.results.values()
     assert result.body == expected
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -105,6 +106,16 @@ def test_router_table_most_specific_first() -> None:
     assert [t["worker"] for t in table] == ["ns.b", "ns.c", "ns.a"]
 
 
+def test_exclusions_sort_among_the_routes_and_name_their_namespace() -> None:
+    a = _dep(_bundle("ns.a"), "*example.com/*")
+    b = _dep(_bundle("ns.b"), "www.example.com/api/*")
+    table, _ = render.router_table([a, b], {"st": ("www.example.com/api/static/*",)})
+    owners = [t.get("worker", f"excluded by {t.get('exclude')}") for t in table]
+    assert owners == ["excluded by st", "ns.b", "ns.a"]
+    cfg = render.render([a], PATHS, render.Bypass({"st": ("example.com/x",)}, status=410))
+    assert render.text('{"status": 410}') in cfg
+
+
 def test_bindings_mapped_and_missing_service_stubbed() -> None:
     b = _bundle(
         "ns.a",
@@ -192,3 +203,11 @@ def test_token_ok() -> None:
     assert not token_ok("abc", "abc")
     assert not token_ok(None, "abc")
     assert not token_ok("Bearer ", "abc")
+
+
+def test_store_keeps_exclusions_across_a_restart(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    assert store.load_exclusions() == {}
+    asyncio.run(store.save_exclusions({"b": ("y.io/",), "a": ("x.io/a", "x.io/b")}))
+    assert Store(tmp_path).load_exclusions() == {"a": ("x.io/a", "x.io/b"), "b": ("y.io/",)}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file

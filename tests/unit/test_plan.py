@@ -8,7 +8,7 @@ import pytest
 
 from edgeplane.api import LabelSelector, get_condition
 from edgeplane.plan.rollout import pass_limit
-from edgeplane.plan.routes import route_conflicts
+from edgeplane.plan.routes import exclusions, route_conflicts
 from edgeplane.plan.targets import (
     TargetView,
     actions,
@@ -181,3 +181,24 @@ def test_route_conflicts(patterns: dict, expected: dict) -> None:
 @pytest.mark.parametrize(("steps", "limit"), [(1, 6), (2, 8), (5, 14)])
 def test_pass_limit_allows_every_step_two_moves(steps: int, limit: int) -> None:
     assert pass_limit(steps) == limit >= 2 * steps + 1
+
+
+@pytest.mark.parametrize(
+    ("routes", "conflicts", "expected"),
+    [
+        ({("a", "r"): ("x.io/static/*", None)}, {}, {"a": ("x.io/static/*",)}),
+        ({("a", "r"): ("x.io/*", "w")}, {}, {}),  # a route with a Worker excludes nothing
+        # In name order within a namespace, one set per namespace.
+        (
+            {("a", "r2"): ("x.io/b", None), ("a", "r1"): ("x.io/a", None),
+             ("b", "r"): ("y.io/", None)},
+            {},
+            {"a": ("x.io/a", "x.io/b"), "b": ("y.io/",)},
+        ),
+        # A conflicting route without a Worker is served by no one, like any other.
+        ({("a", "r"): ("x.io/a", None), ("b", "r"): ("x.io/a", "w")},
+         {("a", "r"): ["b/r"], ("b", "r"): ["a/r"]}, {}),
+    ],
+)
+def test_exclusions(routes: dict, conflicts: dict, expected: dict) -> None:
+    assert exclusions(routes, conflicts) == expected

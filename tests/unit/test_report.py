@@ -9,7 +9,7 @@ import pytest
 
 from edgeplane.api import EdgeTarget, RolloutPhase, RolloutStatus, WorkerStatus
 from edgeplane.kube.client import status_patch
-from edgeplane.report.route import route_condition
+from edgeplane.report.route import exclusion_condition, route_condition
 from edgeplane.report.status import (
     BACKOFF,
     Stall,
@@ -188,6 +188,39 @@ def test_route_condition(
     )
     assert (status, reason) == expected[:2]
     assert expected[2] in message
+
+
+@pytest.mark.parametrize(
+    ("conflicts", "failure", "expected"),
+    [
+        ([], None, (True, "Excluded", "bypass Workers")),
+        (["b/r"], None, (False, "RouteConflict", "also claimed by b/r")),
+        ([], (False, "Excluding", "not yet excluded at edge-2"),
+         (False, "Excluding", "edge-2")),
+    ],
+)
+def test_route_condition_without_a_worker(
+    conflicts: list[str], failure: tuple | None, expected: tuple
+) -> None:
+    status, reason, message = route_condition(
+        "shop.example.com/static/*", "apps", None, conflicts, False, (), failure
+    )
+    assert (status, reason) == expected[:2]
+    assert expected[2] in message
+
+
+@pytest.mark.parametrize(
+    ("pending", "refused", "expected"),
+    [
+        ([], [], None),
+        (["edge-2", "edge-3"], [], (False, "Excluding",
+                                    "not yet excluded at edge-2, edge-3; retrying with backoff")),
+        (["edge-2"], ["edge-1: route pattern 'a/' is served by Worker ns.w"],
+         (False, "ExclusionRefused", "edge-1: route pattern 'a/' is served by Worker ns.w")),
+    ],
+)
+def test_exclusion_condition(pending: list, refused: list, expected: tuple | None) -> None:
+    assert exclusion_condition(pending, refused) == expected
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, redact, secrets_of
+from edgeplane.wire import (
+    Bundle,
+    BundleBinding,
+    BundleModule,
+    Deployment,
+    Exclusions,
+    redact,
+    secrets_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,3 +50,20 @@ def test_secrets_of_collects_every_version_of_every_deployment() -> None:
         Deployment(worker="ns.b", primary=b.version or "", versions=(b,)),
     ]
     assert secrets_of(deps) == {"one", "two", "three"}
+
+
+@pytest.mark.parametrize(
+    ("patterns", "error"),
+    [
+        ((), None),
+        (("example.com/static/*", "example.com/robots.txt"), None),
+        (("example.com/a", "EXAMPLE.com/a"), "each pattern may appear once"),
+        (("example.com/*?q",), "query string"),
+    ],
+)
+def test_exclusions_model(patterns: tuple[str, ...], error: str | None) -> None:
+    if error is None:
+        assert Exclusions(patterns=patterns).patterns == patterns
+        return
+    with pytest.raises(ValueError, match=error):
+        Exclusions(patterns=patterns)

@@ -15,6 +15,7 @@ from edgeplane.api.common import (
     cel,
     conditions_field,
     observed_generation_field,
+    validations,
 )
 from edgeplane.api.worker import WorkerName
 from edgeplane.routing import CEL_RULES, MAX_PATTERN, check_pattern
@@ -42,8 +43,22 @@ class TrafficTarget(Wire):
     )
 
 
+MSG_EXCLUSION_TRAFFIC = (
+    "traffic: a route without a worker excludes its pattern and sends no traffic; set "
+    "worker or remove traffic"
+)
+
+
 class WorkerRouteSpec(Wire):
-    """Requests matching pattern go to worker, optionally split between versions."""
+    """Requests matching pattern go to worker, optionally split between versions; without a
+    worker, the pattern is excluded from less specific routes."""
+
+    model_config = validations(
+        cel(
+            "has(self.worker) || !has(self.traffic) || size(self.traffic) == 0",
+            MSG_EXCLUSION_TRAFFIC,
+        )
+    )
 
     pattern: RoutePattern = Field(
         description="Cloudflare route pattern, e.g. `*.example.com/api/*`: optional http:// "
@@ -51,7 +66,13 @@ class WorkerRouteSpec(Wire):
         "string. The most specific matching route wins.",
         json_schema_extra={"x-kubernetes-validations": [cel(r, m) for r, m in CEL_RULES]},
     )
-    worker: WorkerName = Field(description="Name of the Worker, in the same namespace.")
+    worker: WorkerName | None = Field(
+        default=None,
+        description="Name of the Worker, in the same namespace. Omitted: requests matching "
+        "the pattern bypass Workers, as a Cloudflare route without a Worker does: less "
+        "specific routes do not see them, and each location answers them with its bypass "
+        "response (see docs/routes.md).",
+    )
     traffic: list[TrafficTarget] = Field(
         default_factory=list,
         max_length=16,
@@ -71,6 +92,8 @@ class WorkerRouteSpec(Wire):
 
     @model_validator(mode="after")
     def _traffic(self) -> Self:
+        if self.worker is None and self.traffic:
+            raise ValueError(MSG_EXCLUSION_TRAFFIC)
         if self.traffic and sum(t.percent for t in self.traffic) != 100:
             raise ValueError("traffic: percents must sum to 100")
         versions = [t.version for t in self.traffic]

@@ -14,7 +14,7 @@ import aiohttp
 from edgeplane.api import Probe
 from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
-from edgeplane.wire import Deployment
+from edgeplane.wire import Deployment, Exclusions
 
 # A health check or inventory answer is small and quick; an agent that accepts the
 # connection but does not answer within this (e.g. while shutting down) is unreachable.
@@ -137,6 +137,15 @@ class AgentClient:
         except Refused as e:
             if e.status != 404:
                 raise
+
+    async def put_exclusions(self, ep: Endpoint, namespace: str, patterns: tuple[str, ...]) -> None:
+        """Make `patterns` the namespace's routes without a Worker there. Raises AgentError."""
+        body = Exclusions(patterns=patterns).model_dump_json().encode()
+        await self._call(ep, "PUT", f"/v1/exclusions/{namespace}", body)
+
+    async def exclusions(self, ep: Endpoint) -> dict[str, tuple[str, ...]]:
+        out = await self._call(ep, "GET", "/v1/exclusions", max_seconds=HEALTH_TIMEOUT)
+        return {ns: tuple(ps) for ns, ps in ((out or {}).get("exclusions") or {}).items()}
 
     async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
         out = await self._call(ep, "GET", "/v1/workers", max_seconds=HEALTH_TIMEOUT)

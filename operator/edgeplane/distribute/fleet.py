@@ -48,6 +48,9 @@ class Location:
     info: dict[str, Any] = field(default_factory=dict)
     # worker -> (identity, why) of the deployment the agent refused
     refused: dict[str, tuple[str, Stall]] = field(default_factory=dict)
+    exclusions: dict[str, tuple[str, ...]] | None = None  # namespace -> patterns it serves
+    # namespace -> (patterns, why) of the exclusions the agent refused
+    exclusions_refused: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     last_status_write: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -66,12 +69,14 @@ class Fleet:
         settings: FleetSettings,
         workers: Callable[[], Iterable[WorkerKey]],
         requeue: Callable[[WorkerKey], None],
+        requeue_exclusions: Callable[[Iterable[str]], None],
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.client = AgentClient()
         self._workers = workers  # the Workers the operator caches
         self._requeue = requeue
+        self._requeue_exclusions = requeue_exclusions  # namespaces whose exclusions may differ
         self.targets: dict[str, dict[str, Any]] = {}  # EdgeTarget bodies, from the watch
         self.locations: dict[str, Location] = {}
         # worker full name -> target -> deployment identity it should have (None: none)
@@ -170,11 +175,14 @@ class Fleet:
         loc = self.at(name)
         async with loc.lock:
             was = (loc.reachable, dict(loc.inventory or {}))
+            excluded = loc.exclusions
             if (ep := await self.endpoint(name)) is not None:
                 await self._ask(name, ep)
             changed = was != (loc.reachable, dict(loc.inventory or {}))
         if was[1] != dict(loc.inventory or {}):
             self._requeue_for(name, reachability_changed=False)
+        if excluded != loc.exclusions:
+            self._requeue_exclusions(set(excluded or {}) | set(loc.exclusions or {}))
         await self.write_status(name, changed)
 
     async def _ask(self, name: str, ep: Endpoint) -> None:
@@ -182,6 +190,7 @@ class Fleet:
         try:
             info = await self.client.info(ep)
             inventory = await self.client.inventory(ep)
+            exclusions = await self.client.exclusions(ep)
         except Unreachable as e:
             self._set_reachable(name, False, str(e))
         except Refused as e:
@@ -191,6 +200,7 @@ class Fleet:
             loc.info.update(info)
             loc.inventory = {w: i.identity for w, i in inventory.items()}
             loc.primaries = {w: i.primary for w, i in inventory.items()}
+            loc.exclusions = exclusions
             self._set_reachable(name, True)
             await self._collect_orphans(name)
 
@@ -217,6 +227,43 @@ class Fleet:
             loc.inventory[deployment.worker] = identity
         loc.primaries[deployment.worker] = deployment.primary
         return None
+
+    async def exclude(self, target: str, namespace: str, patterns: tuple[str, ...]) -> bool:
+        """Make `patterns` the namespace's routes without a Worker at `target`; False if the
+        location did not answer (its reachability says why)."""
+        loc = self.at(target)
+        if (ep := await self.endpoint(target)) is None:
+            return False
+        try:
+            await self.client.put_exclusions(ep, namespace, patterns)
+        except Unreachable as e:
+            self._set_reachable(target, False, str(e))
+            return False
+        except Refused as e:
+            loc.exclusions_refused[namespace] = (patterns, f"{target}: {e}")
+            return True
+        self._set_reachable(target, True)
+        loc.exclusions_refused.pop(namespace, None)
+        if loc.exclusions is not None:
+            loc.exclusions = {ns: ps for ns, ps in loc.exclusions.items() if ns != namespace}
+            if patterns:
+                loc.exclusions[namespace] = patterns
+        return True
+
+    def exclusion_state(
+        self, namespace: str, patterns: tuple[str, ...]
+    ) -> tuple[list[str], list[str]]:
+        """Where the namespace's exclusions are not these yet (locations), and why locations
+        refused exactly these."""
+        pending, refused = [], []
+        for name in sorted(self.targets):
+            loc = self.at(name)
+            entry = loc.exclusions_refused.get(namespace)
+            if entry is not None and entry[0] == patterns:
+                refused.append(entry[1])
+            elif loc.exclusions is None or loc.exclusions.get(namespace, ()) != patterns:
+                pending.append(name)
+        return pending, refused
 
     async def remove(self, target: str, worker: str) -> None:
         loc = self.at(target)
@@ -265,6 +312,7 @@ class Fleet:
         if flipped:
             metrics.TARGET_UP.labels(target).set(1 if reachable else 0)
             self._requeue_for(target, reachability_changed=True)
+            self._requeue_exclusions(set(loc.exclusions or {}))
 
     def _requeue_for(self, target: str, reachability_changed: bool) -> None:
         inventory = self.at(target).inventory

@@ -55,6 +55,7 @@ class Agent:
         start_timeout: float = 60.0,
         validate_timeout: float = 10.0,
         handoff_wait: float = 2.0,
+        bypass_status: int = 404,
     ) -> None:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
@@ -67,6 +68,9 @@ class Agent:
         self.refused: dict[str, str] = {}  # worker -> message of its last refused push
         self.pending: dict[str, _Pending] = {}
         self.validated: set[str] = set()
+        self.exclusions: dict[str, tuple[str, ...]] = {}  # namespace -> patterns
+        self.bypass_status = bypass_status
+        self._serving = asyncio.Lock()  # one change of what is served at a time
         self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
         self.gens = Generations(
             workerd_bin,
@@ -75,6 +79,7 @@ class Agent:
             render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv"),
             self.metrics,
             lambda: self.accepted,
+            lambda: render.Bypass(self.exclusions, self.bypass_status),
             self._http,
             drain_grace=drain_grace,
             start_timeout=start_timeout,
@@ -103,6 +108,7 @@ class Agent:
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.accepted = await asyncio.to_thread(self.store.load_all)
+        self.exclusions = await asyncio.to_thread(self.store.load_exclusions)
         self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
         await self.gens.start()
@@ -128,8 +134,8 @@ class Agent:
         """Push `d` (None: delete) for `worker`; the future is done once it is answered:
         at once when the answer needs no batch, else once the batch serves."""
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        pending = {w: p.deployment for w, p in self.pending.items()}
-        early = batches.precheck(worker, d, self.accepted, pending, self.refused)
+        pending = self._pending_changes()
+        early = batches.precheck(worker, d, self.accepted, pending, self.refused, self.exclusions)
         if early is not None:
             if early.push is not None:
                 self.metrics.pushes.labels(early.push).inc()
@@ -142,6 +148,9 @@ class Agent:
         p.waiters.append(fut)
         self._wake.set()
         return fut
+
+    def _pending_changes(self) -> batches.Changes:
+        return {w: p.deployment for w, p in self.pending.items()}
 
     async def _loop(self) -> None:
         while True:
@@ -175,7 +184,7 @@ class Agent:
                 self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
         new = batches.to_validate(self.accepted, wanted, self.validated)
         errors = await self.validator.validate(new)
-        decision = batches.decide(self.accepted, wanted, errors)
+        decision = batches.decide(self.accepted, wanted, errors, self.exclusions)
         self.refused.update(decision.refused)
         self.metrics.validation_failures.inc(len(decision.refused))
         results = dict(decision.results)
@@ -191,20 +200,45 @@ class Agent:
         store is put back and the changed Workers' answers replaced: those are returned."""
         changes, candidate = decision.changes, decision.candidate
         previous = {w: self.accepted.get(w) for w in changes}
-        await self.store.apply(changes)
-        try:
-            await self.gens.reload(candidate)
-        except workerd.StartFailed as e:
-            await self.store.apply(previous)
-            msg = redact(e.message, secrets_of(candidate.values()))
-            self.refused.update(dict.fromkeys(changes, msg))
-            return batches.refused_together(changes, msg)
-        self.accepted = candidate
+        async with self._serving:
+            await self.store.apply(changes)
+            try:
+                await self.gens.reload(candidate)
+            except workerd.StartFailed as e:
+                await self.store.apply(previous)
+                msg = redact(e.message, secrets_of(candidate.values()))
+                self.refused.update(dict.fromkeys(changes, msg))
+                return batches.refused_together(changes, msg)
+            self.accepted = candidate
         for w in changes:
             self.refused.pop(w, None)
         self.validated |= batches.versions_of(changes)
         self.metrics.workers.set(len(self.accepted))
         return {}
+
+    async def exclude(self, namespace: str, patterns: tuple[str, ...]) -> Result:
+        """Make `patterns` the namespace's routes without a Worker (none: drop them); the
+        answer comes once the router serves them."""
+        async with self._serving:
+            served = batches.desired(self.accepted, self._pending_changes())
+            conflict = batches.exclusion_conflict(namespace, patterns, served, self.exclusions)
+            if conflict:
+                return Result.error(409, conflict, namespace=namespace)
+            new = {ns: ps for ns, ps in self.exclusions.items() if ns != namespace}
+            if patterns:
+                new[namespace] = patterns
+            if new == self.exclusions:
+                return Result(200, {"changed": False, "namespace": namespace})
+            old, self.exclusions = self.exclusions, new
+            await self.store.save_exclusions(new)
+            try:
+                await self.gens.reload(self.accepted)
+            except workerd.StartFailed as e:
+                self.exclusions = old
+                await self.store.save_exclusions(old)
+                msg = redact(e.message, secrets_of(self.accepted.values()))
+                return Result.error(422, f"workerd refused the route table: {msg}")
+            return Result(200, {"changed": True, "namespace": namespace})
 
     # ---- request counts, probes, inventory -------------------------------------------
     async def refresh_counts(self) -> None:

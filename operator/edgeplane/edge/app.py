@@ -24,6 +24,13 @@ API (JSON; bearer token on everything but /healthz and /readyz):
                               "url", "elapsedMs", "error" (transport error or "")}; 404 unknown
                               Worker, 409 version not served here, 422 bad body or no route of
                               the Worker covers the probe URL
+  PUT    /v1/exclusions/{namespace}
+                              body: wire.Exclusions {"patterns": [...]}: the namespace's routes
+                              without a Worker, replacing its earlier set ([] drops them);
+                              requests they match get the bypass response (--bypass-status)
+                              → 200 {"changed", "namespace"} once served; 409 a pattern a
+                              Worker or another namespace has; 422 bad body
+  GET    /v1/exclusions       → {"exclusions": {"<namespace>": [pattern, ...]}}
   GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready"}
   GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
                               version, code="2xx"|"3xx"|"4xx"|"5xx"}
@@ -58,7 +65,7 @@ from edgeplane.edge.agent import Agent
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import atomic_write
 from edgeplane.edge.workerd import find_workerd, workerd_version
-from edgeplane.wire import WORKER_NAME_RE, Deployment
+from edgeplane.wire import NAMESPACE_RE, WORKER_NAME_RE, Deployment, Exclusions
 
 log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
@@ -228,6 +235,26 @@ async def probe_worker(request: web.Request) -> web.Response:
     return _reply(result)
 
 
+def namespace_of(request: web.Request) -> str:
+    namespace = request.match_info["namespace"]
+    if not re.fullmatch(NAMESPACE_RE, namespace):
+        raise _unprocessable(f"namespace: {namespace!r} is not a DNS label")
+    return namespace
+
+
+@routes.put("/v1/exclusions/{namespace}")
+async def put_exclusions(request: web.Request) -> web.Response:
+    namespace = namespace_of(request)
+    body = await _parsed(request, Exclusions)
+    return _reply(await asyncio.shield(request.app[AGENT_KEY].exclude(namespace, body.patterns)))
+
+
+@routes.get("/v1/exclusions")
+async def list_exclusions(request: web.Request) -> web.Response:
+    exclusions = request.app[AGENT_KEY].exclusions
+    return web.json_response({"exclusions": {ns: list(ps) for ns, ps in exclusions.items()}})
+
+
 def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
     app[AGENT_KEY] = agent
@@ -251,6 +278,43 @@ def bind(addr: str) -> socket.socket:
 def _url(scheme: str, s: socket.socket) -> str:
     host, port = s.getsockname()[:2]
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _runtime_args(ap: argparse.ArgumentParser) -> None:
+    """How the agent runs workerd and answers on the public socket."""
+    env = os.environ.get
+    ap.add_argument(
+        "--workerd",
+        help="workerd binary (default: the one pinned in node_modules, or $EDGEPLANE_WORKERD)",
+        default=env("EDGEPLANE_AGENT_WORKERD"),
+    )
+    ap.add_argument(
+        "--max-body",
+        help="largest request body in bytes (413 above)",
+        type=int,
+        default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
+    )
+    ap.add_argument(
+        "--drain-seconds",
+        help="how long an old workerd generation may drain before SIGKILL",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_DRAIN_SECONDS", "10")),
+    )
+    ap.add_argument(
+        "--validate-timeout",
+        help="seconds a throw-away workerd may take to load new bundles before SIGKILL",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_VALIDATE_TIMEOUT", "10")),
+    )
+    ap.add_argument(
+        "--bypass-status",
+        help="HTTP status for requests matching a route without a Worker: Cloudflare sends "
+        "them to the origin, which a location does not have (default 404)",
+        type=int,
+        choices=range(200, 600),
+        metavar="STATUS",
+        default=int(env("EDGEPLANE_AGENT_BYPASS_STATUS", "404")),
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -284,29 +348,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--tls-key", help="private key of --tls-cert (PEM)", default=env("EDGEPLANE_AGENT_TLS_KEY")
     )
-    ap.add_argument(
-        "--workerd",
-        help="workerd binary (default: the one pinned in node_modules, or $EDGEPLANE_WORKERD)",
-        default=env("EDGEPLANE_AGENT_WORKERD"),
-    )
-    ap.add_argument(
-        "--max-body",
-        help="largest request body in bytes (413 above)",
-        type=int,
-        default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
-    )
-    ap.add_argument(
-        "--drain-seconds",
-        help="how long an old workerd generation may drain before SIGKILL",
-        type=float,
-        default=float(env("EDGEPLANE_AGENT_DRAIN_SECONDS", "10")),
-    )
-    ap.add_argument(
-        "--validate-timeout",
-        help="seconds a throw-away workerd may take to load new bundles before SIGKILL",
-        type=float,
-        default=float(env("EDGEPLANE_AGENT_VALIDATE_TIMEOUT", "10")),
-    )
+    _runtime_args(ap)
     args = ap.parse_args(argv)
     if not args.token_file:
         ap.error("--token-file (or EDGEPLANE_AGENT_TOKEN_FILE) is required")
@@ -323,6 +365,7 @@ async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> 
         http_sock,
         drain_grace=args.drain_seconds,
         validate_timeout=args.validate_timeout,
+        bypass_status=args.bypass_status,
     )
     # Serve what was accepted before anything else: no operator contact needed.
     await agent.start()

@@ -10,7 +10,7 @@ set of them (the throw-away workerd of `validate`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from edgeplane.edge.result import Result
@@ -18,6 +18,7 @@ from edgeplane.routing import conflict_key
 from edgeplane.wire import Bundle, Deployment
 
 Changes = Mapping[str, Deployment | None]  # worker -> its new deployment; None: delete
+Excluded = Mapping[str, tuple[str, ...]]  # namespace -> its route patterns without a Worker
 
 
 def desired(accepted: Mapping[str, Deployment], pending: Changes) -> dict[str, Deployment]:
@@ -31,18 +32,46 @@ def desired(accepted: Mapping[str, Deployment], pending: Changes) -> dict[str, D
     return out
 
 
-def route_conflict(d: Deployment, others: Mapping[str, Deployment]) -> str | None:
-    """Why `d` cannot have its routes: another Worker in `others` has one of them."""
-    mine = {conflict_key(r.pattern): r.pattern for r in d.routes}
+
+def route_conflict(
+    d: Deployment, others: Mapping[str, Deployment], excluded: Excluded | None = None
+) -> str | None:
+    """Why `d` cannot have its routes: another Worker in `others` has one of them, or a
+    namespace excludes it."""
+    return _claimed([r.pattern for r in d.routes], d.worker, others, excluded or {})
+
+
+def exclusion_conflict(
+    namespace: str, patterns: Iterable[str], served: Mapping[str, Deployment], excluded: Excluded
+) -> str | None:
+    """Why `namespace` cannot exclude `patterns`: a Worker's route or another namespace's
+    exclusion has one of them (the operator never sends such; a race might)."""
+    others = {ns: ps for ns, ps in excluded.items() if ns != namespace}
+    return _claimed(patterns, None, served, others)
+
+
+def _claimed(
+    patterns: Iterable[str],
+    worker: str | None,
+    served: Mapping[str, Deployment],
+    excluded: Excluded,
+) -> str | None:
+    mine = {conflict_key(p): p for p in patterns}
     if not mine:
         return None
-    for o in others.values():
-        if o.worker == d.worker:
+    for o in served.values():
+        if o.worker == worker:
             continue
         for r in o.routes:
-            c = conflict_key(r.pattern)
-            if c in mine:
+            if (c := conflict_key(r.pattern)) in mine:
                 return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
+    for ns, excluded_patterns in sorted(excluded.items()):
+        for pattern in excluded_patterns:
+            if (c := conflict_key(pattern)) in mine:
+                return (
+                    f"route pattern {mine[c]!r} is excluded by a route without a Worker in "
+                    f"namespace {ns}"
+                )
     return None
 
 
@@ -68,6 +97,7 @@ def precheck(
     accepted: Mapping[str, Deployment],
     pending: Changes,
     refused: Mapping[str, str],
+    excluded: Excluded,
 ) -> Early | None:
     """The answer to a push (`d` None: delete) that needs no batch, or None to batch it."""
     if d is None:
@@ -77,7 +107,7 @@ def precheck(
     # A pending change of this Worker may be undone by this push: not a no-op then.
     if worker not in pending and unchanged(accepted.get(worker), d):
         return Early(_unchanged_result(d), "unchanged")
-    conflict = route_conflict(d, desired(accepted, pending))
+    conflict = route_conflict(d, desired(accepted, pending), excluded)
     if conflict:
         return Early(Result.error(409, conflict), "conflict")
     return None
@@ -110,7 +140,10 @@ class Decision:
 
 
 def decide(
-    accepted: Mapping[str, Deployment], batch: Changes, errors: Mapping[str, str]
+    accepted: Mapping[str, Deployment],
+    batch: Changes,
+    errors: Mapping[str, str],
+    excluded: Excluded,
 ) -> Decision:
     """Each Worker's answer, given the validation errors (version -> message). Workers are
     taken in batch order: a route goes to the first that claims it."""
@@ -133,7 +166,7 @@ def decide(
             refused[w] = bad[0]
             continue
         # Workers deleted by this batch still count here: they leave only after the loop.
-        conflict = route_conflict(d, candidate)
+        conflict = route_conflict(d, candidate, excluded)
         if conflict:
             results[w] = Result.error(409, conflict, worker=w)
             continue

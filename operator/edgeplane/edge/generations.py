@@ -40,6 +40,7 @@ class Generations:
         paths: render.Paths,
         metrics: Metrics,
         accepted: Callable[[], Mapping[str, Deployment]],
+        bypass: Callable[[], render.Bypass],
         http: Callable[[], aiohttp.ClientSession],
         *,
         drain_grace: float,
@@ -52,6 +53,7 @@ class Generations:
         self.paths = paths
         self.metrics = metrics
         self.accepted = accepted  # what a restart serves
+        self.bypass = bypass  # routes without a Worker, as accepted
         self.http = http  # the client for the stats sockets
         self.drain_grace = drain_grace
         self.start_timeout = start_timeout
@@ -105,7 +107,9 @@ class Generations:
             self._gen += 1
             cfg = self.run_dir / f"config-{self._gen}.capnp"
             deps = list(deployments.values())
-            await asyncio.to_thread(workerd.write_config, cfg, deps, self.paths)
+            await asyncio.to_thread(
+                workerd.write_config, cfg, deps, self.paths, self.bypass()
+            )
             p = await self._start(cfg)
             self.counts.start(p)
             old, self.current = self.current, p

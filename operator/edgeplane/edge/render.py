@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from edgeplane.routing import parse_pattern, sort_most_specific_first
@@ -61,6 +61,15 @@ def missing_name(worker: str) -> str:
 class Paths:
     do_dir: PurePath
     kv_dir: PurePath
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """Routes without a Worker (namespace -> patterns), and how this location answers the
+    requests they match: it has no origin to send them to."""
+
+    exclusions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    status: int = 404
 
 
 def _module(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
@@ -123,9 +132,10 @@ def _worker(
 
 
 def router_table(
-    deployments: Iterable[Deployment],
+    deployments: Iterable[Deployment], exclusions: Mapping[str, tuple[str, ...]] | None = None
 ) -> tuple[list[dict[str, object]], dict[str, str]]:
-    """The router's route list (most specific first) and its binding name → service map."""
+    """The router's route list (most specific first) and its binding name → service map.
+    An excluded pattern is an entry of its own that names the namespace excluding it."""
     bindings: dict[str, str] = {}
     by_service: dict[str, str] = {}
 
@@ -166,13 +176,16 @@ def router_table(
                     {"worker": d.worker, "traffic": traffic, "versions": versions},
                 )
             )
+    for ns, patterns in sorted((exclusions or {}).items()):
+        entries += [(parse_pattern(pattern), {"exclude": ns}) for pattern in patterns]
     table = [{"pattern": p.to_json(), **e} for p, e in sort_most_specific_first(entries)]
     return table, bindings
 
 
-def render(deployments: Iterable[Deployment], paths: Paths) -> str:
+def render(deployments: Iterable[Deployment], paths: Paths, bypass: Bypass | None = None) -> str:
     """The whole config: every version of every Worker, stubs for missing service-binding
     targets, the KV service when used, and the router on the `http` socket."""
+    bypass = bypass or Bypass()
     deps = sorted(deployments, key=lambda d: d.worker)
     primaries = {d.worker: service_name(d.worker, d.primary) for d in deps}
     services: list[str] = []
@@ -202,8 +215,11 @@ def render(deployments: Iterable[Deployment], paths: Paths) -> str:
         )
     if uses_kv:
         services.append(_kv_services(paths.kv_dir))
-    table, bindings = router_table(deps)
-    rb = [f'(name = "ROUTES", json = {text(json.dumps(table, separators=(",", ":")))})']
+    table, bindings = router_table(deps, bypass.exclusions)
+    rb = [
+        f'(name = "ROUTES", json = {text(json.dumps(table, separators=(",", ":")))})',
+        f'(name = "BYPASS", json = {text(json.dumps({"status": bypass.status}))})',
+    ]
     rb += [f"(name = {text(k)}, service = {text(v)})" for k, v in bindings.items()]
     services.append(
         f'(name = {text(ROUTER_SERVICE)}, worker = (modules = [(name = "router.js", '

@@ -1,14 +1,16 @@
-"""Durable store of accepted deployments: one JSON file per Worker, written atomically
-(temp file, fsync, rename, fsync of the directory) so a crash leaves old or new, never half."""
+"""Durable store of accepted deployments: one JSON file per Worker, and one file with every
+namespace's routes without a Worker; each written atomically (temp file, fsync, rename,
+fsync of the directory) so a crash leaves old or new, never half."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from pathlib import Path
 
-from edgeplane.wire import WORKER_NAME_RE, Deployment
+from edgeplane.wire import WORKER_NAME_RE, Deployment, Exclusions
 
 
 def atomic_write(path: Path, content: bytes) -> None:
@@ -33,6 +35,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.dir = root / "deployments"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.exclusions_file = root / "exclusions.json"
 
     def _path(self, worker: str) -> Path:
         if not re.match(WORKER_NAME_RE, worker):  # never a path outside the store
@@ -68,3 +71,15 @@ class Store:
 
     async def apply(self, changes: dict[str, Deployment | None]) -> None:
         await asyncio.to_thread(self._apply_sync, changes)
+
+    def load_exclusions(self) -> dict[str, tuple[str, ...]]:
+        """Namespace -> its route patterns without a Worker, as last accepted."""
+        if not self.exclusions_file.exists():
+            return {}
+        raw = json.loads(self.exclusions_file.read_bytes())
+        return {ns: Exclusions.model_validate(e).patterns for ns, e in raw.items()}
+
+    async def save_exclusions(self, exclusions: dict[str, tuple[str, ...]]) -> None:
+        body = {ns: {"patterns": list(ps)} for ns, ps in sorted(exclusions.items())}
+        data = json.dumps(body, separators=(",", ":")).encode()
+        await asyncio.to_thread(atomic_write, self.exclusions_file, data)

@@ -62,12 +62,14 @@ def workerd_version(path: Path | None = None) -> str:
     return out.stdout.split()[-1]
 
 
-def write_config(path: Path, deployments: list[Deployment], paths: render.Paths) -> None:
+def write_config(
+    path: Path, deployments: list[Deployment], paths: render.Paths, bypass: render.Bypass
+) -> None:
     """Render `deployments` into the config file `path` (blocking: run it in a thread), and
     make the directories of the config's disk services: workerd needs them to exist."""
     for d in (path.parent, paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
         Path(d).mkdir(parents=True, exist_ok=True)
-    path.write_text(render.render(deployments, paths))
+    path.write_text(render.render(deployments, paths, bypass))
 
 
 _PR_SET_PDEATHSIG = 1

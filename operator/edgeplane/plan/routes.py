@@ -1,5 +1,5 @@
-"""Which WorkerRoutes conflict (pure): two routes claiming the same pattern are both
-refused, never a silent winner."""
+"""Which WorkerRoutes conflict, and which patterns each namespace excludes (pure): two
+routes claiming the same pattern are both refused, never a silent winner."""
 
 from __future__ import annotations
 
@@ -21,3 +21,16 @@ def route_conflicts(patterns: Mapping[RouteKey, str]) -> dict[RouteKey, list[str
             for route in routes:
                 out[route] = sorted(f"{ns}/{n}" for ns, n in routes if (ns, n) != route)
     return out
+
+
+def exclusions(
+    routes: Mapping[RouteKey, tuple[str, str | None]], conflicts: Mapping[RouteKey, list[str]]
+) -> dict[str, tuple[str, ...]]:
+    """Namespace -> the patterns of its routes without a Worker (`routes`: route ->
+    (pattern, worker)), in name order; a conflicting one is served by no one, as a route
+    with a Worker would not be."""
+    out: dict[str, list[str]] = {}
+    for (ns, name), (pattern, worker) in sorted(routes.items()):
+        if worker is None and (ns, name) not in conflicts:
+            out.setdefault(ns, []).append(pattern)
+    return {ns: tuple(patterns) for ns, patterns in out.items()}

@@ -5,28 +5,33 @@ from __future__ import annotations
 
 from edgeplane.api import Worker, WorkerRoute, WorkerRouteStatus, set_condition
 from edgeplane.compile import CompileError
+from edgeplane.distribute.fleet import Fleet
 from edgeplane.kube.client import Kube
 from edgeplane.plan.routes import route_conflicts
 from edgeplane.reconcile.cache import Cache
-from edgeplane.report.route import route_condition
+from edgeplane.report.route import exclusion_condition, route_condition
 from edgeplane.report.status import ConditionFields
 from edgeplane.versions.store import VersionIndex, VersionStore
 
 
 class RouteReconciler:
-    def __init__(self, cache: Cache, kube: Kube, versions: VersionStore) -> None:
-        self.cache, self.kube, self.versions = cache, kube, versions
+    def __init__(
+        self, cache: Cache, kube: Kube, versions: VersionStore, fleet: Fleet
+    ) -> None:
+        self.cache, self.kube, self.versions, self.fleet = cache, kube, versions, fleet
 
     async def reconcile(self, ns: str, name: str) -> None:
         body = self.cache.routes.get((ns, name))
         if body is None:
             return
         route = WorkerRoute.model_validate(body)
-        worker = self.cache.workers.get((ns, route.spec.worker))
+        worker = self.cache.workers.get((ns, route.spec.worker or ""))
         conflicts = route_conflicts(self.cache.patterns()).get((ns, name), [])
         shares: list[str] = []
         failure = None
-        if worker is not None and not conflicts:
+        if route.spec.worker is None:
+            failure = self._exclusion_failure(ns)
+        elif worker is not None and not conflicts:
             shares, failure = await self._shares(route, Worker.model_validate(worker))
         spec = route.spec
         exists = worker is not None
@@ -45,6 +50,12 @@ class RouteReconciler:
             )
             if updated is not None:
                 self.cache.routes[(ns, name)] = updated
+
+    def _exclusion_failure(self, namespace: str) -> ConditionFields | None:
+        """Why the namespace's routes without a Worker are not excluded everywhere yet."""
+        want = self.cache.exclusions().get(namespace, ())
+        pending, refused = self.fleet.exclusion_state(namespace, want)
+        return exclusion_condition(pending, refused)
 
     async def _shares(
         self, route: WorkerRoute, worker: Worker

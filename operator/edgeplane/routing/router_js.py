@@ -83,6 +83,18 @@ function snapshot(env) {
   }
   return JSON.stringify({ inflight: inflight, counts: counts }) + "\n";
 }
+// A route without a Worker: the request bypasses Workers. Cloudflare would send it to the
+// zone's origin; a location has none, so it answers with its configured bypass status.
+function bypass(env, host, url, route) {
+  return new Response(
+    `edgeplane: ${host}${url.pathname} bypasses Workers (a route of namespace ` +
+      `${route.exclude} names no Worker) and this location has no origin\n`,
+    {
+      status: env.BYPASS.status,
+      headers: { "content-type": "text/plain; charset=utf-8", "edgeplane-bypass": "1" },
+    },
+  );
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export let stats = {
   async fetch(request, env, ctx) {
@@ -119,6 +131,7 @@ export default {
     const host = hostOf(request.headers.get("host") || url.host);
     for (const route of env.ROUTES) {
       if (matches(route.pattern, scheme, host, url.pathname)) {
+        if (route.exclude !== undefined) return bypass(env, host, url, route);
         const target = pick(route, request.headers);
         inflight++;
         let status = 500;
