@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,40 @@ def test_deleting_a_worker_while_a_location_is_down_completes_and_cleans_up_late
     assert stack.operator is not None and stack.operator.proc is not None
     removed = f"removing {kube.namespace}.gone from {down.name}: the Worker no longer exists"
     assert removed in stack.operator.proc.log_tail(200)
+
+
+def test_a_route_without_a_worker_excludes_its_pattern_at_every_location(
+    stack: Stack, kube: Kube
+) -> None:
+    host = f"site.{kube.namespace}.example.com"
+    static = route("static", f"{host}/static/*", "")
+    del static["spec"]["worker"]
+    kube.apply(worker("site", responder('"site"')), route("site", f"{host}/*", "site"), static)
+    kube.wait_ready("site")
+
+    def ready(name: str, reason: str) -> dict[str, Any] | None:
+        cond = kube.condition("workerroute", name, "Ready") or {}
+        return cond if cond.get("reason") == reason else None
+
+    assert eventually(lambda: ready("static", "Excluded"))["status"] == "True"
+    eventually(lambda: all(fetch(a, host, "/static/logo.png")[0] == 404
+                           and fetch(a, host, "/") == (200, "site") for a in stack.agents))
+    body = fetch(stack.agents[0], host, "/static/logo.png")[1]
+    assert f"namespace {kube.namespace} names no Worker" in body
+    # A location that is down holds the route back from Ready, by name, until it is back.
+    down = stack.agents[2]
+    down.kill()
+    try:
+        robots = route("robots", f"{host}/robots.txt", "")
+        del robots["spec"]["worker"]
+        kube.apply(robots)
+        cond = eventually(lambda: ready("robots", "Excluding"), timeout=60)
+        assert cond["status"] == "False" and down.name in cond["message"]
+    finally:
+        down.start()
+    eventually(lambda: ready("robots", "Excluded"), timeout=60)
+    eventually(lambda: fetch(down, host, "/robots.txt")[0] == 404)
+    # Without the route, the less specific route serves the path again.
+    kube.delete("workerroute", "static")
+    eventually(lambda: all(fetch(a, host, "/static/logo.png") == (200, "site")
+                           for a in stack.agents))

@@ -104,6 +104,9 @@ def test_worker_edge_cases(obj: dict[str, Any], expected: str) -> None:
     ("RouteConflict", "False", "Degraded"),
     ("VersionNotFound", "False", "Degraded"),
     ("WorkerNotFound", "False", "Progressing"),
+    ("Excluded", "True", "Healthy"),
+    ("Excluding", "False", "Progressing"),
+    ("ExclusionRefused", "False", "Degraded"),
 ])
 def test_route_reasons(reason: str, status: str, expected: str) -> None:
     obj = {"kind": "WorkerRoute", "metadata": {"generation": 1},
