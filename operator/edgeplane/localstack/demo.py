@@ -30,10 +30,14 @@ EXAMPLES = REPO / "manifests" / "examples"
 # The examples' own EdgeTargets point at fixed ports; the demo registers its agents instead.
 SKIP = {"edge-targets.yaml"}
 
-# (Host header, path, the answer expected, the EdgeTargets where the Worker runs)
+EVERYWHERE = {"edge-1", "edge-2", "edge-3"}
+# (Host header, path, status and text expected, the EdgeTargets that answer so; the others
+# answer 404: no route there)
 CHECKS = [
-    ("example.com", "/", "Hello from the edge!\n", {"edge-1", "edge-2", "edge-3"}),
-    ("shop.example.com", "/api/hello?name=demo", "Hello, demo!", {"edge-1"}),
+    ("example.com", "/", 200, "Hello from the edge!\n", EVERYWHERE),
+    ("shop.example.com", "/api/hello?name=demo", 200, "Hello, demo!", {"edge-1"}),
+    # A route without a Worker: the path bypasses the hello Worker's example.com/*.
+    ("example.com", "/static/logo.png", 404, "bypasses Workers", EVERYWHERE),
 ]
 
 
@@ -54,7 +58,7 @@ def run(root: Path, exit_after: bool) -> int:
             if f.name not in SKIP:
                 kubectl("apply", "-n", "default", "-f", str(f))
         kubectl("wait", "-n", "default", "--for=condition=Ready", "--timeout=120s",
-                "worker", "--all", timeout=150)
+                "worker,workerroute", "--all", timeout=150)
         # EdgeTarget status follows the periodic health checks; let it catch up.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not _targets_counted(kubectl):
@@ -62,13 +66,13 @@ def run(root: Path, exit_after: bool) -> int:
         print("\n$ kubectl get workers,workerroutes,edgetargets")
         print(kubectl("get", "-n", "default", "workers,workerroutes,edgetargets").stdout)
         ok = True
-        for host, path, expected, where in CHECKS:
+        for host, path, want_status, want_text, where in CHECKS:
             for agent in stack.agents:
                 status, body = agent.fetch(host, path)
                 print(f"$ curl -H 'Host: {host}' {agent.http_url}{path}   # {agent.name}")
                 print(f"  {status} {body.strip()}")
-                want = (200, expected) if agent.name in where else (404, None)
-                ok &= status == want[0] and (want[1] is None or body == want[1])
+                want = (want_status, want_text) if agent.name in where else (404, "no route")
+                ok &= status == want[0] and want[1] in body
         print(f"\nkubectl: export KUBECONFIG={stack.cluster.kubeconfig}")
         if exit_after:
             print("demo: all answers as expected" if ok else "demo: unexpected answers")
