@@ -32,7 +32,6 @@ def desired(accepted: Mapping[str, Deployment], pending: Changes) -> dict[str, D
     return out
 
 
-
 def route_conflict(
     d: Deployment, others: Mapping[str, Deployment], excluded: Excluded | None = None
 ) -> str | None:
