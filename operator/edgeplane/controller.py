@@ -25,6 +25,7 @@ from edgeplane.reconcile.workqueue import WorkQueue
 from edgeplane.report import metrics
 from edgeplane.report.writer import StatusWriter
 from edgeplane.resolve.sources import Resolver
+from edgeplane.routing import conflict_key
 from edgeplane.versions.store import VersionStore
 
 log = logging.getLogger("edgeplane.controller")
@@ -70,9 +71,10 @@ def route_event_keys(
     either = [b for b in (old, new) if b]
     ns = either[0]["metadata"]["namespace"]
     keys: list[Key] = [("Worker", ns, w) for w in sorted({b["spec"]["worker"] for b in either})]
-    patterns = {b["spec"]["pattern"] for b in either}
+    # Conflicts are by canonical form: `example.com` and `Example.com/` claim the same.
+    patterns = {conflict_key(b["spec"]["pattern"]) for b in either}
     for (rns, rname), body in sorted(routes.items()):
-        if body["spec"]["pattern"] in patterns:
+        if conflict_key(body["spec"]["pattern"]) in patterns:
             keys += [("WorkerRoute", rns, rname), ("Worker", rns, body["spec"]["worker"])]
     return list(dict.fromkeys(keys))
 
