@@ -13,9 +13,9 @@ TABLE: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "route_cases.json").read_text(encoding="utf-8")
 )
 GROUPS: list[dict[str, Any]] = TABLE["groups"]
-# (the group's patterns, one case), for parametrize.
-CASES: list[tuple[list[str], dict[str, Any]]] = [
-    (g["patterns"], c) for g in GROUPS for c in g["cases"]
+# (the group's index, one of its cases), for parametrize.
+CASES: list[tuple[int, dict[str, Any]]] = [
+    (gi, c) for gi, g in enumerate(GROUPS) for c in g["cases"]
 ]
 VALID: list[str] = list(
     dict.fromkeys([p for g in GROUPS for p in g["patterns"]] + [r["pattern"] for r in
@@ -34,5 +34,4 @@ def split_url(url: str) -> tuple[str, str, str]:
     return scheme, rest[:cut], rest[cut:]
 
 
-def case_id(case: dict[str, Any]) -> str:
-    return case["url"]
+CASE_IDS: list[str] = [f"g{gi}:{c['url']}" for gi, c in CASES]

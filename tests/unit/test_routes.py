@@ -22,7 +22,7 @@ from edgeplane.routing import (
 )
 from edgeplane.routing.router_js import ROUTER_JS
 from tests.integration.edge_fixtures import deployment, text_worker
-from tests.route_cases import CASES, GROUPS, INVALID, PATHS, TABLE, VALID, case_id, split_url
+from tests.route_cases import CASE_IDS, CASES, GROUPS, INVALID, PATHS, TABLE, VALID, split_url
 
 # Imports the router module's own helpers and answers, for every group's route table, which
 # route each URL reaches (its Worker's name), and for every path what new URL() makes of it.
@@ -76,16 +76,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"routed": routed, "paths": dict(zip(PATHS, out["paths"], strict=True))}
 
 
-@pytest.mark.parametrize(("patterns", "case"), CASES, ids=[case_id(c) for _, c in CASES])
-def test_table_python(patterns: list[str], case: dict[str, Any]) -> None:
-    pats = {parse_pattern(p): p for p in patterns}
+@pytest.mark.parametrize(("gi", "case"), CASES, ids=CASE_IDS)
+def test_table_python(gi: int, case: dict[str, Any]) -> None:
+    pats = {parse_pattern(p): p for p in GROUPS[gi]["patterns"]}
     got = best_match(list(pats), *split_url(case["url"]))
     assert (pats[got] if got else None) == case["expect"]
 
 
-@pytest.mark.parametrize(("patterns", "case"), CASES, ids=[case_id(c) for _, c in CASES])
-def test_table_router_js(node: dict[str, Any], patterns: list[str], case: dict[str, Any]) -> None:
-    gi = next(i for i, g in enumerate(GROUPS) if g["patterns"] == patterns)
+@pytest.mark.parametrize(("gi", "case"), CASES, ids=CASE_IDS)
+def test_table_router_js(node: dict[str, Any], gi: int, case: dict[str, Any]) -> None:
     assert node["routed"][(gi, case["url"])] == case["expect"]
 
 
