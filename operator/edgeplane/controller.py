@@ -26,6 +26,7 @@ from edgeplane.reconcile.workqueue import WorkQueue
 from edgeplane.report import metrics
 from edgeplane.report.writer import StatusWriter
 from edgeplane.resolve.sources import Resolver
+from edgeplane.routing import conflict_key
 from edgeplane.versions.store import VersionStore
 
 log = logging.getLogger("edgeplane.controller")
@@ -72,9 +73,10 @@ def route_event_keys(
     `routes` is the cache after the event."""
     either = [b for b in (old, new) if b]
     keys = [_served_by(b) for b in either]
-    patterns = {b["spec"]["pattern"] for b in either}
+    # Conflicts are by canonical form: `example.com` and `Example.com/` claim the same.
+    patterns = {conflict_key(b["spec"]["pattern"]) for b in either}
     for (rns, rname), body in sorted(routes.items()):
-        if body["spec"]["pattern"] in patterns:
+        if conflict_key(body["spec"]["pattern"]) in patterns:
             keys += [("WorkerRoute", rns, rname), _served_by(body)]
     return list(dict.fromkeys(keys))
 

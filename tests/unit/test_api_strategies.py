@@ -143,9 +143,11 @@ def _route_spec(draw: st.DrawFn) -> WorkerRouteSpec | None:
     scheme = draw(st.sampled_from(["", "http://", "https://"]))
     host = draw(subdomains)
     host = draw(st.sampled_from([host, f"*{host}", f"*.{host}", "*"]))
-    path = draw(st.text(string.ascii_letters + string.digits + "/._-~%", max_size=30))
+    path = draw(st.text(string.ascii_letters + string.digits + "/._-~%\\^|é", max_size=30))
     star = draw(st.sampled_from(["", "*"]))
-    raw: dict[str, Any] = {"pattern": f"{scheme}{host}/{path}{star}", "worker": draw(dns_labels)}
+    # No path is the implied '/'; a path is kept as written (normalised only to match).
+    pattern = draw(st.sampled_from([f"{scheme}{host}/{path}{star}", f"{scheme}{host}"]))
+    raw: dict[str, Any] = {"pattern": pattern, "worker": draw(dns_labels)}
     if draw(st.booleans()):
         n = draw(st.integers(1, 4))
         cuts = sorted(draw(st.lists(st.integers(0, 100), min_size=n - 1, max_size=n - 1)))

@@ -54,6 +54,14 @@ X = {"metadata": {"namespace": "c", "name": "x"}, "spec": {"pattern": "x.io/*"}}
         # Deleted: the other claimant may now be served.
         ([R2, R3], R1, None, [("Worker", "a", "w1"), ("WorkerRoute", "b", "r2"),
                               ("Worker", "b", "w2")]),
+        # Another spelling of the same pattern (implied '/', host case) is the same claim.
+        (
+            [_route("a", "r1", "x.io", "w1"), _route("b", "r2", "X.io/", "w2")],
+            None,
+            _route("a", "r1", "x.io", "w1"),
+            [("Worker", "a", "w1"), ("WorkerRoute", "a", "r1"), ("WorkerRoute", "b", "r2"),
+             ("Worker", "b", "w2")],
+        ),
         # Moved to another Worker and pattern: both Workers, both patterns' routes.
         (
             [R2, _route("a", "r1", "y.io/*", "w9"), R3],

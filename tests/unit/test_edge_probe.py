@@ -20,6 +20,7 @@ DEPLOYED = {
         deployment(text_worker("ns.c", "c")),  # no routes
         deployment(text_worker("ns.w", "w"), routes=("*.w.test/*",)),
         deployment(text_worker("ns.h", "h"), routes=("http://h.test/*",)),
+        deployment(text_worker("ns.e", "e"), routes=("e.test/health",)),  # an exact path
     )
 }
 
@@ -54,6 +55,11 @@ TAKEN = (
         ("ns.a", OUTSIDE, "/", None, (409, NOT_SERVED, {"versions": [A1, A2]})),
         ("ns.a", A1, "/api/x", None, (422, TAKEN, {})),
         ("ns.c", primary("ns.c"), "/", None, (422, NO_ROUTE, {})),
+        ("ns.e", primary("ns.e"), "/health", None, Target("https", "e.test")),
+        ("ns.e", primary("ns.e"), "/x/../health", None, Target("https", "e.test")),
+        # The query counts: an exact path matches only a URL without one, as at the edge.
+        ("ns.e", primary("ns.e"), "/health?full=1", None,
+         (422, NO_ROUTE.replace("path /", "path /health?full=1"), {})),
     ],
 )
 def test_resolve(

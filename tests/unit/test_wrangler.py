@@ -335,10 +335,11 @@ def test_bare_specifiers_are_warned_about(tmp_path: Path) -> None:
                for w in result.warnings)
 
 
-def test_route_without_a_path_gets_one_and_a_warning(tmp_path: Path) -> None:
+def test_route_without_a_path_keeps_its_meaning(tmp_path: Path) -> None:
+    """Cloudflare's `example.com` is the zone's `/` only: imported as written, not widened."""
     result = convert(_project(tmp_path, {"src/index.js": ""}, BASIC + 'route = "example.com"\n'))
-    assert [r["spec"]["pattern"] for r in docs_of(result, "WorkerRoute")] == ["example.com/*"]
-    assert any("has no path" in w for w in result.warnings)
+    assert [r["spec"]["pattern"] for r in docs_of(result, "WorkerRoute")] == ["example.com"]
+    assert not any("example.com" in w for w in result.warnings)
 
 
 def test_large_modules_are_spread_over_several_config_maps(tmp_path: Path) -> None:

@@ -43,10 +43,22 @@ def test_route_config(cfg: dict[str, Any], top: dict[str, Any], expected: Any) -
         ({"pattern": "example.com/*", "zone_id": "z"}, "example.com/*", None),
         ({"pattern": "apex.example", "custom_domain": True}, "apex.example/*", None),
         ({"pattern": "https://apex.example/", "custom_domain": True}, "apex.example/*", None),
-        ("example.com", "example.com/*",
-         "w: route 'example.com' has no path; imported as 'example.com/*'"),
-        ("https://example.com", "https://example.com/*",
-         "w: route 'https://example.com' has no path; imported as 'https://example.com/*'"),
+        # No path is Cloudflare's implied '/': kept as written, never widened to '/*'.
+        ("example.com", "example.com", None),
+        ("https://example.com", "https://example.com", None),
+        ({"pattern": "example.com", "zone_name": "example.com"}, "example.com", None),
+        ("*.example.com/*", "*.example.com/*", None),
+        ("*/*", "*/*", None),  # Cloudflare for SaaS: every host, here too
+        ("example.com/caf\u00e9/*", "example.com/caf\u00e9/*", None),  # normalised when parsed
+        # Cloudflare keeps '*example.com' to its zone; edgeplane has none, so it says so.
+        ("*example.com/*", "*example.com/*",
+         "w: route '*example.com/*': edgeplane has no zones, so it also matches other hosts "
+         "ending in 'example.com' (e.g. 'myexample.com'); for example.com and its subdomains "
+         "only, use 'example.com/*' and '*.example.com/*'"),
+        ({"pattern": "https://*example.com", "zone_id": "z"}, "https://*example.com",
+         "w: route 'https://*example.com': edgeplane has no zones, so it also matches other "
+         "hosts ending in 'example.com' (e.g. 'myexample.com'); for example.com and its "
+         "subdomains only, use 'https://example.com' and 'https://*.example.com'"),
     ],
 )
 def test_route_pattern(item: Any, pattern: str, warning: str | None) -> None:
@@ -65,6 +77,9 @@ def test_route_pattern(item: Any, pattern: str, warning: str | None) -> None:
          "w: custom domain 'a.example/x' must be a plain hostname"),
         ({"pattern": "*.example", "custom_domain": True}, "must be a plain hostname"),
         ("example.com/*.jpg", r"w: route 'example.com/\*.jpg': .*'\*' is allowed only"),
+        ("example.com/?foo=*", r"w: route 'example.com/\?foo=\*': .*query string"),
+        ("caf\u00e9.example/*", r"w: route 'caf\u00e9.example/\*': .*the host is letters"),
+        ("example.com:8080/*", r"'\*' is allowed only"),
     ],
 )
 def test_route_pattern_refuses(item: Any, message: str) -> None:
@@ -77,7 +92,9 @@ def test_route_pattern_refuses(item: Any, message: str) -> None:
     [
         ("a.example/*", ["a.example/*"]),
         (["a.example/*", "b.example/*"], ["a.example/*", "b.example/*"]),
-        (["a.example/*", "a.example"], ["a.example/*"]),  # the same pattern once
+        (["a.example/*", "a.example/*"], ["a.example/*"]),  # the same pattern once
+        (["a.example/*", "a.example"], ["a.example/*", "a.example"]),  # '/*' is not '/'
+        (["a.example", "A.example/"], ["a.example"]),  # two spellings of one pattern
         ([], []),
     ],
 )
@@ -93,6 +110,9 @@ def _route(pattern: str, worker: str) -> dict[str, Any]:
     ("docs", "expected"),
     [
         ([_route("a/*", "w"), _route("b/*", "w-dev")], []),
+        ([_route("a", "w"), _route("A/", "w-dev")],
+         ["route 'A/' is claimed by both w and w-dev (environments inherit routes); "
+          "edgeplane refuses both until one changes"]),
         ([_route("a/*", "w"), {"kind": "Worker", "spec": {}}, _route("a/*", "w-dev")],
          ["route 'a/*' is claimed by both w and w-dev (environments inherit routes); "
           "edgeplane refuses both until one changes"]),

@@ -63,7 +63,9 @@ class WorkerRouteSpec(Wire):
     pattern: RoutePattern = Field(
         description="Cloudflare route pattern, e.g. `*.example.com/api/*`: optional http:// "
         "or https://, '*' only at the start of the host and the end of the path, no query "
-        "string. The most specific matching route wins.",
+        "string; no path means `/`. A path ending in '*' also matches URLs with a query, "
+        "an exact path only URLs without one. The most specific matching route wins (see "
+        "docs/routes.md).",
         json_schema_extra={"x-kubernetes-validations": [cel(r, m) for r, m in CEL_RULES]},
     )
     worker: WorkerName | None = Field(

@@ -41,10 +41,6 @@ class Target:
         return f"{self.scheme}://{self.host}{path}"
 
 
-def _path_matches(p: RoutePattern, path: str) -> bool:
-    return path.startswith(p.path) if p.path_wildcard else path == p.path
-
-
 def _host_for(p: RoutePattern) -> str:
     if not p.host_wildcard:
         return p.host
@@ -72,14 +68,13 @@ def target(
     """Scheme and host for a probe of `worker` at `path`; ProbeError(422) when the router
     would not hand such a request to this Worker."""
     d = deployments[worker]
-    path_only = path.split("?", 1)[0]
     if host is None:
         ordered = sort_most_specific_first((parse_pattern(r.pattern), None) for r in d.routes)
-        first = next((p for p, _ in ordered if _path_matches(p, path_only)), None)
+        first = next((p for p, _ in ordered if p.matches_path(path)), None)
         if first is None:
             raise ProbeError(
                 422,
-                f"probe path {path_only} matches none of the Worker's routes at this "
+                f"probe path {path} matches none of the Worker's routes at this "
                 "location; set host or add a route",
             )
         candidates = [Target(first.scheme or "https", _host_for(first))]
@@ -87,7 +82,7 @@ def target(
         candidates = [Target("https", host), Target("http", host)]
     owners = []
     for t in candidates:
-        owner = _owner(deployments, t.scheme, normalize_host(t.host), path_only)
+        owner = _owner(deployments, t.scheme, normalize_host(t.host), path)
         if owner == worker:
             return t
         owners.append(owner)
@@ -96,12 +91,12 @@ def target(
     if other is not None:
         raise ProbeError(
             422,
-            f"probe URL {t.url(path_only)} is served by Worker {other} at this location, "
+            f"probe URL {t.url(path)} is served by Worker {other} at this location, "
             f"not {worker}; set a host that only {worker}'s routes match",
         )
     raise ProbeError(
         422,
-        f"probe URL {t.url(path_only)} matches none of the Worker's routes at this location; "
+        f"probe URL {t.url(path)} matches none of the Worker's routes at this location; "
         "set host or add a route",
     )
 

@@ -1,7 +1,11 @@
 """The router Worker's source: the entry Worker on the public socket.
 
 Kept in a Python module (not a .js file) so it ships in every install of the package.
-Its matching rules mirror `edgeplane.routing`; both run `tests/data/route_cases.json`.
+Matching itself lives in `edgeplane.routing.pattern`: the route table carries each pattern
+already normalised (`RoutePattern.to_json()`), and the router compares it with the request's
+`pathname + search` from `new URL()`, the normalisation `normalize_path` reproduces.
+`hostOf`, `matches`, `pathQueryOf` and `routeFor` are exported so that tests run them under
+node against `tests/data/route_cases.json`, as the Python matcher and real workerd do.
 
 It also counts the requests it dispatches, per Worker version and status class, in module
 scope (one generation's lifetime). The named entrypoint `stats` serves those counts on a
@@ -18,17 +22,30 @@ uses the default entrypoint and never shows them:
 ROUTER_JS = r"""
 // edgeplane router: the entry Worker on the public socket. ROUTES (a JSON binding) is
 // sorted most specific first by the agent; the first match wins (see edgeplane.routing).
-function hostOf(h) {
+// A pattern's host is lower case and its path normalised as new URL() normalises a
+// request's, so plain comparisons are the whole of matching.
+export function hostOf(h) {
   h = (h || "").trim().toLowerCase();
   if (h.startsWith("[")) return h.split("]")[0] + "]";
   const i = h.lastIndexOf(":");
   if (i >= 0) h = h.slice(0, i);
   return h.replace(/\.+$/, "");
 }
-function matches(p, scheme, host, path) {
+// The path and query a pattern matches: the query counts (an empty one is ""), so an
+// exact path matches only without one and a path ending in '*' matches it as a prefix.
+export function pathQueryOf(url) {
+  return url.pathname + url.search;
+}
+export function matches(p, scheme, host, pathQuery) {
   if (p.scheme !== null && p.scheme !== scheme) return false;
   if (p.hostWildcard ? !host.endsWith(p.host) : host !== p.host) return false;
-  return p.pathWildcard ? path.startsWith(p.path) : path === p.path;
+  return p.pathWildcard ? pathQuery.startsWith(p.path) : pathQuery === p.path;
+}
+export function routeFor(routes, scheme, host, pathQuery) {
+  for (const route of routes) {
+    if (matches(route.pattern, scheme, host, pathQuery)) return route;
+  }
+  return null;
 }
 // FNV-1a over UTF-8: the same key always lands on the same bucket 0..99.
 function bucket(key) {
@@ -129,20 +146,19 @@ export default {
     const fwd = (request.headers.get("x-forwarded-proto") || "").trim().toLowerCase();
     const scheme = fwd === "https" || fwd === "http" ? fwd : url.protocol.replace(":", "");
     const host = hostOf(request.headers.get("host") || url.host);
-    for (const route of env.ROUTES) {
-      if (matches(route.pattern, scheme, host, url.pathname)) {
-        if (route.exclude !== undefined) return bypass(env, host, url, route);
-        const target = pick(route, request.headers);
-        inflight++;
-        let status = 500;
-        try {
-          const resp = await env[target.binding].fetch(request);
-          status = resp.status;
-          return resp;
-        } finally {
-          inflight--;
-          count(target.binding, status);
-        }
+    const route = routeFor(env.ROUTES, scheme, host, pathQueryOf(url));
+    if (route !== null) {
+      if (route.exclude !== undefined) return bypass(env, host, url, route);
+      const target = pick(route, request.headers);
+      inflight++;
+      let status = 500;
+      try {
+        const resp = await env[target.binding].fetch(request);
+        status = resp.status;
+        return resp;
+      } finally {
+        inflight--;
+        count(target.binding, status);
       }
     }
     return new Response(
