@@ -254,6 +254,11 @@ def main() -> int:
         api = stack.cluster.api_client()
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench")))
+        # No claim, no route: the bench's namespace may route its two hosts.
+        custom.create_cluster_custom_object(GROUP, VERSION, "hostclaims", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "HostClaim", "metadata": {"name": "bench"},
+            "spec": {"hosts": ["bench.example.com", "roll.example.com"], "namespaces": ["bench"]},
+        })
 
         push, write = floor(stack, core, args.runs)
         fl = push + write

@@ -31,8 +31,9 @@ from edgeplane.versions.store import VersionStore
 
 log = logging.getLogger("edgeplane.controller")
 
-# Keys of the work queue: ("Worker" | "WorkerRoute", namespace, name), or
-# ("Exclusions", namespace, "") for a namespace's routes without a Worker.
+# Keys of the work queue: ("Worker" | "WorkerRoute", namespace, name),
+# ("Exclusions", namespace, "") for a namespace's routes without a Worker, or
+# ("HostClaim", "", name).
 Key = tuple[str, str, str]
 
 
@@ -160,6 +161,18 @@ class Controller:
             self.cache.routes[key] = body
         self._add(route_event_keys(self.cache.routes, old, None if deleted else body))
 
+    def claim_seen(self, body: dict[str, Any], deleted: bool) -> None:
+        """A HostClaim changes which routes may be served: every route is judged again."""
+        name = body["metadata"]["name"]
+        old = self.cache.claims.pop(name, None)
+        if not deleted:
+            self.cache.claims[name] = body
+            self.queue.add(("HostClaim", "", name))
+        if old is not None and not deleted and old.get("spec") == body.get("spec"):
+            return  # only its status changed
+        for key, route in sorted(self.cache.routes.items()):
+            self._add([("WorkerRoute", *key), _served_by(route)])
+
     def target_seen(self, body: dict[str, Any], deleted: bool) -> None:
         if not self.fleet.seen(body, deleted):
             return
@@ -224,6 +237,8 @@ class Controller:
         try:
             if kind == "Worker":
                 delay = await self.worker_loop.reconcile(ns, name)
+            elif kind == "HostClaim":
+                delay = await self.route_loop.reconcile_claim(name)
             elif kind == "Exclusions":
                 delay = await self.exclusion_loop.reconcile(ns)
                 # A location's refusal shows on the routes.

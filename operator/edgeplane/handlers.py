@@ -72,6 +72,11 @@ def route_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: An
     memo["controller"].route_seen(dict(body), _deleted(event))
 
 
+@kopf.on.event(GROUP, VERSION, "hostclaims")
+def claim_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].claim_seen(dict(body), _deleted(event))
+
+
 @kopf.on.event(GROUP, VERSION, "edgetargets")
 def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].target_seen(dict(body), _deleted(event))

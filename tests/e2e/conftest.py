@@ -127,7 +127,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def kube(stack: Stack, namespace: str, request: pytest.FixtureRequest) -> Iterator[Kube]:
     assert stack.cluster is not None
+    # No claim, no route: the test namespace may route its own hosts and the imported
+    # projects' (as a platform team would grant them).
+    claim = host_claim(f"test-{namespace}", namespace,
+                       f"*.{namespace}.example.com", "*.wrangler-import.test")
+    stack.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(claim))
     yield Kube(stack.cluster, namespace)
+    stack.cluster.kubectl("delete", "hostclaim", claim["metadata"]["name"], "--wait=false",
+                          "--ignore-not-found", check=False)
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed and stack.operator and stack.operator.proc:
         # The operator runs as another process: show what it said around the failure.
@@ -145,6 +152,15 @@ def worker(name: str, script: str, **spec: Any) -> dict[str, Any]:
             "modules": [{"name": "index.js", "inline": script}],
             **spec,
         },
+    }
+
+
+def host_claim(name: str, namespace: str, *hosts: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "edgeplane.io/v1alpha1",
+        "kind": "HostClaim",
+        "metadata": {"name": name},
+        "spec": {"hosts": list(hosts), "namespaces": [namespace]},
     }
 
 

@@ -78,7 +78,7 @@ def test_health_of_live_objects(stack: Stack, kube: Kube, dead_target: str) -> N
     kube.apply(
         worker("ready", responder('"ok"'), targets=everywhere),
         route("ready", f"{host}/*", "ready"),
-        # Two routes claiming one pattern: both Degraded.
+        # A newer route with the same pattern: Degraded (it names the older one holding it).
         route("twin", f"{host}/*", "ready"),
         # A ConfigMap that does not exist: Stalled until it appears.
         {**worker("stalled", "", targets=everywhere), "spec": {

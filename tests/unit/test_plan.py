@@ -8,7 +8,15 @@ import pytest
 
 from edgeplane.api import LabelSelector, get_condition
 from edgeplane.plan.rollout import pass_limit
-from edgeplane.plan.routes import exclusions, route_conflicts
+from edgeplane.plan.routes import (
+    Grant,
+    RouteFacts,
+    Standing,
+    exclusions,
+    host_granted,
+    route_conflicts,
+    standing,
+)
 from edgeplane.plan.targets import (
     TargetView,
     actions,
@@ -156,26 +164,88 @@ def test_orphan_candidates(
     assert orphan_candidates(inventory, known, namespaces) == expected
 
 
+def _facts(pattern: str, worker: str | None = "w", created: str = "2026-01-01T00:00:00Z"):
+    return RouteFacts(pattern, worker, created)
+
+
+T1, T2 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+
+
 @pytest.mark.parametrize(
-    ("patterns", "expected"),
+    ("routes", "expected"),
     [
-        ({("a", "r1"): "example.com/*"}, {}),
-        (
-            {("a", "r1"): "example.com/*", ("b", "r2"): "EXAMPLE.com/*"},
-            {("a", "r1"): ["b/r2"], ("b", "r2"): ["a/r1"]},
-        ),
+        ({("a", "r1"): _facts("example.com/*")}, {}),
+        # The older holds the pattern (by canonical form); the newer names it.
+        ({("b", "r2"): _facts("EXAMPLE.com/*", created=T2), ("a", "r1"): _facts("example.com/*")},
+         {("b", "r2"): "a/r1"}),
+        ({("b", "r2"): _facts("example.com/*", created=T1), ("a", "r1"): _facts("example.com/*")},
+         {("b", "r2"): "a/r1"}),  # the same time: by name
         # Different schemes match different requests: no conflict.
-        ({("a", "r1"): "http://example.com/*", ("a", "r2"): "https://example.com/*"}, {}),
-        (
-            {("a", "r1"): "x.io/a", ("a", "r2"): "x.io/a", ("a", "r3"): "x.io/a",
-             ("a", "r4"): "x.io/b"},
-            {("a", "r1"): ["a/r2", "a/r3"], ("a", "r2"): ["a/r1", "a/r3"],
-             ("a", "r3"): ["a/r1", "a/r2"]},
-        ),
+        ({("a", "r1"): _facts("http://example.com/*"), ("a", "r2"): _facts("https://example.com/*")},
+         {}),
+        # `example.com` is `example.com/`; three claimants, one holder.
+        ({("a", "r3"): _facts("x.io", created=T2), ("a", "r2"): _facts("x.io/", created=T2),
+          ("a", "r1"): _facts("x.io/", created=T1), ("a", "r4"): _facts("x.io/b")},
+         {("a", "r2"): "a/r1", ("a", "r3"): "a/r1"}),
     ],
 )
-def test_route_conflicts(patterns: dict, expected: dict) -> None:
-    assert route_conflicts(patterns) == expected
+def test_route_conflicts(routes: dict, expected: dict) -> None:
+    assert route_conflicts(routes) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "claimed", "granted"),
+    [
+        ("shop.example.com", "shop.example.com", True),
+        ("shop.example.com", "*.example.com", True),
+        ("a.shop.example.com", "*.example.com", True),
+        ("example.com", "*.example.com", False),  # `*.` is the subdomains only
+        ("shop.example.com", "example.com", False),
+        ("*.example.com", "*.example.com", True),
+        ("*.shop.example.com", "*.example.com", True),
+        ("*.example.com", "example.com", False),
+        ("*.example.com", "shop.example.com", False),
+        ("*example.com", "*.example.com", False),  # also matches myexample.com
+        ("*example.com", "*", True),
+        ("*", "*.example.com", False),  # `*/*`: every host
+        ("*", "*", True),
+        ("evilexample.com", "*.example.com", False),
+    ],
+)
+def test_host_granted(host: str, claimed: str, granted: bool) -> None:
+    assert host_granted(host, claimed) is granted
+
+
+SHOP = Grant(("*.shop.example.com", "shop.example.com"), frozenset({"shop"}))
+ALL = Grant(("*",), frozenset({"edge-admin"}))
+
+
+@pytest.mark.parametrize(
+    ("routes", "grants", "unclaimed", "conflicts"),
+    [
+        # No claim, no route.
+        ({("shop", "r"): _facts("shop.example.com/*")}, [], {("shop", "r"): "shop.example.com"},
+         {}),
+        ({("shop", "r"): _facts("shop.example.com/*")}, [SHOP], {}, {}),
+        # Another namespace cannot take over a granted host, however specific its route.
+        ({("shop", "r"): _facts("shop.example.com/*"),
+          ("evil", "r"): _facts("shop.example.com/login", created="2020-01-01T00:00:00Z")},
+         [SHOP], {("evil", "r"): "shop.example.com"}, {}),
+        # An ungranted route blocks no one, even an older one with the same pattern.
+        ({("shop", "r"): _facts("shop.example.com/*", created=T2),
+          ("evil", "r"): _facts("shop.example.com/*", created=T1)},
+         [SHOP], {("evil", "r"): "shop.example.com"}, {}),
+        # Catch-alls need `*`.
+        ({("shop", "r"): _facts("*/*")}, [SHOP], {("shop", "r"): "*"}, {}),
+        ({("edge-admin", "r"): _facts("*/*")}, [ALL], {}, {}),
+        ({("shop", "r"): _facts("*shop.example.com/*")}, [SHOP],
+         {("shop", "r"): "*shop.example.com"}, {}),
+    ],
+)
+def test_standing(routes: dict, grants: list, unclaimed: dict, conflicts: dict) -> None:
+    got = standing(routes, grants)
+    assert (got.unclaimed, got.conflicts) == (unclaimed, conflicts)
+    assert {r for r in routes if got.served(r)} == set(routes) - set(unclaimed) - set(conflicts)
 
 
 @pytest.mark.parametrize(("steps", "limit"), [(1, 6), (2, 8), (5, 14)])
@@ -184,21 +254,22 @@ def test_pass_limit_allows_every_step_two_moves(steps: int, limit: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("routes", "conflicts", "expected"),
+    ("routes", "blocked", "expected"),
     [
-        ({("a", "r"): ("x.io/static/*", None)}, {}, {"a": ("x.io/static/*",)}),
-        ({("a", "r"): ("x.io/*", "w")}, {}, {}),  # a route with a Worker excludes nothing
+        ({("a", "r"): _facts("x.io/static/*", None)}, Standing(), {"a": ("x.io/static/*",)}),
+        ({("a", "r"): _facts("x.io/*")}, Standing(), {}),  # a route with a Worker excludes nothing
         # In name order within a namespace, one set per namespace.
         (
-            {("a", "r2"): ("x.io/b", None), ("a", "r1"): ("x.io/a", None),
-             ("b", "r"): ("y.io/", None)},
-            {},
+            {("a", "r2"): _facts("x.io/b", None), ("a", "r1"): _facts("x.io/a", None),
+             ("b", "r"): _facts("y.io/", None)},
+            Standing(),
             {"a": ("x.io/a", "x.io/b"), "b": ("y.io/",)},
         ),
-        # A conflicting route without a Worker is served by no one, like any other.
-        ({("a", "r"): ("x.io/a", None), ("b", "r"): ("x.io/a", "w")},
-         {("a", "r"): ["b/r"], ("b", "r"): ["a/r"]}, {}),
+        # A route without a Worker that is not served (no claim, or held by another) excludes
+        # nothing, like any other route.
+        ({("a", "r"): _facts("x.io/a", None)}, Standing(unclaimed={("a", "r"): "x.io"}), {}),
+        ({("a", "r"): _facts("x.io/a", None)}, Standing(conflicts={("a", "r"): "b/r"}), {}),
     ],
 )
-def test_exclusions(routes: dict, conflicts: dict, expected: dict) -> None:
-    assert exclusions(routes, conflicts) == expected
+def test_exclusions(routes: dict, blocked: Standing, expected: dict) -> None:
+    assert exclusions(routes, blocked) == expected

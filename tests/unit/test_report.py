@@ -9,7 +9,12 @@ import pytest
 
 from edgeplane.api import EdgeTarget, RolloutPhase, RolloutStatus, WorkerStatus
 from edgeplane.kube.client import status_patch
-from edgeplane.report.route import exclusion_condition, route_condition
+from edgeplane.report.route import (
+    Blocked,
+    claim_condition,
+    exclusion_condition,
+    route_condition,
+)
 from edgeplane.report.status import (
     BACKOFF,
     Stall,
@@ -167,46 +172,74 @@ def test_target_status(health: Health, ready: str, reason: str, heartbeat: datet
     assert status.agent_version == health.info.get("agentVersion", "0.0.9")
 
 
+NOT_CLAIMED = Blocked(unclaimed="shop.example.com")
+HELD = Blocked(holder="apps/older")
+
+
 @pytest.mark.parametrize(
-    ("conflicts", "exists", "shares", "failure", "expected"),
+    ("blocked", "exists", "shares", "failure", "expected"),
     [
-        (["apps/b"], True, (), None, (False, "RouteConflict", "also claimed by apps/b")),
-        (["apps/b"], False, (), None, (False, "RouteConflict", "neither route is served")),
-        ([], False, (), None, (False, "WorkerNotFound", "Worker apps/shop does not exist")),
-        ([], True, (), (False, "VersionNotFound", "spec.traffic[0].version: no"),
+        (NOT_CLAIMED, True, (), None, (False, "HostNotClaimed",
+         "host 'shop.example.com' of pattern 'shop.example.com/*' is not granted to namespace "
+         "apps by any HostClaim")),
+        (HELD, True, (), None, (False, "RouteConflict", "already held by WorkerRoute apps/older")),
+        (Blocked(), False, (), None, (False, "WorkerNotFound", "Worker apps/shop does not exist")),
+        (Blocked(), True, (), (False, "VersionNotFound", "spec.traffic[0].version: no"),
          (False, "VersionNotFound", "spec.traffic[0].version")),
-        ([], True, (), None, (True, "Routed", "go to shop")),
-        ([], True, ("90% 9bcdb4caa8d8", "10% latest"), None,
+        (Blocked(), True, (), None, (True, "Routed", "go to shop")),
+        (Blocked(), True, ("90% 9bcdb4caa8d8", "10% latest"), None,
          (True, "Routed", "go to shop (90% 9bcdb4caa8d8, 10% latest)")),
     ],
 )
 def test_route_condition(
-    conflicts: list[str], exists: bool, shares: tuple, failure: tuple | None, expected: tuple
+    blocked: Blocked, exists: bool, shares: tuple, failure: tuple | None, expected: tuple
 ) -> None:
     status, reason, message = route_condition(
-        "shop.example.com/*", "apps", "shop", conflicts, exists, shares, failure
+        "shop.example.com/*", "apps", "shop", blocked, exists, shares, failure
     )
     assert (status, reason) == expected[:2]
     assert expected[2] in message
 
 
 @pytest.mark.parametrize(
-    ("conflicts", "failure", "expected"),
+    ("pattern", "host", "hint"),
     [
-        ([], None, (True, "Excluded", "bypass Workers")),
-        (["b/r"], None, (False, "RouteConflict", "also claimed by b/r")),
-        ([], (False, "Excluding", "not yet excluded at edge-2"),
+        ("*example.com/*", "*example.com", "use 'example.com' and '*.example.com' instead"),
+        ("*/*", "*", "'*' alone matches every host"),
+        ("shop.example.com/*", "shop.example.com", None),
+    ],
+)
+def test_unclaimed_message_explains_catch_alls(pattern: str, host: str, hint: str | None) -> None:
+    _, _, message = route_condition(pattern, "apps", "shop", Blocked(unclaimed=host), True)
+    assert f"lists {host!r}" in message and "apps in spec.namespaces" in message
+    assert (hint in message) if hint else ("'*'" not in message)
+
+
+@pytest.mark.parametrize(
+    ("blocked", "failure", "expected"),
+    [
+        (Blocked(), None, (True, "Excluded", "bypass Workers")),
+        (HELD, None, (False, "RouteConflict", "held by WorkerRoute apps/older")),
+        (NOT_CLAIMED, None, (False, "HostNotClaimed", "not granted")),
+        (Blocked(), (False, "Excluding", "not yet excluded at edge-2"),
          (False, "Excluding", "edge-2")),
     ],
 )
 def test_route_condition_without_a_worker(
-    conflicts: list[str], failure: tuple | None, expected: tuple
+    blocked: Blocked, failure: tuple | None, expected: tuple
 ) -> None:
     status, reason, message = route_condition(
-        "shop.example.com/static/*", "apps", None, conflicts, False, (), failure
+        "shop.example.com/static/*", "apps", None, blocked, False, (), failure
     )
     assert (status, reason) == expected[:2]
     assert expected[2] in message
+
+
+def test_claim_condition() -> None:
+    assert claim_condition(["a.io", "*.a.io"], ["x"]) == (
+        True, "Accepted", "grants a.io, *.a.io to namespace x"
+    )
+    assert claim_condition(["*"], ["x", "y"])[2] == "grants * to namespaces x, y"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ Parse an object from the apiserver with `Worker.model_validate(body)`; write sta
 `WorkerStatus(...).to_wire()` as the body of a status patch.
 """
 
+from edgeplane.api.claim import HostClaim, HostClaimSpec, HostClaimStatus
 from edgeplane.api.common import (
     API_VERSION,
     GROUP,
@@ -54,7 +55,13 @@ from edgeplane.api.worker import (
 from edgeplane.wire import ModuleType
 
 # Every kind, in the order the CRDs are written.
-RESOURCES: tuple[type[Resource], ...] = (Worker, WorkerVersion, WorkerRoute, EdgeTarget)
+RESOURCES: tuple[type[Resource], ...] = (
+    Worker,
+    WorkerVersion,
+    WorkerRoute,
+    EdgeTarget,
+    HostClaim,
+)
 
 __all__ = [
     "API_VERSION",
@@ -72,6 +79,9 @@ __all__ = [
     "EdgeTargetStatus",
     "Gate",
     "GateResult",
+    "HostClaim",
+    "HostClaimSpec",
+    "HostClaimStatus",
     "KvNamespaceBinding",
     "LabelSelector",
     "LabelSelectorRequirement",

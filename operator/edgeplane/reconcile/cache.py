@@ -1,11 +1,12 @@
-"""The latest Worker and WorkerRoute bodies the watches delivered (an informer cache)."""
+"""The latest Worker, WorkerRoute and HostClaim bodies the watches delivered (an informer
+cache), and what the route decisions read from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeplane.plan.routes import RouteKey, exclusions, route_conflicts
+from edgeplane.plan.routes import Grant, RouteFacts, RouteKey, Standing, exclusions, standing
 from edgeplane.plan.targets import WorkerKey
 
 
@@ -13,6 +14,7 @@ from edgeplane.plan.targets import WorkerKey
 class Cache:
     workers: dict[WorkerKey, dict[str, Any]] = field(default_factory=dict)
     routes: dict[RouteKey, dict[str, Any]] = field(default_factory=dict)
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)  # HostClaims by name
 
     def routes_of(self, worker: WorkerKey) -> list[RouteKey]:
         """The WorkerRoutes that send requests to the Worker."""
@@ -22,16 +24,29 @@ class Cache:
             if key[0] == worker[0] and body["spec"].get("worker") == worker[1]
         )
 
-    def patterns(self) -> dict[RouteKey, str]:
-        return {key: body["spec"]["pattern"] for key, body in self.routes.items()}
-
-    def exclusions(self) -> dict[str, tuple[str, ...]]:
-        """Namespace -> the patterns its routes without a Worker exclude."""
-        routes = {
-            key: (body["spec"]["pattern"], body["spec"].get("worker"))
+    def route_facts(self) -> dict[RouteKey, RouteFacts]:
+        return {
+            key: RouteFacts(
+                body["spec"]["pattern"],
+                body["spec"].get("worker"),
+                body["metadata"].get("creationTimestamp") or "",
+            )
             for key, body in self.routes.items()
         }
-        return exclusions(routes, route_conflicts(self.patterns()))
+
+    def grants(self) -> list[Grant]:
+        return [
+            Grant(tuple(b["spec"]["hosts"]), frozenset(b["spec"]["namespaces"]))
+            for _, b in sorted(self.claims.items())
+        ]
+
+    def standing(self) -> Standing:
+        """Which routes are served, and why the others are not."""
+        return standing(self.route_facts(), self.grants())
+
+    def exclusions(self) -> dict[str, tuple[str, ...]]:
+        """Namespace -> the patterns its served routes without a Worker exclude."""
+        return exclusions(self.route_facts(), self.standing())
 
     def routes_without_worker(self, namespace: str | None = None) -> list[RouteKey]:
         """Routes without a Worker, of one namespace or all."""

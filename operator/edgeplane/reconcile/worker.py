@@ -29,7 +29,6 @@ from edgeplane.plan.rollout import (
     plan_steps,
     progress,
 )
-from edgeplane.plan.routes import route_conflicts
 from edgeplane.plan.targets import TargetView, WorkerKey, actions, select
 from edgeplane.plan.traffic import Contents, RouteSplit, contents, named_versions
 from edgeplane.reconcile.cache import Cache
@@ -340,13 +339,13 @@ class WorkerReconciler:
         return bundle
 
     async def _route_splits(self, worker: Worker, index: VersionIndex) -> list[RouteSplit]:
-        """The Worker's routes with their traffic resolved to version ids; a route whose
-        pattern another route claims is served by no one."""
+        """The Worker's served routes (host claimed, pattern held) with their traffic
+        resolved to version ids."""
         key = (worker.metadata.namespace or "", worker.metadata.name)
-        conflicts = route_conflicts(self.cache.patterns())
+        standing = self.cache.standing()
         out = []
         for rkey in self.cache.routes_of(key):
-            if rkey in conflicts:
+            if not standing.served(rkey):
                 continue
             route = WorkerRoute.model_validate(self.cache.routes[rkey])
             split = []

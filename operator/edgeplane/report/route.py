@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from edgeplane.report.status import ConditionFields
 
@@ -11,21 +12,23 @@ def route_condition(
     pattern: str,
     namespace: str,
     worker: str | None,
-    conflicts: Sequence[str],
+    blocked: Blocked,
     worker_exists: bool,
     shares: Sequence[str] = (),
     failure: ConditionFields | None = None,
 ) -> ConditionFields:
-    """`worker` None: a route without a Worker, excluding its pattern. `conflicts`: the
-    other routes claiming the pattern; `shares`: the traffic split as text (`90%
+    """`worker` None: a route without a Worker, excluding its pattern. `blocked`: why the
+    route may not be served at all; `shares`: the traffic split as text (`90%
     9bcdb4caa8d8`, `10% latest`); `failure`: why the split (or, without a Worker, the
     exclusion at a location) failed."""
-    if conflicts:
+    if blocked.unclaimed is not None:
+        return (False, "HostNotClaimed", _unclaimed_message(pattern, namespace, blocked.unclaimed))
+    if blocked.holder is not None:
         return (
             False,
             "RouteConflict",
-            f"pattern {pattern!r} is also claimed by {', '.join(conflicts)}; "
-            "neither route is served until one of them changes its pattern",
+            f"pattern {pattern!r} is already held by WorkerRoute {blocked.holder}, which is "
+            "older; this route is served once that one changes its pattern or is deleted",
         )
     if worker is None:
         return failure or (
@@ -42,6 +45,30 @@ def route_condition(
     return (True, "Routed", f"requests matching the pattern go to {worker}{split}")
 
 
+@dataclass(frozen=True)
+class Blocked:
+    unclaimed: str | None = None  # the pattern's host, when no HostClaim grants it
+    holder: str | None = None  # the older route holding the same pattern
+
+
+def _unclaimed_message(pattern: str, namespace: str, host: str) -> str:
+    message = (
+        f"host {host!r} of pattern {pattern!r} is not granted to namespace {namespace} by "
+        f"any HostClaim; the route is not served until a HostClaim lists {host!r} (or a "
+        f"wildcard covering it) in spec.hosts and {namespace} in spec.namespaces"
+    )
+    if host.startswith("*") and not host.startswith("*."):
+        literal = host[1:]
+        message += (
+            f"; a host starting with '*' but not '*.' also matches other domains (e.g. "
+            f"'my{literal}'), so only a claim of '*' grants it: use '{literal}' and "
+            f"'*.{literal}' instead"
+            if literal
+            else "; '*' alone matches every host, so only a claim of '*' grants it"
+        )
+    return message
+
+
 def exclusion_condition(pending: Sequence[str], refused: Sequence[str]) -> ConditionFields | None:
     """Why a route without a Worker is not in force everywhere: locations that refused the
     namespace's exclusions (`refused`: their messages), or that do not hold them yet."""
@@ -54,3 +81,13 @@ def exclusion_condition(pending: Sequence[str], refused: Sequence[str]) -> Condi
             f"not yet excluded at {', '.join(pending)}; retrying with backoff",
         )
     return None
+
+
+def claim_condition(hosts: Sequence[str], namespaces: Sequence[str]) -> ConditionFields:
+    """A HostClaim's Ready condition: the operator applies it as soon as it sees it."""
+    return (
+        True,
+        "Accepted",
+        f"grants {', '.join(hosts)} to namespace{'s' if len(namespaces) > 1 else ''} "
+        f"{', '.join(namespaces)}",
+    )
