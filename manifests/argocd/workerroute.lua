@@ -1,9 +1,10 @@
 -- Argo CD health of an edgeplane.io WorkerRoute, from its Ready condition.
 -- Healthy: routed, or (a route without a Worker) excluded at every location. Degraded: a
--- conflict with another route's pattern (neither is served), a split naming a version that
--- is not retained, or a location refusing the exclusion. Progressing: the operator has not
--- seen this generation yet, the Worker it names does not exist (yet: it may be in the same
--- sync), or an exclusion is still on its way to some locations.
+-- newer route with a pattern an older one holds, a host no HostClaim grants the namespace,
+-- a split naming a version that is not retained, or a location refusing the exclusion.
+-- Progressing: the operator has not seen this generation yet, the Worker it names does not
+-- exist (yet: it may be in the same sync), or an exclusion is still on its way to some
+-- locations.
 local hs = {}
 local status = obj.status
 local generation = obj.metadata.generation
@@ -33,7 +34,7 @@ hs.message = message
 if ready.status == "True" then
   hs.status = "Healthy"
 elseif ready.reason == "RouteConflict" or ready.reason == "VersionNotFound"
-    or ready.reason == "ExclusionRefused" then
+    or ready.reason == "ExclusionRefused" or ready.reason == "HostNotClaimed" then
   hs.status = "Degraded"
 else
   hs.status = "Progressing"

@@ -43,6 +43,10 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await controller.api.close()
 
 
+# The event handlers are coroutines so that kopf runs them on the event loop: a plain
+# function would run in a thread, where the controller's queue and tasks are not safe.
+
+
 def _deleted(event: dict[str, Any]) -> bool:
     return event.get("type") == "DELETED"
 
@@ -63,22 +67,22 @@ def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
 
 
 @kopf.on.event(GROUP, VERSION, "workers")
-def worker_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def worker_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].worker_seen(dict(body), _deleted(event))
 
 
 @kopf.on.event(GROUP, VERSION, "workerroutes")
-def route_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def route_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].route_seen(dict(body), _deleted(event))
 
 
 @kopf.on.event(GROUP, VERSION, "hostclaims")
-def claim_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def claim_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].claim_seen(dict(body), _deleted(event))
 
 
 @kopf.on.event(GROUP, VERSION, "edgetargets")
-def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].target_seen(dict(body), _deleted(event))
 
 
@@ -91,14 +95,14 @@ def _source_event(
 
 
 @kopf.on.event("", "v1", "configmaps")
-def configmap_event(
+async def configmap_event(
     event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
 ) -> None:
     _source_event("ConfigMap", event, body, memo, source_refs)
 
 
 @kopf.on.event("", "v1", "secrets")
-def secret_event(
+async def secret_event(
     event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
 ) -> None:
     _source_event("Secret", event, body, memo, source_refs)

@@ -6,41 +6,107 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from edgeplane.localstack.cluster import REPO
 from edgeplane.localstack.stack import Stack
-from tests.e2e.conftest import Kube, eventually, fetch, metric, responder, route, worker
+from tests.e2e.conftest import (
+    Kube,
+    eventually,
+    fetch,
+    host_claim,
+    metric,
+    responder,
+    route,
+    worker,
+)
 
 pytestmark = pytest.mark.integration
 
 
-def test_route_conflict_is_reported_on_both_routes_and_served_by_neither(
+def ready_reason(kube: Kube, kind: str, name: str, reason: str) -> dict[str, Any] | None:
+    cond = kube.condition(kind, name, "Ready") or {}
+    return cond if cond.get("reason") == reason else None
+
+
+def test_the_older_route_keeps_its_pattern_and_the_newer_names_it(
     stack: Stack, kube: Kube
 ) -> None:
     pattern = f"clash.{kube.namespace}.example.com/*"
-    kube.apply(
-        worker("one", responder('"one"')), worker("two", responder('"two"')),
-        route("first", pattern, "one"), route("second", pattern, "two"),
-    )
-    for name, other in (("first", "second"), ("second", "first")):
-        cond = eventually(lambda n=name: (kube.condition("workerroute", n, "Ready") or {})
-                          .get("reason") == "RouteConflict"
-                          and kube.condition("workerroute", n, "Ready"))
-        assert cond["status"] == "False"
-        assert f"{kube.namespace}/{other}" in cond["message"]
-    kube.wait_ready("one")
-    kube.wait_ready("two")
     host = f"clash.{kube.namespace}.example.com"
-    # Whichever route came first may have been served until the second one appeared.
-    eventually(lambda: all(fetch(a, host)[0] == 404 for a in stack.agents))
-    # Resolving the conflict lets the remaining route serve.
-    kube.delete("workerroute", "second")
+    kube.apply(worker("one", responder('"one"')), route("first", pattern, "one"))
+    kube.wait_ready("one")
     eventually(lambda: all(fetch(a, host) == (200, "one") for a in stack.agents))
-    eventually(lambda: (kube.condition("workerroute", "first", "Ready") or {})
-               .get("status") == "True")
+    kube.apply(worker("two", responder('"two"')), route("second", pattern, "two"))
+    cond = eventually(lambda: ready_reason(kube, "workerroute", "second", "RouteConflict"))
+    assert cond["status"] == "False" and f"{kube.namespace}/first" in cond["message"]
+    assert (kube.condition("workerroute", "first", "Ready") or {}).get("status") == "True"
+    kube.wait_ready("two")
+    # The site never went dark: the older route serves throughout.
+    assert all(fetch(a, host) == (200, "one") for a in stack.agents)
+    # Once the holder goes, the newer route takes the pattern.
+    kube.delete("workerroute", "first")
+    eventually(lambda: all(fetch(a, host) == (200, "two") for a in stack.agents))
+    eventually(lambda: ready_reason(kube, "workerroute", "second", "Routed"))
+
+
+@pytest.fixture
+def other_team(stack: Stack) -> Iterator[Kube]:
+    """A second namespace, with no HostClaim of its own."""
+    assert stack.cluster is not None
+    name = f"o-{uuid.uuid4().hex[:10]}"
+    stack.cluster.kubectl("create", "namespace", name)
+    try:
+        yield Kube(stack.cluster, name)
+    finally:
+        stack.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_another_namespace_cannot_take_over_a_site(
+    stack: Stack, kube: Kube, other_team: Kube
+) -> None:
+    """The three takeovers: a more specific path, the same pattern, and a catch-all, each
+    from a namespace no HostClaim grants the host to."""
+    host = f"victim.{kube.namespace}.example.com"
+    kube.apply(worker("site", responder('"site"')), route("site", f"{host}/*", "site"))
+    kube.wait_ready("site")
+    eventually(lambda: all(fetch(a, host, "/login") == (200, "site") for a in stack.agents))
+    other_team.apply(
+        worker("thief", responder('"stolen"')),
+        route("login", f"{host}/login", "thief"),
+        route("same", f"{host}/*", "thief"),
+        route("everything", "*/*", "thief"),
+    )
+    other_team.wait_ready("thief")
+    for name, granted in (("login", host), ("same", host), ("everything", "*")):
+        cond = eventually(lambda n=name: ready_reason(other_team, "workerroute", n,
+                                                      "HostNotClaimed"))
+        assert cond["status"] == "False"
+        assert f"host {granted!r}" in cond["message"] and other_team.namespace in cond["message"]
+    # The victim's route holds its pattern and its paths, at every location.
+    assert (kube.condition("workerroute", "site", "Ready") or {}).get("status") == "True"
+    for path in ("/login", "/", "/anything"):
+        assert all(fetch(a, host, path) == (200, "site") for a in stack.agents)
+    # Another team's host is not caught by the catch-all either.
+    assert all(fetch(a, f"nobody.{other_team.namespace}.example.com")[0] == 404
+               for a in stack.agents)
+    # A claim for the other team's own host lets its route serve there, and only there.
+    claim = host_claim(f"test-{other_team.namespace}", other_team.namespace,
+                       f"shop.{other_team.namespace}.example.com")
+    assert stack.cluster is not None
+    stack.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(claim))
+    try:
+        other_team.apply(route("shop", f"shop.{other_team.namespace}.example.com/*", "thief"))
+        eventually(lambda: all(fetch(a, f"shop.{other_team.namespace}.example.com")
+                               == (200, "stolen") for a in stack.agents))
+        assert all(fetch(a, host, "/login") == (200, "site") for a in stack.agents)
+    finally:
+        stack.cluster.kubectl("delete", "hostclaim", claim["metadata"]["name"], check=False)
 
 
 def test_a_location_that_lost_its_state_is_refilled(stack: Stack, kube: Kube) -> None:

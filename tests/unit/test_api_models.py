@@ -60,7 +60,7 @@ def test_examples_parse_with_the_models() -> None:
                 ] == doc["spec"]
                 assert type(obj).model_validate(obj.to_wire()) == obj
                 seen.add(doc["kind"])
-    assert seen == {"Worker", "WorkerRoute", "EdgeTarget"}
+    assert seen == {"Worker", "WorkerRoute", "EdgeTarget", "HostClaim"}
 
 
 def test_parsing_a_worker_body_gives_typed_spec_and_defaults() -> None:

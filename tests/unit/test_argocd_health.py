@@ -107,6 +107,7 @@ def test_worker_edge_cases(obj: dict[str, Any], expected: str) -> None:
     ("Excluded", "True", "Healthy"),
     ("Excluding", "False", "Progressing"),
     ("ExclusionRefused", "False", "Degraded"),
+    ("HostNotClaimed", "False", "Degraded"),
 ])
 def test_route_reasons(reason: str, status: str, expected: str) -> None:
     obj = {"kind": "WorkerRoute", "metadata": {"generation": 1},
