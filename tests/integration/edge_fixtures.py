@@ -103,9 +103,11 @@ def start_agent(
     extra_args: tuple[str, ...] = (),
     timeout: float = 60.0,
     ca_cert: Path | None = None,
+    umask: int = -1,
 ) -> AgentProc:
     """Start an agent; pass `ca_cert` when `extra_args` enable TLS (--tls-cert/--tls-key),
-    so the readiness check trusts the agent's certificate."""
+    so the readiness check trusts the agent's certificate, and `umask` to start it with
+    that umask rather than the test process's."""
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir.parent / f"{state_dir.name}.token"
     token_file.write_text(token)
@@ -136,6 +138,7 @@ def start_agent(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            umask=umask,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import stat
+import time
 from pathlib import Path
 
 import aiohttp
@@ -232,8 +235,8 @@ async def test_auth_limits_and_names(edge_agent: AgentProc) -> None:  # noqa: F8
         assert (await get(s, edge_agent, "del.test"))[0] == 404
 
 
-async def test_kv_and_durable_objects_persist_on_local_disk(edge_agent: AgentProc) -> None:  # noqa: F811
-    js = """
+# A Worker that keeps a counter in KV (/kv), and in a Durable Object per path (any other).
+STATE_JS = """
 import { DurableObject } from "cloudflare:workers";
 export class Counter extends DurableObject {
   async fetch() {
@@ -250,28 +253,113 @@ export default {
       await env.CACHE.put("n", String(n));
       return new Response(String(n));
     }
-    return env.ROOM.get(env.ROOM.idFromName("x")).fetch(request);
+    return env.ROOM.get(env.ROOM.idFromName(url.pathname)).fetch(request);
   },
 };
 """
-    b = bundle(
-        "ns.state",
-        js,
-        bindings=(
-            BundleBinding(name="CACHE", kvNamespace="cache"),
-            BundleBinding(name="ROOM", durableObjectClass="Counter"),
-        ),
-    )
+STATE_BINDINGS = (
+    BundleBinding(name="CACHE", kvNamespace="cache"),
+    BundleBinding(name="ROOM", durableObjectClass="Counter"),
+)
+
+
+async def test_kv_and_durable_objects_persist_on_local_disk(edge_agent: AgentProc) -> None:  # noqa: F811
+    b = bundle("ns.state", STATE_JS, bindings=STATE_BINDINGS)
     async with aiohttp.ClientSession() as s:
         st, body = await put(s, edge_agent, deployment(b, routes=("state.test/*",)))
         assert st == 200, body
         assert [(await get(s, edge_agent, "state.test", "/kv"))[1] for _ in range(2)] == ["1", "2"]
         assert [(await get(s, edge_agent, "state.test", "/do"))[1] for _ in range(2)] == ["1", "2"]
         # A new version (a reload) keeps the state: it lives on disk under the state dir.
-        b2 = bundle("ns.state", js + "// v2", bindings=b.bindings)
+        b2 = bundle("ns.state", STATE_JS + "// v2", bindings=b.bindings)
         assert (await put(s, edge_agent, deployment(b2, routes=("state.test/*",))))[0] == 200
         assert (await get(s, edge_agent, "state.test", "/kv"))[1] == "3"
         assert (await get(s, edge_agent, "state.test", "/do"))[1] == "3"
+
+
+def _not_private(root: Path) -> list[str]:
+    """Every path under `root` (itself included) that is not a 0700 directory or a 0600
+    file, with its mode."""
+    out = []
+    for p in [root, *root.rglob("*")]:
+        st = p.lstat()
+        want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+        if st.st_mode & 0o777 != want:
+            out.append(f"{p.relative_to(root)} {oct(st.st_mode & 0o777)}")
+    return out
+
+
+def _holding(root: Path, secret: str) -> list[str]:
+    """Files under `root` but outside the store's deployments/ that contain `secret`."""
+    found = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if rel.parts[0] != "deployments" and p.is_file() and secret.encode() in p.read_bytes():
+            found.append(str(rel))
+    return found
+
+
+def _wait_holding(root: Path, secret: str, timeout: float = 30) -> list[str]:
+    """_holding once it finds a file (blocking: run it in a thread)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if held := _holding(root, secret):
+            return held
+        time.sleep(0.02)
+    raise AssertionError(f"no file under {root} held the secret within {timeout}s")
+
+
+async def test_sigkill_leftovers_purged_and_state_private_at_restart(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An agent started under umask 0o022 is SIGKILLed while it validates a push: its
+    leftovers (a validation config with a secret in clear) are gone once it restarts, every
+    file under the state dir is 0600 and every directory 0700, workerd's Durable Object and
+    KV files included, and no file outside the store holds the secret."""
+    secret = "at-rest-s3cr3t-never-on-disk"
+    key = BundleBinding(name="TOKEN", secret=secret)
+    agent = edge_agents("a", umask=0o022, extra_args=("--validate-timeout", "60"))
+    state = agent.state_dir
+    b = bundle("ns.state", STATE_JS, bindings=(*STATE_BINDINGS, key))
+    hang = bundle("ns.hang", "while (true) {}\nexport default {};", bindings=(key,))
+    async with aiohttp.ClientSession() as s:
+        assert (await put(s, agent, deployment(b, routes=("state.test/*",))))[0] == 200
+        assert (await get(s, agent, "state.test", "/kv"))[1] == "1"
+        assert (await get(s, agent, "state.test", "/do"))[1] == "1"
+        # A push whose validation never finishes: the kill comes while it runs.
+        pending = asyncio.create_task(put(s, agent, deployment(hang, routes=("hang.test/*",))))
+        held = await asyncio.to_thread(_wait_holding, state, secret)
+        # The throw-away workerd's config: the one file outside the store with the secret.
+        assert len(held) == 1 and re.fullmatch(r"run/validate-\d+/config\.capnp", held[0]), held
+        validating = state / held[0]
+        await asyncio.to_thread(agent.kill)
+        with pytest.raises(aiohttp.ClientError):
+            await pending
+    assert validating.exists(), "the kill left no validation run behind"
+    # What a kill can also leave but cannot be timed to here: a temp file of each atomic
+    # write and a starting generation's config; and the modes an older agent left.
+    simulated = [
+        state / ".exclusions.json.tmp-4242",
+        state / "deployments" / ".ns.state.json.tmp-4242",
+        state / "run" / ".endpoints.json.tmp-4242",
+        state / "run" / "config-9.capnp",
+    ]
+    for p in simulated:
+        p.write_text(secret)
+    for p in (state, state / "deployments", state / "do", state / "kv"):
+        p.chmod(0o755)
+    (state / "deployments" / "ns.state.json").chmod(0o644)
+
+    again = edge_agents("a", umask=0o022, http_addr=agent.http_addr, api_addr=agent.api_addr)
+    assert not validating.parent.exists()
+    assert [p for p in simulated if p.exists()] == []
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, again, "state.test", "/kv"))[1] == "2"
+        assert (await get(s, again, "state.test", "/do"))[1] == "2"
+        # A new object: workerd creates its files now, under the umask the agent gave it.
+        assert (await get(s, again, "state.test", "/do-new"))[1] == "1"
+    assert any(p.is_file() for p in (state / "do").rglob("*")), "no Durable Object files"
+    assert any(p.is_file() for p in (state / "kv").rglob("*")), "no KV files"
+    assert _not_private(state) == []
+    assert _holding(state, secret) == []
 
 
 async def test_tls_api(tmp_path: Path) -> None:

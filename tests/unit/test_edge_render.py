@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from edgeplane.edge import render
 from edgeplane.edge.app import token_ok
-from edgeplane.edge.store import Store, atomic_write
+from edgeplane.edge.store import Store, atomic_write, purge_leftovers
 from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 
 PATHS = render.Paths(do_dir=Path("/state/do"), kv_dir=Path("/state/kv"))
@@ -179,9 +179,10 @@ def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:
     s._apply_sync({"ns.a": d})
     assert Store(tmp_path).load_all() == {"ns.a": d}
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
-    # A crash between write and rename leaves a temp file: not accepted, cleaned at load.
+    # A crash between write and rename leaves a temp file: not accepted, purged at start.
     (tmp_path / "deployments" / ".ns.b.json.tmp-99").write_text('{"half')
     assert Store(tmp_path).load_all() == {"ns.a": d}
+    purge_leftovers(tmp_path)
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
     s._apply_sync({"ns.a": None, "ns.b": None})
     assert Store(tmp_path).load_all() == {}

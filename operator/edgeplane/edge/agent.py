@@ -24,7 +24,7 @@ from edgeplane.edge.generations import Generations
 from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
-from edgeplane.edge.store import Store
+from edgeplane.edge.store import Store, private_dir, secure_state
 from edgeplane.edge.validate import Validator
 from edgeplane.wire import Deployment, redact, secrets_of
 
@@ -61,8 +61,7 @@ class Agent:
         self.workerd_bin = workerd_bin
         self.http_sock = http_sock
         self.store = Store(state_dir)
-        self.run_dir = state_dir / "run"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = private_dir(state_dir / "run")
         self.metrics = Metrics()
         self.accepted: dict[str, Deployment] = {}
         self.refused: dict[str, str] = {}  # worker -> message of its last refused push
@@ -107,6 +106,9 @@ class Agent:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        # Before the first workerd: no child of this agent uses the leftovers it purges (an
+        # agent that adopted running workerds would have to spare their files).
+        await asyncio.to_thread(secure_state, self.state_dir)
         self.accepted = await asyncio.to_thread(self.store.load_all)
         self.exclusions = await asyncio.to_thread(self.store.load_exclusions)
         self.validated = batches.versions_of(self.accepted)

@@ -63,7 +63,7 @@ from edgeplane import __version__
 from edgeplane.edge import probe as probes
 from edgeplane.edge.agent import Agent
 from edgeplane.edge.result import Result
-from edgeplane.edge.store import atomic_write
+from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.wire import NAMESPACE_RE, WORKER_NAME_RE, Deployment, Exclusions
 
@@ -407,8 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("edgeplane agent: the token file is empty", file=sys.stderr)
         return 2
+    # Defence in depth: the agent writes its files with explicit modes, but workerd (which
+    # inherits the umask) creates the Durable Object and KV files under the state dir.
+    os.umask(0o077)
     state = Path(args.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     wd = Path(args.workerd) if args.workerd else find_workerd()
     asyncio.run(serve(args, token, state, wd))
     return 0

@@ -60,7 +60,6 @@ class Generations:
         self.handoff_wait = handoff_wait
         self.counts = counts.Counts()
         self.current: workerd.Proc | None = None
-        self.config_path: Path | None = None
         self.crash_message = ""
         self.closing = False  # no restarts once set
         self._gen = 0
@@ -113,16 +112,14 @@ class Generations:
             p = await self._start(cfg)
             self.counts.start(p)
             old, self.current = self.current, p
-            old_cfg, self.config_path = self.config_path, cfg
             self.crash_message = ""
             self._spawn(self._watch(p))
             if old is not None:
                 await self._hand_off(old)
-            if old_cfg is not None and old_cfg != cfg:
-                await asyncio.to_thread(old_cfg.unlink, missing_ok=True)
 
     async def _start(self, cfg: Path) -> workerd.Proc:
-        """workerd on `cfg`, serving the public socket; the config goes if it fails."""
+        """workerd on `cfg`, serving the public socket; the config goes once it listens or
+        fails: workerd has read it by then, and it holds secret values in clear."""
         started = time.monotonic()
         # The generation's own stats socket (request counts), on loopback: the agent binds
         # it and hands it over like the public one, so it knows the port up front.
@@ -140,11 +137,11 @@ class Generations:
             )
         except workerd.StartFailed:
             self.metrics.reloads.labels("failed").inc()
-            await asyncio.to_thread(cfg.unlink, missing_ok=True)
             raise
         finally:
             # workerd holds its own copy; once it stops listening, connects are refused.
             stats_sock.close()
+            await asyncio.to_thread(cfg.unlink, missing_ok=True)
         self.metrics.reload_time.observe(time.monotonic() - started)
         self.metrics.reloads.labels("ok").inc()
         self._stats_ports[p] = stats_port

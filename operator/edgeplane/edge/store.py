@@ -1,25 +1,78 @@
 """Durable store of accepted deployments: one JSON file per Worker, and one file with every
 namespace's routes without a Worker; each written atomically (temp file, fsync, rename,
-fsync of the directory) so a crash leaves old or new, never half."""
+fsync of the directory) so a crash leaves old or new, never half.
+
+And the state dir at rest: deployments and workerd configs hold secret values in clear, so
+every file the agent writes there is 0600 and every directory 0700, whatever the umask;
+`secure_state` enforces it at start and removes what a killed agent left behind."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
+import shutil
+import stat
+from collections.abc import Iterable
+from itertools import takewhile
 from pathlib import Path
 
 from edgeplane.wire import WORKER_NAME_RE, Deployment, Exclusions
 
+log = logging.getLogger("edgeplane.agent")
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+# O_NOFOLLOW: never write a secret through a symlink to somewhere else.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+_TMP = r"\..+\.tmp-\d+"  # an atomic write that never reached its rename: never accepted
+# What a killed agent leaves behind, per directory of the state dir ("." the dir itself):
+# temp files of atomic writes, and the workerd configs (they hold secrets) and validation
+# directories of runs that died with it.
+LEFTOVERS: dict[str, tuple[str, ...]] = {
+    ".": (_TMP,),
+    "deployments": (_TMP,),
+    "run": (_TMP, r"config-\d+\.capnp", r"validate-\d+"),
+}
+
+
+def leftovers(directory: str, names: Iterable[str]) -> list[str]:
+    """Of `names` (a listing of `directory`, a key of LEFTOVERS), those to remove at start."""
+    patterns = LEFTOVERS[directory]
+    return sorted(n for n in names if any(re.fullmatch(p, n) for p in patterns))
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, made if missing (missing parents too) and 0700 whatever the umask: an existing
+    one may come from an older agent that left it to the umask."""
+    missing = list(takewhile(lambda p: not p.exists(), (path, *path.parents)))
+    for d in reversed(missing):
+        d.mkdir(mode=DIR_MODE, exist_ok=True)
+        d.chmod(DIR_MODE)  # mkdir's mode passes through the umask
+    path.chmod(DIR_MODE)
+    return path
+
+
+def write_private(path: Path, content: bytes, *, fsync: bool = False) -> None:
+    """`path` (created or truncated) holds `content`, 0600 whatever the umask."""
+    with os.fdopen(os.open(path, _CREATE, FILE_MODE), "wb") as f:
+        os.fchmod(f.fileno(), FILE_MODE)  # an existing file keeps its mode through O_CREAT
+        f.write(content)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """`path` becomes `content` whole (temp file, fsync, rename); the caller fsyncs the dir."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write_private(tmp, content, fsync=True)
+    os.replace(tmp, path)
+
 
 def atomic_write(path: Path, content: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _replace(path, content)
     fsync_dir(path.parent)
 
 
@@ -31,10 +84,53 @@ def fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def purge_leftovers(root: Path) -> None:
+    """Remove what a killed agent left under the state dir `root` (see LEFTOVERS). Only safe
+    before the agent starts workerd: none of its own is running yet, so none uses these
+    files. An agent that adopted still-running workerds would have to spare theirs."""
+    for directory in LEFTOVERS:
+        d = root / directory
+        for name in leftovers(directory, os.listdir(d) if d.is_dir() else ()):
+            p = d / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _tighten(path: str) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return  # chmod would follow it out of the state dir
+    want = DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE
+    if stat.S_IMODE(st.st_mode) != want:
+        os.chmod(path, want)
+
+
+def tighten_tree(root: Path) -> None:
+    """Every file under `root` 0600, every directory 0700: an older agent, or a workerd
+    under another umask, may have left them readable by others."""
+    try:
+        _tighten(str(root))
+    except PermissionError:
+        # The state dir may be a mount point that is not the agent's (a Kubernetes emptyDir
+        # with fsGroup belongs to root): what the agent makes inside it is still private.
+        log.warning("state dir %s is not the agent's: cannot make it 0700", root)
+    for top, dirs, files in os.walk(root):
+        for name in (*dirs, *files):  # directories before os.walk descends into them
+            _tighten(os.path.join(top, name))
+
+
+def secure_state(root: Path) -> None:
+    """At start, before any workerd runs: purge a killed agent's leftovers, then make the
+    state dir private."""
+    purge_leftovers(root)
+    tighten_tree(root)
+
+
 class Store:
     def __init__(self, root: Path) -> None:
-        self.dir = root / "deployments"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(root / "deployments")
         self.exclusions_file = root / "exclusions.json"
 
     def _path(self, worker: str) -> Path:
@@ -43,9 +139,6 @@ class Store:
         return self.dir / f"{worker}.json"
 
     def load_all(self) -> dict[str, Deployment]:
-        # A temp file is a write that never reached its rename: it was never accepted.
-        for tmp in self.dir.glob(".*.tmp-*"):
-            tmp.unlink(missing_ok=True)
         out: dict[str, Deployment] = {}
         for p in sorted(self.dir.glob("*.json")):
             d = Deployment.model_validate_json(p.read_bytes())
@@ -56,17 +149,9 @@ class Store:
         for worker, d in changes.items():
             path = self._path(worker)
             if d is None:
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
+                path.unlink(missing_ok=True)
             else:
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                with open(tmp, "wb") as f:
-                    f.write(d.model_dump_json(by_alias=True, exclude_none=True).encode())
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
+                _replace(path, d.model_dump_json(by_alias=True, exclude_none=True).encode())
         fsync_dir(self.dir)  # one directory fsync for the whole batch
 
     async def apply(self, changes: dict[str, Deployment | None]) -> None:

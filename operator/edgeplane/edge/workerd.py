@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from edgeplane.edge import render
+from edgeplane.edge.store import private_dir, write_private
 from edgeplane.wire import Deployment
 
 _ARCH = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}
@@ -66,10 +67,12 @@ def write_config(
     path: Path, deployments: list[Deployment], paths: render.Paths, bypass: render.Bypass
 ) -> None:
     """Render `deployments` into the config file `path` (blocking: run it in a thread), and
-    make the directories of the config's disk services: workerd needs them to exist."""
-    for d in (path.parent, paths.do_dir, paths.kv_dir / "objects", paths.kv_dir / "blobs"):
-        Path(d).mkdir(parents=True, exist_ok=True)
-    path.write_text(render.render(deployments, paths, bypass))
+    make the directories of the config's disk services: workerd needs them to exist. The
+    config holds secret values and the disks the Workers' data: both private (see store)."""
+    kv = Path(paths.kv_dir)
+    for d in (path.parent, Path(paths.do_dir), kv, kv / "objects", kv / "blobs"):
+        private_dir(d)
+    write_private(path, render.render(deployments, paths, bypass).encode())
 
 
 _PR_SET_PDEATHSIG = 1

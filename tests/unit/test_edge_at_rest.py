@@ -1,0 +1,167 @@
+"""The agent's state dir at rest (edgeplane.edge.store): what it writes is 0600 in 0700
+directories whatever the umask, and what a killed agent left behind is purged at start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeplane.edge import render, store, workerd
+from edgeplane.edge.store import Store, atomic_write, leftovers, secure_state
+from edgeplane.wire import BundleBinding
+from tests.integration.edge_fixtures import bundle, deployment
+
+
+def mode(p: Path) -> int:
+    return p.lstat().st_mode & 0o777
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
+def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process umask an agent may be started with: files would be 0644 or 0666."""
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize(
+    ("directory", "names", "purged"),
+    [
+        ("run", [], []),
+        (
+            "run",
+            ["config-1.capnp", "config-42.capnp", "validate-3", "endpoints.json"],
+            ["config-1.capnp", "config-42.capnp", "validate-3"],
+        ),
+        ("run", [".endpoints.json.tmp-812", "endpoints.json"], [".endpoints.json.tmp-812"]),
+        # Only names the agent makes: nothing that merely looks alike.
+        (
+            "run",
+            ["config-.capnp", "config-1.capnp.bak", "config-a.capnp", "validate-", "validate-1x"],
+            [],
+        ),
+        ("run", ["config.capnp", "validate", ".tmp-1", "x.tmp-1", ".x.tmp-"], []),
+        (
+            "deployments",
+            ["ns.a.json", ".ns.a.json.tmp-7", ".ns.b.json.tmp-12345"],
+            [".ns.a.json.tmp-7", ".ns.b.json.tmp-12345"],
+        ),
+        # Workerd configs and validation runs live in run/ only: a Worker's file stays.
+        ("deployments", ["config-1.capnp", "validate-2"], []),
+        (
+            ".",
+            [".exclusions.json.tmp-9", "exclusions.json", "deployments", "run", "do", "kv"],
+            [".exclusions.json.tmp-9"],
+        ),
+        (".", ["config-1.capnp", "validate-1"], []),
+    ],
+)
+def test_leftovers(directory: str, names: list[str], purged: list[str]) -> None:
+    assert leftovers(directory, names) == purged
+
+
+def test_atomic_write_is_private(tmp_path: Path, loose_umask: int) -> None:
+    p = tmp_path / "endpoints.json"
+    p.write_text("{}")
+    p.chmod(0o644)  # as an older agent left it
+    atomic_write(p, b'{"a": 1}')
+    assert mode(p) == 0o600 and p.read_bytes() == b'{"a": 1}'
+
+
+def test_store_files_and_directory_are_private(tmp_path: Path, loose_umask: int) -> None:
+    (tmp_path / "deployments").mkdir(mode=0o755)
+    (tmp_path / "deployments").chmod(0o755)
+    s = Store(tmp_path)
+    secret = BundleBinding(name="K", secret="s3cr3t")
+    s._apply_sync({"ns.a": deployment(bundle("ns.a", "export default {}", bindings=(secret,)))})
+    asyncio.run(s.save_exclusions({"ns": ("x.test/*",)}))
+    assert mode(tmp_path / "deployments") == 0o700
+    assert mode(tmp_path / "deployments" / "ns.a.json") == 0o600
+    assert mode(tmp_path / "exclusions.json") == 0o600
+
+
+def test_workerd_config_and_disks_are_private(tmp_path: Path, loose_umask: int) -> None:
+    (tmp_path / "kv").mkdir(mode=0o755)
+    (tmp_path / "kv").chmod(0o755)  # made by an older agent
+    paths = render.Paths(do_dir=tmp_path / "do", kv_dir=tmp_path / "kv")
+    cfg = tmp_path / "run" / "validate-1" / "config.capnp"
+    workerd.write_config(cfg, [], paths, render.Bypass())
+    assert mode(cfg) == 0o600
+    for d in ("run", "run/validate-1", "do", "kv", "kv/objects", "kv/blobs"):
+        assert mode(tmp_path / d) == 0o700, d
+
+
+def _loose_tree(root: Path) -> dict[str, str]:
+    """A state dir as a killed agent of an older release left it: umask modes, leftovers."""
+    files = {
+        "deployments/ns.a.json": "{}",
+        "deployments/.ns.b.json.tmp-77": "half",
+        "exclusions.json": "{}",
+        ".exclusions.json.tmp-77": "half",
+        "run/endpoints.json": "{}",
+        "run/.endpoints.json.tmp-77": "half",
+        "run/config-3.capnp": "secret",
+        "run/validate-2/config.capnp": "secret",
+        "run/validate-2/do/x.sqlite": "",
+        "do/ns.a-Counter/abc.sqlite": "data",
+        "kv/objects/ns/x.sqlite": "data",
+    }
+    for name, content in files.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+        p.chmod(0o644)
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        d.chmod(0o755)
+    return files
+
+
+def test_secure_state_purges_leftovers_and_tightens(tmp_path: Path, loose_umask: int) -> None:
+    root = tmp_path / "state"
+    _loose_tree(root)
+    outside = tmp_path / "outside"
+    outside.write_text("not the agent's")
+    outside.chmod(0o644)
+    (root / "run" / "link").symlink_to(outside)
+    secure_state(root)
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert left == [
+        "deployments/ns.a.json",
+        "do/ns.a-Counter/abc.sqlite",
+        "exclusions.json",
+        "kv/objects/ns/x.sqlite",
+        "run/endpoints.json",
+        "run/link",
+    ]
+    assert mode(root) == 0o700
+    for p in root.rglob("*"):
+        if not p.is_symlink():
+            assert mode(p) == (0o700 if p.is_dir() else 0o600), p
+    assert mode(outside) == 0o644  # a symlink is not followed out of the state dir
+
+
+def test_a_state_dir_not_the_agents_is_left_as_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mount point owned by root (emptyDir with fsGroup): the agent cannot chmod it, and
+    still makes everything inside private."""
+    root = tmp_path / "state"
+    _loose_tree(root)
+    chmod = os.chmod
+
+    def refuse_root(path: str, m: int) -> None:
+        if path == str(root):
+            raise PermissionError(1, "Operation not permitted", path)
+        chmod(path, m)
+
+    monkeypatch.setattr(store.os, "chmod", refuse_root)
+    secure_state(root)
+    assert mode(root) == 0o755
+    assert mode(root / "deployments") == 0o700
+    assert mode(root / "deployments" / "ns.a.json") == 0o600
