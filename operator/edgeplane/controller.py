@@ -52,6 +52,8 @@ class Settings:
     # After start, the watches need a moment to list every Worker; until then a Worker an
     # agent serves but the cache lacks is not even checked as an orphan.
     orphan_grace: float = 30.0
+    # The only namespaces EdgeTargets' credential Secrets are read from.
+    credentials_namespaces: tuple[str, ...] = ("edgeplane-system",)
 
 
 def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -97,7 +99,9 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue("worker", self._handle, s.concurrency)
         self.fleet = Fleet(
             self.kube,
-            FleetSettings(s.heartbeat_interval, s.namespaces, s.orphan_grace),
+            FleetSettings(
+                s.heartbeat_interval, s.namespaces, s.orphan_grace, s.credentials_namespaces
+            ),
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),
             requeue_exclusions=self._requeue_exclusions,

@@ -44,6 +44,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--peering", default=env("EDGEPLANE_PEERING", ""),
         help="kopf peering object name for several replicas; default: standalone",
     )
+    parser.add_argument(
+        "--credentials-namespace", action="append",
+        default=[n for n in env("EDGEPLANE_CREDENTIALS_NAMESPACE", "").split(",") if n],
+        help="namespace EdgeTargets' credential Secrets may be in (repeatable); default: "
+        "the operator's own ($POD_NAMESPACE), else edgeplane-system",
+    )
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -68,6 +74,9 @@ def main(argv: list[str]) -> int:
         concurrency=args.concurrency,
         health_interval=args.health_interval,
         namespaces=tuple(args.namespace),
+        credentials_namespaces=tuple(
+            args.credentials_namespace or [os.environ.get("POD_NAMESPACE") or "edgeplane-system"]
+        ),
     )
     assert handlers.startup is not None
     kopf.run(

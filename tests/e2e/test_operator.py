@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import json
+import threading
+import time
+from typing import ClassVar
 
 import pytest
+import yaml
 
 from edgeplane.localstack.stack import Stack
 from tests.e2e.conftest import Kube, eventually, fetch, responder, route, worker
@@ -187,3 +193,52 @@ def test_a_large_inline_script_deploys_and_kopf_stores_no_copy_of_it(
     obj = kube.wait_ready("large")
     assert not any("kopf" in k for k in obj["metadata"].get("annotations") or {})
     eventually(lambda: serves(stack, kube, "large", "large"))
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """An endpoint that records every request it gets (and answers none usefully)."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(f"{self.path} {self.headers.get('Authorization', '')}")
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_edge_target_cannot_use_another_namespaces_secret(stack: Stack, kube: Kube) -> None:
+    """Whoever may create an EdgeTarget must not make the operator read a team's Secret and
+    send it as a bearer token to an endpoint of their choosing."""
+    kube.cluster.kubectl("create", "secret", "generic", "team-token", "-n", kube.namespace,
+                         "--from-literal=token=do-not-send-me")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    name = f"steal-{kube.namespace}"
+    doc = {
+        "apiVersion": "edgeplane.io/v1alpha1", "kind": "EdgeTarget",
+        "metadata": {"name": name, "labels": {"edgeplane.io/region": "nowhere"}},
+        "spec": {"endpoint": f"http://127.0.0.1:{server.server_port}",
+                 "credentialsSecretRef": {"namespace": kube.namespace, "name": "team-token",
+                                          "key": "token"}},
+    }
+    kube.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        def refused() -> dict | None:
+            res = kube.cluster.kubectl("get", "edgetarget", name, "-o", "json")
+            conds = (json.loads(res.stdout).get("status") or {}).get("conditions") or []
+            ready = next((c for c in conds if c["type"] == "Ready"), {})
+            return ready if ready.get("reason") == "CredentialsNotAllowed" else None
+
+        cond = eventually(refused, timeout=30)
+        assert cond["status"] == "False"
+        assert "spec.credentialsSecretRef.namespace" in cond["message"]
+        assert kube.namespace in cond["message"] and "edgeplane-system" in cond["message"]
+        time.sleep(5)  # two more health checks at the 2 s interval the stack uses
+        assert _Recorder.seen == []
+    finally:
+        kube.cluster.kubectl("delete", "edgetarget", name, "--wait=true", check=False)
+        server.shutdown()

@@ -21,6 +21,7 @@ from edgeplane.plan.targets import (
     TargetView,
     actions,
     affected_workers,
+    credentials_refusal,
     orphan_candidates,
     select,
 )
@@ -273,3 +274,19 @@ def test_pass_limit_allows_every_step_two_moves(steps: int, limit: int) -> None:
 )
 def test_exclusions(routes: dict, blocked: Standing, expected: dict) -> None:
     assert exclusions(routes, blocked) == expected
+
+
+@pytest.mark.parametrize(
+    ("namespace", "allowed", "refused"),
+    [
+        ("edgeplane-system", ("edgeplane-system",), False),
+        ("team-a", ("edgeplane-system",), True),
+        ("edge-creds", ("edgeplane-system", "edge-creds"), False),
+    ],
+)
+def test_credentials_refusal(namespace: str, allowed: tuple, refused: bool) -> None:
+    message = credentials_refusal(namespace, allowed)
+    assert (message is not None) is refused
+    if message:
+        assert message.startswith("spec.credentialsSecretRef.namespace: ")
+        assert namespace in message and allowed[0] in message

@@ -21,6 +21,7 @@ from edgeplane.plan.targets import (
     WorkerKey,
     actions,
     affected_workers,
+    credentials_refusal,
     full_name,
     orphan_candidates,
 )
@@ -60,6 +61,7 @@ class FleetSettings:
     heartbeat_interval: float  # EdgeTarget status is written at least this often
     namespaces: tuple[str, ...]  # watched; only Workers of these are collected as orphans
     orphan_grace: float  # after start, before the caches are trusted to know every Worker
+    credentials_namespaces: tuple[str, ...]  # where EdgeTarget token Secrets may live
 
 
 class Fleet:
@@ -158,6 +160,10 @@ class Fleet:
             return None
         spec = EdgeTarget.model_validate(body).spec
         ref = spec.credentials_secret_ref
+        refusal = credentials_refusal(ref.namespace, self.settings.credentials_namespaces)
+        if refusal is not None:  # never read, let alone sent
+            self._set_reachable(target, False, refusal, reason="CredentialsNotAllowed")
+            return None
         secret = await self.kube.secret(ref.namespace, ref.name)
         token = (secret or {}).get(ref.key, b"").decode().strip()
         if not token:
