@@ -146,3 +146,40 @@ def test_operator_as_its_service_account_deploys_updates_and_removes(
     )
     forbidden = forbidden_lines(restricted_operator)
     assert forbidden == [], "\n".join(forbidden)
+
+
+# What the operator's ServiceAccount must NOT be able to do: (verb, resource, extra args).
+# (It may create ConfigMaps, its version archives, in any namespace that has Workers: a
+# ClusterRole cannot narrow that to those namespaces.)
+CANNOT = [
+    ("create", "secrets", ()), ("update", "secrets", ()), ("patch", "secrets", ()),
+    ("delete", "secrets", ()), ("delete", "configmaps", ("-n", "kube-system")),
+    ("update", "configmaps", ()), ("patch", "configmaps", ()),
+    ("create", "pods", ()), ("create", "deployments.apps", ()), ("delete", "namespaces", ()),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", ()),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io", ()),
+    ("impersonate", "serviceaccounts", ()), ("create", "serviceaccounts", ("--subresource=token",)),
+    ("create", "workerroutes.edgeplane.io", ()), ("delete", "workers.edgeplane.io", ()),
+    ("update", "workers.edgeplane.io", ()), ("create", "hostclaims.edgeplane.io", ()),
+    ("patch", "hostclaims.edgeplane.io", ()), ("delete", "edgetargets.edgeplane.io", ()),
+    ("create", "edgetargets.edgeplane.io", ()), ("create", "customresourcedefinitions", ()),
+    ("*", "*", ()),
+]
+
+
+@pytest.mark.parametrize(("verb", "resource", "extra"), CANNOT,
+                         ids=[f"{v}-{r}" for v, r, _ in CANNOT])
+def test_the_service_account_cannot(stack: Stack, verb: str, resource: str,
+                                    extra: tuple[str, ...]) -> None:
+    cluster = stack.cluster
+    assert cluster is not None
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac_docs(cluster)))
+    where = list(extra) if "-n" in extra else ["-A", *extra]
+    res = cluster.kubectl("auth", "can-i", verb, resource, *where,
+                          "--as", f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}", check=False)
+    assert res.stdout.strip() == "no", f"{verb} {resource}: {res.stdout}{res.stderr}"
+    # The check itself can say yes: the operator may read Workers and patch their status.
+    yes = cluster.kubectl("auth", "can-i", "patch", "workers.edgeplane.io", "--subresource",
+                          "status", "-A", "--as",
+                          f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}", check=False)
+    assert yes.stdout.strip() == "yes", yes.stdout + yes.stderr
