@@ -422,3 +422,30 @@ async def test_a_burst_of_pushes_causes_few_reloads(edge_agent: AgentProc) -> No
         assert 1 <= runs <= 3, runs
         for i in (0, 17, 39):
             assert await get(s, edge_agent, f"w{i}.burst") == (200, f"w{i}")
+
+
+async def test_a_rotated_token_file_takes_effect_without_a_restart(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """As kubelet rotates a Secret volume: a new file swapped in by rename. The new token
+    works within seconds, the old one no longer does; an empty file keeps the current one."""
+    agent = edge_agents("rot")
+    token_file = agent.state_dir.parent / f"{agent.state_dir.name}.token"
+    url = f"{agent.api_url}/v1/workers"
+
+    async def status(s: aiohttp.ClientSession, token: str) -> int:
+        async with s.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+            return r.status
+
+    async with aiohttp.ClientSession() as s:
+        assert await status(s, agent.token) == 200
+        new = token_file.with_name("new-token")
+        new.write_text("rotated-token\n")
+        new.replace(token_file)
+        for _ in range(50):
+            if await status(s, "rotated-token") == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert await status(s, "rotated-token") == 200
+        assert await status(s, agent.token) == 401
+        token_file.write_text("")
+        await asyncio.sleep(2.5)
+        assert await status(s, "rotated-token") == 200

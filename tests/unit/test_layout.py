@@ -27,6 +27,7 @@ IO_MODULES = {
     "edgeplane.edge.app": "the agent's HTTP API and process",
     "edgeplane.edge.generations": "workerd generations on the public socket",
     "edgeplane.edge.store": "the durable store of accepted deployments",
+    "edgeplane.edge.token": "re-reads the token file",
     "edgeplane.edge.validate": "throw-away workerds that try new bundles",
     "edgeplane.edge.workerd": "finding and running workerd",
     "edgeplane.localstack": "the local control plane for tests and the demo",

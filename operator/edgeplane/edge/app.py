@@ -64,12 +64,13 @@ from edgeplane.edge import probe as probes
 from edgeplane.edge.agent import Agent
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
+from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.wire import NAMESPACE_RE, WORKER_NAME_RE, Deployment, Exclusions
 
 log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
-TOKEN_KEY = web.AppKey("token", str)  # the bearer token the operator presents
+TOKEN_KEY = web.AppKey("token", TokenFile)  # the bearer token the operator presents
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _OPEN = {"/healthz", "/readyz"}
@@ -124,7 +125,7 @@ async def auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """The bearer token on everything but the health checks; bodies up to the limit."""
-    token, max_body = request.app[TOKEN_KEY], request.app[MAX_BODY_KEY]
+    token, max_body = request.app[TOKEN_KEY].value, request.app[MAX_BODY_KEY]
     if request.path not in _OPEN and not token_ok(request.headers.get("Authorization"), token):
         return web.json_response(
             {"error": "missing or invalid bearer token"},
@@ -255,10 +256,12 @@ async def list_exclusions(request: web.Request) -> web.Response:
     return web.json_response({"exclusions": {ns: list(ps) for ns, ps in exclusions.items()}})
 
 
-def make_app(agent: Agent, token: str, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+def make_app(
+    agent: Agent, token: str | TokenFile, max_body: int = DEFAULT_MAX_BODY
+) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
     app[AGENT_KEY] = agent
-    app[TOKEN_KEY] = token
+    app[TOKEN_KEY] = token if isinstance(token, TokenFile) else TokenFile.fixed(token)
     app[MAX_BODY_KEY] = max_body
     app.add_routes(routes)
     return app
@@ -337,7 +340,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument(
         "--token-file",
-        help="file holding the bearer token the operator presents (required)",
+        help="file holding the bearer token the operator presents (required); re-read "
+        "within a second when it changes, e.g. a rotated Secret volume",
         default=env("EDGEPLANE_AGENT_TOKEN_FILE"),
     )
     ap.add_argument(
@@ -357,7 +361,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> None:
+async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Path) -> None:
     http_sock = bind(args.listen_http)
     agent = Agent(
         state,
@@ -391,9 +395,11 @@ async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watching = asyncio.create_task(token.watch())
     try:
         await stop.wait()
     finally:
+        watching.cancel()
         await runner.cleanup()
         await agent.close()
         with contextlib.suppress(OSError):
@@ -403,9 +409,10 @@ async def serve(args: argparse.Namespace, token: str, state: Path, wd: Path) -> 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    token = Path(args.token_file).read_text().strip()
-    if not token:
-        print("edgeplane agent: the token file is empty", file=sys.stderr)
+    try:
+        token = TokenFile.read(Path(args.token_file))
+    except (OSError, ValueError) as e:
+        print(f"edgeplane agent: --token-file: {e}", file=sys.stderr)
         return 2
     # Defence in depth: the agent writes its files with explicit modes, but workerd (which
     # inherits the umask) creates the Durable Object and KV files under the state dir.
