@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from edgeplane.api import Worker
-from edgeplane.compile import CompileError, compile_worker
+from edgeplane.compile import CompileError, Sources, compile_worker
 from edgeplane.localstack.pki import CertificateAuthority
 from edgeplane.resolve.policy import MAX_URL_BYTES, UrlSettings
 from edgeplane.resolve.sources import Resolver
@@ -52,12 +52,17 @@ def worker(*urls: tuple[str, bytes]) -> Worker:
     })
 
 
-async def resolve(s: UrlSettings, w: Worker) -> tuple[dict[str, bytes], dict[Any, str]]:
+async def sources(s: UrlSettings, w: Worker) -> Sources:
+    """What a fresh Resolver (an empty cache) reads for `w`."""
     r = Resolver(kube=None, urls=s)  # type: ignore[arg-type]
     try:
-        got = await r.resolve(w)
+        return await r.resolve(w)
     finally:
         await r.close()
+
+
+async def resolve(s: UrlSettings, w: Worker) -> tuple[dict[str, bytes], dict[Any, str]]:
+    got = await sources(s, w)
     return dict(got.urls), dict(got.url_errors)
 
 
@@ -79,13 +84,9 @@ async def test_a_large_module_arrives_whole_and_compiles(
     body = large_module(5_000_000)  # ~80 chunks of 64 KiB
     server.routes["/big.js"] = Route(body, length=length)
     w = worker((server.url("/big.js"), body))
-    r = Resolver(kube=None, urls=settings(pki))  # type: ignore[arg-type]
-    try:
-        sources = await r.resolve(w)
-    finally:
-        await r.close()
-    assert sources.urls[hashlib.sha256(body).hexdigest()] == body
-    bundle = compile_worker(w, sources)
+    got = await sources(settings(pki), w)
+    assert got.urls[hashlib.sha256(body).hexdigest()] == body
+    bundle = compile_worker(w, got)
     assert len(bundle.modules[0].content) == len(body)
 
 
@@ -107,13 +108,9 @@ async def test_the_error_reaches_the_condition_naming_the_field(
 ) -> None:
     server.routes["/gone.js"] = Route(b"", status=404)
     w = worker((server.url("/gone.js"), MODULE))
-    r = Resolver(kube=None, urls=settings(pki))  # type: ignore[arg-type]
-    try:
-        sources = await r.resolve(w)
-    finally:
-        await r.close()
+    got = await sources(settings(pki), w)
     with pytest.raises(CompileError) as e:
-        compile_worker(w, sources)
+        compile_worker(w, got)
     assert e.value.reason == "SourceNotFound"
     assert e.value.message == (
         f"spec.modules[0].url (m0.js): {server.url('/gone.js')}: "
