@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client as kclient
@@ -25,6 +25,7 @@ from edgeplane.reconcile.worker import WorkerReconciler
 from edgeplane.reconcile.workqueue import WorkQueue
 from edgeplane.report import metrics
 from edgeplane.report.writer import StatusWriter
+from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
 from edgeplane.routing import conflict_key
 from edgeplane.versions.store import VersionStore
@@ -54,6 +55,8 @@ class Settings:
     orphan_grace: float = 30.0
     # The only namespaces EdgeTargets' credential Secrets are read from.
     credentials_namespaces: tuple[str, ...] = ("edgeplane-system",)
+    # How url modules are downloaded: addresses, CA bundle, timeout, cache.
+    urls: UrlSettings = field(default_factory=UrlSettings)
 
 
 def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -106,7 +109,7 @@ class Controller:
             requeue=lambda key: self.queue.add(("Worker", *key)),
             requeue_exclusions=self._requeue_exclusions,
         )
-        self.resolver = Resolver(self.kube)
+        self.resolver = Resolver(self.kube, s.urls)
         self.versions = VersionStore(self.kube, self.resolver, s.versions_retained)
         self.writer = StatusWriter(self.kube, self.cache.workers)
         self.worker_loop = WorkerReconciler(

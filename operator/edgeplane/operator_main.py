@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
+import ssl
 
 import kopf
 from prometheus_client import disable_created_metrics, start_http_server
 
 from edgeplane.controller import Settings
+from edgeplane.resolve.download import tls_context
+from edgeplane.resolve.policy import UrlSettings
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -51,7 +55,57 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "the operator's own ($POD_NAMESPACE), else edgeplane-system",
     )
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
+    _url_args(parser)
     return parser.parse_args(argv)
+
+
+def _network(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a network (CIDR): {text!r}") from None
+
+
+def _url_args(parser: argparse.ArgumentParser) -> None:
+    """How the modules of Workers' spec.modules[].url are downloaded."""
+    env = os.environ.get
+    parser.add_argument(
+        "--url-allow-private", action="store_true",
+        default=env("EDGEPLANE_URL_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
+        help="download modules from non-public addresses too (loopback, private, "
+        "link-local, ...); default: public addresses only",
+    )
+    parser.add_argument(
+        "--url-allow-network", action="append", type=_network,
+        default=[_network(n) for n in env("EDGEPLANE_URL_ALLOW_NETWORKS", "").split(",") if n],
+        help="a non-public network (CIDR) modules may be downloaded from, e.g. an internal "
+        "file server (repeatable)",
+    )
+    parser.add_argument(
+        "--url-ca-bundle", default=env("EDGEPLANE_URL_CA_BUNDLE", ""),
+        help="PEM file of CAs trusted for module downloads, besides the system's",
+    )
+    parser.add_argument(
+        "--url-timeout", type=float, default=float(env("EDGEPLANE_URL_TIMEOUT", "30")),
+        help="seconds for one module download, redirects included (default 30)",
+    )
+
+
+def url_settings(args: argparse.Namespace) -> UrlSettings:
+    """The download settings; a CA bundle that cannot be read stops the operator here
+    rather than failing every download later."""
+    if args.url_ca_bundle:
+        try:
+            tls_context(args.url_ca_bundle)
+        except (OSError, ssl.SSLError) as e:
+            raise SystemExit(f"--url-ca-bundle {args.url_ca_bundle}: {e}") from None
+    return UrlSettings(
+        allow_private=args.url_allow_private,
+        allowed_networks=tuple(args.url_allow_network),
+        ca_bundle=args.url_ca_bundle or None,
+        timeout=args.url_timeout,
+        budget=max(UrlSettings.budget, args.url_timeout),
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -77,6 +131,7 @@ def main(argv: list[str]) -> int:
         credentials_namespaces=tuple(
             args.credentials_namespace or [os.environ.get("POD_NAMESPACE") or "edgeplane-system"]
         ),
+        urls=url_settings(args),
     )
     assert handlers.startup is not None
     kopf.run(

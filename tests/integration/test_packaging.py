@@ -28,6 +28,8 @@ VARIANTS: dict[str, list[str]] = {
                         "agent.existingSecret=my-token"],
     "no-rbac": ["rbac.create=false", "serviceAccount.create=false",
                 "serviceAccount.name=existing"],
+    "url-downloads": ["operator.urls.allowNetworks={10.20.0.0/16,fd00::/8}",
+                      "operator.urls.caBundle.configMap=corp-ca", "operator.urls.timeout=10"],
 }
 
 
@@ -94,6 +96,8 @@ def test_helm_lint(helm: Path, variant: str) -> None:
     "podSecurityContext.runAsNonRoot=false",
     "operator.logLevel=LOUD",
     "agent.kind=StatefulSet",
+    "operator.urls.caBundle.configMap=Not_A_Name",
+    "operator.urls.allowNetworks={example.com}",
     "typo=1",
 ])
 def test_values_schema_refuses_bad_values(helm: Path, bad: str) -> None:
@@ -143,6 +147,15 @@ def test_chart_renders_and_the_apiserver_accepts_it(
         assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
     else:
         assert operator["spec"]["strategy"]["type"] == "Recreate"
+    if "operator.urls.caBundle.configMap=corp-ca" in sets:
+        assert {"--url-ca-bundle=/etc/edgeplane/url-ca/ca.crt", "--url-timeout=10",
+                "--url-allow-network=10.20.0.0/16", "--url-allow-network=fd00::/8"} <= set(
+            c["args"])
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["url-ca"] == "/etc/edgeplane/url-ca"
+        assert {"name": "url-ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    else:
+        assert not any(a.startswith(("--url-ca-bundle", "--url-allow")) for a in c["args"])
     if "agent.enabled=true" in sets:
         target = next(d for d in objs if d["kind"] == "EdgeTarget")
         ref = target["spec"]["credentialsSecretRef"]

@@ -127,6 +127,12 @@ def test_sources_resolve_from_config_maps_secrets_and_urls() -> None:
         ),
         (
             {"modules": [{"name": "i.js", "url": "https://x.example/i.js", "sha256": "a" * 64}]},
+            Sources(url_errors={("https://x.example/i.js", "a" * 64): "the server answered 404"}),
+            "SourceNotFound",
+            "spec.modules[0].url (i.js): the server answered 404",
+        ),
+        (
+            {"modules": [{"name": "i.js", "url": "https://x.example/i.js", "sha256": "a" * 64}]},
             Sources(urls={"a" * 64: b"tampered"}),
             "SourceChecksumMismatch",
             "spec.modules[0] (i.js).sha256",

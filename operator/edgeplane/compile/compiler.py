@@ -40,12 +40,14 @@ class Sources:
 
     config_maps: ConfigMap name -> key -> value (str from data, bytes from binaryData).
     secrets: Secret name -> key -> decoded bytes.
-    urls: sha256 -> downloaded bytes, already checked against that sha256.
+    urls: sha256 -> downloaded bytes (the compiler checks them against that sha256).
+    url_errors: (url, sha256) -> why that URL could not be downloaded.
     """
 
     config_maps: Mapping[str, Mapping[str, str | bytes]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
     urls: Mapping[str, bytes] = field(default_factory=dict)
+    url_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ def _module_bytes(i: int, m: WorkerModule, namespace: str, sources: Sources) -> 
     assert m.url is not None and m.sha256 is not None  # the model allows nothing else
     content = sources.urls.get(m.sha256)
     if content is None:
-        raise CompileError("SourceNotFound", f"{where}.url: {m.url} could not be downloaded")
+        why = sources.url_errors.get((m.url, m.sha256), f"{m.url} could not be downloaded")
+        raise CompileError("SourceNotFound", f"spec.modules[{i}].url ({m.name}): {why}")
     if hashlib.sha256(content).hexdigest() != m.sha256:
         raise CompileError(
             "SourceChecksumMismatch",

@@ -1,5 +1,6 @@
 """Read what a Worker references: its ConfigMaps, Secrets and URLs (I/O only; what is
-missing is simply absent from the result, and the compiler says what to fix).
+missing is simply absent from the result, with why for a URL, and the compiler says what
+to fix).
 
 ConfigMaps and Secrets are watched, not fetched on every pass: the watches feed `seen`,
 and a source read for the first time is fetched once and then kept current by its
@@ -8,17 +9,16 @@ wins, so a slow answer never overwrites a newer event."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-
-import aiohttp
 
 from edgeplane.api import Worker
 from edgeplane.compile import Sources, references
 from edgeplane.kube.client import Kube, contents
-
-MAX_URL_BYTES = 64 * 1000 * 1000
+from edgeplane.resolve.download import Downloader
+from edgeplane.resolve.policy import DownloadError, ModuleCache, UrlSettings
 
 SourceKey = tuple[str, str, str]  # ("ConfigMap" | "Secret", namespace, name)
 Contents = Mapping[str, str | bytes]
@@ -34,17 +34,17 @@ def _version(body: Mapping[str, Any]) -> int:
 
 
 class Resolver:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, urls: UrlSettings | None = None) -> None:
         self.kube = kube
-        self._http: aiohttp.ClientSession | None = None  # made when a URL is first read
-        self.url_cache: dict[str, bytes] = {}  # sha256 -> content: content-addressed
+        self.urls = urls or UrlSettings()
+        self.downloader = Downloader(self.urls)
+        self.url_cache = ModuleCache(self.urls.cache_bytes)  # sha256 -> content
         # Sources Workers read: resourceVersion and contents (None: does not exist).
         self.sources: dict[SourceKey, tuple[int, Contents | None]] = {}
         self._fetching: set[SourceKey] = set()  # events for these count, whoever reads them
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await self.downloader.close()
 
     def seen(self, kind: str, body: Mapping[str, Any], deleted: bool, referenced: bool) -> None:
         """A watch event for a ConfigMap or Secret; kept only if a Worker reads it."""
@@ -84,24 +84,34 @@ class Resolver:
         for name in refs.secrets:
             if (values := await self._source("Secret", ns, name)) is not None:
                 secrets[name] = {k: v for k, v in values.items() if isinstance(v, bytes)}
-        urls = {}
-        for url, sha in refs.urls if modules else ():
-            if (content := await self._download(url, sha)) is not None:
-                urls[sha] = content
-        return Sources(config_maps=config_maps, secrets=secrets, urls=urls)
+        urls, url_errors = await self._downloads(refs.urls if modules else ())
+        return Sources(config_maps=config_maps, secrets=secrets, urls=urls, url_errors=url_errors)
 
-    async def _download(self, url: str, sha256: str) -> bytes | None:
-        if sha256 in self.url_cache:
-            return self.url_cache[sha256]
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        try:
-            async with self._http.get(url) as resp:
-                if resp.status != 200:
-                    return None
-                content = await resp.content.read(MAX_URL_BYTES + 1)
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            return None
-        if hashlib.sha256(content).hexdigest() == sha256:
-            self.url_cache[sha256] = content
-        return content
+    async def _downloads(
+        self, wanted: Iterable[tuple[str, str]]
+    ) -> tuple[dict[str, bytes], dict[tuple[str, str], str]]:
+        """The Worker's url modules (sha256 -> content), a few at a time and all within one
+        budget; and why each one that failed did (by (url, sha256))."""
+        budget = self.urls.budget
+        deadline = asyncio.get_running_loop().time() + budget
+        slots = asyncio.Semaphore(self.urls.concurrency)
+
+        async def one(url: str, sha256: str) -> bytes | str:
+            if (cached := self.url_cache.get(sha256)) is not None:
+                return cached
+            try:
+                async with asyncio.timeout_at(deadline), slots:
+                    content = await self.downloader.fetch(url)
+            except TimeoutError:
+                return f"not downloaded: this Worker's downloads took over {budget:g}s in all"
+            except DownloadError as e:
+                return str(e)
+            if hashlib.sha256(content).hexdigest() == sha256:
+                self.url_cache.put(sha256, content)
+            return content  # a mismatch is the compiler's to report
+
+        pairs = sorted(wanted)
+        results = await asyncio.gather(*(one(url, sha) for url, sha in pairs))
+        urls = {sha: r for (_, sha), r in zip(pairs, results, strict=True) if isinstance(r, bytes)}
+        errors = {p: r for p, r in zip(pairs, results, strict=True) if isinstance(r, str)}
+        return urls, errors

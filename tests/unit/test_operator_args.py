@@ -1,0 +1,56 @@
+"""`edgeplane operator`'s url flags and their environment defaults become UrlSettings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeplane.localstack.pki import CertificateAuthority
+from edgeplane.operator_main import parse_args, url_settings
+from edgeplane.resolve.policy import UrlSettings
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, UrlSettings()),
+        (["--url-allow-private"], {}, UrlSettings(allow_private=True)),
+        ([], {"EDGEPLANE_URL_ALLOW_PRIVATE": "true"}, UrlSettings(allow_private=True)),
+        (
+            ["--url-allow-network", "10.1.2.3", "--url-allow-network", "fd00::/8"],
+            {},
+            UrlSettings(allowed_networks=("10.1.2.3/32", "fd00::/8")),
+        ),
+        (
+            [],
+            {"EDGEPLANE_URL_ALLOW_NETWORKS": "10.0.0.0/8,192.168.1.7"},
+            UrlSettings(allowed_networks=("10.0.0.0/8", "192.168.1.7/32")),
+        ),
+        (["--url-timeout", "5"], {}, UrlSettings(timeout=5.0)),
+        # A budget shorter than one download would make the timeout meaningless.
+        ([], {"EDGEPLANE_URL_TIMEOUT": "300"}, UrlSettings(timeout=300.0, budget=300.0)),
+    ],
+)
+def test_url_flags(
+    argv: list[str], env: dict[str, str], expected: UrlSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert url_settings(parse_args(argv)) == expected
+
+
+def test_a_bad_network_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--url-allow-network", "10.0.0.300/8"])
+    assert "not a network (CIDR): '10.0.0.300/8'" in capsys.readouterr().err
+
+
+def test_the_ca_bundle_is_read_at_start(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "ca")
+    ok = url_settings(parse_args(["--url-ca-bundle", str(ca.pair.cert)]))
+    assert ok.ca_bundle == str(ca.pair.cert)
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    for path in (tmp_path / "missing.pem", tmp_path / "junk.pem"):
+        with pytest.raises(SystemExit, match=f"--url-ca-bundle {path}: "):
+            url_settings(parse_args(["--url-ca-bundle", str(path)]))
