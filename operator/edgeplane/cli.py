@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "operator": ("edgeplane.operator_main", "main", "run the operator"),
     "demo": ("edgeplane.localstack.demo", "main", "run the whole stack locally"),
     "import": ("edgeplane.wrangler", "main", "write manifests from a wrangler.toml/jsonc"),
+    "sign": ("edgeplane.sign", "main", "sign version override headers to test a version"),
 }
 
 

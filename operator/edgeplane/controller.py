@@ -57,6 +57,8 @@ class Settings:
     credentials_namespaces: tuple[str, ...] = ("edgeplane-system",)
     # How url modules are downloaded: addresses, CA bundle, timeout, cache.
     urls: UrlSettings = field(default_factory=UrlSettings)
+    # Signs version override and sticky headers at every location ("": none count).
+    signing_key: str = field(default="", repr=False)
 
 
 def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -103,7 +105,11 @@ class Controller:
         self.fleet = Fleet(
             self.kube,
             FleetSettings(
-                s.heartbeat_interval, s.namespaces, s.orphan_grace, s.credentials_namespaces
+                s.heartbeat_interval,
+                s.namespaces,
+                s.orphan_grace,
+                s.credentials_namespaces,
+                s.signing_key,
             ),
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),

@@ -8,6 +8,8 @@ import ipaddress
 import logging
 import os
 import ssl
+import sys
+from pathlib import Path
 
 import kopf
 from prometheus_client import disable_created_metrics, start_http_server
@@ -15,6 +17,7 @@ from prometheus_client import disable_created_metrics, start_http_server
 from edgeplane.controller import Settings
 from edgeplane.resolve.download import tls_context
 from edgeplane.resolve.policy import UrlSettings
+from edgeplane.wire import MIN_SIGNING_KEY
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,6 +56,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=[n for n in env("EDGEPLANE_CREDENTIALS_NAMESPACE", "").split(",") if n],
         help="namespace EdgeTargets' credential Secrets may be in (repeatable); default: "
         "the operator's own ($POD_NAMESPACE), else edgeplane-system",
+    )
+    parser.add_argument(
+        "--signing-key-file", default=env("EDGEPLANE_SIGNING_KEY_FILE", ""),
+        help="file with the cluster's key (32+ characters) for signed version override "
+        "headers, handed to every location; `edgeplane sign` signs with it",
     )
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
     _url_args(parser)
@@ -110,6 +118,13 @@ def url_settings(args: argparse.Namespace) -> UrlSettings:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    signing_key = ""
+    if args.signing_key_file:
+        signing_key = Path(args.signing_key_file).read_text().strip()
+        if len(signing_key) < MIN_SIGNING_KEY:
+            print(f"edgeplane operator: --signing-key-file: the key needs at least "
+                  f"{MIN_SIGNING_KEY} characters", file=sys.stderr)
+            return 2
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -128,6 +143,7 @@ def main(argv: list[str]) -> int:
         concurrency=args.concurrency,
         health_interval=args.health_interval,
         namespaces=tuple(args.namespace),
+        signing_key=signing_key,
         credentials_namespaces=tuple(
             args.credentials_namespace or [os.environ.get("POD_NAMESPACE") or "edgeplane-system"]
         ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from enum import StrEnum
@@ -246,4 +247,49 @@ def redact(message: str, secrets: Iterable[str]) -> str:
     for v in sorted(values, key=len, reverse=True):
         message = message.replace(v, "[redacted]")
     return message
+
+
+SIGNATURE_HEADER = "Edgeplane-Signature"
+OVERRIDES_HEADER = "Edgeplane-Version-Overrides"
+VERSION_KEY_HEADER = "Edgeplane-Version-Key"
+MIN_SIGNING_KEY = 32  # characters
+
+
+def sign(
+    key: str, now: int, proto: str = "", overrides: str = "", version_key: str = ""
+) -> str:
+    """The Edgeplane-Signature value that makes a location's router honour these
+    X-Forwarded-Proto, Edgeplane-Version-Overrides and Edgeplane-Version-Key values (""
+    when a header is not sent) for five minutes around `now` (unix seconds). The router's
+    `signedText` and `verified` check it the same way."""
+    text = f"{now}\n{proto}\n{overrides}\n{version_key}"
+    digest = hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
+    return f"t={now},v={digest}"
+
+
+def signed_headers(
+    key: str,
+    now: int,
+    *,
+    proto: str | None = None,
+    overrides: str | None = None,
+    version_key: str | None = None,
+) -> dict[str, str]:
+    """The headers to send, signature included."""
+    headers = {
+        name: value
+        for name, value in (
+            ("X-Forwarded-Proto", proto),
+            (OVERRIDES_HEADER, overrides),
+            (VERSION_KEY_HEADER, version_key),
+        )
+        if value is not None
+    }
+    headers[SIGNATURE_HEADER] = sign(key, now, proto or "", overrides or "", version_key or "")
+    return headers
+
+
+def key_fingerprint(key: str) -> str:
+    """Names a signing key without giving it away: the operator compares fingerprints."""
+    return hashlib.sha256(b"edgeplane-signing-key\0" + key.encode()).hexdigest()[:16]
 

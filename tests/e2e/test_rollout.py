@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from edgeplane.localstack.stack import Stack
+from edgeplane.wire import signed_headers
 from tests.e2e.conftest import Kube, eventually, fetch, metric, route, worker
 from tests.unit.test_argocd_health import health
 
@@ -201,10 +202,15 @@ def test_traffic_split_with_zero_percent_override_then_90_10_and_sticky_keys(
     obj = kube.wait_ready(name, generation=2)
     v2 = obj["status"]["latestVersion"]
     agent = stack.agents[0]
-    override = {"Edgeplane-Version-Overrides": f'{kube.namespace}.{name}="{v2[:12]}"'}
+    asked = f'{kube.namespace}.{name}="{v2[:12]}"'
+    override = signed_headers(stack.signing_key, int(time.time()), overrides=asked)
     # The route's split may reach the location a moment after the Worker's new version.
     eventually(lambda: {fetch(agent, host)[1] for _ in range(40)} == {"v1"})
     assert fetch(agent, host, headers=override) == (200, "v2")
+    # The same header unsigned, or signed with another key, is a request like any other.
+    forged = signed_headers("f" * 40, int(time.time()), overrides=asked)
+    for headers in ({"Edgeplane-Version-Overrides": asked}, forged):
+        assert {fetch(agent, host, headers=headers)[1] for _ in range(20)} == {"v1"}
     route_ready = kube.condition("workerroute", name, "Ready")
     assert route_ready and route_ready["status"] == "True" and v1[:12] in route_ready["message"]
 
@@ -223,8 +229,8 @@ def test_traffic_split_with_zero_percent_override_then_90_10_and_sticky_keys(
     share = 100 * counts["v2"] / 2000
     assert 5 <= share <= 15, counts
     for key in ("client-7", "client-42"):
-        answers = {fetch(agent, host, headers={"Edgeplane-Version-Key": key})[1]
-                   for _ in range(50)}
+        sticky = signed_headers(stack.signing_key, int(time.time()), version_key=key)
+        answers = {fetch(agent, host, headers=sticky)[1] for _ in range(50)}
         assert len(answers) == 1, (key, answers)
 
     # A version the Worker never had is refused by name, and nothing changes.

@@ -24,9 +24,11 @@ def files(stack: Stack, kube: Kube, tmp_path: Path) -> Iterator[FileServer]:
     that one address (every other non-public address stays refused); restored after."""
     op = stack.operator
     assert op is not None
+    shared = op.extra_args
     with FileServer(tmp_path) as server:
         op.stop()
         op.extra_args = (
+            *shared,
             "--url-ca-bundle", str(server.ca.pair.cert), "--url-allow-network", "127.0.0.1/32",
         )
         try:
@@ -34,7 +36,7 @@ def files(stack: Stack, kube: Kube, tmp_path: Path) -> Iterator[FileServer]:
             yield server
         finally:
             op.stop()
-            op.extra_args = ()
+            op.extra_args = shared
             op.start()
 
 

@@ -30,9 +30,24 @@ from typing import Any
 
 import pytest
 
-from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
+from edgeplane.wire import (
+    Bundle,
+    BundleBinding,
+    BundleModule,
+    Deployment,
+    ModuleType,
+    Route,
+    signed_headers,
+)
 
 TOKEN = "test-token-0123456789abcdef"
+# The fixtures' agents sign version override headers with this key (the operator's role).
+SIGNING_KEY = "test-signing-key-0123456789abcdef0123456789"
+
+
+def signed(**headers: str) -> dict[str, str]:
+    """Headers (proto=, overrides=, version_key=) signed for the fixtures' agents."""
+    return signed_headers(SIGNING_KEY, int(time.time()), **headers)
 
 
 def _die_with_parent() -> None:
@@ -150,12 +165,22 @@ def start_agent(
             try:
                 ctx = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else None
                 urllib.request.urlopen(agent.api_url + "/readyz", timeout=2, context=ctx)
+                _hand_signing_key(agent, ctx)
                 return agent
             except (urllib.error.URLError, OSError):
                 pass
         time.sleep(0.05)
     AgentProc(popen, state_dir, "", "", token, log).stop()
     raise RuntimeError(f"agent not ready within {timeout}s:\n{log.read_text()}")
+
+
+def _hand_signing_key(agent: AgentProc, ctx: ssl.SSLContext | None) -> None:
+    req = urllib.request.Request(
+        agent.api_url + "/v1/signing-key", method="PUT",
+        data=json.dumps({"key": SIGNING_KEY}).encode(),
+        headers={**agent.headers(), "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(req, timeout=30, context=ctx)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from tests.integration.edge_fixtures import (
     bundle,
     deployment,
     edge_agent,  # noqa: F401 (fixture)
+    signed,
     text_worker,
 )
 
@@ -197,7 +198,7 @@ async def test_request_counts_per_version_survive_reloads(edge_agent: AgentProc)
     ids = (v1.version or "", v2.version or "", v3.version or "")
 
     def override(v: str) -> dict[str, str]:
-        return {"Edgeplane-Version-Overrides": f'ns.count="{v}"'}
+        return signed(overrides=f'ns.count="{v}"')
 
     async with aiohttp.ClientSession() as s:
         assert (await put(s, edge_agent, d))[0] == 200

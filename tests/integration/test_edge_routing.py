@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import Counter
 
 import aiohttp
 import pytest
 
 from edgeplane.routing import normalize_path
+from edgeplane.wire import key_fingerprint, signed_headers
 from tests.integration.edge_fixtures import (
+    SIGNING_KEY,
     AgentProc,
     body_of,
     bundle,
     deployment,
     edge_agent,  # noqa: F401 (fixture)
     edge_agents,  # noqa: F401 (fixture)
+    signed,
     text_worker,
 )
 from tests.route_cases import GROUPS, PATHS, split_url
@@ -103,7 +108,7 @@ async def test_route_table_through_router(edge_agent: AgentProc) -> None:  # noq
             for case in group["cases"]:
                 scheme, host, path_query = split_url(case["url"])
                 # The socket speaks http; a TLS-terminating proxy says https.
-                got = await raw_get(edge_agent, host, path_query, **{"X-Forwarded-Proto": scheme})
+                got = await raw_get(edge_agent, host, path_query, **signed(proto=scheme))
                 want = (404, None) if case["expect"] is None else (200, case["expect"])
                 assert (got[0], got[1] if got[0] == 200 else None) == want, case
             for name in names:
@@ -154,17 +159,17 @@ async def test_percent_split_sticky_and_override(edge_agent: AgentProc) -> None:
         # A version key keeps one client on one version.
         for key in ("alice", "bob", "carol"):
             got = {
-                (await get(s, edge_agent, "split.test", "/", **{"Edgeplane-Version-Key": key}))[1]
+                (await get(s, edge_agent, "split.test", "/", **signed(version_key=key)))[1]
                 for _ in range(20)
             }
             assert len(got) == 1
         # The override header picks a version of the deployment, full id or a prefix.
         for v, want in ((v2.version, "v2"), (v1.version, "v1")):
-            hdr = {"Edgeplane-Version-Overrides": f'ns.split="{v}"'}
+            hdr = signed(overrides=f'ns.split="{v}"')
             assert {(await get(s, edge_agent, "split.test", "/", **hdr))[1] for _ in range(30)} == {
                 want
             }
-        hdr = {"Edgeplane-Version-Overrides": f'ns.split="{v2.version[:12]}"'}  # type: ignore[index]
+        hdr = signed(overrides=f'ns.split="{v2.version[:12]}"')  # type: ignore[index]
         assert {(await get(s, edge_agent, "split.test", "/", **hdr))[1] for _ in range(30)} == {
             "v2"
         }
@@ -217,3 +222,37 @@ async def test_a_route_without_a_worker_bypasses_less_specific_routes(edge_agent
         assert await get(s, again, "example.com", "/images/cat.png") == (200, "site")
         st, body = await put_exclusions(s, again, "static", ["example.com/*?q=1"])
         assert st == 422 and "patterns.0" in body["error"]
+
+
+async def test_public_requests_cannot_pick_versions_or_the_scheme(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A dark (0 %) version is reachable only with a signed override; a sticky key and
+    X-Forwarded-Proto count only signed, or (the proto) behind a proxy the location trusts."""
+    agent = edge_agents("pub")
+    v1, v2 = text_worker("ns.dark", "v1"), text_worker("ns.dark", "v2")
+    dark = deployment(v1, v2, routes=("dark.test/*",),
+                      traffic=((v1.version, 100), (v2.version, 0)))  # type: ignore[arg-type]
+    secure = deployment(text_worker("ns.secure", "secure"), routes=("https://secure.test/*",))
+    override = f'ns.dark="{v2.version}"'
+    async with aiohttp.ClientSession() as s:
+        for d in (dark, secure):
+            assert (await put(s, agent, d))[0] == 200
+        answers = set()
+        for _ in range(20):
+            unsigned = {"Edgeplane-Version-Overrides": override, "Edgeplane-Version-Key": "k"}
+            answers.add((await get(s, agent, "dark.test", "/", **unsigned))[1])
+            forged = signed_headers("x" * 40, int(time.time()), overrides=override)
+            answers.add((await get(s, agent, "dark.test", "/", **forged))[1])
+        assert answers == {"v1"}
+        assert await get(s, agent, "dark.test", "/", **signed(overrides=override)) == (200, "v2")
+        assert (await get(s, agent, "secure.test", "/", **{"X-Forwarded-Proto": "https"}))[0] == 404
+        assert await get(s, agent, "secure.test", "/", **signed(proto="https")) == (200, "secure")
+    behind_proxy = edge_agents("proxied", extra_args=("--trust-forwarded-proto",))
+    async with aiohttp.ClientSession() as s:
+        assert (await put(s, behind_proxy, secure))[0] == 200
+        got = await get(s, behind_proxy, "secure.test", "/", **{"X-Forwarded-Proto": "https"})
+        assert got == (200, "secure")
+        # Its /v1/info names the key in force by fingerprint, never the key itself.
+        async with s.get(f"{behind_proxy.api_url}/v1/info", headers=behind_proxy.headers()) as r:
+            info = await r.json()
+        assert info["signingKey"] == key_fingerprint(SIGNING_KEY)
+        assert SIGNING_KEY not in json.dumps(info)

@@ -164,7 +164,8 @@ def test_chart_renders_and_the_apiserver_accepts_it(
                         and d["kind"] in ("Deployment", "DaemonSet"))
         vols = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
         assert vols["token"]["secret"]["secretName"] == ref["name"]
-        created = [d for d in objs if d["kind"] == "Secret"]
+        created = [d for d in objs if d["kind"] == "Secret"
+                   and d["metadata"]["name"].endswith("-agent-token")]
         assert len(created) == (0 if "agent.existingSecret=my-token" in sets else 1)
 
 
@@ -183,7 +184,8 @@ def test_monitoring_objects_render_when_enabled(helm: Path) -> None:
     ]))
     agent_monitor = next(d for d in objs_agent if d["kind"] == "ServiceMonitor"
                          and d["metadata"]["name"].endswith("-agent"))
-    token_secret = next(d for d in objs_agent if d["kind"] == "Secret")
+    token_secret = next(d for d in objs_agent if d["kind"] == "Secret"
+                        and d["metadata"]["name"].endswith("-agent-token"))
     endpoint = agent_monitor["spec"]["endpoints"][0]
     assert endpoint["bearerTokenSecret"] == {"name": token_secret["metadata"]["name"],
                                              "key": "token"}

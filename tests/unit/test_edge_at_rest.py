@@ -91,7 +91,7 @@ def test_workerd_config_and_disks_are_private(tmp_path: Path, loose_umask: int) 
     (tmp_path / "kv").chmod(0o755)  # made by an older agent
     paths = render.Paths(do_dir=tmp_path / "do", kv_dir=tmp_path / "kv")
     cfg = tmp_path / "run" / "validate-1" / "config.capnp"
-    workerd.write_config(cfg, [], paths, render.Bypass())
+    workerd.write_config(cfg, [], paths, render.RouterSettings())
     assert mode(cfg) == 0o600
     for d in ("run", "run/validate-1", "do", "kv", "kv/objects", "kv/blobs"):
         assert mode(tmp_path / d) == 0o700, d

@@ -112,7 +112,8 @@ def test_exclusions_sort_among_the_routes_and_name_their_namespace() -> None:
     table, _ = render.router_table([a, b], {"st": ("www.example.com/api/static/*",)})
     owners = [t.get("worker", f"excluded by {t.get('exclude')}") for t in table]
     assert owners == ["excluded by st", "ns.b", "ns.a"]
-    cfg = render.render([a], PATHS, render.Bypass({"st": ("example.com/x",)}, status=410))
+    settings = render.RouterSettings({"st": ("example.com/x",)}, bypass_status=410)
+    cfg = render.render([a], PATHS, settings)
     assert render.text('{"status": 410}') in cfg
 
 

@@ -43,7 +43,7 @@ def test_write_config_makes_the_directories_of_disk_services(tmp_path: Path) -> 
     paths = render.Paths(do_dir=tmp_path / "do", kv_dir=tmp_path / "kv")
     cfg = tmp_path / "run" / "config-1.capnp"
     deps = [deployment(text_worker("ns.a", "a"), routes=("a.test/*",))]
-    workerd.write_config(cfg, deps, paths, render.Bypass())
+    workerd.write_config(cfg, deps, paths, render.RouterSettings())
     assert cfg.read_text() == render.render(deps, paths)
     for d in ("run", "do", "kv/objects", "kv/blobs"):
         assert (tmp_path / d).is_dir()

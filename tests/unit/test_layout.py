@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "edgeplane"
 # Modules that do I/O, each with why. Every other module is a pure decision or a model.
 IO_MODULES = {
     "edgeplane.cli": "the command line",
+    "edgeplane.sign": "`edgeplane sign`: reads the key file",
     "edgeplane.operator_main": "the operator process",
     "edgeplane.handlers": "kopf wiring",
     "edgeplane.controller": "the caches, the queue and the timers",

@@ -143,6 +143,10 @@ class AgentClient:
         body = Exclusions(patterns=patterns).model_dump_json().encode()
         await self._call(ep, "PUT", f"/v1/exclusions/{namespace}", body)
 
+    async def put_signing_key(self, ep: Endpoint, key: str) -> None:
+        """The cluster's key for signed override headers. Raises AgentError."""
+        await self._call(ep, "PUT", "/v1/signing-key", json.dumps({"key": key}).encode())
+
     async def exclusions(self, ep: Endpoint) -> dict[str, tuple[str, ...]]:
         out = await self._call(ep, "GET", "/v1/exclusions", max_seconds=HEALTH_TIMEOUT)
         return {ns: tuple(ps) for ns, ps in ((out or {}).get("exclusions") or {}).items()}

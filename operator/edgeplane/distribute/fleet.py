@@ -28,7 +28,7 @@ from edgeplane.plan.targets import (
 from edgeplane.report import metrics
 from edgeplane.report.status import Stall, TargetFacts
 from edgeplane.report.target import Health, target_status, write_due
-from edgeplane.wire import Deployment, redact
+from edgeplane.wire import Deployment, key_fingerprint, redact
 
 log = logging.getLogger("edgeplane.fleet")
 
@@ -62,6 +62,8 @@ class FleetSettings:
     namespaces: tuple[str, ...]  # watched; only Workers of these are collected as orphans
     orphan_grace: float  # after start, before the caches are trusted to know every Worker
     credentials_namespaces: tuple[str, ...]  # where EdgeTarget token Secrets may live
+    # The cluster's key for signed version override headers ("": each location keeps its own).
+    signing_key: str = field(default="", repr=False)
 
 
 class Fleet:
@@ -203,12 +205,26 @@ class Fleet:
             message = f"agent refused the operator's credentials ({e.status}): {e}"
             self._set_reachable(name, False, message)
         else:
+            await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
             loc.info.update(info)
             loc.inventory = {w: i.identity for w, i in inventory.items()}
             loc.primaries = {w: i.primary for w, i in inventory.items()}
             loc.exclusions = exclusions
             self._set_reachable(name, True)
             await self._collect_orphans(name)
+
+    async def _hand_signing_key(self, name: str, ep: Endpoint, held: str) -> None:
+        """Give the location the cluster's signing key if it holds another (by fingerprint:
+        the key itself is never read back)."""
+        key = self.settings.signing_key
+        if not key or held == key_fingerprint(key):
+            return
+        try:
+            await self.client.put_signing_key(ep, key)
+        except Refused as e:  # e.g. an agent too old to know signed headers
+            log.warning("%s did not take the signing key (%s): %s", name, e.status, e)
+        else:
+            log.info("%s: signing key handed over", name)
 
     async def push(self, target: str, deployment: Deployment) -> Stall | None:
         """Push to one target; returns why the agent refused it, if it did."""

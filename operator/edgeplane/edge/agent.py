@@ -26,7 +26,7 @@ from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import Store, private_dir, secure_state
 from edgeplane.edge.validate import Validator
-from edgeplane.wire import Deployment, redact, secrets_of
+from edgeplane.wire import Deployment, redact, secrets_of, signed_headers
 
 log = logging.getLogger("edgeplane.agent")
 COALESCE = 0.02
@@ -56,6 +56,7 @@ class Agent:
         validate_timeout: float = 10.0,
         handoff_wait: float = 2.0,
         bypass_status: int = 404,
+        trust_forwarded_proto: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
@@ -69,6 +70,8 @@ class Agent:
         self.validated: set[str] = set()
         self.exclusions: dict[str, tuple[str, ...]] = {}  # namespace -> patterns
         self.bypass_status = bypass_status
+        self.trust_forwarded_proto = trust_forwarded_proto
+        self.signing_key = ""  # loaded at start
         self._serving = asyncio.Lock()  # one change of what is served at a time
         self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
         self.gens = Generations(
@@ -78,7 +81,7 @@ class Agent:
             render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv"),
             self.metrics,
             lambda: self.accepted,
-            lambda: render.Bypass(self.exclusions, self.bypass_status),
+            self._router_settings,
             self._http,
             drain_grace=drain_grace,
             start_timeout=start_timeout,
@@ -111,6 +114,7 @@ class Agent:
         await asyncio.to_thread(secure_state, self.state_dir)
         self.accepted = await asyncio.to_thread(self.store.load_all)
         self.exclusions = await asyncio.to_thread(self.store.load_exclusions)
+        self.signing_key = await asyncio.to_thread(self.store.load_signing_key)
         self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
         await self.gens.start()
@@ -242,6 +246,28 @@ class Agent:
                 return Result.error(422, f"workerd refused the route table: {msg}")
             return Result(200, {"changed": True, "namespace": namespace})
 
+    def _router_settings(self) -> render.RouterSettings:
+        return render.RouterSettings(
+            self.exclusions, self.bypass_status, self.signing_key, self.trust_forwarded_proto
+        )
+
+    async def use_signing_key(self, key: str) -> Result:
+        """Sign override headers with the operator's key from now on (it goes into the
+        router's config, so the router is reloaded)."""
+        async with self._serving:
+            if key == self.signing_key:
+                return Result(200, {"changed": False})
+            old, self.signing_key = self.signing_key, key
+            await self.store.save_signing_key(key)
+            try:
+                await self.gens.reload(self.accepted)
+            except workerd.StartFailed as e:
+                self.signing_key = old
+                await self.store.save_signing_key(old)
+                msg = redact(e.message, [*secrets_of(self.accepted.values()), key])
+                return Result.error(500, f"workerd did not take the new key: {msg}")
+            return Result(200, {"changed": True})
+
     # ---- request counts, probes, inventory -------------------------------------------
     async def refresh_counts(self) -> None:
         """Read the serving generation's counts now (callers that arrive while a read is
@@ -275,15 +301,15 @@ class Agent:
             answer = probes.answer(t, path, error=f"workerd is not serving at this location{why}")
         else:
             base = probes.base_url(self.http_sock.getsockname())
+            # Signed, so the router honours the proto and the version override.
+            headers = signed_headers(
+                self.signing_key,
+                int(time.time()),
+                proto=t.scheme,
+                overrides=f'{worker}="{version}"',
+            )
             answer = await _send_probe(
-                self._http(),
-                base,
-                t,
-                worker=worker,
-                version=version,
-                path=path,
-                method=method,
-                seconds=seconds,
+                self._http(), base, t, headers, path=path, method=method, seconds=seconds
             )
         secrets = secrets_of(self.accepted.values())
         for k in ("body", "error"):
@@ -306,21 +332,15 @@ async def _send_probe(
     session: aiohttp.ClientSession,
     base: str,
     t: probes.Target,
+    signed: dict[str, str],
     *,
-    worker: str,
-    version: str,
     path: str,
     method: str,
     seconds: float,
 ) -> dict[str, object]:
-    """One request to `base` (the public socket) as `t` would reach it; never raises for
-    transport errors: they are reported as status 0 and `error`."""
-    headers = {
-        "Host": t.host,
-        "X-Forwarded-Proto": t.scheme,
-        "Edgeplane-Version-Overrides": f'{worker}="{version}"',
-        "User-Agent": "edgeplane-agent-probe",
-    }
+    """One request to `base` (the public socket) as `t` would reach it, with the `signed`
+    headers; never raises for transport errors: they are reported as status 0 and `error`."""
+    headers = {"Host": t.host, "User-Agent": "edgeplane-agent-probe", **signed}
     status, body, error = 0, "", ""
     started = time.monotonic()
     try:

@@ -31,7 +31,12 @@ API (JSON; bearer token on everything but /healthz and /readyz):
                               → 200 {"changed", "namespace"} once served; 409 a pattern a
                               Worker or another namespace has; 422 bad body
   GET    /v1/exclusions       → {"exclusions": {"<namespace>": [pattern, ...]}}
-  GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready"}
+  PUT    /v1/signing-key      body: {"key": "<at least 32 characters>"}: the key that signs
+                              Edgeplane-Version-Overrides/-Key and X-Forwarded-Proto on public
+                              requests (wire.sign); until the operator sends one, the agent
+                              uses a key of its own → 200 {"changed"} once the router has it
+  GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready",
+                              "signingKey": fingerprint of the key in force (never the key)}
   GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
                               version, code="2xx"|"3xx"|"4xx"|"5xx"}
   GET    /healthz, /readyz    → 200 / 503
@@ -66,7 +71,14 @@ from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
-from edgeplane.wire import NAMESPACE_RE, WORKER_NAME_RE, Deployment, Exclusions
+from edgeplane.wire import (
+    MIN_SIGNING_KEY,
+    NAMESPACE_RE,
+    WORKER_NAME_RE,
+    Deployment,
+    Exclusions,
+    key_fingerprint,
+)
 
 log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
@@ -75,6 +87,11 @@ MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _OPEN = {"/healthz", "/readyz"}
 M = TypeVar("M", bound=BaseModel)
+
+
+class SigningKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=MIN_SIGNING_KEY, max_length=256, repr=False)
 
 
 class ProbeRequest(BaseModel):
@@ -182,6 +199,7 @@ async def info(request: web.Request) -> web.Response:
             "runtimeVersion": runtime,
             "workers": len(agent.accepted),
             "ready": agent.ready(),
+            "signingKey": key_fingerprint(agent.signing_key),
         }
     )
 
@@ -248,6 +266,12 @@ async def put_exclusions(request: web.Request) -> web.Response:
     namespace = namespace_of(request)
     body = await _parsed(request, Exclusions)
     return _reply(await asyncio.shield(request.app[AGENT_KEY].exclude(namespace, body.patterns)))
+
+
+@routes.put("/v1/signing-key")
+async def put_signing_key(request: web.Request) -> web.Response:
+    body = await _parsed(request, SigningKey)
+    return _reply(await asyncio.shield(request.app[AGENT_KEY].use_signing_key(body.key)))
 
 
 @routes.get("/v1/exclusions")
@@ -318,6 +342,13 @@ def _runtime_args(ap: argparse.ArgumentParser) -> None:
         metavar="STATUS",
         default=int(env("EDGEPLANE_AGENT_BYPASS_STATUS", "404")),
     )
+    ap.add_argument(
+        "--trust-forwarded-proto",
+        help="the location is behind a TLS-terminating proxy: X-Forwarded-Proto counts for "
+        "route matching without a signature",
+        action="store_true",
+        default=env("EDGEPLANE_AGENT_TRUST_FORWARDED_PROTO", "") == "true",
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -370,6 +401,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         drain_grace=args.drain_seconds,
         validate_timeout=args.validate_timeout,
         bypass_status=args.bypass_status,
+        trust_forwarded_proto=args.trust_forwarded_proto,
     )
     # Serve what was accepted before anything else: no operator contact needed.
     await agent.start()

@@ -40,7 +40,7 @@ class Generations:
         paths: render.Paths,
         metrics: Metrics,
         accepted: Callable[[], Mapping[str, Deployment]],
-        bypass: Callable[[], render.Bypass],
+        router: Callable[[], render.RouterSettings],
         http: Callable[[], aiohttp.ClientSession],
         *,
         drain_grace: float,
@@ -53,7 +53,7 @@ class Generations:
         self.paths = paths
         self.metrics = metrics
         self.accepted = accepted  # what a restart serves
-        self.bypass = bypass  # routes without a Worker, as accepted
+        self.router = router  # the router's settings, as accepted
         self.http = http  # the client for the stats sockets
         self.drain_grace = drain_grace
         self.start_timeout = start_timeout
@@ -107,7 +107,7 @@ class Generations:
             cfg = self.run_dir / f"config-{self._gen}.capnp"
             deps = list(deployments.values())
             await asyncio.to_thread(
-                workerd.write_config, cfg, deps, self.paths, self.bypass()
+                workerd.write_config, cfg, deps, self.paths, self.router()
             )
             p = await self._start(cfg)
             self.counts.start(p)

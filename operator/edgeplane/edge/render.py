@@ -64,12 +64,16 @@ class Paths:
 
 
 @dataclass(frozen=True)
-class Bypass:
-    """Routes without a Worker (namespace -> patterns), and how this location answers the
-    requests they match: it has no origin to send them to."""
+class RouterSettings:
+    """What the router needs besides the deployments: routes without a Worker (namespace
+    -> patterns) and the status for the requests they match (a location has no origin to
+    send them to); the key that signs version override and sticky headers (empty: none
+    count); whether X-Forwarded-Proto counts unsigned (the location is behind a proxy)."""
 
     exclusions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    status: int = 404
+    bypass_status: int = 404
+    signing_key: str = field(default="", repr=False)
+    trust_forwarded_proto: bool = False
 
 
 def _module(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
@@ -182,10 +186,12 @@ def router_table(
     return table, bindings
 
 
-def render(deployments: Iterable[Deployment], paths: Paths, bypass: Bypass | None = None) -> str:
+def render(
+    deployments: Iterable[Deployment], paths: Paths, router: RouterSettings | None = None
+) -> str:
     """The whole config: every version of every Worker, stubs for missing service-binding
     targets, the KV service when used, and the router on the `http` socket."""
-    bypass = bypass or Bypass()
+    router = router or RouterSettings()
     deps = sorted(deployments, key=lambda d: d.worker)
     primaries = {d.worker: service_name(d.worker, d.primary) for d in deps}
     services: list[str] = []
@@ -215,10 +221,12 @@ def render(deployments: Iterable[Deployment], paths: Paths, bypass: Bypass | Non
         )
     if uses_kv:
         services.append(_kv_services(paths.kv_dir))
-    table, bindings = router_table(deps, bypass.exclusions)
+    table, bindings = router_table(deps, router.exclusions)
+    signing = {"key": router.signing_key, "trustForwardedProto": router.trust_forwarded_proto}
     rb = [
         f'(name = "ROUTES", json = {text(json.dumps(table, separators=(",", ":")))})',
-        f'(name = "BYPASS", json = {text(json.dumps({"status": bypass.status}))})',
+        f'(name = "BYPASS", json = {text(json.dumps({"status": router.bypass_status}))})',
+        f'(name = "SIGNING", json = {text(json.dumps(signing))})',
     ]
     rb += [f"(name = {text(k)}, service = {text(v)})" for k, v in bindings.items()]
     services.append(

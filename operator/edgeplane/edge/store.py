@@ -13,13 +13,14 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 from collections.abc import Iterable
 from itertools import takewhile
 from pathlib import Path
 
-from edgeplane.wire import WORKER_NAME_RE, Deployment, Exclusions
+from edgeplane.wire import MIN_SIGNING_KEY, WORKER_NAME_RE, Deployment, Exclusions
 
 log = logging.getLogger("edgeplane.agent")
 FILE_MODE = 0o600
@@ -132,6 +133,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.dir = private_dir(root / "deployments")
         self.exclusions_file = root / "exclusions.json"
+        self.signing_key_file = root / "signing-key"
 
     def _path(self, worker: str) -> Path:
         if not re.match(WORKER_NAME_RE, worker):  # never a path outside the store
@@ -168,3 +170,19 @@ class Store:
         body = {ns: {"patterns": list(ps)} for ns, ps in sorted(exclusions.items())}
         data = json.dumps(body, separators=(",", ":")).encode()
         await asyncio.to_thread(atomic_write, self.exclusions_file, data)
+
+    def load_signing_key(self) -> str:
+        """The key that signs override headers here: the operator's, once it sent one;
+        until then one of the location's own, so that its probes still work and nobody
+        else can sign."""
+        if self.signing_key_file.exists():
+            key = self.signing_key_file.read_text().strip()
+            if len(key) >= MIN_SIGNING_KEY:
+                return key
+        key = secrets.token_urlsafe(32)
+        atomic_write(self.signing_key_file, key.encode())
+        return key
+
+    async def save_signing_key(self, key: str) -> None:
+        await asyncio.to_thread(atomic_write, self.signing_key_file, key.encode())
+

@@ -35,7 +35,7 @@ class Validator:
         try:
             paths = render.Paths(do_dir=vdir / "do", kv_dir=vdir / "kv")
             cfg = vdir / "config.capnp"
-            await asyncio.to_thread(workerd.write_config, cfg, deps, paths, render.Bypass())
+            await asyncio.to_thread(workerd.write_config, cfg, deps, paths, render.RouterSettings())
             try:
                 p = await workerd.start(
                     self.workerd_bin,

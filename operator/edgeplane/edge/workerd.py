@@ -64,7 +64,10 @@ def workerd_version(path: Path | None = None) -> str:
 
 
 def write_config(
-    path: Path, deployments: list[Deployment], paths: render.Paths, bypass: render.Bypass
+    path: Path,
+    deployments: list[Deployment],
+    paths: render.Paths,
+    router: render.RouterSettings,
 ) -> None:
     """Render `deployments` into the config file `path` (blocking: run it in a thread), and
     make the directories of the config's disk services: workerd needs them to exist. The
@@ -72,7 +75,7 @@ def write_config(
     kv = Path(paths.kv_dir)
     for d in (path.parent, Path(paths.do_dir), kv, kv / "objects", kv / "blobs"):
         private_dir(d)
-    write_private(path, render.render(deployments, paths, bypass).encode())
+    write_private(path, render.render(deployments, paths, router).encode())
 
 
 _PR_SET_PDEATHSIG = 1

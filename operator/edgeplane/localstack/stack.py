@@ -219,6 +219,8 @@ class Stack:
     agents: list[Agent] = field(default_factory=list)
     operator: Operator | None = None
     owns_cluster: bool = False
+    # Signs version override headers at the stack's locations (`edgeplane sign`, tests).
+    signing_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
     def up(self) -> None:
         try:
@@ -234,7 +236,15 @@ class Stack:
             for a in self.agents:
                 a.start()
             register_agents(self.cluster, self.agents)
-            self.operator = Operator(self.root, self.cluster.kubeconfig, self.tie_to_parent)
+            key_file = self.root / "signing-key"
+            key_file.write_text(self.signing_key)
+            key_file.chmod(0o600)
+            self.operator = Operator(
+                self.root,
+                self.cluster.kubeconfig,
+                self.tie_to_parent,
+                extra_args=("--signing-key-file", str(key_file)),
+            )
             self.operator.start()
         except BaseException:
             self.down()

@@ -64,13 +64,16 @@ function overrides(header) {
   while ((m = re.exec(header || "")) !== null) out[m[1]] = m[2];
   return out;
 }
-export function pick(route, headers) {
-  const want = overrides(headers.get("edgeplane-version-overrides"))[route.worker];
+export function pick(route, headers, signed) {
+  // Override and sticky headers choose a version only on a signed request: the public must
+  // not reach a dark (0 %) version, nor pin itself to one, by sending a header.
+  const asked = signed ? overrides(headers.get("edgeplane-version-overrides")) : {};
+  const want = asked[route.worker];
   if (want && want.length >= 8) {
     const hits = route.versions.filter((v) => v.version.startsWith(want));
     if (hits.length === 1) return hits[0];
   }
-  const key = headers.get("edgeplane-version-key");
+  const key = signed ? headers.get("edgeplane-version-key") : null;
   const b = key !== null ? bucket(key) : Math.floor(Math.random() * 100);
   let acc = 0;
   for (const t of route.traffic) {
@@ -78,6 +81,35 @@ export function pick(route, headers) {
     if (b < acc) return t;
   }
   return route.traffic[route.traffic.length - 1];
+}
+// Edgeplane-Signature: t=<unix seconds>,v=<hex HMAC-SHA256 of signedText with the
+// location's signing key>, at most SIGNATURE_WINDOW seconds from now. edgeplane.wire.sign
+// makes the same signature; tests check the two agree.
+const SIGNATURE_WINDOW = 300;
+let signingKey = null; // the imported key, once per generation (the key is in its config)
+export function signedText(t, headers) {
+  return [
+    t,
+    headers.get("x-forwarded-proto") || "",
+    headers.get("edgeplane-version-overrides") || "",
+    headers.get("edgeplane-version-key") || "",
+  ].join("\n");
+}
+export async function verified(headers, signing, nowSeconds) {
+  const header = (headers.get("edgeplane-signature") || "").trim();
+  const m = /^t=(\d{1,12}),v=([0-9a-f]{64})$/.exec(header);
+  if (m === null || !signing.key) return false;
+  if (Math.abs(nowSeconds - Number(m[1])) > SIGNATURE_WINDOW) return false;
+  if (signingKey === null || signingKey.raw !== signing.key) {
+    const key = await crypto.subtle.importKey(
+      "raw", new TextEncoder().encode(signing.key), { name: "HMAC", hash: "SHA-256" },
+      false, ["verify"],
+    );
+    signingKey = { raw: signing.key, key: key };
+  }
+  const sig = new Uint8Array(m[2].match(/../g).map((h) => parseInt(h, 16)));
+  const text = new TextEncoder().encode(signedText(m[1], headers));
+  return await crypto.subtle.verify("HMAC", signingKey.key, sig, text);
 }
 // Requests dispatched per router binding (= Worker version): [2xx, 3xx, 4xx, 5xx]. A status
 // below 200 (101 Switching Protocols) counts as 2xx; an exception thrown by the Worker as 5xx.
@@ -142,14 +174,18 @@ export let stats = {
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
-    // Behind a TLS-terminating proxy the socket speaks http; trust its X-Forwarded-Proto.
+    const signed = await verified(request.headers, env.SIGNING, Date.now() / 1000);
+    // Behind a TLS-terminating proxy the socket speaks http: X-Forwarded-Proto counts when
+    // the location is told it sits behind one, or on a signed request.
     const fwd = (request.headers.get("x-forwarded-proto") || "").trim().toLowerCase();
-    const scheme = fwd === "https" || fwd === "http" ? fwd : url.protocol.replace(":", "");
+    const proto = fwd === "https" || fwd === "http";
+    const trusted = proto && (env.SIGNING.trustForwardedProto || signed);
+    const scheme = trusted ? fwd : url.protocol.replace(":", "");
     const host = hostOf(request.headers.get("host") || url.host);
     const route = routeFor(env.ROUTES, scheme, host, pathQueryOf(url));
     if (route !== null) {
       if (route.exclude !== undefined) return bypass(env, host, url, route);
-      const target = pick(route, request.headers);
+      const target = pick(route, request.headers, signed);
       inflight++;
       let status = 500;
       try {
