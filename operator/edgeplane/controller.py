@@ -29,6 +29,7 @@ from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
 from edgeplane.routing import conflict_key
 from edgeplane.versions.store import VersionStore
+from edgeplane.wire import derive_key
 
 log = logging.getLogger("edgeplane.controller")
 
@@ -115,7 +116,9 @@ class Controller:
             requeue=lambda key: self.queue.add(("Worker", *key)),
             requeue_exclusions=self._requeue_exclusions,
         )
-        self.resolver = Resolver(self.kube, s.urls)
+        self.resolver = Resolver(
+            self.kube, s.urls, digest_key=derive_key(s.signing_key, "version ids")
+        )
         self.versions = VersionStore(self.kube, self.resolver, s.versions_retained)
         self.writer = StatusWriter(self.kube, self.cache.workers)
         self.worker_loop = WorkerReconciler(

@@ -118,19 +118,24 @@ def url_settings(args: argparse.Namespace) -> UrlSettings:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signing_key = ""
-    if args.signing_key_file:
-        signing_key = Path(args.signing_key_file).read_text().strip()
-        if len(signing_key) < MIN_SIGNING_KEY:
-            print(f"edgeplane operator: --signing-key-file: the key needs at least "
-                  f"{MIN_SIGNING_KEY} characters", file=sys.stderr)
-            return 2
-
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # kopf logs every event handler call at INFO; keep its own chatter at WARNING.
     logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLogger().level))
+    signing_key = ""
+    if not args.signing_key_file:
+        logging.getLogger("edgeplane").warning(
+            "no --signing-key-file: nobody but each location's own probes can sign version "
+            "override headers, and version ids bind secret values by a bare hash (a short "
+            "secret can be guessed from one)"
+        )
+    else:
+        signing_key = Path(args.signing_key_file).read_text().strip()
+        if len(signing_key) < MIN_SIGNING_KEY:
+            print(f"edgeplane operator: --signing-key-file: the key needs at least "
+                  f"{MIN_SIGNING_KEY} characters", file=sys.stderr)
+            return 2
     disable_created_metrics()  # *_created series only double the scrape size
     if args.metrics_address:
         host, _, port = args.metrics_address.rpartition(":")

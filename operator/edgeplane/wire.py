@@ -85,6 +85,11 @@ class BundleBinding(_Strict):
     json_: str | None = Field(default=None, alias="json")
     # Secret text: served to the Worker like `text`, but never logged or reported.
     secret: str | None = Field(default=None, repr=False)
+    # What the version id hashes instead of the secret: a keyed digest of it (secret_digest),
+    # so a version id (which is public) never lets anyone test guesses of the value.
+    secret_digest: str | None = Field(
+        default=None, alias="secretDigest", pattern=r"^(hmac-sha256|sha256):[0-9a-f]{64}$"
+    )
     # Another Worker at the same location, by its full "<namespace>.<worker>" name.
     service: str | None = Field(default=None, pattern=WORKER_NAME_RE)
     # "<namespace>.<id>": KV data is never shared across Kubernetes namespaces.
@@ -97,7 +102,8 @@ class BundleBinding(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Self:
-        kinds = [k for k, v in self.model_dump(exclude={"name"}).items() if v is not None]
+        fields = self.model_dump(exclude={"name", "secret_digest"})
+        kinds = [k for k, v in fields.items() if v is not None]
         if len(kinds) != 1:
             raise ValueError(
                 f"binding {self.name!r} must set exactly one of text, json, secret, service, "
@@ -105,6 +111,11 @@ class BundleBinding(_Strict):
             )
         if self.json_ is not None:
             json.loads(self.json_)
+        if (self.secret is None) != (self.secret_digest is None):
+            if self.secret is None:
+                raise ValueError(f"binding {self.name!r}: secretDigest goes with secret only")
+            # Not given: the unkeyed digest (tests, or an operator without a key).
+            object.__setattr__(self, "secret_digest", secret_digest("", self.secret))
         return self
 
 
@@ -137,8 +148,11 @@ class Bundle(_Strict):
         return self
 
     def canonical(self) -> bytes:
-        """The bytes the version id hashes: sorted keys, no whitespace, no version."""
+        """The bytes the version id hashes: sorted keys, no whitespace, no version, and each
+        secret by its digest only."""
         body = self.model_dump(mode="json", by_alias=True, exclude={"version"})
+        for binding in body["bindings"]:
+            binding.pop("secret", None)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def compute_version(self) -> str:
@@ -292,4 +306,20 @@ def signed_headers(
 def key_fingerprint(key: str) -> str:
     """Names a signing key without giving it away: the operator compares fingerprints."""
     return hashlib.sha256(b"edgeplane-signing-key\0" + key.encode()).hexdigest()[:16]
+
+
+def secret_digest(key: str, value: str) -> str:
+    """How a secret value enters a version id: an HMAC with the cluster's key (derived from
+    the signing key: `derive_key`), or, with no key, a bare sha256 that a guess of a short
+    secret can be checked against; the operator warns when it runs without a key."""
+    if key:
+        return "hmac-sha256:" + hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def derive_key(key: str, purpose: str) -> str:
+    """A key for one purpose from the cluster's key, so one Secret serves several."""
+    if not key:
+        return ""
+    return hmac.new(key.encode(), f"edgeplane:{purpose}".encode(), hashlib.sha256).hexdigest()
 

@@ -10,7 +10,9 @@ from edgeplane.wire import (
     BundleModule,
     Deployment,
     Exclusions,
+    derive_key,
     redact,
+    secret_digest,
     secrets_of,
 )
 
@@ -67,3 +69,45 @@ def test_exclusions_model(patterns: tuple[str, ...], error: str | None) -> None:
         return
     with pytest.raises(ValueError, match=error):
         Exclusions(patterns=patterns)
+
+
+def _secret_bundle(value: str, digest_key: str = "") -> Bundle:
+    digest = secret_digest(digest_key, value)
+    return Bundle(
+        worker="ns.a",
+        compatibilityDate="2024-09-23",
+        mainModule="m.js",
+        modules=(BundleModule(name="m.js", type="esModule", content="export default {}"),),
+        bindings=(BundleBinding(name="S", secret=value, secretDigest=digest),),
+    ).with_version()
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (("pin-1234", "k1"), ("pin-1234", "k1"), True),  # deterministic
+        (("pin-1234", "k1"), ("pin-1235", "k1"), False),  # a rotated secret is a new version
+        (("pin-1234", "k1"), ("pin-1234", "k2"), False),  # another cluster's key
+        (("pin-1234", "k1"), ("pin-1234", ""), False),  # keyed and bare differ
+    ],
+)
+def test_version_ids_bind_secrets_by_keyed_digest(a: tuple, b: tuple, same: bool) -> None:
+    assert (_secret_bundle(*a).version == _secret_bundle(*b).version) is same
+
+
+def test_the_canonical_form_holds_no_secret_value() -> None:
+    bundle = _secret_bundle("canary-0123456789", "cluster-key")
+    assert b"canary-0123456789" not in bundle.canonical()
+    assert secret_digest("cluster-key", "canary-0123456789").encode() in bundle.canonical()
+    # The agent checks a received bundle's version without the key: digest and id agree.
+    again = Bundle.model_validate_json(bundle.model_dump_json(by_alias=True))
+    assert again.version == bundle.version
+
+
+@pytest.mark.parametrize(
+    ("key", "prefix"), [("k", "hmac-sha256:"), ("", "sha256:")]
+)
+def test_secret_digest(key: str, prefix: str) -> None:
+    d = secret_digest(key, "v")
+    assert d.startswith(prefix) and len(d) == len(prefix) + 64
+    assert derive_key("", "x") == "" and derive_key("k", "a") != derive_key("k", "b")

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from edgeplane.api import Worker
 from edgeplane.api.worker import WorkerModule
-from edgeplane.wire import Bundle, BundleBinding, BundleModule, ModuleType
+from edgeplane.wire import Bundle, BundleBinding, BundleModule, ModuleType, secret_digest
 
 # Cloudflare's limits for a paid Worker: 10 MB after compression, 64 MB before.
 MAX_COMPRESSED = 10 * 1000 * 1000
@@ -42,12 +42,15 @@ class Sources:
     secrets: Secret name -> key -> decoded bytes.
     urls: sha256 -> downloaded bytes (the compiler checks them against that sha256).
     url_errors: (url, sha256) -> why that URL could not be downloaded.
+    digest_key: the cluster's key that binds secret values into version ids (wire.
+    secret_digest); empty: a bare hash.
     """
 
     config_maps: Mapping[str, Mapping[str, str | bytes]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
     urls: Mapping[str, bytes] = field(default_factory=dict)
     url_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    digest_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,8 @@ def _binding(i: int, worker: Worker, sources: Sources) -> BundleBinding:
             raise CompileError(
                 "InvalidSource", f"{where}: the value of key {ref.key!r} is not UTF-8 text"
             ) from None
-        return BundleBinding(name=b.name, secret=value)
+        digest = secret_digest(sources.digest_key, value)
+        return BundleBinding(name=b.name, secret=value, secretDigest=digest)
     if b.service is not None:
         return BundleBinding(name=b.name, service=f"{ns}.{b.service.worker}")
     if b.kv_namespace is not None:

@@ -34,8 +34,9 @@ def _version(body: Mapping[str, Any]) -> int:
 
 
 class Resolver:
-    def __init__(self, kube: Kube, urls: UrlSettings | None = None) -> None:
+    def __init__(self, kube: Kube, urls: UrlSettings | None = None, digest_key: str = "") -> None:
         self.kube = kube
+        self.digest_key = digest_key  # binds secret values into version ids
         self.urls = urls or UrlSettings()
         self.downloader = Downloader(self.urls)
         self.url_cache = ModuleCache(self.urls.cache_bytes)  # sha256 -> content
@@ -85,7 +86,13 @@ class Resolver:
             if (values := await self._source("Secret", ns, name)) is not None:
                 secrets[name] = {k: v for k, v in values.items() if isinstance(v, bytes)}
         urls, url_errors = await self._downloads(refs.urls if modules else ())
-        return Sources(config_maps=config_maps, secrets=secrets, urls=urls, url_errors=url_errors)
+        return Sources(
+            config_maps=config_maps,
+            secrets=secrets,
+            urls=urls,
+            url_errors=url_errors,
+            digest_key=self.digest_key,
+        )
 
     async def _downloads(
         self, wanted: Iterable[tuple[str, str]]
