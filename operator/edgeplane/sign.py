@@ -1,15 +1,14 @@
 """`edgeplane sign`: headers that make edge locations honour a version override, a sticky
 key or X-Forwarded-Proto, signed with the cluster's key (the operator's
---signing-key-file). Use them to test a dark (0 %) version:
+--signing-key-file), valid for five minutes. Test a dark (0 %) version with curl:
 
-    curl $(edgeplane sign --key-file key --overrides 'shop.api="9bcdb4ca"') https://api.example.com/
+    edgeplane sign --key-file key --overrides 'shop.api="9bcdb4ca"' | curl -K - https://api.example.com/
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--version-key", help="a sticky key: the same key, the same version")
     ap.add_argument("--proto", choices=("http", "https"), help="X-Forwarded-Proto to send")
     ap.add_argument("--format", choices=("curl", "headers"), default="curl",
-                    help="curl: -H arguments on one line (default); headers: one per line")
+                    help="curl: a config for `curl -K -` (default); headers: one per line")
     args = ap.parse_args(argv)
     if not args.key_file:
         ap.error("--key-file (or EDGEPLANE_SIGNING_KEY_FILE) is required")
@@ -53,5 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "headers":
         print("\n".join(f"{k}: {v}" for k, v in headers.items()))
     else:
-        print(" ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in headers.items()))
+        print("\n".join(f'header = "{_curl_escape(f"{k}: {v}")}"' for k, v in headers.items()))
     return 0
+
+
+def _curl_escape(text: str) -> str:
+    """A value inside double quotes in a curl config file."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
