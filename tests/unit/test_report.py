@@ -7,12 +7,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edgeplane.api import EdgeTarget, RolloutPhase, RolloutStatus, WorkerStatus
+from edgeplane.api import (
+    EdgeTarget,
+    HostClaimStatus,
+    RolloutPhase,
+    RolloutStatus,
+    WorkerRouteStatus,
+    WorkerStatus,
+)
 from edgeplane.kube.client import status_patch
 from edgeplane.report.route import (
     Blocked,
     claim_condition,
     exclusion_condition,
+    ready_status,
     route_condition,
 )
 from edgeplane.report.status import (
@@ -266,3 +274,14 @@ def test_exclusion_condition(pending: list, refused: list, expected: tuple | Non
 )
 def test_status_patch(status: dict, old: dict | None, patch: dict) -> None:
     assert status_patch(status, old) == patch
+
+
+@pytest.mark.parametrize("kind", [WorkerRouteStatus, HostClaimStatus])
+def test_ready_status_records_the_generation_and_keeps_the_transition_time(kind: type) -> None:
+    body = {"metadata": {"generation": 3}}
+    first = ready_status(kind, None, body, (True, "Routed", "x"))
+    again = ready_status(kind, first, {"metadata": {"generation": 4}}, (True, "Routed", "y"))
+    assert (first.observed_generation, again.observed_generation) == (3, 4)
+    (c1,), (c2,) = first.conditions, again.conditions
+    assert (c2.reason, c2.message, c2.observed_generation) == ("Routed", "y", 4)
+    assert c2.last_transition_time == c1.last_transition_time  # still True: no transition

@@ -3,14 +3,16 @@ Worker's retained versions; serving the route is the Worker loop's job."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgeplane.api import (
     HostClaim,
     HostClaimStatus,
     Worker,
     WorkerRoute,
     WorkerRouteStatus,
-    set_condition,
 )
+from edgeplane.api.common import Wire
 from edgeplane.compile import CompileError
 from edgeplane.distribute.fleet import Fleet
 from edgeplane.kube.client import Kube
@@ -19,6 +21,7 @@ from edgeplane.report.route import (
     Blocked,
     claim_condition,
     exclusion_condition,
+    ready_status,
     route_condition,
 )
 from edgeplane.report.status import ConditionFields
@@ -48,20 +51,18 @@ class RouteReconciler:
         spec = route.spec
         exists = worker is not None
         cond = route_condition(spec.pattern, ns, spec.worker, blocked, exists, shares, failure)
-        generation = int(body["metadata"].get("generation") or 0)
-        prev = route.status or WorkerRouteStatus()
-        status = WorkerRouteStatus(
-            observed_generation=generation,
-            conditions=set_condition(
-                list(prev.conditions), "Ready", *cond, observed_generation=generation
-            ),
-        )
-        if status.to_wire() != (body.get("status") or {}):
-            updated = await self.kube.patch_status(
-                "workerroutes", ns, name, status.to_wire(), body.get("status")
-            )
-            if updated is not None:
-                self.cache.routes[(ns, name)] = updated
+        status = ready_status(WorkerRouteStatus, route.status, body, cond)
+        updated = await self._write("workerroutes", ns, name, body, status)
+        if updated is not None:
+            self.cache.routes[(ns, name)] = updated
+
+    async def _write(
+        self, plural: str, ns: str | None, name: str, body: dict[str, Any], status: Wire
+    ) -> dict[str, Any] | None:
+        """Write the status if it changed; the object as written, if it was."""
+        if status.to_wire() == (body.get("status") or {}):
+            return None
+        return await self.kube.patch_status(plural, ns, name, status.to_wire(), body.get("status"))
 
     def _exclusion_failure(self, namespace: str) -> ConditionFields | None:
         """Why the namespace's routes without a Worker are not excluded everywhere yet."""
@@ -92,18 +93,8 @@ class RouteReconciler:
         if body is None:
             return
         claim = HostClaim.model_validate(body)
-        generation = int(body["metadata"].get("generation") or 0)
-        prev = claim.status or HostClaimStatus()
         cond = claim_condition(claim.spec.hosts, claim.spec.namespaces)
-        status = HostClaimStatus(
-            observed_generation=generation,
-            conditions=set_condition(
-                list(prev.conditions), "Ready", *cond, observed_generation=generation
-            ),
-        )
-        if status.to_wire() != (body.get("status") or {}):
-            updated = await self.kube.patch_status(
-                "hostclaims", None, name, status.to_wire(), body.get("status")
-            )
-            if updated is not None:
-                self.cache.claims[name] = updated
+        status = ready_status(HostClaimStatus, claim.status, body, cond)
+        updated = await self._write("hostclaims", None, name, body, status)
+        if updated is not None:
+            self.cache.claims[name] = updated

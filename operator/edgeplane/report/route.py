@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from edgeplane.api import HostClaimStatus, WorkerRouteStatus, set_condition
 from edgeplane.report.status import ConditionFields
 
 
@@ -91,3 +93,19 @@ def claim_condition(hosts: Sequence[str], namespaces: Sequence[str]) -> Conditio
         f"grants {', '.join(hosts)} to namespace{'s' if len(namespaces) > 1 else ''} "
         f"{', '.join(namespaces)}",
     )
+
+
+S = TypeVar("S", WorkerRouteStatus, HostClaimStatus)
+
+
+def ready_status(
+    kind: type[S], prev: S | None, body: dict[str, Any], cond: ConditionFields
+) -> S:
+    """A status with one Ready condition and the generation it was judged for."""
+    generation = int(body["metadata"].get("generation") or 0)
+    conditions = list(prev.conditions) if prev is not None else []
+    return kind(
+        observed_generation=generation,
+        conditions=set_condition(conditions, "Ready", *cond, observed_generation=generation),
+    )
+
