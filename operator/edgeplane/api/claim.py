@@ -5,9 +5,9 @@ namespace is never served. The models are Knative's ClusterDomainClaim and Gatew
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgeplane.api.common import (
     AGE_COLUMN,
@@ -17,6 +17,7 @@ from edgeplane.api.common import (
     Resource,
     Wire,
     conditions_field,
+    duplicate,
     observed_generation_field,
 )
 
@@ -45,6 +46,16 @@ class HostClaimSpec(Wire):
         description="Namespaces whose WorkerRoutes may use the hosts.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        # Sets at the apiserver: a repeated item is refused there, so here as well.
+        dup = duplicate(self.hosts, "hosts", "host") or duplicate(
+            self.namespaces, "namespaces", "namespace"
+        )
+        if dup:
+            raise ValueError(dup)
+        return self
 
 
 class HostClaimStatus(Wire):

@@ -7,6 +7,7 @@ what `kubectl explain` prints.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -89,6 +90,20 @@ AGE_COLUMN: dict[str, Any] = {
     "type": "date",
     "jsonPath": ".metadata.creationTimestamp",
 }
+
+
+def duplicate(items: Sequence[Hashable], field: str, what: str) -> str | None:
+    """The apiserver's words for the first repeated item of a list-type set or map
+    (`bindings[1]: Duplicate value: ...`), naming the same index; None if all differ."""
+    seen: dict[Hashable, int] = {}
+    for i, item in enumerate(items):
+        if item in seen:
+            return (
+                f"{field}[{i}]: Duplicate value: {what} {item!r} is already "
+                f"{field}[{seen[item]}]; each may appear once"
+            )
+        seen[item] = i
+    return None
 
 
 def exactly_one(obj: BaseModel, fields: tuple[str, ...]) -> list[str]:
@@ -191,6 +206,7 @@ class LabelSelectorRequirement(Wire):
             " : (!has(self.values) || size(self.values) == 0)",
             "matchExpressions[].values: In and NotIn need at least one value; "
             "Exists and DoesNotExist take none (remove values)",
+            ".values",
         )
     )
 
