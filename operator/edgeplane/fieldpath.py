@@ -11,7 +11,7 @@ are joined into one path here.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from pydantic import ValidationError
 
@@ -71,7 +71,18 @@ def field_error(loc: Sequence[str | int], msg: str) -> tuple[str, str]:
 def field_errors(e: ValidationError) -> list[tuple[str, str]]:
     """Every error of `e` as (path, message); the input values are left out on purpose
     (they may hold secrets)."""
-    return [field_error(err["loc"], err["msg"]) for err in e.errors(include_input=False)]
+    errors = e.errors(include_input=False)
+    inner = [tuple(err["loc"]) for err in errors]
+    # pydantic counts only the valid items of a list against min_length, so a list with one
+    # bad item also reads as too short: noise once the item's own error is there.
+    return [
+        field_error(err["loc"], err["msg"])
+        for err in errors
+        if not (err["type"] == "too_short" and any(
+            len(loc) > len(err["loc"]) and loc[: len(err["loc"])] == tuple(err["loc"])
+            for loc in inner
+        ))
+    ]
 
 
 def describe(e: ValidationError, limit: int = 5) -> str:
@@ -79,3 +90,17 @@ def describe(e: ValidationError, limit: int = 5) -> str:
     found = field_errors(e)
     more = f" (and {len(found) - limit} more)" if len(found) > limit else ""
     return "; ".join(f"{p or 'body'}: {m}" for p, m in found[:limit]) + more
+
+
+def duplicate(items: Sequence[Hashable], field: str, what: str) -> str | None:
+    """The apiserver's words for the first repeated item of a list-type set or map
+    (`bindings[1]: Duplicate value: ...`), naming the same index; None if all differ."""
+    seen: dict[Hashable, int] = {}
+    for i, item in enumerate(items):
+        if item in seen:
+            return (
+                f"{field}[{i}]: Duplicate value: {what} {item!r} is already "
+                f"{field}[{seen[item]}]; each may appear once"
+            )
+        seen[item] = i
+    return None

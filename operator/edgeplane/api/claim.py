@@ -17,9 +17,9 @@ from edgeplane.api.common import (
     Resource,
     Wire,
     conditions_field,
-    duplicate,
     observed_generation_field,
 )
+from edgeplane.fieldpath import duplicate
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 # An exact DNS name, `*.` and a DNS name (its subdomains only), or `*` (every host).

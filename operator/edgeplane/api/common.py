@@ -7,7 +7,6 @@ what `kubectl explain` prints.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -90,20 +89,6 @@ AGE_COLUMN: dict[str, Any] = {
     "type": "date",
     "jsonPath": ".metadata.creationTimestamp",
 }
-
-
-def duplicate(items: Sequence[Hashable], field: str, what: str) -> str | None:
-    """The apiserver's words for the first repeated item of a list-type set or map
-    (`bindings[1]: Duplicate value: ...`), naming the same index; None if all differ."""
-    seen: dict[Hashable, int] = {}
-    for i, item in enumerate(items):
-        if item in seen:
-            return (
-                f"{field}[{i}]: Duplicate value: {what} {item!r} is already "
-                f"{field}[{seen[item]}]; each may appear once"
-            )
-        seen[item] = i
-    return None
 
 
 def exactly_one(obj: BaseModel, fields: tuple[str, ...]) -> list[str]:

@@ -14,11 +14,11 @@ from edgeplane.api.common import (
     Wire,
     cel,
     conditions_field,
-    duplicate,
     observed_generation_field,
     validations,
 )
 from edgeplane.api.worker import WorkerName
+from edgeplane.fieldpath import duplicate
 from edgeplane.routing import CEL_RULES, MAX_PATTERN, check_pattern
 
 # A full version id, a unique prefix of at least 8 hex digits, or "latest".

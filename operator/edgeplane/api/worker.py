@@ -32,11 +32,11 @@ from edgeplane.api.common import (
     Wire,
     cel,
     conditions_field,
-    duplicate,
     exactly_one,
     observed_generation_field,
     validations,
 )
+from edgeplane.fieldpath import duplicate
 from edgeplane.wire import (
     JS_IDENTIFIER_RE,
     MODULE_NAME_RE,
