@@ -49,13 +49,16 @@ def _run(args: argparse.Namespace, labels: tuple[tuple[str, str], ...]) -> int:
     opts = Options(namespace=args.namespace, main=args.main, target_labels=labels)
     result = convert(path, envs, opts)
     # YAML is UTF-8 whatever the locale says.
-    data = render(result, path.name).encode("utf-8")
+    text = render(result, path.name)
+    stdout = getattr(sys.stdout, "buffer", None)  # absent when stdout is a StringIO
     if args.output:
-        args.output.write_bytes(data)
+        args.output.write_bytes(text.encode("utf-8"))
+    elif stdout is None:
+        sys.stdout.write(text)
     else:
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        stdout.write(text.encode("utf-8"))
+        stdout.flush()
     for line in messages(result):
         print(line, file=sys.stderr)
     return 0
