@@ -26,7 +26,7 @@ from edgeplane.api import (
     get_condition,
     set_condition,
 )
-from edgeplane.fieldpath import field_error, field_errors
+from edgeplane.fieldpath import field_errors
 from edgeplane.routing.pattern import MSG_QUERY, MSG_SYNTAX, pattern_error
 from tests.integration.test_api_crds import INVALID
 
@@ -78,30 +78,6 @@ def test_every_cel_rule_has_a_bad_manifest_in_the_table() -> None:
     texts = [t for _, _, expected in INVALID for t in expected[1:] if t not in GENERIC]
     missed = [m for m in sorted(messages) if not any(t in m for t in texts)]
     assert missed == [], "CEL rules no INVALID case checks the message of"
-
-
-@pytest.mark.parametrize(
-    ("loc", "msg", "path", "rest"),
-    [
-        (("spec", "modules", 0), "Value error, modules[].sha256: needs url",
-         "spec.modules[0].sha256", "needs url"),
-        (("spec",), "Value error, bindings[1]: Duplicate value: x", "spec.bindings[1]",
-         "Duplicate value: x"),
-        ((), "Value error, metadata.name: too long", "metadata.name", "too long"),
-        (("spec", "rollout"), "Value error, rollout.steps: none", "spec.rollout.steps", "none"),
-        (("spec", "pattern"), "Value error, pattern: '*' only", "spec.pattern", "'*' only"),
-        (("spec", "targets", "matchLabels", "edgeplane.io/region"), "String should match",
-         "spec.targets.matchLabels.edgeplane.io/region", "String should match"),
-        (("versions", 0, "modules", 1, "name"), "Field required",
-         "versions[0].modules[1].name", "Field required"),
-        (("spec", "modules", 0, "name"), "Value error, module name 'a//b' must not",
-         "spec.modules[0].name", "module name 'a//b' must not"),
-    ],
-)
-def test_field_error_joins_the_location_and_the_field_a_message_names(
-    loc: tuple[str | int, ...], msg: str, path: str, rest: str
-) -> None:
-    assert field_error(loc, msg) == (path, rest)
 
 
 def test_examples_parse_with_the_models() -> None:
