@@ -21,6 +21,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from edgeplane.fieldpath import duplicate
 from edgeplane.routing import check_pattern, conflict_key
 
 # "<namespace>.<worker>": two DNS labels, so a Worker name is unique across namespaces
@@ -110,7 +111,10 @@ class BundleBinding(_Strict):
                 f"kvNamespace, durableObjectClass (got {len(kinds)})"
             )
         if self.json_ is not None:
-            json.loads(self.json_)
+            try:
+                json.loads(self.json_)
+            except ValueError as e:
+                raise ValueError(f"json: not valid JSON text ({e})") from None
         if (self.secret is None) != (self.secret_digest is None):
             if self.secret is None:
                 raise ValueError(f"binding {self.name!r}: secretDigest goes with secret only")
@@ -133,18 +137,22 @@ class Bundle(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        # Each message starts with its field: the agent's 422 names it (fieldpath).
         names = [m.name for m in self.modules]
-        if len(set(names)) != len(names):
-            raise ValueError("module names must be unique")
+        dup = duplicate(names, "modules", "module name")
+        if dup:
+            raise ValueError(dup)
         if self.main_module not in names:
-            raise ValueError(f"mainModule {self.main_module!r} is not one of the modules")
+            raise ValueError(f"mainModule: {self.main_module!r} is not one of the modules")
         if self.modules[0].name != self.main_module:
-            raise ValueError("the main module must come first (workerd runs the first one)")
-        bnames = [b.name for b in self.bindings]
-        if len(set(bnames)) != len(bnames):
-            raise ValueError("binding names must be unique")
+            raise ValueError(
+                "modules[0]: the main module must come first (workerd runs the first one)"
+            )
+        dup = duplicate([b.name for b in self.bindings], "bindings", "binding name")
+        if dup:
+            raise ValueError(dup)
         if self.version is not None and self.version != self.compute_version():
-            raise ValueError("version does not match the sha256 of the bundle's content")
+            raise ValueError("version: does not match the sha256 of the bundle's content")
         return self
 
     def canonical(self) -> bytes:
@@ -183,23 +191,32 @@ class Route(_Strict):
     @model_validator(mode="after")
     def _sums_to_100(self) -> Self:
         if self.traffic and sum(t.percent for t in self.traffic) != 100:
-            raise ValueError(f"route {self.pattern!r}: traffic percents must sum to 100")
+            raise ValueError(f"traffic: percents must sum to 100 (route {self.pattern!r})")
         return self
+
+
+def _exclusion_pattern(pattern: str) -> str:
+    """check_pattern without its "pattern: " prefix: an exclusion is an item of patterns,
+    which the error's location already names."""
+    try:
+        return check_pattern(pattern)
+    except ValueError as e:
+        raise ValueError(str(e).removeprefix("pattern: ")) from None
 
 
 class Exclusions(_Strict):
     """A namespace's route patterns that name no Worker: requests they match bypass
     Workers, so less specific routes of any Worker do not see them."""
 
-    patterns: tuple[Annotated[str, AfterValidator(check_pattern)], ...] = Field(
+    patterns: tuple[Annotated[str, AfterValidator(_exclusion_pattern)], ...] = Field(
         default=(), max_length=1000
     )
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
-        keys = [conflict_key(p) for p in self.patterns]
-        if len(set(keys)) != len(keys):
-            raise ValueError("patterns: each pattern may appear once")
+        dup = duplicate([conflict_key(p) for p in self.patterns], "patterns", "pattern")
+        if dup:
+            raise ValueError(dup.replace("each may", "each pattern may"))
         return self
 
 
@@ -213,22 +230,25 @@ class Deployment(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         ids = []
-        for b in self.versions:
+        for i, b in enumerate(self.versions):
             if b.worker != self.worker:
-                raise ValueError(f"bundle for {b.worker!r} inside deployment of {self.worker!r}")
+                raise ValueError(
+                    f"versions[{i}].worker: {b.worker!r} is not the deployment's {self.worker!r}"
+                )
             if b.version is None:
-                raise ValueError("every bundle in a deployment needs its version id")
+                raise ValueError(f"versions[{i}].version: required in a deployment")
             ids.append(b.version)
-        if len(set(ids)) != len(ids):
-            raise ValueError("versions must be unique")
+        dup = duplicate(ids, "versions", "version")
+        if dup:
+            raise ValueError(dup)
         if self.primary not in ids:
-            raise ValueError("primary must be one of the deployment's versions")
-        for r in self.routes:
-            for t in r.traffic:
+            raise ValueError("primary: must be one of the deployment's versions")
+        for i, r in enumerate(self.routes):
+            for j, t in enumerate(r.traffic):
                 if t.version not in ids:
                     raise ValueError(
-                        f"route {r.pattern!r} sends traffic to version {t.version[:12]} "
-                        "which is not in the deployment"
+                        f"routes[{i}].traffic[{j}].version: {t.version[:12]} is not one of the "
+                        "deployment's versions"
                     )
         return self
 

@@ -84,9 +84,26 @@ def without(m: Manifest, key: str) -> Manifest:
     return out
 
 
-MODS2 = [mod(), mod(name="b.js", inline="x")]
+def claim(**spec: Any) -> Manifest:
+    body: dict[str, Any] = {"hosts": ["shop.example.com"], "namespaces": ["shop"]}
+    body.update(spec)
+    name = f"bad-{uuid.uuid4().hex[:8]}"  # cluster-scoped, like EdgeTargets
+    return {"apiVersion": GV, "kind": "HostClaim", "metadata": {"name": name}, "spec": body}
 
-# (id, manifest, texts the apiserver's error must contain: the field path first).
+
+def steps(*items: dict[str, Any]) -> Manifest:
+    return worker(rollout={"strategy": "Progressive", "steps": list(items)})
+
+
+def probe(**fields: Any) -> Manifest:
+    return steps({"count": 1, "gate": {"probe": {"path": "/healthz", **fields}}})
+
+
+MODS2 = [mod(inline="a"), mod(name="b.js", inline="x")]
+URL = "https://cdn.example.com/a.js"
+
+# (id, manifest, texts the apiserver's error must contain: the field path first). The
+# models name the same field path (tests/unit/test_api_models.py).
 INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
     # Worker: metadata and top-level fields
     ("name-with-dot", worker(name="my.worker"), ("metadata.name", "should match", "Cloudflare")),
@@ -101,7 +118,21 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         worker(compatibilityFlags=["nodejs_compat", "nodejs_compat"]),
         ("spec.compatibilityFlags[1]", "Duplicate value"),
     ),
-    ("unknown-field", worker(modulez=[]), ('unknown field "spec.modulez"',)),
+    ("unknown-field", worker(modulez=[]), ("spec.modulez", "unknown field")),
+    ("name-uppercase", worker(name="Hello"), ("metadata.name", "should match")),
+    ("date-words", worker(compatibilityDate="yesterday"), ("spec.compatibilityDate",)),
+    ("date-day-32", worker(compatibilityDate="2024-01-32"), ("spec.compatibilityDate",)),
+    (
+        "flags-not-a-list",
+        worker(compatibilityFlags="nodejs_compat"),
+        ("spec.compatibilityFlags", "array"),
+    ),
+    (
+        "too-many-modules",
+        worker(modules=[mod(name=f"m{i}.js", inline="x") for i in range(65)]),
+        ("spec.modules", "must have at most 64 items"),
+    ),
+    ("modules-not-a-list", worker(modules="index.js"), ("spec.modules", "array")),
     # Worker: modules
     (
         "module-two-sources",
@@ -155,6 +186,52 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         ("spec.modules[0].configMapKeyRef.name",),
     ),
     (
+        "module-name-empty-segment",
+        worker(modules=[mod(name="lib//a.js", inline="x")]),
+        ("spec.modules[0].name", "must not be empty"),
+    ),
+    (
+        "module-name-trailing-slash",
+        worker(modules=[mod(name="lib/", inline="x")]),
+        ("spec.modules[0].name", "must not be empty"),
+    ),
+    ("module-name-missing", worker(modules=[{"inline": "x"}]), ("spec.modules[0].name",)),
+    (
+        "module-url-no-host",
+        worker(modules=[mod(url="https:///a.js", sha256=SHA)]),
+        ("spec.modules[0].url", "https://"),
+    ),
+    (
+        "module-url-not-a-url",
+        worker(modules=[mod(url="cdn.example.com/a.js", sha256=SHA)]),
+        ("spec.modules[0].url", "https://"),
+    ),
+    (
+        "module-sha-short",
+        worker(modules=[mod(url=URL, sha256=SHA[:63])]),
+        ("spec.modules[0].sha256", "should match"),
+    ),
+    (
+        "module-url-and-inline",
+        worker(modules=[mod(url=URL, sha256=SHA, inline="x")]),
+        ("spec.modules[0]", "exactly one source"),
+    ),
+    (
+        "module-configmap-no-key",
+        worker(modules=[mod(configMapKeyRef={"name": "c"})]),
+        ("spec.modules[0].configMapKeyRef.key", "Required value"),
+    ),
+    (
+        "module-configmap-bad-key",
+        worker(modules=[mod(configMapKeyRef={"name": "c", "key": "a/b"})]),
+        ("spec.modules[0].configMapKeyRef.key", "should match"),
+    ),
+    (
+        "main-module-absolute",
+        worker(modules=MODS2, mainModule="/index.js"),
+        ("spec.mainModule", "should match"),
+    ),
+    (
         "main-module-missing",
         worker(modules=MODS2, mainModule="main.js"),
         ("spec.mainModule", "must name one of spec.modules[].name"),
@@ -197,6 +274,41 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         ("spec.bindings[0].json", "object"),
     ),
     (
+        "binding-name-too-long",
+        bindings({"name": "A" * 65, "plainText": "x"}),
+        ("spec.bindings[0].name",),
+    ),
+    (
+        "binding-unknown-kind",
+        bindings({"name": "A", "r2Bucket": {"bucket": "b"}}),
+        ("spec.bindings[0].r2Bucket", "unknown field"),
+    ),
+    (
+        "binding-plaintext-not-string",
+        bindings({"name": "A", "plainText": 5}),
+        ("spec.bindings[0].plainText", "string"),
+    ),
+    (
+        "binding-secret-bad-name",
+        bindings({"name": "A", "secretKeyRef": {"name": "Api_Keys", "key": "k"}}),
+        ("spec.bindings[0].secretKeyRef.name", "should match"),
+    ),
+    (
+        "binding-service-no-worker",
+        bindings({"name": "A", "service": {}}),
+        ("spec.bindings[0].service.worker", "Required value"),
+    ),
+    (
+        "binding-kv-no-namespace",
+        bindings({"name": "A", "kvNamespace": {}}),
+        ("spec.bindings[0].kvNamespace.namespace", "Required value"),
+    ),
+    (
+        "binding-do-no-class",
+        bindings({"name": "A", "durableObjectNamespace": {}}),
+        ("spec.bindings[0].durableObjectNamespace.className", "Required value"),
+    ),
+    (
         "binding-do-bad-class",
         bindings({"name": "A", "durableObjectNamespace": {"className": "1Counter"}}),
         ("spec.bindings[0].durableObjectNamespace.className",),
@@ -210,12 +322,27 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
     (
         "selector-in-without-values",
         worker(targets={"matchExpressions": [{"key": "edgeplane.io/region", "operator": "In"}]}),
-        ("spec.targets.matchExpressions[0]", "need at least one value"),
+        ("spec.targets.matchExpressions[0].values", "need at least one value"),
     ),
     (
         "selector-exists-with-values",
         worker(targets={"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
-        ("spec.targets.matchExpressions[0]", "take none"),
+        ("spec.targets.matchExpressions[0].values", "take none"),
+    ),
+    (
+        "selector-notin-without-values",
+        worker(targets={"matchExpressions": [{"key": "a", "operator": "NotIn", "values": []}]}),
+        ("spec.targets.matchExpressions[0].values", "need at least one value"),
+    ),
+    (
+        "selector-bad-key",
+        worker(targets={"matchExpressions": [{"key": "a b", "operator": "Exists"}]}),
+        ("spec.targets.matchExpressions[0].key", "should match"),
+    ),
+    (
+        "selector-no-operator",
+        worker(targets={"matchExpressions": [{"key": "a"}]}),
+        ("spec.targets.matchExpressions[0].operator", "Required value"),
     ),
     (
         "selector-bad-operator",
@@ -264,7 +391,57 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
                         "steps": [{"count": 1, "gate": {"maxErrorPercent": 150}}]}),
         ("spec.rollout.steps[0].gate.maxErrorPercent",),
     ),
+    ("rollout-step-empty", steps({"holdSeconds": 10}), ("spec.rollout.steps[0]", "exactly one of")),
+    ("rollout-step-count-zero", steps({"count": 0}), ("spec.rollout.steps[0].count",)),
+    ("rollout-step-percent-101", steps({"percent": 101}), ("spec.rollout.steps[0].percent",)),
+    (
+        "rollout-hold-negative",
+        steps({"count": 1, "holdSeconds": -1}),
+        ("spec.rollout.steps[0].holdSeconds",),
+    ),
+    (
+        "rollout-hold-over-a-day",
+        steps({"count": 1, "holdSeconds": 86401}),
+        ("spec.rollout.steps[0].holdSeconds",),
+    ),
+    (
+        "rollout-min-requests-zero",
+        steps({"count": 1, "gate": {"maxErrorPercent": 1, "minRequests": 0}}),
+        ("spec.rollout.steps[0].gate.minRequests",),
+    ),
+    (
+        "rollout-error-percent-negative",
+        steps({"count": 1, "gate": {"maxErrorPercent": -1}}),
+        ("spec.rollout.steps[0].gate.maxErrorPercent",),
+    ),
+    (
+        "probe-status-99",
+        probe(expectStatus=99),
+        ("spec.rollout.steps[0].gate.probe.expectStatus",),
+    ),
+    (
+        "probe-timeout-31",
+        probe(timeoutSeconds=31),
+        ("spec.rollout.steps[0].gate.probe.timeoutSeconds",),
+    ),
+    (
+        "probe-host-with-space",
+        probe(host="edge example.com"),
+        ("spec.rollout.steps[0].gate.probe.host", "should match"),
+    ),
+    (
+        "probe-empty-body-contains",
+        probe(bodyContains=""),
+        ("spec.rollout.steps[0].gate.probe.bodyContains",),
+    ),
+    (
+        "probe-path-with-space",
+        probe(path="/health check"),
+        ("spec.rollout.steps[0].gate.probe.path", "should match"),
+    ),
     ("pin-short-prefix", worker(version="abc123"), ("spec.version",)),
+    ("pin-uppercase", worker(version=SHA.upper()), ("spec.version", "should match")),
+    ("rollout-not-an-object", worker(rollout="Progressive"), ("spec.rollout", "object")),
     # WorkerRoute
     (
         "route-query-string",
@@ -298,8 +475,29 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
     (
         "route-traffic-without-worker",
         without(route(traffic=[{"version": "latest", "percent": 100}]), "worker"),
-        ("spec", "a route without a worker excludes its pattern and sends no traffic"),
+        ("spec.traffic", "a route without a worker excludes its pattern and sends no traffic"),
     ),
+    ("route-empty-pattern", route(pattern=""), ("spec.pattern",)),
+    ("route-pattern-missing", without(route(), "pattern"), ("spec.pattern", "Required value")),
+    ("route-fragment", route(pattern="example.com/#top"), ("spec.pattern", "query string")),
+    ("route-space", route(pattern="example.com/a b"), ("spec.pattern", "'*'")),
+    ("route-bad-worker", route(worker="Hello"), ("spec.worker", "should match")),
+    (
+        "route-traffic-negative",
+        route(traffic=[{"version": "latest", "percent": -1}]),
+        ("spec.traffic[0].percent",),
+    ),
+    (
+        "route-traffic-no-version",
+        route(traffic=[{"percent": 100}]),
+        ("spec.traffic[0].version", "Required value"),
+    ),
+    (
+        "route-traffic-too-many",
+        route(traffic=[{"version": f"{i:08x}", "percent": 0} for i in range(17)]),
+        ("spec.traffic", "must have at most 16 items"),
+    ),
+    ("route-unknown-field", route(host="example.com"), ("spec.host", "unknown field")),
     # EdgeTarget
     ("target-endpoint-ftp", target(endpoint="ftp://edge.example.net"), ("spec.endpoint",)),
     ("target-endpoint-not-url", target(endpoint="edge-1"), ("spec.endpoint", "absolute")),
@@ -319,6 +517,43 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         target(credentialsSecretRef={"namespace": "Edge", "name": "t", "key": "token"}),
         ("spec.credentialsSecretRef.namespace",),
     ),
+    (
+        "target-endpoint-query",
+        target(endpoint="https://edge.example.net/?token=x"),
+        ("spec.endpoint", "without a query"),
+    ),
+    ("target-endpoint-no-host", target(endpoint="https://"), ("spec.endpoint", "absolute")),
+    ("target-no-endpoint", target(drop=("endpoint",)), ("spec.endpoint", "Required value")),
+    (
+        "target-secret-no-key",
+        target(credentialsSecretRef={"namespace": "edgeplane-system", "name": "t"}),
+        ("spec.credentialsSecretRef.key", "Required value"),
+    ),
+    (
+        "target-secret-bad-key",
+        target(credentialsSecretRef={"namespace": "edgeplane-system", "name": "t", "key": "a b"}),
+        ("spec.credentialsSecretRef.key", "should match"),
+    ),
+    ("target-unknown-field", target(insecure=True), ("spec.insecure", "unknown field")),
+    # HostClaim
+    ("claim-no-hosts", claim(hosts=[]), ("spec.hosts", "at least 1 items")),
+    ("claim-hosts-missing", without(claim(), "hosts"), ("spec.hosts", "Required value")),
+    ("claim-host-uppercase", claim(hosts=["Shop.example.com"]), ("spec.hosts[0]", "should match")),
+    ("claim-host-two-wildcards", claim(hosts=["*.*.example.com"]), ("spec.hosts[0]",)),
+    ("claim-host-with-port", claim(hosts=["shop.example.com:443"]), ("spec.hosts[0]",)),
+    ("claim-host-with-path", claim(hosts=["shop.example.com/api"]), ("spec.hosts[0]",)),
+    (
+        "claim-host-duplicate",
+        claim(hosts=["a.example.com", "a.example.com"]),
+        ("spec.hosts[1]", "Duplicate value"),
+    ),
+    ("claim-no-namespaces", claim(namespaces=[]), ("spec.namespaces", "at least 1 items")),
+    ("claim-namespace-bad", claim(namespaces=["Shop"]), ("spec.namespaces[0]", "should match")),
+    (
+        "claim-namespace-duplicate",
+        claim(namespaces=["shop", "shop"]),
+        ("spec.namespaces[1]", "Duplicate value"),
+    ),
     # WorkerVersion
     ("version-bad-id", version(versionId="abc"), ("spec.versionId", "should match")),
     (
@@ -326,6 +561,21 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         version(source=worker(modules=[mod()])["spec"]),
         ("spec.source.modules[0]", "exactly one source"),
     ),
+    ("version-bad-worker", version(worker="W"), ("spec.worker", "should match")),
+    ("version-created-not-a-time", version(created="yesterday"), ("spec.created",)),
+    ("version-generation-negative", version(workerGeneration=-1), ("spec.workerGeneration",)),
+    (
+        "version-module-bad-type",
+        version(modules=[{"name": "index.js", "type": "ts", "sha256": SHA, "size": 1}]),
+        ("spec.modules[0].type", "Unsupported value"),
+    ),
+    (
+        "version-binding-bad-kind",
+        version(bindings=[{"name": "A", "kind": "r2Bucket"}]),
+        ("spec.bindings[0].kind", "Unsupported value"),
+    ),
+    ("version-no-modules", version(modules=[]), ("spec.modules", "at least 1 items")),
+    ("version-archive-parts-101", version(archiveParts=101), ("spec.archiveParts",)),
 ]
 
 
@@ -352,7 +602,7 @@ def test_invalid_manifest_is_rejected_naming_the_field(
 
 
 def test_invalid_table_is_large_enough() -> None:
-    assert len(INVALID) >= 30
+    assert len(INVALID) >= 100
     assert len({i for i, _, _ in INVALID}) == len(INVALID)
 
 

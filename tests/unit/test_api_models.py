@@ -26,6 +26,7 @@ from edgeplane.api import (
     get_condition,
     set_condition,
 )
+from edgeplane.fieldpath import field_errors
 from edgeplane.routing.pattern import MSG_QUERY, MSG_SYNTAX, pattern_error
 from tests.integration.test_api_crds import INVALID
 
@@ -44,8 +45,39 @@ def _kind(name: str) -> Any:
 def test_models_reject_what_the_apiserver_rejects(
     manifest: dict[str, Any], expected: tuple[str, ...]
 ) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as e:
         _kind(manifest["kind"]).model_validate(copy.deepcopy(manifest))
+    # The same field path as the apiserver's error (its first expected text), with words.
+    found = dict(field_errors(e.value))
+    assert expected[0] in found, f"{expected[0]} not among {found}"
+    assert found[expected[0]].strip(), found
+
+
+# The apiserver's own words (not a rule's message), too common to tell two rules apart.
+GENERIC = ("should match", "Required value", "Duplicate value", "Unsupported value", "Too long",
+           "unknown field", "array", "object", "string", "must have at most", "at least 1 items")
+
+
+def _rules(node: Any) -> list[dict[str, str]]:
+    if isinstance(node, dict):
+        own = node.get("x-kubernetes-validations", [])
+        return [*own, *(r for v in node.values() for r in _rules(v))]
+    if isinstance(node, list):
+        return [r for v in node for r in _rules(v)]
+    return []
+
+
+def test_every_cel_rule_has_a_bad_manifest_in_the_table() -> None:
+    messages = {
+        r["message"]
+        for path in sorted((REPO / "crds").glob("*.yaml"))
+        for r in _rules(yaml.safe_load(path.read_text()))
+        # A transition rule needs an update, not a create: test_workerversion_spec_is_immutable.
+        if r["rule"] != "self == oldSelf"
+    }
+    texts = [t for _, _, expected in INVALID for t in expected[1:] if t not in GENERIC]
+    missed = [m for m in sorted(messages) if not any(t in m for t in texts)]
+    assert missed == [], "CEL rules no INVALID case checks the message of"
 
 
 def test_examples_parse_with_the_models() -> None:

@@ -314,7 +314,7 @@ def test_broken_module_graphs_are_refused_with_the_reason(
     ("extra", "message"),
     [
         ('name = "Bad_Name"\n', "lowercase"),
-        ('compatibility_date = "2025-13-01"\n', r"compatibilityDate"),
+        ('compatibility_date = "2025-13-01"\n', "compatibility_date '2025-13-01' is not a date"),
         ('routes = ["example.com/*.jpg"]\n', r"'\*' is allowed only"),
         ('[vars]\n"not-an-identifier" = "x"\n', "JavaScript identifier"),
     ],

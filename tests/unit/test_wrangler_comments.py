@@ -30,6 +30,8 @@ def test_string_end(text: str, i: int, multiline: bool, end: int) -> None:
     [
         ("a // c\nb", JSON, ("a \nb", False)),
         ("a /* c */ b", JSON, ("a   b", False)),
+        ("a /* c\nd */ b", JSON, ("a  \n b", False)),  # line breaks stay: errors say line N
+        ("a /* c\nd", JSON, ("a  \n", True)),
         ('"//not" /* c', JSON, ('"//not"  ', True)),
         ('"a\n// in string"', JSON, ('"a\n// in string"', False)),  # JSON: no line break
         ("'// kept' x", JSON, ("'", False)),  # a single quote is no JSON string

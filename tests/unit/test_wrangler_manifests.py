@@ -252,7 +252,9 @@ def test_add_worker_inherits_and_warns(
     [
         ({"name": "w"}, Options(), "w: no compatibility_date; add one"),
         ({**CFG, "compatibility_date": "2025-13-01"}, Options(),
-         "w: the Worker would be rejected: spec.compatibilityDate"),
+         "w: compatibility_date '2025-13-01' is not a date; write YYYY-MM-DD"),
+        ({**CFG, "compatibility_flags": ["Node-Compat"]}, Options(),
+         r"w: the Worker would be rejected: spec.compatibilityFlags\[0\]: String should match"),
         (CFG, Options(target_labels=(("region", "not a value"),)),
          "w: the Worker would be rejected"),
         ({**CFG, "route": "w.example/*.jpg"}, Options(), r"w: route 'w.example/\*.jpg'"),

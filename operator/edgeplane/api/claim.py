@@ -5,9 +5,9 @@ namespace is never served. The models are Knative's ClusterDomainClaim and Gatew
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgeplane.api.common import (
     AGE_COLUMN,
@@ -19,6 +19,7 @@ from edgeplane.api.common import (
     conditions_field,
     observed_generation_field,
 )
+from edgeplane.fieldpath import duplicate
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 # An exact DNS name, `*.` and a DNS name (its subdomains only), or `*` (every host).
@@ -45,6 +46,16 @@ class HostClaimSpec(Wire):
         description="Namespaces whose WorkerRoutes may use the hosts.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        # Sets at the apiserver: a repeated item is refused there, so here as well.
+        dup = duplicate(self.hosts, "hosts", "host") or duplicate(
+            self.namespaces, "namespaces", "namespace"
+        )
+        if dup:
+            raise ValueError(dup)
+        return self
 
 
 class HostClaimStatus(Wire):

@@ -191,6 +191,7 @@ class LabelSelectorRequirement(Wire):
             " : (!has(self.values) || size(self.values) == 0)",
             "matchExpressions[].values: In and NotIn need at least one value; "
             "Exists and DoesNotExist take none (remove values)",
+            ".values",
         )
     )
 

@@ -18,6 +18,7 @@ from edgeplane.api.common import (
     validations,
 )
 from edgeplane.api.worker import WorkerName
+from edgeplane.fieldpath import duplicate
 from edgeplane.routing import CEL_RULES, MAX_PATTERN, check_pattern
 
 # A full version id, a unique prefix of at least 8 hex digits, or "latest".
@@ -57,6 +58,7 @@ class WorkerRouteSpec(Wire):
         cel(
             "has(self.worker) || !has(self.traffic) || size(self.traffic) == 0",
             MSG_EXCLUSION_TRAFFIC,
+            ".traffic",
         )
     )
 
@@ -98,9 +100,9 @@ class WorkerRouteSpec(Wire):
             raise ValueError(MSG_EXCLUSION_TRAFFIC)
         if self.traffic and sum(t.percent for t in self.traffic) != 100:
             raise ValueError("traffic: percents must sum to 100")
-        versions = [t.version for t in self.traffic]
-        if len(set(versions)) != len(versions):
-            raise ValueError("traffic[].version: each version may appear once")
+        dup = duplicate([t.version for t in self.traffic], "traffic", "version")
+        if dup:
+            raise ValueError(dup)
         return self
 
 

@@ -36,6 +36,7 @@ from edgeplane.api.common import (
     observed_generation_field,
     validations,
 )
+from edgeplane.fieldpath import duplicate
 from edgeplane.wire import (
     JS_IDENTIFIER_RE,
     MODULE_NAME_RE,
@@ -557,18 +558,18 @@ class WorkerSpec(Wire):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        # The same indexes and words as the apiserver's list-type map and set checks.
         names = [m.name for m in self.modules]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = duplicate(self.compatibility_flags, "compatibilityFlags", "flag") or duplicate(
+            names, "modules", "module name"
+        )
         if dup:
-            raise ValueError(f"modules[].name: module names must be unique (repeated: {dup})")
+            raise ValueError(dup)
         if self.main_module is not None and self.main_module not in names:
             raise ValueError("mainModule: must name one of spec.modules[].name")
-        bnames = [b.name for b in self.bindings]
-        bdup = sorted({n for n in bnames if bnames.count(n) > 1})
-        if bdup:
-            raise ValueError(f"bindings[].name: binding names must be unique (repeated: {bdup})")
-        if len(set(self.compatibility_flags)) != len(self.compatibility_flags):
-            raise ValueError("compatibilityFlags: flags must be unique")
+        dup = duplicate([b.name for b in self.bindings], "bindings", "binding name")
+        if dup:
+            raise ValueError(dup)
         return self
 
     @property

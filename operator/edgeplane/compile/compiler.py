@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from edgeplane.api import Worker
 from edgeplane.api.worker import WorkerModule
+from edgeplane.fieldpath import describe
 from edgeplane.wire import Bundle, BundleBinding, BundleModule, ModuleType, secret_digest
 
 # Cloudflare's limits for a paid Worker: 10 MB after compression, 64 MB before.
@@ -198,7 +199,7 @@ def assemble(worker: Worker, modules: list[BundleModule], sources: Sources) -> B
         )
     except ValidationError as e:
         # The CRD's schema should have caught this already; say what is wrong anyway.
-        raise CompileError("InvalidSpec", f"spec: {_first_error(e)}") from None
+        raise CompileError("InvalidSpec", f"spec: {describe(e, limit=1)}") from None
     return bundle.with_version()
 
 
@@ -222,8 +223,3 @@ def _check_size(modules: list[BundleModule]) -> None:
             "limit; trim the Worker's modules",
         )
 
-
-def _first_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else str(err["msg"])

@@ -40,6 +40,11 @@ API (JSON; bearer token on everything but /healthz and /readyz):
   GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
                               version, code="2xx"|"3xx"|"4xx"|"5xx"}
   GET    /healthz, /readyz    → 200 / 503
+
+A bad request (422, and 413 for a body over --max-body) is answered {"error": "<path>:
+<what is wrong>; ...", "errors": ["<path>", ...]}, paths written as kubectl writes them
+(`versions[0].modules[1].name`; `body` for the body as a whole, `name`/`namespace` for the
+URL); never with the values sent, which may be secret.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
+from edgeplane.fieldpath import describe, field_errors
 from edgeplane.wire import (
     MIN_SIGNING_KEY,
     NAMESPACE_RE,
@@ -131,10 +137,9 @@ async def _parsed(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as e:
-        # Values are left out on purpose: they may hold secrets.
-        found = [(".".join(str(x) for x in err["loc"]) or "body", err["msg"]) for err in e.errors()]
-        message = "; ".join(f"{loc}: {msg}" for loc, msg in found[:5])
-        raise _unprocessable(message, errors=[loc for loc, _ in found]) from None
+        # Field paths as the apiserver writes them; values are left out (they may be secret).
+        paths = [path or "body" for path, _ in field_errors(e)]
+        raise _unprocessable(describe(e), errors=paths) from None
 
 
 @web.middleware
@@ -149,18 +154,22 @@ async def auth(
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="edgeplane-agent"'},
         )
+    too_large = f"body: request body exceeds {max_body} bytes (--max-body)"
     if request.content_length is not None and request.content_length > max_body:
-        return _err(413, f"request body exceeds {max_body} bytes")
+        return _err(413, too_large, errors=["body"])
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        return _err(413, f"request body exceeds {max_body} bytes")
+        return _err(413, too_large, errors=["body"])
 
 
 def name_of(request: web.Request) -> str:
     name = request.match_info["name"]
-    if not re.match(WORKER_NAME_RE, name) or len(name) > 127:
-        raise _unprocessable(f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)")
+    # fullmatch: re.match lets "$" match before a trailing newline ("ns.w%0A").
+    if not re.fullmatch(WORKER_NAME_RE, name) or len(name) > 127:
+        raise _unprocessable(
+            f"name: {name!r} is not '<namespace>.<worker>' (DNS labels)", errors=["name"]
+        )
     return name
 
 
@@ -232,7 +241,9 @@ async def put_worker(request: web.Request) -> web.Response:
         agent.metrics.pushes.labels("invalid").inc()
         raise
     if d.worker != name:
-        return _err(422, f"worker: {d.worker!r} does not match the URL's {name!r}")
+        return _err(
+            422, f"worker: {d.worker!r} does not match the URL's {name!r}", errors=["worker"]
+        )
     # Shielded: a client that goes away does not take its push out of the batch.
     return _reply(await asyncio.shield(agent.submit(name, d)))
 
@@ -257,7 +268,9 @@ async def probe_worker(request: web.Request) -> web.Response:
 def namespace_of(request: web.Request) -> str:
     namespace = request.match_info["namespace"]
     if not re.fullmatch(NAMESPACE_RE, namespace):
-        raise _unprocessable(f"namespace: {namespace!r} is not a DNS label")
+        raise _unprocessable(
+            f"namespace: {namespace!r} is not a DNS label", errors=["namespace"]
+        )
     return namespace
 
 

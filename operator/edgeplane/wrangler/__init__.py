@@ -28,7 +28,8 @@ is listed by name in a warning on stderr; keys that only steer wrangler's toolin
 listed as ignored. Nothing is dropped silently.
 
 Layout: project.py and cli.py read and write files; everything else is pure, values in and
-values out. config.py (the configuration), modules.py (the module graph, walked over a
+values out. config.py (the configuration), shape.py (the types its keys must have, checked
+before anything reads them), modules.py (the module graph, walked over a
 SourceTree), bindings.py, routes.py and manifests.py (one Worker's objects), output.py
 (the YAML and the messages), comments.py (JSONC and JavaScript comments).
 """

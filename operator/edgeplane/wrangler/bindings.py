@@ -62,7 +62,7 @@ def secret_names(
         return declared
     if dev_vars is None:
         return []
-    names = [n for n in dev_var_names(dev_vars.content) if n not in var_names]
+    names = [n for n in dev_var_names(dev_vars.content, dev_vars.file) if n not in var_names]
     if names:
         warn.append(
             f"{worker}: secret names taken from {dev_vars.file} (names only; its "
@@ -109,6 +109,7 @@ def durable_object_bindings(
         if script and script != worker:
             unsupported.append(f"durable_objects.bindings[{name}].script_name={script}")
             continue
+        # shape.py has checked class_name is there, a string.
         out.append({"name": name, "durableObjectNamespace": {"className": do["class_name"]}})
     return out
 

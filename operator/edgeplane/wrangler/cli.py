@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import traceback
 from pathlib import Path
 
 from edgeplane.api.common import LABEL_KEY_RE
@@ -14,8 +15,12 @@ from edgeplane.wrangler.manifests import Options
 from edgeplane.wrangler.output import messages, render
 from edgeplane.wrangler.project import convert, find_config, load_config
 
+PREFIX = "edgeplane import:"
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 with the manifests, 1 for a project to fix (one line saying what), 2 for a
+    usage error or a bug in edgeplane; never a traceback."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -23,25 +28,54 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     try:
-        path = find_config(Path(args.config))
-        envs: list[str | None]
-        if args.all_envs:
-            envs = all_environments(load_config(path))
-        else:
-            envs = list(args.env) if args.env else [None]
-        opts = Options(namespace=args.namespace, main=args.main, target_labels=labels)
-        result = convert(path, envs, opts)
+        return _run(args, labels)
     except WranglerImportError as e:
-        print(f"edgeplane import: error: {e}", file=sys.stderr)
-        return 1
-    text = render(result, path.name)
-    if args.output:
-        args.output.write_text(text)
+        return _fail(1, f"error: {e}")
+    except OSError as e:
+        # Unreadable project files, or an -o that cannot be written.
+        return _fail(1, f"error: {e.filename or args.config}: {e.strerror or e}")
+    except Exception as e:  # a bug: say where, not the values (they may be secret)
+        return _fail(2, f"internal error: {type(e).__name__} at {_where(e)}; this is a bug "
+                     "in edgeplane, please report it")
+
+
+def _run(args: argparse.Namespace, labels: tuple[tuple[str, str], ...]) -> int:
+    path = find_config(Path(args.config))
+    envs: list[str | None]
+    if args.all_envs:
+        envs = all_environments(load_config(path))
     else:
+        envs = list(args.env) if args.env else [None]
+    opts = Options(namespace=args.namespace, main=args.main, target_labels=labels)
+    result = convert(path, envs, opts)
+    # YAML is UTF-8 whatever the locale says.
+    text = render(result, path.name)
+    stdout = getattr(sys.stdout, "buffer", None)  # absent when stdout is a StringIO
+    if args.output:
+        args.output.write_bytes(text.encode("utf-8"))
+    elif stdout is None:
         sys.stdout.write(text)
+    else:
+        sys.stdout.flush()
+        stdout.write(text.encode("utf-8"))
+        stdout.flush()
     for line in messages(result):
         print(line, file=sys.stderr)
     return 0
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"{PREFIX} {message}", file=sys.stderr)
+    return code
+
+
+def _where(e: BaseException) -> str:
+    """The file and line the exception was raised at, for a bug report."""
+    tb = traceback.extract_tb(e.__traceback__)
+    if not tb:
+        return "unknown"
+    frame = tb[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
 def target_label(item: str) -> tuple[str, str]:

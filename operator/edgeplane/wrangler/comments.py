@@ -19,10 +19,10 @@ def string_end(text: str, i: int, multiline: bool) -> int:
 
 
 def strip_comments(text: str, quotes: str, multiline: str) -> tuple[str, bool]:
-    """`text` without // and /* */ comments (a block comment becomes one space, a line
-    comment leaves its newline), and whether a /* comment was never closed (it then runs to
-    the end). String literals open with any of `quotes`; only those in `multiline` may span
-    lines."""
+    """`text` without // and /* */ comments (a block comment becomes one space and its
+    line breaks, a line comment leaves its newline), and whether a /* comment was never
+    closed (it then runs to the end). String literals open with any of `quotes`; only those
+    in `multiline` may span lines."""
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -36,7 +36,8 @@ def strip_comments(text: str, quotes: str, multiline: str) -> tuple[str, bool]:
             i = n if j < 0 else j
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
-            out.append(" ")
+            # Its line breaks stay, so a parser's "line N" still points into the file.
+            out.append(" " + "\n" * text.count("\n", i, n if j < 0 else j))
             if j < 0:
                 return "".join(out), True
             i = j + 2

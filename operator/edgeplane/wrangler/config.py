@@ -16,7 +16,8 @@ from edgeplane.api.common import DNS_LABEL_RE
 from edgeplane.wrangler.comments import string_end, strip_comments
 from edgeplane.wrangler.errors import WranglerImportError
 
-CONFIG_NAMES = ("wrangler.jsonc", "wrangler.json", "wrangler.toml")
+# In the order wrangler looks for them: the first one present is the configuration.
+CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 
 # Keys this importer maps (top level or inside [env.x]).
 MAPPED_KEYS = frozenset({
@@ -66,17 +67,31 @@ def _drop_trailing_commas(code: str) -> str:
     return "".join(out)
 
 
+def decode_text(content: bytes, file: str) -> str:
+    """A config or .dev.vars file as text: UTF-8, a byte order mark allowed (wrangler
+    accepts one; editors on Windows write it)."""
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise WranglerImportError(
+            f"{file}: not UTF-8 (byte {content[e.start]:#04x} at offset {e.start}); save it "
+            "as UTF-8"
+        ) from None
+
+
 def parse_config(text: str, path: PurePath) -> dict[str, Any]:
     """The configuration in `text`, read as TOML or JSONC by the name of the file it is from."""
+    text = text.removeprefix("\ufeff")  # a byte order mark, as wrangler allows
     try:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)
         else:
             data = json.loads(strip_jsonc(text))
-    except (tomllib.TOMLDecodeError, ValueError) as e:
-        raise WranglerImportError(f"{path}: {e}") from None
+    except (tomllib.TOMLDecodeError, ValueError, WranglerImportError) as e:
+        # The parsers' messages give the line and column; the file name is added.
+        raise WranglerImportError(f"{path.name}: {e}") from None
     if not isinstance(data, dict):
-        raise WranglerImportError(f"{path}: the configuration must be a table/object")
+        raise WranglerImportError(f"{path.name}: the configuration must be a table/object")
     return data
 
 
@@ -141,10 +156,10 @@ def dev_vars_files(env: str | None) -> list[str]:
     return ([f".dev.vars.{env}"] if env else []) + [".dev.vars"]
 
 
-def dev_var_names(content: bytes) -> list[str]:
+def dev_var_names(content: bytes, file: str = ".dev.vars") -> list[str]:
     """The names in a .dev.vars file. Only names: the values are never kept."""
     names: list[str] = []
-    for line in content.decode("utf-8").splitlines():
+    for line in decode_text(content, file).splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from edgeplane.api.common import API_VERSION, DATA_KEY_RE
 from edgeplane.api.route import WorkerRoute
-from edgeplane.api.worker import Worker
+from edgeplane.api.worker import STRICT_COMPAT_DATE_RE, Worker
+from edgeplane.fieldpath import describe
 from edgeplane.wrangler.bindings import (
     durable_object_bindings,
     kv_bindings,
@@ -93,6 +94,12 @@ def add_worker(
     date = inherited(cfg, top, "compatibility_date")
     if not isinstance(date, str):
         raise WranglerImportError(f"{name}: no compatibility_date; add one (YYYY-MM-DD)")
+    if not re.fullmatch(STRICT_COMPAT_DATE_RE, date):
+        # Named by its config key here: the Worker's check would say spec.compatibilityDate.
+        raise WranglerImportError(
+            f"{name}: compatibility_date {date!r} is not a date; write YYYY-MM-DD, e.g. "
+            '"2024-09-23"'
+        )
     flags = list(inherited(cfg, top, "compatibility_flags") or [])
     maps, modules = config_maps(name, sources.modules, opts.namespace)
     bindings = worker_bindings(cfg, name, sources.dev_vars, result)
@@ -253,9 +260,6 @@ def validate(model: type[Worker] | type[WorkerRoute], doc: dict[str, Any], name:
     try:
         model.model_validate(doc)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
         raise WranglerImportError(
-            f"{name}: the {model.KIND} would be rejected: {problems}"
+            f"{name}: the {model.KIND} would be rejected: {describe(e)}"
         ) from None

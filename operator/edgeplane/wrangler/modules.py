@@ -212,5 +212,12 @@ def _imports(module: Module, tree: SourceTree) -> tuple[list[tuple[str, PurePath
             raise WranglerImportError(
                 f"{module.name} imports {spec!r}, but {'/'.join(parts)} does not exist"
             )
+        if not path.is_relative_to(tree.base_dir):
+            # A symbolic link out of the project: its target would be copied into the
+            # manifests from wherever it points.
+            raise WranglerImportError(
+                f"{module.name} imports {spec!r}: {'/'.join(parts)} is a link to {path}, "
+                f"outside base_dir {tree.base_dir}; copy the file into the project instead"
+            )
         found.append(("/".join(parts), path))
     return found, bare

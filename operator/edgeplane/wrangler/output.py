@@ -29,7 +29,10 @@ def render(result: Result, source: str) -> str:
             head.append(f"#     kubectl create secret generic {secret} {literals}")
     for worker, keys in result.unsupported.items():
         head.append(f"# NOT IMPORTED for {worker} (unsupported): {', '.join(keys)}")
-    body = yaml.dump_all(result.docs, Dumper=_Dumper, sort_keys=False, width=100)
+    # Sources as written (UTF-8), not \x escapes: the command writes UTF-8 bytes.
+    body = yaml.dump_all(
+        result.docs, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+    )
     return "\n".join(head) + "\n" + body
 
 

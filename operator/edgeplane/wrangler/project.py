@@ -13,6 +13,7 @@ from edgeplane.wrangler.bindings import declared_secrets
 from edgeplane.wrangler.config import (
     CONFIG_NAMES,
     DevVars,
+    decode_text,
     dev_vars_files,
     environment,
     inherited,
@@ -23,6 +24,7 @@ from edgeplane.wrangler.errors import WranglerImportError
 from edgeplane.wrangler.manifests import Options, Result, Sources, add_worker
 from edgeplane.wrangler.modules import Rules, candidates, module_graph
 from edgeplane.wrangler.routes import conflict_warnings
+from edgeplane.wrangler.shape import check_config
 
 DEFAULT_OPTIONS = Options()
 
@@ -33,7 +35,7 @@ def convert(
     """Manifests for the given environments (None: the top level) of one wrangler project."""
     path = find_config(config_path)
     top = load_config(path)
-    result = Result()
+    result = Result(warnings=shadowed_configs(path))
     for env in envs:
         cfg = environment(top, env, path.name)
         name = worker_name(cfg, top, env)
@@ -55,8 +57,23 @@ def find_config(path: Path) -> Path:
     raise WranglerImportError(f"{path}: no such file or directory")
 
 
+def shadowed_configs(path: Path) -> list[str]:
+    """Warnings for the other config files beside the one read: wrangler reads only the
+    first of CONFIG_NAMES, so the rest are easy to edit in vain."""
+    if path.name not in CONFIG_NAMES:
+        return []
+    others = [n for n in CONFIG_NAMES if n != path.name and (path.parent / n).is_file()]
+    return [f"{n} is ignored: {path.name} is read instead, as wrangler does" for n in others]
+
+
 def load_config(path: Path) -> dict[str, Any]:
-    return parse_config(path.read_text(encoding="utf-8"), path)
+    """The configuration, its mapped keys checked for type (shape.py)."""
+    top = parse_config(decode_text(path.read_bytes(), path.name), path)
+    try:
+        check_config(top)
+    except WranglerImportError as e:
+        raise WranglerImportError(f"{path.name}: {e}") from None
+    return top
 
 
 def read_sources(
