@@ -199,6 +199,16 @@ EXCLUSIONS = [
     Bad("exclusions-misspelt", EXCLUDE, patterns("a.com/*", key="pattern"), "pattern"),
 ]
 
+KEY = "/v1/signing-key"
+SIGNING_KEYS = [
+    # A short key would make signatures guessable; the key itself is never echoed.
+    Bad("signing-key-short", KEY, json.dumps({"key": SECRET[:20]}).encode(), "key"),
+    Bad("signing-key-missing", KEY, b"{}", "key"),
+    Bad("signing-key-number", KEY, json.dumps({"key": 12345}).encode(), "key"),
+    Bad("signing-key-extra", KEY, json.dumps({"key": SECRET * 2, "old": SECRET}).encode(),
+        "old"),
+]
+
 AUTH = [
     Bad("no-token", WORKER, dep(lambda b: None), "bearer token", status=401,
         headers=(("Authorization", ""),)),
@@ -206,7 +216,7 @@ AUTH = [
         headers=(("Authorization", f"Bearer {SECRET}"),)),
 ]
 
-BAD_REQUESTS: list[Bad] = [*PUSHES, *PROBES, *EXCLUSIONS, *AUTH]
+BAD_REQUESTS: list[Bad] = [*PUSHES, *PROBES, *EXCLUSIONS, *SIGNING_KEYS, *AUTH]
 
 
 @pytest.fixture(scope="module")
