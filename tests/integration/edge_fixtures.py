@@ -118,11 +118,13 @@ def start_agent(
     extra_args: tuple[str, ...] = (),
     timeout: float = 60.0,
     ca_cert: Path | None = None,
+    check_hostname: bool = True,
     umask: int = -1,
 ) -> AgentProc:
     """Start an agent; pass `ca_cert` when `extra_args` enable TLS (--tls-cert/--tls-key),
-    so the readiness check trusts the agent's certificate, and `umask` to start it with
-    that umask rather than the test process's."""
+    so the readiness check trusts the agent's certificate (`check_hostname=False` when
+    the certificate does not name 127.0.0.1), and `umask` to start it with that umask
+    rather than the test process's."""
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir.parent / f"{state_dir.name}.token"
     token_file.write_text(token)
@@ -164,8 +166,12 @@ def start_agent(
             agent = AgentProc(popen, state_dir, ep["api"], ep["http"], token, log)
             try:
                 ctx = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else None
+                if ctx is not None:
+                    ctx.check_hostname = check_hostname
                 urllib.request.urlopen(agent.api_url + "/readyz", timeout=2, context=ctx)
-                _hand_signing_key(agent, ctx)
+                # Agents that require a client certificate get none from here.
+                if not any(a.startswith("--tls-client-ca") for a in extra_args):
+                    _hand_signing_key(agent, ctx)
                 return agent
             except (urllib.error.URLError, OSError):
                 pass

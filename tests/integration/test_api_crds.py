@@ -554,6 +554,38 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         claim(namespaces=["shop", "shop"]),
         ("spec.namespaces[1]", "Duplicate value"),
     ),
+    (
+        "target-http-not-loopback",
+        target(endpoint="http://edge.example.net:8443"),
+        ("spec.endpoint", "http:// is allowed only to an agent on the operator's own machine",
+         "use https://"),
+    ),
+    (
+        "target-http-service",
+        target(endpoint="http://edge-agent.edgeplane-system.svc:8443"),
+        ("spec.endpoint", "127.0.0.0/8, ::1, localhost", "--tls-cert"),
+    ),
+    (
+        "target-http-private-ip",
+        target(endpoint="http://10.0.0.7:9443"),
+        ("spec.endpoint", "http:// is allowed only"),
+    ),
+    (
+        "target-http-mapped-loopback",
+        target(endpoint="http://[::ffff:127.0.0.1]:9443"),
+        ("spec.endpoint", "http:// is allowed only"),
+    ),
+    (
+        "target-client-cert-with-http",
+        target(endpoint="http://127.0.0.1:9000",
+               clientCertificateSecretRef={"namespace": "edgeplane-system", "name": "c"}),
+        ("spec.clientCertificateSecretRef", "only used with an https:// endpoint"),
+    ),
+    (
+        "target-client-cert-bad-namespace",
+        target(clientCertificateSecretRef={"namespace": "Edge", "name": "c"}),
+        ("spec.clientCertificateSecretRef.namespace",),
+    ),
     # WorkerVersion
     ("version-bad-id", version(versionId="abc"), ("spec.versionId", "should match")),
     (

@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import signal
+import ssl
 import stat
 import time
 from pathlib import Path
@@ -14,6 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.distribute.tls import ClientCertificate
+from edgeplane.edge.access import ServerTls
+from edgeplane.edge.app import server_context
+from edgeplane.localstack.pki import CertificateAuthority, KeyPair
 from edgeplane.wire import BundleBinding
 from tests.integration.edge_fixtures import (
     AgentProc,
@@ -363,10 +369,6 @@ async def test_sigkill_leftovers_purged_and_state_private_at_restart(edge_agents
 
 
 async def test_tls_api(tmp_path: Path) -> None:
-    import ssl
-
-    from edgeplane.localstack.pki import CertificateAuthority
-
     ca = CertificateAuthority(tmp_path / "pki")
     pair = ca.issue("agent", "edge-agent", server_hosts=("127.0.0.1",))
     agent = start_agent(
@@ -388,6 +390,57 @@ async def test_tls_api(tmp_path: Path) -> None:
                 async with s.get(f"{agent.api_url}/healthz"):  # untrusted without the CA
                     pass
     finally:
+        agent.stop()
+
+
+async def test_client_certificates(tmp_path: Path) -> None:
+    """With --tls-client-ca the API takes only clients whose certificate that CA signed,
+    besides the token: the operator's client with the right one is served, without one it
+    is refused (401, saying why), with another CA's the handshake fails; the health checks
+    stay open to a client without one (kubelet's probes)."""
+    ca = CertificateAuthority(tmp_path / "pki", "edge-ca")
+    other = CertificateAuthority(tmp_path / "other", "someone-elses-ca")
+    server = ca.issue("agent", "edge-agent", server_hosts=("127.0.0.1",))
+    # Only the client CA verifies clients: no system roots (any public CA's client).
+    tls = ServerTls(str(server.cert), str(server.key), str(ca.pair.cert))
+    assert server_context(tls).cert_store_stats()["x509_ca"] == 1
+
+    def client(pair: KeyPair | None) -> ClientCertificate | None:
+        return pair and ClientCertificate(pair.cert.read_text(), pair.key.read_text())
+
+    agent = start_agent(
+        tmp_path / "a",
+        extra_args=("--tls-cert", str(server.cert), "--tls-key", str(server.key),
+                    "--tls-client-ca", str(ca.pair.cert)),
+        ca_cert=ca.pair.cert,  # its readiness check has no client certificate: /readyz is open
+    )
+    agents = AgentClient(timeout=10)
+    ca_pem = ca.pair.cert.read_text()
+    try:
+        def ep(pair: KeyPair | None = None, token: str = agent.token) -> Endpoint:
+            return Endpoint("a", agent.api_url, token, ca_pem, client(pair))
+
+        mine = ca.issue("operator", "edgeplane-operator")
+        assert (await agents.info(ep(mine)))["workers"] == 0
+        assert await agents.put(ep(mine), deployment(text_worker("ns.mtls", "m"),
+                                                     routes=("mtls.test/*",)))
+        with pytest.raises(Refused, match="client certificate") as refused:
+            await agents.info(ep())
+        assert refused.value.status == 401
+        with pytest.raises(Refused, match="bearer token"):  # the token is still required
+            await agents.info(ep(mine, token="not-the-token"))
+        # TLS 1.3: the client learns of the refusal as a disconnect after its request.
+        with pytest.raises(Unreachable, match=r"Disconnected|SSL|Connection"):
+            await agents.info(ep(other.issue("intruder", "edgeplane-operator")))
+        ctx = ssl.create_default_context(cafile=str(ca.pair.cert))
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{agent.api_url}/healthz", ssl=ctx) as r:
+                assert r.status == 200
+            async with s.get(f"{agent.api_url}/metrics", headers=agent.headers(), ssl=ctx) as r:
+                assert r.status == 401
+            assert (await get(s, agent, "mtls.test"))[1] == "m"  # the public socket: as ever
+    finally:
+        await agents.close()
         agent.stop()
 
 

@@ -4,15 +4,21 @@ the kustomize base's, and no role anywhere is broader than it should be."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 import yaml
 
+from edgeplane.distribute.client import ssl_context
+from edgeplane.distribute.tls import ClientCertificate, ClientTls
 from edgeplane.localstack.cluster import REPO, Cluster
+from tests.integration.edge_fixtures import start_agent
 from tests.unit.test_packaging import role_problems
 
 pytestmark = pytest.mark.integration
@@ -23,9 +29,9 @@ KUBE_VERSION = "1.35.4"
 VARIANTS: dict[str, list[str]] = {
     "defaults": [],
     "agent-and-peering": ["agent.enabled=true", "peering.enabled=true",
-                          "operator.namespaces={apps,web}"],
+                          "operator.namespaces={apps,web}", "agent.tls.clientCertificates=true"],
     "daemonset-agent": ["agent.enabled=true", "agent.kind=DaemonSet",
-                        "agent.existingSecret=my-token"],
+                        "agent.existingSecret=my-token", "agent.tls.existingSecret=my-tls"],
     "no-rbac": ["rbac.create=false", "serviceAccount.create=false",
                 "serviceAccount.name=existing"],
     "url-downloads": ["operator.urls.allowNetworks={10.20.0.0/16,fd00::/8}",
@@ -98,6 +104,8 @@ def test_helm_lint(helm: Path, variant: str) -> None:
     "agent.kind=StatefulSet",
     "operator.urls.caBundle.configMap=Not_A_Name",
     "operator.urls.allowNetworks={example.com}",
+    "agent.tls.caBundle=not-a-certificate",
+    "agent.tls.days=0",
     "typo=1",
 ])
 def test_values_schema_refuses_bad_values(helm: Path, bad: str) -> None:
@@ -157,16 +165,48 @@ def test_chart_renders_and_the_apiserver_accepts_it(
     else:
         assert not any(a.startswith(("--url-ca-bundle", "--url-allow")) for a in c["args"])
     if "agent.enabled=true" in sets:
-        target = next(d for d in objs if d["kind"] == "EdgeTarget")
-        ref = target["spec"]["credentialsSecretRef"]
-        assert ref["namespace"] == namespace
-        workload = next(d for d in objs if d["metadata"]["name"].endswith("-agent")
-                        and d["kind"] in ("Deployment", "DaemonSet"))
-        vols = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-        assert vols["token"]["secret"]["secretName"] == ref["name"]
-        created = [d for d in objs if d["kind"] == "Secret"
-                   and d["metadata"]["name"].endswith("-agent-token")]
-        assert len(created) == (0 if "agent.existingSecret=my-token" in sets else 1)
+        check_agent(objs, namespace, sets)
+
+
+def check_agent(objs: list[dict[str, Any]], namespace: str, sets: Sequence[str]) -> None:
+    """The in-cluster agent serves https with the chart's (or the given) certificate, and
+    its EdgeTarget trusts that certificate's CA and holds the credentials it needs."""
+    target = next(d for d in objs if d["kind"] == "EdgeTarget")
+    spec = target["spec"]
+    ref = spec["credentialsSecretRef"]
+    assert ref["namespace"] == namespace
+    workload = next(d for d in objs if d["metadata"]["name"].endswith("-agent")
+                    and d["kind"] in ("Deployment", "DaemonSet"))
+    pod = workload["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["token"]["secret"]["secretName"] == ref["name"]
+    secrets = {d["metadata"]["name"]: d for d in objs if d["kind"] == "Secret"}
+    assert (ref["name"] in secrets) == ("agent.existingSecret=my-token" not in sets)
+
+    assert spec["endpoint"] == f"https://{workload['metadata']['name']}.{namespace}.svc:8443"
+    args = pod["containers"][0]["args"]
+    assert {"--tls-cert=/etc/edgeplane/tls/tls.crt", "--tls-key=/etc/edgeplane/tls/tls.key"
+            } <= set(args)
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["tls"] == "/etc/edgeplane/tls"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert pod["containers"][0][probe]["httpGet"]["scheme"] == "HTTPS"
+    tls_secret = vols["tls"]["secret"]["secretName"]
+    if "agent.tls.existingSecret=my-tls" in sets:
+        assert tls_secret == "my-tls" and "my-tls" not in secrets
+        assert "caBundle" not in spec  # the system's roots unless agent.tls.caBundle
+    else:
+        generated = secrets[tls_secret]
+        assert generated["type"] == "kubernetes.io/tls"
+        ca = base64.b64decode(generated["data"]["ca.crt"]).decode()
+        assert spec["caBundle"].strip() == ca.strip() and "BEGIN CERTIFICATE" in ca
+    client = spec.get("clientCertificateSecretRef")
+    if "agent.tls.clientCertificates=true" in sets:
+        assert "--tls-client-ca=/etc/edgeplane/tls/ca.crt" in args
+        assert client["namespace"] == namespace
+        assert set(secrets[client["name"]]["data"]) == {"tls.crt", "tls.key"}
+    else:
+        assert client is None and not any(a.startswith("--tls-client-ca") for a in args)
 
 
 def test_monitoring_objects_render_when_enabled(helm: Path) -> None:
@@ -189,12 +229,87 @@ def test_monitoring_objects_render_when_enabled(helm: Path) -> None:
     endpoint = agent_monitor["spec"]["endpoints"][0]
     assert endpoint["bearerTokenSecret"] == {"name": token_secret["metadata"]["name"],
                                              "key": "token"}
+    # https, trusting the agent's CA, under the name its certificate carries.
+    target = next(d for d in objs_agent if d["kind"] == "EdgeTarget")
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["serverName"] in target["spec"]["endpoint"]
+    assert endpoint["tlsConfig"]["ca"]["secret"]["key"] == "ca.crt"
     agent_service = next(d for d in objs_agent if d["kind"] == "Service"
                          and d["metadata"]["name"].endswith("-agent"))
     assert endpoint["port"] in {p["name"] for p in agent_service["spec"]["ports"]}
     rule = next(d for d in objs if d["kind"] == "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert alerts
+
+
+async def test_the_charts_certificates_secure_a_real_agent(helm: Path, tmp_path: Path) -> None:
+    """What Helm's genCA/genSignedCert make, as the chart renders it, works: a real agent
+    with the chart's server certificate and client CA serves the operator's client that
+    trusts the EdgeTarget's caBundle, checks the Service's DNS name and presents the chart's
+    client certificate; without that certificate it is refused."""
+    objs = docs(template(helm, "edge", ["agent.enabled=true",
+                                        "agent.tls.clientCertificates=true"]))
+    data = {d["metadata"]["name"]: d["data"] for d in objs if d["kind"] == "Secret"}
+    spec = next(d for d in objs if d["kind"] == "EdgeTarget")["spec"]
+    pod = next(d for d in objs if d["kind"] == "Deployment"
+               and d["metadata"]["name"].endswith("-agent"))["spec"]["template"]["spec"]
+    server = data[next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]["secretName"]]
+    client = data[spec["clientCertificateSecretRef"]["name"]]
+    files = tmp_path / "tls"
+    files.mkdir()
+    for key, value in server.items():  # as the Secret volume mounts it
+        (files / key).write_bytes(base64.b64decode(value))
+    agent = start_agent(
+        tmp_path / "agent",
+        extra_args=tuple(a.replace("/etc/edgeplane/tls", str(files))
+                         for a in pod["containers"][0]["args"] if a.startswith("--tls-")),
+        ca_cert=files / "ca.crt",
+        check_hostname=False,  # the certificate names the Service, not 127.0.0.1
+    )
+    host = urlsplit(spec["endpoint"]).hostname
+    pair = ClientCertificate(*(base64.b64decode(client[k]).decode()
+                               for k in ("tls.crt", "tls.key")))
+    url = f"{agent.api_url}/v1/info"
+    try:
+        async with aiohttp.ClientSession() as s:
+            ctx = ssl_context(ClientTls(spec["caBundle"], pair))
+            async with s.get(url, ssl=ctx, server_hostname=host, headers=agent.headers()) as r:
+                assert r.status == 200, await r.text()
+            bare = ssl_context(ClientTls(spec["caBundle"]))
+            async with s.get(url, ssl=bare, server_hostname=host, headers=agent.headers()) as r:
+                assert r.status == 401 and "client certificate" in await r.text()
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await s.get(url, ssl=ctx, server_hostname="elsewhere.example.net")
+    finally:
+        agent.stop()
+
+
+def test_the_agents_certificates_and_token_survive_an_upgrade(
+    helm: Path, cluster: Cluster, namespace: str
+) -> None:
+    """An upgrade (Helm's lookup of the Secrets the install made) renders the same CA,
+    certificates and token: the EdgeTarget keeps trusting the agent, which is not
+    restarted (the same checksum)."""
+    sets = ["agent.enabled=true", "agent.tls.clientCertificates=true"]
+
+    def rendered(*extra: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+        objs = docs(template(helm, namespace, sets, *extra))
+        data = {d["metadata"]["name"]: d["data"] for d in objs if d["kind"] == "Secret"}
+        spec = next(d for d in objs if d["kind"] == "EdgeTarget")["spec"]
+        pod = next(d for d in objs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"].endswith("-agent"))["spec"]["template"]
+        return data, spec, pod["metadata"]["annotations"]["checksum/tls"]
+
+    first = rendered()
+    secrets = [d for d in docs(template(helm, namespace, sets)) if d["kind"] == "Secret"]
+    # The agent's token, server and client certificates, and the operator's signing key.
+    assert len(secrets) == 4
+    # Installed as the first render made them (another render makes new keys).
+    for d in secrets:
+        d["data"] = first[0][d["metadata"]["name"]]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(secrets))
+    assert rendered("--dry-run=server") == first
+    assert rendered() != first  # without the cluster: new ones (and a restart)
 
 
 def test_chart_crds_are_the_generated_ones(helm: Path) -> None:

@@ -16,6 +16,7 @@ from edgeplane.api import (
     RESOURCES,
     ConditionStatus,
     EdgeTarget,
+    EdgeTargetSpec,
     LabelSelector,
     ModuleType,
     Worker,
@@ -26,6 +27,7 @@ from edgeplane.api import (
     get_condition,
     set_condition,
 )
+from edgeplane.api.target import endpoint_refusal
 from edgeplane.fieldpath import field_errors
 from edgeplane.routing.pattern import MSG_QUERY, MSG_SYNTAX, pattern_error
 from tests.integration.test_api_crds import INVALID
@@ -227,3 +229,51 @@ def test_kinds_and_resources_parse() -> None:
             "endpoint": "http://127.0.0.1:1",
             "credentialsSecretRef": {"namespace": "n", "name": "s", "key": "k"},
         }})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "refused"),
+    [
+        ("https://edge-fra.example.net:8443", False),
+        ("https://10.0.0.7", False),
+        ("http://127.0.0.1:9443", False),
+        ("http://127.255.0.9", False),  # all of 127.0.0.0/8
+        ("http://[::1]:9443", False),
+        ("http://localhost:9443", False),
+        ("http://localhost/agent", False),
+        ("http://LOCALHOST", True),  # one spelling, as admission checks it
+        ("http://127.999.0.1", True),
+        ("http://user@127.0.0.1", True),
+        ("http://[0:0:0:0:0:0:0:1]", True),
+        ("http://edge-fra.example.net:8443", True),
+        ("http://10.0.0.7:9443", True),
+        ("http://128.0.0.1", True),
+        ("http://[::ffff:127.0.0.1]", True),  # CEL's ip() refuses IPv4-mapped forms too
+        ("http://localhost.example.net", True),
+        ("http://127.0.0.1.nip.io", True),
+        ("http://edge-agent.edgeplane-system.svc:8443", True),  # a Service: over the network
+    ],
+)
+def test_endpoint_refusal(endpoint: str, refused: bool) -> None:
+    message = endpoint_refusal(endpoint)
+    assert (message is not None) is refused
+    spec = {"endpoint": endpoint,
+            "credentialsSecretRef": {"namespace": "n", "name": "s", "key": "k"}}
+    if message is None:
+        EdgeTargetSpec.model_validate(spec)
+        return
+    assert message.startswith("spec.endpoint: ")
+    assert "https://" in message and "--tls-cert" in message
+    with pytest.raises(ValidationError, match="http:// is allowed only to an agent"):
+        EdgeTargetSpec.model_validate(spec)
+
+
+def test_client_certificate_needs_https() -> None:
+    spec = {"endpoint": "http://127.0.0.1:9443",
+            "credentialsSecretRef": {"namespace": "n", "name": "s", "key": "k"},
+            "clientCertificateSecretRef": {"namespace": "n", "name": "client"}}
+    with pytest.raises(ValidationError, match="clientCertificateSecretRef: only used with"):
+        EdgeTargetSpec.model_validate(spec)
+    spec["endpoint"] = "https://127.0.0.1:9443"
+    ref = EdgeTargetSpec.model_validate(spec).client_certificate_secret_ref
+    assert ref is not None and (ref.namespace, ref.name) == ("n", "client")

@@ -169,7 +169,11 @@ def route_specs() -> st.SearchStrategy[WorkerRouteSpec]:
 @st.composite
 def _target_spec(draw: st.DrawFn) -> EdgeTargetSpec | None:
     scheme = draw(st.sampled_from(["http", "https"]))
-    host = draw(subdomains | st.ip_addresses(v=4).map(str))
+    # Plain http only to the loopback; https anywhere.
+    loopback = st.sampled_from(["localhost", "[::1]"]) | st.ip_addresses(
+        network="127.0.0.0/8").map(str)
+    anywhere = subdomains | st.ip_addresses(v=4).map(str)
+    host = draw(loopback if scheme == "http" else loopback | anywhere)
     port = draw(st.none() | st.integers(1, 65535))
     path = draw(st.sampled_from(["", "/", "/agent", "/edge/v1"]))
     raw: dict[str, Any] = {
@@ -180,6 +184,10 @@ def _target_spec(draw: st.DrawFn) -> EdgeTargetSpec | None:
     }
     if scheme == "https" and draw(st.booleans()):
         raw["caBundle"] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    if scheme == "https" and draw(st.booleans()):
+        raw["clientCertificateSecretRef"] = {
+            "namespace": draw(dns_labels), "name": draw(subdomains)
+        }
     return _valid(EdgeTargetSpec, raw)
 
 

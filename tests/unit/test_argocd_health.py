@@ -119,6 +119,7 @@ def test_route_reasons(reason: str, status: str, expected: str) -> None:
     ("Reachable", "True", "Healthy"),
     ("Unreachable", "False", "Degraded"),
     ("CredentialsNotFound", "False", "Degraded"),
+    ("InsecureEndpoint", "False", "Degraded"),
 ])
 def test_edge_target_reasons(reason: str, status: str, expected: str) -> None:
     obj = {"kind": "EdgeTarget", "metadata": {"generation": 1},

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from edgeplane.edge import render
-from edgeplane.edge.app import token_ok
+from edgeplane.edge.access import token_ok
 from edgeplane.edge.store import Store, atomic_write, purge_leftovers
 from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 

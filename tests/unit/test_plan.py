@@ -277,16 +277,18 @@ def test_exclusions(routes: dict, blocked: Standing, expected: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    ("namespace", "allowed", "refused"),
+    ("namespace", "allowed", "field", "refused"),
     [
-        ("edgeplane-system", ("edgeplane-system",), False),
-        ("team-a", ("edgeplane-system",), True),
-        ("edge-creds", ("edgeplane-system", "edge-creds"), False),
+        ("edgeplane-system", ("edgeplane-system",), "spec.credentialsSecretRef", False),
+        ("team-a", ("edgeplane-system",), "spec.credentialsSecretRef", True),
+        ("edge-creds", ("edgeplane-system", "edge-creds"), "spec.credentialsSecretRef", False),
+        ("team-a", ("edgeplane-system",), "spec.clientCertificateSecretRef", True),
+        ("edgeplane-system", ("edgeplane-system",), "spec.clientCertificateSecretRef", False),
     ],
 )
-def test_credentials_refusal(namespace: str, allowed: tuple, refused: bool) -> None:
-    message = credentials_refusal(namespace, allowed)
+def test_credentials_refusal(namespace: str, allowed: tuple, field: str, refused: bool) -> None:
+    message = credentials_refusal(namespace, allowed, field)
     assert (message is not None) is refused
     if message:
-        assert message.startswith("spec.credentialsSecretRef.namespace: ")
+        assert message.startswith(f"{field}.namespace: ")
         assert namespace in message and allowed[0] in message

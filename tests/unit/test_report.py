@@ -170,7 +170,9 @@ def test_target_status_write_due(
     ],
 )
 def test_target_status(health: Health, ready: str, reason: str, heartbeat: datetime | None) -> None:
-    status = target_status(_target(), health, T0)
+    target = _target()
+    assert target.status is not None
+    status = target_status(target.status, target.metadata.generation, health, T0)
     cond = status.conditions[0]
     assert (cond.type, cond.status, cond.reason) == ("Ready", ready, reason)
     assert cond.observed_generation == 3 and status.observed_generation == 3

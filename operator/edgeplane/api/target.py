@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
@@ -28,6 +29,27 @@ MAX_ENDPOINT = 2048
 MAX_CA_BUNDLE = 64 * 1024
 PEM_CERT = "-----BEGIN CERTIFICATE-----"
 REGION_LABEL = "edgeplane.io/region"
+# Keys of a kubernetes.io/tls Secret.
+TLS_CERT_KEY = "tls.crt"
+TLS_KEY_KEY = "tls.key"
+# Plain http only to the machine itself: localhost, 127.0.0.0/8 or [::1], spelt exactly so
+# (no user info, no other forms of an address). One regular expression for the model and
+# CEL: the apiserver's cost budget refuses ip() or isIP() on a parsed URL's hostname.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+LOOPBACK_HTTP_RE = rf"http://(localhost|127(\.{_OCTET}){{3}}|\[::1\])(:[0-9]{{1,5}})?(/.*)?"
+HTTPS_ONLY = (
+    "http:// is allowed only to an agent on the operator's own machine (127.0.0.0/8, ::1, "
+    "localhost): the bearer token would cross the network in clear text; serve the agent "
+    "with --tls-cert/--tls-key and use https:// (with caBundle for a private CA)"
+)
+
+
+def endpoint_refusal(endpoint: str) -> str | None:
+    """Why the operator must not send its credentials to `endpoint`: plain http to anything
+    but the loopback. None when it may."""
+    if not endpoint.lower().startswith("http://") or re.fullmatch(LOOPBACK_HTTP_RE, endpoint):
+        return None
+    return f"spec.endpoint: {endpoint}: {HTTPS_ONLY}"
 
 
 class SecretKeySelector(Wire):
@@ -44,6 +66,17 @@ class SecretKeySelector(Wire):
     )
 
 
+class SecretReference(Wire):
+    """A Secret in a named namespace."""
+
+    namespace: str = Field(
+        pattern=DNS_LABEL_RE, max_length=63, description="Namespace of the Secret."
+    )
+    name: str = Field(
+        pattern=DNS_SUBDOMAIN_RE, max_length=MAX_NAME, description="Name of the Secret."
+    )
+
+
 class EdgeTargetSpec(Wire):
     """How the operator reaches the location's edge agent."""
 
@@ -52,13 +85,19 @@ class EdgeTargetSpec(Wire):
             "!has(self.caBundle) || self.endpoint.startsWith('https://')",
             "caBundle: only used with an https:// endpoint; remove it or use https",
             ".caBundle",
-        )
+        ),
+        cel(
+            "!has(self.clientCertificateSecretRef) || self.endpoint.startsWith('https://')",
+            "clientCertificateSecretRef: only used with an https:// endpoint; remove it or "
+            "use https",
+            ".clientCertificateSecretRef",
+        ),
     )
 
     endpoint: str = Field(
         max_length=MAX_ENDPOINT,
-        description="Base URL of the edge agent's API, http:// or https://, e.g. "
-        "https://edge-fra.example.net:8443.",
+        description="Base URL of the edge agent's API, e.g. https://edge-fra.example.net:8443; "
+        "http:// only to an agent on the operator's machine (127.0.0.0/8, ::1, localhost).",
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
@@ -66,7 +105,13 @@ class EdgeTargetSpec(Wire):
                     " && url(self).getHostname() != '' && size(url(self).getQuery()) == 0",
                     "endpoint: must be an absolute http:// or https:// URL without a query, "
                     "e.g. https://edge-fra.example.net:8443",
-                )
+                ),
+                cel(
+                    "!self.startsWith('http://') || self.matches('^"
+                    + LOOPBACK_HTTP_RE.replace("\\", "\\\\")
+                    + "$')",
+                    f"endpoint: {HTTPS_ONLY}",
+                ),
             ]
         },
     )
@@ -90,6 +135,14 @@ class EdgeTargetSpec(Wire):
         },
     )
 
+    client_certificate_secret_ref: SecretReference | None = Field(
+        default=None,
+        alias="clientCertificateSecretRef",
+        description="Secret (kubernetes.io/tls: tls.crt, tls.key) with the client certificate "
+        "the operator presents to an agent started with --tls-client-ca; in a namespace the "
+        "operator reads edge credentials from, like credentialsSecretRef.",
+    )
+
     @model_validator(mode="after")
     def _endpoint(self) -> Self:
         try:
@@ -100,11 +153,15 @@ class EdgeTargetSpec(Wire):
             ok = False
         if not ok or any(c.isspace() for c in self.endpoint):
             raise ValueError("endpoint: must be an absolute http:// or https:// URL")
+        if (refusal := endpoint_refusal(self.endpoint)) is not None:
+            raise ValueError(refusal)
         if self.ca_bundle is not None:
             if parts.scheme != "https":
                 raise ValueError("caBundle: only used with an https:// endpoint")
             if PEM_CERT not in self.ca_bundle:
                 raise ValueError("caBundle: must hold PEM certificates")
+        if self.client_certificate_secret_ref is not None and parts.scheme != "https":
+            raise ValueError("clientCertificateSecretRef: only used with an https:// endpoint")
         return self
 
 

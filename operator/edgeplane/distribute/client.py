@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from edgeplane.api import Probe
+from edgeplane.distribute.tls import ClientCertificate, ClientTls, client_tls
 from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
 from edgeplane.wire import Deployment, Exclusions
@@ -29,8 +32,9 @@ class Endpoint:
     url: str
     token: str
     ca_bundle: str | None = None
+    client_certificate: ClientCertificate | None = None
 
-    def __repr__(self) -> str:  # never print the token
+    def __repr__(self) -> str:  # never print the token or the key
         return f"Endpoint({self.target!r}, {self.url!r})"
 
 
@@ -63,7 +67,7 @@ class AgentClient:
     def __init__(self, timeout: float = 120.0) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5)
         self._session: aiohttp.ClientSession | None = None
-        self._ssl: dict[str, ssl.SSLContext] = {}
+        self._ssl: dict[ClientTls, ssl.SSLContext] = {}
 
     async def close(self) -> None:
         if self._session:
@@ -71,14 +75,13 @@ class AgentClient:
             self._session = None
 
     def _ssl_for(self, ep: Endpoint) -> ssl.SSLContext | bool:
-        if not ep.url.startswith("https://"):
-            return True
-        if not ep.ca_bundle:
-            return True  # the system's trust store
-        ctx = self._ssl.get(ep.ca_bundle)
+        settings = client_tls(ep.url, ep.ca_bundle, ep.client_certificate)
+        if settings is None or settings.default:
+            return True  # plain http, or the system's trust store
+        ctx = self._ssl.get(settings)
         if ctx is None:
-            ctx = ssl.create_default_context(cadata=ep.ca_bundle)
-            self._ssl[ep.ca_bundle] = ctx
+            ctx = ssl_context(settings)
+            self._ssl[settings] = ctx
         return ctx
 
     async def _call(
@@ -203,6 +206,20 @@ class AgentClient:
 
     async def info(self, ep: Endpoint) -> dict[str, Any]:
         return dict(await self._call(ep, "GET", "/v1/info", max_seconds=HEALTH_TIMEOUT) or {})
+
+
+def ssl_context(settings: ClientTls) -> ssl.SSLContext:
+    """A verifying client context; ssl.SSLError (a ValueError) if a PEM is not usable."""
+    ctx = ssl.create_default_context(cadata=settings.ca_bundle)
+    if settings.certificate is not None:
+        # ssl loads a key only from a file: a private directory, removed at once.
+        with tempfile.TemporaryDirectory(prefix="edgeplane-client-") as tmp:
+            cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+            key.touch(mode=0o600)
+            key.write_text(settings.certificate.key)
+            cert.write_text(settings.certificate.cert)
+            ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 def _msg(text: str) -> str:

@@ -12,9 +12,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeplane.api import EdgeTarget, EdgeTargetStatus
+from edgeplane.api import EdgeTarget, EdgeTargetStatus, SecretKeySelector
 from edgeplane.api.common import now as api_now
+from edgeplane.api.target import (
+    TLS_CERT_KEY,
+    TLS_KEY_KEY,
+    SecretReference,
+    endpoint_refusal,
+)
 from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
 from edgeplane.plan.targets import (
     TargetView,
@@ -42,7 +49,7 @@ class Location:
 
     endpoint: Endpoint | None = None
     reachable: bool | None = None
-    reason: str = ""  # why it is not reachable: Unreachable or CredentialsNotFound
+    reason: str = ""  # why it is not reachable: Unreachable, CredentialsNotFound, ...
     message: str = ""
     inventory: dict[str, str] | None = None  # worker -> deployment identity
     primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
@@ -61,7 +68,7 @@ class FleetSettings:
     heartbeat_interval: float  # EdgeTarget status is written at least this often
     namespaces: tuple[str, ...]  # watched; only Workers of these are collected as orphans
     orphan_grace: float  # after start, before the caches are trusted to know every Worker
-    credentials_namespaces: tuple[str, ...]  # where EdgeTarget token Secrets may live
+    credentials_namespaces: tuple[str, ...]  # where EdgeTarget credential Secrets may live
     # The cluster's key for signed version override headers ("": each location keeps its own).
     signing_key: str = field(default="", repr=False)
 
@@ -108,10 +115,12 @@ class Fleet:
         return True
 
     def credentials_changed(self, namespace: str, name: str) -> None:
-        """A Secret changed: targets whose token it holds must read it again."""
+        """A Secret changed: targets whose token or client certificate it holds must read
+        it again."""
         for tname, tbody in self.targets.items():
-            ref = tbody["spec"]["credentialsSecretRef"]
-            if (ref["namespace"], ref["name"]) == (namespace, name):
+            spec = tbody["spec"]
+            refs = (spec["credentialsSecretRef"], spec.get("clientCertificateSecretRef") or {})
+            if any((r.get("namespace"), r.get("name")) == (namespace, name) for r in refs):
                 self.at(tname).endpoint = None
 
     # -- what the planner sees -----------------------------------------------------------
@@ -160,23 +169,47 @@ class Fleet:
         body = self.targets.get(target)
         if body is None:
             return None
+        refusal = endpoint_refusal(str((body.get("spec") or {}).get("endpoint", "")))
+        if refusal is not None:  # admitted before the rule: no credentials go there
+            self._set_reachable(target, False, refusal, reason="InsecureEndpoint")
+            return None
         spec = EdgeTarget.model_validate(body).spec
         ref = spec.credentials_secret_ref
-        refusal = credentials_refusal(ref.namespace, self.settings.credentials_namespaces)
+        token = await self._credentials(target, "spec.credentialsSecretRef", ref, (ref.key,))
+        if token is None:
+            return None
+        client = None
+        if (cref := spec.client_certificate_secret_ref) is not None:
+            pair = await self._credentials(
+                target, "spec.clientCertificateSecretRef", cref, (TLS_CERT_KEY, TLS_KEY_KEY)
+            )
+            if pair is None:
+                return None
+            client = ClientCertificate(*pair)
+        loc.endpoint = Endpoint(target, spec.endpoint, token[0], spec.ca_bundle, client)
+        return loc.endpoint
+
+    async def _credentials(
+        self, target: str, field: str, ref: SecretReference | SecretKeySelector,
+        keys: tuple[str, ...],
+    ) -> list[str] | None:
+        """The values of `keys` in the Secret `ref` names, or None (and the location is
+        unreachable, saying why) when it may not be read, or is missing or incomplete."""
+        allowed = self.settings.credentials_namespaces
+        refusal = credentials_refusal(ref.namespace, allowed, field)
         if refusal is not None:  # never read, let alone sent
             self._set_reachable(target, False, refusal, reason="CredentialsNotAllowed")
             return None
-        secret = await self.kube.secret(ref.namespace, ref.name)
-        token = (secret or {}).get(ref.key, b"").decode().strip()
-        if not token:
+        secret = await self.kube.secret(ref.namespace, ref.name) or {}
+        values = [secret.get(k, b"").decode().strip() for k in keys]
+        if not all(values):
             message = (
-                f"spec.credentialsSecretRef: Secret {ref.namespace}/{ref.name} or its key "
-                f"{ref.key!r} not found"
+                f"{field}: Secret {ref.namespace}/{ref.name} or its "
+                f"{'key' if len(keys) == 1 else 'keys'} {', '.join(map(repr, keys))} not found"
             )
             self._set_reachable(target, False, message, reason="CredentialsNotFound")
             return None
-        loc.endpoint = Endpoint(target, spec.endpoint, token, spec.ca_bundle)
-        return loc.endpoint
+        return values
 
     async def check(self, name: str) -> None:
         """Health check and inventory of one location; requeues the Workers it affects."""
@@ -347,7 +380,7 @@ class Fleet:
         body, loc = self.targets.get(name), self.locations.get(name)
         if body is None or loc is None:
             return
-        target = EdgeTarget.model_validate(body)
+        prev = EdgeTargetStatus.model_validate(body.get("status") or {})
         health = Health(
             reachable=loc.reachable,
             reason=loc.reason,
@@ -356,10 +389,9 @@ class Fleet:
             info=dict(loc.info),
         )
         since = time.monotonic() - loc.last_status_write
-        prev = target.status or EdgeTargetStatus()
         if not write_due(prev, health, changed, since, self.settings.heartbeat_interval):
             return
-        status = target_status(target, health, api_now())
+        status = target_status(prev, body["metadata"].get("generation"), health, api_now())
         updated = await self.kube.patch_status(
             "edgetargets", None, name, status.to_wire(), body.get("status")
         )

@@ -1,6 +1,7 @@
 """`edgeplane agent`: the edge agent's HTTP API (aiohttp) in front of workerd.
 
-API (JSON; bearer token on everything but /healthz and /readyz):
+API (JSON; bearer token on everything but /healthz and /readyz, and with --tls-client-ca a
+client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
                               422 schema/load error, 409 route owned by another Worker
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
@@ -52,7 +53,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -71,6 +71,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
 from edgeplane.edge import probe as probes
+from edgeplane.edge.access import (
+    OPEN_PATHS,
+    ServerTls,
+    certificate_refusal,
+    server_tls,
+    token_ok,
+)
 from edgeplane.edge.agent import Agent
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
@@ -90,8 +97,8 @@ log = logging.getLogger("edgeplane.agent")
 AGENT_KEY = web.AppKey("agent", Agent)
 TOKEN_KEY = web.AppKey("token", TokenFile)  # the bearer token the operator presents
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
+CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (--tls-client-ca)
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
-_OPEN = {"/healthz", "/readyz"}
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -109,13 +116,6 @@ class ProbeRequest(BaseModel):
     timeout_seconds: float = Field(
         default=probes.DEFAULT_TIMEOUT, alias="timeoutSeconds", gt=0, le=probes.MAX_TIMEOUT
     )
-
-
-def token_ok(header: str | None, token: str) -> bool:
-    """Constant-time check of an `Authorization: Bearer <token>` header."""
-    if not header or not header.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
 def _err(status: int, message: str, **extra: object) -> web.Response:
@@ -146,9 +146,17 @@ async def _parsed(request: web.Request, model: type[M]) -> M:
 async def auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """The bearer token on everything but the health checks; bodies up to the limit."""
+    """The client certificate (if required) and the bearer token on everything but the
+    health checks; bodies up to the limit."""
     token, max_body = request.app[TOKEN_KEY].value, request.app[MAX_BODY_KEY]
-    if request.path not in _OPEN and not token_ok(request.headers.get("Authorization"), token):
+    refusal = certificate_refusal(
+        request.path, request.app[CLIENT_CERTIFICATES_KEY], _has_client_certificate(request)
+    )
+    if refusal is not None:
+        return _err(401, refusal)
+    if request.path not in OPEN_PATHS and not token_ok(
+        request.headers.get("Authorization"), token
+    ):
         return web.json_response(
             {"error": "missing or invalid bearer token"},
             status=401,
@@ -161,6 +169,13 @@ async def auth(
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         return _err(413, too_large, errors=["body"])
+
+
+def _has_client_certificate(request: web.Request) -> bool:
+    """Whether the client presented a certificate; with --tls-client-ca the handshake has
+    verified it (ssl only reports a verified peer certificate)."""
+    transport = request.transport
+    return bool(transport is not None and transport.get_extra_info("peercert"))
 
 
 def name_of(request: web.Request) -> str:
@@ -294,12 +309,16 @@ async def list_exclusions(request: web.Request) -> web.Response:
 
 
 def make_app(
-    agent: Agent, token: str | TokenFile, max_body: int = DEFAULT_MAX_BODY
+    agent: Agent,
+    token: str | TokenFile,
+    max_body: int = DEFAULT_MAX_BODY,
+    client_certificates: bool = False,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
     app[AGENT_KEY] = agent
     app[TOKEN_KEY] = token if isinstance(token, TokenFile) else TokenFile.fixed(token)
     app[MAX_BODY_KEY] = max_body
+    app[CLIENT_CERTIFICATES_KEY] = client_certificates
     app.add_routes(routes)
     return app
 
@@ -396,13 +415,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--tls-key", help="private key of --tls-cert (PEM)", default=env("EDGEPLANE_AGENT_TLS_KEY")
     )
+    ap.add_argument(
+        "--tls-client-ca",
+        help="require a client certificate signed by this CA (PEM) on the API, besides the "
+        "token (the health checks stay open); needs --tls-cert",
+        default=env("EDGEPLANE_AGENT_TLS_CLIENT_CA"),
+    )
     _runtime_args(ap)
     args = ap.parse_args(argv)
     if not args.token_file:
         ap.error("--token-file (or EDGEPLANE_AGENT_TOKEN_FILE) is required")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        ap.error("--tls-cert and --tls-key go together")
+    try:
+        args.tls = server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except ValueError as e:
+        ap.error(str(e))
     return args
+
+
+def server_context(tls: ServerTls) -> ssl.SSLContext:
+    """The API's ssl context. Only --tls-client-ca is trusted for client certificates: a
+    default context would also trust the system's roots, i.e. any public CA's client."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(tls.cert, tls.key)
+    if tls.client_ca:
+        ctx.load_verify_locations(cafile=tls.client_ca)
+        # Optional in the handshake so the health checks need none; a presented one must
+        # verify, and the API refuses requests without one (certificate_refusal).
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
 
 
 async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Path) -> None:
@@ -418,11 +459,10 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
     )
     # Serve what was accepted before anything else: no operator contact needed.
     await agent.start()
-    ssl_ctx = None
-    if args.tls_cert:
-        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_ctx.load_cert_chain(args.tls_cert, args.tls_key)
-    runner = web.AppRunner(make_app(agent, token, args.max_body), access_log=None)
+    tls: ServerTls | None = args.tls
+    ssl_ctx = server_context(tls) if tls else None
+    app = make_app(agent, token, args.max_body, bool(tls and tls.client_ca))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     api_sock = bind(args.listen_api)
     site = web.SockSite(runner, api_sock, ssl_context=ssl_ctx)

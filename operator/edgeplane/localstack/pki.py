@@ -42,15 +42,15 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) 
 
 
 class CertificateAuthority:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, common_name: str = "edgeplane-local-ca") -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         self._cert = (
             x509.CertificateBuilder()
-            .subject_name(_name("edgeplane-local-ca"))
-            .issuer_name(_name("edgeplane-local-ca"))
+            .subject_name(_name(common_name))
+            .issuer_name(_name(common_name))
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import sys
 import time
 import urllib.error
@@ -19,13 +20,20 @@ import yaml
 
 from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import REPO, Cluster
+from edgeplane.localstack.pki import KeyPair
 
 SYSTEM_NAMESPACE = "edgeplane-system"
 # The regions the examples in manifests/examples select.
 REGIONS = ("eu-central", "us-east", "ap-south")
 
 
-def _wait_http(url: str, proc: procs.Proc, timeout: float, token: str | None = None) -> None:
+def _wait_http(
+    url: str,
+    proc: procs.Proc,
+    timeout: float,
+    token: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     req = urllib.request.Request(url)
     if token:
@@ -34,7 +42,7 @@ def _wait_http(url: str, proc: procs.Proc, timeout: float, token: str | None = N
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
         try:
-            with urllib.request.urlopen(req, timeout=2) as resp:
+            with urllib.request.urlopen(req, timeout=2, context=context) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -43,9 +51,24 @@ def _wait_http(url: str, proc: procs.Proc, timeout: float, token: str | None = N
     raise RuntimeError(f"{proc.name}: {url} not ready after {timeout:.0f}s:\n{proc.log_tail()}")
 
 
+@dataclass(frozen=True)
+class AgentTls:
+    """An agent's API over TLS: its certificate, the CA that signed it (the EdgeTarget's
+    caBundle) and, for --tls-client-ca, the CA its clients' certificates must come from."""
+
+    server: KeyPair
+    ca: Path
+    client_ca: Path | None = None
+
+    def args(self) -> list[str]:
+        out = ["--tls-cert", str(self.server.cert), "--tls-key", str(self.server.key)]
+        return out + (["--tls-client-ca", str(self.client_ca)] if self.client_ca else [])
+
+
 @dataclass
 class Agent:
-    """One edge location: `edgeplane agent` (which runs workerd) on two loopback ports."""
+    """One edge location: `edgeplane agent` (which runs workerd) on two loopback ports;
+    its API speaks https with `tls`."""
 
     name: str
     region: str
@@ -54,6 +77,7 @@ class Agent:
     api_port: int = field(default_factory=procs.free_port)
     http_port: int = field(default_factory=procs.free_port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    tls: AgentTls | None = None
     proc: procs.Proc | None = None
 
     @property
@@ -62,7 +86,7 @@ class Agent:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.api_port}"
 
     @property
     def http_url(self) -> str:
@@ -97,11 +121,13 @@ class Agent:
                 "--listen-http", f"127.0.0.1:{self.http_port}",
                 "--state-dir", str(self.state_dir / "state"),
                 "--token-file", str(token_file),
+                *(self.tls.args() if self.tls else []),
             ],
             self.root,
             tie_to_parent=self.tie_to_parent,
         )
-        _wait_http(f"{self.api_url}/healthz", self.proc, timeout)
+        context = ssl.create_default_context(cafile=self.tls.ca) if self.tls else None
+        _wait_http(f"{self.api_url}/healthz", self.proc, timeout, context=context)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -139,6 +165,7 @@ class Agent:
                     "credentialsSecretRef": {
                         "namespace": SYSTEM_NAMESPACE, "name": secret_name, "key": "token",
                     },
+                    **({"caBundle": self.tls.ca.read_text()} if self.tls else {}),
                 },
             },
         ]

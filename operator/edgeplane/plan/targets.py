@@ -101,13 +101,16 @@ def orphan_candidates(
     ]
 
 
-def credentials_refusal(namespace: str, allowed: tuple[str, ...]) -> str | None:
-    """Why an EdgeTarget may not take its token from a Secret in `namespace`: the operator
-    reads location credentials only from its own namespace(s), so whoever may create an
-    EdgeTarget cannot make it send another team's Secret to an endpoint of their choosing."""
+def credentials_refusal(
+    namespace: str, allowed: tuple[str, ...], field: str = "spec.credentialsSecretRef"
+) -> str | None:
+    """Why an EdgeTarget may not take credentials (`field`: its token or its client
+    certificate) from a Secret in `namespace`: the operator reads location credentials only
+    from its own namespace(s), so whoever may create an EdgeTarget cannot make it send
+    another team's Secret to an endpoint of their choosing."""
     if namespace in allowed:
         return None
     return (
-        f"spec.credentialsSecretRef.namespace: the operator reads edge credentials only from "
-        f"namespace {', '.join(allowed)}, not {namespace}; create the token Secret there"
+        f"{field}.namespace: the operator reads edge credentials only from "
+        f"namespace {', '.join(allowed)}, not {namespace}; create the Secret there"
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from edgeplane.api import EdgeTarget, EdgeTargetStatus, set_condition
+from edgeplane.api import EdgeTargetStatus, set_condition
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class Health:
     """What the operator last learnt of one location's agent."""
 
     reachable: bool | None
-    reason: str = ""  # why not: Unreachable or CredentialsNotFound
+    reason: str = ""  # why not: Unreachable, CredentialsNotFound, InsecureEndpoint, ...
     message: str = ""
     workers: int | None = None  # None: the inventory was never read
     info: dict[str, Any] = field(default_factory=dict)  # the agent's /v1/info
@@ -29,9 +29,12 @@ def write_due(
     return changed or count != prev.workers or since_write >= heartbeat
 
 
-def target_status(target: EdgeTarget, health: Health, now: datetime) -> EdgeTargetStatus:
-    prev = target.status or EdgeTargetStatus()
-    generation = target.metadata.generation
+def target_status(
+    prev: EdgeTargetStatus, generation: int | None, health: Health, now: datetime
+) -> EdgeTargetStatus:
+    """The status after a health check. Only the previous status and the generation are
+    read, so a target whose spec the model now refuses (admitted before a rule) still gets
+    a status saying why."""
     if health.reachable:
         cond = (True, "Reachable", "the agent answers and reports its inventory")
     else:
