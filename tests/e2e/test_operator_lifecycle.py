@@ -154,9 +154,13 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_nothing(
     assert stack.operator is not None
 
     def nothing_being_deleted() -> bool:
-        # Earlier tests' namespaces are still going away; their removals are not pushes.
+        # Earlier tests' namespaces are still going away; their removals are not pushes. A
+        # Terminating namespace may not have marked its Workers yet: wait for it to go.
         items = json.loads(kube.cluster.kubectl("get", "workers", "-A", "-o", "json").stdout)
-        return not any(w["metadata"].get("deletionTimestamp") for w in items["items"])
+        spaces = json.loads(kube.cluster.kubectl("get", "namespaces", "-o", "json").stdout)
+        return not any(w["metadata"].get("deletionTimestamp") for w in items["items"]) and all(
+            (n.get("status") or {}).get("phase") != "Terminating" for n in spaces["items"]
+        )
 
     eventually(nothing_being_deleted, timeout=120, interval=1)
     def agent_puts() -> list[float]:
