@@ -256,6 +256,8 @@ class Fleet:
             await self.client.put_signing_key(ep, key)
         except Refused as e:  # e.g. an agent too old to know signed headers
             log.warning("%s did not take the signing key (%s): %s", name, e.status, e)
+        except Unreachable as e:  # the next health check tries again
+            log.warning("%s: could not hand over the signing key: %s", name, e)
         else:
             log.info("%s: signing key handed over", name)
 
