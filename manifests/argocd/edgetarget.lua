@@ -1,6 +1,8 @@
 -- Argo CD health of an edgeplane.io EdgeTarget (an edge location), from its Ready
--- condition. Healthy: the agent answers. Degraded: it does not (Unreachable) or its
--- credentials Secret is missing (CredentialsNotFound). Progressing: not checked yet.
+-- condition. Healthy: the agent answers. Degraded: any Ready=False, e.g. it does not
+-- answer (Unreachable), its credentials Secret is missing (CredentialsNotFound) or in a
+-- namespace the operator does not read (CredentialsNotAllowed), or its endpoint is plain
+-- http to another machine (InsecureEndpoint). Progressing: not checked yet.
 local hs = {}
 local status = obj.status
 local generation = obj.metadata.generation
