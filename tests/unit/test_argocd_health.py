@@ -134,4 +134,4 @@ def test_argocd_cm_snippet_holds_the_scripts() -> None:
     assert cm["data"] == {
         f"resource.customizations.health.edgeplane.io_{kind}": (SCRIPTS / f).read_text()
         for kind, f in SCRIPT_OF.items()
-    }
+    }, "run tools/sync-copies.sh"
