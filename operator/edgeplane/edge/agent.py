@@ -1,16 +1,19 @@
 """The agent: accepted state and the pushes that change it, gathered into batches.
 
-It wires the parts: `batch` decides what pushes do, `validate` loads new bundles in
-throw-away workerds, `generations` serves the accepted set and counts its requests,
-`inventory` reports it, `probe` sends requests through the public socket."""
+It wires the parts: `batch` decides what pushes do, `validate` loads new versions in the
+validator cell, `cells` runs the front and the cells that serve the accepted set (a change
+is new code files and a new front state, never a restart), `watchdog` decides about the
+versions that hang their cell, `inventory` reports it all, `probe` sends requests through
+the public socket."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +21,17 @@ import aiohttp
 from yarl import URL
 
 from edgeplane.edge import batch as batches
+from edgeplane.edge import placement as places
 from edgeplane.edge import probe as probes
-from edgeplane.edge import render, workerd
-from edgeplane.edge.generations import Generations
+from edgeplane.edge import render
+from edgeplane.edge import watchdog as watch
+from edgeplane.edge.cells import DataPlane, FrontDown
 from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
-from edgeplane.edge.store import Store, private_dir, secure_state
+from edgeplane.edge.store import Store, private_dir, secure_state, write_private
 from edgeplane.edge.validate import Validator
-from edgeplane.wire import Deployment, redact, secrets_of, signed_headers
+from edgeplane.wire import Bundle, Deployment, redact, secrets_of, signed_headers
 
 log = logging.getLogger("edgeplane.agent")
 COALESCE = 0.02
@@ -44,23 +49,36 @@ class _Pending:
                 fut.set_result(result)
 
 
+def _spec(b: Bundle) -> bytes:
+    return json.dumps(render.code_spec(b), separators=(",", ":")).encode()
+
+
+def _own_cells(deployments: Mapping[str, Deployment]) -> dict[str, bool]:
+    return {w: render.needs_own_cell(d) for w, d in deployments.items()}
+
+
+def _write_json(path: Path, doc: object) -> None:
+    write_private(path, json.dumps(doc).encode())
+
+
 class Agent:
     def __init__(
         self,
         state_dir: Path,
         workerd_bin: Path,
-        http_sock: socket.socket,
+        public: tuple[str, int],
         *,
+        cells: int = 4,
+        hang_timeout: float = 2.0,
+        watch_interval: float = 0.5,
         drain_grace: float = 10.0,
         start_timeout: float = 60.0,
         validate_timeout: float = 10.0,
-        handoff_wait: float = 2.0,
         bypass_status: int = 404,
         trust_forwarded_proto: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
-        self.http_sock = http_sock
         self.store = Store(state_dir)
         self.run_dir = private_dir(state_dir / "run")
         self.metrics = Metrics()
@@ -69,23 +87,34 @@ class Agent:
         self.pending: dict[str, _Pending] = {}
         self.validated: set[str] = set()
         self.exclusions: dict[str, tuple[str, ...]] = {}  # namespace -> patterns
+        self.placement: dict[str, str] = {}  # worker -> cell key
+        self.quarantine: dict[str, str] = {}  # version -> why it is quarantined here
+        self.hangs: dict[str, list[float]] = {}  # version -> when it hung its cell
         self.bypass_status = bypass_status
         self.trust_forwarded_proto = trust_forwarded_proto
         self.signing_key = ""  # loaded at start
+        self.shared_cells = cells
         self._serving = asyncio.Lock()  # one change of what is served at a time
         self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
-        self.gens = Generations(
+        paths = render.Paths(
+            do_dir=state_dir / "do",
+            kv_dir=state_dir / "kv",
+            code_dir=self.store.code_dir,
+            front_dir=state_dir / "front",
+        )
+        self.dp = DataPlane(
             workerd_bin,
-            http_sock,
             self.run_dir,
-            render.Paths(do_dir=state_dir / "do", kv_dir=state_dir / "kv"),
+            paths,
             self.metrics,
-            lambda: self.accepted,
-            self._router_settings,
             self._http,
-            drain_grace=drain_grace,
+            public,
+            cells=cells,
+            hang_timeout=hang_timeout,
+            watch_interval=watch_interval,
             start_timeout=start_timeout,
-            handoff_wait=handoff_wait,
+            drain_grace=drain_grace,
+            on_hang=self._hung,
         )
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -94,8 +123,8 @@ class Agent:
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
-        """The agent's client for its own sockets (stats, probes): no pooled connections, so
-        nothing holds an old generation open."""
+        """The agent's client for its own processes (state pushes, pings, probes): no pooled
+        connections, so nothing holds a replaced process open."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(force_close=True), trust_env=False
@@ -104,36 +133,67 @@ class Agent:
 
     @property
     def crash_message(self) -> str:
-        """Why workerd is not serving, or ""."""
-        return self.gens.crash_message
+        """Why the location is not serving (the front), or ""."""
+        return self.dp.unhealthy.get("front", "") if not self.dp.ready() else ""
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        # Before the first workerd: no child of this agent uses the leftovers it purges (an
-        # agent that adopted running workerds would have to spare their files).
+        # Before any workerd of this agent: the leftovers it purges are no running
+        # process's (adopted processes read their configs when they started).
         await asyncio.to_thread(secure_state, self.state_dir)
         self.accepted = await asyncio.to_thread(self.store.load_all)
         self.exclusions = await asyncio.to_thread(self.store.load_exclusions)
         self.signing_key = await asyncio.to_thread(self.store.load_signing_key)
+        self.quarantine = await asyncio.to_thread(self.store.load_quarantine)
+        await self._restore_code()
         self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
-        await self.gens.start()
+        self.metrics.quarantined.set(len(self.quarantine))
+        self.placement = places.place(
+            _own_cells(self.accepted), self._saved_placement(), self.shared_cells
+        )
+        await self.dp.start(self._statics(self.accepted))
+        entries = {w: render.worker_entry(d, self.placement[w]) for w, d in self.accepted.items()}
+        try:
+            await self.dp.publish(entries, self._settings())
+        except FrontDown as e:
+            log.error("the front did not take the stored state: %s", e)
         self._loop_task = asyncio.create_task(self._loop())
 
+    async def _restore_code(self) -> None:
+        """The code files of every accepted version (an older agent kept none)."""
+        have = await asyncio.to_thread(self.store.code_versions)
+        await self.store.save_code(
+            {
+                b.version or "": _spec(b)
+                for d in self.accepted.values()
+                for b in d.versions
+                if b.version not in have
+            }
+        )
+
+    def _saved_placement(self) -> dict[str, str]:
+        try:
+            raw = json.loads((self.run_dir / "placement.json").read_bytes())
+            return {str(k): str(v) for k, v in raw.items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
     async def close(self) -> None:
-        self.gens.closing = True  # no restart while the loop winds down
+        self.dp.closing = True
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        await self.gens.close()
+        await self.dp.close()
+        await self.validator.close()
         if self._session is not None:
             await self._session.close()
         for p in self.pending.values():
             p.answer(Result.error(503, "agent is shutting down"))
 
     def ready(self) -> bool:
-        return self.gens.ready()
+        return self.dp.ready()
 
     # ---- pushes ----------------------------------------------------------------------
     def submit(self, worker: str, d: Deployment | None) -> asyncio.Future[Result]:
@@ -166,7 +226,7 @@ class Agent:
             try:
                 await self._process(batch)
             except Exception as e:  # never leave a PUT waiting forever
-                log.exception("reload failed")
+                log.exception("a batch of changes failed")
                 for p in batch.values():
                     p.answer(Result.error(500, f"agent error: {e}"))
 
@@ -202,25 +262,93 @@ class Agent:
             p.answer(r)
 
     async def _commit(self, decision: batches.Decision) -> dict[str, Result]:
-        """Store and serve the decided changes. If workerd refuses the combined config, the
-        store is put back and the changed Workers' answers replaced: those are returned."""
-        changes, candidate = decision.changes, decision.candidate
-        previous = {w: self.accepted.get(w) for w in changes}
+        """Store and serve the decided changes: their code files, their own cells (Durable
+        Object Workers), the front's new state. Returns the answers that change: Workers
+        whose own cell did not start, and all when the front did not take the state."""
+        changes = dict(decision.changes)
+        started = time.monotonic()
         async with self._serving:
+            previous = {w: self.accepted.get(w) for w in changes}
+            await self.store.save_code(
+                {b.version or "": _spec(b) for d in changes.values() if d for b in d.versions}
+            )
+            candidate = dict(decision.candidate)
+            failed = await self._start_own_cells(changes, candidate)
+            for w in failed:
+                changes.pop(w)
+                candidate.pop(w, None)
+                if previous[w] is not None:
+                    candidate[w] = previous[w]  # type: ignore[assignment]
             await self.store.apply(changes)
-            try:
-                await self.gens.reload(candidate)
-            except workerd.StartFailed as e:
-                await self.store.apply(previous)
-                msg = redact(e.message, secrets_of(candidate.values()))
-                self.refused.update(dict.fromkeys(changes, msg))
-                return batches.refused_together(changes, msg)
+            down = await self._publish(changes, candidate)
             self.accepted = candidate
+            await self.dp.drop_statics(self._statics(candidate))
+            await self.store.remove_code(
+                batches.versions_of(previous) - batches.versions_of(candidate)
+            )
         for w in changes:
             self.refused.pop(w, None)
+        self.refused.update(failed)
         self.validated |= batches.versions_of(changes)
         self.metrics.workers.set(len(self.accepted))
-        return {}
+        self.metrics.publish_time.observe(time.monotonic() - started)
+        out = {w: Result.error(422, msg, worker=w) for w, msg in failed.items()}
+        if down:
+            out |= {w: Result.error(503, down, worker=w) for w in changes}
+        return out
+
+    async def _start_own_cells(
+        self, changes: dict[str, Deployment | None], candidate: dict[str, Deployment]
+    ) -> dict[str, str]:
+        """Start the own cells of the changed Durable Object Workers; Worker → why its cell
+        did not start (its change is refused, its last good version keeps serving)."""
+        statics = {
+            places.own(w): d
+            for w, d in changes.items()
+            if d is not None and render.needs_own_cell(d)
+        }
+        errors = await self.dp.set_statics(statics)
+        return {
+            w: f"workerd refused the Worker: {errors[places.own(w)]}"
+            for w in changes
+            if places.own(w) in errors
+        }
+
+    async def _publish(
+        self, changes: Mapping[str, Deployment | None], candidate: Mapping[str, Deployment]
+    ) -> str:
+        """The front serves `candidate`, of which `changes` changed; "" once it does, else
+        why not (the change is stored: the front gets it when it is back)."""
+        self.placement = places.place(_own_cells(candidate), self.placement, self.shared_cells)
+        await asyncio.to_thread(_write_json, self.run_dir / "placement.json", self.placement)
+        entries = {
+            w: (render.worker_entry(d, self.placement[w]) if (d := candidate.get(w)) else None)
+            for w in changes
+        }
+        try:
+            await self.dp.publish(entries, None)
+            self.metrics.publishes.labels("ok").inc()
+            return ""
+        except FrontDown as e:
+            self.metrics.publishes.labels("failed").inc()
+            log.error("%s", e)
+            return f"stored, but this location's front is not serving it yet: {e}"
+
+    def _statics(self, deployments: Mapping[str, Deployment]) -> dict[str, Deployment]:
+        return {places.own(w): d for w, d in deployments.items() if render.needs_own_cell(d)}
+
+    def _settings(self) -> dict[str, object]:
+        router = render.RouterSettings(
+            self.exclusions, self.bypass_status, self.signing_key, self.trust_forwarded_proto
+        )
+        return render.front_settings(self.quarantine, router)
+
+    async def _publish_settings(self) -> str:
+        try:
+            await self.dp.publish({}, self._settings())
+            return ""
+        except FrontDown as e:
+            return str(e)
 
     async def exclude(self, namespace: str, patterns: tuple[str, ...]) -> Result:
         """Make `patterns` the namespace's routes without a Worker (none: drop them); the
@@ -235,51 +363,70 @@ class Agent:
                 new[namespace] = patterns
             if new == self.exclusions:
                 return Result(200, {"changed": False, "namespace": namespace})
-            old, self.exclusions = self.exclusions, new
+            self.exclusions = new
             await self.store.save_exclusions(new)
-            try:
-                await self.gens.reload(self.accepted)
-            except workerd.StartFailed as e:
-                self.exclusions = old
-                await self.store.save_exclusions(old)
-                msg = redact(e.message, secrets_of(self.accepted.values()))
-                return Result.error(422, f"workerd refused the route table: {msg}")
+            down = await self._publish_settings()
+            if down:
+                return Result.error(503, f"stored, but the front did not take it: {down}")
             return Result(200, {"changed": True, "namespace": namespace})
-
-    def _router_settings(self) -> render.RouterSettings:
-        return render.RouterSettings(
-            self.exclusions, self.bypass_status, self.signing_key, self.trust_forwarded_proto
-        )
 
     async def use_signing_key(self, key: str) -> Result:
         """Sign override headers with the operator's key from now on (it goes into the
-        router's config, so the router is reloaded)."""
+        front's state)."""
         async with self._serving:
             if key == self.signing_key:
                 return Result(200, {"changed": False})
-            old, self.signing_key = self.signing_key, key
+            self.signing_key = key
             await self.store.save_signing_key(key)
-            try:
-                await self.gens.reload(self.accepted)
-            except workerd.StartFailed as e:
-                self.signing_key = old
-                await self.store.save_signing_key(old)
-                msg = redact(e.message, [*secrets_of(self.accepted.values()), key])
-                return Result.error(500, f"workerd did not take the new key: {msg}")
+            down = await self._publish_settings()
+            if down:
+                msg = redact(down, [*secrets_of(self.accepted.values()), key])
+                return Result.error(503, f"stored, but the front did not take it: {msg}")
             return Result(200, {"changed": True})
+
+    # ---- the watchdog's findings -----------------------------------------------------
+    async def _hung(self, cell: str, suspect: watch.Suspect | None) -> None:
+        """A cell hung and was replaced: count it against the version it was running, and
+        quarantine that version here once it keeps doing so."""
+        if suspect is None:
+            log.error("cell %s hung with no request in flight", cell)
+            return
+        now = time.monotonic()
+        times = self.hangs[suspect.version] = [
+            *watch.recent(self.hangs.get(suspect.version, []), now),
+            now,
+        ]
+        log.error(
+            "cell %s hung in a request to Worker %s version %s (%d in the window)",
+            cell,
+            suspect.worker,
+            suspect.version[:12],
+            len(times),
+        )
+        reason = watch.quarantine_reason(times, now, suspect)
+        if reason is None or suspect.version in self.quarantine:
+            return
+        async with self._serving:
+            self.quarantine[suspect.version] = reason
+            await self.store.save_quarantine(self.quarantine)
+            self.metrics.quarantined.set(len(self.quarantine))
+            await self._publish_settings()
+        log.error(
+            "quarantined Worker %s version %s: %s", suspect.worker, suspect.version[:12], reason
+        )
 
     # ---- request counts, probes, inventory -------------------------------------------
     async def refresh_counts(self) -> None:
-        """Read the serving generation's counts now (callers that arrive while a read is
-        under way share it)."""
+        """Read the front's counts now (callers that arrive while a read is under way share
+        it)."""
         asked = time.monotonic()
         async with self._refresh_lock:
             if self._refreshed >= asked:
                 return  # a read that started after this call finished meanwhile
             started = time.monotonic()
-            if await self.gens.read_counts():
+            if await self.dp.read_counts():
                 self._refreshed = started
-            self.metrics.export_requests(self.gens.counts.totals())
+            self.metrics.export_requests(self.dp.counts.totals())
 
     async def probe(
         self,
@@ -300,7 +447,7 @@ class Agent:
             why = f": {self.crash_message}" if self.crash_message else ""
             answer = probes.answer(t, path, error=f"workerd is not serving at this location{why}")
         else:
-            base = probes.base_url(self.http_sock.getsockname())
+            base = probes.base_url(self.dp.http_address)
             # Signed, so the router honours the proto and the version override.
             headers = signed_headers(
                 self.signing_key,
@@ -318,7 +465,13 @@ class Agent:
 
     def _inventory(self) -> Inventory:
         return Inventory(
-            self.accepted, self.refused, self.ready(), self.crash_message, self.gens.counts.totals()
+            self.accepted,
+            self.refused,
+            self.ready(),
+            self.crash_message,
+            self.dp.counts.totals(),
+            self.quarantine,
+            {w: self.dp.unhealthy.get(c, "") for w, c in self.placement.items()},
         )
 
     def item(self, worker: str) -> dict[str, object] | None:
@@ -359,7 +512,7 @@ async def _send_probe(
                     if not chunk:
                         break
                     raw += chunk
-                body = raw.decode("utf-8", errors="replace")[:probes.BODY_CHARS]
+                body = raw.decode("utf-8", errors="replace")[: probes.BODY_CHARS]
     except TimeoutError:
         error = f"no complete answer within {seconds:g}s"
     except (aiohttp.ClientError, OSError) as e:

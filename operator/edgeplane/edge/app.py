@@ -79,6 +79,7 @@ from edgeplane.edge.access import (
     token_ok,
 )
 from edgeplane.edge.agent import Agent
+from edgeplane.edge.cells import bind
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.token import TokenFile
@@ -323,19 +324,8 @@ def make_app(
     return app
 
 
-def bind(addr: str) -> socket.socket:
-    host, _, port = addr.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, int(port)))
-    s.listen(4096)
-    return s
-
-
-def _url(scheme: str, s: socket.socket) -> str:
-    host, port = s.getsockname()[:2]
+def _url(scheme: str, addr: tuple[str, int]) -> str:
+    host, port = addr[:2]
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
@@ -354,14 +344,29 @@ def _runtime_args(ap: argparse.ArgumentParser) -> None:
         default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
     )
     ap.add_argument(
+        "--cells",
+        help="workerd processes serving Workers, besides those of Durable Object Workers; "
+        "Workers are placed by namespace, so a hang in one namespace's code leaves the "
+        "namespaces of other cells answering (default 4)",
+        type=int,
+        default=int(env("EDGEPLANE_AGENT_CELLS", "4")),
+    )
+    ap.add_argument(
+        "--hang-timeout",
+        help="seconds a cell may take to answer the watchdog's probe before it is replaced "
+        "(and the request it was stuck in counted against its Worker version)",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_HANG_TIMEOUT", "2")),
+    )
+    ap.add_argument(
         "--drain-seconds",
-        help="how long an old workerd generation may drain before SIGKILL",
+        help="how long a replaced cell may drain before SIGKILL",
         type=float,
         default=float(env("EDGEPLANE_AGENT_DRAIN_SECONDS", "10")),
     )
     ap.add_argument(
         "--validate-timeout",
-        help="seconds a throw-away workerd may take to load new bundles before SIGKILL",
+        help="seconds a new version may take to load in the validator before it is refused",
         type=float,
         default=float(env("EDGEPLANE_AGENT_VALIDATE_TIMEOUT", "10")),
     )
@@ -423,6 +428,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     _runtime_args(ap)
     args = ap.parse_args(argv)
+    if args.cells < 1:
+        ap.error("--cells must be at least 1")
+    if args.hang_timeout <= 0:
+        ap.error("--hang-timeout must be more than 0 seconds")
     if not args.token_file:
         ap.error("--token-file (or EDGEPLANE_AGENT_TOKEN_FILE) is required")
     try:
@@ -446,12 +455,18 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
     return ctx
 
 
+def address(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Path) -> None:
-    http_sock = bind(args.listen_http)
     agent = Agent(
         state,
         wd,
-        http_sock,
+        address(args.listen_http),
+        cells=args.cells,
+        hang_timeout=args.hang_timeout,
         drain_grace=args.drain_seconds,
         validate_timeout=args.validate_timeout,
         bypass_status=args.bypass_status,
@@ -464,12 +479,12 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
     app = make_app(agent, token, args.max_body, bool(tls and tls.client_ca))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    api_sock = bind(args.listen_api)
+    api_sock = bind(*address(args.listen_api))
     site = web.SockSite(runner, api_sock, ssl_context=ssl_ctx)
     await site.start()
     endpoints = {
-        "api": _url("https" if ssl_ctx else "http", api_sock),
-        "http": _url("http", http_sock),
+        "api": _url("https" if ssl_ctx else "http", api_sock.getsockname()),
+        "http": _url("http", agent.dp.http_address),
         "pid": os.getpid(),
     }
     await asyncio.to_thread(
@@ -487,8 +502,6 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         watching.cancel()
         await runner.cleanup()
         await agent.close()
-        with contextlib.suppress(OSError):
-            http_sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

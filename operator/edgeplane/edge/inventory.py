@@ -1,10 +1,11 @@
-"""The inventory the agent reports (pure): per Worker what it serves, in which state, and
-the requests each of its versions answered."""
+"""The inventory the agent reports (pure): per Worker what it serves, in which state, the
+requests each of its versions answered, its versions quarantined here, and its service
+bindings whose Worker is not at this location."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgeplane.edge import counts
 from edgeplane.wire import Deployment
@@ -18,13 +19,27 @@ def requests_of(d: Deployment, totals: counts.Snapshot) -> dict[str, dict[str, i
     return out
 
 
+def missing_services(d: Deployment, served: Mapping[str, Deployment]) -> list[dict[str, str]]:
+    """The primary's service bindings whose Worker is not at this location: calls through
+    them answer 503, so the Worker is not fully serving."""
+    primary = next(b for b in d.versions if b.version == d.primary)
+    return [
+        {"binding": bd.name, "worker": bd.service}
+        for bd in primary.bindings
+        if bd.service is not None and bd.service not in served
+    ]
+
+
 @dataclass(frozen=True)
 class Inventory:
     accepted: Mapping[str, Deployment]
     refused: Mapping[str, str]  # Worker -> message of its last refused push
-    ready: bool  # a workerd generation is serving
-    crash_message: str  # why workerd is not serving, or ""
+    ready: bool  # the front is serving
+    crash_message: str  # why the front is not serving, or ""
     totals: counts.Snapshot
+    quarantine: Mapping[str, str] = field(default_factory=dict)  # version -> reason
+    cell_trouble: Mapping[str, str] = field(default_factory=dict)  # worker -> why its cell
+    # is not answering ("" or absent: it is)
 
     def item(self, worker: str) -> dict[str, object] | None:
         """`worker`'s inventory item; None if it is neither served nor refused."""
@@ -42,18 +57,25 @@ class Inventory:
                 "requests": {},
             }
         msg = self.refused.get(worker)
+        trouble = self.cell_trouble.get(worker, "")
         if msg:
             message = f"last push refused: {msg}"
         else:
-            message = self.crash_message or "serving the accepted deployment"
+            message = self.crash_message or trouble or "serving the accepted deployment"
         return {
             "worker": worker,
             "primary": d.primary,
             "versions": [b.version for b in d.versions],
             "identity": d.identity(),
-            "state": "serving" if self.ready else "starting",
+            "state": "serving" if self.ready and not trouble else "starting",
             "message": message,
             "requests": requests_of(d, self.totals),
+            "quarantined": {
+                v: self.quarantine[v]
+                for b in d.versions
+                if (v := b.version or "") in self.quarantine
+            },
+            "missingServices": missing_services(d, self.accepted),
         }
 
     def items(self) -> list[dict[str, object]]:

@@ -12,11 +12,17 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         p = "edgeplane_agent_"
-        self.reloads = Counter(p + "reloads_total", "workerd reloads", ["result"], registry=r)
-        self.reload_time = Histogram(
-            p + "reload_duration_seconds",
-            "From starting a workerd generation to it serving",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        self.publishes = Counter(
+            p + "publishes_total",
+            "State pushes to the front (routes, placement, cells): every deploy is one",
+            ["result"],
+            registry=r,
+        )
+        self.publish_time = Histogram(
+            p + "publish_duration_seconds",
+            "From a batch of changes accepted to the front serving them (code stored, state "
+            "pushed; a Durable Object Worker's own cell started)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
             registry=r,
         )
         self.workers = Gauge(p + "workers", "Workers served", registry=r)
@@ -25,11 +31,19 @@ class Metrics:
             p + "validation_failures_total", "Bundles refused by validation", registry=r
         )
         self.validation_runs = Counter(
-            p + "validation_runs_total", "Throw-away workerd runs", registry=r
+            p + "validation_runs_total", "Versions loaded by the validator cell", registry=r
         )
         self.restarts = Counter(
-            p + "workerd_restarts_total", "Unexpected workerd exits restarted", registry=r
+            p + "workerd_restarts_total",
+            "workerd processes replaced: a cell or the front that exited (crash) or stopped "
+            "answering its watchdog probe (hang)",
+            ["process", "reason"],
+            registry=r,
         )
+        self.quarantined = Gauge(
+            p + "quarantined_versions", "Versions quarantined at this location", registry=r
+        )
+        self.cells = Gauge(p + "cells", "Cells (workerd processes serving Workers)", registry=r)
         self.requests = Counter(
             p + "requests_total",
             "Requests the router dispatched to a Worker version, by status class (an "

@@ -1,31 +1,37 @@
-"""Accepted deployments → one workerd config in Cap'n Proto text (pure).
+"""What a location's workerd processes run (pure): the front's and the cells' configs in
+Cap'n Proto text, the front's state (routes, placement, cells), and a version's code spec.
 
 Every string is escaped by `text()`, binary content is written as a hex Data literal, so no
-user input can change the config's structure. Service names are derived from validated
+user input can change a config's structure. Service names are derived from validated
 Worker names and version ids.
+
+Worker code is never in a config but for one case: a Durable Object class cannot be loaded
+with the workerLoader (a loaded Worker has no storage of its own, and the namespace API it
+expects is synchronous, which an RPC stub cannot be). So a Worker that binds a Durable Object
+class gets a cell of its own whose config holds its versions as static services; a deploy
+of that Worker restarts that cell only (never another Worker's code), and the front moves
+to the new cell once it listens, then the old one drains.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from edgeplane.routing import parse_pattern, sort_most_specific_first
-from edgeplane.routing.router_js import ROUTER_JS as _ROUTER_JS
+from edgeplane.edge.host_js import FRONT_JS, HOST_JS
+from edgeplane.edge.kv_js import KV_CLIENT_JS, KV_JS
+from edgeplane.routing import RoutePattern, parse_pattern
+from edgeplane.routing.router_js import ROUTER_JS
 from edgeplane.wire import Bundle, Deployment, ModuleType
 
-ROUTER_SERVICE = "edgeplane:router"
-KV_SERVICE = "edgeplane:kv"
-SOCKET = "http"
-# The router's `stats` entrypoint (request counts), on a socket only the agent reaches.
-STATS_SOCKET = "stats"
-_MISSING_JS = """export default { fetch(request, env) {
-  return new Response(`edgeplane: Worker ${env.WORKER} is not deployed at this location\\n`,
-    { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
-} };
-"""
+FRONT = "edgeplane:front"
+HOST = "edgeplane:host"
+# The front's sockets: public requests; the agent's admin calls; the cells' service and KV
+# calls. The last two are on loopback and the agent passes their addresses to no one else.
+SOCKETS = ("http", "admin", "internal")
+COMPAT_DATE = "2025-09-01"
 
 
 def text(s: str) -> str:
@@ -53,14 +59,12 @@ def service_name(worker: str, version: str) -> str:
     return f"w:{worker}@{version}"
 
 
-def missing_name(worker: str) -> str:
-    return f"missing:{worker}"
-
-
 @dataclass(frozen=True)
 class Paths:
-    do_dir: PurePath
-    kv_dir: PurePath
+    do_dir: PurePath  # Durable Object data of DO cells
+    kv_dir: PurePath  # the front's KV store
+    code_dir: PurePath  # <version>.json code specs the cells load
+    front_dir: PurePath  # state.json, the front's state at a cold start
 
 
 @dataclass(frozen=True)
@@ -76,47 +80,185 @@ class RouterSettings:
     trust_forwarded_proto: bool = False
 
 
+def needs_own_cell(d: Deployment) -> bool:
+    """A Worker that binds a Durable Object class runs in a cell of its own (see above)."""
+    return any(bd.durable_object_class is not None for b in d.versions for bd in b.bindings)
+
+
+def code_spec(b: Bundle) -> dict[str, object]:
+    """What a cell's host loads for version `b` (edge/host_js.py): modules as stored (binary
+    ones base64), bindings with their values; secret values included, so the file is private."""
+    bindings: list[dict[str, str]] = []
+    for bd in b.bindings:
+        value = bd.model_dump(by_alias=True, exclude={"name", "secret_digest"}, exclude_none=True)
+        bindings.append({"name": bd.name, **value})
+    return {
+        "worker": b.worker,
+        "version": b.version,
+        "compatibilityDate": b.compatibility_date,
+        "compatibilityFlags": list(b.compatibility_flags),
+        "mainModule": b.main_module,
+        "modules": [
+            {"name": m.name, "type": m.type.value, "content": m.content} for m in b.modules
+        ],
+        "bindings": bindings,
+    }
+
+
+def route_rank(p: RoutePattern) -> list[object]:
+    """The router's precedence key (larger first): specificity, then the canonical pattern,
+    as `sort_most_specific_first` orders them."""
+    return [*p.specificity(), p.canonical()]
+
+
+def worker_entry(d: Deployment, cell: str) -> dict[str, object]:
+    """What the front holds for Worker `d` (router_js.py): its primary (service bindings reach
+    it), its cell, its versions, and its routes with their traffic split."""
+    routes = []
+    for r in d.routes:
+        p = parse_pattern(r.pattern)
+        traffic = [
+            {"version": t.version, "percent": t.percent} for t in r.traffic if t.percent > 0
+        ] or [{"version": d.primary, "percent": 100}]
+        routes.append({"pattern": p.to_json(), "rank": route_rank(p), "traffic": traffic})
+    return {
+        "primary": d.primary,
+        "cell": cell,
+        "versions": [b.version for b in d.versions],
+        "routes": routes,
+    }
+
+
+def front_settings(quarantined: Mapping[str, str], router: RouterSettings) -> dict[str, object]:
+    """The front's state besides Workers and cells: routes without a Worker (namespace →
+    patterns), versions quarantined here (→ reason), the bypass status, the signing key."""
+    exclusions = {
+        ns: [
+            {"pattern": (p := parse_pattern(x)).to_json(), "rank": route_rank(p)} for x in patterns
+        ]
+        for ns, patterns in sorted(router.exclusions.items())
+    }
+    return {
+        "exclusions": exclusions,
+        "quarantined": dict(quarantined),
+        "bypass": {"status": router.bypass_status},
+        "signing": {"key": router.signing_key, "trustForwardedProto": router.trust_forwarded_proto},
+    }
+
+
+def _es(name: str, source: str) -> str:
+    return f"(name = {text(name)}, esModule = {text(source)})"
+
+
+def front_config(paths: Paths) -> str:
+    """The front: the router on the public socket, its admin and internal entrypoints on
+    sockets of their own, the KV store, and loopback egress to reach the cells."""
+    modules = ", ".join(
+        [_es("front.js", FRONT_JS), _es("router.js", ROUTER_JS), _es("kv.js", KV_JS)]
+    )
+    worker = (
+        f"modules = [{modules}], compatibilityDate = {text(COMPAT_DATE)}, "
+        'bindings = [(name = "STATE_DIR", service = "edgeplane:state"), '
+        '(name = "KV_SHARDS", durableObjectNamespace = "KvShard")], '
+        'durableObjectNamespaces = [(className = "KvShard", uniqueKey = "edgeplane-kv", '
+        'enableSql = true)], durableObjectStorage = (localDisk = "edgeplane:kv-disk"), '
+        'globalOutbound = "edgeplane:cells"'
+    )
+    services = [
+        f"(name = {text(FRONT)}, worker = ({worker}))",
+        '(name = "edgeplane:cells", network = (allow = ["local"]))',
+        f'(name = "edgeplane:state", disk = (path = {text(str(paths.front_dir))}))',
+        f'(name = "edgeplane:kv-disk", disk = (path = {text(str(paths.kv_dir))}, writable = true))',
+    ]
+    sockets = [
+        f"(name = {text(s)}, http = (), service = (name = {text(FRONT)}"
+        + ("" if s == "http" else f", entrypoint = {text(s)}")
+        + "))"
+        for s in SOCKETS
+    ]
+    return _config(services, sockets)
+
+
+def cell_config(paths: Paths, front_internal_port: int, static: Deployment | None = None) -> str:
+    """A cell: the host Worker with the loader, the code store, the front's internal socket;
+    with `static` (a Durable Object Worker's own cell), that Worker's versions as services."""
+    bindings = [
+        '(name = "LOADER", workerLoader = ())',
+        '(name = "CODE", service = "edgeplane:code")',
+        f'(name = "FRONT", service = {text(FRONT)})',
+    ]
+    services: list[str] = []
+    if static is not None:
+        primary_svc = service_name(static.worker, static.primary)
+        for b in static.versions:
+            svc = service_name(static.worker, b.version or "")
+            services.append(_static_worker(b, svc, None if svc == primary_svc else primary_svc))
+            bindings.append(f"(name = {text('v:' + (b.version or ''))}, service = {text(svc)})")
+        services.append(
+            f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
+            "writable = true))"
+        )
+    modules = f"{_es('host.js', HOST_JS)}, {_es('kvclient.js', KV_CLIENT_JS)}"
+    services += [
+        f"(name = {text(HOST)}, worker = (modules = [{modules}], "
+        f'compatibilityDate = {text(COMPAT_DATE)}, compatibilityFlags = ["enable_ctx_exports"], '
+        f"bindings = [{', '.join(bindings)}]))",
+        f'(name = "edgeplane:code", disk = (path = {text(str(paths.code_dir))}))',
+        f"(name = {text(FRONT)}, external = (address = "
+        f"{text(f'127.0.0.1:{front_internal_port}')}, http = ()))",
+    ]
+    return _config(services, [f'(name = "http", http = (), service = {text(HOST)})'])
+
+
+def _config(services: list[str], sockets: list[str]) -> str:
+    body = ",\n    ".join(services)
+    return (
+        'using Workerd = import "/workerd/workerd.capnp";\n'
+        "const config :Workerd.Config = (\n"
+        f"  services = [\n    {body}\n  ],\n"
+        f"  sockets = [{', '.join(sockets)}]\n"
+        ");\n"
+    )
+
+
 def _module(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
     if m_type.is_binary:
         return f"(name = {text(m_name)}, {m_type.value} = {data(raw)})"
     return f"(name = {text(m_name)}, {m_type.value} = {text(content)})"
 
 
-def _worker(
-    b: Bundle,
-    svc: str,
-    primaries: Mapping[str, str],
-    namespace_owner: str | None,
-) -> str:
-    """One Worker version. `namespace_owner` is the primary's service when this is not the
-    primary: Durable Object classes live in one namespace per Worker, the primary's."""
+def _host_entrypoint(name: str, entrypoint: str, props: dict[str, str]) -> str:
+    p = text(json.dumps(props))
+    return (
+        f"(name = {text(name)}, service = (name = {text(HOST)}, "
+        f"entrypoint = {text(entrypoint)}, props = (json = {p})))"
+    )
+
+
+def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
+    """One version of a Durable Object Worker as a static service. `namespace_owner` is the
+    primary's service when this is not the primary: Durable Object classes live in one
+    namespace per Worker, the primary's. Service and KV bindings are the host's entrypoints,
+    as for loaded Workers."""
     mods = ", ".join(_module(m.name, m.type, m.raw(), m.content) for m in b.modules)
     binds: list[str] = []
     do_classes: list[str] = []
     for bd in b.bindings:
         n = text(bd.name)
-        if bd.text is not None:
-            binds.append(f"(name = {n}, text = {text(bd.text)})")
-        elif bd.secret is not None:
-            binds.append(f"(name = {n}, text = {text(bd.secret)})")
+        if bd.text is not None or bd.secret is not None:
+            binds.append(f"(name = {n}, text = {text(bd.text or bd.secret or '')})")
         elif bd.json_ is not None:
             binds.append(f"(name = {n}, json = {text(bd.json_)})")
         elif bd.service is not None:
-            target = primaries.get(bd.service) or missing_name(bd.service)
-            binds.append(f"(name = {n}, service = {text(target)})")
+            binds.append(_host_entrypoint(bd.name, "Service", {"worker": bd.service}))
         elif bd.kv_namespace is not None:
-            # KV namespaces are shared by the Workers of one Kubernetes namespace.
             ns = f"{b.worker.split('.')[0]}/{bd.kv_namespace}"
-            props = text(json.dumps({"namespace": ns}))
-            binds.append(
-                f"(name = {n}, kvNamespace = (name = {text(KV_SERVICE)}, props = (json = {props})))"
-            )
+            binds.append(_host_entrypoint(bd.name, "Kv", {"namespace": ns}))
         elif bd.durable_object_class is not None:
             cls = bd.durable_object_class
-            owner = namespace_owner or svc
             binds.append(
                 f"(name = {n}, durableObjectNamespace = (className = {text(cls)}, "
-                f"serviceName = {text(owner)}))"
+                f"serviceName = {text(namespace_owner or svc)}))"
             )
             do_classes.append(cls)
     parts = [
@@ -133,133 +275,3 @@ def _worker(
         parts.append(f"durableObjectNamespaces = [{nss}]")
         parts.append(f"durableObjectStorage = (localDisk = {text('edgeplane:do-disk')})")
     return f"(name = {text(svc)}, worker = ({', '.join(parts)}))"
-
-
-def router_table(
-    deployments: Iterable[Deployment], exclusions: Mapping[str, tuple[str, ...]] | None = None
-) -> tuple[list[dict[str, object]], dict[str, str]]:
-    """The router's route list (most specific first) and its binding name → service map.
-    An excluded pattern is an entry of its own that names the namespace excluding it."""
-    bindings: dict[str, str] = {}
-    by_service: dict[str, str] = {}
-
-    def bind(svc: str) -> str:
-        if svc not in by_service:
-            by_service[svc] = f"s{len(by_service)}"
-            bindings[by_service[svc]] = svc
-        return by_service[svc]
-
-    entries = []
-    for d in deployments:
-        versions = [
-            {"version": b.version, "binding": bind(service_name(d.worker, b.version or ""))}
-            for b in d.versions
-        ]
-        for r in d.routes:
-            if r.traffic:
-                traffic = [
-                    {
-                        "version": t.version,
-                        "percent": t.percent,
-                        "binding": bind(service_name(d.worker, t.version)),
-                    }
-                    for t in r.traffic
-                    if t.percent > 0
-                ]
-            else:
-                traffic = [
-                    {
-                        "version": d.primary,
-                        "percent": 100,
-                        "binding": bind(service_name(d.worker, d.primary)),
-                    }
-                ]
-            entries.append(
-                (
-                    parse_pattern(r.pattern),
-                    {"worker": d.worker, "traffic": traffic, "versions": versions},
-                )
-            )
-    for ns, patterns in sorted((exclusions or {}).items()):
-        entries += [(parse_pattern(pattern), {"exclude": ns}) for pattern in patterns]
-    table = [{"pattern": p.to_json(), **e} for p, e in sort_most_specific_first(entries)]
-    return table, bindings
-
-
-def render(
-    deployments: Iterable[Deployment], paths: Paths, router: RouterSettings | None = None
-) -> str:
-    """The whole config: every version of every Worker, stubs for missing service-binding
-    targets, the KV service when used, and the router on the `http` socket."""
-    router = router or RouterSettings()
-    deps = sorted(deployments, key=lambda d: d.worker)
-    primaries = {d.worker: service_name(d.worker, d.primary) for d in deps}
-    services: list[str] = []
-    missing: set[str] = set()
-    uses_kv = uses_do = False
-    for d in deps:
-        primary_svc = primaries[d.worker]
-        for b in d.versions:
-            svc = service_name(d.worker, b.version or "")
-            owner = None if svc == primary_svc else primary_svc
-            services.append(_worker(b, svc, primaries, owner))
-            for bd in b.bindings:
-                if bd.service is not None and bd.service not in primaries:
-                    missing.add(bd.service)
-                uses_kv |= bd.kv_namespace is not None
-                uses_do |= bd.durable_object_class is not None
-    for w in sorted(missing):
-        services.append(
-            f'(name = {text(missing_name(w))}, worker = (modules = [(name = "missing.js", '
-            f'esModule = {text(_MISSING_JS)})], compatibilityDate = "2024-09-23", '
-            f'bindings = [(name = "WORKER", text = {text(w)})]))'
-        )
-    if uses_do:
-        services.append(
-            f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
-            "writable = true))"
-        )
-    if uses_kv:
-        services.append(_kv_services(paths.kv_dir))
-    table, bindings = router_table(deps, router.exclusions)
-    signing = {"key": router.signing_key, "trustForwardedProto": router.trust_forwarded_proto}
-    rb = [
-        f'(name = "ROUTES", json = {text(json.dumps(table, separators=(",", ":")))})',
-        f'(name = "BYPASS", json = {text(json.dumps({"status": router.bypass_status}))})',
-        f'(name = "SIGNING", json = {text(json.dumps(signing))})',
-    ]
-    rb += [f"(name = {text(k)}, service = {text(v)})" for k, v in bindings.items()]
-    services.append(
-        f'(name = {text(ROUTER_SERVICE)}, worker = (modules = [(name = "router.js", '
-        f'esModule = {text(_ROUTER_JS)})], compatibilityDate = "2024-09-23", '
-        f"bindings = [{', '.join(rb)}]))"
-    )
-    body = ",\n    ".join(services)
-    return (
-        'using Workerd = import "/workerd/workerd.capnp";\n'
-        "const config :Workerd.Config = (\n"
-        f"  services = [\n    {body}\n  ],\n"
-        f"  sockets = [(name = {text(SOCKET)}, http = (), service = {text(ROUTER_SERVICE)}), "
-        f"(name = {text(STATS_SOCKET)}, http = (), "
-        f'service = (name = {text(ROUTER_SERVICE)}, entrypoint = "stats"))]\n'
-        ");\n"
-    )
-
-
-def _kv_services(kv_dir: PurePath) -> str:
-    # workerd's bundled KV Worker: a SQLite Durable Object per namespace plus a blob disk.
-    return ",\n    ".join(
-        [
-            f'(name = {text(KV_SERVICE)}, worker = (modules = [(name = "kv.js", '
-            'bundled = "/workerd/kv.js")], compatibilityDate = "2024-09-23", '
-            'bindings = [(name = "SHARD", durableObjectNamespace = "KVNamespace"), '
-            '(name = "BLOBS", service = "edgeplane:kv-blobs")], '
-            'durableObjectNamespaces = [(className = "KVNamespace", '
-            'uniqueKey = "edgeplane-kv", enableSql = true)], '
-            'durableObjectStorage = (localDisk = "edgeplane:kv-disk")))',
-            f'(name = "edgeplane:kv-disk", disk = (path = {text(str(kv_dir / "objects"))}, '
-            "writable = true))",
-            f'(name = "edgeplane:kv-blobs", disk = (path = {text(str(kv_dir / "blobs"))}, '
-            "writable = true))",
-        ]
-    )

@@ -1,5 +1,7 @@
-"""Durable store of accepted deployments: one JSON file per Worker, and one file with every
-namespace's routes without a Worker; each written atomically (temp file, fsync, rename,
+"""Durable store of accepted deployments: one JSON file per Worker, the code spec of each
+version they hold (`code/<version>.json`, what the cells load), the versions quarantined at
+this location, and one file with every namespace's routes without a Worker; each written
+atomically (temp file, fsync, rename,
 fsync of the directory) so a crash leaves old or new, never half.
 
 And the state dir at rest: deployments and workerd configs hold secret values in clear, so
@@ -34,7 +36,9 @@ _TMP = r"\..+\.tmp-\d+"  # an atomic write that never reached its rename: never 
 LEFTOVERS: dict[str, tuple[str, ...]] = {
     ".": (_TMP,),
     "deployments": (_TMP,),
-    "run": (_TMP, r"config-\d+\.capnp", r"validate-\d+"),
+    "code": (_TMP,),
+    "front": (_TMP,),
+    "run": (_TMP, r"config-.+\.capnp", r"check"),
 }
 
 
@@ -132,8 +136,10 @@ def secure_state(root: Path) -> None:
 class Store:
     def __init__(self, root: Path) -> None:
         self.dir = private_dir(root / "deployments")
+        self.code_dir = private_dir(root / "code")
         self.exclusions_file = root / "exclusions.json"
         self.signing_key_file = root / "signing-key"
+        self.quarantine_file = root / "quarantine.json"
 
     def _path(self, worker: str) -> Path:
         if not re.match(WORKER_NAME_RE, worker):  # never a path outside the store
@@ -186,3 +192,43 @@ class Store:
     async def save_signing_key(self, key: str) -> None:
         await asyncio.to_thread(atomic_write, self.signing_key_file, key.encode())
 
+    def _code_path(self, version: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", version):  # never a path outside the store
+            raise ValueError(f"invalid version id {version!r}")
+        return self.code_dir / f"{version}.json"
+
+    def _save_code_sync(self, specs: dict[str, bytes]) -> None:
+        for version, spec in specs.items():
+            path = self._code_path(version)
+            if not path.exists():  # a version id is a content hash: same id, same file
+                _replace(path, spec)
+        fsync_dir(self.code_dir)
+
+    async def save_code(self, specs: dict[str, bytes]) -> None:
+        """Version → its code spec (render.code_spec as JSON), for the cells to load."""
+        if specs:
+            await asyncio.to_thread(self._save_code_sync, specs)
+
+    def code_versions(self) -> set[str]:
+        return {p.stem for p in self.code_dir.glob("*.json")}
+
+    def _remove_code_sync(self, versions: set[str]) -> None:
+        for v in versions:
+            self._code_path(v).unlink(missing_ok=True)
+
+    async def remove_code(self, versions: set[str]) -> None:
+        """Remove the code of versions no longer deployed (a cell still running one keeps
+        its loaded isolate; only a cold load would miss it, and nothing routes there)."""
+        if versions:
+            await asyncio.to_thread(self._remove_code_sync, versions)
+
+    def load_quarantine(self) -> dict[str, str]:
+        """Version → why it is quarantined at this location."""
+        if not self.quarantine_file.exists():
+            return {}
+        raw = json.loads(self.quarantine_file.read_bytes())
+        return {str(v): str(r) for v, r in raw.items()}
+
+    async def save_quarantine(self, quarantine: dict[str, str]) -> None:
+        data = json.dumps(quarantine, sort_keys=True).encode()
+        await asyncio.to_thread(atomic_write, self.quarantine_file, data)

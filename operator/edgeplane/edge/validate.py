@@ -1,53 +1,146 @@
-"""Validation of new bundles in throw-away workerds, before they reach the serving config:
-`Validator` tries a set of bundles in a workerd of its own, on ephemeral loopback ports;
-`batch.narrow` decides which sets to try."""
+"""Validation of new versions before a push is accepted: each is loaded in the validator, a
+cell of its own that serves nothing, through the same loader the serving cells use, under a
+check module that also asks for a fetch handler (host_js.py). One process for all checks,
+none per check; a version that does not finish loading within the timeout (a loop at top
+level) gets the process killed and replaced, and the versions checked alongside it are
+checked again one at a time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import shutil
-import signal
 from pathlib import Path
 
+import aiohttp
+
 from edgeplane.edge import render, workerd
-from edgeplane.edge.batch import MAX_MESSAGE, as_deployments, narrow
+from edgeplane.edge.batch import MAX_MESSAGE
 from edgeplane.edge.metrics import Metrics
-from edgeplane.wire import Bundle, redact, secrets_of
+from edgeplane.edge.store import private_dir, write_private
+from edgeplane.wire import Bundle, redact
+
+CONCURRENCY = 8
+_TIMED_OUT = "timeout"
 
 
 class Validator:
-    def __init__(self, workerd_bin: Path, run_dir: Path, metrics: Metrics, timeout: float) -> None:
+    def __init__(
+        self,
+        workerd_bin: Path,
+        run_dir: Path,
+        metrics: Metrics,
+        timeout: float,
+    ) -> None:
         self.workerd_bin = workerd_bin
         self.run_dir = run_dir
+        self.dir = run_dir / "check"
         self.metrics = metrics
         self.timeout = timeout
-        self._runs = 0
+        self.proc: workerd.Proc | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()  # one batch of checks at a time
+        self._starting = asyncio.Lock()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True), trust_env=False
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self.proc is not None:
+            await workerd.kill(self.proc)
+            self.proc = None
+        if self._session is not None:
+            await self._session.close()
+        await asyncio.to_thread(shutil.rmtree, self.dir, True)
 
     async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
-        """Version -> workerd's message for each of `bundles` that does not load."""
-        return await narrow(bundles, self._attempt)
+        """Version -> why it does not load, for each of `bundles` that does not."""
+        errors: dict[str, str] = {}
+        async with self._lock:
+            for i in range(0, len(bundles), CONCURRENCY):
+                chunk = bundles[i : i + CONCURRENCY]
+                found = await asyncio.gather(*(self._check(b) for b in chunk))
+                timed_out = [b for b, e in zip(chunk, found, strict=True) if e == _TIMED_OUT]
+                errors |= {
+                    b.version or "": e
+                    for b, e in zip(chunk, found, strict=True)
+                    if e is not None and e != _TIMED_OUT
+                }
+                if timed_out:
+                    await self._restart()  # it is stuck in one of them: find which
+                for b in timed_out:
+                    err = _TIMED_OUT if len(chunk) == 1 else await self._check_alone(b)
+                    if err is not None:
+                        errors[b.version or ""] = self._message(err)
+        return errors
 
-    async def _attempt(self, bundles: list[Bundle]) -> str | None:
+    async def _check_alone(self, b: Bundle) -> str | None:
+        err = await self._check(b)
+        if err == _TIMED_OUT:
+            await self._restart()
+        return err
+
+    def _message(self, err: str) -> str:
+        if err != _TIMED_OUT:
+            return err
+        return (
+            f"the Worker did not finish loading within {self.timeout:g}s (a loop at the top "
+            "level of a module, or a very slow one?)"
+        )
+
+    async def _check(self, b: Bundle) -> str | None:
+        """None if `b` loads and has a fetch handler, _TIMED_OUT, or workerd's message."""
+        version = b.version or ""
+        spec = self.dir / f"{version}.json"
         self.metrics.validation_runs.inc()
-        deps = as_deployments(bundles)
-        self._runs += 1
-        vdir = self.run_dir / f"validate-{self._runs}"
         try:
-            paths = render.Paths(do_dir=vdir / "do", kv_dir=vdir / "kv")
-            cfg = vdir / "config.capnp"
-            await asyncio.to_thread(workerd.write_config, cfg, deps, paths, render.RouterSettings())
+            proc = await self._ensure()
+            await asyncio.to_thread(write_private, spec, json.dumps(render.code_spec(b)).encode())
+            url = f"http://127.0.0.1:{proc.ports['http']}/__edgeplane/check"
             try:
-                p = await workerd.start(
-                    self.workerd_bin,
-                    cfg,
-                    socket_fd=None,
-                    # Loading many bundles takes longer; a lone bundle gets the plain limit.
-                    start_timeout=self.timeout + 0.05 * (len(bundles) - 1),
-                    kill_on_parent_death=signal.SIGKILL,
-                )
-            except workerd.StartFailed as e:
-                return redact(e.message, secrets_of(deps))[:MAX_MESSAGE]
-            await workerd.kill(p)
-            return None
+                async with asyncio.timeout(self.timeout):
+                    async with self._http().post(url, headers={"edgeplane-version": version}) as r:
+                        doc = await r.json()
+            except TimeoutError:
+                return _TIMED_OUT
+            except (aiohttp.ClientError, OSError, ValueError) as e:
+                return f"the validator failed: {e!r}"
+            if r.status == 200:
+                return None
+            return redact(str(doc.get("error", doc)), b.secrets())[:MAX_MESSAGE]
+        except workerd.StartFailed as e:
+            return f"the validator did not start: {e.message}"[:MAX_MESSAGE]
         finally:
-            await asyncio.to_thread(shutil.rmtree, vdir, True)
+            await asyncio.to_thread(spec.unlink, True)
+
+    async def _ensure(self) -> workerd.Proc:
+        async with self._starting:  # concurrent checks share one start
+            if self.proc is None or not self.proc.alive():
+                self.proc = await self._start()
+            return self.proc
+
+    async def _start(self) -> workerd.Proc:
+        private_dir(self.dir)
+        paths = render.Paths(
+            do_dir=self.dir / "do", kv_dir=self.dir / "kv", code_dir=self.dir, front_dir=self.dir
+        )
+        cfg = self.run_dir / "config-validator.capnp"
+        # No front: a check loads code, and top-level code cannot make requests.
+        await asyncio.to_thread(write_private, cfg, render.cell_config(paths, 9).encode())
+        try:
+            return await workerd.start(
+                self.workerd_bin, cfg, sockets={"http": None}, start_timeout=30.0
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                cfg.unlink()
+
+    async def _restart(self) -> None:
+        if self.proc is not None:
+            await workerd.kill(self.proc)
+            self.proc = None

@@ -1,6 +1,11 @@
-"""workerd itself: finding the binary the npm lockfile pins, and running its processes (a
-serving generation on the agent's socket, throw-away validation runs). Readiness is the
-`listen` event on the control fd."""
+"""workerd itself: finding the binary the npm lockfile pins, and running its processes (the
+front, the cells, the validator). Readiness is the `listen` event on the control fd, which
+also says the port of each socket workerd bound itself.
+
+Serving processes are detached from the agent: they outlive it (a SIGKILLed agent leaves
+the location serving) and write stderr to a file, not a pipe the agent would no longer
+read. A restarted agent adopts them by pid (`Proc.adopt`): it is their parent no more, so
+it watches them through a pidfd."""
 
 from __future__ import annotations
 
@@ -10,17 +15,13 @@ import ctypes
 import json
 import os
 import platform
+import select
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-
-from edgeplane.edge import render
-from edgeplane.edge.store import private_dir, write_private
-from edgeplane.wire import Deployment
 
 _ARCH = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -63,27 +64,12 @@ def workerd_version(path: Path | None = None) -> str:
     return out.stdout.split()[-1]
 
 
-def write_config(
-    path: Path,
-    deployments: list[Deployment],
-    paths: render.Paths,
-    router: render.RouterSettings,
-) -> None:
-    """Render `deployments` into the config file `path` (blocking: run it in a thread), and
-    make the directories of the config's disk services: workerd needs them to exist. The
-    config holds secret values and the disks the Workers' data: both private (see store)."""
-    kv = Path(paths.kv_dir)
-    for d in (path.parent, Path(paths.do_dir), kv, kv / "objects", kv / "blobs"):
-        private_dir(d)
-    write_private(path, render.render(deployments, paths, router).encode())
-
-
 _PR_SET_PDEATHSIG = 1
 STDERR_LIMIT = 64 * 1024
 
 
 def _die_with_parent(sig: int) -> None:
-    # If the agent dies, its workerd must not keep the socket (a restarted agent rebinds it).
+    # A validation run must not outlive the agent (it holds secrets and nothing serves).
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
 
 
@@ -93,19 +79,98 @@ class StartFailed(Exception):
         self.message = message
 
 
-@dataclass(eq=False)  # hashed by identity: the agent keeps sets of generations
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): with
+    the pid it names one process, so a reused pid is never mistaken for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@dataclass(eq=False)  # hashed by identity: the agent keeps sets of processes
 class Proc:
-    proc: asyncio.subprocess.Process
+    pid: int
+    ports: dict[str, int] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None  # None: adopted, not our child
     stderr: bytearray = field(default_factory=bytearray)
+    stderr_file: Path | None = None
     reader: asyncio.Task[None] | None = None
-    started: float = field(default_factory=time.monotonic)
+    started: int | None = None  # start_time(pid)
+    _pidfd: int | None = None
+
+    @classmethod
+    def adopt(
+        cls, pid: int, started: int, ports: dict[str, int], stderr_file: Path | None
+    ) -> Proc | None:
+        """The running process `pid` if it is still the one started at `started`."""
+        if start_time(pid) != started:
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        return cls(pid, dict(ports), None, stderr_file=stderr_file, started=started, _pidfd=fd)
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.returncode is None
+        return (
+            start_time(self.pid) == self.started
+            and self._pidfd is not None
+            and not _readable(self._pidfd)
+        )
 
     @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def returncode(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.returncode
+        return None if self.alive() else -1
+
+    async def wait(self) -> None:
+        if self.proc is not None:
+            await self.proc.wait()
+            return
+        if self._pidfd is None or _readable(self._pidfd):
+            return
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(self._pidfd, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(self._pidfd)
+
+    def signal(self, sig: int) -> None:
+        if not self.alive():
+            return
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            else:
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+            self._pidfd = None
 
     def stderr_text(self) -> str:
-        return self.stderr.decode(errors="replace").strip()
+        """What workerd wrote to stderr: the buffered pipe, or the tail of its file."""
+        raw = bytes(self.stderr)
+        if self.stderr_file is not None:
+            with contextlib.suppress(OSError):
+                with self.stderr_file.open("rb") as f:
+                    f.seek(max(0, self.stderr_file.stat().st_size - STDERR_LIMIT))
+                    raw = f.read()
+        return raw.decode(errors="replace").strip()
+
+
+def _readable(fd: int) -> bool:
+    """A pidfd is readable once its process has exited."""
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 async def _drain(stream: asyncio.StreamReader, buf: bytearray) -> None:
@@ -130,51 +195,65 @@ def _command(
     return args, fds
 
 
-async def _until_listening(p: Proc, ctl: asyncio.StreamReader) -> None:
-    """Return once workerd says on its control fd that the http socket listens;
-    StartFailed with its stderr if it exits first."""
-    while True:
+async def _until_listening(p: Proc, ctl: asyncio.StreamReader, sockets: set[str]) -> None:
+    """Return once workerd says on its control fd that every socket listens, with each
+    port in `p.ports`; StartFailed with its stderr if it exits first."""
+    waiting = set(sockets)
+    while waiting:
         line = await ctl.readline()
         if not line:  # control fd closed: workerd exited
-            await p.proc.wait()
+            await p.wait()
             if p.reader is not None:
                 await p.reader
-            raise StartFailed(p.stderr_text() or f"workerd exited with {p.proc.returncode}")
-        with contextlib.suppress(ValueError):
+            raise StartFailed(p.stderr_text() or f"workerd exited with {p.returncode}")
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             ev = json.loads(line)
-            if ev.get("event") == "listen" and ev.get("socket") == "http":
-                return
+            if ev.get("event") == "listen" and ev.get("socket") in waiting:
+                p.ports[ev["socket"]] = int(ev["port"])
+                waiting.discard(ev["socket"])
+
+
+async def _spawn(args: list[str], fds: list[int], stderr_file: Path | None, detached: bool) -> Proc:
+    err: int = asyncio.subprocess.PIPE
+    if stderr_file is not None:
+        err = os.open(stderr_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            pass_fds=fds,
+            preexec_fn=None if detached else (lambda: _die_with_parent(signal.SIGKILL)),
+        )
+    finally:
+        if stderr_file is not None:
+            os.close(err)
+    p = Proc(proc.pid, proc=proc, stderr_file=stderr_file, started=start_time(proc.pid))
+    if proc.stderr is not None:
+        p.reader = asyncio.create_task(_drain(proc.stderr, p.stderr))
+    return p
 
 
 async def start(
     workerd: Path,
     config: Path,
     *,
-    socket_fd: int | None,
+    sockets: dict[str, int | None],
     start_timeout: float,
-    kill_on_parent_death: int = signal.SIGTERM,
-    stats_fd: int | None = None,
+    stderr_file: Path | None = None,
+    detached: bool = False,
 ) -> Proc:
-    """Start `workerd serve` and return once its socket listens. On exit or timeout the
-    process is killed and StartFailed carries workerd's stderr. `socket_fd` and `stats_fd`
-    are listening sockets for the `http` and `stats` sockets; without them workerd binds
-    ephemeral loopback ports (validation runs)."""
+    """Start `workerd serve` and return once all its `sockets` listen (a listening fd to
+    take over, or None: an ephemeral loopback port, in `Proc.ports`). On exit or timeout the
+    process is killed and StartFailed carries workerd's stderr. `detached`: the process
+    outlives the agent (serving processes); else it dies with it."""
     rfd, wfd = os.pipe()
-    args, fds = _command(workerd, config, wfd, {"http": socket_fd, "stats": stats_fd})
+    args, fds = _command(workerd, config, wfd, sockets)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            pass_fds=fds,
-            preexec_fn=lambda: _die_with_parent(kill_on_parent_death),
-        )
+        p = await _spawn(args, fds, stderr_file, detached)
     finally:
         os.close(wfd)
-    p = Proc(proc)
-    assert proc.stderr is not None
-    p.reader = asyncio.create_task(_drain(proc.stderr, p.stderr))
     loop = asyncio.get_running_loop()
     ctl = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(
@@ -182,7 +261,7 @@ async def start(
     )
     try:
         async with asyncio.timeout(start_timeout):
-            await _until_listening(p, ctl)
+            await _until_listening(p, ctl, set(sockets))
             return p
     except TimeoutError:
         await kill(p)
@@ -198,29 +277,24 @@ async def start(
 
 
 async def kill(p: Proc) -> None:
-    if p.proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            p.proc.kill()
-    await p.proc.wait()
+    p.signal(signal.SIGKILL)
+    await p.wait()
     if p.reader:
         with contextlib.suppress(Exception):
             await p.reader
+    p.close()
 
 
 def terminate(p: Proc) -> None:
     """SIGTERM: workerd stops accepting and drains in-flight requests."""
-    if p.proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            p.proc.send_signal(signal.SIGTERM)
+    p.signal(signal.SIGTERM)
 
 
 async def stop(p: Proc, grace: float) -> None:
     """SIGTERM (workerd drains in-flight requests), SIGKILL after `grace` seconds."""
-    if p.proc.returncode is None:
+    if p.alive():
         terminate(p)
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                await p.proc.wait()
-        except TimeoutError:
-            pass
+                await p.wait()
     await kill(p)

@@ -1,0 +1,185 @@
+"""The JavaScript of a location's workerd processes, besides the router (routing/router_js).
+
+`FRONT_JS` is the front's main module: the router, plus the KV store (one process holds all
+KV data, so two cells never open the same storage). `HOST_JS` is the main module of every
+cell: it loads the Worker version a request names with the `workerLoader` binding, from the
+agent's store on disk (`CODE`, a read-only disk service of `<state>/code/<version>.json`),
+so a new version is a new file and never a restart. Loaded isolates are cached by version
+id and unloaded when idle; a version id is a content hash, so a cached isolate is never
+stale. Bindings reach the loaded Worker as values, or as stubs of this host's entrypoints:
+`Service` (a service binding: sent to the front's internal socket, which knows where the
+target runs) and `Kv` (KV operations, also sent to the front).
+
+A cell also answers, on paths no public request reaches (the front always sends "/"):
+  GET  /__edgeplane/ping    → ok, without loading anything (the watchdog's probe)
+  POST /__edgeplane/check   loads the version named by `edgeplane-version` under a check
+                            module that imports its main module and reports whether it
+                            registers a fetch handler → {"ok": true} or 422 {"error"}; the
+                            agent's validator cell uses it before a push is accepted
+A Durable Object Worker's cell also has the Worker's versions as static services
+(`v:<version>`), which the host prefers to the loader (edge/render.py says why).
+"""
+
+FRONT_JS = r"""
+import router, { admin as adminHandler, service } from "router.js";
+import { kvRequest } from "kv.js";
+export { KvShard } from "kv.js";
+export let admin = adminHandler;
+export let internal = {
+  async fetch(request, env) {
+    const path = new URL(request.url).pathname;
+    if (path === "/kv") return kvRequest(request, env);
+    if (path === "/service") return service(request, env);
+    return new Response("not found\n", { status: 404 });
+  },
+};
+export default router;
+"""
+
+HOST_JS = r"""
+import { WorkerEntrypoint } from "cloudflare:workers";
+export { Kv } from "kvclient.js";
+const INTERNAL = [
+  "edgeplane-worker", "edgeplane-version", "edgeplane-url", "edgeplane-host",
+  "edgeplane-service-target",
+];
+const CHECK = "__edgeplane_check.js";
+// A service binding of a loaded Worker: the call goes to the front, which sends it to the
+// target's primary version wherever it runs (another cell, or this one).
+export class Service extends WorkerEntrypoint {
+  async fetch(request) {
+    const headers = new Headers(request.headers);
+    for (const h of INTERNAL) headers.delete(h);
+    const url = new URL(request.url);
+    headers.set("edgeplane-service-target", this.ctx.props.worker);
+    headers.set("edgeplane-url", url.href);
+    headers.set("edgeplane-host", url.host);
+    return this.env.FRONT.fetch("http://front/service", {
+      method: request.method, headers: headers, body: request.body, redirect: "manual",
+    });
+  }
+}
+function bytes(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+function moduleOf(m) {
+  switch (m.type) {
+    case "esModule": return m.content;
+    case "commonJsModule": return { cjs: m.content };
+    case "text": return { text: m.content };
+    case "json": return { json: JSON.parse(m.content) };
+    case "data": return { data: bytes(m.content) };
+    case "wasm": return { wasm: bytes(m.content) };
+  }
+  throw new Error(`module ${m.name}: unknown type ${m.type}`);
+}
+function bindingOf(b, ctx, check) {
+  if (b.text !== undefined) return b.text;
+  if (b.secret !== undefined) return b.secret;
+  if (b.json !== undefined) return JSON.parse(b.json);
+  if (b.service !== undefined) return ctx.exports.Service({ props: { worker: b.service } });
+  if (b.kvNamespace !== undefined) {
+    const ns = b.worker.split(".")[0] + "/" + b.kvNamespace;
+    return ctx.exports.Kv({ props: { namespace: ns } });
+  }
+  // A Durable Object Worker is served by a cell of its own (static services); the validator
+  // only loads its code, where no binding is used yet.
+  if (check) return null;
+  throw new Error(`binding ${b.name} cannot be loaded dynamically`);
+}
+// Imports the main module and reports whether it registers a fetch handler (an object
+// with fetch, or a class whose prototype has one). A CommonJS main is only loaded.
+function checkSource(spec) {
+  const main = JSON.stringify("./" + spec.mainModule);
+  const es = spec.modules.find((m) => m.name === spec.mainModule).type === "esModule";
+  if (!es) return `import ${main};\nexport default { fetch() { return Response.json({}); } };`;
+  return `import * as m from ${main};
+const d = m.default;
+const ok = d !== null && d !== undefined && (typeof d.fetch === "function" ||
+  (typeof d === "function" && typeof (d.prototype || {}).fetch === "function"));
+export default { fetch() { return Response.json({ handler: ok }); } };`;
+}
+async function specOf(env, version) {
+  const r = await env.CODE.fetch(`http://code/${version}.json`);
+  if (!r.ok) throw new Error(`version ${version} is not in this location's store`);
+  return await r.json();
+}
+function load(env, ctx, version, check) {
+  return env.LOADER.get((check ? "check:" : "") + version, async () => {
+    const spec = await specOf(env, version);
+    const modules = {};
+    for (const m of spec.modules) modules[m.name] = moduleOf(m);
+    const bindings = {};
+    for (const b of spec.bindings) {
+      bindings[b.name] = bindingOf({ ...b, worker: spec.worker }, ctx, check);
+    }
+    let main = spec.mainModule;
+    if (check) modules[(main = CHECK)] = checkSource(spec);
+    return {
+      compatibilityDate: spec.compatibilityDate,
+      compatibilityFlags: spec.compatibilityFlags,
+      mainModule: main,
+      modules: modules,
+      env: bindings,
+    };
+  });
+}
+function redact(s, secrets) {
+  for (const v of secrets) if (v) s = s.split(v).join("[redacted]");
+  return s;
+}
+async function secretsOf(env, version) {
+  try {
+    return (await specOf(env, version)).bindings.filter((b) => b.secret).map((b) => b.secret);
+  } catch {
+    return [];
+  }
+}
+async function check(env, ctx, version) {
+  try {
+    const resp = await load(env, ctx, version, true).getEntrypoint().fetch("http://check/");
+    const found = await resp.json();
+    if (found.handler === false) {
+      return Response.json({ error: "the main module registers no fetch handler: export " +
+        "default { async fetch(request, env, ctx) { ... } } (or a WorkerEntrypoint class)" },
+        { status: 422 });
+    }
+    return Response.json({ ok: true });
+  } catch (e) {
+    const message = redact(String(e.stack || e), await secretsOf(env, version));
+    return Response.json({ error: message }, { status: 422 });
+  }
+}
+// The request as the client sent it to the front: its URL and Host, without our headers.
+function original(request) {
+  const headers = new Headers(request.headers);
+  headers.set("host", request.headers.get("edgeplane-host"));
+  const url = request.headers.get("edgeplane-url");
+  for (const h of INTERNAL) headers.delete(h);
+  return new Request(url, { method: request.method, headers: headers, body: request.body,
+    redirect: "manual" });
+}
+export default {
+  async fetch(request, env, ctx) {
+    const path = new URL(request.url).pathname;
+    const version = request.headers.get("edgeplane-version") || "";
+    if (path === "/__edgeplane/ping") return new Response("ok\n");
+    if (path === "/__edgeplane/check") return check(env, ctx, version);
+    const fixed = env["v:" + version];
+    if (fixed !== undefined) return fixed.fetch(original(request));
+    try {
+      return await load(env, ctx, version, false).getEntrypoint().fetch(original(request));
+    } catch (e) {
+      // A version that no longer loads here (validated when pushed, so rare): say so. Any
+      // other exception is the Worker's own, answered as workerd answers it.
+      if (!String(e).includes("Failed to start Worker")) throw e;
+      const message = redact(String(e), await secretsOf(env, version));
+      return new Response(`edgeplane: version ${version.slice(0, 12)} did not load: ${message}\n`,
+        { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+    }
+  },
+};
+"""
