@@ -105,6 +105,34 @@ function checkListLimit(v) {
   }
   return n;
 }
+function concat(parts, n) {
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p instanceof ArrayBuffer ? new Uint8Array(p) : p, at);
+    at += p.byteLength;
+  }
+  return out.buffer;
+}
+// A value's stream, read to its end unless it passes the limit: an ArrayBuffer.
+async function readValue(stream) {
+  const parts = [];
+  let n = 0;
+  if (stream !== null) {
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.byteLength;
+      if (n > MAX_VALUE_BYTES) {
+        await reader.cancel();
+        checkValueSize(n);
+      }
+      parts.push(value);
+    }
+  }
+  return concat(parts, n);
+}
 """
 
 KV_JS = (
@@ -129,15 +157,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 
 function nowSeconds() {
   return Math.floor(Date.now() / 1000);
-}
-function concat(parts, n) {
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p instanceof ArrayBuffer ? new Uint8Array(p) : p, at);
-    at += p.byteLength;
-  }
-  return out.buffer;
 }
 // The smallest string above every string that starts with `prefix` (keys compare as UTF-8
 // bytes, that is by code point): its last code point below U+10FFFF, plus one.
@@ -235,25 +254,6 @@ function header(h, name) {
     throw new KvRefused(`KV request header ${name} is not URI-encoded`);
   }
 }
-// The value of a put, read to its end unless it passes the limit.
-async function readValue(body) {
-  const parts = [];
-  let n = 0;
-  if (body !== null) {
-    const reader = body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      n += value.byteLength;
-      if (n > MAX_VALUE_BYTES) {
-        await reader.cancel();
-        checkValueSize(n);
-      }
-      parts.push(value);
-    }
-  }
-  return concat(parts, n);
-}
 function expirationOf(h) {
   const ttl = h.get("kv-expiration-ttl");
   const now = nowSeconds();
@@ -309,9 +309,15 @@ const OPS = {
     const key = checkKey(header(h, "kv-key"));
     const expiration = expirationOf(h);
     const metadata = metadataOf(h);
-    const length = Number(h.get("content-length"));
-    if (Number.isFinite(length)) checkValueSize(length);
-    await shard.write(key, await readValue(request.body), expiration, metadata);
+    // A body without a length could be cut short and still end cleanly (see kvclient.js).
+    const length = h.get("content-length");
+    if (length === null) throw new KvRefused("KV put needs a Content-Length");
+    checkValueSize(Number(length));
+    const value = await readValue(request.body);
+    if (value.byteLength !== Number(length)) {
+      throw new Error(`the value is ${value.byteLength} bytes, not its Content-Length ${length}`);
+    }
+    await shard.write(key, value, expiration, metadata);
     return answer("ok");
   },
   async delete(shard, h) {
@@ -384,31 +390,21 @@ async function valueOf(res, type) {
   const text = await res.text();
   return type === "json" ? JSON.parse(text) : text;
 }
-// A stream's bytes are counted on the way: past the limit the put fails, whatever the front
-// has read of it by then.
-function capped() {
-  let n = 0;
-  return new TransformStream({
-    transform(chunk, controller) {
-      n += chunk.byteLength;
-      checkValueSize(n);
-      controller.enqueue(chunk);
-    },
-  });
-}
 function checkCursor(cursor) {
   if (typeof cursor !== "string" || !CURSOR.test(cursor)) {
     throw new KvRefused("KV list cursor is not one that list() returned");
   }
   return cursor;
 }
-function bodyOf(value) {
+// A put's body, of a known length. A stream is read here first: a request body stream that
+// fails midway reaches the front as a body cut short but ended cleanly, which it would store.
+async function bodyOf(value) {
   let bytes;
   if (typeof value === "string") bytes = UTF8.encode(value);
   else if (value instanceof ArrayBuffer) bytes = new Uint8Array(value);
   else if (ArrayBuffer.isView(value)) {
     bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  } else if (value instanceof ReadableStream) return value.pipeThrough(capped());
+  } else if (value instanceof ReadableStream) return await readValue(value);
   else {
     throw new TypeError(
       "KV put value must be a string, ArrayBuffer, ArrayBufferView or ReadableStream");
@@ -475,7 +471,7 @@ export class Kv extends WorkerEntrypoint {
   }
   async put(key, value, options) {
     const headers = { "kv-key": encodeURIComponent(checkKey(key)), ...putHeaders(options) };
-    await toFront(this, "put", headers, bodyOf(value));
+    await toFront(this, "put", headers, await bodyOf(value));
   }
   async delete(key) {
     await toFront(this, "delete", { "kv-key": encodeURIComponent(checkKey(key)) });
