@@ -510,9 +510,25 @@ ROUND_TRIPS = [
         [NONE, Err("ReadableStream"), ok("old")],
     ),
     (
-        "unicode key",
-        [["put", "ключ/🙂", "значение"], ["get", "ключ/🙂"], ["list"]],
-        [NONE, ok("значение"), listed("ключ/🙂")],
+        "unicode key, and a NUL in one",
+        [
+            ["put", "ключ/🙂", "значение"],
+            ["put", "a\x00b", "nul"],
+            ["put", "a", "plain"],
+            ["get", "ключ/🙂"],
+            ["get", "a\x00b"],
+            ["get", "a"],
+            ["list"],
+            ["list", {"prefix": "a\x00"}],
+        ],
+        [
+            *[NONE] * 3,
+            ok("значение"),
+            ok("nul"),
+            ok("plain"),
+            listed("a", "a\x00b", "ключ/🙂"),
+            listed("a\x00b"),
+        ],
     ),
     (
         "overwrite",
