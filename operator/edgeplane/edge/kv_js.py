@@ -26,7 +26,8 @@ internal socket); every text a tenant chose travels URI-encoded (`encodeURICompo
   kv-prefix: <prefix>                list, optional
   kv-limit: <1..1000>                list
   kv-cursor: <cursor>                list, optional: a cursor an earlier list returned
-  body: the value (put)
+  body: the value (put), with its Content-Length: a body without one is refused, since
+        workerd ends a request body cleanly even when the stream it came from failed
 
 Every answer carries `kv-result`:
   found    get: the value is the body; kv-metadata and kv-expiration as stored, if any
@@ -39,6 +40,11 @@ front because it is the authority, the cell to refuse early what would not fit i
 or is not worth sending. Only the front checks an `expiration` against the clock. Expired
 keys are never returned; `get` deletes its key once expired, and puts, deletes and lists
 delete up to 100 expired keys each (by an index on the expiration).
+
+Values cross the RPC boundary between tenant and cell host, which allows 32 MiB and
+serializes a string at two bytes a character unless V8 holds it at one (ASCII text is): a
+value of more than 16 MiB read as "text" or "json", or put as a string, can fail there with
+the RPC's error unless it is ASCII; as bytes or a stream any value up to 25 MiB passes.
 """
 
 _LIMITS_JS = r"""
