@@ -47,9 +47,17 @@ API = {"binding": "API", "worker": "apps.other"}
         ),
         # Entries without both names (or of another shape) are left out.
         (
-            {"missingServices": [{"binding": "API"}, {"worker": "apps.x"}, "API", None,
-                                 {"binding": "", "worker": "apps.x"},
-                                 {"binding": "B", "worker": 7}, API]},
+            {
+                "missingServices": [
+                    {"binding": "API"},
+                    {"worker": "apps.x"},
+                    "API",
+                    None,
+                    {"binding": "", "worker": "apps.x"},
+                    {"binding": "B", "worker": 7},
+                    API,
+                ]
+            },
             {},
             (MissingService("API", "apps.other"),),
         ),
@@ -65,7 +73,10 @@ API = {"binding": "API", "worker": "apps.other"}
 def test_inventory_item(extra: dict, quarantined: dict, missing: tuple) -> None:
     item = inventory_item({**OLD_AGENT, **extra})
     assert (item.worker, item.identity, item.primary, item.state) == (
-        "apps.shop", "id1", V1, "serving"
+        "apps.shop",
+        "id1",
+        V1,
+        "serving",
     )
     assert item.message == "serving the accepted deployment"
     assert dict(item.quarantined) == quarantined
