@@ -22,7 +22,7 @@ from edgeplane.plan.rollout import (
     progress,
 )
 from edgeplane.plan.targets import TargetView
-from edgeplane.plan.traffic import RouteSplit, contents, named_versions
+from edgeplane.plan.traffic import RouteSplit, contents, named_versions, serving_versions
 from edgeplane.report.status import TargetOutcome, TargetState, worker_status
 from edgeplane.versions.archive import ArchiveError, pack, unpack
 from edgeplane.wire import BundleModule, Route, TrafficSplit
@@ -181,6 +181,22 @@ def test_traffic_split_contents_resolve_latest_to_each_locations_primary() -> No
     merged = contents(OLD, splits)
     assert merged.versions == {OLD} and merged.routes[0].traffic[0].percent == 100
     assert c.identity != merged.identity and named_versions(splits) == {OLD}
+
+
+@pytest.mark.parametrize(
+    ("primary", "splits", "expected"),
+    [
+        (NEW, [], {NEW}),
+        # A canary split: both run requests.
+        (NEW, [RouteSplit("a.com/*", ((OLD, 90), (None, 10)))], {OLD, NEW}),
+        # Kept at 0%: deployed, serving nothing.
+        (NEW, [RouteSplit("a.com/*", ((OLD, 0), (None, 100)))], {NEW}),
+        # The primary runs what no route splits (service bindings, routes without a split).
+        (NEW, [RouteSplit("a.com/*", ((OLD, 100),))], {OLD, NEW}),
+    ],
+)
+def test_serving_versions(primary: str, splits: list, expected: set) -> None:
+    assert serving_versions(contents(primary, splits)) == expected
 
 
 def test_status_reports_holding_and_rolled_back() -> None:

@@ -30,7 +30,13 @@ from edgeplane.plan.rollout import (
     progress,
 )
 from edgeplane.plan.targets import TargetView, WorkerKey, actions, select
-from edgeplane.plan.traffic import Contents, RouteSplit, contents, named_versions
+from edgeplane.plan.traffic import (
+    Contents,
+    RouteSplit,
+    contents,
+    named_versions,
+    serving_versions,
+)
 from edgeplane.reconcile.cache import Cache
 from edgeplane.report.status import (
     BACKOFF,
@@ -206,7 +212,7 @@ class WorkerReconciler:
             else:
                 moved = progress(state, steps, in_sync, refused, api_now(), observed)
         outcomes = [
-            self._outcome(t, worker, identities[t], assign[t], moved.state) for t in names
+            self._outcome(t, worker, identities[t], assign[t], moved.state, wants[t]) for t in names
         ]
         return _Pass(assign, moved, outcomes, refusal, retry)
 
@@ -217,9 +223,11 @@ class WorkerReconciler:
         identity: str | None,
         assigned: str | None,
         state: RolloutStatus | None,
+        want: Contents | None = None,
     ) -> TargetOutcome:
         facts = self.fleet.facts(target, worker.full_name)
-        return target_outcome(target, facts, identity, assigned, state)
+        live = serving_versions(want) if want is not None else frozenset()
+        return target_outcome(target, facts, identity, assigned, state, live)
 
     async def _apply(
         self,
