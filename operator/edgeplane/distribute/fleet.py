@@ -154,6 +154,10 @@ class Fleet:
         entry = self.at(target).refused.get(worker)
         return entry[1] if entry and identity and entry[0] == identity else None
 
+    def quarantined(self, target: str, worker: str) -> dict[str, str]:
+        """The versions of `worker` that `target` refuses to run, each with why."""
+        return dict(self.at(target).quarantined.get(worker) or {})
+
     def facts(self, target: str, worker: str) -> TargetFacts:
         loc = self.locations.get(target) or Location()
         refused = loc.refused.get(worker)

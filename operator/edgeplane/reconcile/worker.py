@@ -203,14 +203,15 @@ class WorkerReconciler:
         refused = {
             t: s.message for t in names if (s := self.fleet.refused(t, full, identities[t]))
         }
-        moved = progress(state, steps, in_sync, refused, api_now())
+        hung = {t: self.fleet.quarantined(t, full) for t in names}
+        moved = progress(state, steps, in_sync, refused, api_now(), quarantined=hung)
         retry = False
         if moved.need is not None:
             observed = await self._observe(worker, moved, steps[state.step - 1])
             if observed is None:
                 retry = True  # a location did not answer; the backoff retries
             else:
-                moved = progress(state, steps, in_sync, refused, api_now(), observed)
+                moved = progress(state, steps, in_sync, refused, api_now(), observed, hung)
         outcomes = [
             self._outcome(t, worker, identities[t], assign[t], moved.state, wants[t]) for t in names
         ]
