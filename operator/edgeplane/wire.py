@@ -271,11 +271,6 @@ def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-# An agent's reason for a quarantine is its own text (already redacted there); a status
-# message holds a few of them, so each is cut to this many characters.
-MAX_QUARANTINE_REASON = 300
-
-
 @dataclass(frozen=True, order=True)
 class MissingService:
     """A service binding of the primary version whose Worker is not at the location."""
@@ -318,15 +313,11 @@ def _quarantined(raw: object) -> dict[str, str]:
     same, with no reason to tell."""
     if not isinstance(raw, Mapping):
         return {}
-    return {
-        str(v): (why if isinstance(why, str) else "")[:MAX_QUARANTINE_REASON]
-        for v, why in raw.items()
-        if v
-    }
+    return {str(v): why if isinstance(why, str) else "" for v, why in raw.items() if v}
 
 
 def _missing_services(raw: object) -> tuple[MissingService, ...]:
-    """[{"binding", "worker"}, ...], each once, in order; entries without both names are
+    """[{"binding", "worker"}, ...], each once, sorted; entries without both names are
     left out."""
     if not isinstance(raw, list):
         return ()

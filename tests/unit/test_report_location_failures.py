@@ -174,6 +174,13 @@ def test_serving_quarantined(
             {NEW: ""},
             "version bbbbbbbbbbbb is quarantined at edge-1; edge-1 answers 502 for it",
         ),
+        # A long reason is cut; a message holds a few of them.
+        (
+            (NEW,),
+            {NEW: "x" * 5000},
+            f"version bbbbbbbbbbbb is quarantined at edge-1: {'x' * 300}; edge-1 answers 502 "
+            "for it",
+        ),
         (
             (NEW, CANARY),
             {NEW: HUNG, CANARY: ""},

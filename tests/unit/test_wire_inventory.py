@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeplane.wire import MAX_QUARANTINE_REASON, MissingService, inventory_item
+from edgeplane.wire import MissingService, inventory_item
 
 V1, V2 = "1" * 64, "2" * 64
 OLD_AGENT = {
@@ -33,8 +33,8 @@ API = {"binding": "API", "worker": "apps.other"}
         # Quarantined without a reason in text: quarantined all the same.
         ({"quarantined": {V1: None}}, {V1: ""}, ()),
         ({"quarantined": {V1: 3}}, {V1: ""}, ()),
-        # A long reason is cut; a status message holds a few of them.
-        ({"quarantined": {V1: "x" * 5000}}, {V1: "x" * MAX_QUARANTINE_REASON}, ()),
+        # A long reason is kept whole: the operator redacts before it cuts.
+        ({"quarantined": {V1: "x" * 5000}}, {V1: "x" * 5000}, ()),
         # Another shape than a map: nothing to read.
         ({"quarantined": [V1]}, {}, ()),
         ({"quarantined": V1}, {}, ()),

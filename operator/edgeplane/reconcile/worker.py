@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeplane.api import RolloutPhase, RolloutStatus, Worker, WorkerRoute, WorkerStatus
@@ -203,7 +203,7 @@ class WorkerReconciler:
         refused = {
             t: s.message for t in names if (s := self.fleet.refused(t, full, identities[t]))
         }
-        hung = {t: self.fleet.quarantined(t, full) for t in names}
+        hung = {t: self._quarantined(t, worker) for t in names}
         moved = progress(state, steps, in_sync, refused, api_now(), quarantined=hung)
         retry = False
         if moved.need is not None:
@@ -227,8 +227,20 @@ class WorkerReconciler:
         want: Contents | None = None,
     ) -> TargetOutcome:
         facts = self.fleet.facts(target, worker.full_name)
+        if facts.quarantined:
+            facts = replace(facts, quarantined=self._quarantined(target, worker))
         live = serving_versions(want) if want is not None else frozenset()
         return target_outcome(target, facts, identity, assigned, state, live)
+
+    def _quarantined(self, target: str, worker: Worker) -> dict[str, str]:
+        """What `target` quarantined of the Worker, each with the location's reason. The
+        agent redacts its reasons; a secret of the Worker's is taken out here all the same,
+        as from everything else an agent echoes."""
+        secrets = self.versions.secrets(worker)
+        return {
+            v: redact(why, secrets)
+            for v, why in self.fleet.quarantined(target, worker.full_name).items()
+        }
 
     async def _apply(
         self,

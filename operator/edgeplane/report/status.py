@@ -104,6 +104,9 @@ def serving_quarantined(
     return tuple(sorted(v for v in serving if v in facts.quarantined))
 
 
+# A location's reason for a quarantine is its own text; a message holds a few of them, so
+# each is cut to this many characters (after redaction, which needs the whole text).
+MAX_QUARANTINE_REASON = 300
 QUARANTINE_FIX = (
     "fix the code and apply the Worker (quarantine is per version), or move the traffic "
     "to another version"
@@ -112,6 +115,7 @@ QUARANTINE_FIX = (
 
 def quarantine_message(target: str, versions: tuple[str, ...], why: Mapping[str, str]) -> str:
     """Names each quarantined version (short id) with the agent's reason."""
+    why = {v: r[:MAX_QUARANTINE_REASON] for v, r in why.items()}
     if len(versions) == 1:
         v = versions[0]
         reason = f": {why[v]}" if why.get(v) else ""
