@@ -68,19 +68,25 @@ class Load:
         await asyncio.gather(*self._tasks)
 
 
+# Answers with an id its isolate drew on its first request: a cold start shows as a new id.
+ISOLATE_ID = """let born = null;
+export default { fetch() { born ??= crypto.randomUUID(); return new Response(born); } };
+"""
+
+
 async def test_deploys_restart_nothing_and_never_touch_other_tenants(edge_agent: AgentProc) -> None:  # noqa: F811
     """20 redeploys of one Worker while another namespace's Worker is under load: the
-    other's answers never fail and never cold-start (no latency above 5x its median), and
-    no workerd process is restarted."""
+    other's answers never fail and come from one isolate throughout (never cold-started),
+    with no more than 2 % of them above 5x its median latency (scheduler noise on a busy
+    2-core machine; a restart would slow them all), and no workerd process restarts."""
     async with aiohttp.ClientSession() as s:
         for d in (
-            deployment(text_worker("quiet.w", "q"), routes=("quiet.test/*",)),
+            deployment(bundle("quiet.w", ISOLATE_ID), routes=("quiet.test/*",)),
             deployment(text_worker("busy.w", "v0"), routes=("busy.test/*",)),
         ):
             assert (await put(s, edge_agent, d))[0] == 200
         before = processes(edge_agent)
-        # Warm it, and the cell (and front) paths, before measuring.
-        for _ in range(50):
+        for _ in range(50):  # warm the isolate and the connections' paths
             await get(s, edge_agent, "quiet.test")
         load = Load(edge_agent, "quiet.test")
         await asyncio.sleep(0.5)
@@ -90,11 +96,10 @@ async def test_deploys_restart_nothing_and_never_touch_other_tenants(edge_agent:
             assert await get(s, edge_agent, "busy.test") == (200, f"v{i}")
         await load.stop()
     assert load.failures == []
-    assert set(load.bodies) == {"q"}
+    assert len(set(load.bodies)) == 1, set(load.bodies)
     median = statistics.median(load.latencies)
-    slow = [t for t in load.latencies if t > max(5 * median, 0.01)]
-    # A loaded 2-core machine: allow a few scheduler hiccups, never a cold start per deploy.
-    assert len(slow) < 20, (median, sorted(load.latencies)[-20:])
+    slow = [t for t in load.latencies if t > 5 * median]
+    assert len(slow) <= len(load.latencies) // 50, (median, len(load.latencies), sorted(slow))
     assert processes(edge_agent) == before
 
 
@@ -112,7 +117,8 @@ async def test_a_hang_is_contained_replaced_and_quarantined(edge_agents) -> None
             deployment(text_worker("team-a.sibling", "sib"), routes=("sib.test/*",)),
         ):
             assert (await put(s, agent, d))[0] == 200
-        cells = json.loads((agent.state_dir / "run" / "placement.json").read_text())
+        await asyncio.sleep(0.6)  # written in the background
+        cells = json.loads((agent.state_dir / "run" / "placement.json").read_text())["cells"]
         assert cells["team-a.loop"] != cells["team-b.ok"]
         for n in range(1, 4):
             load = Load(agent, "b.test")

@@ -27,8 +27,10 @@ def server_tls(cert: str | None, key: str | None, client_ca: str | None) -> Serv
         raise ValueError("--tls-cert and --tls-key go together")
     if not cert or not key:
         if client_ca:
-            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key: client "
-                             "certificates are part of TLS")
+            raise ValueError(
+                "--tls-client-ca needs --tls-cert and --tls-key: client "
+                "certificates are part of TLS"
+            )
         return None
     return ServerTls(cert, key, client_ca or None)
 

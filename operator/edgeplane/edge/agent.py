@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -29,7 +30,7 @@ from edgeplane.edge.cells import DataPlane, FrontDown
 from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
-from edgeplane.edge.store import Store, private_dir, secure_state, write_private
+from edgeplane.edge.store import LazyFile, Store, private_dir, secure_state
 from edgeplane.edge.validate import Validator
 from edgeplane.wire import Bundle, Deployment, redact, secrets_of, signed_headers
 
@@ -55,10 +56,6 @@ def _spec(b: Bundle) -> bytes:
 
 def _own_cells(deployments: Mapping[str, Deployment]) -> dict[str, bool]:
     return {w: render.needs_own_cell(d) for w, d in deployments.items()}
-
-
-def _write_json(path: Path, doc: object) -> None:
-    write_private(path, json.dumps(doc).encode())
 
 
 class Agent:
@@ -88,6 +85,8 @@ class Agent:
         self.validated: set[str] = set()
         self.exclusions: dict[str, tuple[str, ...]] = {}  # namespace -> patterns
         self.placement: dict[str, str] = {}  # worker -> cell key
+        self.turn = -1  # the shared cell the last new namespace went to
+        self._placement_file = LazyFile(self.run_dir / "placement.json", 0.5)
         self.quarantine: dict[str, str] = {}  # version -> why it is quarantined here
         self.hangs: dict[str, list[float]] = {}  # version -> when it hung its cell
         self.bypass_status = bypass_status
@@ -149,9 +148,8 @@ class Agent:
         self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
         self.metrics.quarantined.set(len(self.quarantine))
-        self.placement = places.place(
-            _own_cells(self.accepted), self._saved_placement(), self.shared_cells
-        )
+        saved = self._saved_placement()
+        self._place(self.accepted, saved.get("cells", {}), int(saved.get("turn", -1)))
         await self.dp.start(self._statics(self.accepted))
         entries = {w: render.worker_entry(d, self.placement[w]) for w, d in self.accepted.items()}
         try:
@@ -172,12 +170,18 @@ class Agent:
             }
         )
 
-    def _saved_placement(self) -> dict[str, str]:
+    def _saved_placement(self) -> dict[str, Any]:
         try:
             raw = json.loads((self.run_dir / "placement.json").read_bytes())
-            return {str(k): str(v) for k, v in raw.items()}
-        except (OSError, ValueError, AttributeError):
+            return {"cells": {str(k): str(v) for k, v in raw["cells"].items()}, "turn": raw["turn"]}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
             return {}
+
+    def _place(
+        self, deployments: Mapping[str, Deployment], previous: Mapping[str, str], turn: int
+    ) -> None:
+        p = places.place(_own_cells(deployments), previous, self.shared_cells, turn)
+        self.placement, self.turn = p.cells, p.turn
 
     async def close(self) -> None:
         self.dp.closing = True
@@ -187,6 +191,7 @@ class Agent:
                 await self._loop_task
         await self.dp.close()
         await self.validator.close()
+        await self._placement_file.flush()
         if self._session is not None:
             await self._session.close()
         for p in self.pending.values():
@@ -319,8 +324,9 @@ class Agent:
     ) -> str:
         """The front serves `candidate`, of which `changes` changed; "" once it does, else
         why not (the change is stored: the front gets it when it is back)."""
-        self.placement = places.place(_own_cells(candidate), self.placement, self.shared_cells)
-        await asyncio.to_thread(_write_json, self.run_dir / "placement.json", self.placement)
+        self._place(candidate, self.placement, self.turn)
+        doc = {"cells": self.placement, "turn": self.turn}
+        self._placement_file.write_soon(lambda: json.dumps(doc).encode())
         entries = {
             w: (render.worker_entry(d, self.placement[w]) if (d := candidate.get(w)) else None)
             for w in changes

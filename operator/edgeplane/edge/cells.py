@@ -27,7 +27,7 @@ import aiohttp
 from edgeplane.edge import counts, render, workerd
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.placement import shared
-from edgeplane.edge.store import atomic_write, private_dir, write_private
+from edgeplane.edge.store import LazyFile, atomic_write, private_dir, write_private
 from edgeplane.edge.watchdog import Suspect, culprit
 from edgeplane.wire import Deployment, redact, secrets_of
 
@@ -96,7 +96,8 @@ class DataPlane:
         self._dirty: set[str] = set()  # Workers changed since the front's state
         self._seq = 0
         self._front_seq: int | None = None  # the state the front holds; None: unknown
-        self._disk: asyncio.Future[None] | None = None
+        # The front's whole state on disk, for a front that starts while the agent is away.
+        self._disk = LazyFile(Path(paths.front_dir) / "state.json", DISK_EVERY)
         self._lock = asyncio.Lock()  # one change of processes or state at a time
         self._tasks: set[asyncio.Task[None]] = set()
         self._file = run_dir / "dataplane.json"
@@ -150,8 +151,7 @@ class DataPlane:
         for s in self._sockets.values():
             s.close()
         self._file.unlink(missing_ok=True)
-        if self._disk is not None:
-            self._disk.cancel()
+        self._disk.cancel()
 
     def ready(self) -> bool:
         return self.front is not None and self.front.alive() and "front" not in self.unhealthy
@@ -214,8 +214,8 @@ class DataPlane:
             raise FrontDown(f"the front answered {status} to a state push")
         self._front_seq = self._seq
         self._dirty.clear()
-        if self._disk is None or self._disk.done():
-            self._disk = asyncio.ensure_future(self._save_state())
+        doc = self._doc(True)  # a snapshot: later changes replace it, never mutate it
+        self._disk.write_soon(lambda: json.dumps(doc, separators=(",", ":")).encode())
 
     async def _send(self, doc: dict[str, object], whole: bool) -> int:
         assert self.front is not None
@@ -228,14 +228,6 @@ class DataPlane:
         except _HTTP_ERRORS as e:
             self._front_seq = None
             raise FrontDown(f"the front did not take the new state: {e!r}") from None
-
-    async def _save_state(self) -> None:
-        """The front's whole state on disk, for a front that starts while the agent is away;
-        written after the push (never on a deploy's path), at most every DISK_EVERY seconds."""
-        await asyncio.sleep(DISK_EVERY)
-        doc = self._doc(True)
-        body = await asyncio.to_thread(lambda: json.dumps(doc, separators=(",", ":")).encode())
-        await asyncio.to_thread(atomic_write, Path(self.paths.front_dir) / "state.json", body)
 
     async def set_statics(self, statics: Mapping[str, Deployment]) -> dict[str, str]:
         """Start a new own cell for each Durable Object Worker that changed (the old one keeps

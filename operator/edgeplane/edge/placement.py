@@ -1,14 +1,17 @@
 """Which cell serves which Worker (pure).
 
 Workers are placed by namespace: every Worker of a namespace shares one cell, so a hang or
-a crash in one namespace's code leaves the namespaces of other cells answering. A new
-namespace goes to the shared cell with the fewest namespaces; a namespace keeps its cell as
-long as it has Workers, so placement never moves a running Worker. A Worker that binds a
-Durable Object class has a cell of its own (render.py says why)."""
+a crash in one namespace's code leaves the namespaces of other cells answering. A
+namespace keeps its cell as long as it has Workers, so placement never moves a running
+Worker. A new namespace goes to the next cell in turn among the least loaded (at most one
+namespace more than the emptiest): namespaces stay balanced, and two namespaces placed one
+after the other never share a cell while there are two cells. A Worker that binds a Durable
+Object class has a cell of its own (render.py says why)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 def shared(i: int) -> str:
@@ -23,11 +26,19 @@ def namespace_of(worker: str) -> str:
     return worker.split(".", 1)[0]
 
 
-def place(workers: Mapping[str, bool], previous: Mapping[str, str], cells: int) -> dict[str, str]:
-    """Worker → cell key, for `workers` (Worker → needs a cell of its own). `previous` is
-    the placement in force; `cells` the number of shared cells."""
+@dataclass(frozen=True)
+class Placement:
+    cells: dict[str, str]  # Worker → cell key
+    turn: int  # the shared cell the last new namespace went to
+
+
+def place(
+    workers: Mapping[str, bool], previous: Mapping[str, str], cells: int, turn: int = -1
+) -> Placement:
+    """Where `workers` (Worker → needs a cell of its own) run, given the placement in force
+    (`previous`), the number of shared cells and the last turn."""
     keys = [shared(i) for i in range(cells)]
-    home: dict[str, str] = {}  # namespace → shared cell, kept from `previous`
+    home: dict[str, str] = {}  # namespace → its shared cell, kept from `previous`
     for w, cell in sorted(previous.items()):
         if cell in keys and w in workers and not workers[w]:
             home.setdefault(namespace_of(w), cell)
@@ -36,12 +47,23 @@ def place(workers: Mapping[str, bool], previous: Mapping[str, str], cells: int) 
         load[cell] += 1
     out: dict[str, str] = {}
     for w in sorted(workers):
+        ns = namespace_of(w)
         if workers[w]:
             out[w] = own(w)
             continue
-        ns = namespace_of(w)
         if ns not in home:
-            home[ns] = min(keys, key=lambda k: (load[k], keys.index(k)))
-            load[home[ns]] += 1
+            turn = _next_turn(keys, load, turn)
+            home[ns] = keys[turn]
+            load[keys[turn]] += 1
         out[w] = home[ns]
-    return out
+    return Placement(out, turn)
+
+
+def _next_turn(keys: list[str], load: Mapping[str, int], turn: int) -> int:
+    """The first cell after `turn` whose load is at most one above the least."""
+    least = min(load.values())
+    for step in range(1, len(keys) + 1):
+        i = (turn + step) % len(keys)
+        if load[keys[i]] <= least + 1:
+            return i
+    return 0  # unreachable: the least loaded cell qualifies

@@ -18,7 +18,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import takewhile
 from pathlib import Path
 
@@ -40,6 +40,41 @@ LEFTOVERS: dict[str, tuple[str, ...]] = {
     "front": (_TMP,),
     "run": (_TMP, r"config-.+\.capnp", r"check"),
 }
+
+
+class LazyFile:
+    """A private file rewritten in the background, at most every `every` seconds, with the
+    latest content: state that must survive a restart but need not be on disk before a
+    change is answered (its cost then never lands on a deploy)."""
+
+    def __init__(self, path: Path, every: float) -> None:
+        self.path = path
+        self.every = every
+        self._content: Callable[[], bytes] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def write_soon(self, content: Callable[[], bytes]) -> None:
+        self._content = content
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        await asyncio.sleep(self.every)
+        content, self._content = self._content, None
+        if content is not None:
+            await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+
+    async def flush(self) -> None:
+        """Write what is pending now (at a graceful stop)."""
+        if self._task is not None:
+            self._task.cancel()
+        content, self._content = self._content, None
+        if content is not None:
+            await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 def leftovers(directory: str, names: Iterable[str]) -> list[str]:

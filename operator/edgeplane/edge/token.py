@@ -41,8 +41,11 @@ class TokenFile:
         try:
             value = self.path.read_text().strip()
         except OSError as e:
-            log.warning("could not read the token file %s: %s; keeping the current token",
-                        self.path, e.strerror)
+            log.warning(
+                "could not read the token file %s: %s; keeping the current token",
+                self.path,
+                e.strerror,
+            )
             return
         if not value:
             log.warning("the token file %s is empty; keeping the current token", self.path)
