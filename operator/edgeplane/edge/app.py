@@ -52,13 +52,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
