@@ -30,10 +30,40 @@ def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
         os.umask(old)
 
 
+V = "ab" * 32  # a version id: code/<version>.json
+
+
 @pytest.mark.parametrize(
     ("directory", "names", "purged"),
     [
         ("run", [], []),
+        # The configs of the front, the cells and the validator hold secrets or paths to
+        # them; the validator's check dir holds code specs. Adopted processes read their
+        # config when they started, so none is needed once they run.
+        (
+            "run",
+            [
+                "config-front.capnp",
+                "config-c0.capnp",
+                "config-do-ns.a.capnp",
+                "config-validator.capnp",
+                "check",
+                "dataplane.json",
+                "placement.json",
+                "endpoints.json",
+                "front.log",
+                "cell-c0.log",
+            ],
+            [
+                "check",
+                "config-c0.capnp",
+                "config-do-ns.a.capnp",
+                "config-front.capnp",
+                "config-validator.capnp",
+            ],
+        ),
+        # What a killed agent of the previous release (one workerd, restarted per change)
+        # left: numbered configs and validation runs, each holding secret values.
         (
             "run",
             ["config-1.capnp", "config-42.capnp", "validate-3", "endpoints.json"],
@@ -43,7 +73,14 @@ def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
         # Only names the agent makes: nothing that merely looks alike.
         (
             "run",
-            ["config-.capnp", "config-1.capnp.bak", "config-a.capnp", "validate-", "validate-1x"],
+            [
+                "config-.capnp",
+                "config-c0.capnp.bak",
+                "checks",
+                "check.1",
+                "validate-",
+                "validate-1x",
+            ],
             [],
         ),
         ("run", ["config.capnp", "validate", ".tmp-1", "x.tmp-1", ".x.tmp-"], []),
@@ -53,13 +90,24 @@ def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
             [".ns.a.json.tmp-7", ".ns.b.json.tmp-12345"],
         ),
         # Workerd configs and validation runs live in run/ only: a Worker's file stays.
-        ("deployments", ["config-1.capnp", "validate-2"], []),
+        ("deployments", ["config-1.capnp", "validate-2", "check"], []),
+        ("code", [f"{V}.json", f".{V}.json.tmp-7"], [f".{V}.json.tmp-7"]),
+        ("code", ["config-c0.capnp", "check"], []),
+        ("front", ["state.json", ".state.json.tmp-3"], [".state.json.tmp-3"]),
         (
             ".",
-            [".exclusions.json.tmp-9", "exclusions.json", "deployments", "run", "do", "kv"],
-            [".exclusions.json.tmp-9"],
+            [
+                ".exclusions.json.tmp-9",
+                ".quarantine.json.tmp-9",
+                ".signing-key.tmp-9",
+                "exclusions.json",
+                "quarantine.json",
+                "signing-key",
+                *("deployments", "code", "front", "run", "do", "kv"),
+            ],
+            [".exclusions.json.tmp-9", ".quarantine.json.tmp-9", ".signing-key.tmp-9"],
         ),
-        (".", ["config-1.capnp", "validate-1"], []),
+        (".", ["config-1.capnp", "validate-1", "check"], []),
     ],
 )
 def test_leftovers(directory: str, names: list[str], purged: list[str]) -> None:
