@@ -44,8 +44,21 @@ IO_PACKAGE_INITS = {"edgeplane.wrangler": "exports the command's main"}
 # Standard and third-party modules that reach outside the process, or the clock; pure
 # path arithmetic (pathlib.PurePath) is fine, pathlib.Path is not.
 FORBIDDEN = {
-    "aiohttp", "asyncio", "http", "kopf", "kubernetes", "kubernetes_asyncio", "os",
-    "pathlib.Path", "shutil", "socket", "ssl", "subprocess", "sys", "time", "urllib.request",
+    "aiohttp",
+    "asyncio",
+    "http",
+    "kopf",
+    "kubernetes",
+    "kubernetes_asyncio",
+    "os",
+    "pathlib.Path",
+    "shutil",
+    "socket",
+    "ssl",
+    "subprocess",
+    "sys",
+    "time",
+    "urllib.request",
 }
 FORBIDDEN_CALLS = {"open", "print", "input"}
 MAX_FUNCTION_LINES = 60

@@ -153,9 +153,7 @@ async def auth(
     )
     if refusal is not None:
         return _err(401, refusal)
-    if request.path not in OPEN_PATHS and not token_ok(
-        request.headers.get("Authorization"), token
-    ):
+    if request.path not in OPEN_PATHS and not token_ok(request.headers.get("Authorization"), token):
         return web.json_response(
             {"error": "missing or invalid bearer token"},
             status=401,
@@ -282,9 +280,7 @@ async def probe_worker(request: web.Request) -> web.Response:
 def namespace_of(request: web.Request) -> str:
     namespace = request.match_info["namespace"]
     if not re.fullmatch(NAMESPACE_RE, namespace):
-        raise _unprocessable(
-            f"namespace: {namespace!r} is not a DNS label", errors=["namespace"]
-        )
+        raise _unprocessable(f"namespace: {namespace!r} is not a DNS label", errors=["namespace"])
     return namespace
 
 
