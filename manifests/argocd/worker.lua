@@ -1,7 +1,9 @@
 -- Argo CD health of an edgeplane.io Worker, from its kstatus conditions.
 -- Healthy: Ready=True for the current generation. Degraded: Stalled=True (nothing changes
--- until the Worker or its sources do). Progressing: anything else (deploying, a location
--- unreachable and retried, or the operator has not seen this generation yet).
+-- until the Worker or its sources do, e.g. ScriptInvalid, RolledBack, Quarantined).
+-- Progressing: anything else (deploying, a location unreachable and retried, a service
+-- binding's Worker not at a location yet (ServiceMissing), or the operator has not seen
+-- this generation yet).
 local hs = {}
 local function condition(status, type_)
   if status == nil or status.conditions == nil then

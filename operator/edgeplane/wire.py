@@ -6,7 +6,8 @@ same inputs always give the same id and an agent can accept a PUT idempotently.
 
 A `Deployment` says what one location should serve for one Worker: the bundles of every
 version in use, which version is primary, and the routes with their traffic split.
-`Exclusions` are one namespace's routes without a Worker.
+`Exclusions` are one namespace's routes without a Worker. An `InventoryItem` is what a
+location reports back about one Worker (`GET /v1/workers`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -267,6 +269,68 @@ def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[
         "routes": [r.model_dump(mode="json") for r in routes],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, order=True)
+class MissingService:
+    """A service binding of the primary version whose Worker is not at the location."""
+
+    binding: str  # the binding's name, e.g. "API"
+    worker: str  # "<namespace>.<worker>" it calls
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    """One Worker in a location's inventory."""
+
+    worker: str
+    identity: str
+    primary: str
+    state: str
+    message: str
+    # version -> why the location refuses to run it (it hung its cell repeatedly); the
+    # location answers 502 for these versions
+    quarantined: Mapping[str, str] = field(default_factory=dict)
+    missing_services: tuple[MissingService, ...] = ()
+
+
+def inventory_item(raw: Mapping[str, Any]) -> InventoryItem:
+    """An item of `GET /v1/workers`. Agents older than quarantine and service checks send
+    neither "quarantined" nor "missingServices": absent (or of another shape) is none."""
+    return InventoryItem(
+        worker=raw["worker"],
+        identity=raw.get("identity", ""),
+        primary=raw.get("primary", ""),
+        state=raw.get("state", ""),
+        message=raw.get("message", ""),
+        quarantined=_quarantined(raw.get("quarantined")),
+        missing_services=_missing_services(raw.get("missingServices")),
+    )
+
+
+def _quarantined(raw: object) -> dict[str, str]:
+    """{"<version>": "<reason>"}; a version without a text reason is quarantined all the
+    same, with no reason to tell."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(v): why if isinstance(why, str) else "" for v, why in raw.items() if v}
+
+
+def _missing_services(raw: object) -> tuple[MissingService, ...]:
+    """[{"binding", "worker"}, ...], each once, sorted; entries without both names are
+    left out."""
+    if not isinstance(raw, list):
+        return ()
+    found = {
+        MissingService(m["binding"], m["worker"])
+        for m in raw
+        if isinstance(m, Mapping)
+        and isinstance(m.get("binding"), str)
+        and isinstance(m.get("worker"), str)
+        and m["binding"]
+        and m["worker"]
+    }
+    return tuple(sorted(found))
 
 
 def secrets_of(deployments: Iterable[Deployment]) -> set[str]:

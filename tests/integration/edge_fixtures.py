@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from edgeplane.edge.cells import recorded_pids
 from edgeplane.wire import (
     Bundle,
     BundleBinding,
@@ -75,11 +76,20 @@ class AgentProc:
         return {"Authorization": f"Bearer {self.token}"}
 
     def kill(self) -> None:
-        """SIGKILL the agent and every workerd it started (one process group)."""
+        """SIGKILL the agent and every workerd it started (one process group), and those an
+        earlier agent on this state dir started, which it adopted."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(10)
         _wait_group_gone(self.popen.pid)
+        for pid in recorded_pids(self.state_dir / "run"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def kill_agent(self) -> None:
+        """SIGKILL the agent alone: its workerds keep serving until an agent adopts them."""
+        self.popen.kill()
+        self.popen.wait(10)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.popen.poll() is None:

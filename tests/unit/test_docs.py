@@ -16,7 +16,7 @@ KNOWN_REASONS = {
     "Deployed", "Deploying", "TargetUnreachable", "ScriptInvalid", "SourceNotFound",
     "SourceChecksumMismatch", "InvalidSource", "InvalidSpec", "ScriptTooLarge", "NoTargets",
     "RouteConflict", "WorkerNotFound", "VersionNotFound", "Unreachable",
-    "CredentialsNotFound",
+    "CredentialsNotFound", "Quarantined", "ServiceMissing",
 }
 REASON_RES = (
     re.compile(r'\((?:True|False),\s*"([A-Z][A-Za-z]+)"'),

@@ -111,7 +111,7 @@ def test_dashboard_covers_the_issue() -> None:
                    "edgeplane_reconcile_time_seconds_bucket", "edgeplane_workqueue_depth",
                    "edgeplane_workers", "edgeplane_pushes_total"):
         assert metric in text, metric
-    assert "edgeplane_agent_reload_duration_seconds_bucket" in text  # agent reload time
+    assert "edgeplane_agent_publish_duration_seconds_bucket" in text  # deploy time at the edge
     # Edge request rate and errors: a rate by Worker and a 5xx ratio by Worker.
     by_title = {t: q for t, q in dashboard_queries()}
     rate = by_title["Edge request rate by Worker"]

@@ -24,6 +24,7 @@ from edgeplane.plan.targets import (
     credentials_refusal,
     orphan_candidates,
     select,
+    workers_with_news,
 )
 from edgeplane.report.status import Stall, TargetOutcome, TargetState, worker_status
 
@@ -147,6 +148,29 @@ def test_affected_workers(
     inventory: dict | None, desired: dict, flipped: bool, expected: list
 ) -> None:
     assert affected_workers(WORKERS, desired, inventory, "edge-1", flipped) == expected
+
+
+HUNG = {V1: "hung its cell 3 times in 10 minutes"}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        # A health check that says nothing new: nobody to reconcile.
+        ({}, {}, []),
+        ({"apps.a": (HUNG, None)}, {"apps.a": (HUNG, None)}, []),
+        # A quarantine comes, goes, or names another version; a missing service likewise.
+        ({}, {"apps.a": (HUNG, None)}, [("apps", "a")]),
+        ({"apps.a": (HUNG, None)}, {}, [("apps", "a")]),
+        ({"apps.a": (HUNG, None)}, {"apps.a": ({V2: "x"}, None)}, [("apps", "a")]),
+        ({"apps.b": (None, ("API",))}, {"apps.b": (None, ())}, [("apps", "b")]),
+        # Only the Worker it is about; and one the operator does not know is nobody's.
+        ({}, {"apps.a": (HUNG, None), "shop.c": (None, ("API",)), "gone.x": (HUNG, None)},
+         [("apps", "a"), ("shop", "c")]),
+    ],
+)
+def test_workers_with_news(before: dict, after: dict, expected: list) -> None:
+    assert workers_with_news(WORKERS, before, after) == expected
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from edgeplane.plan.rollout import (
     progress,
 )
 from edgeplane.plan.targets import TargetView
-from edgeplane.plan.traffic import RouteSplit, contents, named_versions
+from edgeplane.plan.traffic import RouteSplit, contents, named_versions, serving_versions
 from edgeplane.report.status import TargetOutcome, TargetState, worker_status
 from edgeplane.versions.archive import ArchiveError, pack, unpack
 from edgeplane.wire import BundleModule, Route, TrafficSplit
@@ -119,6 +119,75 @@ def test_a_refusal_at_a_step_location_rolls_back() -> None:
     assert rolled.phase is RolloutPhase.ROLLED_BACK and "SyntaxError" in rolled.failure.message
 
 
+HUNG = "hung its cell 3 times in 10 minutes (last: GET /loop)"
+CANARY_HOLD = progressive({"count": 1, "holdSeconds": 30})
+
+
+@pytest.mark.parametrize(
+    ("rollout", "phase", "quarantined", "refused", "rolled_back", "why"),
+    [
+        # The new version quarantined where a Progressive rollout gave it: a failed step.
+        (CANARY_HOLD, RolloutPhase.PROGRESSING, {"ap-south": {NEW: HUNG}}, {}, True,
+         f"the location quarantined the version: {HUNG}"),
+        (CANARY_HOLD, RolloutPhase.HOLDING, {"ap-south": {NEW: HUNG, OLD: HUNG}}, {}, True,
+         f"the location quarantined the version: {HUNG}"),
+        (CANARY_HOLD, RolloutPhase.HOLDING, {"ap-south": {NEW: ""}}, {}, True,
+         "the location quarantined the version: no reason given"),
+        # The stable version quarantined (where it still serves, or anywhere): the targets
+        # report it; rolling back to it would not help.
+        (CANARY_HOLD, RolloutPhase.HOLDING, {"us-east": {OLD: HUNG}, "ap-south": {OLD: HUNG}},
+         {}, False, None),
+        # Where the step has not come, the location does not run it (a quarantine left
+        # from an earlier rollout of the same version is no verdict on this step).
+        (CANARY_HOLD, RolloutPhase.HOLDING, {"us-east": {NEW: HUNG}}, {}, False, None),
+        # A refusal says more than a quarantine at the same location.
+        (CANARY_HOLD, RolloutPhase.PROGRESSING, {"ap-south": {NEW: HUNG}},
+         {"ap-south": "422: x"}, True, "the location refused the version: 422: x"),
+        # AllAtOnce has no step to stop at: the targets report it, nothing rolls back.
+        (Rollout(), RolloutPhase.PROGRESSING, {"ap-south": {NEW: HUNG}}, {}, False, None),
+        # Done, or already rolled back: a quarantine only reports (no rollback loop).
+        (CANARY_HOLD, RolloutPhase.COMPLETE, {"ap-south": {NEW: HUNG}}, {}, False, None),
+        (CANARY_HOLD, RolloutPhase.ROLLED_BACK, {"ap-south": {NEW: HUNG}}, {}, False, None),
+        (CANARY_HOLD, RolloutPhase.HOLDING, {"ap-south": {}}, {}, False, None),
+    ],
+)
+def test_a_quarantine_of_the_new_version_fails_its_step(
+    rollout: Rollout,
+    phase: RolloutPhase,
+    quarantined: dict,
+    refused: dict,
+    rolled_back: bool,
+    why: str | None,
+) -> None:
+    steps = plan_steps(rollout, TARGETS)
+    state = begin(NEW, OLD, None, len(steps)).model_copy(
+        update={"phase": phase, "hold_until": T0 + timedelta(seconds=30)}
+    )
+    moved = progress(state, steps, set(NAMES), refused, T0, quarantined=quarantined).state
+    assert (moved.phase is RolloutPhase.ROLLED_BACK) is (
+        rolled_back or phase is RolloutPhase.ROLLED_BACK
+    )
+    if rolled_back:
+        assert moved.failure is not None and moved.failure.message == why
+        assert (moved.failure.target, moved.failure.step, moved.failure.passed) == (
+            "ap-south", 1, False
+        )
+        assert assignment(moved, steps, NAMES) == dict.fromkeys(NAMES, OLD)
+
+
+def test_a_rolled_back_quarantined_version_stays_rolled_back() -> None:
+    """Rolled back once: the same version is not tried again (no loop), and going back to
+    the stable version, quarantined or not, needs no steps."""
+    steps = plan_steps(CANARY_HOLD, TARGETS)
+    hung = {"ap-south": {NEW: HUNG, OLD: HUNG}}
+    rolled = progress(begin(NEW, OLD, None, len(steps)), steps, set(NAMES), {}, T0,
+                      quarantined=hung).state
+    assert rolled.phase is RolloutPhase.ROLLED_BACK
+    again = begin(NEW, OLD, rolled, len(steps))
+    assert progress(again, steps, set(NAMES), {}, T0, quarantined=hung).state == rolled
+    assert begin(OLD, OLD, rolled, len(steps)).phase is RolloutPhase.COMPLETE
+
+
 def test_error_rate_is_judged_over_the_hold_only() -> None:
     gate = Gate.model_validate({"maxErrorPercent": 5, "minRequests": 20})
     base = (1000, 900)  # a bad past that is not this hold's business
@@ -181,6 +250,22 @@ def test_traffic_split_contents_resolve_latest_to_each_locations_primary() -> No
     merged = contents(OLD, splits)
     assert merged.versions == {OLD} and merged.routes[0].traffic[0].percent == 100
     assert c.identity != merged.identity and named_versions(splits) == {OLD}
+
+
+@pytest.mark.parametrize(
+    ("primary", "splits", "expected"),
+    [
+        (NEW, [], {NEW}),
+        # A canary split: both run requests.
+        (NEW, [RouteSplit("a.com/*", ((OLD, 90), (None, 10)))], {OLD, NEW}),
+        # Kept at 0%: deployed, serving nothing.
+        (NEW, [RouteSplit("a.com/*", ((OLD, 0), (None, 100)))], {NEW}),
+        # The primary runs what no route splits (service bindings, routes without a split).
+        (NEW, [RouteSplit("a.com/*", ((OLD, 100),))], {OLD, NEW}),
+    ],
+)
+def test_serving_versions(primary: str, splits: list, expected: set) -> None:
+    assert serving_versions(contents(primary, splits)) == expected
 
 
 def test_status_reports_holding_and_rolled_back() -> None:

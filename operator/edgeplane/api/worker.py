@@ -578,6 +578,9 @@ class WorkerSpec(Wire):
         return self.main_module or self.modules[0].name
 
 
+MAX_TARGET_MESSAGE = 4096
+
+
 class TargetStatus(Wire):
     """What one edge target serves for this Worker."""
 
@@ -589,10 +592,19 @@ class TargetStatus(Wire):
     )
     state: str = Field(
         max_length=64,
-        description="Pending, Deploying, Ready, Failed or Unreachable.",
+        description="Ready (serves the latest version), Pending (its rollout step has not "
+        "come), RolledBack, Deploying, Failed (refused the latest version), Unreachable, "
+        "Quarantined (refuses to run a version it serves, which hung its cell repeatedly; "
+        "answers 502 for it) or ServiceMissing (a service binding's Worker is not there).",
     )
     message: str = Field(
-        default="", max_length=4096, description="Details, e.g. the agent's error."
+        default="", max_length=MAX_TARGET_MESSAGE, description="Details, e.g. the agent's error."
+    )
+    quarantined: list[VersionId] | None = Field(
+        default=None,
+        max_length=16,
+        description="With state Quarantined: the versions it serves (the primary, or with "
+        "traffic) that it quarantined; kept while it is Unreachable.",
     )
     last_transition_time: AwareDatetime | None = Field(
         default=None,

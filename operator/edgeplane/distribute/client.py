@@ -17,7 +17,7 @@ from edgeplane.api import Probe
 from edgeplane.distribute.tls import ClientCertificate, ClientTls, client_tls
 from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
-from edgeplane.wire import Deployment, Exclusions
+from edgeplane.wire import Deployment, Exclusions, InventoryItem, inventory_item
 
 # A health check or inventory answer is small and quick; an agent that accepts the
 # connection but does not answer within this (e.g. while shutting down) is unreachable.
@@ -52,15 +52,6 @@ class Refused(AgentError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class InventoryItem:
-    worker: str
-    identity: str
-    primary: str
-    state: str
-    message: str
 
 
 class AgentClient:
@@ -157,16 +148,7 @@ class AgentClient:
     async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
         out = await self._call(ep, "GET", "/v1/workers", max_seconds=HEALTH_TIMEOUT)
         items = out.get("workers", out) if isinstance(out, dict) else out
-        return {
-            i["worker"]: InventoryItem(
-                worker=i["worker"],
-                identity=i.get("identity", ""),
-                primary=i.get("primary", ""),
-                state=i.get("state", ""),
-                message=i.get("message", ""),
-            )
-            for i in items or []
-        }
+        return {i["worker"]: inventory_item(i) for i in items or []}
 
     async def requests(self, ep: Endpoint, worker: str, version: str) -> tuple[int, int]:
         """(requests, 5xx responses) of one version at the location since the agent

@@ -31,11 +31,12 @@ from edgeplane.plan.targets import (
     credentials_refusal,
     full_name,
     orphan_candidates,
+    workers_with_news,
 )
 from edgeplane.report import metrics
 from edgeplane.report.status import Stall, TargetFacts
 from edgeplane.report.target import Health, target_status, write_due
-from edgeplane.wire import Deployment, key_fingerprint, redact
+from edgeplane.wire import Deployment, MissingService, key_fingerprint, redact
 
 log = logging.getLogger("edgeplane.fleet")
 
@@ -53,6 +54,10 @@ class Location:
     message: str = ""
     inventory: dict[str, str] | None = None  # worker -> deployment identity
     primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
+    # worker -> version -> why the location refuses to run it (answering 502 for it)
+    quarantined: dict[str, dict[str, str]] = field(default_factory=dict)
+    # worker -> service bindings of the primary it serves whose Worker is not there
+    missing: dict[str, tuple[MissingService, ...]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     # worker -> (identity, why) of the deployment the agent refused
     refused: dict[str, tuple[str, Stall]] = field(default_factory=dict)
@@ -149,6 +154,10 @@ class Fleet:
         entry = self.at(target).refused.get(worker)
         return entry[1] if entry and identity and entry[0] == identity else None
 
+    def quarantined(self, target: str, worker: str) -> dict[str, str]:
+        """The versions of `worker` that `target` refuses to run, each with why."""
+        return dict(self.at(target).quarantined.get(worker) or {})
+
     def facts(self, target: str, worker: str) -> TargetFacts:
         loc = self.locations.get(target) or Location()
         refused = loc.refused.get(worker)
@@ -158,6 +167,8 @@ class Fleet:
             has=(loc.inventory or {}).get(worker),
             serving=loc.primaries.get(worker),
             refused=(refused[0], refused[1].message) if refused else None,
+            quarantined=dict(loc.quarantined.get(worker) or {}),
+            missing_services=loc.missing.get(worker, ()),
         )
 
     # -- asking agents -------------------------------------------------------------------
@@ -216,12 +227,14 @@ class Fleet:
         loc = self.at(name)
         async with loc.lock:
             was = (loc.reachable, dict(loc.inventory or {}))
-            excluded = loc.exclusions
+            excluded, news = loc.exclusions, _news(loc)
             if (ep := await self.endpoint(name)) is not None:
                 await self._ask(name, ep)
             changed = was != (loc.reachable, dict(loc.inventory or {}))
         if was[1] != dict(loc.inventory or {}):
             self._requeue_for(name, reachability_changed=False)
+        for key in workers_with_news(list(self._workers()), news, _news(loc)):
+            self._requeue(key)  # a quarantine or a missing service came or went
         if excluded != loc.exclusions:
             self._requeue_exclusions(set(excluded or {}) | set(loc.exclusions or {}))
         await self.write_status(name, changed)
@@ -242,6 +255,12 @@ class Fleet:
             loc.info.update(info)
             loc.inventory = {w: i.identity for w, i in inventory.items()}
             loc.primaries = {w: i.primary for w, i in inventory.items()}
+            loc.quarantined = {
+                w: dict(i.quarantined) for w, i in inventory.items() if i.quarantined
+            }
+            loc.missing = {
+                w: i.missing_services for w, i in inventory.items() if i.missing_services
+            }
             loc.exclusions = exclusions
             self._set_reachable(name, True)
             await self._collect_orphans(name)
@@ -282,6 +301,9 @@ class Fleet:
         loc.refused.pop(deployment.worker, None)
         if loc.inventory is not None:
             loc.inventory[deployment.worker] = identity
+        if loc.primaries.get(deployment.worker) != deployment.primary:
+            # Those were the old primary's bindings; the next health check tells the new's.
+            loc.missing.pop(deployment.worker, None)
         loc.primaries[deployment.worker] = deployment.primary
         return None
 
@@ -334,6 +356,8 @@ class Fleet:
         if loc.inventory is not None:
             loc.inventory.pop(worker, None)
         loc.primaries.pop(worker, None)
+        loc.quarantined.pop(worker, None)
+        loc.missing.pop(worker, None)
 
     async def remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> list[str]:
         """Remove the Worker wherever it is known to be; returns the locations that still
@@ -400,6 +424,12 @@ class Fleet:
         loc.last_status_write = time.monotonic()
         if updated is not None:
             self.targets[name] = updated
+
+
+def _news(loc: Location) -> dict[str, tuple[Any, ...]]:
+    """Per Worker, what a health check may say about it besides its deployment."""
+    names = set(loc.quarantined) | set(loc.missing)
+    return {w: (loc.quarantined.get(w), loc.missing.get(w)) for w in names}
 
 
 def _spec_key(body: dict[str, Any]) -> tuple[Any, ...]:

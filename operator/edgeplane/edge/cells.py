@@ -483,6 +483,22 @@ class DataPlane:
             return None
 
 
+def recorded_pids(run_dir: Path) -> list[int]:
+    """The pids of the workerd processes `run_dir/dataplane.json` lists that still run (the
+    same process: pid and start time): what to end when a location is torn down for good
+    while its agent is not running to do it (tests, `edgeplane demo`)."""
+    try:
+        doc = json.loads((run_dir / "dataplane.json").read_bytes())
+    except (OSError, ValueError):
+        return []
+    entries = [doc.get("front"), *(doc.get("cells") or {}).values()]
+    return [
+        int(e["pid"])
+        for e in entries
+        if isinstance(e, dict) and workerd.start_time(int(e["pid"])) == e.get("started")
+    ]
+
+
 def _wanted(key: str, shared_cells: int, statics: Mapping[str, object]) -> bool:
     return key in statics or key in {shared(i) for i in range(shared_cells)}
 

@@ -4,6 +4,7 @@ end-to-end tests and by `edgeplane demo`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from edgeplane.edge.cells import recorded_pids
 from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import REPO, Cluster
 from edgeplane.localstack.pki import KeyPair
@@ -133,9 +135,10 @@ class Agent:
         if self.proc is not None:
             procs.stop(self.proc)
             self.proc = None
+        self._end_data_plane()
 
     def kill(self) -> None:
-        """SIGKILL the agent and its workerd, as a crash would."""
+        """SIGKILL the agent and its workerds, as a crash of the whole location would."""
         if self.proc is not None:
             try:
                 os.killpg(self.proc.popen.pid, signal.SIGKILL)
@@ -143,6 +146,22 @@ class Agent:
                 pass
             self.proc.popen.wait(10)
             self.proc = None
+        self._end_data_plane()
+
+    def kill_agent(self) -> None:
+        """SIGKILL the agent alone: its workerds (the data plane) keep serving, and the
+        next `start` adopts them."""
+        if self.proc is not None:
+            self.proc.popen.kill()
+            self.proc.popen.wait(10)
+            self.proc = None
+
+    def _end_data_plane(self) -> None:
+        # Workerds an earlier agent process started (adopted since) are not in this
+        # agent's process group: end them by the list the agent keeps.
+        for pid in recorded_pids(self.state_dir / "state" / "run"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def manifests(self) -> list[dict[str, object]]:
         secret_name = f"edge-{self.name}-token"

@@ -142,29 +142,45 @@ def progress(
     refused: Mapping[str, str],
     now: datetime,
     observed: Observed | None = None,
+    quarantined: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Progress:
     """One move of the state machine, given which locations serve what they were assigned
-    (`in_sync`) and which refused the new version (`refused`: target -> why)."""
+    (`in_sync`), which refused the new version (`refused`: target -> why), and what each
+    location quarantined (`quarantined`: target -> version -> why; it hung their cells).
+    Only the new version's quarantine counts: the stable one's is reported, never a reason
+    to roll back (to what?)."""
     if state.phase in (RolloutPhase.COMPLETE, RolloutPhase.ROLLED_BACK):
         return Progress(state)
     step = steps[state.step - 1]
-    # AllAtOnce has no step to stop at: a refusal is a stall, and the locations that
-    # refused keep what they serve.
+    # AllAtOnce has no step to stop at: a refusal is a stall, a quarantine is reported, and
+    # the locations keep what they serve.
     progressive = len(steps) > 1 or step.gate is not None or step.hold_seconds > 0
-    refusing = sorted(step.targets & refused.keys())
-    if progressive and refusing:
-        target = refusing[0]
+    hung = {t: q[state.version] for t, q in (quarantined or {}).items() if state.version in q}
+    failures = _step_failures(refused, hung)
+    failing = sorted(step.targets & failures.keys())
+    if progressive and failing:
         result = GateResult(
             step=state.step,
-            target=target,
+            target=failing[0],
             passed=False,
-            message=f"the location refused the version: {refused[target]}",
+            message=failures[failing[0]][:1024],
             time=now,
         )
         return Progress(_rolled_back(state, result))
     if state.phase is RolloutPhase.PROGRESSING:
         return _progressing(state, step, in_sync, now, observed)
     return _holding(state, step, now, observed)
+
+
+def _step_failures(refused: Mapping[str, str], quarantined: Mapping[str, str]) -> dict[str, str]:
+    """Locations where the new version failed without a gate, with why: it refused the
+    version, or quarantined it (a refusal says more, so it wins at one location)."""
+    out = {
+        t: f"the location quarantined the version: {why or 'no reason given'}"
+        for t, why in quarantined.items()
+    }
+    out.update({t: f"the location refused the version: {why}" for t, why in refused.items()})
+    return out
 
 
 def _progressing(

@@ -86,6 +86,17 @@ def affected_workers(
     ]
 
 
+def workers_with_news(
+    workers: Iterable[WorkerKey],
+    before: Mapping[str, object],
+    after: Mapping[str, object],
+) -> list[WorkerKey]:
+    """The Workers to reconcile because what a location says about them besides their
+    deployment (quarantined versions, missing services; by full name) changed, in either
+    direction: a quarantine is news, and so is its end."""
+    return [key for key in workers if before.get(full_name(key)) != after.get(full_name(key))]
+
+
 def orphan_candidates(
     inventory: Mapping[str, str],
     known: set[str],

@@ -46,3 +46,9 @@ def contents(primary: str, splits: Iterable[RouteSplit]) -> Contents:
 def named_versions(splits: Iterable[RouteSplit]) -> set[str]:
     """Versions the routes name explicitly (not through `latest`)."""
     return {v for r in splits for v, _ in r.split if v is not None}
+
+
+def serving_versions(c: Contents) -> frozenset[str]:
+    """The versions a deployment runs requests on: its primary, and every version a route
+    gives traffic to (a version kept at 0% serves nothing)."""
+    return frozenset({c.primary, *(t.version for r in c.routes for t in r.traffic if t.percent)})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeplane.api import RolloutPhase, RolloutStatus, Worker, WorkerRoute, WorkerStatus
@@ -30,7 +30,13 @@ from edgeplane.plan.rollout import (
     progress,
 )
 from edgeplane.plan.targets import TargetView, WorkerKey, actions, select
-from edgeplane.plan.traffic import Contents, RouteSplit, contents, named_versions
+from edgeplane.plan.traffic import (
+    Contents,
+    RouteSplit,
+    contents,
+    named_versions,
+    serving_versions,
+)
 from edgeplane.reconcile.cache import Cache
 from edgeplane.report.status import (
     BACKOFF,
@@ -197,16 +203,17 @@ class WorkerReconciler:
         refused = {
             t: s.message for t in names if (s := self.fleet.refused(t, full, identities[t]))
         }
-        moved = progress(state, steps, in_sync, refused, api_now())
+        hung = {t: self._quarantined(t, worker) for t in names}
+        moved = progress(state, steps, in_sync, refused, api_now(), quarantined=hung)
         retry = False
         if moved.need is not None:
             observed = await self._observe(worker, moved, steps[state.step - 1])
             if observed is None:
                 retry = True  # a location did not answer; the backoff retries
             else:
-                moved = progress(state, steps, in_sync, refused, api_now(), observed)
+                moved = progress(state, steps, in_sync, refused, api_now(), observed, hung)
         outcomes = [
-            self._outcome(t, worker, identities[t], assign[t], moved.state) for t in names
+            self._outcome(t, worker, identities[t], assign[t], moved.state, wants[t]) for t in names
         ]
         return _Pass(assign, moved, outcomes, refusal, retry)
 
@@ -217,9 +224,23 @@ class WorkerReconciler:
         identity: str | None,
         assigned: str | None,
         state: RolloutStatus | None,
+        want: Contents | None = None,
     ) -> TargetOutcome:
         facts = self.fleet.facts(target, worker.full_name)
-        return target_outcome(target, facts, identity, assigned, state)
+        if facts.quarantined:
+            facts = replace(facts, quarantined=self._quarantined(target, worker))
+        live = serving_versions(want) if want is not None else frozenset()
+        return target_outcome(target, facts, identity, assigned, state, live)
+
+    def _quarantined(self, target: str, worker: Worker) -> dict[str, str]:
+        """What `target` quarantined of the Worker, each with the location's reason. The
+        agent redacts its reasons; a secret of the Worker's is taken out here all the same,
+        as from everything else an agent echoes."""
+        secrets = self.versions.secrets(worker)
+        return {
+            v: redact(why, secrets)
+            for v, why in self.fleet.quarantined(target, worker.full_name).items()
+        }
 
     async def _apply(
         self,

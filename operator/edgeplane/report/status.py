@@ -7,7 +7,8 @@ True only when every selected target serves the latest version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,7 +20,8 @@ from edgeplane.api import (
     get_condition,
     set_condition,
 )
-from edgeplane.api.worker import TargetStatus
+from edgeplane.api.worker import MAX_TARGET_MESSAGE, TargetStatus
+from edgeplane.wire import MissingService
 
 
 class TargetState(StrEnum):
@@ -29,6 +31,8 @@ class TargetState(StrEnum):
     DEPLOYING = "Deploying"  # a push is due or under way
     FAILED = "Failed"  # the agent refused the latest version
     UNREACHABLE = "Unreachable"
+    QUARANTINED = "Quarantined"  # refuses to run a version it serves: it hung its cell
+    SERVICE_MISSING = "ServiceMissing"  # a service binding's Worker is not there
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class TargetOutcome:
     state: TargetState
     version: str | None  # the version the target serves now, if known
     message: str = ""
+    quarantined: tuple[str, ...] = ()  # versions it serves and quarantined (Quarantined)
 
 
 ConditionFields = tuple[bool, str, str]  # a condition's (status, reason, message)
@@ -51,6 +56,9 @@ class TargetFacts:
     has: str | None = None  # deployment identity the location serves, if known
     serving: str | None = None  # primary version the location serves, if known
     refused: tuple[str, str] | None = None  # (identity, message) of a refused deployment
+    # version -> why the location refuses to run it; any version, served or not
+    quarantined: Mapping[str, str] = field(default_factory=dict)
+    missing_services: tuple[MissingService, ...] = ()  # of the primary it serves
 
 
 def target_outcome(
@@ -59,11 +67,20 @@ def target_outcome(
     identity: str | None,
     assigned: str | None,
     rollout: RolloutStatus | None,
+    live: Iterable[str] = (),
 ) -> TargetOutcome:
     """The state of one location for the Worker's status: `identity` is the deployment it
-    should have, `assigned` the version the rollout gives it."""
+    should have, `assigned` the version the rollout gives it, `live` the versions that
+    deployment runs requests on. Unreachable first (nothing else is current), then a
+    quarantined version it serves, then a missing service, then the rollout's view."""
     if facts.reachable is False:
         return TargetOutcome(name, TargetState.UNREACHABLE, facts.serving, facts.message)
+    if hung := serving_quarantined(facts, identity, live):
+        message = quarantine_message(name, hung, facts.quarantined)
+        return TargetOutcome(name, TargetState.QUARANTINED, facts.serving, message, hung)
+    if facts.missing_services:
+        message = missing_services_message(name, facts.missing_services)
+        return TargetOutcome(name, TargetState.SERVICE_MISSING, facts.serving, message)
     if rollout is not None and facts.has == identity:
         if assigned == rollout.version:
             return TargetOutcome(name, TargetState.READY, facts.serving)
@@ -75,7 +92,67 @@ def target_outcome(
     return TargetOutcome(name, TargetState.DEPLOYING, facts.serving)
 
 
-SETTLED = frozenset({TargetState.READY, TargetState.PENDING, TargetState.ROLLED_BACK})
+def serving_quarantined(
+    facts: TargetFacts, identity: str | None, live: Iterable[str]
+) -> tuple[str, ...]:
+    """The versions the location runs requests on and has quarantined: the primary it
+    serves, and once it has the deployment it should have, every version that deployment
+    gives traffic to. A quarantined version it keeps without traffic harms nobody."""
+    serving = set(live) if identity is not None and facts.has == identity else set()
+    if facts.serving:
+        serving.add(facts.serving)
+    return tuple(sorted(v for v in serving if v in facts.quarantined))
+
+
+# A location's reason for a quarantine is its own text; a message holds a few of them, so
+# each is cut to this many characters (after redaction, which needs the whole text).
+MAX_QUARANTINE_REASON = 300
+QUARANTINE_FIX = (
+    "fix the code and apply the Worker (quarantine is per version), or move the traffic "
+    "to another version"
+)
+
+
+def quarantine_message(target: str, versions: tuple[str, ...], why: Mapping[str, str]) -> str:
+    """Names each quarantined version (short id) with the agent's reason."""
+    why = {v: r[:MAX_QUARANTINE_REASON] for v, r in why.items()}
+    if len(versions) == 1:
+        v = versions[0]
+        reason = f": {why[v]}" if why.get(v) else ""
+        return f"version {v[:12]} is quarantined at {target}{reason}; {target} answers 502 for it"
+    each = ", ".join(v[:12] + (f" ({why[v]})" if why.get(v) else "") for v in versions)
+    return f"versions {each} are quarantined at {target}; {target} answers 502 for them"
+
+
+def missing_services_message(target: str, missing: tuple[MissingService, ...]) -> str:
+    """Names each binding and the Worker it calls (`namespace/name`), and the two fixes."""
+    if len(missing) == 1:
+        binding, worker = missing[0].binding, missing[0].worker.replace(".", "/", 1)
+        return (
+            f"service binding {binding} calls Worker {worker}, which is not deployed at "
+            f"{target}, so requests through it fail: deploy {worker} to the same targets as "
+            "this Worker, or remove the binding"
+        )
+    calls = ", ".join(f"{m.binding} (Worker {m.worker.replace('.', '/', 1)})" for m in missing)
+    return (
+        f"service bindings {calls} call Workers not deployed at {target}, so requests through "
+        "them fail: deploy those Workers to the same targets as this Worker, or remove the "
+        "bindings"
+    )
+
+
+# States the operator does no more work on by itself: the rollout's (Ready, Pending,
+# RolledBack), and those that change only with the location's news (a health check
+# requeues the Worker when a quarantine or a missing service comes or goes).
+SETTLED = frozenset(
+    {
+        TargetState.READY,
+        TargetState.PENDING,
+        TargetState.ROLLED_BACK,
+        TargetState.QUARANTINED,
+        TargetState.SERVICE_MISSING,
+    }
+)
 
 
 # A requeue decision: reconcile again after the work queue's per-key backoff.
@@ -123,9 +200,15 @@ FAILURE_REASONS = frozenset(
         "RolledBack",
         "VersionNotFound",
         "ArchiveUnavailable",
+        "Quarantined",
+        "ServiceMissing",
     }
 )
+# Failures announced per location (`_target_events`) rather than by one Failed Event.
+PER_TARGET_EVENTS = frozenset({"Quarantined", "ServiceMissing"})
 MAX_FAILED_VERSIONS = 10
+# The locations a Ready condition's message details; status.targets[] has them all.
+MAX_DETAILED = 3
 
 
 def worker_status(
@@ -177,12 +260,18 @@ def _targets(
     for o in outcomes:
         old = old_targets.get(o.name)
         changed = old is None or old.state != o.state or old.version != o.version
+        # What a location quarantined stays recorded while it does not answer, so its
+        # coming back announces nothing again.
+        quarantined = list(o.quarantined) or (
+            old.quarantined if old and o.state is TargetState.UNREACHABLE else None
+        )
         targets.append(
             TargetStatus(
                 name=o.name,
                 version=o.version,
                 state=o.state.value,
-                message=o.message,
+                message=o.message[:MAX_TARGET_MESSAGE],
+                quarantined=quarantined,
                 last_transition_time=now if changed or old is None else old.last_transition_time,
             )
         )
@@ -216,11 +305,20 @@ def _conditions(
     if all_ready:
         msg = f"version {short} serving at {ready_count}/{len(outcomes)} targets"
         return (True, "Deployed", msg), (False, "Deployed", msg), (False, "Deployed", msg)
+    if hung := [o for o in outcomes if o.state is TargetState.QUARANTINED]:
+        # Only a new version (or traffic moved off it) helps: stalled once nothing moves.
+        msg, reason = f"{_detailed(hung)}; {QUARANTINE_FIX}", "Quarantined"
+        return (False, reason, msg), (moving, reason, msg), (not moving, reason, msg)
     if unreachable:
         msg = f"cannot reach {', '.join(unreachable)}; retrying with backoff"
         if details := "; ".join(o.message for o in outcomes if o.message and o.name in unreachable):
             msg += f" ({details})"
         reason = "TargetUnreachable"
+    elif missing := [o for o in outcomes if o.state is TargetState.SERVICE_MISSING]:
+        # Like a route's WorkerNotFound: the other Worker may be on its way (the same apply
+        # or Argo CD sync); the location's next health check tells.
+        msg = _detailed(missing)
+        reason = "ServiceMissing"
     elif rollout is not None and phase is RolloutPhase.HOLDING and rollout.hold_until:
         msg = (
             f"{step}{ready_count}/{len(outcomes)} targets serve version {short}; holding "
@@ -231,6 +329,14 @@ def _conditions(
         msg = f"{step}deploying version {short}: {ready_count}/{len(outcomes)} targets serve it"
         reason = "Deploying"
     return (False, reason, msg), (True, reason, msg), (False, reason, msg)
+
+
+def _detailed(outcomes: list[TargetOutcome]) -> str:
+    """The first few locations' messages, and how many more there are."""
+    msg = "; ".join(o.message for o in outcomes[:MAX_DETAILED])
+    if len(outcomes) > MAX_DETAILED:
+        msg += f"; and at {len(outcomes) - MAX_DETAILED} more targets (see status.targets)"
+    return msg
 
 
 def _rolled_back_message(rollout: RolloutStatus) -> str:
@@ -259,15 +365,36 @@ def _events(prev: WorkerStatus, new: WorkerStatus) -> list[Event]:
             events.append(Event("Normal", "Deployed", after.message))
     elif (
         not now_ready
-        and after.reason in FAILURE_REASONS
+        and after.reason in FAILURE_REASONS - PER_TARGET_EVENTS
         and (before is None or before.reason != after.reason)
     ):
         if after.reason == "RolledBack":
             events.append(Event("Warning", "RolledBack", after.message))
         else:
             events.append(Event("Warning", "Failed", f"{after.reason}: {after.message}"))
+    events.extend(_target_events(prev.targets, new.targets))
     events.extend(_step_events(prev.rollout, new.rollout))
     return events
+
+
+def _target_events(before: list[TargetStatus], after: list[TargetStatus]) -> list[Event]:
+    """A Warning per location that quarantined a version it serves, once per version and
+    location (the status records which: a resync, or the location being unreachable for a
+    while, announces nothing again); and per location whose service bindings fail, once
+    when that starts or the bindings named change."""
+    old = {t.name: t for t in before}
+    out = []
+    for t in after:
+        was = old.get(t.name)
+        if t.state == TargetState.QUARANTINED and set(t.quarantined or ()) - set(
+            (was.quarantined if was else None) or ()
+        ):
+            out.append(Event("Warning", "Quarantined", f"{t.message}; {QUARANTINE_FIX}"))
+        elif t.state == TargetState.SERVICE_MISSING and (
+            was is None or (was.state, was.message) != (t.state, t.message)
+        ):
+            out.append(Event("Warning", "ServiceMissing", t.message))
+    return out
 
 
 def _step_events(before: RolloutStatus | None, after: RolloutStatus | None) -> list[Event]:

@@ -1,0 +1,217 @@
+"""The data plane with real workerd: deploys restart no process, a tenant's hang is
+contained to its cell and quarantined, the data plane outlives the agent, and what cannot
+serve is refused before the PUT is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+
+import aiohttp
+import pytest
+
+from edgeplane.wire import BundleBinding
+from tests.integration.edge_fixtures import (
+    AgentProc,
+    bundle,
+    deployment,
+    edge_agent,  # noqa: F401 (fixture)
+    edge_agents,  # noqa: F401 (fixture)
+    text_worker,
+)
+from tests.integration.test_edge_agent import get, put
+
+pytestmark = pytest.mark.integration
+
+LOOPS_ON_PATH = """export default { async fetch(request) {
+  if (new URL(request.url).pathname === "/loop") { while (true) {} }
+  return new Response("a");
+} };
+"""
+
+
+def processes(agent: AgentProc) -> dict[str, int]:
+    """Process key ("front", cell keys) → pid, as the agent lists them."""
+    doc = json.loads((agent.state_dir / "run" / "dataplane.json").read_text())
+    return {"front": doc["front"]["pid"], **{k: c["pid"] for k, c in doc["cells"].items()}}
+
+
+class Load:
+    """Clients requesting `host` over and over until stopped: failures and latencies."""
+
+    def __init__(self, agent: AgentProc, host: str, clients: int = 4) -> None:
+        self.agent, self.host = agent, host
+        self.failures: list[str] = []
+        self.latencies: list[float] = []
+        self.bodies: list[str] = []
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._client()) for _ in range(clients)]
+
+    async def _client(self) -> None:
+        async with aiohttp.ClientSession() as c:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    st, text = await get(c, self.agent, self.host)
+                except aiohttp.ClientError as e:
+                    self.failures.append(repr(e))
+                    continue
+                self.latencies.append(time.monotonic() - started)
+                if st != 200:
+                    self.failures.append(f"{st} {text}")
+                self.bodies.append(text)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+async def test_deploys_restart_nothing_and_never_touch_other_tenants(edge_agent: AgentProc) -> None:  # noqa: F811
+    """20 redeploys of one Worker while another namespace's Worker is under load: the
+    other's answers never fail and never cold-start (no latency above 5x its median), and
+    no workerd process is restarted."""
+    async with aiohttp.ClientSession() as s:
+        for d in (
+            deployment(text_worker("quiet.w", "q"), routes=("quiet.test/*",)),
+            deployment(text_worker("busy.w", "v0"), routes=("busy.test/*",)),
+        ):
+            assert (await put(s, edge_agent, d))[0] == 200
+        before = processes(edge_agent)
+        # Warm it, and the cell (and front) paths, before measuring.
+        for _ in range(50):
+            await get(s, edge_agent, "quiet.test")
+        load = Load(edge_agent, "quiet.test")
+        await asyncio.sleep(0.5)
+        for i in range(1, 21):
+            d = deployment(text_worker("busy.w", f"v{i}"), routes=("busy.test/*",))
+            assert (await put(s, edge_agent, d))[0] == 200
+            assert await get(s, edge_agent, "busy.test") == (200, f"v{i}")
+        await load.stop()
+    assert load.failures == []
+    assert set(load.bodies) == {"q"}
+    median = statistics.median(load.latencies)
+    slow = [t for t in load.latencies if t > max(5 * median, 0.01)]
+    # A loaded 2-core machine: allow a few scheduler hiccups, never a cold start per deploy.
+    assert len(slow) < 20, (median, sorted(load.latencies)[-20:])
+    assert processes(edge_agent) == before
+
+
+async def test_a_hang_is_contained_replaced_and_quarantined(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A Worker of namespace A loops forever on /loop. While it hangs its cell, namespace
+    B's Worker (another cell) answers every request; the cell is replaced within 5 s (a
+    Worker of A that shares the cell answers again); after 3 hangs the version is
+    quarantined (502, the inventory says why); a new version lifts it."""
+    agent = edge_agents("hang", extra_args=("--hang-timeout", "1"))
+    looping = bundle("team-a.loop", LOOPS_ON_PATH)
+    async with aiohttp.ClientSession() as s:
+        assert (await put(s, agent, deployment(looping, routes=("loop.test/*",))))[0] == 200
+        for d in (
+            deployment(text_worker("team-b.ok", "b"), routes=("b.test/*",)),
+            deployment(text_worker("team-a.sibling", "sib"), routes=("sib.test/*",)),
+        ):
+            assert (await put(s, agent, d))[0] == 200
+        cells = json.loads((agent.state_dir / "run" / "placement.json").read_text())
+        assert cells["team-a.loop"] != cells["team-b.ok"]
+        for n in range(1, 4):
+            load = Load(agent, "b.test")
+            t0 = time.monotonic()
+            st, body = await get(
+                s, agent, "loop.test", "/loop", timeout=aiohttp.ClientTimeout(total=30)
+            )
+            assert st == 502, body  # the cell was killed under it
+            await _until(lambda: _get_ok(agent, "sib.test"), 5 - (time.monotonic() - t0))
+            await load.stop()
+            assert load.failures == [] and len(load.bodies) > 10, load.failures[:3]
+            if n < 3:
+                assert await get(s, agent, "loop.test") == (200, "a")
+        st, body = await get(s, agent, "loop.test")
+        assert st == 502 and "quarantined" in body and "hung its cell 3 times" in body, body
+        item = await _item(s, agent, "team-a.loop")
+        assert set(item["quarantined"]) == {looping.version}
+        # A new version is not quarantined.
+        fixed = bundle(
+            "team-a.loop", 'export default { fetch() { return new Response("fixed"); } };'
+        )
+        assert (await put(s, agent, deployment(fixed, routes=("loop.test/*",))))[0] == 200
+        assert await get(s, agent, "loop.test") == (200, "fixed")
+        assert (await _item(s, agent, "team-a.loop"))["quarantined"] == {}
+
+
+async def test_the_data_plane_outlives_a_sigkilled_agent(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """SIGKILL the agent under load: no request fails while it is down or after it is back;
+    the restarted agent adopts the running processes (same pids) and its readiness says
+    what the data plane answers."""
+    agent = edge_agents("outlive")
+    async with aiohttp.ClientSession() as s:
+        assert (
+            await put(s, agent, deployment(text_worker("ns.live", "live"), routes=("live.test/*",)))
+        )[0] == 200
+        before = processes(agent)
+        load = Load(agent, "live.test")
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(agent.kill_agent)
+        served_while_down = len(load.bodies)
+        await asyncio.sleep(1.5)
+        assert len(load.bodies) > served_while_down + 10
+        again = edge_agents("outlive", http_addr=agent.http_addr, api_addr=agent.api_addr)
+        await asyncio.sleep(0.5)
+        await load.stop()
+        assert load.failures == []
+        assert processes(again) == before
+        d = deployment(text_worker("ns.live", "after"), routes=("live.test/*",))
+        assert (await put(s, again, d))[0] == 200
+        assert await get(s, again, "live.test") == (200, "after")
+        async with s.get(f"{again.api_url}/readyz") as r:
+            assert r.status == 200
+
+
+async def test_refused_before_acceptance_and_missing_services_named(edge_agent: AgentProc) -> None:  # noqa: F811
+    """A Worker without a fetch handler is refused with the fix; a service binding to a
+    Worker that is not here is listed in the inventory; once that Worker arrives, a call
+    through the binding reaches it across cells."""
+    async with aiohttp.ClientSession() as s:
+        none = bundle("ns.none", "export const x = 1;\nexport default {};")
+        st, body = await put(s, edge_agent, deployment(none, routes=("none.test/*",)))
+        assert st == 422 and "registers no fetch handler" in body["error"], body
+        caller_js = (
+            "export default { async fetch(req, env) { return env.API.fetch('http://api/x'); } };"
+        )
+        caller = bundle(
+            "front-ns.caller",
+            caller_js,
+            bindings=(BundleBinding(name="API", service="back-ns.api"),),
+        )
+        assert (await put(s, edge_agent, deployment(caller, routes=("caller.test/*",))))[0] == 200
+        item = await _item(s, edge_agent, "front-ns.caller")
+        assert item["missingServices"] == [{"binding": "API", "worker": "back-ns.api"}]
+        assert (await get(s, edge_agent, "caller.test"))[0] == 503
+        api = deployment(text_worker("back-ns.api", "from the api"), routes=("api.test/*",))
+        assert (await put(s, edge_agent, api))[0] == 200
+        assert await get(s, edge_agent, "caller.test") == (200, "from the api")
+        assert (await _item(s, edge_agent, "front-ns.caller"))["missingServices"] == []
+
+
+async def _item(s: aiohttp.ClientSession, agent: AgentProc, worker: str) -> dict:  # type: ignore[type-arg]
+    async with s.get(f"{agent.api_url}/v1/workers/{worker}", headers=agent.headers()) as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def _get_ok(agent: AgentProc, host: str) -> bool:
+    async with aiohttp.ClientSession() as s:
+        try:
+            st, _ = await get(s, agent, host, timeout=aiohttp.ClientTimeout(total=1))
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return st == 200
+
+
+async def _until(check, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + max(seconds, 0.1)
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not healthy again within the time left ({seconds:.1f}s)")
