@@ -95,7 +95,11 @@ def test_alerts_cover_the_issue() -> None:
         "for"] == "10m"
     assert "edgeplane_target_up" in exprs["EdgeplaneEdgeLocationUnreachable"]
     assert "edgeplane_reconcile_errors_total" in exprs["EdgeplaneReconcileErrorsRising"]
-    assert any(r.startswith("EdgeplaneAgentReload") for r in exprs), sorted(exprs)
+    # The data plane: the front not taking state, processes replaced, versions quarantined.
+    front = exprs["EdgeplaneAgentFrontNotTakingState"]
+    assert 'edgeplane_agent_publishes_total{result="failed"}' in front
+    assert "edgeplane_agent_workerd_restarts_total" in exprs["EdgeplaneAgentWorkerdRestarting"]
+    assert "edgeplane_agent_quarantined_versions" in exprs["EdgeplaneVersionQuarantined"]
     # Edge request errors, from the agents' per-version counters.
     assert "edgeplane_agent_requests_total" in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
     assert 'code="5xx"' in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
