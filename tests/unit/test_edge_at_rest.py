@@ -4,14 +4,22 @@ directories whatever the umask, and what a killed agent left behind is purged at
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgeplane.edge import render, store, workerd
-from edgeplane.edge.store import Store, atomic_write, leftovers, secure_state
+from edgeplane.edge import render, store
+from edgeplane.edge.store import (
+    Store,
+    atomic_write,
+    leftovers,
+    private_dir,
+    secure_state,
+    write_private,
+)
 from edgeplane.wire import BundleBinding
 from tests.integration.edge_fixtures import bundle, deployment
 
@@ -30,10 +38,40 @@ def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
         os.umask(old)
 
 
+V = "ab" * 32  # a version id: code/<version>.json
+
+
 @pytest.mark.parametrize(
     ("directory", "names", "purged"),
     [
         ("run", [], []),
+        # The configs of the front, the cells and the validator hold secrets or paths to
+        # them; the validator's check dir holds code specs. Adopted processes read their
+        # config when they started, so none is needed once they run.
+        (
+            "run",
+            [
+                "config-front.capnp",
+                "config-c0.capnp",
+                "config-do-ns.a.capnp",
+                "config-validator.capnp",
+                "check",
+                "dataplane.json",
+                "placement.json",
+                "endpoints.json",
+                "front.log",
+                "cell-c0.log",
+            ],
+            [
+                "check",
+                "config-c0.capnp",
+                "config-do-ns.a.capnp",
+                "config-front.capnp",
+                "config-validator.capnp",
+            ],
+        ),
+        # What a killed agent of the previous release (one workerd, restarted per change)
+        # left: numbered configs and validation runs, each holding secret values.
         (
             "run",
             ["config-1.capnp", "config-42.capnp", "validate-3", "endpoints.json"],
@@ -43,7 +81,14 @@ def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
         # Only names the agent makes: nothing that merely looks alike.
         (
             "run",
-            ["config-.capnp", "config-1.capnp.bak", "config-a.capnp", "validate-", "validate-1x"],
+            [
+                "config-.capnp",
+                "config-c0.capnp.bak",
+                "checks",
+                "check.1",
+                "validate-",
+                "validate-1x",
+            ],
             [],
         ),
         ("run", ["config.capnp", "validate", ".tmp-1", "x.tmp-1", ".x.tmp-"], []),
@@ -53,13 +98,24 @@ def loose_umask(request: pytest.FixtureRequest) -> Iterator[int]:
             [".ns.a.json.tmp-7", ".ns.b.json.tmp-12345"],
         ),
         # Workerd configs and validation runs live in run/ only: a Worker's file stays.
-        ("deployments", ["config-1.capnp", "validate-2"], []),
+        ("deployments", ["config-1.capnp", "validate-2", "check"], []),
+        ("code", [f"{V}.json", f".{V}.json.tmp-7"], [f".{V}.json.tmp-7"]),
+        ("code", ["config-c0.capnp", "check"], []),
+        ("front", ["state.json", ".state.json.tmp-3"], [".state.json.tmp-3"]),
         (
             ".",
-            [".exclusions.json.tmp-9", "exclusions.json", "deployments", "run", "do", "kv"],
-            [".exclusions.json.tmp-9"],
+            [
+                ".exclusions.json.tmp-9",
+                ".quarantine.json.tmp-9",
+                ".signing-key.tmp-9",
+                "exclusions.json",
+                "quarantine.json",
+                "signing-key",
+                *("deployments", "code", "front", "run", "do", "kv"),
+            ],
+            [".exclusions.json.tmp-9", ".quarantine.json.tmp-9", ".signing-key.tmp-9"],
         ),
-        (".", ["config-1.capnp", "validate-1"], []),
+        (".", ["config-1.capnp", "validate-1", "check"], []),
     ],
 )
 def test_leftovers(directory: str, names: list[str], purged: list[str]) -> None:
@@ -79,21 +135,37 @@ def test_store_files_and_directory_are_private(tmp_path: Path, loose_umask: int)
     (tmp_path / "deployments").chmod(0o755)
     s = Store(tmp_path)
     secret = BundleBinding(name="K", secret="s3cr3t")
-    s._apply_sync({"ns.a": deployment(bundle("ns.a", "export default {}", bindings=(secret,)))})
+    d = deployment(bundle("ns.a", "export default {}", bindings=(secret,)))
+    s._apply_sync({"ns.a": d})
     asyncio.run(s.save_exclusions({"ns": ("x.test/*",)}))
-    assert mode(tmp_path / "deployments") == 0o700
-    assert mode(tmp_path / "deployments" / "ns.a.json") == 0o600
-    assert mode(tmp_path / "exclusions.json") == 0o600
+    # A code spec holds the secret's value: the cells load it as the Worker's binding.
+    asyncio.run(s.save_code({d.primary: json.dumps(render.code_spec(d.versions[0])).encode()}))
+    asyncio.run(s.save_quarantine({d.primary: "it hung its cell"}))
+    s.load_signing_key()
+    for directory in ("deployments", "code"):
+        assert mode(tmp_path / directory) == 0o700, directory
+    files = ["deployments/ns.a.json", f"code/{d.primary}.json", "exclusions.json"]
+    for f in (*files, "quarantine.json", "signing-key"):
+        assert mode(tmp_path / f) == 0o600, f
 
 
-def test_workerd_config_and_disks_are_private(tmp_path: Path, loose_umask: int) -> None:
+def test_workerd_configs_and_disks_are_private(tmp_path: Path, loose_umask: int) -> None:
+    """What the agent gives workerd (cells.py, validate.py): a config written with
+    write_private, its disk services' directories made with private_dir."""
     (tmp_path / "kv").mkdir(mode=0o755)
     (tmp_path / "kv").chmod(0o755)  # made by an older agent
-    paths = render.Paths(do_dir=tmp_path / "do", kv_dir=tmp_path / "kv")
-    cfg = tmp_path / "run" / "validate-1" / "config.capnp"
-    workerd.write_config(cfg, [], paths, render.RouterSettings())
+    cfg = tmp_path / "run" / "config-c0.capnp"
+    cfg.parent.mkdir(mode=0o755)
+    cfg.write_text("old")
+    cfg.chmod(0o644)  # as an older agent left them
+    paths = render.Paths(tmp_path / "do", tmp_path / "kv", tmp_path / "code", tmp_path / "front")
+    run = tmp_path / "run"
+    for d in (run, paths.do_dir, paths.kv_dir, paths.front_dir, run / "check" / "do"):
+        private_dir(Path(d))
+    write_private(cfg, render.cell_config(paths, 9).encode())
     assert mode(cfg) == 0o600
-    for d in ("run", "run/validate-1", "do", "kv", "kv/objects", "kv/blobs"):
+    assert cfg.read_text() == render.cell_config(paths, 9)
+    for d in ("run", "run/check", "run/check/do", "do", "kv", "front"):
         assert mode(tmp_path / d) == 0o700, d
 
 
@@ -104,8 +176,17 @@ def _loose_tree(root: Path) -> dict[str, str]:
         "deployments/.ns.b.json.tmp-77": "half",
         "exclusions.json": "{}",
         ".exclusions.json.tmp-77": "half",
+        "quarantine.json": "{}",
+        f"code/{V}.json": "secret",
+        f"code/.{V}.json.tmp-77": "half",
+        "front/state.json": "{}",
+        "front/.state.json.tmp-77": "half",
         "run/endpoints.json": "{}",
         "run/.endpoints.json.tmp-77": "half",
+        "run/dataplane.json": "{}",
+        "run/config-c0.capnp": "secret",
+        "run/check/ab.json": "secret",
+        # An agent of the previous release.
         "run/config-3.capnp": "secret",
         "run/validate-2/config.capnp": "secret",
         "run/validate-2/do/x.sqlite": "",
@@ -132,10 +213,14 @@ def test_secure_state_purges_leftovers_and_tightens(tmp_path: Path, loose_umask:
     secure_state(root)
     left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert left == [
+        f"code/{V}.json",
         "deployments/ns.a.json",
         "do/ns.a-Counter/abc.sqlite",
         "exclusions.json",
+        "front/state.json",
         "kv/objects/ns/x.sqlite",
+        "quarantine.json",
+        "run/dataplane.json",
         "run/endpoints.json",
         "run/link",
     ]

@@ -77,8 +77,13 @@ def test_route_conflict_with_exclusions(d: str, excluded: dict, expected: str | 
     [
         ("x", ("a.test/api/*",), "a1", {}, None),
         ("x", ("a.test/*",), "a1", {}, "route pattern 'a.test/*' is already served by Worker ns.a"),
-        ("x", ("a.test/x",), "", {"y": ("a.test/x",)},
-         "route pattern 'a.test/x' is excluded by a route without a Worker in namespace y"),
+        (
+            "x",
+            ("a.test/x",),
+            "",
+            {"y": ("a.test/x",)},
+            "route pattern 'a.test/x' is excluded by a route without a Worker in namespace y",
+        ),
         # A namespace's new set replaces its old one: no conflict with itself.
         ("x", ("a.test/x",), "", {"x": ("a.test/x",)}, None),
         ("x", (), "a1", {"y": ("a.test/*",)}, None),
@@ -220,23 +225,6 @@ def test_decide_answers(pushes: dict, errors: dict[str, str], expected: dict) ->
     got = batch.decide(deps("a1"), pushes, {version(n): m for n, m in errors.items()}, {})
     (result,) = got.results.values()
     assert result.body == expected
-
-
-@pytest.mark.parametrize(
-    ("failed", "expected"),
-    [
-        (changes(), {}),
-        (
-            changes(a="a1", b=None),
-            {
-                w: Result.error(422, "workerd refused the combined config: boom", worker=w)
-                for w in ("ns.a", "ns.b")
-            },
-        ),
-    ],
-)
-def test_refused_together(failed: dict, expected: dict[str, Result]) -> None:
-    assert batch.refused_together(failed, "boom") == expected
 
 
 @pytest.mark.parametrize(

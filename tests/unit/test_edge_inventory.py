@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from edgeplane.edge.inventory import Inventory, requests_of
-from tests.integration.edge_fixtures import deployment, text_worker
+from edgeplane.edge.inventory import Inventory, missing_services, requests_of
+from edgeplane.wire import BundleBinding, Deployment
+from tests.integration.edge_fixtures import bundle, deployment, text_worker
 
 _v1, _v2 = text_worker("ns.a", "v1"), text_worker("ns.a", "v2")
 A = deployment(_v1, _v2, routes=("a.test/*",))
 V1, V2 = _v1.version or "", _v2.version or ""
+OTHER = text_worker("ns.b", "b").version or ""
 SERVING = {
     "worker": "ns.a",
     "primary": V1,
@@ -18,6 +20,8 @@ SERVING = {
     "state": "serving",
     "message": "serving the accepted deployment",
     "requests": {V1: {"total": 0, "errors": 0}, V2: {"total": 0, "errors": 0}},
+    "quarantined": {},
+    "missingServices": [],
 }
 FAILED = {
     "worker": "ns.a",
@@ -36,6 +40,8 @@ def facts(
     ready: bool = True,
     crash: str = "",
     totals: dict | None = None,
+    quarantine: dict[str, str] | None = None,
+    trouble: str = "",
 ) -> Inventory:
     return Inventory(
         {"ns.a": A} if accepted else {},
@@ -43,6 +49,8 @@ def facts(
         ready,
         crash,
         totals or {},
+        quarantine or {},
+        {"ns.a": trouble},
     )
 
 
@@ -64,6 +72,25 @@ def facts(
                 **SERVING,
                 "requests": {V1: {"total": 0, "errors": 0}, V2: {"total": 11, "errors": 3}},
             },
+        ),
+        # Its versions quarantined here, with why; another Worker's are not its own.
+        (
+            facts(quarantine={V2: "it hung its cell", OTHER: "not ns.a's"}),
+            {**SERVING, "quarantined": {V2: "it hung its cell"}},
+        ),
+        # Its cell not answering: starting, and the reason; a refusal or a front crash
+        # says more.
+        (
+            facts(trouble="cell c1 hung"),
+            {**SERVING, "state": "starting", "message": "cell c1 hung"},
+        ),
+        (
+            facts(trouble="cell c1 hung", crash="front exited"),
+            {**SERVING, "state": "starting", "message": "front exited"},
+        ),
+        (
+            facts(trouble="cell c1 hung", refused="boom"),
+            {**SERVING, "state": "starting", "message": "last push refused: boom"},
         ),
     ],
 )
@@ -96,3 +123,46 @@ def test_items(accepted: dict, refused: dict, expected: list[str]) -> None:
 )
 def test_requests_of(totals: dict, expected: dict) -> None:
     assert requests_of(A, totals) == expected
+
+
+def _calling(*services: str, worker: str = "ns.a", js: str = "export default {}") -> Deployment:
+    """A deployment whose only version binds SVC0, SVC1, ... to `services`."""
+    binds = tuple(BundleBinding(name=f"SVC{i}", service=s) for i, s in enumerate(services))
+    return deployment(bundle(worker, js, bindings=binds))
+
+
+_CALLS_B = _calling("ns.b")
+_OLD_CALLS_GONE = bundle("ns.a", "// old", bindings=(BundleBinding(name="X", service="ns.gone"),))
+# The primary binds nothing missing; the other version binds a Worker not served here.
+_SPLIT = deployment(_CALLS_B.versions[0], _OLD_CALLS_GONE)
+
+
+@pytest.mark.parametrize(
+    ("d", "served", "expected"),
+    [
+        (A, [], []),  # no service bindings
+        (_CALLS_B, [], [{"binding": "SVC0", "worker": "ns.b"}]),
+        (_CALLS_B, ["ns.b"], []),
+        (_CALLS_B, ["ns.c"], [{"binding": "SVC0", "worker": "ns.b"}]),
+        (
+            _calling("ns.b", "ns.c", "ns.a"),  # itself: always served with it
+            ["ns.c"],
+            [{"binding": "SVC0", "worker": "ns.b"}],
+        ),
+        # Only the primary's bindings count: service calls reach the target's primary.
+        (_SPLIT, ["ns.b"], []),
+    ],
+    ids=["none", "missing", "served", "another-served", "some-missing", "primary-only"],
+)
+def test_missing_services(d: Deployment, served: list[str], expected: list[dict]) -> None:
+    at_location = {d.worker: d, **{w: _calling(worker=w) for w in served}}
+    assert missing_services(d, at_location) == expected
+
+
+def test_item_names_the_missing_services_of_the_served_set() -> None:
+    inv = Inventory({"ns.a": _CALLS_B}, {}, True, "", {})
+    assert inv.item("ns.a")["missingServices"] == [  # type: ignore[index]
+        {"binding": "SVC0", "worker": "ns.b"}
+    ]
+    served = Inventory({"ns.a": _CALLS_B, "ns.b": _calling(worker="ns.b")}, {}, True, "", {})
+    assert served.item("ns.a")["missingServices"] == []  # type: ignore[index]

@@ -28,10 +28,10 @@ IO_MODULES = {
     "edgeplane.reconcile": "the loops that call the steps",
     "edgeplane.edge.agent": "the agent: its state, batches and probes",
     "edgeplane.edge.app": "the agent's HTTP API and process",
-    "edgeplane.edge.generations": "workerd generations on the public socket",
+    "edgeplane.edge.cells": "the front and cell workerds, their state pushes, the watchdog",
     "edgeplane.edge.store": "the durable store of accepted deployments",
     "edgeplane.edge.token": "re-reads the token file",
-    "edgeplane.edge.validate": "throw-away workerds that try new bundles",
+    "edgeplane.edge.validate": "the validator cell that loads new versions",
     "edgeplane.edge.workerd": "finding and running workerd",
     "edgeplane.localstack": "the local control plane for tests and the demo",
     "edgeplane.wrangler.project": "reads a wrangler project",
@@ -44,8 +44,21 @@ IO_PACKAGE_INITS = {"edgeplane.wrangler": "exports the command's main"}
 # Standard and third-party modules that reach outside the process, or the clock; pure
 # path arithmetic (pathlib.PurePath) is fine, pathlib.Path is not.
 FORBIDDEN = {
-    "aiohttp", "asyncio", "http", "kopf", "kubernetes", "kubernetes_asyncio", "os",
-    "pathlib.Path", "shutil", "socket", "ssl", "subprocess", "sys", "time", "urllib.request",
+    "aiohttp",
+    "asyncio",
+    "http",
+    "kopf",
+    "kubernetes",
+    "kubernetes_asyncio",
+    "os",
+    "pathlib.Path",
+    "shutil",
+    "socket",
+    "ssl",
+    "subprocess",
+    "sys",
+    "time",
+    "urllib.request",
 }
 FORBIDDEN_CALLS = {"open", "print", "input"}
 MAX_FUNCTION_LINES = 60

@@ -16,8 +16,20 @@ REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "manifests" / "monitoring"
 
 FUNCTIONS_AND_KEYWORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "le", "inf", "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "le",
+    "inf",
+    "nan",
 }
 
 
@@ -35,8 +47,7 @@ def promql_metric_names(expr: str) -> set[str]:
             continue
         names.add(name)
     # label_values(metric, label): the label is not a metric.
-    for m in re.finditer(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*(?:\{[^}]*\})?\s*,\s*(\w+)",
-                         expr):
+    for m in re.finditer(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*(?:\{[^}]*\})?\s*,\s*(\w+)", expr):
         names.discard(m.group(2))
         names.add(m.group(1))
     return names
@@ -69,11 +80,11 @@ def all_queries() -> list[tuple[str, str]]:
 
 def test_extractor() -> None:
     assert promql_metric_names(
-        'histogram_quantile(0.99, sum by (le, controller) '
+        "histogram_quantile(0.99, sum by (le, controller) "
         '(rate(edgeplane_reconcile_time_seconds_bucket{job="x"}[$__rate_interval])))'
     ) == {"edgeplane_reconcile_time_seconds_bucket"}
     assert promql_metric_names(
-        'sum by (c) (rate(a_total[10m])) / sum by (c) (rate(b_total[10m])) > 0.1'
+        "sum by (c) (rate(a_total[10m])) / sum by (c) (rate(b_total[10m])) > 0.1"
     ) == {"a_total", "b_total"}
     assert promql_metric_names("count(up == 0) or vector(0)") == {"up"}
     assert promql_metric_names("label_values(edgeplane_target_up, target)") == {
@@ -91,11 +102,14 @@ def test_every_query_reads_edgeplane_metrics(where: str, expr: str) -> None:
 def test_alerts_cover_the_issue() -> None:
     exprs = {r["alert"]: r["expr"] for r in alert_rules()}
     assert "edgeplane_workers" in exprs["EdgeplaneWorkerNotReady"]
-    assert next(r for r in alert_rules() if r["alert"] == "EdgeplaneWorkerNotReady")[
-        "for"] == "10m"
+    assert next(r for r in alert_rules() if r["alert"] == "EdgeplaneWorkerNotReady")["for"] == "10m"
     assert "edgeplane_target_up" in exprs["EdgeplaneEdgeLocationUnreachable"]
     assert "edgeplane_reconcile_errors_total" in exprs["EdgeplaneReconcileErrorsRising"]
-    assert any(r.startswith("EdgeplaneAgentReload") for r in exprs), sorted(exprs)
+    # The data plane: the front not taking state, processes replaced, versions quarantined.
+    front = exprs["EdgeplaneAgentFrontNotTakingState"]
+    assert 'edgeplane_agent_publishes_total{result="failed"}' in front
+    assert "edgeplane_agent_workerd_restarts_total" in exprs["EdgeplaneAgentWorkerdRestarting"]
+    assert "edgeplane_agent_quarantined_versions" in exprs["EdgeplaneVersionQuarantined"]
     # Edge request errors, from the agents' per-version counters.
     assert "edgeplane_agent_requests_total" in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
     assert 'code="5xx"' in exprs["EdgeplaneWorkerEdgeErrorsHigh"]
@@ -107,9 +121,14 @@ def test_alerts_cover_the_issue() -> None:
 
 def test_dashboard_covers_the_issue() -> None:
     text = " ".join(q for _, q in dashboard_queries())
-    for metric in ("edgeplane_reconcile_total", "edgeplane_reconcile_errors_total",
-                   "edgeplane_reconcile_time_seconds_bucket", "edgeplane_workqueue_depth",
-                   "edgeplane_workers", "edgeplane_pushes_total"):
+    for metric in (
+        "edgeplane_reconcile_total",
+        "edgeplane_reconcile_errors_total",
+        "edgeplane_reconcile_time_seconds_bucket",
+        "edgeplane_workqueue_depth",
+        "edgeplane_workers",
+        "edgeplane_pushes_total",
+    ):
         assert metric in text, metric
     assert "edgeplane_agent_publish_duration_seconds_bucket" in text  # deploy time at the edge
     # Edge request rate and errors: a rate by Worker and a 5xx ratio by Worker.

@@ -4,76 +4,116 @@ checked against node's URL parser, and the grammar, canonical form and precedenc
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from typing import Any
 
 import pytest
 
-from edgeplane.edge.render import router_table
+from edgeplane.edge import render
 from edgeplane.routing import (
     CEL_RULES,
     MAX_PATTERN,
+    RoutePattern,
     best_match,
     conflict_key,
     normalize_path,
     parse_pattern,
+    sort_most_specific_first,
 )
 from edgeplane.routing.router_js import ROUTER_JS
 from tests.integration.edge_fixtures import deployment, text_worker
 from tests.route_cases import CASE_IDS, CASES, GROUPS, INVALID, PATHS, TABLE, VALID, split_url
+from tests.router_node import run_router
 
-# Imports the router module's own helpers and answers, for every group's route table, which
-# route each URL reaches (its Worker's name), and for every path what new URL() makes of it.
+# Imports the router module's own helpers and answers, for every table of routes, which route
+# each URL reaches (its Worker's name, or "exclude:<namespace>"): through the front's index
+# built by applyState, as the front serves, and through routeFor over the whole list sorted
+# by the operator's order; and for every path what new URL() makes of it.
 RUN_JS = r"""
 import { readFileSync } from "node:fs";
-import { hostOf, pathQueryOf, routeFor } from "./router.mjs";
+import { applyState, hostOf, lookup, pathQueryOf, routeFor } from "./router.mjs";
 const input = JSON.parse(readFileSync(0, "utf8"));
-const routed = input.groups.map((g) =>
-  g.urls.map((u) => {
+const name = (r) =>
+  r === null ? null : r.exclude !== undefined ? "exclude:" + r.exclude : r.worker;
+const tables = input.tables.map((t) => {
+  const st = applyState(null, t.state, true);
+  return t.urls.map((u) => {
     const url = new URL(u);
-    const scheme = url.protocol.slice(0, -1);
-    const route = routeFor(g.routes, scheme, hostOf(url.host), pathQueryOf(url));
-    return route === null ? null : route.worker;
-  }),
-);
+    const args = [url.protocol.slice(0, -1), hostOf(url.host), pathQueryOf(url)];
+    return [name(lookup(st.index, ...args)), name(routeFor(t.sorted, ...args))];
+  });
+});
 const paths = input.paths.map((p) => pathQueryOf(new URL("http://h" + p)));
-process.stdout.write(JSON.stringify({ routed, paths }));
+process.stdout.write(JSON.stringify({ tables, paths }));
 """
+EXCLUDE = "exclude:"  # a route without a Worker, as the tables name it: exclude:<namespace>
 
 
 def _worker(gi: int, pi: int) -> str:
     return f"g{gi}.p{pi}"
 
 
+def _exclusions(routes: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for p, w in routes.items():
+        if w.startswith(EXCLUDE):
+            ns = w.removeprefix(EXCLUDE)
+            out[ns] = (*out.get(ns, ()), p)
+    return out
+
+
+def _table(routes: dict[str, str], urls: list[str]) -> dict[str, Any]:
+    """Routes (pattern -> Worker, or exclude:<namespace>) as the front's state, and as the
+    whole list sorted most specific first."""
+    workers = {
+        w: render.worker_entry(deployment(text_worker(w, w), routes=(p,)), "c0")
+        for p, w in routes.items()
+        if not w.startswith(EXCLUDE)
+    }
+    settings = render.front_settings({}, render.RouterSettings(_exclusions(routes)))
+    listed = [
+        {"pattern": p.to_json(), "worker": w}
+        if not w.startswith(EXCLUDE)
+        else {"pattern": p.to_json(), "exclude": w.removeprefix(EXCLUDE)}
+        for p, w in sort_most_specific_first((parse_pattern(p), w) for p, w in routes.items())
+    ]
+    return {"state": {"seq": 1, "workers": workers, **settings}, "sorted": listed, "urls": urls}
+
+
+def _combined() -> dict[str, str]:
+    """Every distinct pattern of every group in one table; every third one a route without
+    a Worker, so exclusions sort among the routes of many hosts."""
+    distinct = list({conflict_key(p): p for p in VALID}.values())
+    return {p: f"{EXCLUDE}ex" if i % 3 == 1 else f"w{i}.r" for i, p in enumerate(distinct)}
+
+
+COMBINED_URLS = list(dict.fromkeys(c["url"] for _, c in CASES))
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The router's answers under node: {"routed": {(group, url): pattern}, "paths": {..}}."""
-    d = tmp_path_factory.mktemp("router")
-    (d / "router.mjs").write_text(ROUTER_JS)
-    (d / "run.mjs").write_text(RUN_JS)
-    groups = []
-    for gi, g in enumerate(GROUPS):
-        deps = [
-            deployment(text_worker(_worker(gi, pi), p), routes=(p,))
-            for pi, p in enumerate(g["patterns"])
-        ]
-        groups.append(
-            {"routes": router_table(deps)[0], "urls": [c["url"] for c in g["cases"]]}
+    """The router's answers under node: {"routed": {(group, url): (by lookup, by routeFor)},
+    "combined": {url: (...)}, "paths": {path: pathname + search}}."""
+    tables = [
+        _table(
+            {p: _worker(gi, pi) for pi, p in enumerate(g["patterns"])},
+            [c["url"] for c in g["cases"]],
         )
-    res = subprocess.run(
-        ["node", str(d / "run.mjs")],
-        input=json.dumps({"groups": groups, "paths": PATHS}),
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-    out = json.loads(res.stdout)
+        for gi, g in enumerate(GROUPS)
+    ]
+    tables.append(_table(_combined(), COMBINED_URLS))
+    out = run_router(tmp_path_factory.mktemp("router"), RUN_JS, {"tables": tables, "paths": PATHS})
     routed = {}
-    for gi, (g, answers) in enumerate(zip(GROUPS, out["routed"], strict=True)):
+    for gi, (g, answers) in enumerate(zip(GROUPS, out["tables"], strict=False)):
         names = {_worker(gi, pi): p for pi, p in enumerate(g["patterns"])}
-        for c, w in zip(g["cases"], answers, strict=True):
-            routed[(gi, c["url"])] = names[w] if w is not None else None
-    return {"routed": routed, "paths": dict(zip(PATHS, out["paths"], strict=True))}
+        for c, pair in zip(g["cases"], answers, strict=True):
+            routed[(gi, c["url"])] = tuple(names[w] if w is not None else None for w in pair)
+    combined = dict(zip(COMBINED_URLS, map(tuple, out["tables"][-1]), strict=True))
+    return {
+        "routed": routed,
+        "combined": combined,
+        "paths": dict(zip(PATHS, out["paths"], strict=True)),
+    }
 
 
 @pytest.mark.parametrize(("gi", "case"), CASES, ids=CASE_IDS)
@@ -85,7 +125,23 @@ def test_table_python(gi: int, case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("gi", "case"), CASES, ids=CASE_IDS)
 def test_table_router_js(node: dict[str, Any], gi: int, case: dict[str, Any]) -> None:
-    assert node["routed"][(gi, case["url"])] == case["expect"]
+    """The front's index (applyState, lookup) answers as the table says, and as routeFor
+    over the whole list sorted by the operator's order."""
+    by_index, by_sorted_list = node["routed"][(gi, case["url"])]
+    assert by_index == case["expect"]
+    assert by_sorted_list == case["expect"]
+
+
+@pytest.mark.parametrize("url", COMBINED_URLS)
+def test_index_agrees_with_the_sorted_list_over_every_pattern(
+    node: dict[str, Any], url: str
+) -> None:
+    """Every pattern of the table at once, a third of them routes without a Worker: the
+    index per host answers as the sorted list and as the Python matcher."""
+    routes = _combined()
+    pats: dict[RoutePattern, str] = {parse_pattern(p): w for p, w in routes.items()}
+    best = best_match(list(pats), *split_url(url))
+    assert node["combined"][url] == ((pats[best],) * 2 if best else (None, None))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -167,8 +223,14 @@ def test_conflict_key(a: str, b: str, conflict: bool) -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    [*VALID, *(r["pattern"] for r in INVALID), "a" * 1025 + "/", "example.com/a\u00a0",
-     "example.com/a\x0b", "example.com/a\x01"],
+    [
+        *VALID,
+        *(r["pattern"] for r in INVALID),
+        "a" * 1025 + "/",
+        "example.com/a\u00a0",
+        "example.com/a\x0b",
+        "example.com/a\x01",
+    ],
 )
 def test_parser_and_admission_grammar_agree(pattern: str) -> None:
     """One grammar: parse_pattern accepts exactly what the CEL rules and maxLength accept
@@ -195,6 +257,7 @@ def _cel_holds(rule: str, s: str) -> bool:
 
 def test_router_js_is_the_module_node_runs() -> None:
     """The exports the tests import are the ones the router's fetch uses."""
-    for name in ("hostOf", "pathQueryOf", "matches", "routeFor"):
+    for name in ("hostOf", "pathQueryOf", "matches", "routeFor", "lookup", "applyState"):
         assert f"export function {name}(" in ROUTER_JS
-    assert "routeFor(env.ROUTES, scheme, host, pathQueryOf(url))" in ROUTER_JS
+    assert "lookup(st.index, scheme, host, pathQueryOf(url))" in ROUTER_JS
+    assert "STATE = applyState(STATE, doc, whole)" in ROUTER_JS

@@ -2,15 +2,12 @@
 
 A push is answered at once when `precheck` already knows the answer (nothing changes, a
 route is taken, nothing to delete); otherwise it joins the next batch. For a batch,
-`to_validate` names the bundles that need a throw-away workerd run, and `decide` turns the
-validation errors into each Worker's answer and the deployments to store and serve;
-`narrow` is the search for the bundles that do not load, given a coroutine that tries a
-set of them (the throw-away workerd of `validate`)."""
+`to_validate` names the bundles the validator cell must load, and `decide` turns the
+validation errors into each Worker's answer and the deployments to store and serve."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from edgeplane.edge.result import Result
@@ -19,6 +16,7 @@ from edgeplane.wire import Bundle, Deployment
 
 Changes = Mapping[str, Deployment | None]  # worker -> its new deployment; None: delete
 Excluded = Mapping[str, tuple[str, ...]]  # namespace -> its route patterns without a Worker
+MAX_MESSAGE = 4000  # the longest validation message an answer carries
 
 
 def desired(accepted: Mapping[str, Deployment], pending: Changes) -> dict[str, Deployment]:
@@ -176,55 +174,3 @@ def decide(
         if d is None:
             candidate.pop(w, None)
     return Decision(results, changes, candidate, refused)
-
-
-def refused_together(changes: Changes, message: str) -> dict[str, Result]:
-    """The answers when workerd refuses the combined config of a batch's changes."""
-    error = f"workerd refused the combined config: {message}"
-    return {w: Result.error(422, error, worker=w) for w in changes}
-
-
-_SERVICE_RE = re.compile(r"service w:([a-z0-9.-]+)@([0-9a-f]{64})\b")
-MAX_MESSAGE = 4000
-
-# Loads the bundles together: None when they all load, else workerd's message.
-Attempt = Callable[[list[Bundle]], Awaitable[str | None]]
-
-
-async def narrow(bundles: list[Bundle], attempt: Attempt) -> dict[str, str]:
-    """Version -> the message for each bundle that does not load. One attempt when all are
-    good; when the message names the failing service, that bundle is dropped and the rest
-    retried; when it names none (e.g. a timeout), the set is bisected down to the culprits."""
-    errors: dict[str, str] = {}
-    todo = list(bundles)
-    while todo:
-        msg = await attempt(todo)
-        if msg is None:
-            return errors
-        m = _SERVICE_RE.search(msg)
-        named = m.group(2) if m else None
-        if named and any(b.version == named for b in todo):
-            errors[named] = msg
-            todo = [b for b in todo if b.version != named]
-            continue
-        if len(todo) == 1:
-            errors[todo[0].version or ""] = msg
-            return errors
-        half = len(todo) // 2
-        errors.update(await narrow(todo[:half], attempt))
-        errors.update(await narrow(todo[half:], attempt))
-        return errors
-    return errors
-
-
-def as_deployments(bundles: list[Bundle]) -> list[Deployment]:
-    """The bundles as deployments without routes, one per Worker, its first bundle primary:
-    versions of one Worker load together, as they are served (Durable Object classes live
-    in the primary)."""
-    by_worker: dict[str, list[Bundle]] = {}
-    for b in bundles:
-        by_worker.setdefault(b.worker, []).append(b)
-    return [
-        Deployment(worker=w, primary=bs[0].version or "", versions=tuple(bs))
-        for w, bs in by_worker.items()
-    ]

@@ -31,14 +31,15 @@ DIR_MODE = 0o700
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 _TMP = r"\..+\.tmp-\d+"  # an atomic write that never reached its rename: never accepted
 # What a killed agent leaves behind, per directory of the state dir ("." the dir itself):
-# temp files of atomic writes, and the workerd configs (they hold secrets) and validation
-# directories of runs that died with it.
+# temp files of atomic writes, the workerd configs (they hold secrets) and the validator's
+# check directory; and what an agent of the previous release left (one workerd restarted per
+# change: numbered configs and validation directories, each holding secrets).
 LEFTOVERS: dict[str, tuple[str, ...]] = {
     ".": (_TMP,),
     "deployments": (_TMP,),
     "code": (_TMP,),
     "front": (_TMP,),
-    "run": (_TMP, r"config-.+\.capnp", r"check"),
+    "run": (_TMP, r"config-.+\.capnp", r"check", r"validate-\d+"),
 }
 
 

@@ -1,0 +1,159 @@
+"""Which cell serves which Worker at a location (edgeplane.edge.placement.place): tables of
+Workers, the placement in force and the number of shared cells, and the placement that
+follows; then the promises checked over generated inputs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeplane.edge.placement import namespace_of, own, place, shared
+
+SHARED, OWN = False, True  # Worker → needs a cell of its own (binds a Durable Object class)
+
+
+def _reversed(d: dict[str, object]) -> dict[str, object]:
+    return dict(reversed(list(d.items())))
+
+
+@pytest.mark.parametrize(
+    ("workers", "previous", "cells", "expected"),
+    [
+        ({}, {}, 4, {}),
+        # New namespaces spread over the shared cells, the least loaded first, ties by index.
+        (
+            {"a.x": SHARED, "b.x": SHARED, "c.x": SHARED},
+            {},
+            2,
+            {"a.x": "c0", "b.x": "c1", "c.x": "c0"},
+        ),
+        (
+            {"a.x": SHARED, "b.x": SHARED, "c.x": SHARED, "d.x": SHARED, "e.x": SHARED},
+            {"a.x": "c0", "b.x": "c0"},
+            2,
+            {"a.x": "c0", "b.x": "c0", "c.x": "c1", "d.x": "c1", "e.x": "c0"},
+        ),
+        # A namespace keeps its cell, whatever the load.
+        ({"a.x": SHARED, "b.x": SHARED}, {"a.x": "c1"}, 2, {"a.x": "c1", "b.x": "c0"}),
+        (
+            {"a.x": SHARED, "b.x": SHARED},
+            {"a.x": "c1", "b.x": "c1"},
+            4,
+            {"a.x": "c1", "b.x": "c1"},
+        ),
+        # A namespace's Workers share one cell; a new one joins it.
+        (
+            {"a.x": SHARED, "a.y": SHARED, "a.z": SHARED, "b.x": SHARED},
+            {},
+            4,
+            {"a.x": "c0", "a.y": "c0", "a.z": "c0", "b.x": "c1"},
+        ),
+        ({"a.x": SHARED, "a.new": SHARED}, {"a.x": "c2"}, 4, {"a.x": "c2", "a.new": "c2"}),
+        # A placement that split a namespace is made whole: its first Worker's cell.
+        ({"a.x": SHARED, "a.y": SHARED}, {"a.x": "c1", "a.y": "c0"}, 2, {"a.x": "c1", "a.y": "c1"}),
+        # Durable Object Workers get a cell of their own and load no shared cell.
+        ({"a.do": OWN}, {}, 2, {"a.do": "do:a.do"}),
+        ({"a.do": OWN, "a.x": SHARED}, {}, 2, {"a.do": "do:a.do", "a.x": "c0"}),
+        (
+            {"a.do": OWN, "b.x": SHARED, "c.x": SHARED},
+            {"a.do": "do:a.do"},
+            2,
+            {"a.do": "do:a.do", "b.x": "c0", "c.x": "c1"},
+        ),
+        # A Worker that comes to bind a Durable Object leaves its shared cell, and one that
+        # no longer does joins its namespace's.
+        ({"a.x": OWN}, {"a.x": "c1"}, 2, {"a.x": "do:a.x"}),
+        (
+            {"a.x": SHARED, "a.y": SHARED},
+            {"a.x": "do:a.x", "a.y": "c1"},
+            2,
+            {"a.x": "c1", "a.y": "c1"},
+        ),
+        # A shared cell beyond the count (the location now runs fewer) is placed anew.
+        ({"a.x": SHARED}, {"a.x": "c5"}, 2, {"a.x": "c0"}),
+        ({"a.x": SHARED, "b.x": SHARED}, {"a.x": "c3", "b.x": "c0"}, 2, {"a.x": "c1", "b.x": "c0"}),
+        ({"a.x": SHARED}, {"a.x": "nonsense"}, 2, {"a.x": "c0"}),
+        # The cells of Workers that are gone load nothing.
+        (
+            {"b.x": SHARED, "c.x": SHARED},
+            {"a.x": "c0", "b.x": "c1"},
+            2,
+            {"b.x": "c1", "c.x": "c0"},
+        ),
+    ],
+    ids=[
+        "empty",
+        "spread",
+        "least-loaded",
+        "keeps-cell",
+        "keeps-cell-loaded",
+        "namespace-shares",
+        "joins-namespace",
+        "split-made-whole",
+        "do-own",
+        "do-and-shared",
+        "do-loads-nothing",
+        "becomes-do",
+        "stops-being-do",
+        "beyond-count",
+        "beyond-count-least-loaded",
+        "unknown-cell",
+        "gone-frees",
+    ],
+)
+def test_place(
+    workers: dict[str, bool], previous: dict[str, str], cells: int, expected: dict[str, str]
+) -> None:
+    assert place(workers, previous, cells) == expected
+    # The same answer whatever the order the mappings list their keys in.
+    assert place(_reversed(workers), _reversed(previous), cells) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "arg", "expected"),
+    [
+        (shared, 0, "c0"),
+        (shared, 12, "c12"),
+        (own, "ns.w", "do:ns.w"),
+        (namespace_of, "ns.w", "ns"),
+        (namespace_of, "ns-1.w.x", "ns-1"),
+    ],
+)
+def test_cell_keys(make: object, arg: object, expected: str) -> None:
+    assert make(arg) == expected  # type: ignore[operator]
+
+
+_names = st.sampled_from([f"{ns}.{w}" for ns in "abcdef" for w in "xyz"])
+_cells = st.sampled_from([*(shared(i) for i in range(6)), "do:a.x", "do:b.y"])
+
+
+@given(
+    workers=st.dictionaries(_names, st.booleans(), max_size=12),
+    previous=st.dictionaries(_names, _cells, max_size=12),
+    cells=st.integers(1, 4),
+)
+def test_place_promises(workers: dict[str, bool], previous: dict[str, str], cells: int) -> None:
+    out = place(workers, previous, cells)
+    keys = {shared(i) for i in range(cells)}
+    assert set(out) == set(workers)
+    home: dict[str, str] = {}
+    for w, needs_own in workers.items():
+        if needs_own:
+            assert out[w] == own(w)
+            continue
+        assert out[w] in keys
+        assert home.setdefault(namespace_of(w), out[w]) == out[w]  # one cell per namespace
+    # A namespace keeps its cell: the one shared cell in force that its Workers were in.
+    for ns, cell in home.items():
+        mine = [w for w in workers if namespace_of(w) == ns and not workers[w] and w in previous]
+        before = {previous[w] for w in mine} & keys
+        if len(before) == 1:
+            assert cell == before.pop()
+
+
+@given(namespaces=st.integers(0, 20), cells=st.integers(1, 6))
+def test_new_namespaces_are_balanced(namespaces: int, cells: int) -> None:
+    out = place({f"n{i}.w": SHARED for i in range(namespaces)}, {}, cells)
+    load = [list(out.values()).count(shared(i)) for i in range(cells)]
+    assert max(load) - min(load) <= 1
