@@ -4,6 +4,8 @@ follows; then the promises checked over generated inputs."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,11 +30,19 @@ def _reversed(d: dict[str, object]) -> dict[str, object]:
             2,
             {"a.x": "c0", "b.x": "c1", "c.x": "c0"},
         ),
+        # ...but never where the namespace placed before went while another cell is at most
+        # one namespace above the least loaded (d is not put with c): within 2 of the least.
         (
             {"a.x": SHARED, "b.x": SHARED, "c.x": SHARED, "d.x": SHARED, "e.x": SHARED},
             {"a.x": "c0", "b.x": "c0"},
             2,
-            {"a.x": "c0", "b.x": "c0", "c.x": "c1", "d.x": "c1", "e.x": "c0"},
+            {"a.x": "c0", "b.x": "c0", "c.x": "c1", "d.x": "c0", "e.x": "c1"},
+        ),
+        (
+            {"a.x": SHARED, "b.x": SHARED, "c.x": SHARED, "d.x": SHARED, "n.x": SHARED},
+            {"a.x": "c1", "b.x": "c2", "c.x": "c3"},
+            4,
+            {"a.x": "c1", "b.x": "c2", "c.x": "c3", "d.x": "c0", "n.x": "c1"},
         ),
         # A namespace keeps its cell, whatever the load.
         ({"a.x": SHARED, "b.x": SHARED}, {"a.x": "c1"}, 2, {"a.x": "c1", "b.x": "c0"}),
@@ -86,6 +96,7 @@ def _reversed(d: dict[str, object]) -> dict[str, object]:
         "empty",
         "spread",
         "least-loaded",
+        "never-twice-in-a-row",
         "keeps-cell",
         "keeps-cell-loaded",
         "namespace-shares",
@@ -105,9 +116,9 @@ def _reversed(d: dict[str, object]) -> dict[str, object]:
 def test_place(
     workers: dict[str, bool], previous: dict[str, str], cells: int, expected: dict[str, str]
 ) -> None:
-    assert place(workers, previous, cells) == expected
+    assert place(workers, previous, cells).cells == expected
     # The same answer whatever the order the mappings list their keys in.
-    assert place(_reversed(workers), _reversed(previous), cells) == expected  # type: ignore[arg-type]
+    assert place(_reversed(workers), _reversed(previous), cells).cells == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -134,7 +145,7 @@ _cells = st.sampled_from([*(shared(i) for i in range(6)), "do:a.x", "do:b.y"])
     cells=st.integers(1, 4),
 )
 def test_place_promises(workers: dict[str, bool], previous: dict[str, str], cells: int) -> None:
-    out = place(workers, previous, cells)
+    out = place(workers, previous, cells).cells
     keys = {shared(i) for i in range(cells)}
     assert set(out) == set(workers)
     home: dict[str, str] = {}
@@ -154,6 +165,32 @@ def test_place_promises(workers: dict[str, bool], previous: dict[str, str], cell
 
 @given(namespaces=st.integers(0, 20), cells=st.integers(1, 6))
 def test_new_namespaces_are_balanced(namespaces: int, cells: int) -> None:
-    out = place({f"n{i}.w": SHARED for i in range(namespaces)}, {}, cells)
+    out = place({f"n{i:02}.w": SHARED for i in range(namespaces)}, {}, cells).cells
     load = [list(out.values()).count(shared(i)) for i in range(cells)]
-    assert max(load) - min(load) <= 1
+    assert max(load) - min(load) <= 2
+    # One after the other, namespaces never share a cell (with two cells or more).
+    order = [out[f"n{i:02}.w"] for i in range(namespaces)]
+    assert cells == 1 or all(a != b for a, b in itertools.pairwise(order))
+
+
+@given(
+    before=st.lists(st.integers(0, 3), max_size=12),
+    cells=st.integers(2, 4),
+    turn=st.integers(-1, 3),
+)
+def test_a_new_namespace_never_follows_the_last_into_its_cell(
+    before: list[int], cells: int, turn: int
+) -> None:
+    """Whatever the load (earlier namespaces placed anywhere) and the last turn, the next new
+    namespace does not go where the last one went while another cell is within 1 of the
+    least loaded, and lands within 1 of the least loaded (so a cell is never more than 2
+    above it)."""
+    previous = {f"old{i:02}.w": shared(c % cells) for i, c in enumerate(before)}
+    turn = min(turn, cells - 1)
+    p = place({**dict.fromkeys(previous, SHARED), "zz.new": SHARED}, previous, cells, turn)
+    load = {shared(i): list(previous.values()).count(shared(i)) for i in range(cells)}
+    least = min(load.values())
+    others_fit = any(n <= least + 1 for k, n in load.items() if k != shared(turn))
+    assert p.cells["zz.new"] != shared(turn) or turn < 0 or not others_fit
+    assert load[p.cells["zz.new"]] <= min(load.values()) + 1
+    assert p.turn == int(p.cells["zz.new"][1:])

@@ -78,7 +78,9 @@ class Location:
 def _entries(loc: Location, placement: dict[str, str]) -> dict[str, dict[str, object]]:
     """Worker → its front entry, placed as the agent places (kept from `placement`)."""
     by_name = {d.worker: d for d in loc.workers}
-    placement.update(place({w: render.needs_own_cell(d) for w, d in by_name.items()}, placement, 2))
+    placement.update(
+        place({w: render.needs_own_cell(d) for w, d in by_name.items()}, placement, 2).cells
+    )
     return {w: render.worker_entry(d, placement[w]) for w, d in by_name.items()}
 
 

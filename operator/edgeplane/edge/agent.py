@@ -95,16 +95,12 @@ class Agent:
         self.shared_cells = cells
         self._serving = asyncio.Lock()  # one change of what is served at a time
         self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
-        paths = render.Paths(
-            do_dir=state_dir / "do",
-            kv_dir=state_dir / "kv",
-            code_dir=self.store.code_dir,
-            front_dir=state_dir / "front",
-        )
         self.dp = DataPlane(
             workerd_bin,
             self.run_dir,
-            paths,
+            render.Paths(
+                state_dir / "do", state_dir / "kv", self.store.code_dir, state_dir / "front"
+            ),
             self.metrics,
             self._http,
             public,

@@ -3,9 +3,10 @@
 Workers are placed by namespace: every Worker of a namespace shares one cell, so a hang or
 a crash in one namespace's code leaves the namespaces of other cells answering. A
 namespace keeps its cell as long as it has Workers, so placement never moves a running
-Worker. A new namespace goes to the next cell in turn among the least loaded (at most one
-namespace more than the emptiest): namespaces stay balanced, and two namespaces placed one
-after the other never share a cell while there are two cells. A Worker that binds a Durable
+Worker. A new namespace goes to the least loaded cell, but never to the cell the namespace
+placed before it went to while another cell is at most one namespace above the least
+loaded: two namespaces placed one after the other do not share a cell, and no cell holds
+more than two namespaces above the least loaded. A Worker that binds a Durable
 Object class has a cell of its own (render.py says why)."""
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ def place(
 
 
 def _next_turn(keys: list[str], load: Mapping[str, int], turn: int) -> int:
-    """The first cell after `turn` whose load is at most one above the least."""
+    """The least loaded cell, in turn after `turn`; never the cell the last new namespace
+    went to while another is at most one namespace above the least loaded."""
+    n = len(keys)
+    order = [keys[(turn + step) % n] for step in range(1, n + 1)]
+    last = keys[turn] if 0 <= turn < n else None
     least = min(load.values())
-    for step in range(1, len(keys) + 1):
-        i = (turn + step) % len(keys)
-        if load[keys[i]] <= least + 1:
-            return i
-    return 0  # unreachable: the least loaded cell qualifies
+    fits = [k for k in order if load[k] <= least + 1 and k != last] or order
+    best = min(load[k] for k in fits)
+    return keys.index(next(k for k in fits if load[k] == best))
