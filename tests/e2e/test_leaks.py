@@ -54,8 +54,10 @@ def read_everything(stack: Stack, kube: Kube) -> dict[str, str]:
                                      headers={"Authorization": f"Bearer {agent.token}"})
         out[f"{agent.name} /metrics"] = urllib.request.urlopen(req).read().decode()
         for path in (agent.state_dir / "state").rglob("*"):
-            # The store holds accepted deployments, secrets included, by design (0600).
-            if path.is_file() and "deployments" not in path.relative_to(agent.state_dir).parts:
+            # The store holds accepted deployments and the code files the cells load, secrets
+            # included, by design (0600).
+            parts = path.relative_to(agent.state_dir).parts
+            if path.is_file() and "deployments" not in parts and "code" not in parts:
                 out[str(path)] = path.read_bytes().decode(errors="replace")
     return out
 

@@ -221,3 +221,31 @@ async def _until(check, seconds: float) -> None:  # type: ignore[no-untyped-def]
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not healthy again within the time left ({seconds:.1f}s)")
+
+
+async def test_the_location_s_own_sockets_refuse_other_local_callers(edge_agent: AgentProc) -> None:  # noqa: F811
+    """Tenant code cannot reach loopback, but other local processes can: the front's admin
+    and internal sockets and every cell answer only calls carrying the location's internal
+    key (never a public request's headers, which the front strips)."""
+    async with aiohttp.ClientSession() as s:
+        d = deployment(text_worker("ns.k", "k"), routes=("k.test/*",))
+        assert (await put(s, edge_agent, d))[0] == 200
+        doc = json.loads((edge_agent.state_dir / "run" / "dataplane.json").read_text())
+        front, cell = doc["front"]["ports"], doc["cells"]["c0"]["ports"]["http"]
+        forged = {"edgeplane-internal": "x" * 43, "edgeplane-version": d.primary}
+        for url, method in (
+            (f"http://127.0.0.1:{front['admin']}/counts", "GET"),
+            (f"http://127.0.0.1:{front['admin']}/state", "PUT"),
+            (f"http://127.0.0.1:{front['internal']}/service", "POST"),
+            (f"http://127.0.0.1:{front['internal']}/kv", "POST"),
+            (f"http://127.0.0.1:{cell}/", "GET"),
+            (f"http://127.0.0.1:{cell}/__edgeplane/ping", "GET"),
+        ):
+            for headers in ({}, forged):
+                async with s.request(method, url, headers=headers, data=b"{}") as r:
+                    assert r.status == 403, (url, headers, r.status)
+        # The key a public request sends is not the front's to pass on.
+        key = (edge_agent.state_dir / "internal-key").read_text()
+        headers = {"Host": "k.test", "edgeplane-internal": key}
+        async with s.get(edge_agent.http_url, headers=headers) as r:
+            assert (r.status, await r.text()) == (200, "k")

@@ -23,6 +23,8 @@ from edgeplane.edge.store import (
 from edgeplane.wire import BundleBinding
 from tests.integration.edge_fixtures import bundle, deployment
 
+KEY = "k" * 43  # the location's internal key (store.load_internal_key)
+
 
 def mode(p: Path) -> int:
     return p.lstat().st_mode & 0o777
@@ -162,9 +164,9 @@ def test_workerd_configs_and_disks_are_private(tmp_path: Path, loose_umask: int)
     run = tmp_path / "run"
     for d in (run, paths.do_dir, paths.kv_dir, paths.front_dir, run / "check" / "do"):
         private_dir(Path(d))
-    write_private(cfg, render.cell_config(paths, 9).encode())
+    write_private(cfg, render.cell_config(paths, 9, KEY).encode())
     assert mode(cfg) == 0o600
-    assert cfg.read_text() == render.cell_config(paths, 9)
+    assert cfg.read_text() == render.cell_config(paths, 9, KEY)
     for d in ("run", "run/check", "run/check/do", "do", "kv", "front"):
         assert mode(tmp_path / d) == 0o700, d
 

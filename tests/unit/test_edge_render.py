@@ -23,6 +23,8 @@ from edgeplane.routing import parse_pattern, sort_most_specific_first
 from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 from tests.route_cases import VALID
 
+KEY = "k" * 43  # the location's internal key (store.load_internal_key)
+
 PATHS = render.Paths(
     do_dir=PurePath("/state/do"),
     kv_dir=PurePath("/state/kv"),
@@ -140,23 +142,26 @@ EVIL = '"), (name = "pwn", external = (address = "1.2.3.4:80")), ("'
 
 @pytest.mark.parametrize("evil", [EVIL, EVIL.replace('"', '\\"'), "\\", '"\n"', "\x00\x7f)"])
 def test_hostile_strings_stay_inside_their_literal(evil: str) -> None:
-    cfg = render.cell_config(PATHS, 9, _hostile_do_worker(evil))
-    assert _skeleton(cfg) == _skeleton(render.cell_config(PATHS, 9, _hostile_do_worker("x")))
+    cfg = render.cell_config(PATHS, 9, KEY, _hostile_do_worker(evil))
+    assert _skeleton(cfg) == _skeleton(render.cell_config(PATHS, 9, KEY, _hostile_do_worker("x")))
     assert cfg.count(render.text(evil)) == 4  # module, flag, text, secret
     assert render.text(json.dumps(evil)) in cfg
 
 
 @given(st.text())
 def test_no_string_changes_a_configs_structure(s: str) -> None:
-    cfg = render.cell_config(PATHS, 9, _hostile_do_worker(s))
-    assert _skeleton(cfg) == _skeleton(render.cell_config(PATHS, 9, _hostile_do_worker("x")))
+    cfg = render.cell_config(PATHS, 9, KEY, _hostile_do_worker(s))
+    assert _skeleton(cfg) == _skeleton(render.cell_config(PATHS, 9, KEY, _hostile_do_worker("x")))
 
 
 def test_hostile_state_dir_stays_inside_its_literal() -> None:
     """The state dir comes from the agent's command line: a quote in it is still text."""
     evil = render.Paths(*(PurePath(f"/s/{EVIL}/{d}") for d in ("do", "kv", "code", "front")))
     static = _dep(_bundle("ns.a", bindings=[{"name": "R", "durableObjectClass": "R"}]))
-    for make in (render.front_config, lambda p: render.cell_config(p, 9, static)):
+    for make in (
+        lambda p: render.front_config(p, KEY),
+        lambda p: render.cell_config(p, 9, KEY, static),
+    ):
         assert _skeleton(make(evil)) == _skeleton(make(PATHS))
 
 
@@ -357,7 +362,7 @@ def test_needs_own_cell(d: Deployment, own: bool) -> None:
 
 # ---- configs ----------------------------------------------------------------------------
 def test_front_config_sockets_and_disks() -> None:
-    cfg = render.front_config(PATHS)
+    cfg = render.front_config(PATHS, KEY)
     assert '(name = "http", http = (), service = (name = "edgeplane:front"))' in cfg
     for s in ("admin", "internal"):
         assert (
@@ -370,7 +375,7 @@ def test_front_config_sockets_and_disks() -> None:
 
 
 def test_shared_cell_config_loads_code_and_holds_none() -> None:
-    cfg = render.cell_config(PATHS, 4321)
+    cfg = render.cell_config(PATHS, 4321, KEY)
     assert '(name = "LOADER", workerLoader = ())' in cfg
     assert '(name = "edgeplane:code", disk = (path = "/state/code"))' in cfg
     assert 'external = (address = "127.0.0.1:4321", http = ())' in cfg
@@ -400,13 +405,13 @@ def _static_bindings() -> Deployment:
     ],
 )
 def test_do_cell_config_bindings(expected: str) -> None:
-    assert expected in render.cell_config(PATHS, 9, _static_bindings())
+    assert expected in render.cell_config(PATHS, 9, KEY, _static_bindings())
 
 
 def test_do_cell_config_one_service_per_version_and_the_primary_owns_the_classes() -> None:
     d = _static_bindings()
     primary, canary = (render.service_name("ns.a", b.version or "") for b in d.versions)
-    cfg = render.cell_config(PATHS, 9, d)
+    cfg = render.cell_config(PATHS, 9, KEY, d)
     for b, svc in zip(d.versions, (primary, canary), strict=True):
         assert f'(name = "v:{b.version}", service = "{svc}")' in cfg  # the host prefers it
         assert f'(name = "{svc}", worker = (' in cfg
@@ -418,7 +423,7 @@ def test_do_cell_config_one_service_per_version_and_the_primary_owns_the_classes
 
 def test_do_cell_config_binary_modules_are_hex_data() -> None:
     b = _bundle("ns.a", modules=MODULES, bindings=[{"name": "R", "durableObjectClass": "R"}])
-    cfg = render.cell_config(PATHS, 9, _dep(b))
+    cfg = render.cell_config(PATHS, 9, KEY, _dep(b))
     assert f'(name = "blob.bin", data = 0x"{RAW.hex()}")' in cfg
     assert f'(name = "add.wasm", wasm = 0x"{RAW.hex()}")' in cfg
     assert '(name = "lib.cjs", commonJsModule = "module.exports = 1;")' in cfg

@@ -75,8 +75,8 @@ def test_adopt_refuses_a_process_started_at_another_time(
     """A reused pid is another process: its start time differs, so it is not adopted."""
     started = workerd.start_time(sleeper.pid)
     assert started is not None
-    assert workerd.Proc.adopt(sleeper.pid, started + 1, {}, None) is None
-    p = workerd.Proc.adopt(sleeper.pid, started, {"http": 1}, None)
+    assert workerd.Proc.adopt(sleeper.pid, started + 1, {}) is None
+    p = workerd.Proc.adopt(sleeper.pid, started, {"http": 1})
     assert p is not None
     try:
         assert p.alive() and p.proc is None and p.ports == {"http": 1}

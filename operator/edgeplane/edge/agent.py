@@ -94,7 +94,8 @@ class Agent:
         self.signing_key = ""  # loaded at start
         self.shared_cells = cells
         self._serving = asyncio.Lock()  # one change of what is served at a time
-        self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout)
+        key = self.store.load_internal_key()  # a small private file, read before serving
+        self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout, key)
         self.dp = DataPlane(
             workerd_bin,
             self.run_dir,
@@ -110,11 +111,12 @@ class Agent:
             start_timeout=start_timeout,
             drain_grace=drain_grace,
             on_hang=self._hung,
+            redact=lambda text: redact(text, secrets_of(self.accepted.values())),
+            internal_key=key,
         )
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._refresh_lock = asyncio.Lock()
-        self._refreshed = 0.0
+        self._refresh_lock, self._refreshed = asyncio.Lock(), 0.0
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:

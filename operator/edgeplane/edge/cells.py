@@ -50,10 +50,6 @@ def bind(host: str, port: int) -> socket.socket:
     return s
 
 
-def _log_name(key: str) -> str:
-    return "cell-" + key.replace(":", "-") + ".log"
-
-
 class DataPlane:
     def __init__(
         self,
@@ -70,6 +66,8 @@ class DataPlane:
         start_timeout: float,
         drain_grace: float,
         on_hang: Callable[[str, Suspect | None], Awaitable[None]],
+        redact: Callable[[str], str],
+        internal_key: str,
     ) -> None:
         self.workerd_bin = workerd_bin
         self.run_dir = run_dir
@@ -83,6 +81,9 @@ class DataPlane:
         self.start_timeout = start_timeout
         self.drain_grace = drain_grace
         self.on_hang = on_hang
+        self.redact = redact  # workerd's stderr may echo a Worker's secrets
+        self.internal_key = internal_key
+        self.auth = {"edgeplane-internal": internal_key}  # on every call to the processes
         self.front: workerd.Proc | None = None
         self.cells: dict[str, workerd.Proc] = {}
         self.statics: dict[str, Deployment] = {}  # own cell key → the Worker it holds
@@ -223,7 +224,8 @@ class DataPlane:
         body = json.dumps(doc, separators=(",", ":")).encode()
         try:
             async with asyncio.timeout(ADMIN_TIMEOUT):
-                async with self.http().request("PUT" if whole else "PATCH", url, data=body) as r:
+                method = "PUT" if whole else "PATCH"
+                async with self.http().request(method, url, data=body, headers=self.auth) as r:
                     return r.status
         except _HTTP_ERRORS as e:
             self._front_seq = None
@@ -261,7 +263,7 @@ class DataPlane:
         private_dir(Path(self.paths.kv_dir))
         private_dir(Path(self.paths.front_dir))
         cfg = self.run_dir / "config-front.capnp"
-        p = await self._run(cfg, render.front_config(self.paths), socks, "front.log")
+        p = await self._run(cfg, render.front_config(self.paths, self.internal_key), socks)
         self.front = p
         self._front_seq = None  # a new front holds the state on disk, maybe stale
         self.counts.start(p)
@@ -291,8 +293,10 @@ class DataPlane:
         cfg = self.run_dir / f"config-{key.replace(':', '-')}.capnp"
         if static is not None:
             await asyncio.to_thread(private_dir, Path(self.paths.do_dir))
-        text = render.cell_config(self.paths, self.front.ports["internal"], static)
-        p = await self._run(cfg, text, {"http": None}, _log_name(key))
+        text = render.cell_config(
+            self.paths, self.front.ports["internal"], self.internal_key, static
+        )
+        p = await self._run(cfg, text, {"http": None})
         self.cells[key] = p
         if static is not None:
             self.statics[key] = static
@@ -310,10 +314,11 @@ class DataPlane:
         if old is not None:
             self._retire(old)
 
-    async def _run(
-        self, cfg: Path, text: str, sockets: dict[str, int | None], log_file: str
-    ) -> workerd.Proc:
-        """workerd on config `text`, detached; the config goes once it listens or fails."""
+    async def _run(self, cfg: Path, text: str, sockets: dict[str, int | None]) -> workerd.Proc:
+        """workerd on config `text`, detached; the config goes once it listens or fails.
+        Its stderr is a pipe the agent reads into memory, never a file: workerd echoes
+        Workers' exceptions there, secrets and all. Once the agent is gone, workerd's writes
+        to it fail and are lost (it carries on); an adopted process's stderr is unknown."""
         await asyncio.to_thread(write_private, cfg, text.encode())
         try:
             return await workerd.start(
@@ -321,7 +326,6 @@ class DataPlane:
                 cfg,
                 sockets=sockets,
                 start_timeout=self.start_timeout,
-                stderr_file=self.run_dir / log_file,
                 detached=True,
             )
         finally:
@@ -350,7 +354,7 @@ class DataPlane:
 
     async def _adopt(self) -> None:
         saved = self._load()
-        front = _adopt_one(saved.get("front"), self.run_dir / "front.log")
+        front = _adopt_one(saved.get("front"))
         if front is not None and not self._public_matches(front):
             await workerd.kill(front)
             front = None
@@ -364,7 +368,7 @@ class DataPlane:
         cells = saved.get("cells") or {}
         assert isinstance(cells, dict)
         for key, e in cells.items():
-            p = _adopt_one(e, self.run_dir / _log_name(key))
+            p = _adopt_one(e)
             if p is not None:
                 self.cells[key] = p
         statics = saved.get("statics") or {}
@@ -379,11 +383,11 @@ class DataPlane:
     async def _ping(self, p: workerd.Proc, socket_name: str, path: str) -> str | None:
         """None if `p` answered `path` within hang_timeout, else why not."""
         if not p.alive():
-            return f"exited ({p.returncode}): {p.stderr_text()[-500:]}"
+            return self.redact(f"exited ({p.returncode}): {p.stderr_text()[-500:]}".strip())
         url = f"http://127.0.0.1:{p.ports[socket_name]}{path}"
         try:
             async with asyncio.timeout(self.hang_timeout):
-                async with self.http().get(url) as resp:
+                async with self.http().get(url, headers=self.auth) as resp:
                     await resp.read()
                     return None if resp.status == 200 else f"answered {resp.status}"
         except TimeoutError:
@@ -468,7 +472,7 @@ class DataPlane:
         url = f"http://127.0.0.1:{self.front.ports['admin']}{path}"
         try:
             async with asyncio.timeout(ADMIN_TIMEOUT):
-                async with self.http().get(url) as resp:
+                async with self.http().get(url, headers=self.auth) as resp:
                     return dict(await resp.json()) if resp.status == 200 else None
         except _HTTP_ERRORS as e:
             log.warning("could not read %s from the front: %r", path, e)
@@ -495,10 +499,10 @@ def _wanted(key: str, shared_cells: int, statics: Mapping[str, object]) -> bool:
     return key in statics or key in {shared(i) for i in range(shared_cells)}
 
 
-def _adopt_one(entry: object, stderr_file: Path) -> workerd.Proc | None:
+def _adopt_one(entry: object) -> workerd.Proc | None:
     if not isinstance(entry, dict):
         return None
     with contextlib.suppress(KeyError, TypeError, ValueError):
         ports = {str(k): int(v) for k, v in entry["ports"].items()}
-        return workerd.Proc.adopt(int(entry["pid"]), int(entry["started"]), ports, stderr_file)
+        return workerd.Proc.adopt(int(entry["pid"]), int(entry["started"]), ports)
     return None

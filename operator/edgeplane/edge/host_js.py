@@ -21,12 +21,13 @@ A Durable Object Worker's cell also has the Worker's versions as static services
 """
 
 FRONT_JS = r"""
-import router, { admin as adminHandler, service } from "router.js";
+import router, { admin as adminHandler, service, insider, forbidden } from "router.js";
 import { kvRequest } from "kv.js";
 export { KvShard } from "kv.js";
 export let admin = adminHandler;
 export let internal = {
   async fetch(request, env) {
+    if (!insider(request, env)) return forbidden();
     const path = new URL(request.url).pathname;
     if (path === "/kv") return kvRequest(request, env);
     if (path === "/service") return service(request, env);
@@ -41,9 +42,10 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 export { Kv } from "kvclient.js";
 const INTERNAL = [
   "edgeplane-worker", "edgeplane-version", "edgeplane-url", "edgeplane-host",
-  "edgeplane-service-target",
+  "edgeplane-service-target", "edgeplane-internal",
 ];
 const CHECK = "__edgeplane_check.js";
+// The calls a cell makes and takes carry the location's internal key (router.js, `insider`).
 // A service binding of a loaded Worker: the call goes to the front, which sends it to the
 // target's primary version wherever it runs (another cell, or this one).
 export class Service extends WorkerEntrypoint {
@@ -54,6 +56,7 @@ export class Service extends WorkerEntrypoint {
     headers.set("edgeplane-service-target", this.ctx.props.worker);
     headers.set("edgeplane-url", url.href);
     headers.set("edgeplane-host", url.host);
+    headers.set("edgeplane-internal", this.env.INTERNAL_KEY);
     return this.env.FRONT.fetch("http://front/service", {
       method: request.method, headers: headers, body: request.body, redirect: "manual",
     });
@@ -67,7 +70,7 @@ function bytes(b64) {
 }
 function moduleOf(m) {
   switch (m.type) {
-    case "esModule": return m.content;
+    case "esModule": return { js: m.content };
     case "commonJsModule": return { cjs: m.content };
     case "text": return { text: m.content };
     case "json": return { json: JSON.parse(m.content) };
@@ -164,6 +167,11 @@ function original(request) {
 }
 export default {
   async fetch(request, env, ctx) {
+    // Only the front and the agent call a cell (see router.js, `insider`).
+    const key = request.headers.get("edgeplane-internal");
+    if (env.INTERNAL_KEY.length < 32 || key !== env.INTERNAL_KEY) {
+      return new Response("edgeplane: forbidden\n", { status: 403 });
+    }
     const path = new URL(request.url).pathname;
     const version = request.headers.get("edgeplane-version") || "";
     if (path === "/__edgeplane/ping") return new Response("ok\n");

@@ -449,7 +449,12 @@ async function toFront(entry, op, headers, body) {
   }
   const res = await entry.env.FRONT.fetch("http://front/kv", {
     method: "POST",
-    headers: { ...headers, "kv-op": op, "kv-namespace": encodeURIComponent(namespace) },
+    headers: {
+      ...headers,
+      "kv-op": op,
+      "kv-namespace": encodeURIComponent(namespace),
+      "edgeplane-internal": entry.env.INTERNAL_KEY,
+    },
     body,
   });
   const result = res.headers.get("kv-result");

@@ -150,7 +150,11 @@ def _es(name: str, source: str) -> str:
     return f"(name = {text(name)}, esModule = {text(source)})"
 
 
-def front_config(paths: Paths) -> str:
+def _key_binding(internal_key: str) -> str:
+    return f'(name = "INTERNAL_KEY", text = {text(internal_key)})'
+
+
+def front_config(paths: Paths, internal_key: str) -> str:
     """The front: the router on the public socket, its admin and internal entrypoints on
     sockets of their own, the KV store, and loopback egress to reach the cells."""
     modules = ", ".join(
@@ -159,7 +163,7 @@ def front_config(paths: Paths) -> str:
     worker = (
         f"modules = [{modules}], compatibilityDate = {text(COMPAT_DATE)}, "
         'bindings = [(name = "STATE_DIR", service = "edgeplane:state"), '
-        '(name = "KV_SHARDS", durableObjectNamespace = "KvShard")], '
+        f'(name = "KV_SHARDS", durableObjectNamespace = "KvShard"), {_key_binding(internal_key)}], '
         'durableObjectNamespaces = [(className = "KvShard", uniqueKey = "edgeplane-kv", '
         'enableSql = true)], durableObjectStorage = (localDisk = "edgeplane:kv-disk"), '
         'globalOutbound = "edgeplane:cells"'
@@ -179,13 +183,16 @@ def front_config(paths: Paths) -> str:
     return _config(services, sockets)
 
 
-def cell_config(paths: Paths, front_internal_port: int, static: Deployment | None = None) -> str:
+def cell_config(
+    paths: Paths, front_internal_port: int, internal_key: str, static: Deployment | None = None
+) -> str:
     """A cell: the host Worker with the loader, the code store, the front's internal socket;
     with `static` (a Durable Object Worker's own cell), that Worker's versions as services."""
     bindings = [
         '(name = "LOADER", workerLoader = ())',
         '(name = "CODE", service = "edgeplane:code")',
         f'(name = "FRONT", service = {text(FRONT)})',
+        _key_binding(internal_key),
     ]
     services: list[str] = []
     if static is not None:

@@ -176,6 +176,7 @@ class Store:
         self.exclusions_file = root / "exclusions.json"
         self.signing_key_file = root / "signing-key"
         self.quarantine_file = root / "quarantine.json"
+        self.internal_key_file = root / "internal-key"
 
     def _path(self, worker: str) -> Path:
         if not re.match(WORKER_NAME_RE, worker):  # never a path outside the store
@@ -223,6 +224,18 @@ class Store:
                 return key
         key = secrets.token_urlsafe(32)
         atomic_write(self.signing_key_file, key.encode())
+        return key
+
+    def load_internal_key(self) -> str:
+        """The key the location's own processes present to each other (front, cells,
+        agent): made once, kept so that a restarted agent can still talk to the processes
+        it adopts."""
+        if self.internal_key_file.exists():
+            key = self.internal_key_file.read_text().strip()
+            if len(key) >= 32:
+                return key
+        key = secrets.token_urlsafe(32)
+        atomic_write(self.internal_key_file, key.encode())
         return key
 
     async def save_signing_key(self, key: str) -> None:

@@ -27,17 +27,14 @@ _TIMED_OUT = "timeout"
 
 class Validator:
     def __init__(
-        self,
-        workerd_bin: Path,
-        run_dir: Path,
-        metrics: Metrics,
-        timeout: float,
+        self, workerd_bin: Path, run_dir: Path, metrics: Metrics, timeout: float, internal_key: str
     ) -> None:
         self.workerd_bin = workerd_bin
         self.run_dir = run_dir
         self.dir = run_dir / "check"
         self.metrics = metrics
         self.timeout = timeout
+        self.internal_key = internal_key
         self.proc: workerd.Proc | None = None
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()  # one batch of checks at a time
@@ -104,7 +101,11 @@ class Validator:
             url = f"http://127.0.0.1:{proc.ports['http']}/__edgeplane/check"
             try:
                 async with asyncio.timeout(self.timeout):
-                    async with self._http().post(url, headers={"edgeplane-version": version}) as r:
+                    headers = {
+                        "edgeplane-version": version,
+                        "edgeplane-internal": self.internal_key,
+                    }
+                    async with self._http().post(url, headers=headers) as r:
                         doc = await r.json()
             except TimeoutError:
                 return _TIMED_OUT
@@ -131,7 +132,9 @@ class Validator:
         )
         cfg = self.run_dir / "config-validator.capnp"
         # No front: a check loads code, and top-level code cannot make requests.
-        await asyncio.to_thread(write_private, cfg, render.cell_config(paths, 9).encode())
+        await asyncio.to_thread(
+            write_private, cfg, render.cell_config(paths, 9, self.internal_key).encode()
+        )
         try:
             return await workerd.start(
                 self.workerd_bin, cfg, sockets={"http": None}, start_timeout=30.0

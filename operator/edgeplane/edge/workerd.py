@@ -95,15 +95,12 @@ class Proc:
     ports: dict[str, int] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None  # None: adopted, not our child
     stderr: bytearray = field(default_factory=bytearray)
-    stderr_file: Path | None = None
     reader: asyncio.Task[None] | None = None
     started: int | None = None  # start_time(pid)
     _pidfd: int | None = None
 
     @classmethod
-    def adopt(
-        cls, pid: int, started: int, ports: dict[str, int], stderr_file: Path | None
-    ) -> Proc | None:
+    def adopt(cls, pid: int, started: int, ports: dict[str, int]) -> Proc | None:
         """The running process `pid` if it is still the one started at `started`."""
         if start_time(pid) != started:
             return None
@@ -111,7 +108,7 @@ class Proc:
             fd = os.pidfd_open(pid)
         except OSError:
             return None
-        return cls(pid, dict(ports), None, stderr_file=stderr_file, started=started, _pidfd=fd)
+        return cls(pid, dict(ports), None, started=started, _pidfd=fd)
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -158,14 +155,8 @@ class Proc:
             self._pidfd = None
 
     def stderr_text(self) -> str:
-        """What workerd wrote to stderr: the buffered pipe, or the tail of its file."""
-        raw = bytes(self.stderr)
-        if self.stderr_file is not None:
-            with contextlib.suppress(OSError):
-                with self.stderr_file.open("rb") as f:
-                    f.seek(max(0, self.stderr_file.stat().st_size - STDERR_LIMIT))
-                    raw = f.read()
-        return raw.decode(errors="replace").strip()
+        """The last STDERR_LIMIT bytes workerd wrote to stderr, as far as this agent read it."""
+        return self.stderr.decode(errors="replace").strip()
 
 
 def _readable(fd: int) -> bool:
@@ -174,9 +165,11 @@ def _readable(fd: int) -> bool:
 
 
 async def _drain(stream: asyncio.StreamReader, buf: bytearray) -> None:
+    """Keep the last STDERR_LIMIT bytes: a long-running cell's latest lines say most."""
     while chunk := await stream.read(65536):
-        if len(buf) < STDERR_LIMIT:
-            buf.extend(chunk[: STDERR_LIMIT - len(buf)])
+        buf.extend(chunk)
+        if len(buf) > STDERR_LIMIT:
+            del buf[: len(buf) - STDERR_LIMIT]
 
 
 def _command(
@@ -213,23 +206,16 @@ async def _until_listening(p: Proc, ctl: asyncio.StreamReader, sockets: set[str]
                 waiting.discard(ev["socket"])
 
 
-async def _spawn(args: list[str], fds: list[int], stderr_file: Path | None, detached: bool) -> Proc:
-    err: int = asyncio.subprocess.PIPE
-    if stderr_file is not None:
-        err = os.open(stderr_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=err,
-            pass_fds=fds,
-            preexec_fn=None if detached else (lambda: _die_with_parent(signal.SIGKILL)),
-        )
-    finally:
-        if stderr_file is not None:
-            os.close(err)
-    p = Proc(proc.pid, proc=proc, stderr_file=stderr_file, started=start_time(proc.pid))
+async def _spawn(args: list[str], fds: list[int], detached: bool) -> Proc:
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        pass_fds=fds,
+        preexec_fn=None if detached else (lambda: _die_with_parent(signal.SIGKILL)),
+    )
+    p = Proc(proc.pid, proc=proc, started=start_time(proc.pid))
     if proc.stderr is not None:
         p.reader = asyncio.create_task(_drain(proc.stderr, p.stderr))
     return p
@@ -241,7 +227,6 @@ async def start(
     *,
     sockets: dict[str, int | None],
     start_timeout: float,
-    stderr_file: Path | None = None,
     detached: bool = False,
 ) -> Proc:
     """Start `workerd serve` and return once all its `sockets` listen (a listening fd to
@@ -251,7 +236,7 @@ async def start(
     rfd, wfd = os.pipe()
     args, fds = _command(workerd, config, wfd, sockets)
     try:
-        p = await _spawn(args, fds, stderr_file, detached)
+        p = await _spawn(args, fds, detached)
     finally:
         os.close(wfd)
     loop = asyncio.get_running_loop()

@@ -219,8 +219,18 @@ async function stateOf(env) {
 // Headers only the front sets on what it sends to a cell; never taken from a client.
 export const INTERNAL_HEADERS = [
   "edgeplane-worker", "edgeplane-version", "edgeplane-url", "edgeplane-host",
-  "edgeplane-service-target",
+  "edgeplane-service-target", "edgeplane-internal",
 ];
+// The admin and internal sockets and the cells are on loopback, which tenant code cannot
+// reach; other local processes can, so each call carries the location's internal key.
+export function insider(request, env) {
+  const key = request.headers.get("edgeplane-internal");
+  return typeof env.INTERNAL_KEY === "string" && env.INTERNAL_KEY.length >= 32 &&
+    key === env.INTERNAL_KEY;
+}
+export function forbidden() {
+  return new Response("edgeplane: forbidden\n", { status: 403 });
+}
 // Requests dispatched per Worker version: [2xx, 3xx, 4xx, 5xx]. A status below 200 (101
 // Switching Protocols) counts as 2xx; a cell that fails to answer as 5xx.
 const COUNTS = new Map();
@@ -257,7 +267,7 @@ async function replaced(cell, port) {
 }
 // Send `request` to the cell that serves `worker`, for `version`, with the original URL and
 // host in headers of the front's own (a cell rebuilds the request from them).
-async function toCell(st, worker, version, request, url) {
+async function toCell(env, st, worker, version, request, url) {
   const reason = st.quarantined[version];
   if (reason !== undefined) {
     return text(
@@ -277,6 +287,7 @@ async function toCell(st, worker, version, request, url) {
   headers.set("edgeplane-version", version);
   headers.set("edgeplane-url", url.href);
   headers.set("edgeplane-host", request.headers.get("host") || url.host);
+  headers.set("edgeplane-internal", env.INTERNAL_KEY);
   const id = nextId++;
   INFLIGHT.set(id, { cell: cell, worker: worker, version: version, path: url.pathname,
     started: Date.now() });
@@ -326,6 +337,7 @@ const JSON_TYPE = { "content-type": "application/json" };
 // no loopback egress).
 export let admin = {
   async fetch(request, env) {
+    if (!insider(request, env)) return forbidden();
     const url = new URL(request.url);
     if (url.pathname === "/state" && (request.method === "PUT" || request.method === "PATCH")) {
       const doc = await request.json();
@@ -351,13 +363,14 @@ export let admin = {
 // A service-binding call from a cell (on the front's internal socket, see edge/host_js.py):
 // it reaches the target Worker's primary version in whichever cell serves it.
 export async function service(request, env) {
+  if (!insider(request, env)) return forbidden();
   const st = await stateOf(env);
   const target = request.headers.get("edgeplane-service-target") || "";
   const version = (st.workers[target] || {}).primary;
   if (version === undefined) {
     return text(`edgeplane: Worker ${target} is not deployed at this location\n`, 503);
   }
-  return toCell(st, target, version, request, new URL(request.headers.get("edgeplane-url")));
+  return toCell(env, st, target, version, request, new URL(request.headers.get("edgeplane-url")));
 }
 export default {
   async fetch(request, env) {
@@ -379,7 +392,7 @@ export default {
     const target = pick(route, request.headers, signed);
     let status = 500;
     try {
-      const resp = await toCell(st, route.worker, target.version, request, url);
+      const resp = await toCell(env, st, route.worker, target.version, request, url);
       status = resp.status;
       return resp;
     } finally {
