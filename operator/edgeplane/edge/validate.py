@@ -22,6 +22,10 @@ from edgeplane.edge.store import private_dir, write_private
 from edgeplane.wire import Bundle, redact
 
 CONCURRENCY = 8
+# Each check leaves its isolate cached in the validator (about 1.5 MB): the process is
+# replaced after this many checks, and stopped once idle, so its memory stays bounded.
+RECYCLE_AFTER = 100
+IDLE_STOP = 5.0
 _TIMED_OUT = "timeout"
 
 
@@ -36,6 +40,8 @@ class Validator:
         self.timeout = timeout
         self.internal_key = internal_key
         self.proc: workerd.Proc | None = None
+        self._checks = 0  # since the process started
+        self._idle: asyncio.TimerHandle | None = None
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()  # one batch of checks at a time
         self._starting = asyncio.Lock()
@@ -48,6 +54,8 @@ class Validator:
         return self._session
 
     async def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
         if self.proc is not None:
             await workerd.kill(self.proc)
             self.proc = None
@@ -59,7 +67,11 @@ class Validator:
         """Version -> why it does not load, for each of `bundles` that does not."""
         errors: dict[str, str] = {}
         async with self._lock:
+            if self._idle is not None:
+                self._idle.cancel()
             for i in range(0, len(bundles), CONCURRENCY):
+                if self._checks >= RECYCLE_AFTER:
+                    await self._restart()
                 chunk = bundles[i : i + CONCURRENCY]
                 found = await asyncio.gather(*(self._check(b) for b in chunk))
                 timed_out = [b for b, e in zip(chunk, found, strict=True) if e == _TIMED_OUT]
@@ -74,7 +86,15 @@ class Validator:
                     err = _TIMED_OUT if len(chunk) == 1 else await self._check_alone(b)
                     if err is not None:
                         errors[b.version or ""] = self._message(err)
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(
+                IDLE_STOP, lambda: asyncio.ensure_future(self._stop_idle())
+            )
         return errors
+
+    async def _stop_idle(self) -> None:
+        if not self._lock.locked():
+            await self._restart()
 
     async def _check_alone(self, b: Bundle) -> str | None:
         err = await self._check(b)
@@ -95,6 +115,7 @@ class Validator:
         version = b.version or ""
         spec = self.dir / f"{version}.json"
         self.metrics.validation_runs.inc()
+        self._checks += 1
         try:
             proc = await self._ensure()
             await asyncio.to_thread(write_private, spec, json.dumps(render.code_spec(b)).encode())
@@ -144,6 +165,8 @@ class Validator:
                 cfg.unlink()
 
     async def _restart(self) -> None:
+        """End the process; the next check starts a new one."""
         if self.proc is not None:
             await workerd.kill(self.proc)
             self.proc = None
+        self._checks = 0
