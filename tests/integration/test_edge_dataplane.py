@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 import statistics
 import time
 
@@ -249,3 +252,41 @@ async def test_the_location_s_own_sockets_refuse_other_local_callers(edge_agent:
         headers = {"Host": "k.test", "edgeplane-internal": key}
         async with s.get(edge_agent.http_url, headers=headers) as r:
             assert (r.status, await r.text()) == (200, "k")
+
+
+async def test_supervised_agent_is_started_again_and_adopts(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """`--supervise` (a container's main process): the agent SIGKILLed under load is started
+    again by the supervisor, adopts the running workerds, and nothing failed meanwhile."""
+    with socket.socket() as free:  # the restarted agent listens where the first one did
+        free.bind(("127.0.0.1", 0))
+        api = f"127.0.0.1:{free.getsockname()[1]}"
+    agent = edge_agents("sup", api_addr=api, extra_args=("--supervise",))
+    endpoints = agent.state_dir / "run" / "endpoints.json"
+    first = json.loads(endpoints.read_text())["pid"]
+    assert first != agent.popen.pid  # the agent is the supervisor's child
+    async with aiohttp.ClientSession() as s:
+        d = deployment(text_worker("ns.sup", "sup"), routes=("sup.test/*",))
+        assert (await put(s, agent, d))[0] == 200
+        before = processes(agent)
+        load = Load(agent, "sup.test")
+        await asyncio.sleep(0.3)
+        os.kill(first, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            try:
+                pid = json.loads(endpoints.read_text())["pid"]
+            except (OSError, ValueError):
+                return False
+            if pid == first:
+                return False
+            async with aiohttp.ClientSession() as c, c.get(f"{agent.api_url}/readyz") as r:
+                return r.status == 200
+
+        await _until(restarted, 30)
+        await asyncio.sleep(0.3)
+        await load.stop()
+        assert load.failures == [] and len(load.bodies) > 20
+        assert processes(agent) == before
+        d = deployment(text_worker("ns.sup", "again"), routes=("sup.test/*",))
+        assert (await put(s, agent, d))[0] == 200
+        assert await get(s, agent, "sup.test") == (200, "again")

@@ -80,6 +80,7 @@ from edgeplane.edge.agent import Agent
 from edgeplane.edge.cells import bind
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
+from edgeplane.edge.supervise import supervise
 from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.fieldpath import describe, field_errors
@@ -420,6 +421,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "token (the health checks stay open); needs --tls-cert",
         default=env("EDGEPLANE_AGENT_TLS_CLIENT_CA"),
     )
+    ap.add_argument(
+        "--supervise",
+        help="run the agent under a supervisor that starts it again when it dies: for the "
+        "main process of a container, which would otherwise end the container (and the "
+        "workerds that outlive the agent) with it",
+        action="store_true",
+    )
     _runtime_args(ap)
     args = ap.parse_args(argv)
     if args.cells < 1:
@@ -499,7 +507,10 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.supervise:
+        return supervise([a for a in argv if a != "--supervise"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         token = TokenFile.read(Path(args.token_file))
