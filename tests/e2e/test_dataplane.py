@@ -20,7 +20,6 @@ import yaml
 from edgeplane.localstack.stack import Agent, Stack
 from tests.e2e.conftest import Kube, eventually, fetch, host_claim, responder, route, worker
 
-
 # Answers with an id its isolate drew on its first request: a cold start shows as a new id.
 ISOLATE_ID = (
     "let born = null;\n"

@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -54,6 +53,11 @@ def _spec(b: Bundle) -> bytes:
     return json.dumps(render.code_spec(b), separators=(",", ":")).encode()
 
 
+def _statics(deployments: Mapping[str, Deployment | None]) -> dict[str, Deployment]:
+    """Own cell key → its Durable Object Worker, of `deployments`."""
+    return {places.own(w): d for w, d in deployments.items() if d and render.needs_own_cell(d)}
+
+
 def _own_cells(deployments: Mapping[str, Deployment]) -> dict[str, bool]:
     return {w: render.needs_own_cell(d) for w, d in deployments.items()}
 
@@ -84,8 +88,7 @@ class Agent:
         self.pending: dict[str, _Pending] = {}
         self.validated: set[str] = set()
         self.exclusions: dict[str, tuple[str, ...]] = {}  # namespace -> patterns
-        self.placement: dict[str, str] = {}  # worker -> cell key
-        self.turn = -1  # the shared cell the last new namespace went to
+        self.cells = places.Cells(cells)  # which cell serves which Worker
         self._placement_file = LazyFile(self.run_dir / "placement.json", 0.5)
         self.quarantine: dict[str, str] = {}  # version -> why it is quarantined here
         self.hangs: dict[str, list[float]] = {}  # version -> when it hung its cell
@@ -138,7 +141,7 @@ class Agent:
         # Before any workerd of this agent: the leftovers it purges are no running
         # process's (adopted processes read their configs when they started).
         await asyncio.to_thread(secure_state, self.state_dir)
-        self.accepted = await asyncio.to_thread(self.store.load_all)
+        self.accepted = batches.Served(await asyncio.to_thread(self.store.load_all))
         self.exclusions = await asyncio.to_thread(self.store.load_exclusions)
         self.signing_key = await asyncio.to_thread(self.store.load_signing_key)
         self.quarantine = await asyncio.to_thread(self.store.load_quarantine)
@@ -146,10 +149,9 @@ class Agent:
         self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
         self.metrics.quarantined.set(len(self.quarantine))
-        saved = self._saved_placement()
-        self._place(self.accepted, saved.get("cells", {}), int(saved.get("turn", -1)))
-        await self.dp.start(self._statics(self.accepted))
-        entries = {w: render.worker_entry(d, self.placement[w]) for w, d in self.accepted.items()}
+        self._restore_placement()
+        await self.dp.start(_statics(self.accepted))
+        entries = {w: render.worker_entry(d, self.cells.of[w]) for w, d in self.accepted.items()}
         try:
             await self.dp.publish(entries, self._settings())
         except FrontDown as e:
@@ -168,18 +170,18 @@ class Agent:
             }
         )
 
-    def _saved_placement(self) -> dict[str, Any]:
-        try:
+    def _restore_placement(self) -> None:
+        """Where each Worker ran before the restart (each keeps its cell), else anew."""
+        previous: dict[str, str] = {}
+        turn = -1
+        with contextlib.suppress(OSError, ValueError, AttributeError, KeyError, TypeError):
             raw = json.loads((self.run_dir / "placement.json").read_bytes())
-            return {"cells": {str(k): str(v) for k, v in raw["cells"].items()}, "turn": raw["turn"]}
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
-            return {}
-
-    def _place(
-        self, deployments: Mapping[str, Deployment], previous: Mapping[str, str], turn: int
-    ) -> None:
-        p = places.place(_own_cells(deployments), previous, self.shared_cells, turn)
-        self.placement, self.turn = p.cells, p.turn
+            previous = {str(k): str(v) for k, v in raw["cells"].items()}
+            turn = int(raw["turn"])
+        p = places.place(_own_cells(self.accepted), previous, self.shared_cells, turn)
+        self.cells = places.Cells(self.shared_cells, p.turn)
+        for w, cell in sorted(p.cells.items()):
+            self.cells.put(w, cell == places.own(w), cell)
 
     async def close(self) -> None:
         self.dp.closing = True
@@ -285,9 +287,12 @@ class Agent:
             await self.store.apply(changes)
             down = await self._publish(changes, candidate)
             self.accepted = candidate
-            await self.dp.drop_statics(self._statics(candidate))
+            await self.dp.drop_statics(
+                {places.own(w) for w, d in changes.items() if not d or not render.needs_own_cell(d)}
+            )
             await self.store.remove_code(
-                batches.versions_of(previous) - batches.versions_of(candidate)
+                batches.versions_of(previous)
+                - batches.versions_of({w: candidate.get(w) for w in previous})
             )
         for w in changes:
             self.refused.pop(w, None)
@@ -322,13 +327,15 @@ class Agent:
     ) -> str:
         """The front serves `candidate`, of which `changes` changed; "" once it does, else
         why not (the change is stored: the front gets it when it is back)."""
-        self._place(candidate, self.placement, self.turn)
-        doc = {"cells": self.placement, "turn": self.turn}
+        entries: dict[str, dict[str, object] | None] = {}
+        for w in changes:
+            if (d := candidate.get(w)) is None:
+                self.cells.drop(w)
+                entries[w] = None
+            else:
+                entries[w] = render.worker_entry(d, self.cells.put(w, render.needs_own_cell(d)))
+        doc = {"cells": dict(self.cells.of), "turn": self.cells.turn}  # a copy: written later
         self._placement_file.write_soon(lambda: json.dumps(doc).encode())
-        entries = {
-            w: (render.worker_entry(d, self.placement[w]) if (d := candidate.get(w)) else None)
-            for w in changes
-        }
         try:
             await self.dp.publish(entries, None)
             self.metrics.publishes.labels("ok").inc()
@@ -337,9 +344,6 @@ class Agent:
             self.metrics.publishes.labels("failed").inc()
             log.error("%s", e)
             return f"stored, but this location's front is not serving it yet: {e}"
-
-    def _statics(self, deployments: Mapping[str, Deployment]) -> dict[str, Deployment]:
-        return {places.own(w): d for w, d in deployments.items() if render.needs_own_cell(d)}
 
     def _settings(self) -> dict[str, object]:
         router = render.RouterSettings(
@@ -475,7 +479,7 @@ class Agent:
             self.crash_message,
             self.dp.counts.totals(),
             self.quarantine,
-            {w: self.dp.unhealthy.get(c, "") for w, c in self.placement.items()},
+            {w: self.dp.unhealthy.get(c, "") for w, c in self.cells.of.items()},
         )
 
     def item(self, worker: str) -> dict[str, object] | None:

@@ -7,7 +7,7 @@ validation errors into each Worker's answer and the deployments to store and ser
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from edgeplane.edge.result import Result
@@ -30,12 +30,72 @@ def desired(accepted: Mapping[str, Deployment], pending: Changes) -> dict[str, D
     return out
 
 
+class Served(dict[str, Deployment]):
+    """Deployments by Worker, and which Worker holds each route (by conflict key), kept in
+    step: who holds a route is found at the same cost at 10 or 10,000 Workers. Change it only
+    by `[w] = d`, `del`, `pop` (dict's update and setdefault would bypass the index)."""
+
+    def __init__(self, deployments: Mapping[str, Deployment] | None = None) -> None:
+        super().__init__()
+        self.holders: dict[str, str] = {}
+        for w, d in (deployments or {}).items():
+            self[w] = d
+
+    def __setitem__(self, worker: str, d: Deployment) -> None:
+        self._release(worker)
+        super().__setitem__(worker, d)
+        for r in d.routes:
+            self.holders.setdefault(conflict_key(r.pattern), worker)
+
+    def __delitem__(self, worker: str) -> None:
+        self._release(worker)
+        super().__delitem__(worker)
+
+    def pop(self, worker: str, default: Deployment | None = None) -> Deployment | None:  # type: ignore[override]
+        d = self.get(worker, default)
+        if worker in self:
+            del self[worker]
+        return d
+
+    def _release(self, worker: str) -> None:
+        old = self.get(worker)
+        for r in old.routes if old is not None else ():
+            if self.holders.get(k := conflict_key(r.pattern)) == worker:
+                del self.holders[k]
+
+    def copy(self) -> Served:  # type: ignore[override]
+        out = Served()
+        dict.update(out, self)
+        out.holders = dict(self.holders)
+        return out
+
+
+Holder = Callable[[str], str | None]  # conflict key → the Worker holding it, or None
+
+
+def holder_of(served: Mapping[str, Deployment], overlay: Changes | None = None) -> Holder:
+    """Who holds a route in `served` with `overlay`'s changes on top: a changed Worker holds
+    only its new routes (none once deleted)."""
+    base = served.holders if isinstance(served, Served) else Served(served).holders
+    changed = overlay or {}
+    mine = {conflict_key(r.pattern): w for w, d in changed.items() if d for r in d.routes}
+
+    def holder(key: str) -> str | None:
+        if key in mine:
+            return mine[key]
+        h = base.get(key)
+        return None if h is None or h in changed else h
+
+    return holder
+
+
 def route_conflict(
-    d: Deployment, others: Mapping[str, Deployment], excluded: Excluded | None = None
+    d: Deployment, others: Mapping[str, Deployment] | Holder, excluded: Excluded | None = None
 ) -> str | None:
-    """Why `d` cannot have its routes: another Worker in `others` has one of them, or a
-    namespace excludes it."""
-    return _claimed([r.pattern for r in d.routes], d.worker, others, excluded or {})
+    """Why `d` cannot have its routes: another Worker in `others` (or as `holder_of` says)
+    has one of them, or a namespace excludes it."""
+    holder = others if callable(others) else holder_of(others)
+    return _claimed([r.pattern for r in d.routes], d.worker, holder, excluded or {})
 
 
 def exclusion_conflict(
@@ -44,27 +104,20 @@ def exclusion_conflict(
     """Why `namespace` cannot exclude `patterns`: a Worker's route or another namespace's
     exclusion has one of them (the operator never sends such; a race might)."""
     others = {ns: ps for ns, ps in excluded.items() if ns != namespace}
-    return _claimed(patterns, None, served, others)
+    return _claimed(patterns, None, holder_of(served), others)
 
 
 def _claimed(
-    patterns: Iterable[str],
-    worker: str | None,
-    served: Mapping[str, Deployment],
-    excluded: Excluded,
+    patterns: Iterable[str], worker: str | None, holder: Holder, excluded: Excluded
 ) -> str | None:
     mine = {conflict_key(p): p for p in patterns}
-    if not mine:
-        return None
-    for o in served.values():
-        if o.worker == worker:
-            continue
-        for r in o.routes:
-            if (c := conflict_key(r.pattern)) in mine:
-                return f"route pattern {mine[c]!r} is already served by Worker {o.worker}"
-    for ns, excluded_patterns in sorted(excluded.items()):
-        for pattern in excluded_patterns:
-            if (c := conflict_key(pattern)) in mine:
+    for c, pattern in mine.items():
+        h = holder(c)
+        if h is not None and h != worker:
+            return f"route pattern {pattern!r} is already served by Worker {h}"
+    for ns, excluded_patterns in sorted(excluded.items()) if mine else ():
+        for p in excluded_patterns:
+            if (c := conflict_key(p)) in mine:
                 return (
                     f"route pattern {mine[c]!r} is excluded by a route without a Worker in "
                     f"namespace {ns}"
@@ -98,13 +151,14 @@ def precheck(
 ) -> Early | None:
     """The answer to a push (`d` None: delete) that needs no batch, or None to batch it."""
     if d is None:
-        if worker in desired(accepted, pending) or worker in refused:
+        present = pending[worker] is not None if worker in pending else worker in accepted
+        if present or worker in refused:
             return None
         return Early(Result.error(404, f"Worker {worker} is not deployed here"), None)
     # A pending change of this Worker may be undone by this push: not a no-op then.
     if worker not in pending and unchanged(accepted.get(worker), d):
         return Early(_unchanged_result(d), "unchanged")
-    conflict = route_conflict(d, desired(accepted, pending), excluded)
+    conflict = route_conflict(d, holder_of(accepted, pending), excluded)
     if conflict:
         return Early(Result.error(409, conflict), "conflict")
     return None
@@ -132,7 +186,7 @@ def to_validate(
 class Decision:
     results: dict[str, Result]  # every Worker of the batch
     changes: dict[str, Deployment | None]  # to store and serve
-    candidate: dict[str, Deployment]  # what is served once the changes are
+    candidate: Served  # what is served once the changes are
     refused: dict[str, str]  # Worker -> the validation error that refused it
 
 
@@ -145,12 +199,12 @@ def decide(
     """Each Worker's answer, given the validation errors (version -> message). Workers are
     taken in batch order: a route goes to the first that claims it."""
     results: dict[str, Result] = {}
-    candidate = dict(accepted)
+    candidate = accepted.copy() if isinstance(accepted, Served) else Served(accepted)
     changes: dict[str, Deployment | None] = {}
     refused: dict[str, str] = {}
     for w, d in batch.items():
         if d is None:
-            if w in candidate:
+            if w in accepted:
                 changes[w] = None
             results[w] = Result(200, {"deleted": True, "worker": w})
             continue
@@ -163,7 +217,7 @@ def decide(
             refused[w] = bad[0]
             continue
         # Workers deleted by this batch still count here: they leave only after the loop.
-        conflict = route_conflict(d, candidate, excluded)
+        conflict = route_conflict(d, candidate.holders.get, excluded)
         if conflict:
             results[w] = Result.error(409, conflict, worker=w)
             continue

@@ -33,31 +33,64 @@ class Placement:
     turn: int  # the shared cell the last new namespace went to
 
 
+class Cells:
+    """The placement in force, kept as Workers come and go: each Worker's cell, each
+    namespace's shared cell and how many of its Workers are there, the namespaces of each
+    shared cell. A change costs the same whatever the number of Workers."""
+
+    def __init__(self, shared_cells: int, turn: int = -1) -> None:
+        self.keys = [shared(i) for i in range(shared_cells)]
+        self.turn = turn
+        self.of: dict[str, str] = {}  # Worker → cell key
+        self.home: dict[str, str] = {}  # namespace → its shared cell
+        self.members: dict[str, int] = {}  # namespace → its Workers in that cell
+        self.load = dict.fromkeys(self.keys, 0)  # shared cell → its namespaces
+
+    def put(self, worker: str, own_cell: bool, hint: str | None = None) -> str:
+        """Place `worker` (a Durable Object Worker: `own_cell`); it stays where it is if it
+        can. `hint`: the cell it had before, for its namespace if that has none yet."""
+        cell = self.of.get(worker)
+        if cell is not None and (cell == own(worker)) == own_cell:
+            return cell
+        self.drop(worker)
+        if own_cell:
+            self.of[worker] = own(worker)
+            return self.of[worker]
+        ns = namespace_of(worker)
+        if ns not in self.home:
+            if hint not in self.load:
+                self.turn = _next_turn(self.keys, self.load, self.turn)
+                hint = self.keys[self.turn]
+            self.home[ns] = hint
+            self.load[hint] += 1
+        self.members[ns] = self.members.get(ns, 0) + 1
+        self.of[worker] = self.home[ns]
+        return self.of[worker]
+
+    def drop(self, worker: str) -> None:
+        cell = self.of.pop(worker, None)
+        if cell not in self.load:
+            return
+        ns = namespace_of(worker)
+        self.members[ns] -= 1
+        if self.members[ns] == 0:
+            del self.members[ns], self.home[ns]
+            self.load[cell] -= 1
+
+
 def place(
     workers: Mapping[str, bool], previous: Mapping[str, str], cells: int, turn: int = -1
 ) -> Placement:
     """Where `workers` (Worker → needs a cell of its own) run, given the placement in force
-    (`previous`), the number of shared cells and the last turn."""
-    keys = [shared(i) for i in range(cells)]
-    home: dict[str, str] = {}  # namespace → its shared cell, kept from `previous`
-    for w, cell in sorted(previous.items()):
-        if cell in keys and w in workers and not workers[w]:
-            home.setdefault(namespace_of(w), cell)
-    load = {k: 0 for k in keys}
-    for cell in home.values():
-        load[cell] += 1
-    out: dict[str, str] = {}
+    (`previous`), the number of shared cells and the last turn: what a restarted agent
+    starts from."""
+    c = Cells(cells, turn)
+    for w in sorted(workers):  # first what keeps its cell: a namespace its first Worker's
+        if not workers[w] and previous.get(w) in c.load:
+            c.put(w, False, previous[w])
     for w in sorted(workers):
-        ns = namespace_of(w)
-        if workers[w]:
-            out[w] = own(w)
-            continue
-        if ns not in home:
-            turn = _next_turn(keys, load, turn)
-            home[ns] = keys[turn]
-            load[keys[turn]] += 1
-        out[w] = home[ns]
-    return Placement(out, turn)
+        c.put(w, workers[w])
+    return Placement(dict(c.of), c.turn)
 
 
 def _next_turn(keys: list[str], load: Mapping[str, int], turn: int) -> int:
