@@ -56,7 +56,7 @@ V = "ab" * 32  # a version id: code/<version>.json
                 "config-front.capnp",
                 "config-c0.capnp",
                 "config-do-ns.a.capnp",
-                "config-validator.capnp",
+                "config-validator-0.capnp",
                 "check",
                 "dataplane.json",
                 "placement.json",
@@ -69,7 +69,7 @@ V = "ab" * 32  # a version id: code/<version>.json
                 "config-c0.capnp",
                 "config-do-ns.a.capnp",
                 "config-front.capnp",
-                "config-validator.capnp",
+                "config-validator-0.capnp",
             ],
         ),
         # What a killed agent of the previous release (one workerd, restarted per change)

@@ -83,7 +83,7 @@ class Agent:
         self.store = Store(state_dir)
         self.run_dir = private_dir(state_dir / "run")
         self.metrics = Metrics()
-        self.accepted: dict[str, Deployment] = {}
+        self.accepted = batches.Served()
         self.refused: dict[str, str] = {}  # worker -> message of its last refused push
         self.pending: dict[str, _Pending] = {}
         self.validated: set[str] = set()
@@ -277,7 +277,7 @@ class Agent:
             await self.store.save_code(
                 {b.version or "": _spec(b) for d in changes.values() if d for b in d.versions}
             )
-            candidate = dict(decision.candidate)
+            candidate = decision.candidate
             failed = await self._start_own_cells(changes, candidate)
             for w in failed:
                 changes.pop(w)

@@ -100,6 +100,7 @@ class DataPlane:
         self._dirty: set[str] = set()  # Workers changed since the front's state
         self._seq = 0
         self._front_seq: int | None = None  # the state the front holds; None: unknown
+        self._published = False  # the agent has said what to serve (start publishes it all)
         # The front's whole state on disk, for a front that starts while the agent is away.
         self._disk = LazyFile(Path(paths.front_dir) / "state.json", DISK_EVERY)
         self._lock = asyncio.Lock()  # one change of processes or state at a time
@@ -127,7 +128,7 @@ class DataPlane:
                     await self._replace_cell(key, d)
             for key in [k for k in self.cells if not _wanted(k, self.shared_cells, statics)]:
                 self._retire(self.cells.pop(key))
-            self._save()
+            await self._save()
         self._spawn(self._watch())
 
     async def _ensure_cells(self) -> None:
@@ -139,7 +140,7 @@ class DataPlane:
         async with self._lock:
             for key in missing:
                 await self._replace_cell(key, self.statics.get(key))
-            self._save()
+            await self._save()
 
     async def close(self) -> None:
         self.closing = True
@@ -187,6 +188,7 @@ class DataPlane:
             self._dirty |= set(workers)
             if settings is not None:
                 self.settings = settings
+            self._published = True
             await self._push()
 
     def _doc(self, whole: bool) -> dict[str, object]:
@@ -206,6 +208,8 @@ class DataPlane:
     async def _push(self) -> None:
         """Send the front what it lacks: the changes since the state it holds, or the whole
         state when it holds none the agent knows (a new or adopted front)."""
+        if not self._published:
+            return  # nothing to tell yet: an adopted front keeps what it serves until then
         if self.front is None:
             raise FrontDown("the front is not running")
         self._seq += 1
@@ -247,7 +251,7 @@ class DataPlane:
                     await self._replace_cell(key, d)
                 except workerd.StartFailed as e:
                     errors[key] = redact(e.message, secrets_of([d]))
-                self._save()
+                await self._save()
         return errors
 
     async def drop_statics(self, gone: set[str]) -> None:
@@ -258,7 +262,7 @@ class DataPlane:
                 self.statics.pop(key)
                 if key in self.cells:
                     self._retire(self.cells.pop(key))
-                self._save()
+                await self._save()
 
     # ---- processes -------------------------------------------------------------------
     async def _start_front(self) -> None:
@@ -344,7 +348,9 @@ class DataPlane:
         except (OSError, ValueError):
             return {}
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        """The processes this agent runs, for the next agent to adopt."""
+
         def entry(p: workerd.Proc) -> dict[str, object]:
             return {"pid": p.pid, "started": p.started, "ports": p.ports}
 
@@ -353,7 +359,7 @@ class DataPlane:
             "cells": {k: entry(p) for k, p in self.cells.items()},
             "statics": {k: d.identity() for k, d in self.statics.items()},
         }
-        atomic_write(self._file, json.dumps(doc).encode())
+        await asyncio.to_thread(atomic_write, self._file, json.dumps(doc).encode())
 
     async def _adopt(self) -> None:
         saved = self._load()
@@ -437,7 +443,7 @@ class DataPlane:
                     await self._replace_cell(key, self.statics.get(key))
             with contextlib.suppress(FrontDown):
                 await self._push()
-            self._save()
+            await self._save()
 
     async def _cell_down(self, key: str, p: workerd.Proc, reason: str) -> None:
         hung = p.alive()
@@ -450,7 +456,7 @@ class DataPlane:
                 return  # replaced meanwhile
             await workerd.kill(p)  # before the replacement: a hung cell never drains
             await self._replace_cell(key, self.statics.get(key))
-            self._save()
+            await self._save()
         if hung:
             await self.on_hang(key, suspect)
 

@@ -1,15 +1,16 @@
-"""Validation of new versions before a push is accepted: each is loaded in the validator, a
+"""Validation of new versions before a push is accepted: each is loaded in a validator, a
 cell of its own that serves nothing, through the same loader the serving cells use, under a
-check module that also asks for a fetch handler (host_js.py). One process for all checks,
-none per check; a version that does not finish loading within the timeout (a loop at top
-level) gets the process killed and replaced, and the versions checked alongside it are
-checked again one at a time."""
+check module that also asks for a fetch handler (host_js.py). A few processes for all
+checks (a check is CPU in workerd: one per core), none per check; a version that does not
+finish loading within the timeout (a loop at top level) gets its process killed and
+replaced, and the versions checked alongside it are checked again one at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.store import private_dir, write_private
 from edgeplane.wire import Bundle, redact
 
-CONCURRENCY = 8
+CONCURRENCY = 8  # checks sent to one validator at once
+PROCESSES = max(1, min(4, os.cpu_count() or 1))
 # Each check leaves its isolate cached in the validator (about 1.5 MB): the process is
 # replaced after this many checks, and stopped once idle, so its memory stays bounded.
 RECYCLE_AFTER = 100
@@ -30,9 +32,43 @@ _TIMED_OUT = "timeout"
 
 
 class Validator:
+    """Checks new versions, spread over PROCESSES validators."""
+
     def __init__(
         self, workerd_bin: Path, run_dir: Path, metrics: Metrics, timeout: float, internal_key: str
     ) -> None:
+        self.dir = run_dir / "check"
+        self.checkers = [
+            _Checker(workerd_bin, run_dir, metrics, timeout, internal_key, i)
+            for i in range(PROCESSES)
+        ]
+
+    async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
+        """Version -> why it does not load, for each of `bundles` that does not."""
+        n = len(self.checkers)
+        found = await asyncio.gather(
+            *(c.validate(bundles[i::n]) for i, c in enumerate(self.checkers) if bundles[i::n])
+        )
+        return {v: e for errors in found for v, e in errors.items()}
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.checkers))
+        await asyncio.to_thread(shutil.rmtree, self.dir, True)
+
+
+class _Checker:
+    """One validator process and the checks sent to it."""
+
+    def __init__(
+        self,
+        workerd_bin: Path,
+        run_dir: Path,
+        metrics: Metrics,
+        timeout: float,
+        internal_key: str,
+        index: int,
+    ) -> None:
+        self.index = index
         self.workerd_bin = workerd_bin
         self.run_dir = run_dir
         self.dir = run_dir / "check"
@@ -61,10 +97,8 @@ class Validator:
             self.proc = None
         if self._session is not None:
             await self._session.close()
-        await asyncio.to_thread(shutil.rmtree, self.dir, True)
 
     async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
-        """Version -> why it does not load, for each of `bundles` that does not."""
         errors: dict[str, str] = {}
         async with self._lock:
             if self._idle is not None:
@@ -151,7 +185,7 @@ class Validator:
         paths = render.Paths(
             do_dir=self.dir / "do", kv_dir=self.dir / "kv", code_dir=self.dir, front_dir=self.dir
         )
-        cfg = self.run_dir / "config-validator.capnp"
+        cfg = self.run_dir / f"config-validator-{self.index}.capnp"
         # No front: a check loads code, and top-level code cannot make requests.
         await asyncio.to_thread(
             write_private, cfg, render.cell_config(paths, 9, self.internal_key).encode()
