@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -192,19 +194,28 @@ def rollout_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
     return to_ready, to_back
 
 
-def apiserver_requests(cluster: Cluster) -> float:
+WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+
+
+def apiserver_requests(cluster: Cluster) -> Counter[str]:
+    """Requests the apiserver served so far, by "VERB resource[/subresource]"."""
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
-    total = 0.0
+    out: Counter[str] = Counter()
     for line in text.splitlines():
         if line.startswith("apiserver_request_total{"):
-            total += float(line.rpartition(" ")[2])
-    return total
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+            out[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{sub}"] += float(
+                line.rpartition(" ")[2]
+            )
+    return out
 
 
 def many_workers(
     cluster: Cluster, custom: client.CustomObjectsApi, api: client.ApiClient, count: int
-) -> tuple[float, float, float]:
-    """(seconds to create them all, seconds until all Ready, apiserver requests/Worker)."""
+) -> tuple[float, float, Counter[str]]:
+    """(seconds to create them all, seconds until all Ready, apiserver requests per Worker by
+    verb and resource, this script's own creates, lists and scrapes left out)."""
     ns = "bench-many"
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=ns))
@@ -229,9 +240,10 @@ def many_workers(
         time.sleep(1)
     all_ready = time.perf_counter() - t0
     time.sleep(5)  # let trailing status writes land before counting
-    # Everything the apiserver served, less this script's own creates, lists and scrapes.
-    requests = apiserver_requests(cluster) - before - count - polls - 1
-    return created, all_ready, requests / count
+    requests = apiserver_requests(cluster)
+    requests.subtract(before)
+    requests.subtract({"POST workers": count, "LIST workers": polls, "GET ?": 1})
+    return created, all_ready, Counter({k: v / count for k, v in requests.items() if v > 0})
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -285,8 +297,12 @@ def main() -> int:
         print(f"{args.workers} Workers applied at once: created in {created:.1f} s "
               f"(raw API create rate {args.workers / created:.0f}/s); all Ready after "
               f"{all_ready:.1f} s ({all_ready / created:.1f}x the create time)")
+        writes = sum(n for k, n in per_worker.items() if k.split()[0] in WRITES)
         print(f"apiserver requests per deployed Worker (all clients less this script): "
-              f"{per_worker:.1f}")
+              f"{sum(per_worker.values()):.1f}, of which writes {writes:.1f}:")
+        for what, n in per_worker.most_common():
+            if n >= 0.05:
+                print(f"  {what}: {n:.2f}")
         print(f"operator peak RSS: {peak_rss_mib(stack.operator.proc.popen.pid):.0f} MiB")
     finally:
         stack.down()

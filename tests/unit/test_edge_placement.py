@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeplane.edge.placement import namespace_of, own, place, shared
+from edgeplane.edge.placement import Cells, namespace_of, own, place, shared
 
 SHARED, OWN = False, True  # Worker → needs a cell of its own (binds a Durable Object class)
 
@@ -194,3 +194,56 @@ def test_a_new_namespace_never_follows_the_last_into_its_cell(
     assert p.cells["zz.new"] != shared(turn) or turn < 0 or not others_fit
     assert load[p.cells["zz.new"]] <= min(load.values()) + 1
     assert p.turn == int(p.cells["zz.new"][1:])
+
+
+@pytest.mark.parametrize(
+    ("ops", "expected"),
+    [
+        # A namespace keeps its cell while it has a Worker there.
+        ([("put", "a.x"), ("put", "a.y"), ("drop", "a.x")], {"a.y": "c0"}),
+        # Its last Worker gone, the namespace frees its cell; a newcomer gets the emptiest.
+        (
+            [("put", "a.x"), ("put", "b.x"), ("drop", "a.x"), ("put", "c.x")],
+            {"b.x": "c1", "c.x": "c0"},
+        ),
+        # Putting a placed Worker again never moves it.
+        ([("put", "a.x"), ("put", "b.x"), ("put", "a.x")], {"a.x": "c0", "b.x": "c1"}),
+        # Gaining a Durable Object binding moves a Worker to its own cell and back.
+        ([("put", "a.x"), ("own", "a.x")], {"a.x": "do:a.x"}),
+        ([("own", "a.x"), ("put", "a.x")], {"a.x": "c0"}),
+        # Dropping an unknown Worker changes nothing.
+        ([("put", "a.x"), ("drop", "z.z")], {"a.x": "c0"}),
+    ],
+    ids=["keeps", "frees", "stays", "to-own", "from-own", "unknown"],
+)
+def test_cells_change_one_worker_at_a_time(ops: list[tuple[str, str]], expected: dict) -> None:
+    cells = Cells(2)
+    for op, worker in ops:
+        if op == "drop":
+            cells.drop(worker)
+        else:
+            cells.put(worker, op == "own")
+    assert cells.of == expected
+    # The bookkeeping agrees with the placement: namespaces per shared cell.
+    homes = {namespace_of(w): c for w, c in cells.of.items() if not c.startswith("do:")}
+    assert cells.load == {k: list(homes.values()).count(k) for k in ("c0", "c1")}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["put", "own", "drop"]), _names), max_size=30))
+def test_cells_agree_with_placing_anew(ops: list[tuple[str, str]]) -> None:
+    """After any sequence of changes, every namespace is in one cell and the counts agree,
+    and no placed Worker moved unless it changed between shared and own cells."""
+    cells = Cells(3)
+    for op, worker in ops:
+        before = cells.of.get(worker)
+        if op == "drop":
+            cells.drop(worker)
+            continue
+        after = cells.put(worker, op == "own")
+        if before is not None and (before == own(worker)) == (op == "own"):
+            assert after == before
+    homes: dict[str, str] = {}
+    for w, c in cells.of.items():
+        if not c.startswith("do:"):
+            assert homes.setdefault(namespace_of(w), c) == c
+    assert cells.load == {shared(i): list(homes.values()).count(shared(i)) for i in range(3)}

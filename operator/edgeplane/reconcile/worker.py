@@ -124,7 +124,8 @@ class WorkerReconciler:
             return await self._finish(report, prev.latest_version, outcomes, stall, prev.rollout)
         if not worker.spec.version:
             in_use = {v for v in (prev.ready_version, *named_versions(splits)) if v}
-            await self.versions.record(worker, bundle, keep=in_use)
+            first = prev.latest_version is None and worker.metadata.generation == 1
+            await self.versions.record(worker, bundle, keep=in_use, first=first)
         return await self._roll_out(report, bundle.version or "", splits, selected, views)
 
     async def _ensure_finalizer(self, body: dict[str, Any]) -> bool:

@@ -54,10 +54,15 @@ class VersionStore:
         self.recorded: set[WorkerKey] = set()  # (namespace, WorkerVersion name)
         self.bundles: dict[WorkerKey, dict[str, Bundle]] = {}
         self.serving: dict[WorkerKey, dict[str, int]] = {}  # servingTargets as written
+        # Each Worker's retained WorkerVersions as pruning sees them ({name: created}), from
+        # one LIST, then kept up to date: a LIST per record scans every WorkerVersion of the
+        # namespace, which grows as the square of the Workers in it.
+        self.retained_of: dict[WorkerKey, dict[str, str]] = {}
 
     def forget(self, key: WorkerKey) -> None:
         self.bundles.pop(key, None)
         self.serving.pop(key, None)
+        self.retained_of.pop(key, None)
 
     def remember(self, worker: Worker, bundle: Bundle) -> None:
         self.bundles.setdefault(_key(worker), {})[bundle.version or ""] = bundle
@@ -77,9 +82,12 @@ class VersionStore:
         """The Worker's retained WorkerVersion objects."""
         return await self.kube.list(PLURAL, ns, f"{WORKER_LABEL}={worker}")
 
-    async def record(self, worker: Worker, bundle: Bundle, keep: set[str]) -> None:
+    async def record(
+        self, worker: Worker, bundle: Bundle, keep: set[str], first: bool = False
+    ) -> None:
         """Record the version as an immutable WorkerVersion with its modules archived in
-        ConfigMaps it owns, then prune; `keep` are versions in use that must stay."""
+        ConfigMaps it owns, then prune; `keep` are versions in use that must stay. `first`:
+        the Worker never had a version (no LIST is needed to know it has no other)."""
         ns, name = _key(worker)
         vname = WorkerVersion.name_for(name, bundle.version or "")
         if (ns, vname) in self.recorded:
@@ -91,10 +99,18 @@ class VersionStore:
         for i, part in enumerate(parts):
             await self.kube.create_config_map(ns, archive_config_map(created, i, part))
         self.recorded.add((ns, vname))
+        retained = self.retained_of.get((ns, name))
+        if retained is None:
+            listed = [] if first else await self.list(ns, name)
+            retained = {o["metadata"]["name"]: o["spec"]["created"] for o in listed}
+            self.retained_of[(ns, name)] = retained
+        retained[vname] = created["spec"]["created"]
         in_use = {vname, *(WorkerVersion.name_for(name, v) for v in keep)}
-        for old in to_prune(await self.list(ns, name), self.retained, in_use):
+        items = [{"metadata": {"name": n}, "spec": {"created": c}} for n, c in retained.items()]
+        for old in to_prune(items, self.retained, in_use):
             await self.kube.delete(PLURAL, ns, old)
             self.recorded.discard((ns, old))
+            retained.pop(old, None)
 
     async def bundle(self, worker: Worker, version: str) -> Bundle:
         """One version's bundle: from memory, or rebuilt from its WorkerVersion's archive
