@@ -4,17 +4,20 @@ version references and servingTargets."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
 
 from edgeplane.api import Worker
 from edgeplane.compile import CompileError, Sources, compile_worker
-from edgeplane.versions.archive import PART_KEY
+from edgeplane.versions.archive import PART_KEY, ArchiveError
 from edgeplane.versions.objects import (
     WORKER_LABEL,
     archive_config_map,
+    archived_modules,
     match_ref,
+    rebuilt_modules,
     serving_updates,
     to_prune,
     version_object,
@@ -112,7 +115,10 @@ def test_version_object_records_identity_owner_and_summaries() -> None:
     assert obj["metadata"]["labels"] == {WORKER_LABEL: "hello"}
     owner = obj["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "Worker", "hello", "u-1", True
+        "Worker",
+        "hello",
+        "u-1",
+        True,
     )
     spec = obj["spec"]
     assert spec["versionId"] == bundle.version and spec["workerGeneration"] == 4
@@ -123,8 +129,12 @@ def test_version_object_records_identity_owner_and_summaries() -> None:
 
 def test_archive_config_map_is_immutable_and_owned_by_the_version() -> None:
     created = {
-        "metadata": {"name": "hello-abc", "namespace": "apps", "uid": "v-1",
-                     "labels": {WORKER_LABEL: "hello"}}
+        "metadata": {
+            "name": "hello-abc",
+            "namespace": "apps",
+            "uid": "v-1",
+            "labels": {WORKER_LABEL: "hello"},
+        }
     }
     cm = archive_config_map(created, 1, b"\x1f\x8b part")
     assert cm["metadata"]["name"] == "hello-abc-m1"
@@ -132,3 +142,66 @@ def test_archive_config_map_is_immutable_and_owned_by_the_version() -> None:
     assert cm["metadata"]["ownerReferences"][0]["kind"] == "WorkerVersion"
     assert cm["immutable"] is True
     assert base64.b64decode(cm["binaryData"][PART_KEY]) == b"\x1f\x8b part"
+
+
+def _mixed_worker(main: str) -> Worker:
+    """Two inline modules and one from a ConfigMap (which only the archive keeps)."""
+    return Worker.model_validate(
+        {
+            "apiVersion": "edgeplane.io/v1alpha1",
+            "kind": "Worker",
+            "metadata": {"name": "mixed", "namespace": "team-a", "uid": "u-2", "generation": 1},
+            "spec": {
+                "compatibilityDate": "2025-01-01",
+                "mainModule": main,
+                "modules": [
+                    {"name": "lib.js", "inline": "export const x = 1;"},
+                    {"name": "index.js", "inline": "import {x} from './lib.js'; export default {}"},
+                    {
+                        "name": "data.json",
+                        "type": "json",
+                        "configMapKeyRef": {"name": "cfg", "key": "data.json"},
+                    },
+                ],
+            },
+        }
+    )
+
+
+MIXED_SOURCES = Sources(config_maps={"cfg": {"data.json": '{"a": 1}'}})
+
+
+@pytest.mark.parametrize("main", ["index.js", "lib.js"])
+def test_only_modules_not_inline_are_archived_and_the_rest_rebuilt_in_order(main: str) -> None:
+    worker = _mixed_worker(main)
+    bundle = compile_worker(worker, MIXED_SOURCES)
+    archived = archived_modules(worker.spec, bundle.modules)
+    assert [m.name for m in archived] == ["data.json"]
+    digests = {m.name: hashlib.sha256(m.raw()).hexdigest() for m in bundle.modules}
+    rebuilt = rebuilt_modules(worker.spec, "team-a", list(archived), digests)
+    assert tuple(rebuilt) == bundle.modules  # main first, the others as listed
+    # An archive from an older operator holds every module: taken as it is.
+    assert tuple(rebuilt_modules(worker.spec, "team-a", list(bundle.modules), digests)) == (
+        bundle.modules
+    )
+
+
+@pytest.mark.parametrize(
+    ("archived", "digest_of_lib", "error"),
+    [
+        ([], None, "module data.json is neither in its archive nor inline"),
+        (None, "0" * 64, "module lib.js does not match its recorded sha256"),
+    ],
+    ids=["archive-lost", "inline-differs"],
+)
+def test_a_module_that_cannot_be_rebuilt_is_named(
+    archived: list | None, digest_of_lib: str | None, error: str
+) -> None:
+    worker = _mixed_worker("index.js")
+    bundle = compile_worker(worker, MIXED_SOURCES)
+    digests = {m.name: hashlib.sha256(m.raw()).hexdigest() for m in bundle.modules}
+    if digest_of_lib:
+        digests["lib.js"] = digest_of_lib
+    kept = list(archived_modules(worker.spec, bundle.modules)) if archived is None else archived
+    with pytest.raises(ArchiveError, match=error):
+        rebuilt_modules(worker.spec, "team-a", kept, digests)

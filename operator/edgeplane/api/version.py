@@ -116,7 +116,8 @@ class WorkerVersionSpec(Wire):
         ge=0,
         le=100,
         description="How many ConfigMaps `<name>-m<i>` (owned by this object) hold the "
-        "version's modules, so it can be served again without its original sources.",
+        "version's modules that are not inline in `source` (0 when all are), so it can be "
+        "served again without its original sources.",
     )
     message: str | None = Field(
         default=None,

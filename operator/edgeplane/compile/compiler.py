@@ -169,14 +169,25 @@ def _binding(i: int, worker: Worker, sources: Sources) -> BundleBinding:
     return BundleBinding(name=b.name, durableObjectClass=b.durable_object_namespace.class_name)
 
 
+def inline_module(i: int, m: WorkerModule, namespace: str) -> BundleModule:
+    """Module `i` of a spec, which must be inline, as the bundle holds it."""
+    assert m.inline is not None
+    return _module(i, m, namespace, Sources())
+
+
+def bundle_order(modules: list[BundleModule], main: str) -> list[BundleModule]:
+    """The modules in the order a bundle holds them: main first, the others as listed."""
+    return sorted(modules, key=lambda m: m.name != main)
+
+
 def compile_worker(worker: Worker, sources: Sources) -> Bundle:
     """The Worker's bundle, with its version id set. Raises CompileError."""
     spec = worker.spec
     ns = worker.metadata.namespace or ""
-    modules = [_module(i, m, ns, sources) for i, m in enumerate(spec.modules)]
     # workerd runs the first module: put the main one first, keep the others in order.
-    main = spec.main
-    modules.sort(key=lambda m: m.name != main)
+    modules = bundle_order(
+        [_module(i, m, ns, sources) for i, m in enumerate(spec.modules)], spec.main
+    )
     _check_size(modules)
     return assemble(worker, modules, sources)
 
@@ -222,4 +233,3 @@ def _check_size(modules: list[BundleModule]) -> None:
             f"spec.modules: {compressed} bytes after gzip, over the {MAX_COMPRESSED} byte "
             "limit; trim the Worker's modules",
         )
-

@@ -1,6 +1,8 @@
 """A version's modules, archived in ConfigMaps so it can be served again later (a pin, a
 rollback, a traffic split) without reading the sources it was compiled from, which may
-have changed or gone since.
+have changed or gone since. Modules inline in the spec are not archived: the WorkerVersion
+records the spec already (`spec.source`), and a second copy would double their weight in
+etcd (and cost a write per version).
 
 The modules go into one gzip'd JSON document, split into parts that each fit a
 ConfigMap; the WorkerVersion's module digests check what comes back.
@@ -32,18 +34,25 @@ def pack(modules: tuple[BundleModule, ...]) -> list[bytes]:
 
 
 def unpack(parts: list[bytes], digests: dict[str, str]) -> list[BundleModule]:
-    """The archived modules, each checked against `digests` (name -> sha256)."""
+    """The archived modules (all of the version's, or those not inline in its spec), each
+    checked against `digests` (name -> sha256)."""
+    if not parts:
+        return []
     try:
         raw = json.loads(gzip.decompress(b"".join(parts)))
         modules = [BundleModule.model_validate(m) for m in raw]
     except (OSError, EOFError, ValueError) as e:
         raise ArchiveError(f"the archive is damaged: {e}") from None
-    if sorted(m.name for m in modules) != sorted(digests):
-        raise ArchiveError("the archive's modules differ from the version's module list")
     for m in modules:
-        if hashlib.sha256(m.raw()).hexdigest() != digests[m.name]:
-            raise ArchiveError(f"module {m.name} does not match its recorded sha256")
+        if m.name not in digests:
+            raise ArchiveError(f"the archive holds module {m.name}, which the version has not")
+        check(m, digests)
     return modules
+
+
+def check(m: BundleModule, digests: dict[str, str]) -> None:
+    if hashlib.sha256(m.raw()).hexdigest() != digests.get(m.name):
+        raise ArchiveError(f"module {m.name} does not match its recorded sha256")
 
 
 def part_name(version_object: str, index: int) -> str:

@@ -1,5 +1,6 @@
-"""WorkerVersion objects and their archive ConfigMaps, which versions to prune, which
-version a reference names, and which servingTargets counts changed (pure)."""
+"""WorkerVersion objects and their archive ConfigMaps (of the modules not inline in the
+spec), which versions to prune, which version a reference names, and which servingTargets
+counts changed (pure)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 
 from edgeplane.api import GROUP, VERSION, Worker, WorkerVersion
 from edgeplane.api.version import BindingSummary, ModuleSummary, WorkerVersionSpec
+from edgeplane.api.worker import WorkerSpec
 from edgeplane.compile import CompileError
-from edgeplane.versions.archive import PART_KEY, part_name
-from edgeplane.wire import Bundle
+from edgeplane.compile.compiler import bundle_order, inline_module
+from edgeplane.versions.archive import PART_KEY, ArchiveError, check, part_name
+from edgeplane.wire import Bundle, BundleModule
 
 WORKER_LABEL = "edgeplane.io/worker"
 
@@ -65,6 +68,35 @@ def version_object(worker: Worker, bundle: Bundle, parts: int, now: datetime) ->
     )
 
 
+def archived_modules(spec: WorkerSpec, modules: Iterable[BundleModule]) -> tuple[BundleModule, ...]:
+    """The modules a version's archive holds: those not inline in its spec (which the
+    WorkerVersion records already)."""
+    inline = {m.name for m in spec.modules if m.inline is not None}
+    return tuple(m for m in modules if m.name not in inline)
+
+
+def rebuilt_modules(
+    source: WorkerSpec, namespace: str, archived: list[BundleModule], digests: dict[str, str]
+) -> list[BundleModule]:
+    """A recorded version's modules in bundle order: from its archive, else inline in the
+    spec it was compiled from, each checked against its digest; ArchiveError if one is in
+    neither."""
+    by_name = {m.name: m for m in archived}
+    out = []
+    for i, m in enumerate(source.modules):
+        got = by_name.get(m.name)
+        if got is None:
+            if m.inline is None:
+                raise ArchiveError(
+                    f"module {m.name} is neither in its archive nor inline in the recorded "
+                    "spec; the version cannot be served again"
+                )
+            got = inline_module(i, m, namespace)
+            check(got, digests)
+        out.append(got)
+    return bundle_order(out, source.main)
+
+
 def archive_config_map(created: dict[str, Any], index: int, part: bytes) -> dict[str, Any]:
     """One part of a version's module archive, owned by the created WorkerVersion."""
     meta = created["metadata"]
@@ -88,9 +120,7 @@ def to_prune(items: Iterable[Mapping[str, Any]], retained: int, keep: set[str]) 
         items, key=lambda o: (o["spec"]["created"], o["metadata"]["name"]), reverse=True
     )
     return [
-        o["metadata"]["name"]
-        for o in newest_first[retained:]
-        if o["metadata"]["name"] not in keep
+        o["metadata"]["name"] for o in newest_first[retained:] if o["metadata"]["name"] not in keep
     ]
 
 

@@ -1,7 +1,7 @@
 """WorkerVersions in the apiserver (I/O over `versions.objects`): record a compiled
-version with its module archive, prune old ones, rebuild a retained one, and keep each
-version's servingTargets current. Also the bundles of the versions in use, so a version
-is rebuilt from its archive at most once."""
+version with its module archive (of the modules not inline in its spec), prune old ones,
+rebuild a retained one, and keep each version's servingTargets current. Also the bundles
+of the versions in use, so a version is rebuilt from its archive at most once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, 
 from edgeplane.versions.objects import (
     WORKER_LABEL,
     archive_config_map,
+    archived_modules,
     match_ref,
+    rebuilt_modules,
     serving_updates,
     to_prune,
     version_object,
@@ -92,7 +94,8 @@ class VersionStore:
         vname = WorkerVersion.name_for(name, bundle.version or "")
         if (ns, vname) in self.recorded:
             return
-        parts = pack(bundle.modules)
+        archived = archived_modules(worker.spec, bundle.modules)
+        parts = pack(archived) if archived else []
         obj = version_object(worker, bundle, len(parts), api_now())
         created = await self.kube.create_or_get(PLURAL, ns, obj.to_wire())
         # Also after a 409: an operator killed between the two writes left no archive.
@@ -129,14 +132,9 @@ class VersionStore:
             )
         spec = WorkerVersion.model_validate(body).spec
         parts = [await self._archive_part(ns, vname, version, i) for i in range(spec.archive_parts)]
-        if not parts:
-            raise CompileError(
-                "ArchiveUnavailable",
-                f"version {version[:12]} was recorded without a module archive (by an older "
-                "operator); it cannot be served again",
-            )
+        digests = {m.name: m.sha256 for m in spec.modules}
         try:
-            modules = unpack(parts, {m.name: m.sha256 for m in spec.modules})
+            modules = rebuilt_modules(spec.source, ns, unpack(parts, digests), digests)
         except ArchiveError as e:
             raise CompileError("ArchiveUnavailable", f"version {version[:12]}: {e}") from None
         source = worker.model_copy(update={"spec": spec.source})
