@@ -290,3 +290,34 @@ async def test_supervised_agent_is_started_again_and_adopts(edge_agents) -> None
         d = deployment(text_worker("ns.sup", "again"), routes=("sup.test/*",))
         assert (await put(s, agent, d))[0] == 200
         assert await get(s, agent, "sup.test") == (200, "again")
+
+
+WEBSOCKET_ECHO = """export default { async fetch(request) {
+  if (request.headers.get("upgrade") !== "websocket") return new Response("plain");
+  const [client, server] = Object.values(new WebSocketPair());
+  server.accept();
+  server.addEventListener("message", (e) => server.send("echo " + e.data));
+  return new Response(null, { status: 101, webSocket: client });
+} };
+"""
+
+
+async def test_an_open_websocket_outlives_deploys(edge_agent: AgentProc) -> None:  # noqa: F811
+    """A WebSocket through the front and a cell stays open while another Worker is
+    redeployed and while its own Worker gets a new version (the old isolate keeps it)."""
+    async with aiohttp.ClientSession() as s:
+        for d in (
+            deployment(bundle("ns.ws", WEBSOCKET_ECHO), routes=("ws.test/*",)),
+            deployment(text_worker("other.o", "o0"), routes=("o.test/*",)),
+        ):
+            assert (await put(s, edge_agent, d))[0] == 200
+        async with s.ws_connect(edge_agent.http_url + "/", headers={"Host": "ws.test"}) as ws:
+            for i in range(5):
+                await ws.send_str(f"m{i}")
+                assert await ws.receive_str() == f"echo m{i}"
+                d = deployment(text_worker("other.o", f"o{i + 1}"), routes=("o.test/*",))
+                assert (await put(s, edge_agent, d))[0] == 200
+            d = deployment(bundle("ns.ws", WEBSOCKET_ECHO + "// v2"), routes=("ws.test/*",))
+            assert (await put(s, edge_agent, d))[0] == 200
+            await ws.send_str("after")
+            assert await ws.receive_str() == "echo after"
