@@ -7,10 +7,12 @@ client certificate signed by that CA too; see edge/access.py):
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
-                              "versions", "identity", "state", "message", "requests":
-                              {"<version>": {"total": n, "errors": n of them 5xx}}}; requests
-                              the router dispatched to each deployed version since the agent
-                              started, read from workerd when asked, kept across reloads
+                              "versions", "identity", "state" ("serving"; "starting" while the
+                              front or the Worker's cell is not answering; "failed"),
+                              "message", "requests": {"<version>": {"total": n, "errors": n of
+                              them 5xx}}, "quarantined": {"<version>": "<why>"},
+                              "missingServices": [{"binding", "worker"}]}; requests the front
+                              dispatched to each deployed version, read from it when asked
   POST   /v1/workers/{name}/probe
                               body: {"version": "<64-hex>", "path": "/healthz", "host"?,
                               "method"?: "GET"|"HEAD", "timeoutSeconds"?: 5 (max 30)}; one
@@ -40,7 +42,8 @@ client certificate signed by that CA too; see edge/access.py):
                               "signingKey": fingerprint of the key in force (never the key)}
   GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
                               version, code="2xx"|"3xx"|"4xx"|"5xx"}
-  GET    /healthz, /readyz    → 200 / 503
+  GET    /healthz             → 200 while the agent runs
+  GET    /readyz              → 200 while the front answers the watchdog, else 503 saying why
 
 A bad request (422, and 413 for a body over --max-body) is answered {"error": "<path>:
 <what is wrong>; ...", "errors": ["<path>", ...]}, paths written as kubectl writes them
