@@ -119,12 +119,12 @@ def test_redeploys_under_load_lose_nothing_and_leave_other_tenants_warm(
         calm.stop()
     assert live.failed() == [] and len(live.answers) > 100
     assert calm.failed() == [] and len(calm.answers) > 100
+    # Never cold-started: one isolate answered throughout. (Latency on this 2-core machine,
+    # which also runs the apiserver, the operator and three locations, has scheduler spikes
+    # that say nothing of the data plane; a stall like a restart's would show here.)
     assert len({body for _, body, _ in calm.answers}) == 1, "the calm Worker was cold-started"
-    seconds = [s for _, _, s in calm.answers]
-    median = statistics.median(seconds)
-    slow = [s for s in seconds if s > 5 * median]
-    # Scheduler noise on a busy 2-core machine, not cold starts (those change the id above).
-    assert len(slow) <= len(seconds) // 50, (median, len(seconds), sorted(slow))
+    seconds = sorted(s for _, _, s in calm.answers)
+    assert seconds[-1] < 1.0, (statistics.median(seconds), seconds[-10:])
 
 
 def _placement(agent: Agent) -> dict[str, str]:

@@ -80,7 +80,7 @@ export default { fetch() { born ??= crypto.randomUUID(); return new Response(bor
 async def test_deploys_restart_nothing_and_never_touch_other_tenants(edge_agent: AgentProc) -> None:  # noqa: F811
     """20 redeploys of one Worker while another namespace's Worker is under load: the
     other's answers never fail and come from one isolate throughout (never cold-started),
-    with no more than 2 % of them above 5x its median latency (scheduler noise on a busy
+    with no more than 5 % of them above 5x its median latency (scheduler noise on a busy
     2-core machine; a restart would slow them all), and no workerd process restarts."""
     async with aiohttp.ClientSession() as s:
         for d in (
@@ -102,7 +102,7 @@ async def test_deploys_restart_nothing_and_never_touch_other_tenants(edge_agent:
     assert len(set(load.bodies)) == 1, set(load.bodies)
     median = statistics.median(load.latencies)
     slow = [t for t in load.latencies if t > 5 * median]
-    assert len(slow) <= len(load.latencies) // 50, (median, len(load.latencies), sorted(slow))
+    assert len(slow) <= len(load.latencies) // 20, (median, len(load.latencies), sorted(slow))
     assert processes(edge_agent) == before
 
 

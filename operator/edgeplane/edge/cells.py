@@ -269,6 +269,12 @@ class DataPlane:
         socks = self._front_sockets()
         private_dir(Path(self.paths.kv_dir))
         private_dir(Path(self.paths.front_dir))
+        if self._published:
+            # The disk copy lags by up to DISK_EVERY: a new front reads it before the agent's
+            # first push reaches it, and requests may be waiting in the socket's backlog.
+            doc = {**self._doc(True), "workers": dict(self.workers)}
+            body = json.dumps(doc, separators=(",", ":")).encode()
+            await asyncio.to_thread(atomic_write, Path(self.paths.front_dir) / "state.json", body)
         cfg = self.run_dir / "config-front.capnp"
         p = await self._run(cfg, render.front_config(self.paths, self.internal_key), socks)
         self.front = p
