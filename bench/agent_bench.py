@@ -39,15 +39,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import math
 import os
-import select
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,6 +70,7 @@ from tests.integration.edge_fixtures import (  # noqa: E402
     text_worker,
 )
 
+from edgeplane.edge import workerd  # noqa: E402
 from edgeplane.edge.render import text as capnp_text  # noqa: E402
 from edgeplane.edge.workerd import find_workerd, workerd_version  # noqa: E402
 from edgeplane.wire import Deployment  # noqa: E402
@@ -394,73 +391,13 @@ const config :Workerd.Config = (
 """
 
 
-@dataclass
-class Bare:
-    popen: subprocess.Popen[bytes]
-    ports: dict[str, int]  # socket name -> port
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(10)
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _listen_ports(
-    fd: int, popen: subprocess.Popen[bytes], want: set[str], timeout: float
-) -> dict[str, int]:
-    """workerd's control-fd lines {"event":"listen","socket":name,"port":N} for `want`."""
-    ports: dict[str, int] = {}
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while want - ports.keys():
-        left = deadline - time.monotonic()
-        if left <= 0 or popen.poll() is not None:
-            raise BenchError(f"bare workerd did not listen within {timeout:g}s")
-        if not select.select([fd], [], [], min(left, 0.2))[0]:
-            continue
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            raise BenchError(f"bare workerd exited with {popen.wait()}")
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                ev = json.loads(line)
-                if ev.get("event") == "listen":
-                    ports[ev["socket"]] = int(ev["port"])
-    return ports
-
-
-def start_bare(workdir: Path, tiny_js: str) -> Bare:
-    """`workerd serve` of bare_config on ephemeral loopback ports; returns once both listen."""
+async def start_bare(workdir: Path, tiny_js: str) -> workerd.Proc:
+    """`workerd serve` of bare_config on ephemeral loopback ports; returns once both listen
+    (`Proc.ports`)."""
     config = workdir / "bare.capnp"
     config.write_text(bare_config(tiny_js))
-    rfd, wfd = os.pipe()
-    args = [str(find_workerd()), "serve", "--experimental", str(config)]
-    args += ["--socket-addr", "http=127.0.0.1:0", "--socket-addr", "loader=127.0.0.1:0"]
-    args += ["--control-fd", str(wfd)]
-    with (workdir / "bare.log").open("ab") as log:
-        popen = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            pass_fds=[wfd],
-            preexec_fn=_die_with_parent,
-        )
-    os.close(wfd)
-    try:
-        return Bare(popen, _listen_ports(rfd, popen, {"http", "loader"}, 30.0))
-    except BaseException:
-        popen.kill()
-        popen.wait(10)
-        raise
-    finally:
-        os.close(rfd)
+    sockets: dict[str, int | None] = {"http": None, "loader": None}
+    return await workerd.start(find_workerd(), config, sockets=sockets, start_timeout=30.0)
 
 
 # ---- the run ---------------------------------------------------------------------------
@@ -540,15 +477,15 @@ async def floor_phase(
 ) -> None:
     """The bare workerd's figures; warm requests alternate between it and the agent."""
     tiny_js = text_worker("bench.w1", first_body(1)).modules[0].content
-    bare = await asyncio.to_thread(start_bare, workdir, tiny_js)
+    bare = await start_bare(workdir, tiny_js)
     try:
         async with keep_alive(100, 60) as session:
             loader = via_bare(session, bare.ports["loader"])
-            res.rss_floor_idle_kib = rss_kib(bare.popen.pid)
+            res.rss_floor_idle_kib = rss_kib(bare.pid)
             # As many requests per hot Worker as the agent's had: JIT and heap grow with them.
             hot = [f"h{i}" for i in range(args.hot)]
             await heat(loader, hot, requests=res.heat_requests)
-            res.rss_floor_kib = rss_kib(bare.popen.pid)
+            res.rss_floor_kib = rss_kib(bare.pid)
             say(
                 f"RSS floor: bare workerd {mib(res.rss_floor_idle_kib)} idle, "
                 f"{mib(res.rss_floor_kib)} with {args.hot} Workers loaded by workerLoader "
@@ -568,7 +505,7 @@ async def floor_phase(
             say(f"warm via agent: {res.warm.text()}")
             say(f"warm direct to bare workerd: {res.warm_floor.text()}")
     finally:
-        bare.stop()
+        await workerd.kill(bare)
 
 
 def rss_text(r: Rss) -> str:
