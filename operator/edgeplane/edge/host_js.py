@@ -17,7 +17,9 @@ A cell also answers, on paths no public request reaches (the front always sends 
                             registers a fetch handler → {"ok": true} or 422 {"error"}; the
                             agent's validator cell uses it before a push is accepted
 A Durable Object Worker's cell also has the Worker's versions as static services
-(`v:<version>`), which the host prefers to the loader (edge/render.py says why).
+(`v:<version>`), which the host prefers to the loader (edge/render.py says why). A cell
+also loads router.js, for what the two share: the headers only the front sets, and the
+check of the location's internal key.
 """
 
 FRONT_JS = r"""
@@ -39,11 +41,8 @@ export default router;
 
 HOST_JS = r"""
 import { WorkerEntrypoint } from "cloudflare:workers";
+import { INTERNAL_HEADERS, insider, forbidden } from "router.js";
 export { Kv } from "kvclient.js";
-const INTERNAL = [
-  "edgeplane-worker", "edgeplane-version", "edgeplane-url", "edgeplane-host",
-  "edgeplane-service-target", "edgeplane-internal",
-];
 const CHECK = "__edgeplane_check.js";
 // The calls a cell makes and takes carry the location's internal key (router.js, `insider`).
 // A service binding of a loaded Worker: the call goes to the front, which sends it to the
@@ -51,7 +50,7 @@ const CHECK = "__edgeplane_check.js";
 export class Service extends WorkerEntrypoint {
   async fetch(request) {
     const headers = new Headers(request.headers);
-    for (const h of INTERNAL) headers.delete(h);
+    for (const h of INTERNAL_HEADERS) headers.delete(h);
     const url = new URL(request.url);
     headers.set("edgeplane-service-target", this.ctx.props.worker);
     headers.set("edgeplane-url", url.href);
@@ -161,17 +160,13 @@ function original(request) {
   const headers = new Headers(request.headers);
   headers.set("host", request.headers.get("edgeplane-host"));
   const url = request.headers.get("edgeplane-url");
-  for (const h of INTERNAL) headers.delete(h);
+  for (const h of INTERNAL_HEADERS) headers.delete(h);
   return new Request(url, { method: request.method, headers: headers, body: request.body,
     redirect: "manual" });
 }
 export default {
   async fetch(request, env, ctx) {
-    // Only the front and the agent call a cell (see router.js, `insider`).
-    const key = request.headers.get("edgeplane-internal");
-    if (env.INTERNAL_KEY.length < 32 || key !== env.INTERNAL_KEY) {
-      return new Response("edgeplane: forbidden\n", { status: 403 });
-    }
+    if (!insider(request, env)) return forbidden(); // only the front and the agent call
     const path = new URL(request.url).pathname;
     const version = request.headers.get("edgeplane-version") || "";
     if (path === "/__edgeplane/ping") return new Response("ok\n");

@@ -205,7 +205,9 @@ def cell_config(
             f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
             "writable = true))"
         )
-    modules = f"{_es('host.js', HOST_JS)}, {_es('kvclient.js', KV_CLIENT_JS)}"
+    modules = ", ".join(
+        [_es("host.js", HOST_JS), _es("kvclient.js", KV_CLIENT_JS), _es("router.js", ROUTER_JS)]
+    )
     services += [
         f"(name = {text(HOST)}, worker = (modules = [{modules}], "
         f'compatibilityDate = {text(COMPAT_DATE)}, compatibilityFlags = ["enable_ctx_exports"], '
