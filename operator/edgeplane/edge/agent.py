@@ -98,7 +98,9 @@ class Agent:
         self.shared_cells = cells
         self._serving = asyncio.Lock()  # one change of what is served at a time
         key = self.store.load_internal_key()  # a small private file, read before serving
-        self.validator = Validator(workerd_bin, self.run_dir, self.metrics, validate_timeout, key)
+        self.validator = Validator(
+            workerd_bin, self.run_dir, self.metrics, validate_timeout, key, self._http
+        )
         self.dp = DataPlane(
             workerd_bin,
             self.run_dir,
@@ -178,10 +180,7 @@ class Agent:
             raw = json.loads((self.run_dir / "placement.json").read_bytes())
             previous = {str(k): str(v) for k, v in raw["cells"].items()}
             turn = int(raw["turn"])
-        p = places.place(_own_cells(self.accepted), previous, self.shared_cells, turn)
-        self.cells = places.Cells(self.shared_cells, p.turn)
-        for w, cell in sorted(p.cells.items()):
-            self.cells.put(w, cell == places.own(w), cell)
+        self.cells = places.restore(_own_cells(self.accepted), previous, self.shared_cells, turn)
 
     async def close(self) -> None:
         self.dp.closing = True

@@ -193,8 +193,8 @@ class DataPlane:
 
     def _doc(self, whole: bool) -> dict[str, object]:
         cells = {k: c.ports["http"] for k, c in self.cells.items()}
-        if whole:
-            workers: Mapping[str, object] = self.workers
+        if whole:  # a snapshot: it may be written to disk later
+            workers: Mapping[str, object] = dict(self.workers)
         else:
             workers = {w: self.workers.get(w) for w in self._dirty}
         return {
@@ -222,7 +222,7 @@ class DataPlane:
             raise FrontDown(f"the front answered {status} to a state push")
         self._front_seq = self._seq
         self._dirty.clear()
-        doc = {**self._doc(True), "workers": dict(self.workers)}  # a snapshot, written later
+        doc = self._doc(True)
         self._disk.write_soon(lambda: json.dumps(doc, separators=(",", ":")).encode())
 
     async def _send(self, doc: dict[str, object], whole: bool) -> int:
@@ -272,8 +272,7 @@ class DataPlane:
         if self._published:
             # The disk copy lags by up to DISK_EVERY: a new front reads it before the agent's
             # first push reaches it, and requests may be waiting in the socket's backlog.
-            doc = {**self._doc(True), "workers": dict(self.workers)}
-            body = json.dumps(doc, separators=(",", ":")).encode()
+            body = json.dumps(self._doc(True), separators=(",", ":")).encode()
             await asyncio.to_thread(atomic_write, Path(self.paths.front_dir) / "state.json", body)
         cfg = self.run_dir / "config-front.capnp"
         p = await self._run(cfg, render.front_config(self.paths, self.internal_key), socks)

@@ -78,9 +78,9 @@ class Cells:
             self.load[cell] -= 1
 
 
-def place(
+def restore(
     workers: Mapping[str, bool], previous: Mapping[str, str], cells: int, turn: int = -1
-) -> Placement:
+) -> Cells:
     """Where `workers` (Worker → needs a cell of its own) run, given the placement in force
     (`previous`), the number of shared cells and the last turn: what a restarted agent
     starts from."""
@@ -90,6 +90,14 @@ def place(
             c.put(w, False, previous[w])
     for w in sorted(workers):
         c.put(w, workers[w])
+    return c
+
+
+def place(
+    workers: Mapping[str, bool], previous: Mapping[str, str], cells: int, turn: int = -1
+) -> Placement:
+    """`restore`'s placement, as data."""
+    c = restore(workers, previous, cells, turn)
     return Placement(dict(c.of), c.turn)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -35,11 +36,17 @@ class Validator:
     """Checks new versions, spread over PROCESSES validators."""
 
     def __init__(
-        self, workerd_bin: Path, run_dir: Path, metrics: Metrics, timeout: float, internal_key: str
+        self,
+        workerd_bin: Path,
+        run_dir: Path,
+        metrics: Metrics,
+        timeout: float,
+        internal_key: str,
+        http: Callable[[], aiohttp.ClientSession],
     ) -> None:
         self.dir = run_dir / "check"
         self.checkers = [
-            _Checker(workerd_bin, run_dir, metrics, timeout, internal_key, i)
+            _Checker(workerd_bin, run_dir, self.dir, metrics, timeout, internal_key, http, i)
             for i in range(PROCESSES)
         ]
 
@@ -63,31 +70,26 @@ class _Checker:
         self,
         workerd_bin: Path,
         run_dir: Path,
+        check_dir: Path,
         metrics: Metrics,
         timeout: float,
         internal_key: str,
+        http: Callable[[], aiohttp.ClientSession],
         index: int,
     ) -> None:
         self.index = index
         self.workerd_bin = workerd_bin
         self.run_dir = run_dir
-        self.dir = run_dir / "check"
+        self.dir = check_dir  # the code specs it loads, shared by every validator
         self.metrics = metrics
         self.timeout = timeout
         self.internal_key = internal_key
+        self._http = http  # the agent's client for its own processes
         self.proc: workerd.Proc | None = None
         self._checks = 0  # since the process started
         self._idle: asyncio.TimerHandle | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()  # one batch of checks at a time
         self._starting = asyncio.Lock()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True), trust_env=False
-            )
-        return self._session
 
     async def close(self) -> None:
         if self._idle is not None:
@@ -95,8 +97,6 @@ class _Checker:
         if self.proc is not None:
             await workerd.kill(self.proc)
             self.proc = None
-        if self._session is not None:
-            await self._session.close()
 
     async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
         errors: dict[str, str] = {}
