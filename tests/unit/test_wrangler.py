@@ -4,6 +4,7 @@ is reported, and what is refused."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,19 @@ def module_sources(result: Result, worker: dict[str, Any]) -> dict[str, str | by
         else:
             out[m["name"]] = cm["data"][ref["key"]]
     return out
+
+
+def unbundled(project: Path, into: Path) -> Path:
+    """A copy of `project` with no_bundle set: its modules go out as they are, so the
+    module graph edgeplane follows itself is what the output shows."""
+    shutil.copytree(project, into, symlinks=True)
+    config = next(p for p in into.iterdir() if p.name.startswith("wrangler."))
+    text = config.read_text()
+    if config.suffix == ".toml":
+        config.write_text("no_bundle = true\n" + text)
+    else:
+        config.write_text(text.replace("{", '{ "no_bundle": true,', 1))
+    return into
 
 
 # --- JSONC and specifiers ------------------------------------------------------------------
@@ -111,16 +125,17 @@ def test_toml_project_maps_name_modules_vars_secrets_kv_and_routes() -> None:
     assert spec["compatibilityFlags"] == ["nodejs_compat"]
     assert spec["mainModule"] == "index.js"
     assert all("inline" not in m for m in spec["modules"])
+    # Bundled as wrangler bundles it: the JavaScript in one module, the text module beside.
+    assert {m["name"]: m.get("type", "esModule") for m in spec["modules"]} == {
+        "index.js": "esModule", "banner.txt": "text",
+    }
     sources = module_sources(result, w)
     root = DATA / "hello-toml" / "src"
-    assert sources == {
-        "index.js": (root / "index.js").read_text(),
-        "lib/greet.js": (root / "lib" / "greet.js").read_text(),
-        "banner.txt": (root / "banner.txt").read_text(),
-    }
-    assert {m["name"]: m.get("type", "esModule") for m in spec["modules"]} == {
-        "index.js": "esModule", "lib/greet.js": "esModule", "banner.txt": "text",
-    }
+    assert sources["banner.txt"] == (root / "banner.txt").read_text()
+    bundle = sources["index.js"]
+    assert isinstance(bundle, str)
+    assert "// src/lib/greet.js" in bundle and 'from "./banner.txt"' in bundle
+    assert result.built["hello-wrangler"].startswith("bundled src/index.js with esbuild ")
     assert bindings(w) == {
         "GREETING": {"plainText": "Hello"},
         "SETTINGS": {"json": {"shout": True, "suffix": "!"}},
@@ -141,6 +156,20 @@ def test_toml_project_maps_name_modules_vars_secrets_kv_and_routes() -> None:
     assert result.unsupported == {"hello-wrangler": ["observability", "r2_buckets", "triggers"]}
     assert result.ignored == {"hello-wrangler": ["account_id"]}
     assert any("MAX_ITEMS" in w and "string '20'" in w for w in result.warnings)
+
+
+def test_no_bundle_uploads_the_modules_as_they_are(tmp_path: Path) -> None:
+    result = convert(unbundled(DATA / "hello-toml", tmp_path / "p"))
+    w = one(result, "Worker", "hello-wrangler")
+    root = DATA / "hello-toml" / "src"
+    assert module_sources(result, w) == {
+        "index.js": (root / "index.js").read_text(),
+        "lib/greet.js": (root / "lib" / "greet.js").read_text(),
+        "banner.txt": (root / "banner.txt").read_text(),
+    }
+    assert result.built["hello-wrangler"] == (
+        "not bundled (no_bundle): 3 modules from src as they are"
+    )
 
 
 def test_environment_inherits_main_date_flags_but_not_vars_or_bindings() -> None:
@@ -166,8 +195,21 @@ def test_environment_inherits_main_date_flags_but_not_vars_or_bindings() -> None
 # --- api-jsonc: JSONC, deep module graph, wasm + json modules, services, DOs ----------------
 
 
-def test_jsonc_project_follows_the_whole_module_graph_from_base_dir() -> None:
+def test_jsonc_project_bundles_with_wasm_beside_and_json_inlined() -> None:
     result = convert(DATA / "api-jsonc")
+    w = one(result, "Worker", "api-wrangler")
+    assert {m["name"]: m.get("type", "esModule") for m in w["spec"]["modules"]} == {
+        "worker.js": "esModule", "assets/add.wasm": "wasm",
+    }
+    bundle = module_sources(result, w)["worker.js"]
+    assert isinstance(bundle, str)
+    # The Wasm import is renamed to the module's name beside the bundle (base_dir: ./).
+    assert 'from "./assets/add.wasm"' in bundle
+    assert "// src/data/users.json" in bundle and "// src/util/json.mjs" in bundle
+
+
+def test_jsonc_project_follows_the_whole_module_graph_from_base_dir(tmp_path: Path) -> None:
+    result = convert(unbundled(DATA / "api-jsonc", tmp_path / "p"))
     w = one(result, "Worker", "api-wrangler")
     Worker.model_validate(w)
     types = {m["name"]: m.get("type", "esModule") for m in w["spec"]["modules"]}
@@ -214,14 +256,16 @@ def test_jsonc_environment_with_its_own_name_and_service_environment() -> None:
 # --- shop-envs: rules, extensionless and CommonJS imports, .dev.vars, inherited routes ------
 
 
-def test_rules_extensionless_and_commonjs_modules() -> None:
-    result = convert(DATA / "shop-envs")
+def test_rules_extensionless_and_commonjs_modules(tmp_path: Path) -> None:
+    result = convert(unbundled(DATA / "shop-envs", tmp_path / "p"))
     w = one(result, "Worker", "shop-wrangler")
     types = {m["name"]: m.get("type", "esModule") for m in w["spec"]["modules"]}
     # "./pricing" keeps the name workerd looks up; its content is pricing.js.
     assert types == {
         "main.mjs": "esModule", "pricing": "esModule", "templates/page.md": "text",
         "legacy.cjs": "commonJsModule",
+        # no_bundle uploads every file a rule matches, as wrangler does.
+        "pricing.js": "esModule",
     }
     sources = module_sources(result, w)
     assert sources["pricing"] == (DATA / "shop-envs" / "src" / "pricing.js").read_text()
@@ -262,9 +306,17 @@ def test_inherited_routes_of_two_environments_are_reported_as_a_conflict() -> No
 # --- refusals -----------------------------------------------------------------------------
 
 
-def test_typescript_needs_a_bundler_and_says_how() -> None:
-    with pytest.raises(WranglerImportError, match=r"TypeScript.*--main"):
-        convert(DATA / "ts-project")
+def test_typescript_is_bundled() -> None:
+    result = convert(DATA / "ts-project")
+    w = next(d for d in result.docs if d["kind"] == "Worker")
+    assert w["spec"]["mainModule"] == "index.js"
+    bundle = module_sources(result, w)["index.js"]
+    assert isinstance(bundle, str) and ": string" not in bundle  # types are gone
+
+
+def test_typescript_with_no_bundle_is_refused_naming_no_bundle(tmp_path: Path) -> None:
+    with pytest.raises(WranglerImportError, match=r"TypeScript.*no_bundle"):
+        convert(unbundled(DATA / "ts-project", tmp_path / "p"))
 
 
 def test_main_override_imports_a_bundlers_javascript_output(tmp_path: Path) -> None:
@@ -295,19 +347,46 @@ BASIC = 'name = "w"\nmain = "src/index.js"\ncompatibility_date = "2025-01-01"\n'
 @pytest.mark.parametrize(
     ("files", "message"),
     [
+        ({"src/index.js": 'import x from "./missing.js";'},
+         r'src/index.js:1: cannot import "./missing.js": no such file'),
+        ({"src/index.js": 'import x from "./x.yaml";', "src/x.yaml": "a: 1"},
+         r'src/index.js:1: imports src/x.yaml: no module rule matches .yaml files; add a '
+         r'`rules` entry'),
+        ({"src/index.js": 'import { Hono } from "hono";'},
+         r'src/index.js:1: cannot import "hono": package hono is not installed; add it to '
+         r'package.json and run `npm install hono`'),
+        ({"src/index.js": 'import { Buffer } from "node:buffer";'},
+         r'"node:buffer" is a Node.js built-in module; add "nodejs_compat" to '
+         r"compatibility_flags"),
+        ({"src/index.js": 'import fs from "fs";'},
+         r'cannot import "fs", a Node.js built-in module; add "nodejs_compat"'),
+    ],
+)
+def test_broken_projects_are_refused_with_the_file_line_and_fix(
+    tmp_path: Path, files: dict[str, str | bytes], message: str
+) -> None:
+    with pytest.raises(WranglerImportError, match=message):
+        convert(_project(tmp_path, files, BASIC))
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
         ({"src/index.js": 'import x from "./missing.js";'}, r"missing\.js does not exist"),
         ({"src/index.js": 'import x from "../outside.js";', "outside.js": ""},
          "outside base_dir"),
         ({"src/index.js": 'import x from "./types.ts";', "src/types.ts": ""}, "TypeScript"),
         ({"src/index.js": 'import x from "./x.yaml";', "src/x.yaml": "a: 1"},
          "no module rule"),
+        ({"src/index.js": 'import { Hono } from "hono";'},
+         r'these imports will not load: "hono" \(a package, and no_bundle is set\)'),
     ],
 )
-def test_broken_module_graphs_are_refused_with_the_reason(
+def test_broken_module_graphs_without_bundling_are_refused_with_the_reason(
     tmp_path: Path, files: dict[str, str | bytes], message: str
 ) -> None:
     with pytest.raises(WranglerImportError, match=message):
-        convert(_project(tmp_path, files, BASIC))
+        convert(_project(tmp_path, files, "no_bundle = true\n" + BASIC))
 
 
 @pytest.mark.parametrize(
@@ -328,11 +407,20 @@ def test_values_the_apiserver_would_reject_are_refused_here(
         convert(_project(tmp_path, {"src/index.js": "export default {};"}, config))
 
 
-def test_bare_specifiers_are_warned_about(tmp_path: Path) -> None:
-    src = 'import { Hono } from "hono";\nimport { Buffer } from "node:buffer";\n'
-    result = convert(_project(tmp_path, {"src/index.js": src}, BASIC))
-    assert any("hono" in w and "bundle" in w and "node:buffer" not in w
-               for w in result.warnings)
+def test_allow_incomplete_writes_the_worker_and_lists_what_will_not_load(
+    tmp_path: Path
+) -> None:
+    src = ('import { Hono } from "hono";\nimport { Buffer } from "node:buffer";\n'
+           "export default { fetch() { return new Response(Hono + Buffer); } };\n")
+    config = BASIC + 'compatibility_flags = ["nodejs_compat"]\n'
+    result = convert(_project(tmp_path, {"src/index.js": src}, config),
+                     opts=Options(allow_incomplete=True))
+    assert result.incomplete == {"w": ['"hono" (imported by src/index.js)']}
+    text = render(result, "wrangler.toml")
+    assert '# INCOMPLETE w: these imports will not load: "hono" (imported by src/index.js)' in text
+    bundle = module_sources(result, one(result, "Worker", "w"))["index.js"]
+    assert isinstance(bundle, str)
+    assert 'from "hono"' in bundle and 'from "node:buffer"' in bundle
 
 
 def test_route_without_a_path_keeps_its_meaning(tmp_path: Path) -> None:
@@ -348,7 +436,7 @@ def test_large_modules_are_spread_over_several_config_maps(tmp_path: Path) -> No
         "src/index.js": 'import "./a.js";\nimport "./b.js";\nimport "./c.js";\n',
         "src/a.js": big, "src/b.js": big, "src/c.js": big,
     }
-    result = convert(_project(tmp_path, files, BASIC))
+    result = convert(_project(tmp_path, files, "no_bundle = true\n" + BASIC))
     maps = docs_of(result, "ConfigMap")
     assert [m["metadata"]["name"] for m in maps] == ["w-modules-1", "w-modules-2"]
     for m in maps:
@@ -359,7 +447,7 @@ def test_large_modules_are_spread_over_several_config_maps(tmp_path: Path) -> No
 
 
 def test_a_module_too_large_for_any_config_map_is_refused(tmp_path: Path) -> None:
-    files = {"src/index.js": "// " + "x" * CONFIG_MAP_BUDGET}
+    files = {"src/index.js": 'export const big = "' + "x" * CONFIG_MAP_BUDGET + '";'}
     with pytest.raises(WranglerImportError, match=r"url \+ sha256"):
         convert(_project(tmp_path, files, BASIC))
 
@@ -379,9 +467,9 @@ def test_command_writes_yaml_and_lists_every_unsupported_key_on_stderr(
     docs = list(yaml.safe_load_all(out.read_text()))
     assert [d["kind"] for d in docs] == ["ConfigMap", "Worker", "WorkerRoute"]
     assert all(d["metadata"]["namespace"] == "apps" for d in docs)
-    # The YAML holds the sources byte for byte.
-    src = (DATA / "api-jsonc" / "src" / "worker.mjs").read_text()
-    assert docs[0]["data"]["src__worker.mjs"] == src
+    # The header says what was bundled and with what.
+    assert "# api-wrangler: bundled src/worker.mjs with esbuild" in out.read_text()
+    assert "export {" in docs[0]["data"]["worker.js"]
 
 
 def test_command_all_envs_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -392,8 +480,7 @@ def test_command_all_envs_and_errors(capsys: pytest.CaptureFixture[str]) -> None
     ]
     assert main([str(DATA / "shop-envs"), "--env", "nope"]) == 1
     assert "'nope' is not defined" in capsys.readouterr().err
-    assert main([str(DATA / "ts-project")]) == 1
-    assert "needs a bundler" in capsys.readouterr().err
+    assert main([str(DATA / "ts-project")]) == 0
 
 
 def test_cli_dispatches_import(capsys: pytest.CaptureFixture[str]) -> None:

@@ -102,9 +102,13 @@ MISSING = [
     Case("env-undefined", toml(""), "environment 'prod' is not defined in wrangler.toml",
          args=("-e", "prod")),
     Case("import-missing", {**toml(""), "src/index.js": 'import x from "./gone.js";'},
+         'src/index.js:1: cannot import "./gone.js": no such file'),
+    Case("import-missing-unbundled",
+         {**toml("", "no_bundle = true\n" + BASIC), "src/index.js": 'import x from "./gone.js";'},
          "index.js imports './gone.js', but gone.js does not exist"),
     Case("symlink-out-of-base-dir",
-         {**toml(""), "src/index.js": 'import x from "./lib.js";', "src/lib.js": Link("../../x")},
+         {**toml("", "no_bundle = true\n" + BASIC), "src/index.js": 'import x from "./lib.js";',
+          "src/lib.js": Link("../../x")},
          "index.js imports './lib.js': lib.js is a link to"),
     Case("output-dir-missing", toml(""), "nodir/out.yaml: No such file or directory",
          args=("-o", "{p}/nodir/out.yaml")),
@@ -120,9 +124,13 @@ WRONG = [
          "main: expected a string, got an integer"),
     Case("main-array", jsonc(JSON_BASIC.replace('"src/index.js"', '["a.js"]')),
          "main: expected a string, got an array"),
-    Case("main-typescript", {**toml("", BASIC.replace(".js", ".ts")), "src/index.ts": JS},
-         "index.ts is TypeScript/JSX, which needs a bundler"),
+    Case("main-typescript-unbundled",
+         {**toml("", "no_bundle = true\n" + BASIC.replace(".js", ".ts")), "src/index.ts": JS},
+         "index.ts is TypeScript/JSX, and no_bundle uploads it as it is"),
     Case("main-not-utf8", {**toml(""), "src/index.js": b"\xff"},
+         "w: bundling failed: src/index.js: not UTF-8; save it as UTF-8"),
+    Case("main-not-utf8-unbundled",
+         {**toml("", "no_bundle = true\n" + BASIC), "src/index.js": b"\xff"},
          "index.js: JavaScript must be UTF-8"),
     Case("date-unquoted", toml("", BASIC.replace('"2024-09-23"', "2024-09-23")),
          'compatibility_date: expected a string, got a TOML date; quote it: '
@@ -225,7 +233,13 @@ UNSUPPORTED = [
     Case("rule-unknown-type", toml('[[rules]]\ntype = "PythonModule"\nglobs = ["**/*.py"]\n'),
          "rules: module type 'PythonModule' is not supported; ignored", code=0),
     Case("bare-import", {**toml(""), "src/index.js": 'import { Hono } from "hono";\n' + JS},
-         "imports without a relative path are not bundled: hono", code=0),
+         'cannot import "hono": package hono is not installed'),
+    Case("bare-import-allowed",
+         {**toml(""), "src/index.js": 'import { Hono } from "hono";\n' + JS},
+         '# INCOMPLETE w: these imports will not load: "hono"', code=0,
+         args=("--allow-incomplete",)),
+    Case("main-typescript", {**toml("", BASIC.replace(".js", ".ts")), "src/index.ts": JS},
+         "mainModule: index.js", code=0),
 ]
 
 CASES: list[Case] = [*FILES, *MISSING, *WRONG, *UNSUPPORTED]
@@ -268,8 +282,12 @@ def test_bad_project_is_answered_in_one_line_naming_the_key(
     assert code == case.code, err
     if code:
         assert out == ""
-        assert err.count("\n") == 1 and err.startswith("edgeplane import: error: "), err
-        assert case.expected in err, err
+        # One line says what stops the import, last; any others are the warnings found
+        # before it.
+        *warnings, error = err.splitlines()
+        assert error.startswith("edgeplane import: error: ") and err.endswith("\n"), err
+        assert all(w.startswith("edgeplane import: warning: ") for w in warnings), err
+        assert case.expected in error, err
     else:
         assert case.expected in out + err, err
         assert [d["kind"] for d in yaml.safe_load_all(out) if d].count("Worker") == 1

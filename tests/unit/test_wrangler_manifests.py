@@ -200,7 +200,7 @@ CFG = {"name": "w", "compatibility_date": "2025-01-01", "route": "w.example/*"}
 def test_add_worker_builds_a_project_without_a_directory() -> None:
     result = Result()
     cfg = {**CFG, "vars": {"A": "a"}, "account_id": "x", "r2_buckets": [{}]}
-    add_worker(cfg, cfg, "w", Sources([MAIN], set(), None), Options(namespace="ns"), result)
+    add_worker(cfg, cfg, "w", Sources([MAIN], [], None), Options(namespace="ns"), result)
     assert [(d["kind"], d["metadata"]["name"]) for d in result.docs] == [
         ("ConfigMap", "w-modules"), ("Worker", "w"), ("WorkerRoute", "w"),
     ]
@@ -217,34 +217,52 @@ def test_add_worker_builds_a_project_without_a_directory() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cfg", "top", "bare", "spec", "warnings"),
+    ("cfg", "top", "spec"),
     [
         # An environment inherits date and flags; an empty list of its own clears flags.
-        ({}, {**CFG, "compatibility_flags": ["f"]}, set(),
-         {"compatibilityDate": "2025-01-01", "compatibilityFlags": ["f"]}, []),
-        ({"compatibility_flags": []}, {**CFG, "compatibility_flags": ["f"]}, set(),
-         {"compatibilityDate": "2025-01-01"}, []),
-        ({"compatibility_date": "2024-06-01"}, CFG, set(),
-         {"compatibilityDate": "2024-06-01"}, []),
-        ({}, CFG, {"zod", "hono"}, {"compatibilityDate": "2025-01-01"},
-         ["w: imports without a relative path are not bundled: hono, zod; bundle the Worker "
-          "first (e.g. `npx wrangler deploy --dry-run --outdir dist`) and import with "
-          "`--main dist/<file>.js`"]),
-        ({"find_additional_modules": True}, CFG, set(), {"compatibilityDate": "2025-01-01"},
-         ["w: find_additional_modules: only modules reachable by import from main are "
-          "imported"]),
+        ({}, {**CFG, "compatibility_flags": ["f"]},
+         {"compatibilityDate": "2025-01-01", "compatibilityFlags": ["f"]}),
+        ({"compatibility_flags": []}, {**CFG, "compatibility_flags": ["f"]},
+         {"compatibilityDate": "2025-01-01"}),
+        ({"compatibility_date": "2024-06-01"}, CFG, {"compatibilityDate": "2024-06-01"}),
     ],
 )
-def test_add_worker_inherits_and_warns(
-    cfg: dict[str, Any], top: dict[str, Any], bare: set[str], spec: dict[str, Any],
-    warnings: list[str],
+def test_add_worker_inherits(
+    cfg: dict[str, Any], top: dict[str, Any], spec: dict[str, Any]
 ) -> None:
     result = Result()
-    add_worker(cfg, top, "w", Sources([MAIN], bare, None), Options(), result)
+    add_worker(cfg, top, "w", Sources([MAIN], [], None), Options(), result)
     worker = next(d for d in result.docs if d["kind"] == "Worker")
     picked = {k: v for k, v in worker["spec"].items() if k.startswith("compatibility")}
     assert picked == spec
-    assert result.warnings == warnings
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("incomplete", "allow", "error", "listed"),
+    [
+        ([], False, None, {}),
+        ([], True, None, {}),
+        (['"hono" (imported by src/index.ts)'], False,
+         'w: these imports will not load: "hono" \\(imported by src/index.ts\\); install them',
+         {}),
+        (['"hono" (imported by src/index.ts)'], True, None,
+         {"w": ['"hono" (imported by src/index.ts)']}),
+    ],
+)
+def test_a_worker_whose_imports_will_not_load_is_refused_unless_allowed(
+    incomplete: list[str], allow: bool, error: str | None, listed: dict[str, list[str]]
+) -> None:
+    result = Result()
+    sources = Sources([MAIN], incomplete, None, built="bundled index.js")
+    if error:
+        with pytest.raises(WranglerImportError, match=error):
+            add_worker(CFG, CFG, "w", sources, Options(allow_incomplete=allow), result)
+        return
+    add_worker(CFG, CFG, "w", sources, Options(allow_incomplete=allow), result)
+    assert result.incomplete == listed
+    assert result.built == {"w": "bundled index.js"}
+    assert any("will not load" in w for w in result.warnings) == bool(listed)
 
 
 @pytest.mark.parametrize(
@@ -262,4 +280,4 @@ def test_add_worker_inherits_and_warns(
 )
 def test_add_worker_refuses(cfg: dict[str, Any], opts: Options, message: str) -> None:
     with pytest.raises(WranglerImportError, match=message):
-        add_worker(cfg, cfg, "w", Sources([MAIN], set(), None), opts, Result())
+        add_worker(cfg, cfg, "w", Sources([MAIN], [], None), opts, Result())

@@ -160,7 +160,7 @@ def test_module_graph(
         ({"index.js": b'import "../up.js";'}, "/p/index.js",
          r"index.js imports '../up.js', outside base_dir /p; set base_dir"),
         ({"index.js": b'import "./t.ts";', "t.ts": b""}, "/p/index.js",
-         r"t.ts is TypeScript/JSX, which needs a bundler"),
+         r"t.ts is TypeScript/JSX, and no_bundle uploads it as it is"),
         ({"index.js": b'import "./x.yaml";', "x.yaml": b""}, "/p/index.js",
          r"x.yaml: no module rule matches this file"),
         ({"index.js": b"\xff"}, "/p/index.js", r"index.js: JavaScript must be UTF-8"),

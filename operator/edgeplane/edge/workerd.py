@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from edgeplane.npm import find_pinned
+
 _ARCH = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -41,12 +43,9 @@ def find_workerd() -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise FileNotFoundError(f"EDGEPLANE_WORKERD={explicit} is not an executable file")
         return path
-    rel = Path("node_modules") / _native_package() / "bin" / "workerd"
-    for base in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for parent in (base, *base.parents):
-            candidate = parent / rel
-            if candidate.is_file():
-                return candidate
+    pinned = find_pinned(Path(_native_package()) / "bin" / "workerd")
+    if pinned is not None and pinned.is_file():
+        return pinned
     on_path = shutil.which("workerd")
     if on_path:
         return Path(on_path)

@@ -9,9 +9,10 @@ import traceback
 from pathlib import Path
 
 from edgeplane.api.common import LABEL_KEY_RE
+from edgeplane.wrangler.check import check_all
 from edgeplane.wrangler.config import all_environments
 from edgeplane.wrangler.errors import WranglerImportError
-from edgeplane.wrangler.manifests import Options
+from edgeplane.wrangler.manifests import Options, Result
 from edgeplane.wrangler.output import messages, render
 from edgeplane.wrangler.project import convert, find_config, load_config
 
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, labels)
     except WranglerImportError as e:
+        for w in e.warnings:
+            print(f"{PREFIX} warning: {w}", file=sys.stderr)
         return _fail(1, f"error: {e}")
     except OSError as e:
         # Unreadable project files, or an -o that cannot be written.
@@ -46,8 +49,11 @@ def _run(args: argparse.Namespace, labels: tuple[tuple[str, str], ...]) -> int:
         envs = all_environments(load_config(path))
     else:
         envs = list(args.env) if args.env else [None]
-    opts = Options(namespace=args.namespace, main=args.main, target_labels=labels)
+    opts = Options(namespace=args.namespace, main=args.main, target_labels=labels,
+                   allow_incomplete=args.allow_incomplete)
     result = convert(path, envs, opts)
+    if args.check and not _checked(result):
+        return 1
     # YAML is UTF-8 whatever the locale says.
     text = render(result, path.name)
     stdout = getattr(sys.stdout, "buffer", None)  # absent when stdout is a StringIO
@@ -62,6 +68,19 @@ def _run(args: argparse.Namespace, labels: tuple[tuple[str, str], ...]) -> int:
     for line in messages(result):
         print(line, file=sys.stderr)
     return 0
+
+
+def _checked(result: Result) -> bool:
+    """--check: every Worker starts in a throw-away workerd; otherwise nothing is written
+    and the warnings and workerd's first error are said."""
+    outcomes = check_all(result.docs)
+    for o in outcomes:
+        print(f"{PREFIX} {o.line()}", file=sys.stderr)
+    if all(o.started for o in outcomes):
+        return True
+    for w in result.warnings:
+        print(f"{PREFIX} warning: {w}", file=sys.stderr)
+    return False
 
 
 def _fail(code: int, message: str) -> int:
@@ -93,7 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeplane import",
         description="Write Worker, WorkerRoute and ConfigMap manifests from a wrangler "
-        "project (wrangler.toml, wrangler.jsonc or wrangler.json).",
+        "project (wrangler.toml, wrangler.jsonc or wrangler.json). The Worker is bundled as "
+        "`wrangler deploy` bundles it: TypeScript, JSX and npm packages (installed in the "
+        "project's node_modules) with the esbuild edgeplane pins, honouring main, rules, "
+        "base_dir, find_additional_modules, no_bundle, minify, keep_names, define, alias, "
+        "tsconfig, jsx_factory, jsx_fragment and the nodejs_compat flags.",
+        epilog="Exit status: 0 manifests written; 1 the project needs a change (one line "
+        "says which key or file, and what to do); 2 a usage error or a bug in edgeplane.",
     )
     parser.add_argument(
         "config", nargs="?", default=".",
@@ -115,6 +140,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target", action="append", default=[], metavar="LABEL=VALUE",
         help="run only on EdgeTargets with this label (repeatable); default: every target",
+    )
+    parser.add_argument(
+        "--allow-incomplete", action="store_true",
+        help="write a Worker even if some of its imports will not load (an npm package that "
+        "is not installed, a package import with no_bundle); they are listed in the output's "
+        "header. Without it such a Worker is refused (exit 1)",
+    )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="before writing, start each Worker in a throw-away workerd (the one edgeplane "
+        "pins; secrets empty, KV empty, services answering 503) and request /; if one does "
+        "not start, say why and write nothing (exit 1)",
     )
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     return parser

@@ -24,14 +24,15 @@ MAPPED_KEYS = frozenset({
     "name", "main", "compatibility_date", "compatibility_flags", "vars", "secrets",
     "kv_namespaces", "durable_objects", "services", "route", "routes", "env", "rules",
     "base_dir", "find_additional_modules",
+    # The build: bundle.py gives these to esbuild as wrangler does.
+    "no_bundle", "minify", "keep_names", "tsconfig", "jsx_factory", "jsx_fragment", "define",
+    "alias",
 })
 # Keys that only steer wrangler itself (building, uploading, local dev, the account) and
 # change nothing about what the Worker does once deployed.
 TOOLING_KEYS = frozenset({
-    "$schema", "account_id", "build", "dev", "minify", "keep_names", "no_bundle",
-    "send_metrics", "upload_source_maps", "tsconfig", "zone_id", "legacy_env",
-    "keep_vars", "preserve_file_names", "site_bucket", "jsx_factory", "jsx_fragment",
-    "ignored_warnings",
+    "$schema", "account_id", "build", "dev", "send_metrics", "upload_source_maps", "zone_id",
+    "legacy_env", "keep_vars", "preserve_file_names", "site_bucket", "ignored_warnings",
 })
 
 

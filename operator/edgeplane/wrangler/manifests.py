@@ -45,6 +45,9 @@ class Options:
     main: PurePath | None = None  # overrides `main` (e.g. a bundler's output)
     # EdgeTarget labels the Workers select (spec.targets.matchLabels); empty: every target.
     target_labels: tuple[tuple[str, str], ...] = ()
+    # Write a Worker some of whose imports will not load (listed in the header), instead
+    # of refusing it.
+    allow_incomplete: bool = False
 
 
 @dataclass
@@ -56,15 +59,18 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     unsupported: dict[str, list[str]] = field(default_factory=dict)  # Worker -> keys
     ignored: dict[str, list[str]] = field(default_factory=dict)  # Worker -> tooling keys
+    built: dict[str, str] = field(default_factory=dict)  # Worker -> how its code was built
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # Worker -> imports left out
 
 
 @dataclass(frozen=True)
 class Sources:
     """What was read from disk for one Worker."""
 
-    modules: list[Module]  # the module graph, main first
-    bare: set[str]  # specifiers the graph left to a bundler
+    modules: list[Module]  # the main module first
+    incomplete: list[str]  # imports that will not load, each with its importer
     dev_vars: DevVars | None  # read only when the config declares no secrets
+    built: str = ""  # how the modules were built: bundled by what, from which lockfile
 
 
 def add_worker(
@@ -80,17 +86,9 @@ def add_worker(
     problems always gets the same first error."""
     _report_keys(cfg, name, result)
     warn = result.warnings
-    if bare := sorted(sources.bare):
-        warn.append(
-            f"{name}: imports without a relative path are not bundled: "
-            f"{', '.join(bare)}; bundle the Worker first (e.g. `npx wrangler deploy "
-            "--dry-run --outdir dist`) and import with `--main dist/<file>.js`"
-        )
-    if inherited(cfg, top, "find_additional_modules"):
-        warn.append(
-            f"{name}: find_additional_modules: only modules reachable by import from main "
-            "are imported"
-        )
+    _check_complete(name, sources, opts, result)
+    if sources.built:
+        result.built[name] = sources.built
     date = inherited(cfg, top, "compatibility_date")
     if not isinstance(date, str):
         raise WranglerImportError(f"{name}: no compatibility_date; add one (YYYY-MM-DD)")
@@ -120,6 +118,21 @@ def add_worker(
     validate(Worker, worker, name)
     routes = route_docs(name, route_config(cfg, top), opts.namespace, warn)
     result.docs += [*maps, worker, *routes]
+
+
+def _check_complete(name: str, sources: Sources, opts: Options, result: Result) -> None:
+    """A Worker with imports that will not load is refused, or with --allow-incomplete
+    written and listed: never deployed broken without a word."""
+    if not sources.incomplete:
+        return
+    listed = ", ".join(sources.incomplete)
+    if not opts.allow_incomplete:
+        raise WranglerImportError(
+            f"{name}: these imports will not load: {listed}; install them and let edgeplane "
+            "bundle (remove no_bundle), or pass --allow-incomplete to write it anyway"
+        )
+    result.incomplete[name] = list(sources.incomplete)
+    result.warnings.append(f"{name}: written with imports that will not load: {listed}")
 
 
 def _report_keys(cfg: Mapping[str, Any], name: str, result: Result) -> None:

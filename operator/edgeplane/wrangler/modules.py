@@ -171,9 +171,8 @@ def module_graph(main: PurePath, tree: SourceTree, rules: Rules) -> tuple[list[M
 def _load(name: str, path: PurePath, tree: SourceTree, rules: Rules) -> Module:
     if path.suffix in TYPESCRIPT_SUFFIXES:
         raise WranglerImportError(
-            f"{name} is TypeScript/JSX, which needs a bundler: build the Worker first "
-            "(e.g. `npx wrangler deploy --dry-run --outdir dist`) and import the "
-            "JavaScript output with `--main dist/<file>.js`"
+            f"{name} is TypeScript/JSX, and no_bundle uploads it as it is, which workerd "
+            "cannot load: remove no_bundle so that edgeplane bundles it"
         )
     # The type comes from the file found (wrangler's rules match file paths); the
     # module keeps the name workerd will look up: the specifier as written, resolved.

@@ -27,6 +27,10 @@ def render(result: Result, source: str) -> str:
             literals = " ".join(f"--from-literal={k}=..." for k in keys)
             head.append(f"#   {secret}: {', '.join(keys)}")
             head.append(f"#     kubectl create secret generic {secret} {literals}")
+    for worker, built in result.built.items():
+        head.append(f"# {worker}: {built}")
+    for worker, imports in result.incomplete.items():
+        head.append(f"# INCOMPLETE {worker}: these imports will not load: {', '.join(imports)}")
     for worker, keys in result.unsupported.items():
         head.append(f"# NOT IMPORTED for {worker} (unsupported): {', '.join(keys)}")
     # Sources as written (UTF-8), not \x escapes: the command writes UTF-8 bytes.

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from edgeplane.wrangler import bundle
 from edgeplane.wrangler.bindings import declared_secrets
+from edgeplane.wrangler.build import (
+    Plan,
+    additional_modules,
+    esbuild_options,
+    node_compat,
+    out_name,
+)
 from edgeplane.wrangler.config import (
     CONFIG_NAMES,
     DevVars,
@@ -22,7 +30,7 @@ from edgeplane.wrangler.config import (
 )
 from edgeplane.wrangler.errors import WranglerImportError
 from edgeplane.wrangler.manifests import Options, Result, Sources, add_worker
-from edgeplane.wrangler.modules import Rules, candidates, module_graph
+from edgeplane.wrangler.modules import Module, Rules, candidates, module_graph
 from edgeplane.wrangler.routes import conflict_warnings
 from edgeplane.wrangler.shape import check_config
 
@@ -36,11 +44,15 @@ def convert(
     path = find_config(config_path)
     top = load_config(path)
     result = Result(warnings=shadowed_configs(path))
-    for env in envs:
-        cfg = environment(top, env, path.name)
-        name = worker_name(cfg, top, env)
-        sources = read_sources(cfg, top, env, name, path.parent, opts, result.warnings)
-        add_worker(cfg, top, name, sources, opts, result)
+    try:
+        for env in envs:
+            cfg = environment(top, env, path.name)
+            name = worker_name(cfg, top, env)
+            sources = read_sources(cfg, top, env, name, path.parent, opts, result.warnings)
+            add_worker(cfg, top, name, sources, opts, result)
+    except WranglerImportError as e:
+        e.warnings = result.warnings  # said before the error, not lost with the output
+        raise
     result.warnings += conflict_warnings(result.docs)
     return result
 
@@ -85,12 +97,58 @@ def read_sources(
     opts: Options,
     warn: list[str],
 ) -> Sources:
-    """The module graph from the Worker's main, and .dev.vars if secrets come from there."""
+    """The Worker's modules (bundled, or with no_bundle as they are), and .dev.vars if
+    secrets come from there."""
     main, base_dir = entry_point(cfg, top, name, root, opts)
     rules = Rules.from_config(inherited(cfg, top, "rules"), warn)
-    modules, bare = module_graph(main.resolve(), DiskTree(base_dir.resolve()), rules)
+    if inherited(cfg, top, "no_bundle"):
+        modules, incomplete, summary = _unbundled(main, base_dir.resolve(), rules, root)
+    else:
+        bundled = bundle.run(_plan(cfg, top, main, base_dir, rules, root), root.resolve(),
+                             name, opts.allow_incomplete)
+        warn += bundled.warnings
+        modules, incomplete, summary = bundled.modules, bundled.unresolved, bundled.summary
     declared = declared_secrets(cfg.get("secrets"))
-    return Sources(modules, bare, read_dev_vars(root, env) if declared is None else None)
+    return Sources(modules, incomplete, read_dev_vars(root, env) if declared is None else None,
+                   summary)
+
+
+def _plan(
+    cfg: Mapping[str, Any], top: Mapping[str, Any], main: Path, base_dir: Path, rules: Rules,
+    root: Path,
+) -> Plan:
+    date = inherited(cfg, top, "compatibility_date")
+    flags = [str(f) for f in inherited(cfg, top, "compatibility_flags") or []]
+    find_all = bool(inherited(cfg, top, "find_additional_modules"))
+    return Plan(
+        entry=main,
+        out_name=out_name(main),
+        options=esbuild_options(cfg, top, root.resolve(), str(date or ""), flags),
+        node_compat=node_compat(flags),
+        additional=additional_modules(
+            bundle.project_files(base_dir.resolve()), base_dir.resolve(), main, rules, find_all
+        ),
+        find_all=find_all,
+    )
+
+
+def _unbundled(
+    main: Path, base_dir: Path, rules: Rules, root: Path
+) -> tuple[list[Module], list[str], str]:
+    """no_bundle: the modules main imports, as they are, and (as wrangler uploads them)
+    every other file under base_dir that a module rule matches."""
+    modules, bare = module_graph(main.resolve(), DiskTree(base_dir), rules)
+    have = {m.name for m in modules}
+    extra = additional_modules(bundle.project_files(base_dir), base_dir, main, rules, True)
+    modules += [
+        Module(n, k, Path(p).read_bytes()) for p, (n, k) in sorted(extra.items())
+        if n not in have
+    ]
+    home = root.resolve()
+    where = base_dir.relative_to(home).as_posix() if base_dir.is_relative_to(home) else base_dir
+    summary = f"not bundled (no_bundle): {len(modules)} modules from {where} as they are"
+    # A package import is the bundler's job; workerd has no node_modules to look in.
+    return modules, [f'"{b}" (a package, and no_bundle is set)' for b in sorted(bare)], summary
 
 
 def entry_point(

@@ -135,6 +135,18 @@ def _route(value: Any, key: str) -> None:
         string(value, key)
 
 
+def _string_table(example: str) -> Check:
+    """A table of strings (define's expressions, alias's module paths)."""
+
+    def check(value: Any, key: str) -> None:
+        if not isinstance(value, dict):
+            raise _wrong(key, "a table", value, f"e.g. {example}")
+        for name, v in value.items():
+            string(v, f"{key}.{name}")
+
+    return check
+
+
 KV = table({"binding": string, "id": string, "preview_id": string}, ("binding",),
            '{binding = "KV", id = "..."}')
 DURABLE_OBJECT = table(
@@ -158,6 +170,14 @@ WORKER_KEYS: dict[str, Check] = {
     "compatibility_flags": strings,
     "base_dir": string,
     "find_additional_modules": boolean,
+    "no_bundle": boolean,
+    "minify": boolean,
+    "keep_names": boolean,
+    "tsconfig": string,
+    "jsx_factory": string,
+    "jsx_fragment": string,
+    "define": _string_table('define = { DEBUG = "false" }: values are JavaScript expressions'),
+    "alias": _string_table('alias = { "node-fetch" = "./src/fetch-shim.js" }'),
     "vars": _vars,
     "secrets": _secrets,
     "kv_namespaces": array(KV),

@@ -1,0 +1,150 @@
+"""Runs esbuild on a wrangler project, as wrangler's bundle step does: esbuild.mjs under
+node with the esbuild edgeplane pins in its package-lock.json. The options and the
+meaning of esbuild's messages come from build.py; this module only runs and reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeplane.npm import find_pinned, lockfile_of
+from edgeplane.wrangler.build import (
+    SKIPPED_DIRS,
+    Fixes,
+    Message,
+    Plan,
+    bundle_error,
+    explain,
+)
+from edgeplane.wrangler.errors import WranglerImportError
+from edgeplane.wrangler.modules import Module
+
+SCRIPT = Path(__file__).with_name("esbuild.mjs")
+TIMEOUT = 300.0  # a big project on a slow machine; esbuild itself takes seconds
+# The lockfiles npm, pnpm, yarn and bun write, for saying which one pinned the packages.
+LOCKFILES = ("package-lock.json", "pnpm-lock.yaml", "yarn.lock", "bun.lock", "bun.lockb")
+
+
+@dataclass
+class Bundled:
+    """A bundled Worker: its modules (the bundle first) and what to say about them."""
+
+    modules: list[Module]
+    unresolved: list[str] = field(default_factory=list)  # left as imports: will not load
+    warnings: list[str] = field(default_factory=list)
+    summary: str = ""  # for the YAML header: what was bundled, with what, from where
+
+
+def find_esbuild() -> Path:
+    """The esbuild package: $EDGEPLANE_ESBUILD, else the one edgeplane's lockfile pins."""
+    explicit = os.environ.get("EDGEPLANE_ESBUILD")
+    found = Path(explicit) if explicit else find_pinned(Path("esbuild"))
+    if found is None or not (found / "package.json").is_file():
+        where = f"EDGEPLANE_ESBUILD={explicit} is not" if explicit else "no"
+        raise WranglerImportError(
+            f"{where} esbuild package found: run `npm ci` in edgeplane's repository (it pins "
+            "esbuild), or set EDGEPLANE_ESBUILD to an esbuild package directory"
+        )
+    return found
+
+
+def find_node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise WranglerImportError("bundling needs Node.js (`node` on PATH) to run esbuild")
+    return node
+
+
+def project_files(base_dir: Path) -> Iterator[Path]:
+    """Every file under base_dir, outside dependencies and tool state."""
+    for dirpath, dirnames, filenames in os.walk(base_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
+        for name in sorted(filenames):
+            yield Path(dirpath, name)
+
+
+def run(plan: Plan, root: Path, worker: str, allow_incomplete: bool) -> Bundled:
+    """Bundle plan.entry; a WranglerImportError names the first thing that stops it."""
+    esbuild = find_esbuild()
+    request = {
+        "esbuild": str(esbuild),
+        "entry": str(plan.entry),
+        "projectRoot": str(root),
+        "outName": plan.out_name,
+        "options": plan.options,
+        "additional": {path: name for path, (name, _) in plan.additional.items()},
+        "nodeCompat": list(plan.node_compat),
+        "allowIncomplete": allow_incomplete,
+    }
+    proc = subprocess.run(
+        [find_node(), str(SCRIPT)], input=json.dumps(request), capture_output=True,
+        text=True, timeout=TIMEOUT, check=False,
+    )
+    try:
+        res = json.loads(proc.stdout)
+    except ValueError:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WranglerImportError(f"{worker}: esbuild did not run: {last}") from None
+    fixes = Fixes((root / "package.json").is_file(), frozenset(res.get("builtins", ())))
+    if not res["ok"]:
+        errors = [Message.of(e) for e in res["errors"]]
+        fixes.not_utf8 = frozenset(e.file for e in errors if e.file and not _utf8(root / e.file))
+        raise bundle_error(errors, fixes, worker)
+    return Bundled(
+        modules=[Module(plan.out_name, "esModule", res["bundle"].encode()),
+                 *_additional(plan, set(res["imported"]))],
+        unresolved=[f'"{u["spec"]}" (imported by {u["importer"]})' for u in res["unresolved"]],
+        warnings=[f"{worker}: esbuild: {explain(Message.of(w), fixes)}" for w in res["warnings"]],
+        summary=_summary(plan, root, esbuild, res),
+    )
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _additional(plan: Plan, imported: set[str]) -> list[Module]:
+    """The separate modules: those the bundle imports, or all of them with
+    find_additional_modules (plan.find_all), since code may import them by computed name."""
+    return [
+        Module(name, kind, Path(path).read_bytes())
+        for path, (name, kind) in sorted(plan.additional.items(), key=lambda i: i[1][0])
+        if plan.find_all or name in imported
+    ]
+
+
+def _summary(plan: Plan, root: Path, esbuild: Path, res: dict[str, object]) -> str:
+    pinned = lockfile_of(esbuild.resolve())
+    by = f"esbuild {res['version']}"
+    if pinned:
+        by += " (pinned by edgeplane's package-lock.json)"
+    inputs = res.get("inputs") or []
+    packages = res.get("packages") or {}
+    assert isinstance(inputs, list) and isinstance(packages, dict)
+    line = f"bundled {plan.entry.relative_to(root)} with {by}: {len(inputs)} input files"
+    if packages:
+        listed = ", ".join(f"{n}@{v}" for n, v in sorted(packages.items()))
+        lock = project_lockfile(root)
+        line += f"; npm packages {listed}" + (f" (from {lock})" if lock else " (no lockfile)")
+    return line
+
+
+def project_lockfile(root: Path) -> Path | None:
+    """The lockfile that pinned the project's packages: in the project or, in a monorepo,
+    the nearest directory above it."""
+    for d in (root, *root.parents):
+        for name in LOCKFILES:
+            if (d / name).is_file():
+                return d / name
+    return None

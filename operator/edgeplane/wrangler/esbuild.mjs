@@ -1,0 +1,140 @@
+// `edgeplane import`'s bundler: one esbuild build, as wrangler runs it, driven by
+// edgeplane/wrangler/bundle.py. Reads a JSON request on stdin, writes a JSON result on
+// stdout; every decision about what the request holds is made in Python (build.py).
+//
+// Request: { esbuild, entry, projectRoot, outName, options, additional, nodeCompat,
+//            allowIncomplete }
+// Result:  { ok, errors, warnings, bundle, imported, unresolved, inputs, packages, version,
+//            builtins }
+import { readFileSync } from "node:fs";
+import { builtinModules, createRequire } from "node:module";
+import path from "node:path";
+
+const request = JSON.parse(readFileSync(0, "utf8"));
+const esbuild = createRequire(path.join(request.esbuild, "package.json"))(request.esbuild);
+const additional = new Map(Object.entries(request.additional)); // abs path -> module name
+const builtins = new Set(builtinModules.filter((m) => !m.startsWith("_")));
+const imported = new Set(); // additional modules the bundle imports
+const unresolved = []; // {spec, importer} left external with --allow-incomplete
+
+const rel = (file) => path.relative(request.projectRoot, file).split(path.sep).join("/");
+
+// Node's built-ins: external `node:` imports with nodejs_compat, else an error that says
+// which flag to add. `cloudflare:` and `workerd:` modules are the runtime's own.
+function runtimeModules(build) {
+  build.onResolve({ filter: /^(cloudflare|workerd):/ }, (a) => ({ path: a.path, external: true }));
+  build.onResolve({ filter: /^[^./]/ }, (a) => {
+    const prefixed = a.path.startsWith("node:");
+    const name = a.path.replace(/^node:/, "");
+    if (!prefixed && !builtins.has(name.split("/")[0])) return undefined;
+    if (request.nodeCompat.includes("*") || request.nodeCompat.includes(name)) {
+      return { path: `node:${name}`, external: true };
+    }
+    // Without the flag a bare "buffer" may still be the npm package of that name.
+    if (!prefixed) return undefined;
+    return {
+      errors: [{
+        text: `"${a.path}" is a Node.js built-in module; add "nodejs_compat" to ` +
+          "compatibility_flags for workerd to provide it",
+      }],
+    };
+  });
+}
+
+// Files that ship as modules of their own (Text, Data, CompiledWasm rules, and every rule
+// match with find_additional_modules): the import stays, renamed to the module's name
+// beside the bundle.
+function additionalModules(build) {
+  build.onResolve({ filter: /^\.\.?\// }, async (a) => {
+    const bare = a.path.replace(/\?module$/, "");
+    const file = path.resolve(a.resolveDir, bare);
+    const name = additional.get(file);
+    if (name === undefined) return undefined;
+    imported.add(name);
+    return { path: `./${name}`, external: true };
+  });
+}
+
+// With --allow-incomplete an import that does not resolve stays as written and is listed;
+// without, esbuild's own error stands.
+function incomplete(build) {
+  if (!request.allowIncomplete) return;
+  build.onResolve({ filter: /.*/ }, async (a) => {
+    if (a.pluginData?.probe || a.kind === "entry-point") return undefined;
+    const found = await build.resolve(a.path, {
+      kind: a.kind, resolveDir: a.resolveDir, importer: a.importer, pluginData: { probe: true },
+    });
+    if (found.errors.length === 0) return undefined;
+    unresolved.push({ spec: a.path, importer: rel(a.importer) });
+    return { path: a.path, external: true };
+  });
+}
+
+function message(m) {
+  const loc = m.location;
+  return {
+    text: m.text + (m.notes || []).map((n) => ` (${n.text})`).join(""),
+    file: loc ? loc.file : null,
+    line: loc ? loc.line : null,
+    lineText: loc ? loc.lineText : null,
+  };
+}
+
+// Each npm package the bundle took code from, with the version its package.json says.
+function packages(inputs) {
+  const found = {};
+  for (const input of inputs) {
+    const m = input.match(/(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//g);
+    if (!m) continue;
+    const dir = input.slice(0, input.lastIndexOf(m[m.length - 1]) + m[m.length - 1].length);
+    const name = m[m.length - 1].replace(/^\/?node_modules\//, "").replace(/\/$/, "");
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(request.projectRoot, dir, "package.json")));
+      found[name] = pkg.version || "?";
+    } catch {
+      found[name] = "?";
+    }
+  }
+  return found;
+}
+
+let result;
+try {
+  const out = await esbuild.build({
+    ...request.options,
+    entryPoints: [request.entry],
+    absWorkingDir: request.projectRoot,
+    outfile: path.join(request.projectRoot, request.outName),
+    bundle: true,
+    write: false,
+    metafile: true,
+    logLevel: "silent",
+    plugins: [
+      { name: "edgeplane-incomplete", setup: incomplete },
+      { name: "edgeplane-additional", setup: additionalModules },
+      { name: "edgeplane-runtime", setup: runtimeModules },
+    ],
+  });
+  const js = out.outputFiles.find((f) => f.path.endsWith(".js"));
+  const inputs = Object.keys(out.metafile.inputs);
+  result = {
+    ok: true,
+    errors: [],
+    warnings: out.warnings.map(message),
+    bundle: js.text,
+    imported: [...imported].sort(),
+    unresolved,
+    inputs,
+    packages: packages(inputs),
+  };
+} catch (e) {
+  result = {
+    ok: false,
+    errors: (e.errors || [{ text: String(e) }]).map(message),
+    warnings: (e.warnings || []).map(message),
+    unresolved,
+  };
+}
+result.version = esbuild.version;
+result.builtins = [...builtins];
+process.stdout.write(JSON.stringify(result));
