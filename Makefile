@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup k8s helm test test-unit lint crds demo demo-down bench clean
+.PHONY: setup k8s helm test test-unit lint crds demo demo-down bench clean corpus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,22 @@ node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# The wrangler projects `edgeplane import` is tested on (create-cloudflare's templates) and
+# the packages they import, from the npm registry, pinned; their install scripts never run.
+CORPUS := tests/corpus/current tests/corpus/c3-2.25
+CORPUS_STAMPS := $(addsuffix /node_modules/.package-lock.json,$(CORPUS))
+tests/corpus/%/node_modules/.package-lock.json: tests/corpus/%/package-lock.json
+	cd tests/corpus/$* && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+corpus: $(CORPUS_STAMPS) $(STAMP) node_modules/.package-lock.json
+	$(BIN)/python -m tests.corpus.run
+
 k8s: ; @tools/build-k8s.sh >/dev/null
 
 helm: ; @tools/build-helm.sh >/dev/null
 
-setup: $(STAMP) node_modules/.package-lock.json k8s helm
+setup: $(STAMP) node_modules/.package-lock.json $(CORPUS_STAMPS) k8s helm
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@ is reported, and what is refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -509,3 +510,43 @@ def test_target_labels_select_edge_locations(capsys: pytest.CaptureFixture[str])
     # A label value the apiserver would refuse is refused here already.
     assert main([str(DATA / "hello-toml"), "--target", "region=not a value"]) == 1
     assert "would be rejected" in capsys.readouterr().err
+
+
+def test_a_packages_wasm_ships_beside_the_bundle_named_by_its_content(tmp_path: Path) -> None:
+    wasm = (DATA / "api-jsonc" / "assets" / "add.wasm").read_bytes()
+    files: dict[str, str | bytes] = {
+        "src/index.js": 'import add from "adder/add.wasm";\nimport page from "#page";\n'
+                        "export default { fetch() { return new Response(page + add); } };\n",
+        "src/page.html": "<p>hi</p>",
+        "package.json": '{"name": "w", "imports": {"#page": "./src/page.html"}}',
+        "node_modules/adder/package.json": '{"name": "adder", "version": "1.2.3"}',
+        "node_modules/adder/add.wasm": wasm,
+    }
+    result = convert(_project(tmp_path, files, BASIC))
+    w = one(result, "Worker", "w")
+    sources = module_sources(result, w)
+    digest = hashlib.sha1(wasm).hexdigest()
+    assert {m["name"]: m.get("type", "esModule") for m in w["spec"]["modules"]} == {
+        "index.js": "esModule", "page.html": "text", f"{digest}-add.wasm": "wasm",
+    }
+    assert sources[f"{digest}-add.wasm"] == wasm
+    bundle = sources["index.js"]
+    assert isinstance(bundle, str)
+    assert f'from "./{digest}-add.wasm"' in bundle and 'from "./page.html"' in bundle
+
+
+def test_a_bundle_too_big_for_a_config_map_is_minified_and_says_so(tmp_path: Path) -> None:
+    # Code whose whitespace alone takes it over the budget: ~1.02 MB, ~0.84 MB without.
+    rows = "".join(f'    key_{i}: {{ value: {i}, label: "label {i}" }},\n' for i in range(20_000))
+    files = {"src/index.js": 'export * from "./many.js";\nexport default { fetch() {} };\n',
+             "src/many.js": "export const table = {\n" + rows + "};\n"}
+    result = convert(_project(tmp_path, files, BASIC))
+    built = result.built["w"]
+    assert "minified (whitespace and syntax) to fit one ConfigMap" in built
+    assert any("set minify = true to choose this yourself" in w for w in result.warnings)
+    bundle = module_sources(result, one(result, "Worker", "w"))["index.js"]
+    assert isinstance(bundle, str) and "key_19999:" in bundle  # names as written
+    # The project chose minify itself: nothing is done behind its back.
+    with pytest.raises(WranglerImportError, match="more than one ConfigMap holds"):
+        big = 'export const big = "' + "x" * CONFIG_MAP_BUDGET + '";'
+        convert(_project(tmp_path / "p2", {"src/index.js": big}, BASIC + "minify = true\n"))

@@ -12,11 +12,13 @@ from edgeplane.wrangler.build import (
     Fixes,
     Message,
     additional_modules,
+    compactions,
     esbuild_options,
     explain,
     node_compat,
     out_name,
     package_name,
+    separate_extensions,
 )
 from edgeplane.wrangler.modules import Rules
 
@@ -159,3 +161,36 @@ BUILTINS = frozenset({"fs", "buffer", "crypto"})
 )
 def test_explain(message: Message, fixes: Fixes, line: str) -> None:
     assert explain(message, fixes) == line
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        ([], {".txt": "text", ".html": "text", ".sql": "text", ".bin": "data",
+              ".wasm": "wasm"}),
+        # A project's rule comes first; a glob that is not `**/*.ext` names no extension.
+        ([{"type": "Data", "globs": ["**/*.png", "src/*.md"]},
+          {"type": "Data", "globs": ["**/*.txt"]}],
+         {".png": "data", ".txt": "data", ".html": "text", ".sql": "text", ".bin": "data",
+          ".wasm": "wasm"}),
+        ([{"type": "ESModule", "globs": ["**/*.mjs"]}],
+         {".txt": "text", ".html": "text", ".sql": "text", ".bin": "data", ".wasm": "wasm"}),
+    ],
+)
+def test_separate_extensions(rules: list[dict[str, Any]], expected: dict[str, str]) -> None:
+    assert separate_extensions(Rules.from_config(rules, [])) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "tried"),
+    [
+        ({"minify": False, "keepNames": True},
+         [("whitespace and syntax", {"minify": False, "keepNames": True,
+                                     "minifyWhitespace": True, "minifySyntax": True}),
+          ("whitespace, syntax and identifiers", {"minify": True, "keepNames": True})]),
+        # The project chose minify itself: its bundle is what it is.
+        ({"minify": True, "keepNames": True}, []),
+    ],
+)
+def test_compactions(options: dict[str, Any], tried: list[tuple[str, dict[str, Any]]]) -> None:
+    assert compactions(options) == tried

@@ -41,6 +41,8 @@ class Plan:
     # absolute file -> (module name relative to base_dir, module type)
     additional: dict[str, tuple[str, str]]
     find_all: bool  # ship every additional module, imported or not
+    # file extension -> module type, for separate modules from outside base_dir
+    separate: dict[str, str]
 
 
 def node_compat(flags: Iterable[str]) -> tuple[str, ...]:
@@ -106,6 +108,34 @@ def additional_modules(
     return out
 
 
+# What a bundle too big for one ConfigMap is built again with, in turn: whitespace and
+# syntax first (names and code as written), then identifiers too; names stay (keepNames).
+COMPACTIONS: tuple[tuple[str, dict[str, bool]], ...] = (
+    ("whitespace and syntax", {"minifyWhitespace": True, "minifySyntax": True}),
+    ("whitespace, syntax and identifiers", {"minify": True}),
+)
+
+
+def compactions(options: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The builds to try, in order, for a bundle that does not fit: none if the config
+    already minifies (the user chose the output)."""
+    if options.get("minify"):
+        return []
+    return [(what, {**options, **extra}) for what, extra in COMPACTIONS]
+
+
+def separate_extensions(rules: Rules) -> dict[str, str]:
+    """The extensions whose files ship as separate modules wherever they are (a package's
+    .wasm, say), from the rules of the form `**/*.ext`; the first rule wins."""
+    out: dict[str, str] = {}
+    for kind, globs in rules.globs:
+        for glob in globs:
+            hit = re.fullmatch(r"\*\*/\*(\.[A-Za-z0-9_]+)", glob)
+            if hit and kind in SEPARATE_TYPES:
+                out.setdefault(hit.group(1), kind)
+    return out
+
+
 def out_name(entry: PurePath) -> str:
     """The bundle's module name: the entry's, as JavaScript (wrangler names it so)."""
     return f"{entry.stem}.js"
@@ -163,6 +193,12 @@ def unresolved_advice(spec: str, fixes: Fixes) -> str:
         return (
             f'cannot import "{spec}", a Node.js built-in module; add "nodejs_compat" to '
             "compatibility_flags"
+        )
+    if spec.startswith("virtual:"):
+        return (
+            f'cannot import "{spec}", a module a Vite plugin generates: build the project '
+            "with its framework first (e.g. `npm run build`) and import the built Worker "
+            "with --main"
         )
     if spec.startswith(("./", "../", "/")):
         return f'cannot import "{spec}": no such file (tried the extensions esbuild tries)'

@@ -78,6 +78,7 @@ def run(plan: Plan, root: Path, worker: str, allow_incomplete: bool) -> Bundled:
         "outName": plan.out_name,
         "options": plan.options,
         "additional": {path: name for path, (name, _) in plan.additional.items()},
+        "separate": plan.separate,
         "nodeCompat": list(plan.node_compat),
         "allowIncomplete": allow_incomplete,
     }
@@ -97,7 +98,9 @@ def run(plan: Plan, root: Path, worker: str, allow_incomplete: bool) -> Bundled:
         raise bundle_error(errors, fixes, worker)
     return Bundled(
         modules=[Module(plan.out_name, "esModule", res["bundle"].encode()),
-                 *_additional(plan, set(res["imported"]))],
+                 *_additional(plan, set(res["imported"])),
+                 *(Module(name, o["type"], Path(o["path"]).read_bytes())
+                   for name, o in sorted(res["outside"].items()))],
         unresolved=[f'"{u["spec"]}" (imported by {u["importer"]})' for u in res["unresolved"]],
         warnings=[f"{worker}: esbuild: {explain(Message.of(w), fixes)}" for w in res["warnings"]],
         summary=_summary(plan, root, esbuild, res),

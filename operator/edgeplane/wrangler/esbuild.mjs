@@ -2,11 +2,12 @@
 // edgeplane/wrangler/bundle.py. Reads a JSON request on stdin, writes a JSON result on
 // stdout; every decision about what the request holds is made in Python (build.py).
 //
-// Request: { esbuild, entry, projectRoot, outName, options, additional, nodeCompat,
-//            allowIncomplete }
-// Result:  { ok, errors, warnings, bundle, imported, unresolved, inputs, packages, version,
-//            builtins }
-import { readFileSync } from "node:fs";
+// Request: { esbuild, entry, projectRoot, outName, options, additional, separate,
+//            nodeCompat, allowIncomplete }
+// Result:  { ok, errors, warnings, bundle, imported, outside, unresolved, inputs, packages,
+//            version, builtins }
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
 
@@ -15,6 +16,7 @@ const esbuild = createRequire(path.join(request.esbuild, "package.json"))(reques
 const additional = new Map(Object.entries(request.additional)); // abs path -> module name
 const builtins = new Set(builtinModules.filter((m) => !m.startsWith("_")));
 const imported = new Set(); // additional modules the bundle imports
+const outside = {}; // name -> {path, type}: separate modules from outside base_dir
 const unresolved = []; // {spec, importer} left external with --allow-incomplete
 
 const rel = (file) => path.relative(request.projectRoot, file).split(path.sep).join("/");
@@ -43,13 +45,35 @@ function runtimeModules(build) {
 
 // Files that ship as modules of their own (Text, Data, CompiledWasm rules, and every rule
 // match with find_additional_modules): the import stays, renamed to the module's name
-// beside the bundle.
+// beside the bundle. Such a file outside base_dir (a package's .wasm, say) is named by a
+// hash of its content, as wrangler names it.
 function additionalModules(build) {
-  build.onResolve({ filter: /^\.\.?\// }, async (a) => {
-    const bare = a.path.replace(/\?module$/, "");
-    const file = path.resolve(a.resolveDir, bare);
-    const name = additional.get(file);
-    if (name === undefined) return undefined;
+  build.onResolve({ filter: /.*/ }, async (a) => {
+    if (a.pluginData?.probe || a.kind === "entry-point") return undefined;
+    const spec = a.path.replace(/\?module$/, "");
+    let type = request.separate[path.extname(spec)];
+    let file;
+    if (/^\.\.?\//.test(spec)) {
+      file = path.resolve(a.resolveDir, spec);
+    } else if (type !== undefined || spec.startsWith("#")) {
+      // A package's file, or a subpath import (package.json "imports") that may name one.
+      const found = await build.resolve(spec, {
+        kind: a.kind, resolveDir: a.resolveDir, importer: a.importer,
+        pluginData: { probe: true },
+      });
+      if (found.errors.length > 0 || found.external) return undefined;
+      file = found.path;
+      type = request.separate[path.extname(file)];
+    } else {
+      return undefined;
+    }
+    let name = additional.get(file);
+    if (name === undefined) {
+      if (type === undefined || !existsSync(file)) return undefined;
+      const digest = createHash("sha1").update(readFileSync(file)).digest("hex");
+      name = `${digest}-${path.basename(file)}`;
+      outside[name] = { path: file, type };
+    }
     imported.add(name);
     return { path: `./${name}`, external: true };
   });
@@ -123,6 +147,7 @@ try {
     warnings: out.warnings.map(message),
     bundle: js.text,
     imported: [...imported].sort(),
+    outside,
     unresolved,
     inputs,
     packages: packages(inputs),

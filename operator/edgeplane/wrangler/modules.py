@@ -82,19 +82,23 @@ def _glob_re(glob: str) -> re.Pattern[str]:
 class Rules:
     """Module type by file name: the project's `rules` first, then wrangler's defaults."""
 
-    rules: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
+    globs: tuple[tuple[str, tuple[str, ...]], ...]  # (module type, globs), first match wins
+    rules: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...] = ()  # the same, compiled
+
+    def __post_init__(self) -> None:
+        compiled = tuple((k, tuple(_glob_re(g) for g in gs)) for k, gs in self.globs)
+        object.__setattr__(self, "rules", compiled)
 
     @classmethod
     def from_config(cls, raw: Any, warn: list[str]) -> Rules:
-        rules: list[tuple[str, tuple[re.Pattern[str], ...]]] = []
+        globs: list[tuple[str, tuple[str, ...]]] = []
         for r in raw or []:
             kind = WRANGLER_RULE_TYPES.get(str(r.get("type")))
             if kind is None:
                 warn.append(f"rules: module type {r.get('type')!r} is not supported; ignored")
                 continue
-            rules.append((kind, tuple(_glob_re(g) for g in r.get("globs", []))))
-        rules += [(k, tuple(_glob_re(g) for g in gs)) for k, gs in DEFAULT_RULES]
-        return cls(tuple(rules))
+            globs.append((kind, tuple(str(g) for g in r.get("globs", []))))
+        return cls((*globs, *DEFAULT_RULES))
 
     def type_of(self, name: str) -> str | None:
         for kind, globs in self.rules:

@@ -5,7 +5,7 @@ read here into manifests without touching the filesystem."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -14,9 +14,11 @@ from edgeplane.wrangler.bindings import declared_secrets
 from edgeplane.wrangler.build import (
     Plan,
     additional_modules,
+    compactions,
     esbuild_options,
     node_compat,
     out_name,
+    separate_extensions,
 )
 from edgeplane.wrangler.config import (
     CONFIG_NAMES,
@@ -29,7 +31,14 @@ from edgeplane.wrangler.config import (
     worker_name,
 )
 from edgeplane.wrangler.errors import WranglerImportError
-from edgeplane.wrangler.manifests import Options, Result, Sources, add_worker
+from edgeplane.wrangler.manifests import (
+    CONFIG_MAP_BUDGET,
+    Options,
+    Result,
+    Sources,
+    add_worker,
+    stored_size,
+)
 from edgeplane.wrangler.modules import Module, Rules, candidates, module_graph
 from edgeplane.wrangler.routes import conflict_warnings
 from edgeplane.wrangler.shape import check_config
@@ -104,13 +113,32 @@ def read_sources(
     if inherited(cfg, top, "no_bundle"):
         modules, incomplete, summary = _unbundled(main, base_dir.resolve(), rules, root)
     else:
-        bundled = bundle.run(_plan(cfg, top, main, base_dir, rules, root), root.resolve(),
-                             name, opts.allow_incomplete)
+        bundled = _bundle(_plan(cfg, top, main, base_dir, rules, root), root.resolve(), name,
+                          opts.allow_incomplete)
         warn += bundled.warnings
         modules, incomplete, summary = bundled.modules, bundled.unresolved, bundled.summary
     declared = declared_secrets(cfg.get("secrets"))
     return Sources(modules, incomplete, read_dev_vars(root, env) if declared is None else None,
                    summary)
+
+
+def _bundle(plan: Plan, root: Path, name: str, allow_incomplete: bool) -> bundle.Bundled:
+    """The bundle, built again smaller while it does not fit one ConfigMap (a module's
+    home); said in the header and a warning, never silently."""
+    bundled = bundle.run(plan, root, name, allow_incomplete)
+    size = stored_size(bundled.modules[0])
+    for what, options in compactions(plan.options):
+        if size <= CONFIG_MAP_BUDGET:
+            break
+        smaller = bundle.run(replace(plan, options=options), root, name, allow_incomplete)
+        new_size = stored_size(smaller.modules[0])
+        note = (f"minified ({what}) to fit one ConfigMap: {size:,.0f} -> {new_size:,.0f} "
+                "bytes; set minify = true to choose this yourself, or serve the bundle "
+                "from a url module")
+        smaller.summary += f"; {note}"
+        smaller.warnings.append(f"{name}: {note}")
+        bundled, size = smaller, new_size
+    return bundled
 
 
 def _plan(
@@ -129,6 +157,7 @@ def _plan(
             bundle.project_files(base_dir.resolve()), base_dir.resolve(), main, rules, find_all
         ),
         find_all=find_all,
+        separate=separate_extensions(rules),
     )
 
 
