@@ -19,9 +19,10 @@ Each project falls in one of four kinds; the share that counts is of the first:
 - build-first: its main module is made by its framework's build (a missing main with a
   build script in package.json, or a `virtual:` module a Vite plugin makes): wrangler
   deploy cannot deploy it without that build either;
-- not-a-project: no main and nothing else to deploy, or a main that is not there and no
-  build that makes it (create-cloudflare's partial templates, which a framework's own
-  generator completes).
+- not-a-project: what wrangler deploy refuses as well: no name or compatibility_date (a
+  test harness's config), no main and nothing else to deploy, or a main that is not
+  there and no build that makes it (create-cloudflare's partial templates, which a
+  framework's own generator completes).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def kind_of(config: Path) -> str:
     except WranglerImportError:
         return "supported"  # a config edgeplane cannot read is a refusal that counts
     main = top.get("main")
+    if not top.get("name") or not top.get("compatibility_date"):
+        return "not-a-project"  # wrangler deploy refuses it too (a test harness's config)
     if not isinstance(main, str) or not (config.parent / main).is_file():
         package = config.parent / "package.json"
         builds = package.is_file() and '"build"' in package.read_text(errors="replace")

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgeplane.npm import find_pinned, lockfile_of
 from edgeplane.wrangler.build import (
@@ -127,27 +128,33 @@ def _additional(plan: Plan, imported: set[str]) -> list[Module]:
     ]
 
 
-def _summary(plan: Plan, root: Path, esbuild: Path, res: dict[str, object]) -> str:
-    pinned = lockfile_of(esbuild.resolve())
+def _summary(plan: Plan, root: Path, esbuild: Path, res: dict[str, Any]) -> str:
     by = f"esbuild {res['version']}"
-    if pinned:
+    if lockfile_of(esbuild.resolve()):
         by += " (pinned by edgeplane's package-lock.json)"
-    inputs = res.get("inputs") or []
-    packages = res.get("packages") or {}
-    assert isinstance(inputs, list) and isinstance(packages, dict)
-    line = f"bundled {plan.entry.relative_to(root)} with {by}: {len(inputs)} input files"
+    line = f"bundled {plan.entry.relative_to(root)} with {by}: {len(res['inputs'])} input files"
+    packages: dict[str, dict[str, str]] = res["packages"]
     if packages:
-        listed = ", ".join(f"{n}@{v}" for n, v in sorted(packages.items()))
-        lock = project_lockfile(root)
-        line += f"; npm packages {listed}" + (f" (from {lock})" if lock else " (no lockfile)")
+        listed = ", ".join(f"{n}@{p['version']}" for n, p in sorted(packages.items()))
+        locks = sorted({str(_shown(lock, root)) if (lock := package_lockfile(Path(p["dir"])))
+                        else "no lockfile" for p in packages.values()})
+        line += f"; npm packages {listed} (from {', '.join(locks)})"
     return line
 
 
-def project_lockfile(root: Path) -> Path | None:
-    """The lockfile that pinned the project's packages: in the project or, in a monorepo,
-    the nearest directory above it."""
-    for d in (root, *root.parents):
+def package_lockfile(package_dir: Path) -> Path | None:
+    """The lockfile that pinned an installed package: in the nearest directory above it
+    that is not a node_modules (the project's, or a monorepo's root)."""
+    for d in package_dir.resolve().parents:
+        if "node_modules" in d.parts:
+            continue
         for name in LOCKFILES:
             if (d / name).is_file():
                 return d / name
     return None
+
+
+def _shown(path: Path, root: Path) -> Path:
+    """A path as the header shows it: from the project's directory when it is near."""
+    rel = Path(os.path.relpath(path, root))
+    return rel if len(rel.parts) <= 4 else path

@@ -104,20 +104,21 @@ function message(m) {
   };
 }
 
-// Each npm package the bundle took code from, with the version its package.json says.
+// Each npm package the bundle took code from: its directory and the version its
+// package.json says.
 function packages(inputs) {
   const found = {};
   for (const input of inputs) {
-    const m = input.match(/(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//g);
-    if (!m) continue;
-    const dir = input.slice(0, input.lastIndexOf(m[m.length - 1]) + m[m.length - 1].length);
-    const name = m[m.length - 1].replace(/^\/?node_modules\//, "").replace(/\/$/, "");
+    const hits = [...input.matchAll(/(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//g)];
+    if (hits.length === 0) continue;
+    const last = hits[hits.length - 1];
+    const name = last[1];
+    const dir = path.resolve(request.projectRoot, input.slice(0, last.index + last[0].length));
+    let version = "?";
     try {
-      const pkg = JSON.parse(readFileSync(path.join(request.projectRoot, dir, "package.json")));
-      found[name] = pkg.version || "?";
-    } catch {
-      found[name] = "?";
-    }
+      version = JSON.parse(readFileSync(path.join(dir, "package.json"))).version || "?";
+    } catch {}
+    found[name] = { version, dir };
   }
   return found;
 }
