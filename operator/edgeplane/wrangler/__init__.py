@@ -3,10 +3,16 @@ Worker, WorkerRoute and ConfigMap manifests.
 
 What maps, and how:
 
-- `name`, `main` and the module graph: starting at `main`, every relative `import`,
-  `export ... from`, `import("...")` and `require("...")` is followed to a file inside the
-  project; each file becomes a module named by its path relative to `base_dir` (default:
-  the directory of `main`, as wrangler does without a bundler). The sources go into
+- `name`, `main` and the code: bundled as `wrangler deploy` bundles it (build.py decides
+  esbuild's options from the config, bundle.py runs esbuild.mjs under node with the
+  esbuild edgeplane's package-lock.json pins): TypeScript, JSX, npm packages from the
+  project's node_modules, `rules`, `base_dir`, `find_additional_modules`, `minify`,
+  `keep_names`, `define`, `alias`, `tsconfig`, `jsx_*`, and Node's built-ins with the
+  nodejs_compat flags. Text, Data and Wasm files ship as modules beside the bundle. With
+  `no_bundle` the modules go out as they are: every relative `import`, `export ... from`,
+  `import("...")` and `require("...")` is followed from `main` (modules.py), and every
+  other file under `base_dir` a rule matches is added, as wrangler uploads them. An import
+  that will not load stops the command unless --allow-incomplete. The sources go into
   ConfigMaps (`configMapKeyRef`), never inline, so a Worker is not limited by the 1 MiB
   inline limit, and the Worker object stays small.
 - `compatibility_date`, `compatibility_flags`.
@@ -20,18 +26,20 @@ What maps, and how:
 - `route` / `routes`: strings, `{pattern, zone_name | zone_id}`, or
   `{pattern, custom_domain = true}` (the whole host: `host/*`).
 - `[env.<name>]`: a separate Worker named `<name>-<env>` (or the environment's `name`).
-  Like wrangler, `main`, compatibility date and flags and routes are inherited from the top
-  level; vars, secrets and bindings are not.
+  Like wrangler, `main`, compatibility date and flags, routes and the build settings are
+  inherited from the top level; vars, define, secrets and bindings are not.
 
 Anything else that changes what the Worker does (R2, D1, queues, crons, migrations, ...)
 is listed by name in a warning on stderr; keys that only steer wrangler's tooling are
-listed as ignored. Nothing is dropped silently.
+listed as ignored. Nothing is dropped silently. `--check` starts the result in a
+throw-away workerd (trial.py writes its config, check.py runs it) before writing.
 
-Layout: project.py and cli.py read and write files; everything else is pure, values in and
-values out. config.py (the configuration), shape.py (the types its keys must have, checked
-before anything reads them), modules.py (the module graph, walked over a
+Layout: project.py, bundle.py, check.py and cli.py read files and run processes;
+everything else is pure, values in and values out. config.py (the configuration),
+shape.py (the types its keys must have, checked before anything reads them), build.py
+(esbuild's options and messages), modules.py (the unbundled module graph, walked over a
 SourceTree), bindings.py, routes.py and manifests.py (one Worker's objects), output.py
-(the YAML and the messages), comments.py (JSONC and JavaScript comments).
+(the YAML and the messages), comments.py (JSONC and JavaScript comments), trial.py.
 """
 
 from edgeplane.wrangler.cli import main
