@@ -160,7 +160,16 @@ def test_environment_inherits_main_date_flags_but_not_vars_or_bindings() -> None
     assert [r["spec"]["pattern"] for r in staging_routes] == [
         "staging.hello.wrangler-import.test/*"
     ]
-    assert "hello-wrangler-staging" not in result.unsupported
+    # It inherits the crons and observability it cannot run, and none of the top level's
+    # bindings: both are said, not dropped.
+    inherited = "(inherited from the top level)"
+    assert result.unsupported["hello-wrangler-staging"] == [
+        f"observability {inherited}", f"triggers {inherited}"
+    ]
+    assert result.ignored["hello-wrangler-staging"] == [f"account_id {inherited}"]
+    assert result.not_inherited == {
+        "hello-wrangler-staging": ["kv_namespaces", "r2_buckets", "secrets"]
+    }
 
 
 # --- api-jsonc: JSONC, deep module graph, wasm + json modules, services, DOs ----------------

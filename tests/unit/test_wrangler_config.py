@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 
 from edgeplane.wrangler.config import (
+    INHERITABLE_KEYS,
+    NON_INHERITABLE_KEYS,
+    TOP_LEVEL_ONLY_KEYS,
+    KeyReport,
     all_environments,
     dev_var_names,
     dev_vars_files,
@@ -148,16 +152,81 @@ def test_worker_name_refuses(
     ("cfg", "unsupported", "ignored"),
     [
         ({"name": "w", "vars": {}}, [], []),
-        ({"r2_buckets": [{}], "account_id": "a", "triggers": {"crons": []}},
+        ({"r2_buckets": [{}], "account_id": "a", "triggers": {"crons": ["* * * * *"]}},
          ["r2_buckets", "triggers"], ["account_id"]),
         # Empty or off configures nothing, so it is not reported.
         ({"r2_buckets": [], "workers_dev": False, "queues": {}, "logpush": None}, [], []),
+        ({"triggers": {"crons": []}, "observability": {"enabled": False}}, [], []),
+        ({"observability": {"enabled": False, "head_sampling_rate": 0.5}},
+         ["observability"], []),
         ({"workers_dev": True, "minify": True, "$schema": "x"}, ["workers_dev"],
          ["$schema", "minify"]),
     ],
 )
 def test_key_report(cfg: dict[str, Any], unsupported: list[str], ignored: list[str]) -> None:
-    assert key_report(cfg) == (unsupported, ignored)
+    assert key_report(cfg) == KeyReport(unsupported, ignored, [])
+    assert key_report(cfg, cfg) == KeyReport(unsupported, ignored, [])  # the top level
+
+
+INH = " (inherited from the top level)"
+ENV_TOP = {
+    "name": "w", "main": "a.js", "$schema": "x", "minify": True,
+    "triggers": {"crons": ["* * * * *"]}, "assets": {"directory": "public"},
+    "vars": {"A": "x"}, "kv_namespaces": [{"binding": "K", "id": "k"}], "define": {"X": "1"},
+    "r2_buckets": [{"binding": "B"}], "d1_databases": [], "site": {"bucket": "p"},
+    "env": {"staging": {}},
+}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "expected"),
+    [
+        # Inherited unsupported keys are this Worker's too; non-inheritable ones it lacks.
+        ({}, KeyReport(
+            ["assets" + INH, "site" + INH, "triggers" + INH], ["minify" + INH],
+            ["define", "kv_namespaces", "r2_buckets", "vars"])),
+        # Its own value overrides (and is reported as its own, or not when it is off).
+        ({"triggers": {"crons": []}, "assets": {"directory": "x"}, "minify": False},
+         KeyReport(["assets", "site" + INH], ["minify"],
+                   ["define", "kv_namespaces", "r2_buckets", "vars"])),
+        # Its own bindings: nothing missing.
+        ({"vars": {}, "kv_namespaces": [], "define": {}, "r2_buckets": [{"binding": "B"}]},
+         KeyReport(["assets" + INH, "r2_buckets", "site" + INH, "triggers" + INH],
+                   ["minify" + INH], [])),
+    ],
+)
+def test_key_report_of_an_environment_sees_what_it_inherits(
+    cfg: dict[str, Any], expected: KeyReport
+) -> None:
+    assert key_report(cfg, ENV_TOP) == expected
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["main", "compatibility_date", "compatibility_flags", "route", "routes", "rules",
+     "base_dir", "find_additional_modules", "no_bundle", "minify", "keep_names", "tsconfig",
+     "jsx_factory", "jsx_fragment", "triggers", "usage_model", "limits", "placement",
+     "assets", "observability", "logpush", "migrations", "workers_dev", "build",
+     "upload_source_maps", "preserve_file_names", "node_compat"],
+)
+def test_inheritable_keys(key: str) -> None:
+    assert key in INHERITABLE_KEYS and key not in NON_INHERITABLE_KEYS
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["vars", "define", "secrets", "durable_objects", "kv_namespaces", "r2_buckets",
+     "d1_databases", "services", "queues", "hyperdrive", "ai", "browser", "tail_consumers",
+     "analytics_engine_datasets", "vectorize", "send_email", "workflows", "unsafe"],
+)
+def test_non_inheritable_keys(key: str) -> None:
+    assert key in NON_INHERITABLE_KEYS and key not in INHERITABLE_KEYS
+
+
+def test_the_key_sets_do_not_overlap() -> None:
+    assert not INHERITABLE_KEYS & NON_INHERITABLE_KEYS
+    assert not INHERITABLE_KEYS & TOP_LEVEL_ONLY_KEYS
+    assert not NON_INHERITABLE_KEYS & TOP_LEVEL_ONLY_KEYS
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ What maps, and how:
   `{pattern, custom_domain = true}` (the whole host: `host/*`).
 - `[env.<name>]`: a separate Worker named `<name>-<env>` (or the environment's `name`).
   Like wrangler, `main`, compatibility date and flags and routes are inherited from the top
-  level; vars, secrets and bindings are not.
+  level; vars, secrets and bindings are not (config.py holds which keys are which). A key an
+  environment inherits but edgeplane does not map is reported for its Worker, marked
+  inherited; top-level bindings it does not inherit are named in a note.
 
 Anything else that changes what the Worker does (R2, D1, queues, crons, migrations, ...)
 is listed by name in a warning on stderr; keys that only steer wrangler's tooling are

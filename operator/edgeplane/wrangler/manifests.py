@@ -56,6 +56,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     unsupported: dict[str, list[str]] = field(default_factory=dict)  # Worker -> keys
     ignored: dict[str, list[str]] = field(default_factory=dict)  # Worker -> tooling keys
+    # Worker -> top-level bindings its environment does not inherit (so it has none)
+    not_inherited: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def add_worker(
     """One Worker (cfg: the top level or an [env.x] table) into result. The checks run in a
     fixed order (date, module sources, bindings, Worker, routes), so a project with several
     problems always gets the same first error."""
-    _report_keys(cfg, name, result)
+    _report_keys(cfg, top, name, result)
     warn = result.warnings
     if bare := sorted(sources.bare):
         warn.append(
@@ -122,12 +124,16 @@ def add_worker(
     result.docs += [*maps, worker, *routes]
 
 
-def _report_keys(cfg: Mapping[str, Any], name: str, result: Result) -> None:
-    unsupported, ignored = key_report(cfg)
-    if unsupported:
-        result.unsupported[name] = unsupported
-    if ignored:
-        result.ignored[name] = ignored
+def _report_keys(
+    cfg: Mapping[str, Any], top: Mapping[str, Any], name: str, result: Result
+) -> None:
+    report = key_report(cfg, top)
+    if report.unsupported:
+        result.unsupported[name] = report.unsupported
+    if report.ignored:
+        result.ignored[name] = report.ignored
+    if report.not_inherited:
+        result.not_inherited[name] = report.not_inherited
 
 
 def metadata(name: str, worker: str, namespace: str | None) -> dict[str, Any]:
