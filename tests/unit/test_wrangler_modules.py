@@ -16,6 +16,7 @@ from edgeplane.wrangler.modules import (
     import_parts,
     module_graph,
     specifiers,
+    typescript_candidates,
 )
 
 BASE = PurePosixPath("/p")
@@ -170,3 +171,43 @@ def test_module_graph(
 def test_module_graph_refuses(files: dict[str, bytes], main: str, message: str) -> None:
     with pytest.raises(WranglerImportError, match=message):
         module_graph(PurePosixPath(main), DictTree(files), Rules.from_config(None, []))
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (["log"], ["log.ts", "log.tsx", "log.mts", "log.cts", "log.jsx", "log/index.ts",
+                   "log/index.tsx", "log/index.jsx"]),
+        (["lib", "log.js"], ["lib/log.ts", "lib/log.tsx"]),  # TypeScript's own spelling
+        (["log.mjs"], ["log.mts"]),
+        (["log.cjs"], ["log.cts"]),
+        (["view.jsx"], ["view.tsx"]),
+    ],
+)
+def test_typescript_candidates(parts: list[str], expected: list[str]) -> None:
+    assert ["/".join(c) for c in typescript_candidates(parts)] == expected
+
+
+TS_HINT = "is TypeScript/JSX, which workerd does not run: bundle the Worker first"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"index.js": b'import { log } from "./log";', "log.ts": b""},
+         f"index.js imports './log', but log does not exist; log.ts does, and {TS_HINT}"),
+        ({"index.js": b'import "./lib/log.js";', "lib/log.ts": b""},
+         f"but lib/log.js does not exist; lib/log.ts does, and {TS_HINT}"),
+        ({"index.js": b'import "./ui";', "ui/index.tsx": b""},
+         f"but ui does not exist; ui/index.tsx does, and {TS_HINT}"),
+        ({"index.js": b'import "./view";', "view.jsx": b""}, f"view.jsx does, and {TS_HINT}"),
+        ({"index.js": b'import "./gone";', "other.ts": b""},
+         r"index.js imports './gone', but gone does not exist\Z"),
+    ],
+)
+def test_an_import_of_a_typescript_file_says_which_file_is_there(
+    files: dict[str, bytes], message: str
+) -> None:
+    with pytest.raises(WranglerImportError, match=message) as e:
+        module_graph(BASE / "index.js", DictTree(files), Rules.from_config(None, []))
+    assert "\n" not in str(e.value)

@@ -209,9 +209,7 @@ def _imports(module: Module, tree: SourceTree) -> tuple[list[tuple[str, PurePath
             )
         path = tree.find(parts)
         if path is None:
-            raise WranglerImportError(
-                f"{module.name} imports {spec!r}, but {'/'.join(parts)} does not exist"
-            )
+            raise _not_found(module.name, spec, parts, tree)
         if not path.is_relative_to(tree.base_dir):
             # A symbolic link out of the project: its target would be copied into the
             # manifests from wherever it points.
@@ -221,3 +219,33 @@ def _imports(module: Module, tree: SourceTree) -> tuple[list[tuple[str, PurePath
             )
         found.append(("/".join(parts), path))
     return found, bare
+
+
+def typescript_candidates(parts: Sequence[str]) -> list[list[str]]:
+    """The TypeScript/JSX files an import of base_dir/parts may mean to a bundler, though
+    not to workerd: `./log` -> log.ts, ..., log/index.ts; `./log.js` -> log.ts (TypeScript
+    writes its imports with the extension of the output)."""
+    *head, name = parts
+    for js, ts in ((".js", (".ts", ".tsx")), (".mjs", (".mts",)), (".cjs", (".cts",))):
+        if name.endswith(js):
+            return [[*head, name.removesuffix(js) + s] for s in ts]
+    if name.endswith(".jsx"):
+        return [[*head, name.removesuffix(".jsx") + ".tsx"]]
+    return [
+        *([*head, name + s] for s in TYPESCRIPT_SUFFIXES),
+        *([*head, name, "index" + s] for s in (".ts", ".tsx", ".jsx")),
+    ]
+
+
+def _not_found(importer: str, spec: str, parts: list[str], tree: SourceTree) -> Exception:
+    """The error for a relative import of nothing: which TypeScript file is there instead,
+    if one is."""
+    missing = f"{importer} imports {spec!r}, but {'/'.join(parts)} does not exist"
+    found = next((c for c in typescript_candidates(parts) if tree.find(c) is not None), None)
+    if found is None:
+        return WranglerImportError(missing)
+    return WranglerImportError(
+        f"{missing}; {'/'.join(found)} does, and is TypeScript/JSX, which workerd does not "
+        "run: bundle the Worker first (e.g. `npx wrangler deploy --dry-run --outdir dist`) "
+        "and import the JavaScript output with `--main dist/<file>.js`"
+    )
