@@ -122,6 +122,13 @@ WRONG = [
          "main: expected a string, got an array"),
     Case("main-typescript", {**toml("", BASIC.replace(".js", ".ts")), "src/index.ts": JS},
          "index.ts is TypeScript/JSX, which needs a bundler"),
+    Case("main-python", {**toml('[[rules]]\ntype = "PythonModule"\nglobs = ["**/*.py"]\n',
+                                BASIC.replace("index.js", "entry.py")),
+                           "src/entry.py": "from js import Response\n"},
+         "w: main src/entry.py: a Python Worker (main is a .py file); edgeplane does not run "
+         "Python Workers yet"),
+    Case("python-workers-flag", toml('compatibility_flags = ["python_workers"]\n'),
+         "w: main src/index.js: a Python Worker (compatibility_flags has python_workers)"),
     Case("main-not-utf8", {**toml(""), "src/index.js": b"\xff"},
          "index.js: JavaScript must be UTF-8"),
     Case("date-unquoted", toml("", BASIC.replace('"2024-09-23"', "2024-09-23")),

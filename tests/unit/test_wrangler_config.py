@@ -20,6 +20,8 @@ from edgeplane.wrangler.config import (
     inherited,
     key_report,
     parse_config,
+    python_worker,
+    refuse_python_worker,
     strip_jsonc,
     worker_name,
 )
@@ -249,3 +251,32 @@ def test_dev_vars_files(env: str | None, expected: list[str]) -> None:
 )
 def test_dev_var_names(content: bytes, expected: list[str]) -> None:
     assert dev_var_names(content) == expected
+
+
+@pytest.mark.parametrize(
+    ("cfg", "top", "main", "expected"),
+    [
+        ({}, {}, "src/entry.py", "main is a .py file"),
+        ({}, {"python_modules": {"exclude": []}}, "src/a.js", "python_modules is set"),
+        ({}, {"compatibility_flags": ["python_workers"]}, "a.js",
+         "compatibility_flags has python_workers"),
+        # The environment's own flags replace the top level's.
+        ({"compatibility_flags": []}, {"compatibility_flags": ["python_workers"]}, "a.js",
+         None),
+        ({}, {"compatibility_flags": ["nodejs_compat"]}, "src/a.js", None),
+        ({}, {}, "src/py.js", None),
+    ],
+)
+def test_python_worker(
+    cfg: dict[str, Any], top: dict[str, Any], main: str, expected: str | None
+) -> None:
+    assert python_worker(cfg, top, main) == expected
+
+
+def test_a_python_worker_is_refused_in_one_line_naming_main() -> None:
+    with pytest.raises(WranglerImportError) as e:
+        refuse_python_worker({}, {}, "w", "src/entry.py")
+    assert str(e.value) == (
+        "w: main src/entry.py: a Python Worker (main is a .py file); edgeplane does not run "
+        "Python Workers yet, only JavaScript and WebAssembly modules"
+    )

@@ -151,6 +151,32 @@ def inherited(cfg: Mapping[str, Any], top: Mapping[str, Any], key: str) -> Any:
     return cfg[key] if key in cfg else top.get(key)
 
 
+def python_worker(cfg: Mapping[str, Any], top: Mapping[str, Any], main: Any) -> str | None:
+    """What makes this Worker a Python Worker (main a .py file, `python_modules`, or the
+    python_workers flag), or None for a JavaScript one."""
+    if PurePath(str(main)).suffix == ".py":
+        return "main is a .py file"
+    if inherited(cfg, top, "python_modules"):
+        return "python_modules is set"
+    flags = inherited(cfg, top, "compatibility_flags")
+    if isinstance(flags, list) and "python_workers" in flags:
+        return "compatibility_flags has python_workers"
+    return None
+
+
+def refuse_python_worker(
+    cfg: Mapping[str, Any], top: Mapping[str, Any], name: str, main: Any
+) -> None:
+    """Refuse a Python Worker in one line naming main, before anything looks for module
+    rules that cannot help it."""
+    why = python_worker(cfg, top, main)
+    if why is not None:
+        raise WranglerImportError(
+            f"{name}: main {main}: a Python Worker ({why}); edgeplane does not run Python "
+            "Workers yet, only JavaScript and WebAssembly modules"
+        )
+
+
 def worker_name(cfg: Mapping[str, Any], top: Mapping[str, Any], env: str | None) -> str:
     """The environment's own name, else `<top name>-<env>`."""
     if env is None:

@@ -18,6 +18,7 @@ from edgeplane.wrangler.config import (
     environment,
     inherited,
     parse_config,
+    refuse_python_worker,
     worker_name,
 )
 from edgeplane.wrangler.errors import WranglerImportError
@@ -102,6 +103,7 @@ def entry_point(
         raise WranglerImportError(
             f"{name}: no `main`; edgeplane runs ES module Workers: set main to the entry file"
         )
+    refuse_python_worker(cfg, top, name, main_raw)
     main = (root / Path(main_raw)).resolve() if not Path(main_raw).is_absolute() else Path(
         main_raw
     )
