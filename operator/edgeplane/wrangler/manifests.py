@@ -22,7 +22,9 @@ from edgeplane.wrangler.bindings import (
     kv_bindings,
     secret_bindings,
     secret_names,
+    secret_source,
     service_bindings,
+    unique_bindings,
     var_bindings,
 )
 from edgeplane.wrangler.config import DevVars, inherited, key_report
@@ -220,23 +222,29 @@ def worker_bindings(
     cfg: Mapping[str, Any], name: str, dev_vars: DevVars | None, result: Result
 ) -> list[dict[str, Any]]:
     """The Worker's bindings in wrangler's order of kinds; the Secret they read goes to
-    result.secrets, bindings left out to result.unsupported."""
+    result.secrets, bindings left out to result.unsupported. A name bound twice is refused
+    naming both places (a .dev.vars name that is also a KV binding, say)."""
     warn = result.warnings
-    out = var_bindings(cfg.get("vars") or {}, name, warn)
-    var_names = {b["name"] for b in out}
-    names = secret_names(cfg.get("secrets"), dev_vars, var_names, name, warn)
+    var_refs = var_bindings(cfg.get("vars") or {}, name, warn)
+    var_names = {b["name"] for b in var_refs}
+    source = secret_source(cfg.get("secrets"), dev_vars)
+    names = secret_names(cfg.get("secrets"), dev_vars, name, warn)
+    secret = f"{name}-secrets"
+    keys, secret_refs = secret_bindings(names, secret, var_names, name, source, warn)
     if names:
-        secret = f"{name}-secrets"
-        keys, refs = secret_bindings(names, secret, var_names, name)
         result.secrets[secret] = keys
-        out += refs
-    out += kv_bindings(cfg.get("kv_namespaces") or [], name)
     unsupported: list[str] = []
-    out += durable_object_bindings(cfg.get("durable_objects") or {}, name, unsupported)
-    out += service_bindings(cfg.get("services") or [], name, unsupported)
+    groups = [
+        ("vars", var_refs),
+        (source, secret_refs),
+        ("kv_namespaces", kv_bindings(cfg.get("kv_namespaces") or [], name)),
+        ("durable_objects.bindings",
+         durable_object_bindings(cfg.get("durable_objects") or {}, name, unsupported)),
+        ("services", service_bindings(cfg.get("services") or [], name, unsupported)),
+    ]
     if unsupported:
         result.unsupported.setdefault(name, []).extend(unsupported)
-    return out
+    return unique_bindings(groups, name)
 
 
 def route_docs(
