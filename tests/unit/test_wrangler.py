@@ -12,9 +12,10 @@ import yaml
 
 from edgeplane.api import Worker, WorkerRoute
 from edgeplane.wrangler import Options, Result, WranglerImportError, convert, main, render
-from edgeplane.wrangler.config import strip_jsonc
+from edgeplane.wrangler.config import CONFIG_NAMES, strip_jsonc
 from edgeplane.wrangler.manifests import CONFIG_MAP_BUDGET
 from edgeplane.wrangler.modules import specifiers
+from edgeplane.wrangler.project import find_config, shadowed_configs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wrangler"
 
@@ -431,3 +432,27 @@ def test_target_labels_select_edge_locations(capsys: pytest.CaptureFixture[str])
     # A label value the apiserver would refuse is refused here already.
     assert main([str(DATA / "hello-toml"), "--target", "region=not a value"]) == 1
     assert "would be rejected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("present", "read"),
+    [
+        # wrangler looks for wrangler.json, then wrangler.jsonc, then wrangler.toml.
+        (["wrangler.json", "wrangler.jsonc", "wrangler.toml"], "wrangler.json"),
+        (["wrangler.jsonc", "wrangler.json"], "wrangler.json"),
+        (["wrangler.jsonc", "wrangler.toml"], "wrangler.jsonc"),
+        (["wrangler.toml", "wrangler.json"], "wrangler.json"),
+        (["wrangler.toml"], "wrangler.toml"),
+    ],
+)
+def test_find_config_reads_the_file_wrangler_reads(
+    tmp_path: Path, present: list[str], read: str
+) -> None:
+    assert CONFIG_NAMES == ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
+    for name in present:
+        (tmp_path / name).write_text("{}")
+    assert find_config(tmp_path) == tmp_path / read
+    assert shadowed_configs(tmp_path / read) == [
+        f"{n} is ignored: {read} is read instead, as wrangler does"
+        for n in CONFIG_NAMES if n in present and n != read
+    ]
