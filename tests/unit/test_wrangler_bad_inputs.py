@@ -79,6 +79,8 @@ FILES = [
          ".dev.vars: not UTF-8 (byte 0xff at offset 8); save it as UTF-8"),
     # Accepted as wrangler accepts them.
     Case("toml-bom", {"wrangler.toml": BOM + BASIC.encode()}, "kind: Worker", code=0),
+    Case("json-bom", {"wrangler.json": BOM + ("{" + JSON_BASIC + "}").encode()},
+         "kind: Worker", code=0),
     Case("jsonc-bom", {"wrangler.jsonc": BOM + ("{" + JSON_BASIC + "}").encode()},
          "kind: Worker", code=0),
     Case("dev-vars-bom", {**toml(""), ".dev.vars": BOM + b"API_KEY=x\n"},

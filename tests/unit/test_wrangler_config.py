@@ -14,6 +14,7 @@ from edgeplane.wrangler.config import (
     TOP_LEVEL_ONLY_KEYS,
     KeyReport,
     all_environments,
+    decode_text,
     dev_var_names,
     dev_vars_files,
     environment,
@@ -55,6 +56,23 @@ def test_strip_jsonc(text: str, expected: str) -> None:
 )
 def test_parse_config(text: str, file: str, expected: dict[str, Any]) -> None:
     assert parse_config(text, PurePath(file)) == expected
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(
+    ("content", "file"),
+    [
+        (BOM + b'name = "w"\n', "wrangler.toml"),
+        (BOM + b'{"name": "w"}', "wrangler.json"),
+        (BOM + b'{"name": "w", // c\n}', "wrangler.jsonc"),
+    ],
+)
+def test_a_byte_order_mark_is_accepted(content: bytes, file: str) -> None:
+    assert parse_config(decode_text(content, file), PurePath(file)) == {"name": "w"}
+    # parse_config also takes text whose mark is still there.
+    assert parse_config(content.decode("utf-8"), PurePath(file)) == {"name": "w"}
 
 
 @pytest.mark.parametrize(
@@ -247,6 +265,7 @@ def test_dev_vars_files(env: str | None, expected: list[str]) -> None:
         (b"A=1\r\nA=2\r\n", ["A"]),  # each name once
         (b"bad-name=1\nNO_EQUALS\n1X=2\n", []),
         (b'QUOTED="a=b"\n', ["QUOTED"]),
+        (b"\xef\xbb\xbfFIRST=1\nSECOND=2\n", ["FIRST", "SECOND"]),  # a byte order mark
     ],
 )
 def test_dev_var_names(content: bytes, expected: list[str]) -> None:
