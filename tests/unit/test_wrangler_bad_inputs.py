@@ -196,8 +196,6 @@ WRONG = [
          "kv_namespaces[0]: expected a table, got a string"),
     Case("kv-no-binding", toml('[[kv_namespaces]]\nid = "abc"\n'),
          "kv_namespaces[0].binding: required"),
-    Case("kv-no-id", toml('[[kv_namespaces]]\nbinding = "KV"\n'),
-         "w: kv_namespaces binding KV has no id"),
     Case("kv-id-integer", toml('[[kv_namespaces]]\nbinding = "KV"\nid = 5\n'),
          "kv_namespaces[0].id: expected a string, got an integer"),
     Case("do-array", toml('durable_objects = ["Counter"]\n'),
@@ -258,6 +256,9 @@ UNSUPPORTED = [
                                    ".dev.vars": "API_HOST=localhost\n"},
          "w: .dev.vars: API_HOST is also in vars; imported as the var, not as a secret "
          "(in wrangler dev, .dev.vars only overrides it locally)", code=0),
+    Case("kv-no-id", toml('[[kv_namespaces]]\nbinding = "KV"\n'),
+         "w: kv_namespaces binding KV has no id (wrangler would provision one); imported as "
+         "KV namespace 'KV'", code=0),
     Case("var-number", toml("[vars]\nN = 5\n"),
          "w: vars.N is a JSON int; edgeplane's json binding takes objects", code=0),
     Case("rule-unknown-type", toml('[[rules]]\ntype = "PythonModule"\nglobs = ["**/*.py"]\n'),

@@ -168,25 +168,44 @@ def test_unique_bindings(
         assert str(e.value).startswith(message)
 
 
-@pytest.mark.parametrize(
-    ("kv", "namespace"),
-    [({"binding": "K", "id": "abc"}, "abc"), ({"binding": "K", "preview_id": 7}, "7")],
+NO_ID = (
+    "w: kv_namespaces binding {0} has no id (wrangler would provision one); imported as KV "
+    "namespace '{0}', shared by every Worker in the Kubernetes namespace that binds it; set "
+    "id to choose another"
 )
-def test_kv_bindings(kv: dict[str, Any], namespace: str) -> None:
-    assert kv_bindings([kv], "w") == [{"name": "K", "kvNamespace": {"namespace": namespace}}]
+
+
+@pytest.mark.parametrize(
+    ("kv", "namespace", "warnings"),
+    [
+        ({"binding": "K", "id": "abc"}, "abc", []),
+        ({"binding": "K", "preview_id": 7}, "7", []),
+        # No id: wrangler provisions one; here the binding's name is the namespace.
+        ({"binding": "CACHE"}, "CACHE", [NO_ID.format("CACHE")]),
+        ({"binding": "K", "id": ""}, "K", [NO_ID.format("K")]),
+    ],
+)
+def test_kv_bindings(kv: dict[str, Any], namespace: str, warnings: list[str]) -> None:
+    warn: list[str] = []
+    assert kv_bindings([kv], "w", warn) == [
+        {"name": kv["binding"], "kvNamespace": {"namespace": namespace}}
+    ]
+    assert warn == warnings
 
 
 @pytest.mark.parametrize(
     ("kv", "message"),
     [
-        ({"binding": "K"}, "w: kv_namespaces binding K has no id"),
-        ({"binding": "K", "id": ""}, "w: kv_namespaces binding K has no id"),
+        ({"binding": "$KV"}, r"w: kv_namespaces binding \$KV has no id, and '\$KV' is no KV "
+                             r"namespace name \(letters, digits, '_', '.', '-'; at most 63\): "
+                             "set id"),
+        ({"binding": "K" * 64}, "is no KV namespace name"),
         ({"id": "abc"}, "w: kv_namespaces: binding name None"),
     ],
 )
 def test_kv_bindings_refuse(kv: dict[str, Any], message: str) -> None:
     with pytest.raises(WranglerImportError, match=message):
-        kv_bindings([kv], "w")
+        kv_bindings([kv], "w", [])
 
 
 DO = {"name": "D", "class_name": "C"}

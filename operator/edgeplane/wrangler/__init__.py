@@ -16,7 +16,9 @@ What maps, and how:
 - `secrets.required` (or, without it, the names in `.dev.vars`: names only, values are never
   read into the output) become `secretKeyRef` placeholders into one Secret per Worker,
   listed at the top of the output with the command that creates it.
-- `kv_namespaces`, `durable_objects.bindings` (classes of this Worker), `services`.
+- `kv_namespaces` (one without `id`, which wrangler would provision, binds the KV
+  namespace named like the binding, with a warning), `durable_objects.bindings` (classes
+  of this Worker), `services`.
 - `route` / `routes`: strings, `{pattern, zone_name | zone_id}`, or
   `{pattern, custom_domain = true}` (the whole host: `host/*`).
 - `[env.<name>]`: a separate Worker named `<name>-<env>` (or the environment's `name`).

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from edgeplane.api.worker import MAX_PLAIN_TEXT
+from edgeplane.api.worker import KV_NAMESPACE_RE, MAX_PLAIN_TEXT
 from edgeplane.wire import JS_IDENTIFIER_RE
 from edgeplane.wrangler.config import DevVars, dev_var_names
 from edgeplane.wrangler.errors import WranglerImportError
@@ -123,15 +123,30 @@ def unique_bindings(
     return out
 
 
-def kv_bindings(kv_cfg: list[Any], worker: str) -> list[dict[str, Any]]:
+def kv_bindings(kv_cfg: list[Any], worker: str, warn: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kv in kv_cfg:
         name = binding_name(kv.get("binding"), f"{worker}: kv_namespaces")
-        ns = kv.get("id") or kv.get("preview_id")
-        if not ns:
-            raise WranglerImportError(f"{worker}: kv_namespaces binding {name} has no id")
+        ns = kv.get("id") or kv.get("preview_id") or kv_namespace_without_id(name, worker, warn)
         out.append({"name": name, "kvNamespace": {"namespace": str(ns)}})
     return out
+
+
+def kv_namespace_without_id(binding: str, worker: str, warn: list[str]) -> str:
+    """The namespace for a KV binding without an id, which wrangler provisions on deploy:
+    the binding's name, an edgeplane KV namespace of the Worker's Kubernetes namespace
+    (where every Worker binding that name shares it), with a warning saying so."""
+    if not re.fullmatch(KV_NAMESPACE_RE, binding):
+        raise WranglerImportError(
+            f"{worker}: kv_namespaces binding {binding} has no id, and {binding!r} is no KV "
+            "namespace name (letters, digits, '_', '.', '-'; at most 63): set id"
+        )
+    warn.append(
+        f"{worker}: kv_namespaces binding {binding} has no id (wrangler would provision "
+        f"one); imported as KV namespace {binding!r}, shared by every Worker in the "
+        "Kubernetes namespace that binds it; set id to choose another"
+    )
+    return binding
 
 
 def durable_object_bindings(

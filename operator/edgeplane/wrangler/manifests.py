@@ -237,7 +237,7 @@ def worker_bindings(
     groups = [
         ("vars", var_refs),
         (source, secret_refs),
-        ("kv_namespaces", kv_bindings(cfg.get("kv_namespaces") or [], name)),
+        ("kv_namespaces", kv_bindings(cfg.get("kv_namespaces") or [], name, warn)),
         ("durable_objects.bindings",
          durable_object_bindings(cfg.get("durable_objects") or {}, name, unsupported)),
         ("services", service_bindings(cfg.get("services") or [], name, unsupported)),
