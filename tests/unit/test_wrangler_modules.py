@@ -49,12 +49,46 @@ class DictTree:
         ('await import("./lazy.js"); require("./old.cjs");', ["./lazy.js", "./old.cjs"]),
         ('import "./a.js"; import "./a.js";', ["./a.js"]),  # each once, first place
         ('// import "./gone.js"\n/* import "./gone2.js" */', []),
-        # Followed as things stand: the patterns match inside string literals too.
-        ("const s = \"import x from './in-string.js'\";", ["./in-string.js"]),
+        # Text inside a string is not code.
+        ("const s = \"import x from './in-string.js'\";", []),
         ('import { connect } from "cloudflare:sockets";', ["cloudflare:sockets"]),
+        ("import a from './it\"s.js';", ['./it"s.js']),
+        ('x.import("./method.js"); $require("./other.js");', []),
     ],
 )
 def test_specifiers(src: str, expected: list[str]) -> None:
+    assert specifiers(src) == expected
+
+
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        # Template literal text is text, whatever it holds.
+        ('const s = `import x from "./nope"`;', []),
+        ('const s = `\nimport x from "./nope"\nrequire("./nope2")\n`;', []),
+        ('const s = `a \\` import "./escaped-tick" \\``;', []),
+        # ... but the code in ${...} is code, at any depth.
+        ('const s = `${await import("./lazy.js")}`;', ["./lazy.js"]),
+        ('const t = `a ${ `b ${"c"}` } import y from "./nope2"`; import "./after.js";',
+         ["./after.js"]),
+        ('const t = `${ {a: `${ require("./deep.js") }`}.a } import "./nope"`;',
+         ["./deep.js"]),
+        ('const t = `${ "}" } import "./nope"`; import "./after.js";', ["./after.js"]),
+        ("const t = `${ /* } */ 1 } import './nope'`; import './after.js';", ["./after.js"]),
+        # A template literal without ${ is a specifier where a string is.
+        ("await import(`./tpl.js`);", ["./tpl.js"]),
+        ('import(`./a-${name}.js`); import "./b.js";', ["./b.js"]),
+        # A quote or backtick in a regular expression opens nothing.
+        ('const re = /[`"\']/g; import "./after-regex.js";', ["./after-regex.js"]),
+        ('if (x) return /`/.test(s); import "./after.js";', ["./after.js"]),
+        ('const half = a / 2; const q = b / 4; import "./after-division.js";',
+         ["./after-division.js"]),
+        # Unclosed: the rest is text, and nothing breaks.
+        ('const s = `import "./nope"', []),
+        ('const s = `${ import("./open.js")', ["./open.js"]),
+    ],
+)
+def test_specifiers_read_code_not_template_text(src: str, expected: list[str]) -> None:
     assert specifiers(src) == expected
 
 
