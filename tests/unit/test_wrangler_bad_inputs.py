@@ -99,7 +99,8 @@ MISSING = [
          "w: no compatibility_date; add one (YYYY-MM-DD)"),
     Case("main-not-found", toml("", BASIC.replace("src/index.js", "src/nope.js")),
          "w: main src/nope.js not found"),
-    Case("main-flag-not-found", toml(""), "w: main dist/nope.js not found",
+    # --main is read from the current directory (the test's), not the project's.
+    Case("main-flag-not-found", toml(""), f"w: --main {Path.cwd() / 'dist/nope.js'} not found",
          args=("--main", "dist/nope.js")),
     Case("env-undefined", toml(""), "environment 'prod' is not defined in wrangler.toml",
          args=("-e", "prod")),

@@ -108,7 +108,8 @@ def entry_point(
         main_raw
     )
     if not main.is_file():
-        raise WranglerImportError(f"{name}: main {main_raw} not found")
+        given = "--main" if opts.main is not None else "main"
+        raise WranglerImportError(f"{name}: {given} {main_raw} not found")
     base_raw = inherited(cfg, top, "base_dir")
     # Without base_dir, modules are named from main's directory, as wrangler does.
     return main, (root / base_raw).resolve() if base_raw else main.parent
