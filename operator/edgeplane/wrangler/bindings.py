@@ -92,8 +92,9 @@ def secret_bindings(
     for s in names:
         name = binding_name(s, f"{worker}: {source}")
         if name in var_names:
-            local = " (in wrangler dev, .dev.vars only overrides it locally)" if (
-                source.startswith(".dev.vars")) else ""
+            local = ""
+            if source.startswith(".dev.vars"):
+                local = " (in wrangler dev, .dev.vars only overrides it locally)"
             warn.append(f"{worker}: {source}: {name} is also in vars; imported as the var, "
                         f"not as a secret{local}")
             continue

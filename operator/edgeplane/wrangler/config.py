@@ -212,8 +212,8 @@ def _configures(value: Any) -> bool:
 
 def taken_from_top(cfg: Mapping[str, Any], top: Mapping[str, Any]) -> list[str]:
     """The keys an environment takes from the top level without setting them: inheritable
-    and top-level-only keys (`name` aside: worker_name derives it). None for the top level
-    itself, whose keys are all its own."""
+    and top-level-only keys (`name` aside: worker_name derives it). Nothing for the top
+    level itself, whose keys are all its own."""
     return [
         k for k in top
         if k not in cfg and k != "name" and (k in INHERITABLE_KEYS or k in TOP_LEVEL_ONLY_KEYS)
