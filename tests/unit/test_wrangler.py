@@ -14,9 +14,10 @@ import yaml
 
 from edgeplane.api import Worker, WorkerRoute
 from edgeplane.wrangler import Options, Result, WranglerImportError, convert, main, render
-from edgeplane.wrangler.config import strip_jsonc
+from edgeplane.wrangler.config import CONFIG_NAMES, strip_jsonc
 from edgeplane.wrangler.manifests import CONFIG_MAP_BUDGET
 from edgeplane.wrangler.modules import specifiers
+from edgeplane.wrangler.project import find_config, shadowed_configs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wrangler"
 
@@ -190,7 +191,16 @@ def test_environment_inherits_main_date_flags_but_not_vars_or_bindings() -> None
     assert [r["spec"]["pattern"] for r in staging_routes] == [
         "staging.hello.wrangler-import.test/*"
     ]
-    assert "hello-wrangler-staging" not in result.unsupported
+    # It inherits the crons and observability it cannot run, and none of the top level's
+    # bindings: both are said, not dropped.
+    inherited = "(inherited from the top level)"
+    assert result.unsupported["hello-wrangler-staging"] == [
+        f"observability {inherited}", f"triggers {inherited}"
+    ]
+    assert result.ignored["hello-wrangler-staging"] == [f"account_id {inherited}"]
+    assert result.not_inherited == {
+        "hello-wrangler-staging": ["kv_namespaces", "r2_buckets", "secrets"]
+    }
 
 
 # --- api-jsonc: JSONC, deep module graph, wasm + json modules, services, DOs ----------------
@@ -550,3 +560,27 @@ def test_a_bundle_too_big_for_a_config_map_is_minified_and_says_so(tmp_path: Pat
     with pytest.raises(WranglerImportError, match="more than one ConfigMap holds"):
         big = 'export const big = "' + "x" * CONFIG_MAP_BUDGET + '";'
         convert(_project(tmp_path / "p2", {"src/index.js": big}, BASIC + "minify = true\n"))
+
+
+@pytest.mark.parametrize(
+    ("present", "read"),
+    [
+        # wrangler looks for wrangler.json, then wrangler.jsonc, then wrangler.toml.
+        (["wrangler.json", "wrangler.jsonc", "wrangler.toml"], "wrangler.json"),
+        (["wrangler.jsonc", "wrangler.json"], "wrangler.json"),
+        (["wrangler.jsonc", "wrangler.toml"], "wrangler.jsonc"),
+        (["wrangler.toml", "wrangler.json"], "wrangler.json"),
+        (["wrangler.toml"], "wrangler.toml"),
+    ],
+)
+def test_find_config_reads_the_file_wrangler_reads(
+    tmp_path: Path, present: list[str], read: str
+) -> None:
+    assert CONFIG_NAMES == ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
+    for name in present:
+        (tmp_path / name).write_text("{}")
+    assert find_config(tmp_path) == tmp_path / read
+    assert shadowed_configs(tmp_path / read) == [
+        f"{n} is ignored: {read} is read instead, as wrangler does"
+        for n in CONFIG_NAMES if n in present and n != read
+    ]

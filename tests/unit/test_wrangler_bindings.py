@@ -14,7 +14,9 @@ from edgeplane.wrangler.bindings import (
     kv_bindings,
     secret_bindings,
     secret_names,
+    secret_source,
     service_bindings,
+    unique_bindings,
     var_bindings,
 )
 from edgeplane.wrangler.config import DevVars
@@ -79,8 +81,8 @@ DEV = DevVars(".dev.vars", b"A=1\nS=2\n")
     ("secrets_cfg", "dev_vars", "expected", "warned"),
     [
         ({"required": ["S"]}, DEV, ["S"], False),  # declared wins over .dev.vars
-        (None, DEV, ["S"], True),  # A is a var: not a secret too
-        (None, DevVars(".dev.vars", b"A=1\n"), [], False),
+        (None, DEV, ["A", "S"], True),  # every name: secret_bindings sorts out the vars
+        (None, DevVars(".dev.vars", b"# none\n"), [], False),
         (None, None, [], False),
     ],
 )
@@ -88,7 +90,7 @@ def test_secret_names(
     secrets_cfg: Any, dev_vars: DevVars | None, expected: list[str], warned: bool
 ) -> None:
     warn: list[str] = []
-    assert secret_names(secrets_cfg, dev_vars, {"A"}, "w", warn) == expected
+    assert secret_names(secrets_cfg, dev_vars, "w", warn) == expected
     assert warn == (
         ["w: secret names taken from .dev.vars (names only; its values are not read into "
          "the output)"] if warned else []
@@ -96,35 +98,114 @@ def test_secret_names(
 
 
 @pytest.mark.parametrize(
-    ("names", "keys"),
-    [(["S", "T"], ["S", "T"]), (["A", "S"], ["S"]), (["A"], [])],
+    ("secrets_cfg", "dev_vars", "source"),
+    [
+        ({"required": ["S"]}, DEV, "secrets.required"),
+        (["S"], DEV, "secrets"),
+        (None, DEV, ".dev.vars"),
+        ({"other": 1}, DevVars(".dev.vars.prod", b""), ".dev.vars.prod"),
+        (None, None, "secrets"),
+    ],
 )
-def test_secret_bindings(names: list[str], keys: list[str]) -> None:
-    assert secret_bindings(names, "w-secrets", {"A"}, "w") == (
-        keys,
-        [{"name": k, "secretKeyRef": {"name": "w-secrets", "key": k}} for k in keys],
-    )
+def test_secret_source(secrets_cfg: Any, dev_vars: DevVars | None, source: str) -> None:
+    assert secret_source(secrets_cfg, dev_vars) == source
+
+
+LOCAL = " (in wrangler dev, .dev.vars only overrides it locally)"
 
 
 @pytest.mark.parametrize(
-    ("kv", "namespace"),
-    [({"binding": "K", "id": "abc"}, "abc"), ({"binding": "K", "preview_id": 7}, "7")],
+    ("names", "source", "keys", "warnings"),
+    [
+        (["S", "T"], ".dev.vars", ["S", "T"], []),
+        (["A", "S"], ".dev.vars", ["S"],
+         ["w: .dev.vars: A is also in vars; imported as the var, not as a secret" + LOCAL]),
+        (["A"], "secrets.required", [],
+         ["w: secrets.required: A is also in vars; imported as the var, not as a secret"]),
+    ],
 )
-def test_kv_bindings(kv: dict[str, Any], namespace: str) -> None:
-    assert kv_bindings([kv], "w") == [{"name": "K", "kvNamespace": {"namespace": namespace}}]
+def test_secret_bindings(
+    names: list[str], source: str, keys: list[str], warnings: list[str]
+) -> None:
+    warn: list[str] = []
+    assert secret_bindings(names, "w-secrets", {"A"}, "w", source, warn) == (
+        keys,
+        [{"name": k, "secretKeyRef": {"name": "w-secrets", "key": k}} for k in keys],
+    )
+    assert warn == warnings
+
+
+def test_secret_bindings_name_the_file_a_bad_name_is_from() -> None:
+    with pytest.raises(WranglerImportError, match=r"w: \.dev\.vars: binding name 'a-b'"):
+        secret_bindings(["a-b"], "w-secrets", set(), "w", ".dev.vars", [])
+
+
+def _b(name: str) -> dict[str, Any]:
+    return {"name": name}
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ([("vars", [_b("A")]), (".dev.vars", [_b("B")]), ("kv_namespaces", [_b("C")])], None),
+        ([(".dev.vars", [_b("KV")]), ("kv_namespaces", [_b("KV")])],
+         "w: kv_namespaces: KV is also bound by .dev.vars; a name binds once: rename one of "
+         "them"),
+        ([("vars", [_b("X")]), ("services", [_b("X")])], "w: services: X is also bound by vars"),
+        ([("secrets.required", [_b("D")]), ("durable_objects.bindings", [_b("D")])],
+         "w: durable_objects.bindings: D is also bound by secrets.required"),
+        ([("kv_namespaces", [_b("K"), _b("K")])], "w: kv_namespaces: K is bound twice"),
+    ],
+)
+def test_unique_bindings(
+    groups: list[tuple[str, list[dict[str, Any]]]], message: str | None
+) -> None:
+    if message is None:
+        assert unique_bindings(groups, "w") == [b for _, bs in groups for b in bs]
+    else:
+        with pytest.raises(WranglerImportError) as e:
+            unique_bindings(groups, "w")
+        assert str(e.value).startswith(message)
+
+
+NO_ID = (
+    "w: kv_namespaces binding {0} has no id (wrangler would provision one); imported as KV "
+    "namespace '{0}', shared by every Worker in the Kubernetes namespace that binds it; set "
+    "id to choose another"
+)
+
+
+@pytest.mark.parametrize(
+    ("kv", "namespace", "warnings"),
+    [
+        ({"binding": "K", "id": "abc"}, "abc", []),
+        ({"binding": "K", "preview_id": 7}, "7", []),
+        # No id: wrangler provisions one; here the binding's name is the namespace.
+        ({"binding": "CACHE"}, "CACHE", [NO_ID.format("CACHE")]),
+        ({"binding": "K", "id": ""}, "K", [NO_ID.format("K")]),
+    ],
+)
+def test_kv_bindings(kv: dict[str, Any], namespace: str, warnings: list[str]) -> None:
+    warn: list[str] = []
+    assert kv_bindings([kv], "w", warn) == [
+        {"name": kv["binding"], "kvNamespace": {"namespace": namespace}}
+    ]
+    assert warn == warnings
 
 
 @pytest.mark.parametrize(
     ("kv", "message"),
     [
-        ({"binding": "K"}, "w: kv_namespaces binding K has no id"),
-        ({"binding": "K", "id": ""}, "w: kv_namespaces binding K has no id"),
+        ({"binding": "$KV"}, r"w: kv_namespaces binding \$KV has no id, and '\$KV' is no KV "
+                             r"namespace name \(letters, digits, '_', '.', '-'; at most 63\): "
+                             "set id"),
+        ({"binding": "K" * 64}, "is no KV namespace name"),
         ({"id": "abc"}, "w: kv_namespaces: binding name None"),
     ],
 )
 def test_kv_bindings_refuse(kv: dict[str, Any], message: str) -> None:
     with pytest.raises(WranglerImportError, match=message):
-        kv_bindings([kv], "w")
+        kv_bindings([kv], "w", [])
 
 
 DO = {"name": "D", "class_name": "C"}

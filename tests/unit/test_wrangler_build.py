@@ -49,7 +49,8 @@ BASE = {"format": "esm", "platform": "browser", "target": "es2024",
     ("cfg", "top", "date", "flags", "expected"),
     [
         ({}, {}, "2025-01-01", [], {**BASE}),
-        # minify, keep_names, tsconfig, jsx_* and alias are inherited by environments...
+        # minify, keep_names, tsconfig and jsx_* are inherited by environments (alias is
+        # the top level's alone)...
         ({}, {"minify": True, "keep_names": False}, "2025-01-01", [],
          {"minify": True, "keepNames": False}),
         ({"minify": False}, {"minify": True}, "2025-01-01", [], {"minify": False}),

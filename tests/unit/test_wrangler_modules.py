@@ -16,6 +16,7 @@ from edgeplane.wrangler.modules import (
     import_parts,
     module_graph,
     specifiers,
+    typescript_candidates,
 )
 
 BASE = PurePosixPath("/p")
@@ -48,12 +49,46 @@ class DictTree:
         ('await import("./lazy.js"); require("./old.cjs");', ["./lazy.js", "./old.cjs"]),
         ('import "./a.js"; import "./a.js";', ["./a.js"]),  # each once, first place
         ('// import "./gone.js"\n/* import "./gone2.js" */', []),
-        # Followed as things stand: the patterns match inside string literals too.
-        ("const s = \"import x from './in-string.js'\";", ["./in-string.js"]),
+        # Text inside a string is not code.
+        ("const s = \"import x from './in-string.js'\";", []),
         ('import { connect } from "cloudflare:sockets";', ["cloudflare:sockets"]),
+        ("import a from './it\"s.js';", ['./it"s.js']),
+        ('x.import("./method.js"); $require("./other.js");', []),
     ],
 )
 def test_specifiers(src: str, expected: list[str]) -> None:
+    assert specifiers(src) == expected
+
+
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        # Template literal text is text, whatever it holds.
+        ('const s = `import x from "./nope"`;', []),
+        ('const s = `\nimport x from "./nope"\nrequire("./nope2")\n`;', []),
+        ('const s = `a \\` import "./escaped-tick" \\``;', []),
+        # ... but the code in ${...} is code, at any depth.
+        ('const s = `${await import("./lazy.js")}`;', ["./lazy.js"]),
+        ('const t = `a ${ `b ${"c"}` } import y from "./nope2"`; import "./after.js";',
+         ["./after.js"]),
+        ('const t = `${ {a: `${ require("./deep.js") }`}.a } import "./nope"`;',
+         ["./deep.js"]),
+        ('const t = `${ "}" } import "./nope"`; import "./after.js";', ["./after.js"]),
+        ("const t = `${ /* } */ 1 } import './nope'`; import './after.js';", ["./after.js"]),
+        # A template literal without ${ is a specifier where a string is.
+        ("await import(`./tpl.js`);", ["./tpl.js"]),
+        ('import(`./a-${name}.js`); import "./b.js";', ["./b.js"]),
+        # A quote or backtick in a regular expression opens nothing.
+        ('const re = /[`"\']/g; import "./after-regex.js";', ["./after-regex.js"]),
+        ('if (x) return /`/.test(s); import "./after.js";', ["./after.js"]),
+        ('const half = a / 2; const q = b / 4; import "./after-division.js";',
+         ["./after-division.js"]),
+        # Unclosed: the rest is text, and nothing breaks.
+        ('const s = `import "./nope"', []),
+        ('const s = `${ import("./open.js")', ["./open.js"]),
+    ],
+)
+def test_specifiers_read_code_not_template_text(src: str, expected: list[str]) -> None:
     assert specifiers(src) == expected
 
 
@@ -170,3 +205,43 @@ def test_module_graph(
 def test_module_graph_refuses(files: dict[str, bytes], main: str, message: str) -> None:
     with pytest.raises(WranglerImportError, match=message):
         module_graph(PurePosixPath(main), DictTree(files), Rules.from_config(None, []))
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (["log"], ["log.ts", "log.tsx", "log.mts", "log.cts", "log.jsx", "log/index.ts",
+                   "log/index.tsx", "log/index.jsx"]),
+        (["lib", "log.js"], ["lib/log.ts", "lib/log.tsx"]),  # TypeScript's own spelling
+        (["log.mjs"], ["log.mts"]),
+        (["log.cjs"], ["log.cts"]),
+        (["view.jsx"], ["view.tsx"]),
+    ],
+)
+def test_typescript_candidates(parts: list[str], expected: list[str]) -> None:
+    assert ["/".join(c) for c in typescript_candidates(parts)] == expected
+
+
+TS_HINT = "is TypeScript/JSX, which workerd does not run: bundle the Worker first"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"index.js": b'import { log } from "./log";', "log.ts": b""},
+         f"index.js imports './log', but log does not exist; log.ts does, and {TS_HINT}"),
+        ({"index.js": b'import "./lib/log.js";', "lib/log.ts": b""},
+         f"but lib/log.js does not exist; lib/log.ts does, and {TS_HINT}"),
+        ({"index.js": b'import "./ui";', "ui/index.tsx": b""},
+         f"but ui does not exist; ui/index.tsx does, and {TS_HINT}"),
+        ({"index.js": b'import "./view";', "view.jsx": b""}, f"view.jsx does, and {TS_HINT}"),
+        ({"index.js": b'import "./gone";', "other.ts": b""},
+         r"index.js imports './gone', but gone does not exist\Z"),
+    ],
+)
+def test_an_import_of_a_typescript_file_says_which_file_is_there(
+    files: dict[str, bytes], message: str
+) -> None:
+    with pytest.raises(WranglerImportError, match=message) as e:
+        module_graph(BASE / "index.js", DictTree(files), Rules.from_config(None, []))
+    assert "\n" not in str(e.value)

@@ -56,6 +56,7 @@ def test_render_writes_sources_as_literal_blocks() -> None:
                 warnings=["w: first", "w: second"],
                 unsupported={"w": ["queues", "r2"]},
                 ignored={"w": ["account_id"]},
+                not_inherited={"w-dev": ["kv_namespaces", "vars"]},
                 secrets={"w-secrets": ["A", "B"]},
             ),
             [
@@ -65,6 +66,9 @@ def test_render_writes_sources_as_literal_blocks() -> None:
                 "yet: queues, r2",
                 "edgeplane import: note: w: ignored (wrangler tooling only, no effect on the "
                 "deployed Worker): account_id",
+                "edgeplane import: note: w-dev: wrangler does not inherit kv_namespaces, vars "
+                "from the top level, so this Worker has none; set them in its [env] table if "
+                "it needs them",
                 "edgeplane import: note: create Secret w-secrets with keys A, B before applying",
             ],
         ),

@@ -22,12 +22,17 @@ What maps, and how:
 - `secrets.required` (or, without it, the names in `.dev.vars`: names only, values are never
   read into the output) become `secretKeyRef` placeholders into one Secret per Worker,
   listed at the top of the output with the command that creates it.
-- `kv_namespaces`, `durable_objects.bindings` (classes of this Worker), `services`.
+- `kv_namespaces` (one without `id`, which wrangler would provision, binds the KV
+  namespace named like the binding, with a warning), `durable_objects.bindings` (classes
+  of this Worker), `services`.
 - `route` / `routes`: strings, `{pattern, zone_name | zone_id}`, or
   `{pattern, custom_domain = true}` (the whole host: `host/*`).
 - `[env.<name>]`: a separate Worker named `<name>-<env>` (or the environment's `name`).
   Like wrangler, `main`, compatibility date and flags, routes and the build settings are
-  inherited from the top level; vars, define, secrets and bindings are not.
+  inherited from the top level; vars, define, secrets and bindings are not (config.py
+  holds which keys are which). A key an environment inherits but edgeplane does not map
+  is reported for its Worker, marked inherited; top-level bindings it does not inherit
+  are named in a note.
 
 Anything else that changes what the Worker does (R2, D1, queues, crons, migrations, ...)
 is listed by name in a warning on stderr; keys that only steer wrangler's tooling are

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from edgeplane.api.worker import MAX_PLAIN_TEXT
+from edgeplane.api.worker import KV_NAMESPACE_RE, MAX_PLAIN_TEXT
 from edgeplane.wire import JS_IDENTIFIER_RE
 from edgeplane.wrangler.config import DevVars, dev_var_names
 from edgeplane.wrangler.errors import WranglerImportError
@@ -52,17 +52,26 @@ def declared_secrets(secrets_cfg: Any) -> list[str] | None:
     return None
 
 
+def secret_source(secrets_cfg: Any, dev_vars: DevVars | None) -> str:
+    """Where the secret names come from, as messages name it: the config key that declares
+    them, else the .dev.vars file."""
+    if isinstance(secrets_cfg, Mapping) and "required" in secrets_cfg:
+        return "secrets.required"
+    if isinstance(secrets_cfg, list) or dev_vars is None:
+        return "secrets"
+    return dev_vars.file
+
+
 def secret_names(
-    secrets_cfg: Any, dev_vars: DevVars | None, var_names: set[str], worker: str,
-    warn: list[str],
+    secrets_cfg: Any, dev_vars: DevVars | None, worker: str, warn: list[str]
 ) -> list[str]:
-    """The declared secrets, else the names in .dev.vars that are not also vars."""
+    """The declared secrets, else the names in .dev.vars."""
     declared = declared_secrets(secrets_cfg)
     if declared is not None:
         return declared
     if dev_vars is None:
         return []
-    names = [n for n in dev_var_names(dev_vars.content, dev_vars.file) if n not in var_names]
+    names = dev_var_names(dev_vars.content, dev_vars.file)
     if names:
         warn.append(
             f"{worker}: secret names taken from {dev_vars.file} (names only; its "
@@ -72,30 +81,73 @@ def secret_names(
 
 
 def secret_bindings(
-    names: list[str], secret: str, var_names: set[str], worker: str
+    names: list[str], secret: str, var_names: set[str], worker: str, source: str,
+    warn: list[str],
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """The keys of Secret `secret` the Worker reads, and their secretKeyRef bindings. A name
-    already bound as a var stays a var: a name binds once."""
+    already bound as a var stays a var (a name binds once), with a warning naming `source`:
+    the config key or the .dev.vars file the name came from."""
     keys: list[str] = []
     out: list[dict[str, Any]] = []
     for s in names:
-        name = binding_name(s, f"{worker}: secrets")
+        name = binding_name(s, f"{worker}: {source}")
         if name in var_names:
+            local = ""
+            if source.startswith(".dev.vars"):
+                local = " (in wrangler dev, .dev.vars only overrides it locally)"
+            warn.append(f"{worker}: {source}: {name} is also in vars; imported as the var, "
+                        f"not as a secret{local}")
             continue
         keys.append(name)
         out.append({"name": name, "secretKeyRef": {"name": secret, "key": name}})
     return keys, out
 
 
-def kv_bindings(kv_cfg: list[Any], worker: str) -> list[dict[str, Any]]:
+def unique_bindings(
+    groups: list[tuple[str, list[dict[str, Any]]]], worker: str
+) -> list[dict[str, Any]]:
+    """The bindings of every group (the config key or file they come from, and its
+    bindings) in order; a name bound twice is refused naming where both come from."""
+    seen: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for source, bindings in groups:
+        for b in bindings:
+            first = seen.get(b["name"])
+            if first is not None:
+                where = "is bound twice" if first == source else f"is also bound by {first}"
+                raise WranglerImportError(
+                    f"{worker}: {source}: {b['name']} {where}; a name binds once: rename "
+                    "one of them"
+                )
+            seen[b["name"]] = source
+            out.append(b)
+    return out
+
+
+def kv_bindings(kv_cfg: list[Any], worker: str, warn: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kv in kv_cfg:
         name = binding_name(kv.get("binding"), f"{worker}: kv_namespaces")
-        ns = kv.get("id") or kv.get("preview_id")
-        if not ns:
-            raise WranglerImportError(f"{worker}: kv_namespaces binding {name} has no id")
+        ns = kv.get("id") or kv.get("preview_id") or kv_namespace_without_id(name, worker, warn)
         out.append({"name": name, "kvNamespace": {"namespace": str(ns)}})
     return out
+
+
+def kv_namespace_without_id(binding: str, worker: str, warn: list[str]) -> str:
+    """The namespace for a KV binding without an id, which wrangler provisions on deploy:
+    the binding's name, an edgeplane KV namespace of the Worker's Kubernetes namespace
+    (where every Worker binding that name shares it), with a warning saying so."""
+    if not re.fullmatch(KV_NAMESPACE_RE, binding):
+        raise WranglerImportError(
+            f"{worker}: kv_namespaces binding {binding} has no id, and {binding!r} is no KV "
+            "namespace name (letters, digits, '_', '.', '-'; at most 63): set id"
+        )
+    warn.append(
+        f"{worker}: kv_namespaces binding {binding} has no id (wrangler would provision "
+        f"one); imported as KV namespace {binding!r}, shared by every Worker in the "
+        "Kubernetes namespace that binds it; set id to choose another"
+    )
+    return binding
 
 
 def durable_object_bindings(

@@ -74,7 +74,7 @@ def esbuild_options(
         "minify": bool(inherited(cfg, top, "minify")),
         "keepNames": inherited(cfg, top, "keep_names") is not False,
     }
-    if alias := inherited(cfg, top, "alias"):
+    if alias := top.get("alias"):  # top-level only, in wrangler
         options["alias"] = {str(k): _alias_target(str(v), root) for k, v in alias.items()}
     if tsconfig := inherited(cfg, top, "tsconfig"):
         options["tsconfig"] = str(root / str(tsconfig))
@@ -174,6 +174,8 @@ class Fixes:
 
 def explain(m: Message, fixes: Fixes) -> str:
     """One line: where, what, and what to do."""
+    if "tsconfig" in m.text:
+        return f"tsconfig: {m.text}; fix the tsconfig path in the wrangler config"
     if m.file in fixes.not_utf8:
         # esbuild reads source as UTF-8; its "Unexpected" byte says nothing about why.
         return f"{m.file}: not UTF-8; save it as UTF-8"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -49,7 +50,10 @@ def _run(args: argparse.Namespace, labels: tuple[tuple[str, str], ...]) -> int:
         envs = all_environments(load_config(path))
     else:
         envs = list(args.env) if args.env else [None]
-    opts = Options(namespace=args.namespace, main=args.main, target_labels=labels,
+    # --main is read from the current directory, as wrangler reads its script argument
+    # (Node's path.resolve: lexical, so `..` is taken off before any link is followed).
+    main = None if args.main is None else Path(os.path.abspath(args.main))
+    opts = Options(namespace=args.namespace, main=main, target_labels=labels,
                    allow_incomplete=args.allow_incomplete)
     result = convert(path, envs, opts)
     if args.check and not _checked(result):
@@ -135,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--namespace", help="set metadata.namespace on every object")
     parser.add_argument(
         "--main", type=Path,
-        help="entry module to use instead of `main` (e.g. a bundler's JavaScript output)",
+        help="entry module to use instead of `main` (e.g. a bundler's JavaScript output); "
+        "a relative path is from the current directory, as wrangler reads it",
     )
     parser.add_argument(
         "--target", action="append", default=[], metavar="LABEL=VALUE",

@@ -35,6 +35,37 @@ TOOLING_KEYS = frozenset({
     "legacy_env", "keep_vars", "preserve_file_names", "site_bucket", "ignored_warnings",
 })
 
+# How a key at the top level reaches an [env.<name>] Worker, as wrangler reads its
+# configuration: the one home of these facts. An environment takes an inheritable key from
+# the top level unless it sets its own; it never takes a non-inheritable one (bindings,
+# vars, define); a top-level-only key applies to every environment.
+INHERITABLE_KEYS = frozenset({
+    "name", "account_id", "main", "compatibility_date", "compatibility_flags",
+    "find_additional_modules", "preserve_file_names", "base_dir", "workers_dev",
+    "preview_urls", "route", "routes", "tsconfig", "jsx_factory", "jsx_fragment",
+    "migrations", "exports", "triggers", "limits", "rules", "build", "no_bundle", "minify",
+    "keep_names", "first_party_worker", "logfwdr", "logpush", "upload_source_maps",
+    "placement", "assets", "observability", "access", "cache", "compliance_region",
+    "python_modules", "previews", "usage_model", "node_compat", "zone_id",
+})
+NON_INHERITABLE_KEYS = frozenset({
+    "define", "vars", "secrets", "durable_objects", "workflows", "cloudchamber",
+    "containers", "kv_namespaces", "send_email", "queues", "connect", "r2_buckets",
+    "d1_databases", "vectorize", "ai_search_namespaces", "ai_search", "agent_memory",
+    "websearch", "hyperdrive", "services", "analytics_engine_datasets",
+    "dispatch_namespaces", "mtls_certificates", "tail_consumers",
+    "streaming_tail_consumers", "unsafe", "browser", "ai", "images", "stream", "media",
+    "pipelines", "secrets_store_secrets", "artifacts", "unsafe_hello_world", "flagship",
+    "worker_loaders", "ratelimits", "vpc_services", "vpc_networks", "version_metadata",
+    "constellation",
+})
+TOP_LEVEL_ONLY_KEYS = frozenset({
+    "keep_vars", "send_metrics", "site", "alias", "dev", "wasm_modules",
+    "text_blobs", "data_blobs", "legacy_env", "pages_build_output_dir", "addresses",
+    "dependencies_instrumentation",
+})
+INHERITED = "(inherited from the top level)"
+
 
 def strip_jsonc(text: str) -> str:
     """JSON with comments and trailing commas -> JSON. Strings are copied untouched, so a
@@ -121,6 +152,32 @@ def inherited(cfg: Mapping[str, Any], top: Mapping[str, Any], key: str) -> Any:
     return cfg[key] if key in cfg else top.get(key)
 
 
+def python_worker(cfg: Mapping[str, Any], top: Mapping[str, Any], main: Any) -> str | None:
+    """What makes this Worker a Python Worker (main a .py file, `python_modules`, or the
+    python_workers flag), or None for a JavaScript one."""
+    if PurePath(str(main)).suffix == ".py":
+        return "main is a .py file"
+    if inherited(cfg, top, "python_modules"):
+        return "python_modules is set"
+    flags = inherited(cfg, top, "compatibility_flags")
+    if isinstance(flags, list) and "python_workers" in flags:
+        return "compatibility_flags has python_workers"
+    return None
+
+
+def refuse_python_worker(
+    cfg: Mapping[str, Any], top: Mapping[str, Any], name: str, main: Any
+) -> None:
+    """Refuse a Python Worker in one line naming main, before anything looks for module
+    rules that cannot help it."""
+    why = python_worker(cfg, top, main)
+    if why is not None:
+        raise WranglerImportError(
+            f"{name}: main {main}: a Python Worker ({why}); edgeplane does not run Python "
+            "Workers yet, only JavaScript and WebAssembly modules"
+        )
+
+
 def worker_name(cfg: Mapping[str, Any], top: Mapping[str, Any], env: str | None) -> str:
     """The environment's own name, else `<top name>-<env>`."""
     if env is None:
@@ -136,12 +193,54 @@ def worker_name(cfg: Mapping[str, Any], top: Mapping[str, Any], env: str | None)
     return name
 
 
-def key_report(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The keys this importer does not map (unsupported) and those it ignores (tooling)."""
-    unknown = [k for k in cfg if k not in MAPPED_KEYS and k not in TOOLING_KEYS]
-    # An empty table or list configures nothing; everything else is reported.
-    unsupported = sorted(k for k in unknown if cfg[k] not in ([], {}, None, False))
-    return unsupported, sorted(k for k in cfg if k in TOOLING_KEYS)
+@dataclass(frozen=True)
+class KeyReport:
+    """What one Worker's table holds that this importer does not map."""
+
+    unsupported: list[str]  # keys that change what the Worker does
+    ignored: list[str]  # keys that only steer wrangler's tooling
+    # Non-inheritable keys set at the top level only: wrangler gives the environment none.
+    not_inherited: list[str]
+
+
+def _configures(value: Any) -> bool:
+    """Null, false, an empty list, and a table of those configure nothing: an environment
+    turns off the crons it inherits with `triggers = { crons = [] }`."""
+    if isinstance(value, dict):
+        return any(_configures(v) for v in value.values())
+    return not (value is None or value is False or value == [])
+
+
+def taken_from_top(cfg: Mapping[str, Any], top: Mapping[str, Any]) -> list[str]:
+    """The keys an environment takes from the top level without setting them: inheritable
+    and top-level-only keys (`name` aside: worker_name derives it). Nothing for the top
+    level itself, whose keys are all its own."""
+    return [
+        k for k in top
+        if k not in cfg and k != "name" and (k in INHERITABLE_KEYS or k in TOP_LEVEL_ONLY_KEYS)
+    ]
+
+
+def key_report(cfg: Mapping[str, Any], top: Mapping[str, Any] | None = None) -> KeyReport:
+    """The keys of a Worker's effective table (its own, and for an [env.x] table those it
+    inherits, marked so) this importer does not map, and the top-level bindings an
+    environment does not inherit. Mapped keys it inherits are read where they are used."""
+    top = cfg if top is None else top
+    own = [(k, k) for k in cfg]
+    inherited_keys = [(k, f"{k} {INHERITED}") for k in taken_from_top(cfg, top)]
+    values = {**top, **cfg}
+    unsupported: list[str] = []
+    ignored: list[str] = []
+    for key, label in own + inherited_keys:
+        if key in TOOLING_KEYS:
+            ignored.append(label)
+        elif key not in MAPPED_KEYS and _configures(values[key]):
+            unsupported.append(label)
+    not_inherited = [
+        k for k in top
+        if k in NON_INHERITABLE_KEYS and k not in cfg and _configures(top[k])
+    ]
+    return KeyReport(sorted(unsupported), sorted(ignored), sorted(not_inherited))
 
 
 @dataclass(frozen=True)

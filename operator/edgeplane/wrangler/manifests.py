@@ -22,7 +22,9 @@ from edgeplane.wrangler.bindings import (
     kv_bindings,
     secret_bindings,
     secret_names,
+    secret_source,
     service_bindings,
+    unique_bindings,
     var_bindings,
 )
 from edgeplane.wrangler.config import DevVars, inherited, key_report
@@ -61,6 +63,8 @@ class Result:
     ignored: dict[str, list[str]] = field(default_factory=dict)  # Worker -> tooling keys
     built: dict[str, str] = field(default_factory=dict)  # Worker -> how its code was built
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # Worker -> imports left out
+    # Worker -> top-level bindings its environment does not inherit (so it has none)
+    not_inherited: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def add_worker(
     """One Worker (cfg: the top level or an [env.x] table) into result. The checks run in a
     fixed order (date, module sources, bindings, Worker, routes), so a project with several
     problems always gets the same first error."""
-    _report_keys(cfg, name, result)
+    _report_keys(cfg, top, name, result)
     warn = result.warnings
     _check_complete(name, sources, opts, result)
     if sources.built:
@@ -135,12 +139,16 @@ def _check_complete(name: str, sources: Sources, opts: Options, result: Result) 
     result.warnings.append(f"{name}: written with imports that will not load: {listed}")
 
 
-def _report_keys(cfg: Mapping[str, Any], name: str, result: Result) -> None:
-    unsupported, ignored = key_report(cfg)
-    if unsupported:
-        result.unsupported[name] = unsupported
-    if ignored:
-        result.ignored[name] = ignored
+def _report_keys(
+    cfg: Mapping[str, Any], top: Mapping[str, Any], name: str, result: Result
+) -> None:
+    report = key_report(cfg, top)
+    if report.unsupported:
+        result.unsupported[name] = report.unsupported
+    if report.ignored:
+        result.ignored[name] = report.ignored
+    if report.not_inherited:
+        result.not_inherited[name] = report.not_inherited
 
 
 def metadata(name: str, worker: str, namespace: str | None) -> dict[str, Any]:
@@ -227,23 +235,29 @@ def worker_bindings(
     cfg: Mapping[str, Any], name: str, dev_vars: DevVars | None, result: Result
 ) -> list[dict[str, Any]]:
     """The Worker's bindings in wrangler's order of kinds; the Secret they read goes to
-    result.secrets, bindings left out to result.unsupported."""
+    result.secrets, bindings left out to result.unsupported. A name bound twice is refused
+    naming both places (a .dev.vars name that is also a KV binding, say)."""
     warn = result.warnings
-    out = var_bindings(cfg.get("vars") or {}, name, warn)
-    var_names = {b["name"] for b in out}
-    names = secret_names(cfg.get("secrets"), dev_vars, var_names, name, warn)
+    var_refs = var_bindings(cfg.get("vars") or {}, name, warn)
+    var_names = {b["name"] for b in var_refs}
+    source = secret_source(cfg.get("secrets"), dev_vars)
+    names = secret_names(cfg.get("secrets"), dev_vars, name, warn)
+    secret = f"{name}-secrets"
+    keys, secret_refs = secret_bindings(names, secret, var_names, name, source, warn)
     if names:
-        secret = f"{name}-secrets"
-        keys, refs = secret_bindings(names, secret, var_names, name)
         result.secrets[secret] = keys
-        out += refs
-    out += kv_bindings(cfg.get("kv_namespaces") or [], name)
     unsupported: list[str] = []
-    out += durable_object_bindings(cfg.get("durable_objects") or {}, name, unsupported)
-    out += service_bindings(cfg.get("services") or [], name, unsupported)
+    groups = [
+        ("vars", var_refs),
+        (source, secret_refs),
+        ("kv_namespaces", kv_bindings(cfg.get("kv_namespaces") or [], name, warn)),
+        ("durable_objects.bindings",
+         durable_object_bindings(cfg.get("durable_objects") or {}, name, unsupported)),
+        ("services", service_bindings(cfg.get("services") or [], name, unsupported)),
+    ]
     if unsupported:
         result.unsupported.setdefault(name, []).extend(unsupported)
-    return out
+    return unique_bindings(groups, name)
 
 
 def route_docs(

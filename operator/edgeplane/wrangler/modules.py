@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
 from typing import Any, Protocol, TypeVar
 
-from edgeplane.wrangler.comments import strip_comments
+from edgeplane.wrangler.comments import string_end
 from edgeplane.wrangler.errors import WranglerImportError
 
 # wrangler's default module rules when it does not bundle (its `rules` setting), plus the
@@ -34,26 +34,120 @@ TYPESCRIPT_SUFFIXES = (".ts", ".tsx", ".mts", ".cts", ".jsx")
 RESOLVE_SUFFIXES = (".js", ".mjs", ".cjs", ".json")
 BUILTIN_PREFIXES = ("node:", "cloudflare:", "workerd:")
 
-# Comments are removed before specifiers are read, so commented-out imports do not count.
+# Read from js_code's output, where every string literal is "N" (N: its index in the
+# list of their texts), so only code is matched: never a comment, nor text inside a
+# string or a template literal.
 _IMPORT_RES = (
-    re.compile(r"""\bimport\s*(?:[\w$*{}\s,]+?\s*from\s*)?["']([^"'\n]+)["']"""),
-    re.compile(r"""\bexport\s*(?:\*(?:\s*as\s+[\w$]+)?|\{[^}]*\})\s*from\s*["']([^"'\n]+)["']"""),
-    re.compile(r"""\bimport\s*\(\s*["']([^"'\n]+)["']\s*\)"""),
-    re.compile(r"""\brequire\s*\(\s*["']([^"'\n]+)["']\s*\)"""),
+    re.compile(r'(?<![.$])\bimport\s*(?:[\w$*{}\s,]+?\s*from\s*)?"(\d+)"'),
+    re.compile(r'(?<![.$])\bexport\s*(?:\*(?:\s*as\s+[\w$]+)?|\{[^}]*\})\s*from\s*"(\d+)"'),
+    re.compile(r'(?<![.$])\bimport\s*\(\s*"(\d+)"\s*\)'),
+    re.compile(r'(?<![.$])\brequire\s*\(\s*"(\d+)"\s*\)'),
+)
+# A `/` after one of these (or at the start) opens a regular expression literal; after
+# anything else it divides.
+_REGEX_AFTER_CHARS = frozenset("(,=:[!&|?{};+-*%<>~^")
+_REGEX_AFTER_WORD = re.compile(
+    r"(?<![\w$.])(?:return|typeof|case|do|else|in|of|new|delete|void|throw|yield|await|"
+    r"instanceof)\Z"
 )
 
 
 def specifiers(src: str) -> list[str]:
     """Module specifiers a JavaScript module imports, re-exports or requires, in order."""
-    code, _ = strip_comments(src, quotes="\"'`", multiline="`")
+    code, strings = js_code(src)
     found: list[tuple[int, str]] = []
     for rx in _IMPORT_RES:
-        found += [(m.start(), m.group(1)) for m in rx.finditer(code)]
+        found += [(m.start(), strings[int(m.group(1))]) for m in rx.finditer(code)]
     seen: list[str] = []
     for _, spec in sorted(found):
-        if spec not in seen:
+        if spec and "\n" not in spec and spec not in seen:
             seen.append(spec)
     return seen
+
+
+def js_code(src: str) -> tuple[str, list[str]]:
+    """JavaScript reduced to its code: comments and regular expression literals become a
+    space; each string literal, and each template literal without `${`, becomes "N" with
+    its text the returned list's item N; the text of other template literals becomes a
+    space, while the code in their `${...}` stays, nested templates included."""
+    out: list[str] = []
+    strings: list[str] = []
+    depths: list[int] = []  # for each `${` we are inside, innermost last: `{`s open in it
+    i, n = 0, len(src)
+    while i < n:
+        c = src[i]
+        if c in "'\"":
+            j = string_end(src, i, multiline=False)
+            out.append(f'"{len(strings)}"')
+            strings.append(src[i + 1 : j - 1])
+        elif c == "`" or (c == "}" and depths and depths[-1] == 0):
+            if c == "}":
+                depths.pop()
+            j, text, opened = _template_part(src, i + 1)
+            if c == "`" and not opened:
+                out.append(f'"{len(strings)}"')
+                strings.append(text)
+            else:
+                out.append(" ")
+            if opened:
+                depths.append(0)
+        elif src.startswith("//", i):
+            j = src.find("\n", i)
+            j = n if j < 0 else j
+        elif src.startswith("/*", i):
+            j = src.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(" ")
+        elif c == "/" and (j := _regex_end(src, i, out)) > i:
+            out.append(" ")
+        else:
+            if depths and c in "{}":
+                depths[-1] += 1 if c == "{" else -1
+            out.append(c)
+            j = i + 1
+        i = j
+    return "".join(out), strings
+
+
+def _template_part(src: str, i: int) -> tuple[int, str, bool]:
+    """Template literal text from src[i]: where it ends, the text, and whether a `${` ends
+    it (rather than the closing backtick, or the end of src)."""
+    j, n = i, len(src)
+    while j < n:
+        if src[j] == "\\":
+            j += 2
+        elif src[j] == "`":
+            return j + 1, src[i:j], False
+        elif src.startswith("${", j):
+            return j + 2, src[i:j], True
+        else:
+            j += 1
+    return n, src[i:n], False
+
+
+def _regex_end(src: str, i: int, out: list[str]) -> int:
+    """Just past the regular expression literal whose `/` is src[i], or i when that `/`
+    divides: by what comes before it (the code so far, `out`), or when no `/` closes it on
+    its line."""
+    before = "".join(out[-16:]).rstrip()
+    if before and before[-1] not in _REGEX_AFTER_CHARS and not _REGEX_AFTER_WORD.search(before):
+        return i
+    j, n, in_class = i + 1, len(src), False
+    while j < n and src[j] != "\n":
+        c = src[j]
+        if c == "\\":
+            j += 1
+        elif c == "[":
+            in_class = True
+        elif c == "]":
+            in_class = False
+        elif c == "/" and not in_class:
+            j += 1
+            while j < n and (src[j].isalnum() or src[j] in "_$"):
+                j += 1  # the flags
+            return j
+        j += 1
+    return i
 
 
 def _glob_re(glob: str) -> re.Pattern[str]:
@@ -212,9 +306,7 @@ def _imports(module: Module, tree: SourceTree) -> tuple[list[tuple[str, PurePath
             )
         path = tree.find(parts)
         if path is None:
-            raise WranglerImportError(
-                f"{module.name} imports {spec!r}, but {'/'.join(parts)} does not exist"
-            )
+            raise _not_found(module.name, spec, parts, tree)
         if not path.is_relative_to(tree.base_dir):
             # A symbolic link out of the project: its target would be copied into the
             # manifests from wherever it points.
@@ -224,3 +316,33 @@ def _imports(module: Module, tree: SourceTree) -> tuple[list[tuple[str, PurePath
             )
         found.append(("/".join(parts), path))
     return found, bare
+
+
+def typescript_candidates(parts: Sequence[str]) -> list[list[str]]:
+    """The TypeScript/JSX files an import of base_dir/parts may mean to a bundler, though
+    not to workerd: `./log` -> log.ts, ..., log/index.ts; `./log.js` -> log.ts (TypeScript
+    writes its imports with the extension of the output)."""
+    *head, name = parts
+    for js, ts in ((".js", (".ts", ".tsx")), (".mjs", (".mts",)), (".cjs", (".cts",))):
+        if name.endswith(js):
+            return [[*head, name.removesuffix(js) + s] for s in ts]
+    if name.endswith(".jsx"):
+        return [[*head, name.removesuffix(".jsx") + ".tsx"]]
+    return [
+        *([*head, name + s] for s in TYPESCRIPT_SUFFIXES),
+        *([*head, name, "index" + s] for s in (".ts", ".tsx", ".jsx")),
+    ]
+
+
+def _not_found(importer: str, spec: str, parts: list[str], tree: SourceTree) -> Exception:
+    """The error for a relative import of nothing: which TypeScript file is there instead,
+    if one is."""
+    missing = f"{importer} imports {spec!r}, but {'/'.join(parts)} does not exist"
+    found = next((c for c in typescript_candidates(parts) if tree.find(c) is not None), None)
+    if found is None:
+        return WranglerImportError(missing)
+    return WranglerImportError(
+        f"{missing}; {'/'.join(found)} does, and is TypeScript/JSX, which workerd does not "
+        "run: bundle the Worker first (e.g. `npx wrangler deploy --dry-run --outdir dist`) "
+        "and import the JavaScript output with `--main dist/<file>.js`"
+    )

@@ -72,6 +72,11 @@ def messages(result: Result) -> list[str]:
             for worker, keys in result.ignored.items()
         ),
         *(
+            f"{prefix} note: {worker}: wrangler does not inherit {', '.join(keys)} from the "
+            "top level, so this Worker has none; set them in its [env] table if it needs them"
+            for worker, keys in result.not_inherited.items()
+        ),
+        *(
             f"{prefix} note: create Secret {secret} with keys {', '.join(keys)} before "
             "applying"
             for secret, keys in result.secrets.items()

@@ -28,6 +28,7 @@ from edgeplane.wrangler.config import (
     environment,
     inherited,
     parse_config,
+    refuse_python_worker,
     worker_name,
 )
 from edgeplane.wrangler.errors import WranglerImportError
@@ -186,17 +187,30 @@ def entry_point(
     """The main module (--main, else `main`) and the base_dir module names start from."""
     main_raw = opts.main if opts.main is not None else inherited(cfg, top, "main")
     if not main_raw:
+        if inherited(cfg, top, "assets") or top.get("pages_build_output_dir"):
+            raise WranglerImportError(
+                f"{name}: no `main`: only static assets (assets / pages_build_output_dir), "
+                "which edgeplane does not serve yet; a Worker needs main, its entry file"
+            )
         raise WranglerImportError(
             f"{name}: no `main`; edgeplane runs ES module Workers: set main to the entry file"
         )
+    refuse_python_worker(cfg, top, name, main_raw)
     main = (root / Path(main_raw)).resolve() if not Path(main_raw).is_absolute() else Path(
         main_raw
     )
     if not main.is_file():
-        raise WranglerImportError(f"{name}: main {main_raw} not found")
+        given = "--main" if opts.main is not None else "main"
+        raise WranglerImportError(f"{name}: {given} {main_raw} not found")
     base_raw = inherited(cfg, top, "base_dir")
     # Without base_dir, modules are named from main's directory, as wrangler does.
-    return main, (root / base_raw).resolve() if base_raw else main.parent
+    base_dir = (root / base_raw).resolve() if base_raw else main.parent
+    if not main.is_relative_to(base_dir):
+        raise WranglerImportError(
+            f"{name}: base_dir {base_raw}: main {main_raw} is not inside it, and module names "
+            "start from base_dir; set base_dir to a directory that holds main"
+        )
+    return main, base_dir
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ rather than failing somewhere inside. Pure: a config dict in, an error or nothin
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ Check = Callable[[Any, str], None]
 
 def kind_of(value: Any) -> str:
     """What a config value is, in the words of a TOML or JSON user."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, dt.datetime):
@@ -36,8 +39,11 @@ def _wrong(key: str, expected: str, value: Any, hint: str = "") -> WranglerImpor
 def string(value: Any, key: str) -> None:
     if isinstance(value, dt.date | dt.time):
         # The commonest slip: compatibility_date = 2024-09-23 is a TOML date, not a string.
+        quoted = f'"{value.isoformat()}"'
         name = key.rsplit(".", 1)[-1]
-        raise _wrong(key, "a string", value, f'quote it: {name} = "{value.isoformat()}"')
+        # An array item has no key of its own to write.
+        fix = quoted if name.endswith("]") else f"{name} = {quoted}"
+        raise _wrong(key, "a string", value, f"quote it: {fix}")
     if not isinstance(value, str):
         raise _wrong(key, "a string", value)
 
@@ -55,11 +61,16 @@ def strings(value: Any, key: str) -> None:
 
 
 def no_dates(value: Any, key: str) -> None:
-    """A var may be any JSON value; a TOML date or time is none (quote it)."""
+    """A var may be any JSON value; a TOML date or time is none (quote it), nor is TOML's
+    nan or inf."""
     if isinstance(value, dt.date | dt.time):
         raise WranglerImportError(
             f"{key}: {kind_of(value)} is not a JSON value; quote it "
             f'("{value.isoformat()}") for a string'
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WranglerImportError(
+            f'{key}: {value} is not a JSON value; quote it ("{value}") for a string'
         )
     if isinstance(value, list):
         for i, item in enumerate(value):
