@@ -115,7 +115,7 @@ def kind_of(config: Path) -> str:
         return "build-first" if isinstance(main, str) and builds else "not-a-project"
     if any(_imports_virtual(p) for p in config.parent.rglob("*.[jt]s*")):
         return "build-first"
-    unsupported, _ = key_report(top)
+    unsupported = key_report(top).unsupported
     python = main.endswith(".py")
     return "unsupported" if python or set(unsupported) - PLATFORM_ONLY else "supported"
 

@@ -112,3 +112,30 @@ def test_the_corpus_is_installed_where_the_tests_look() -> None:
     assert shutil.which("node")
     for root, node_modules in default_roots():
         assert root.is_dir() and (node_modules / ".package-lock.json").is_file(), root
+
+
+def test_a_commonjs_package_requiring_node_builtins_runs(tmp_path: Path) -> None:
+    """pg, mysql2 and many more are CommonJS and require("events"): bundled to ES modules,
+    that require() must become an import of workerd's node:events, or the Worker throws
+    "Dynamic require ... is not supported" on its first request."""
+    project = tmp_path / "p"
+    package = project / "node_modules" / "emits"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "emits", "version": "1.0.0"}')
+    (package / "index.js").write_text(
+        'const { EventEmitter } = require("events");\nconst { Buffer } = require("buffer");\n'
+        "module.exports = () => { const e = new EventEmitter(); let got;\n"
+        '  e.on("x", (v) => { got = Buffer.from(v).toString("hex"); }); e.emit("x", "ok");\n'
+        "  return got; };\n"
+    )
+    (project / "index.ts").write_text(
+        'import emits from "emits";\n'
+        "export default { fetch(): Response { return new Response(emits()); } };\n"
+    )
+    (project / "wrangler.toml").write_text(
+        'name = "cjs"\nmain = "index.ts"\ncompatibility_date = "2025-06-01"\n'
+        'compatibility_flags = ["nodejs_compat"]\n'
+    )
+    res = _import(str(project), "--check")
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"check: cjs starts in workerd: GET / -> 200 in", res.stderr), res.stderr

@@ -584,3 +584,19 @@ def test_find_config_reads_the_file_wrangler_reads(
         f"{n} is ignored: {read} is read instead, as wrangler does"
         for n in CONFIG_NAMES if n in present and n != read
     ]
+
+
+def test_a_packages_require_of_a_node_builtin_becomes_an_import(tmp_path: Path) -> None:
+    """ES module output cannot require(): a CommonJS package's require("events") would
+    throw "Dynamic require ... is not supported" at the edge."""
+    files: dict[str, str | bytes] = {
+        "src/index.js": 'import Emitter from "emitter";\n'
+                        "export default { fetch() { return new Response(typeof Emitter); } };\n",
+        "node_modules/emitter/package.json": '{"name": "emitter", "main": "index.js"}',
+        "node_modules/emitter/index.js": 'module.exports = require("events");\n',
+    }
+    config = BASIC + 'compatibility_flags = ["nodejs_compat"]\n'
+    result = convert(_project(tmp_path, files, config))
+    bundle = module_sources(result, one(result, "Worker", "w"))["index.js"]
+    assert isinstance(bundle, str)
+    assert 'from "node:events"' in bundle and 'require("events")' not in bundle

@@ -158,6 +158,24 @@ BUILTINS = frozenset({"fs", "buffer", "crypto"})
         (Message("Expected \";\" but found\n\"x\"", "src/a.ts", 9), Fixes(True),
          'src/a.ts:9: Expected ";" but found "x"'),
         (Message("Something without a place"), Fixes(True), "Something without a place"),
+        # A package's file is shown from its node_modules/, wherever the tree is.
+        (Message('Could not resolve "node:fs"', "../../x/node_modules/a/node_modules/b/i.js",
+                 4), Fixes(True, BUILTINS),
+         'node_modules/b/i.js:4: cannot import "node:fs", a Node.js built-in module; add '
+         '"nodejs_compat" to compatibility_flags'),
+        # Vite's import queries and virtual modules: a framework build's, not wrangler's.
+        (Message('Could not resolve "vite/package.json?raw"', "src/a.ts", 1), Fixes(True),
+         'src/a.ts:1: cannot import "vite/package.json?raw": an import query (?raw) is '
+         "Vite's, not wrangler's; import the file itself (a module rule gives its type), or "
+         "build with Vite first"),
+        (Message('No loader is configured for ".wasm" files: src/m.wasm?init', "src/a.ts", 9),
+         Fixes(True), 'src/a.ts:9: cannot import "src/m.wasm?init": an import query (?init) '
+         "is Vite's, not wrangler's; import the file itself (a module rule gives its type), "
+         "or build with Vite first"),
+        (Message('Could not resolve "virtual:react-router/server-build"', "app.ts", 4),
+         Fixes(True), 'app.ts:4: cannot import "virtual:react-router/server-build", a module '
+         "a Vite plugin generates: build the project with its framework first (e.g. `npm run "
+         "build`) and import the built Worker with --main"),
     ],
 )
 def test_explain(message: Message, fixes: Fixes, line: str) -> None:

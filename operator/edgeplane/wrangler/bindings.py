@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from edgeplane.api.common import DNS_LABEL_RE
 from edgeplane.api.worker import KV_NAMESPACE_RE, MAX_PLAIN_TEXT
 from edgeplane.wire import JS_IDENTIFIER_RE
 from edgeplane.wrangler.config import DevVars, dev_var_names
@@ -172,11 +173,17 @@ def service_bindings(
     """A service's environment names its Worker `<service>-<environment>`, as this importer
     names environments; a named entrypoint is listed in `unsupported`."""
     out: list[dict[str, Any]] = []
-    for svc in svc_cfg:
+    for i, svc in enumerate(svc_cfg):
         name = binding_name(svc.get("binding"), f"{worker}: services")
         target = str(svc.get("service", ""))
         if svc.get("environment"):
             target = f"{target}-{svc['environment']}"
+        if not re.fullmatch(DNS_LABEL_RE, target):
+            raise WranglerImportError(
+                f"{worker}: services[{i}].service: {target!r} cannot be the name of a Worker "
+                "here (at most 63 lowercase letters, digits and '-'); use the name the "
+                "called Worker is imported under"
+            )
         if svc.get("entrypoint"):
             unsupported.append(f"services[{name}].entrypoint={svc['entrypoint']}")
             continue

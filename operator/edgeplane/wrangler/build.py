@@ -160,7 +160,11 @@ class Message:
         return cls(str(raw.get("text", "")), raw.get("file"), raw.get("line"))
 
     def where(self) -> str:
-        return f"{self.file}:{self.line}: " if self.file else ""
+        if not self.file:
+            return ""
+        # A package's file from its node_modules/, not from wherever the tree is.
+        cut = self.file.rfind("node_modules/")
+        return f"{self.file[cut:] if cut >= 0 else self.file}:{self.line}: "
 
 
 @dataclass
@@ -183,6 +187,8 @@ def explain(m: Message, fixes: Fixes) -> str:
         return m.where() + unresolved_advice(hit.group(1), fixes)
     if hit := _NO_LOADER.search(m.text):
         ext, file = hit.groups()
+        if "?" in file:
+            return m.where() + unresolved_advice(file, fixes)
         return (
             f"{m.where()}imports {file}: no module rule matches {ext} files; add a `rules` "
             f'entry for it (e.g. {{ type = "Data", globs = ["**/*{ext}"] }})'
@@ -195,6 +201,12 @@ def unresolved_advice(spec: str, fixes: Fixes) -> str:
         return (
             f'cannot import "{spec}", a Node.js built-in module; add "nodejs_compat" to '
             "compatibility_flags"
+        )
+    if "?" in spec and not spec.endswith("?module"):
+        return (
+            f'cannot import "{spec}": an import query ({spec[spec.index("?"):]}) is Vite\'s, '
+            "not wrangler's; import the file itself (a module rule gives its type), or "
+            "build with Vite first"
         )
     if spec.startswith("virtual:"):
         return (

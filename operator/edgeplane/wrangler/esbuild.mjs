@@ -24,12 +24,20 @@ const rel = (file) => path.relative(request.projectRoot, file).split(path.sep).j
 // Node's built-ins: external `node:` imports with nodejs_compat, else an error that says
 // which flag to add. `cloudflare:` and `workerd:` modules are the runtime's own.
 function runtimeModules(build) {
+  build.onLoad({ filter: /.*/, namespace: "node-require" }, (a) => ({
+    contents: `import * as ns from ${JSON.stringify(a.path)};\n` +
+      `module.exports = "default" in ns ? ns.default : ns;\n`,
+    loader: "js",
+  }));
   build.onResolve({ filter: /^(cloudflare|workerd):/ }, (a) => ({ path: a.path, external: true }));
   build.onResolve({ filter: /^[^./]/ }, (a) => {
     const prefixed = a.path.startsWith("node:");
     const name = a.path.replace(/^node:/, "");
     if (!prefixed && !builtins.has(name.split("/")[0])) return undefined;
     if (request.nodeCompat.includes("*") || request.nodeCompat.includes(name)) {
+      // A CommonJS require() of an external module would throw in ES module output
+      // ("Dynamic require ... is not supported"): it gets a module that imports it.
+      if (a.kind === "require-call") return { path: `node:${name}`, namespace: "node-require" };
       return { path: `node:${name}`, external: true };
     }
     // Without the flag a bare "buffer" may still be the npm package of that name.
