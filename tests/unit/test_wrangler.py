@@ -434,6 +434,16 @@ def test_allow_incomplete_writes_the_worker_and_lists_what_will_not_load(
     assert 'from "hono"' in bundle and 'from "node:buffer"' in bundle
 
 
+def test_allow_incomplete_also_lists_a_file_no_rule_takes(tmp_path: Path) -> None:
+    src = ('import cfg from "./cfg.yaml";\n'
+           "export default { fetch() { return new Response(cfg); } };\n")
+    files = {"src/index.js": src, "src/cfg.yaml": "a: 1\n"}
+    with pytest.raises(WranglerImportError, match=r"no module rule matches \.yaml files"):
+        convert(_project(tmp_path, files, BASIC))
+    result = convert(_project(tmp_path / "2", files, BASIC), opts=Options(allow_incomplete=True))
+    assert result.incomplete == {"w": ['"./cfg.yaml" (imported by src/index.js)']}
+
+
 def test_route_without_a_path_keeps_its_meaning(tmp_path: Path) -> None:
     """Cloudflare's `example.com` is the zone's `/` only: imported as written, not widened."""
     result = convert(_project(tmp_path, {"src/index.js": ""}, BASIC + 'route = "example.com"\n'))

@@ -31,7 +31,7 @@ ROOT = PurePosixPath("/p")
         ([], ()),
         (["nodejs_compat"], ("*",)),
         (["nodejs_compat_v2"], ("*",)),
-        (["node_compat"], ("*",)),
+        (["node_compat"], ()),  # wrangler 3's config key, never a flag
         (["nodejs_als"], ("async_hooks",)),
         (["nodejs_als", "nodejs_compat"], ("*",)),
         (["streams_enable_constructors"], ()),

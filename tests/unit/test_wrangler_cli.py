@@ -91,3 +91,17 @@ def test_main_flag_not_found_names_the_path_read(
 def test_help_says_where_main_is_read_from() -> None:
     text = " ".join(_parser().format_help().split())
     assert "a relative path is from the current directory, as wrangler reads it" in text
+
+
+def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = _parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in parser._actions:
+        assert action.help, action.dest
+        for flag in action.option_strings:
+            assert flag in text, flag
+    for phrase in ("bundled as `wrangler deploy` bundles it", "--allow-incomplete",
+                   "--check", "Exit status: 0"):
+        assert phrase in text, phrase

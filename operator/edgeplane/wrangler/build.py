@@ -48,7 +48,7 @@ class Plan:
 def node_compat(flags: Iterable[str]) -> tuple[str, ...]:
     """The Node built-in modules the Worker may import, by its compatibility flags."""
     flags = set(flags)
-    if flags & {"nodejs_compat", "nodejs_compat_v2", "node_compat"}:
+    if flags & {"nodejs_compat", "nodejs_compat_v2"}:
         return ("*",)
     return ("async_hooks",) if "nodejs_als" in flags else ()
 

@@ -87,8 +87,11 @@ function additionalModules(build) {
   });
 }
 
-// With --allow-incomplete an import that does not resolve stays as written and is listed;
-// without, esbuild's own error stands.
+// With --allow-incomplete an import that does not resolve, or names a file no module rule
+// or loader takes, stays as written and is listed; without, esbuild's own error stands.
+const LOADED = new Set([".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts", ".json",
+  ...Object.keys(request.separate), ...Object.keys(request.options.loader || {})]);
+
 function incomplete(build) {
   if (!request.allowIncomplete) return;
   build.onResolve({ filter: /.*/ }, async (a) => {
@@ -96,7 +99,11 @@ function incomplete(build) {
     const found = await build.resolve(a.path, {
       kind: a.kind, resolveDir: a.resolveDir, importer: a.importer, pluginData: { probe: true },
     });
-    if (found.errors.length === 0) return undefined;
+    if (found.errors.length === 0) {
+      const loads = found.external || found.namespace !== "file" ||
+        LOADED.has(path.extname(found.path));
+      if (loads) return undefined;
+    }
     unresolved.push({ spec: a.path, importer: rel(a.importer) });
     return { path: a.path, external: true };
   });
