@@ -610,3 +610,27 @@ def test_a_packages_require_of_a_node_builtin_becomes_an_import(tmp_path: Path) 
     bundle = module_sources(result, one(result, "Worker", "w"))["index.js"]
     assert isinstance(bundle, str)
     assert 'from "node:events"' in bundle and 'require("events")' not in bundle
+
+
+@pytest.mark.parametrize(
+    ("date", "fs_is_workerds"),
+    [("2024-09-23", False), ("2025-09-15", True)],  # workerd has node:fs from 2025-09-01
+)
+def test_nodejs_compat_polyfills_what_workerd_lacks_at_the_date(
+    tmp_path: Path, date: str, fs_is_workerds: bool
+) -> None:
+    """wrangler's nodejs_compat "v2": workerd's module where it has one, else unenv's
+    polyfill bundled; the preset's process and console globals injected."""
+    src = ('import { existsSync } from "node:fs";\nimport { EventEmitter } from "events";\n'
+           "export default { fetch() { return new Response(String(existsSync(\"/x\")) + "
+           "typeof EventEmitter + process.env.X); } };\n")
+    config = (f'name = "w"\nmain = "src/index.js"\ncompatibility_date = "{date}"\n'
+              'compatibility_flags = ["nodejs_compat"]\n')
+    result = convert(_project(tmp_path, {"src/index.js": src}, config))
+    bundle = module_sources(result, one(result, "Worker", "w"))["index.js"]
+    assert isinstance(bundle, str)
+    assert ('from "node:fs"' in bundle) == fs_is_workerds
+    assert ("// node_modules/unenv/dist/runtime/node/internal/fs/" in bundle) != fs_is_workerds
+    assert "// ../" not in bundle  # no path of this machine in the manifests
+    assert 'from "node:events"' in bundle
+    assert "globalThis.process = " in bundle and "globalThis.console = " in bundle

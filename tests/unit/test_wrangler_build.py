@@ -26,19 +26,21 @@ ROOT = PurePosixPath("/p")
 
 
 @pytest.mark.parametrize(
-    ("flags", "modules"),
+    ("flags", "date", "mode"),
     [
-        ([], ()),
-        (["nodejs_compat"], ("*",)),
-        (["nodejs_compat_v2"], ("*",)),
-        (["node_compat"], ()),  # wrangler 3's config key, never a flag
-        (["nodejs_als"], ("async_hooks",)),
-        (["nodejs_als", "nodejs_compat"], ("*",)),
-        (["streams_enable_constructors"], ()),
+        ([], "2025-01-01", None),
+        (["nodejs_compat"], "2024-09-22", "v1"),
+        (["nodejs_compat"], "2024-09-23", "v2"),
+        (["nodejs_compat", "no_nodejs_compat_v2"], "2025-01-01", "v1"),
+        (["nodejs_compat_v2"], "2024-01-01", "v2"),
+        (["nodejs_als"], "2025-01-01", "als"),
+        (["nodejs_als", "nodejs_compat"], "2025-01-01", "v2"),
+        (["node_compat"], "2025-01-01", None),  # wrangler 3's config key, never a flag
+        (["streams_enable_constructors"], "2025-01-01", None),
     ],
 )
-def test_node_compat(flags: list[str], modules: tuple[str, ...]) -> None:
-    assert node_compat(flags) == modules
+def test_node_compat(flags: list[str], date: str, mode: str | None) -> None:
+    assert node_compat(flags, date) == mode
 
 
 BASE = {"format": "esm", "platform": "browser", "target": "es2024",

@@ -37,7 +37,9 @@ class Plan:
     entry: PurePath
     out_name: str  # the bundle's module name, beside base_dir's modules
     options: dict[str, Any]
-    node_compat: tuple[str, ...]  # Node built-ins workerd provides ("*": all of them)
+    node_compat: str | None  # wrangler's Node.js mode: "v2", "v1", "als" or None
+    date: str  # the compatibility date and flags (unenv's preset reads them)
+    flags: tuple[str, ...]
     # absolute file -> (module name relative to base_dir, module type)
     additional: dict[str, tuple[str, str]]
     find_all: bool  # ship every additional module, imported or not
@@ -45,12 +47,24 @@ class Plan:
     separate: dict[str, str]
 
 
-def node_compat(flags: Iterable[str]) -> tuple[str, ...]:
-    """The Node built-in modules the Worker may import, by its compatibility flags."""
+# From this date nodejs_compat means wrangler's "v2" mode: unenv's polyfills where workerd
+# has no module, and its globals.
+NODEJS_COMPAT_V2_DATE = "2024-09-23"
+
+
+def node_compat(flags: Iterable[str], date: str) -> str | None:
+    """wrangler's Node.js compatibility mode for the Worker's flags and date: "v2" (workerd's
+    modules and unenv's polyfills), "v1" (workerd's `node:` modules only), "als"
+    (node:async_hooks only) or None."""
     flags = set(flags)
-    if flags & {"nodejs_compat", "nodejs_compat_v2"}:
-        return ("*",)
-    return ("async_hooks",) if "nodejs_als" in flags else ()
+    if "nodejs_compat_v2" in flags or (
+        "nodejs_compat" in flags and date >= NODEJS_COMPAT_V2_DATE
+        and "no_nodejs_compat_v2" not in flags
+    ):
+        return "v2"
+    if "nodejs_compat" in flags:
+        return "v1"
+    return "als" if "nodejs_als" in flags else None
 
 
 def esbuild_options(

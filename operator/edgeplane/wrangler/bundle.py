@@ -54,6 +54,24 @@ def find_esbuild() -> Path:
     return found
 
 
+def _node_compat(plan: Plan) -> dict[str, Any]:
+    """What esbuild.mjs needs for the Node.js mode: with "v2", where Cloudflare's unenv
+    preset and unenv are (pinned beside esbuild) and the date and flags it reads."""
+    mode: dict[str, Any] = {"mode": plan.node_compat}
+    if plan.node_compat != "v2":
+        return mode
+    dirs = {k: find_pinned(Path(p)) for k, p in
+            (("preset", "@cloudflare/unenv-preset"), ("unenv", "unenv"))}
+    missing = [k for k, d in dirs.items() if d is None]
+    if missing:
+        raise WranglerImportError(
+            "nodejs_compat needs Cloudflare's unenv preset: run `npm ci` in edgeplane's "
+            "repository (it pins @cloudflare/unenv-preset and unenv)"
+        )
+    return {**mode, **{k: str(d) for k, d in dirs.items()}, "date": plan.date,
+            "flags": list(plan.flags)}
+
+
 def find_node() -> str:
     node = shutil.which("node")
     if node is None:
@@ -80,7 +98,7 @@ def run(plan: Plan, root: Path, worker: str, allow_incomplete: bool) -> Bundled:
         "options": plan.options,
         "additional": {path: name for path, (name, _) in plan.additional.items()},
         "separate": plan.separate,
-        "nodeCompat": list(plan.node_compat),
+        "nodeCompat": _node_compat(plan),
         "allowIncomplete": allow_incomplete,
     }
     proc = subprocess.run(
@@ -130,14 +148,15 @@ def _additional(plan: Plan, imported: set[str]) -> list[Module]:
 
 def _summary(plan: Plan, root: Path, esbuild: Path, res: dict[str, Any]) -> str:
     by = f"esbuild {res['version']}"
-    if lockfile_of(esbuild.resolve()):
+    ours = lockfile_of(esbuild.resolve())
+    if ours:
         by += " (pinned by edgeplane's package-lock.json)"
     line = f"bundled {plan.entry.relative_to(root)} with {by}: {len(res['inputs'])} input files"
     packages: dict[str, dict[str, str]] = res["packages"]
     if packages:
         listed = ", ".join(f"{n}@{p['version']}" for n, p in sorted(packages.items()))
-        locks = sorted({str(_shown(lock, root)) if (lock := package_lockfile(Path(p["dir"])))
-                        else "no lockfile" for p in packages.values()})
+        locks = sorted({_shown(package_lockfile(Path(p["dir"])), root, ours and ours[0])
+                        for p in packages.values()})
         line += f"; npm packages {listed} (from {', '.join(locks)})"
     return line
 
@@ -154,7 +173,12 @@ def package_lockfile(package_dir: Path) -> Path | None:
     return None
 
 
-def _shown(path: Path, root: Path) -> Path:
-    """A path as the header shows it: from the project's directory when it is near."""
-    rel = Path(os.path.relpath(path, root))
-    return rel if len(rel.parts) <= 4 else path
+def _shown(lock: Path | None, root: Path, ours: Path | None) -> str:
+    """A lockfile as the header shows it: edgeplane's by that name (unenv's polyfills come
+    from there), else from the project's directory when it is near."""
+    if lock is None:
+        return "no lockfile"
+    if lock == ours:
+        return "edgeplane's package-lock.json"
+    rel = Path(os.path.relpath(lock, root))
+    return str(rel if len(rel.parts) <= 4 else lock)

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 
 const request = JSON.parse(readFileSync(0, "utf8"));
 const esbuild = createRequire(path.join(request.esbuild, "package.json"))(request.esbuild);
@@ -21,8 +22,55 @@ const unresolved = []; // {spec, importer} left external with --allow-incomplete
 
 const rel = (file) => path.relative(request.projectRoot, file).split(path.sep).join("/");
 
-// Node's built-ins: external `node:` imports with nodejs_compat, else an error that says
-// which flag to add. `cloudflare:` and `workerd:` modules are the runtime's own.
+// Node's built-ins, as wrangler's nodejs_compat modes have them. "v2": the aliases of
+// Cloudflare's unenv preset for the Worker's date and flags (workerd's own module where it
+// has one, else unenv's polyfill, bundled), its globals (process, console) and polyfills
+// injected. "v1": every built-in is workerd's. "als": node:async_hooks only. Otherwise an
+// import of one is refused with the flag to add. A CommonJS require() of a runtime module
+// would throw in ES module output ("Dynamic require ... is not supported"), so it gets a
+// module that imports it. `cloudflare:` and `workerd:` modules are the runtime's own.
+const compat = request.nodeCompat;
+const unenvEnv = compat.mode === "v2" ? await presetEnv() : null;
+
+async function importPackage(dir) {
+  const pkg = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8"));
+  const dot = pkg.exports?.["."];
+  const entry = typeof dot === "string" ? dot : dot?.import?.default ?? dot?.import ??
+    dot?.default ?? pkg.module ?? pkg.main;
+  return import(pathToFileURL(path.join(dir, entry)).href);
+}
+
+async function presetEnv() {
+  const { getCloudflarePreset } = await importPackage(compat.preset);
+  const { defineEnv } = await importPackage(compat.unenv);
+  const preset = getCloudflarePreset({ compatibilityDate: compat.date,
+    compatibilityFlags: compat.flags });
+  return defineEnv({ presets: [preset], npmShims: true, resolve: true }).env;
+}
+
+function runtime(spec, kind) {
+  if (kind === "require-call") return { path: spec, namespace: "node-require" };
+  return { path: spec, external: true };
+}
+
+function builtin(a) {
+  const prefixed = a.path.startsWith("node:");
+  const name = a.path.replace(/^node:/, "");
+  if (!prefixed && !builtins.has(name.split("/")[0])) return undefined;
+  if (compat.mode === "v1" || (compat.mode === "als" && name === "async_hooks")) {
+    return runtime(`node:${name}`, a.kind);
+  }
+  if (compat.mode === "v2") return runtime(`node:${name}`, a.kind); // unaliased: workerd's
+  // Without the flag a bare "buffer" may still be the npm package of that name.
+  if (!prefixed) return undefined;
+  return {
+    errors: [{
+      text: `"${a.path}" is a Node.js built-in module; add "nodejs_compat" to ` +
+        "compatibility_flags for workerd to provide it",
+    }],
+  };
+}
+
 function runtimeModules(build) {
   build.onLoad({ filter: /.*/, namespace: "node-require" }, (a) => ({
     contents: `import * as ns from ${JSON.stringify(a.path)};\n` +
@@ -31,24 +79,33 @@ function runtimeModules(build) {
   }));
   build.onResolve({ filter: /^(cloudflare|workerd):/ }, (a) => ({ path: a.path, external: true }));
   build.onResolve({ filter: /^[^./]/ }, (a) => {
-    const prefixed = a.path.startsWith("node:");
-    const name = a.path.replace(/^node:/, "");
-    if (!prefixed && !builtins.has(name.split("/")[0])) return undefined;
-    if (request.nodeCompat.includes("*") || request.nodeCompat.includes(name)) {
-      // A CommonJS require() of an external module would throw in ES module output
-      // ("Dynamic require ... is not supported"): it gets a module that imports it.
-      if (a.kind === "require-call") return { path: `node:${name}`, namespace: "node-require" };
-      return { path: `node:${name}`, external: true };
-    }
-    // Without the flag a bare "buffer" may still be the npm package of that name.
-    if (!prefixed) return undefined;
-    return {
-      errors: [{
-        text: `"${a.path}" is a Node.js built-in module; add "nodejs_compat" to ` +
-          "compatibility_flags for workerd to provide it",
-      }],
-    };
+    const alias = unenvEnv?.alias[a.path];
+    if (alias === undefined) return builtin(a);
+    if (alias.startsWith("node:")) return runtime(alias, a.kind);
+    return { path: alias };  // unenv's polyfill (or npm shim), bundled
   });
+  if (unenvEnv === null) return;
+  // The preset's globals and polyfills run first, as wrangler injects them.
+  build.onResolve({ filter: /^edgeplane-global:/ }, (a) => ({ path: a.path,
+    namespace: "edgeplane-global" }));
+  build.onLoad({ filter: /.*/, namespace: "edgeplane-global" }, (a) => ({
+    contents: globalModule(a.path.slice("edgeplane-global:".length)),
+    resolveDir: request.projectRoot,
+    loader: "js",
+  }));
+}
+
+function globalModule(name) {
+  const spec = unenvEnv.inject[name];
+  const [from, exported] = Array.isArray(spec) ? spec : [spec, "default"];
+  return `import { ${exported} as value } from ${JSON.stringify(from)};\n` +
+    `globalThis.${name} = value;\n`;
+}
+
+function injected() {
+  if (unenvEnv === null) return [];
+  return [...unenvEnv.polyfill,
+    ...Object.keys(unenvEnv.inject).map((name) => `edgeplane-global:${name}`)];
 }
 
 // Files that ship as modules of their own (Text, Data, CompiledWasm rules, and every rule
@@ -138,6 +195,13 @@ function packages(inputs) {
   return found;
 }
 
+// esbuild heads each input's code with its path from the project; a package from outside
+// the project (edgeplane's unenv, a monorepo's node_modules) would name this machine's
+// directories in the manifests. From its node_modules/ on, the output is the same anywhere.
+function portable(code) {
+  return code.replace(/^(\s*)\/\/ (?:\.\.\/)+[^\n]*?(node_modules\/[^\n]*)$/gm, "$1// $2");
+}
+
 let result;
 try {
   const out = await esbuild.build({
@@ -146,6 +210,7 @@ try {
     absWorkingDir: request.projectRoot,
     outfile: path.join(request.projectRoot, request.outName),
     bundle: true,
+    inject: injected(),
     write: false,
     metafile: true,
     logLevel: "silent",
@@ -161,7 +226,7 @@ try {
     ok: true,
     errors: [],
     warnings: out.warnings.map(message),
-    bundle: js.text,
+    bundle: portable(js.text),
     imported: [...imported].sort(),
     outside,
     unresolved,

@@ -153,7 +153,9 @@ def _plan(
         entry=main,
         out_name=out_name(main),
         options=esbuild_options(cfg, top, root.resolve(), str(date or ""), flags),
-        node_compat=node_compat(flags),
+        node_compat=node_compat(flags, str(date or "")),
+        date=str(date or ""),
+        flags=tuple(flags),
         additional=additional_modules(
             bundle.project_files(base_dir.resolve()), base_dir.resolve(), main, rules, find_all
         ),
