@@ -8,8 +8,9 @@ What maps, and how:
   esbuild edgeplane's package-lock.json pins): TypeScript, JSX, npm packages from the
   project's node_modules, `rules`, `base_dir`, `find_additional_modules`, `minify`,
   `keep_names`, `define`, `alias`, `tsconfig`, `jsx_*`, and Node's built-ins in
-  wrangler's nodejs_compat modes (Cloudflare's unenv preset for "v2"). Text, Data and Wasm files ship as modules beside the bundle. With
-  `no_bundle` the modules go out as they are: every relative `import`, `export ... from`,
+  wrangler's nodejs_compat modes (Cloudflare's unenv preset for "v2"). Text, Data and
+  Wasm files ship as modules beside the bundle. With `no_bundle` the modules go out as
+  they are: every relative `import`, `export ... from`,
   `import("...")` and `require("...")` is followed from `main` (modules.py), and every
   other file under `base_dir` a rule matches is added, as wrangler uploads them. An import
   that will not load stops the command unless --allow-incomplete. The sources go into

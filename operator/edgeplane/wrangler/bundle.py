@@ -62,8 +62,7 @@ def _node_compat(plan: Plan) -> dict[str, Any]:
         return mode
     dirs = {k: find_pinned(Path(p)) for k, p in
             (("preset", "@cloudflare/unenv-preset"), ("unenv", "unenv"))}
-    missing = [k for k, d in dirs.items() if d is None]
-    if missing:
+    if None in dirs.values():
         raise WranglerImportError(
             "nodejs_compat needs Cloudflare's unenv preset: run `npm ci` in edgeplane's "
             "repository (it pins @cloudflare/unenv-preset and unenv)"
@@ -101,10 +100,16 @@ def run(plan: Plan, root: Path, worker: str, allow_incomplete: bool) -> Bundled:
         "nodeCompat": _node_compat(plan),
         "allowIncomplete": allow_incomplete,
     }
-    proc = subprocess.run(
-        [find_node(), str(SCRIPT)], input=json.dumps(request), capture_output=True,
-        text=True, timeout=TIMEOUT, check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [find_node(), str(SCRIPT)], input=json.dumps(request), capture_output=True,
+            text=True, timeout=TIMEOUT, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise WranglerImportError(
+            f"{worker}: esbuild did not finish within {TIMEOUT:.0f} s; is an import "
+            "resolving into a huge directory (base_dir, a symlink loop)?"
+        ) from None
     try:
         res = json.loads(proc.stdout)
     except ValueError:
