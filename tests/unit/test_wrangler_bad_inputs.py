@@ -277,7 +277,7 @@ UNSUPPORTED = [
          "(in wrangler dev, .dev.vars only overrides it locally)", code=0),
     Case("kv-no-id", toml('[[kv_namespaces]]\nbinding = "KV"\n'),
          "w: kv_namespaces binding KV has no id (wrangler would provision one); imported as "
-         "KV namespace 'KV'", code=0),
+         "KV namespace 'w-kv'", code=0),
     Case("var-number", toml("[vars]\nN = 5\n"),
          "w: vars.N is a JSON int; edgeplane's json binding takes objects", code=0),
     Case("rule-unknown-type", toml('[[rules]]\ntype = "PythonModule"\nglobs = ["**/*.py"]\n'),

@@ -170,8 +170,7 @@ def test_unique_bindings(
 
 NO_ID = (
     "w: kv_namespaces binding {0} has no id (wrangler would provision one); imported as KV "
-    "namespace '{0}', shared by every Worker in the Kubernetes namespace that binds it; set "
-    "id to choose another"
+    "namespace '{1}', the name wrangler gives the one it provisions; set id to choose another"
 )
 
 
@@ -180,9 +179,9 @@ NO_ID = (
     [
         ({"binding": "K", "id": "abc"}, "abc", []),
         ({"binding": "K", "preview_id": 7}, "7", []),
-        # No id: wrangler provisions one; here the binding's name is the namespace.
-        ({"binding": "CACHE"}, "CACHE", [NO_ID.format("CACHE")]),
-        ({"binding": "K", "id": ""}, "K", [NO_ID.format("K")]),
+        # No id: wrangler provisions one, named <worker>-<binding>; so is this one.
+        ({"binding": "CACHE"}, "w-cache", [NO_ID.format("CACHE", "w-cache")]),
+        ({"binding": "MY_KV", "id": ""}, "w-my-kv", [NO_ID.format("MY_KV", "w-my-kv")]),
     ],
 )
 def test_kv_bindings(kv: dict[str, Any], namespace: str, warnings: list[str]) -> None:
@@ -196,10 +195,10 @@ def test_kv_bindings(kv: dict[str, Any], namespace: str, warnings: list[str]) ->
 @pytest.mark.parametrize(
     ("kv", "message"),
     [
-        ({"binding": "$KV"}, r"w: kv_namespaces binding \$KV has no id, and '\$KV' is no KV "
+        ({"binding": "$KV"}, r"w: kv_namespaces binding \$KV has no id, and 'w-\$kv' is no KV "
                              r"namespace name \(letters, digits, '_', '.', '-'; at most 63\): "
                              "set id"),
-        ({"binding": "K" * 64}, "is no KV namespace name"),
+        ({"binding": "K" * 62}, "is no KV namespace name"),
         ({"id": "abc"}, "w: kv_namespaces: binding name None"),
     ],
 )

@@ -135,20 +135,21 @@ def kv_bindings(kv_cfg: list[Any], worker: str, warn: list[str]) -> list[dict[st
 
 
 def kv_namespace_without_id(binding: str, worker: str, warn: list[str]) -> str:
-    """The namespace for a KV binding without an id, which wrangler provisions on deploy:
-    the binding's name, an edgeplane KV namespace of the Worker's Kubernetes namespace
-    (where every Worker binding that name shares it), with a warning saying so."""
-    if not re.fullmatch(KV_NAMESPACE_RE, binding):
+    """The namespace for a KV binding without an id: named as wrangler names the one it
+    provisions on deploy (`<worker>-<binding>`, lower case, '-' for '_'), so that each
+    environment's Worker has its own, with a warning saying so."""
+    name = f"{worker}-{binding.lower().replace('_', '-')}"
+    if not re.fullmatch(KV_NAMESPACE_RE, name):
         raise WranglerImportError(
-            f"{worker}: kv_namespaces binding {binding} has no id, and {binding!r} is no KV "
+            f"{worker}: kv_namespaces binding {binding} has no id, and {name!r} is no KV "
             "namespace name (letters, digits, '_', '.', '-'; at most 63): set id"
         )
     warn.append(
         f"{worker}: kv_namespaces binding {binding} has no id (wrangler would provision "
-        f"one); imported as KV namespace {binding!r}, shared by every Worker in the "
-        "Kubernetes namespace that binds it; set id to choose another"
+        f"one); imported as KV namespace {name!r}, the name wrangler gives the one it "
+        "provisions; set id to choose another"
     )
-    return binding
+    return name
 
 
 def durable_object_bindings(
