@@ -634,3 +634,39 @@ def test_nodejs_compat_polyfills_what_workerd_lacks_at_the_date(
     assert "// ../" not in bundle  # no path of this machine in the manifests
     assert 'from "node:events"' in bundle
     assert "globalThis.process = " in bundle and "globalThis.console = " in bundle
+
+
+def test_the_build_keys_reach_esbuild(tmp_path: Path) -> None:
+    """define, alias, tsconfig (its paths), jsx_factory and find_additional_modules, each
+    seen in the bundle it changes."""
+    files: dict[str, str | bytes] = {
+        "src/index.tsx": (
+            'import { shout } from "@lib/shout";\nimport fetchShim from "node-fetch";\n'
+            "declare const __VERSION__: string;\n"
+            "const el = <p>{shout(__VERSION__)}</p>;\n"
+            "export default { async fetch(): Promise<Response> {\n"
+            '  const lazy = await import(`./lazy/${"a"}.js`);\n'
+            "  return new Response(String(el) + fetchShim + lazy.x); } };\n"
+        ),
+        "src/lib/shout.ts": "export const shout = (s: string): string => s.toUpperCase();\n",
+        "src/shim.js": "export default function shimmedFetch() {}\n",
+        "src/lazy/a.js": "export const x = 1;\n",
+        "tsconfig.build.json": '{"compilerOptions": {"baseUrl": ".", '
+                               '"paths": {"@lib/*": ["src/lib/*"]}}}',
+    }
+    config = (
+        'name = "w"\nmain = "src/index.tsx"\ncompatibility_date = "2025-01-01"\n'
+        'tsconfig = "tsconfig.build.json"\njsx_factory = "h"\nfind_additional_modules = true\n'
+        'define = { __VERSION__ = \'"1.2.3"\' }\nalias = { "node-fetch" = "./src/shim.js" }\n'
+    )
+    result = convert(_project(tmp_path, files, config))
+    w = one(result, "Worker", "w")
+    bundle = module_sources(result, w)["index.js"]
+    assert isinstance(bundle, str)
+    assert 'shout("1.2.3")' in bundle  # define
+    assert "function shimmedFetch" in bundle  # alias
+    assert "// src/lib/shout.ts" in bundle  # tsconfig's paths
+    assert 'h("p", null' in bundle  # jsx_factory
+    # find_additional_modules: every JavaScript file under base_dir ships as its own module
+    # too, as wrangler uploads them (code may import them by a name computed at run time).
+    assert {m["name"] for m in w["spec"]["modules"]} == {"index.js", "lazy/a.js", "shim.js"}
