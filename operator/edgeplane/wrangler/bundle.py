@@ -156,7 +156,9 @@ def _summary(plan: Plan, root: Path, esbuild: Path, res: dict[str, Any]) -> str:
     ours = lockfile_of(esbuild.resolve())
     if ours:
         by += " (pinned by edgeplane's package-lock.json)"
-    line = f"bundled {plan.entry.relative_to(root)} with {by}: {len(res['inputs'])} input files"
+    n = len(res["inputs"])
+    line = (f"bundled {plan.entry.relative_to(root)} with {by}: {n} input "
+            f"file{'' if n == 1 else 's'}")
     packages: dict[str, dict[str, str]] = res["packages"]
     if packages:
         listed = ", ".join(f"{n}@{p['version']}" for n, p in sorted(packages.items()))
