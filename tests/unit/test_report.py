@@ -4,6 +4,7 @@ EdgeTarget and WorkerRoute status."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from edgeplane.api import (
     WorkerRouteStatus,
     WorkerStatus,
 )
-from edgeplane.kube.client import status_patch
+from edgeplane.kube.client import finalizers_patch, status_patch
 from edgeplane.report.route import (
     Blocked,
     claim_condition,
@@ -287,3 +288,19 @@ def test_ready_status_records_the_generation_and_keeps_the_transition_time(kind:
     (c1,), (c2,) = first.conditions, again.conditions
     assert (c2.reason, c2.message, c2.observed_generation) == ("Routed", "y", 4)
     assert c2.last_transition_time == c1.last_transition_time  # still True: no transition
+
+
+@pytest.mark.parametrize(
+    ("seen", "finalizers", "patch"),
+    [
+        # Fenced on the version read; an empty list stays a list (null would drop the field).
+        ({"metadata": {"resourceVersion": "41", "finalizers": ["a"]}}, ["a", "b"],
+         {"metadata": {"resourceVersion": "41", "finalizers": ["a", "b"]}}),
+        ({"metadata": {"resourceVersion": "7", "finalizers": ["b"]}}, [],
+         {"metadata": {"resourceVersion": "7", "finalizers": []}}),
+    ],
+)
+def test_finalizers_patch(
+    seen: dict[str, Any], finalizers: list[str], patch: dict[str, Any]
+) -> None:
+    assert finalizers_patch(seen, finalizers) == patch

@@ -48,6 +48,18 @@ async def _or_none(call: Any) -> Any:
         raise
 
 
+class Conflict(Exception):
+    """The object changed since it was read (409 on a write fenced by resourceVersion)."""
+
+
+def finalizers_patch(seen: dict[str, Any], finalizers: list[str]) -> dict[str, Any]:
+    """A merge patch setting the finalizers, fenced on the resourceVersion they were read
+    at: a merge patch replaces the whole list, so written from a stale read it would drop
+    a finalizer another controller added since (the apiserver answers 409 instead)."""
+    meta = seen["metadata"]
+    return {"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": finalizers}}
+
+
 class Kube:
     """edgeplane's custom objects (by plural), ConfigMaps, Secrets and Events."""
 
@@ -89,6 +101,20 @@ class Kube:
                 GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH
             )
         )
+
+    async def set_finalizers(
+        self, plural: str, seen: dict[str, Any], finalizers: list[str]
+    ) -> dict[str, Any] | None:
+        """Write `finalizers` onto the object as `seen`; None if it is gone, Conflict if it
+        changed since."""
+        meta = seen["metadata"]
+        try:
+            return await self.patch(plural, meta["namespace"], meta["name"],
+                                    finalizers_patch(seen, finalizers))
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"{plural} {meta['namespace']}/{meta['name']} changed") from None
+            raise
 
     async def patch_status(
         self, plural: str, ns: str | None, name: str, status: dict[str, Any], old: Any

@@ -16,7 +16,7 @@ from edgeplane.api.common import now as api_now
 from edgeplane.compile import CompileError, compile_worker
 from edgeplane.distribute.client import Unreachable
 from edgeplane.distribute.fleet import Fleet
-from edgeplane.kube.client import Kube
+from edgeplane.kube.client import Conflict, Kube
 from edgeplane.plan.rollout import (
     Need,
     Observed,
@@ -56,6 +56,8 @@ from edgeplane.wire import Bundle, Deployment, redact
 log = logging.getLogger("edgeplane.reconcile.worker")
 
 FINALIZER = "edgeplane.io/cleanup"
+# After a fenced write lost to another writer: go again soon, from a fresh read.
+CONFLICT_RETRY = 0.2
 
 
 @dataclass
@@ -99,6 +101,18 @@ class WorkerReconciler:
         self.backoff = backoff
 
     async def reconcile(self, ns: str, name: str) -> float | None:
+        try:
+            return await self._reconcile(ns, name)
+        except Conflict:
+            # Read again before writing finalizers again: the watch may be behind.
+            fresh = await self.kube.get("workers", ns, name)
+            if fresh is None:
+                self.cache.workers.pop((ns, name), None)
+                return None
+            self.cache.workers[(ns, name)] = fresh
+            return CONFLICT_RETRY
+
+    async def _reconcile(self, ns: str, name: str) -> float | None:
         body = self.cache.workers.get((ns, name))
         if body is None:
             return None
@@ -134,8 +148,7 @@ class WorkerReconciler:
         if FINALIZER in finalizers:
             return True
         meta = body["metadata"]
-        patch = {"metadata": {"finalizers": [*finalizers, FINALIZER]}}
-        updated = await self.kube.patch("workers", meta["namespace"], meta["name"], patch)
+        updated = await self.kube.set_finalizers("workers", body, [*finalizers, FINALIZER])
         if updated is not None:
             self.cache.workers[(meta["namespace"], meta["name"])] = updated
         return updated is not None
@@ -320,7 +333,7 @@ class WorkerReconciler:
             log.info("worker %s/%s: CleanupDeferred: %s", ns, name, message)
             await self.kube.event(body, Event("Warning", "CleanupDeferred", message))
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
-        await self.kube.patch("workers", ns, name, {"metadata": {"finalizers": finalizers or None}})
+        await self.kube.set_finalizers("workers", body, finalizers)
         return None
 
     async def _finish(
