@@ -21,7 +21,9 @@ from edgeplane.localstack.stack import Agent, Stack
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the operator and agents stop when the e2e tests are done, so that the
+# integration tests after them never run beside an operator reconciling every namespace.
+@pytest.fixture(scope="package")
 def stack(cluster: Cluster) -> Iterator[Stack]:
     s = Stack(REPO / ".state" / f"e2e-{os.getpid()}", agent_count=3, cluster=cluster)
     s.up()
@@ -29,6 +31,20 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         yield s
     finally:
         s.down()
+
+
+@pytest.fixture(autouse=True)
+def stack_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that stops or kills the shared operator or an agent and fails before it
+    starts them again leaves them started for the next test: its failure stays its own."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    s: Stack = request.getfixturevalue("stack")
+    for agent in s.agents:
+        agent.ensure_started()
+    if s.operator is not None:
+        s.operator.ensure_started()
 
 
 def eventually(fn: Callable[[], T | None], timeout: float = 60, interval: float = 0.2) -> T:

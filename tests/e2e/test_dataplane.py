@@ -186,9 +186,9 @@ def test_a_sigkilled_agent_leaves_its_location_serving(stack: Stack, kube: Kube)
         while_down = len(load.answers)
         time.sleep(2)
         assert len(load.answers) > while_down + 20  # answered while no agent runs
-        edge.start()
-        time.sleep(1)
     finally:
+        edge.ensure_started()
+        time.sleep(1)
         answers = load.stop()
     assert load.failed() == [] and len(answers) > 50
     # The restarted agent serves new changes too.

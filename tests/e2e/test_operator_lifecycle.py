@@ -115,8 +115,10 @@ def test_a_location_that_lost_its_state_is_refilled(stack: Stack, kube: Kube) ->
     kube.wait_ready("durable")
     lost = stack.agents[1]
     lost.kill()
-    shutil.rmtree(lost.state_dir)
-    lost.start()
+    try:
+        shutil.rmtree(lost.state_dir)
+    finally:
+        lost.start()
     eventually(lambda: fetch(lost, f"durable.{kube.namespace}.example.com")
                == (200, "still here"), timeout=60)
 

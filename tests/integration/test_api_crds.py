@@ -638,6 +638,9 @@ def test_invalid_table_is_large_enough() -> None:
     assert len({i for i, _, _ in INVALID}) == len(INVALID)
 
 
+CLUSTER_SCOPED = ("EdgeTarget", "HostClaim")
+
+
 def example_docs(path: Path) -> list[Manifest]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
@@ -653,17 +656,26 @@ def test_example_applies_cleanly(
     scoped = all("namespace" not in d["metadata"] for d in example_docs(path))
     ns_args = ["-n", namespace] if scoped else []
     res = cluster.kubectl("apply", "--server-side", *ns_args, "-f", str(path))
-    assert "serverside-applied" in res.stdout
-    for doc in example_docs(path):
-        if doc["kind"] not in kinds:
-            continue
-        res = cluster.kubectl("get", *ns_args, doc["kind"].lower(), doc["metadata"]["name"],
-                              "-o", "json")
-        got = json.loads(res.stdout)
-        parsed = kinds[doc["kind"]].model_validate(got)
-        # What was written is what is stored: nothing pruned, nothing defaulted.
-        assert parsed.spec == kinds[doc["kind"]].model_validate(doc).spec
-        assert got["spec"] == doc["spec"]
+    try:
+        assert "serverside-applied" in res.stdout
+        for doc in example_docs(path):
+            if doc["kind"] not in kinds:
+                continue
+            res = cluster.kubectl("get", *ns_args, doc["kind"].lower(),
+                                  doc["metadata"]["name"], "-o", "json")
+            got = json.loads(res.stdout)
+            parsed = kinds[doc["kind"]].model_validate(got)
+            # What was written is what is stored: nothing pruned, nothing defaulted.
+            assert parsed.spec == kinds[doc["kind"]].model_validate(doc).spec
+            assert got["spec"] == doc["spec"]
+    finally:
+        # Cluster-scoped objects outlive the test's namespace: the examples' EdgeTargets
+        # carry the e2e agents' region labels, and left behind, every Worker of a later
+        # test would select two locations that do not exist.
+        for doc in example_docs(path):
+            if doc["kind"] in CLUSTER_SCOPED:
+                cluster.kubectl("delete", "--ignore-not-found", "--wait=false",
+                                doc["kind"].lower(), doc["metadata"]["name"], check=False)
 
 
 def test_kubectl_explain_documents_spec_and_status(

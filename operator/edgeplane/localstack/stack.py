@@ -148,6 +148,11 @@ class Agent:
             self.proc = None
         self._end_data_plane()
 
+    def ensure_started(self) -> None:
+        """Start it again if it was stopped or killed (a test's `finally`)."""
+        if self.proc is None:
+            self.start()
+
     def kill_agent(self) -> None:
         """SIGKILL the agent alone: its workerds (the data plane) keep serving, and the
         next `start` adopts them."""
@@ -231,6 +236,11 @@ class Operator:
             os.killpg(self.proc.popen.pid, signal.SIGKILL)
             self.proc.popen.wait(10)
             self.proc = None
+
+    def ensure_started(self) -> None:
+        """Start it again if it was stopped or killed (a test's `finally`)."""
+        if self.proc is None:
+            self.start()
 
 
 def apply_crds(cluster: Cluster) -> None:
