@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from edgeplane.edge.integrity import (
+    RETRY_MAX,
     code_fault,
+    next_retry,
     parse_deployment,
     parse_json_object,
     parse_key,
@@ -98,6 +100,14 @@ def test_code_fault(stored: bytes | None, expected: str | None) -> None:
 )
 def test_parse_key(raw: bytes, key: str, reason: str) -> None:
     assert parse_key(raw, 32) == (key, reason)
+
+
+def test_next_retry_doubles_up_to_a_cap() -> None:
+    delays = [next_retry(None)]
+    for _ in range(10):
+        delays.append(next_retry(delays[-1]))
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert delays[-1] == RETRY_MAX and delays == sorted(delays)
 
 
 def test_text_worker_round_trip() -> None:

@@ -476,6 +476,7 @@ class Agent:
             self.dp.counts.totals(),
             self.quarantine,
             {w: self.dp.unhealthy.get(c, "") for w, c in self.cells.of.items()},
+            {w: self.dp.start_failed.get(c, "") for w, c in self.cells.of.items()},
         )
 
     def item(self, worker: str) -> dict[str, object] | None:

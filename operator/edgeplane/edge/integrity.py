@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from edgeplane.wire import Deployment
 
 CORRUPT = ".corrupt"  # the suffix of a file set aside (`<name>.<unix time>.corrupt`)
+RETRY_FIRST = 1.0  # seconds before a cell that did not start is tried again
+RETRY_MAX = 60.0  # and at most this long, doubling in between
 
 
 def parse_deployment(name: str, raw: bytes) -> tuple[Deployment | None, str]:
@@ -63,6 +65,12 @@ def parse_key(raw: bytes, min_length: int) -> tuple[str, str]:
     except UnicodeDecodeError:
         return "", f"not UTF-8 ({len(raw)} bytes)"
     return (key if len(key) >= min_length else ""), ""
+
+
+def next_retry(previous: float | None) -> float:
+    """Seconds until a cell that did not start is tried again, after `previous` (None: the
+    first failure)."""
+    return RETRY_FIRST if previous is None else min(previous * 2, RETRY_MAX)
 
 
 def _is_json(text: str) -> bool:
