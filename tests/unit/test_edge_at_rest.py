@@ -252,3 +252,34 @@ def test_a_state_dir_not_the_agents_is_left_as_is(
     assert mode(root) == 0o755
     assert mode(root / "deployments") == 0o700
     assert mode(root / "deployments" / "ns.a.json") == 0o600
+
+
+def test_store_files_that_do_not_load_are_set_aside(tmp_path: Path) -> None:
+    """Each loader of the store sets a file it cannot use aside (renamed, never removed) and
+    serves without it: garbage, a truncation, a deployment in another Worker's file."""
+    s = Store(tmp_path)
+    good = deployment(bundle("ns.good", "export default {};"))
+    other = deployment(bundle("ns.other", "export default {};"))
+    (s.dir / "ns.good.json").write_bytes(good.model_dump_json(by_alias=True).encode())
+    (s.dir / "ns.moved.json").write_bytes(other.model_dump_json(by_alias=True).encode())
+    (s.dir / "ns.cut.json").write_bytes(b'{"worker": "ns.cut", "prim')
+    s.quarantine_file.write_bytes(b"[1, 2, 3]")
+    s.signing_key_file.write_bytes(b"\xff" * 50)
+    s.internal_key_file.write_bytes(KEY.encode())
+    assert s.load_all() == {"ns.good": good}
+    assert s.load_quarantine() == {}
+    assert len(s.load_signing_key()) >= 32  # a new one
+    assert s.load_internal_key() == KEY  # a good one is kept
+    assert s.load_exclusions() == {}  # missing: nothing set aside
+    assert [(f.kind, f.path.name) for f in s.set_aside] == [
+        ("deployment", "ns.cut.json"),
+        ("deployment", "ns.moved.json"),
+        ("quarantine", "quarantine.json"),
+        ("key", "signing-key"),
+    ]
+    for f in s.set_aside:
+        assert f.moved_to.name.startswith(f.path.name + ".")
+        assert f.moved_to.name.endswith(".corrupt") and f.moved_to.exists()
+    assert "not 'ns.moved'" in s.set_aside[1].reason
+    assert sorted(p.name for p in s.dir.glob("*.json")) == ["ns.good.json"]  # the next start
+    assert Store(tmp_path).load_all() == {"ns.good": good}  # finds nothing more to set aside

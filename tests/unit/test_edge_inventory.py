@@ -42,6 +42,7 @@ def facts(
     totals: dict | None = None,
     quarantine: dict[str, str] | None = None,
     trouble: str = "",
+    cell_failed: str = "",
 ) -> Inventory:
     return Inventory(
         {"ns.a": A} if accepted else {},
@@ -51,6 +52,7 @@ def facts(
         totals or {},
         quarantine or {},
         {"ns.a": trouble},
+        {"ns.a": cell_failed},
     )
 
 
@@ -91,6 +93,12 @@ def facts(
         (
             facts(trouble="cell c1 hung", refused="boom"),
             {**SERVING, "state": "starting", "message": "last push refused: boom"},
+        ),
+        # Its own cell does not start (a stored Durable Object Worker that no longer loads
+        # here): failed, with why, whatever else the cell's health says.
+        (
+            facts(cell_failed="cell do:ns.a did not start: x", trouble="exited"),
+            {**SERVING, "state": "failed", "message": "cell do:ns.a did not start: x"},
         ),
     ],
 )

@@ -148,6 +148,8 @@ class Agent:
         self.signing_key = await asyncio.to_thread(self.store.load_signing_key)
         self.quarantine = await asyncio.to_thread(self.store.load_quarantine)
         await self._restore_code()
+        for f in self.store.set_aside:
+            self.metrics.corrupt_files.labels(f.kind).inc()
         self.validated = batches.versions_of(self.accepted)
         self.metrics.workers.set(len(self.accepted))
         self.metrics.quarantined.set(len(self.quarantine))
@@ -161,15 +163,10 @@ class Agent:
         self._loop_task = asyncio.create_task(self._loop())
 
     async def _restore_code(self) -> None:
-        """The code files of every accepted version (an older agent kept none)."""
-        have = await asyncio.to_thread(self.store.code_versions)
-        await self.store.save_code(
-            {
-                b.version or "": _spec(b)
-                for d in self.accepted.values()
-                for b in d.versions
-                if b.version not in have
-            }
+        """The code file of every accepted version, whole (an older agent kept none; one
+        cut short would fail that version's every request)."""
+        await self.store.repair_code(
+            {b.version or "": _spec(b) for d in self.accepted.values() for b in d.versions}
         )
 
     def _restore_placement(self) -> None:
@@ -479,6 +476,7 @@ class Agent:
             self.dp.counts.totals(),
             self.quarantine,
             {w: self.dp.unhealthy.get(c, "") for w, c in self.cells.of.items()},
+            {w: self.dp.start_failed.get(c, "") for w, c in self.cells.of.items()},
         )
 
     def item(self, worker: str) -> dict[str, object] | None:

@@ -19,12 +19,13 @@ import contextlib
 import json
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 
-from edgeplane.edge import counts, render, workerd
+from edgeplane.edge import counts, integrity, render, workerd
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.placement import shared
 from edgeplane.edge.store import LazyFile, atomic_write, private_dir, write_private
@@ -92,6 +93,10 @@ class DataPlane:
         self.statics: dict[str, Deployment] = {}  # own cell key → the Worker it holds
         self._adopted_statics: dict[str, str] = {}  # own cell key → identity, when adopted
         self.unhealthy: dict[str, str] = {}  # process key → why it is not answering
+        # Own cell key → why its Worker's cell did not start (retried, with backoff, until it
+        # does or the Worker changes); the rest of the location serves meanwhile.
+        self.start_failed: dict[str, str] = {}
+        self._retry: dict[str, tuple[float, float]] = {}  # key → (next attempt, delay)
         self.counts = counts.Counts()
         self.closing = False
         self._sockets: dict[str, socket.socket] = {}  # the front's, while the agent holds them
@@ -125,7 +130,7 @@ class DataPlane:
                 if key in self.cells and self._adopted_statics.get(key) == d.identity():
                     self.statics[key] = d
                 else:
-                    await self._replace_cell(key, d)
+                    await self._try_cell(key, d)
             for key in [k for k in self.cells if not _wanted(k, self.shared_cells, statics)]:
                 self._retire(self.cells.pop(key))
             await self._save()
@@ -135,12 +140,38 @@ class DataPlane:
         """Start the cells that should run and do not (one that failed to start before)."""
         missing = [shared(i) for i in range(self.shared_cells) if shared(i) not in self.cells]
         missing += [k for k in self.statics if k not in self.cells]
+        now = time.monotonic()
+        missing = [k for k in missing if self._retry.get(k, (0.0, 0.0))[0] <= now]
         if not missing or self.front is None:
             return
         async with self._lock:
-            for key in missing:
-                await self._replace_cell(key, self.statics.get(key))
+            for key in missing:  # one that does not start never keeps the next from it
+                if key not in self.cells:
+                    await self._try_cell(key, self.statics.get(key))
             await self._save()
+
+    async def _try_cell(self, key: str, static: Deployment | None) -> bool:
+        """`_replace_cell`, but a cell that does not start is recorded, not raised: its
+        Worker is reported failed, the watchdog tries again later (backing off), and every
+        other cell is started and served meanwhile."""
+        try:
+            await self._replace_cell(key, static)
+        except workerd.StartFailed as e:
+            why = redact(self.redact(e.message), secrets_of([static] if static else []))
+            self.start_failed[key] = self.unhealthy[key] = f"cell {key} did not start: {why}"
+            previous = self._retry.get(key)
+            delay = integrity.next_retry(previous[1] if previous else None)
+            self._retry[key] = (time.monotonic() + delay, delay)
+            if static is not None:
+                self.statics[key] = static  # what to try again
+            old = self.cells.get(key)
+            if old is not None and not old.alive():
+                self.cells.pop(key)  # missing, so retried by _ensure_cells with its delay
+            log.error("%s (next try in %gs)", self.start_failed[key], delay)
+            return False
+        self.start_failed.pop(key, None)
+        self._retry.pop(key, None)
+        return True
 
     async def close(self) -> None:
         self.closing = True
@@ -249,6 +280,8 @@ class DataPlane:
                     continue
                 try:
                     await self._replace_cell(key, d)
+                    self.start_failed.pop(key, None)
+                    self._retry.pop(key, None)
                 except workerd.StartFailed as e:
                     errors[key] = redact(e.message, secrets_of([d]))
                 await self._save()
@@ -260,6 +293,9 @@ class DataPlane:
         async with self._lock:
             for key in gone & set(self.statics):
                 self.statics.pop(key)
+                self.start_failed.pop(key, None)
+                self._retry.pop(key, None)
+                self.unhealthy.pop(key, None)
                 if key in self.cells:
                     self._retire(self.cells.pop(key))
                 await self._save()
@@ -445,7 +481,7 @@ class DataPlane:
             assert self.front is not None
             if self.front.ports["internal"] != old_internal:
                 for key in list(self.cells):  # their config names the internal port
-                    await self._replace_cell(key, self.statics.get(key))
+                    await self._try_cell(key, self.statics.get(key))
             with contextlib.suppress(FrontDown):
                 await self._push()
             await self._save()
@@ -460,7 +496,7 @@ class DataPlane:
             if self.cells.get(key) is not p:
                 return  # replaced meanwhile
             await workerd.kill(p)  # before the replacement: a hung cell never drains
-            await self._replace_cell(key, self.statics.get(key))
+            await self._try_cell(key, self.statics.get(key))
             await self._save()
         if hung:
             await self.on_hang(key, suspect)

@@ -40,6 +40,8 @@ class Inventory:
     quarantine: Mapping[str, str] = field(default_factory=dict)  # version -> reason
     cell_trouble: Mapping[str, str] = field(default_factory=dict)  # worker -> why its cell
     # is not answering ("" or absent: it is)
+    cell_failed: Mapping[str, str] = field(default_factory=dict)  # worker -> why its own
+    # cell does not start (a stored Durable Object Worker that no longer loads here)
 
     def item(self, worker: str) -> dict[str, object] | None:
         """`worker`'s inventory item; None if it is neither served nor refused."""
@@ -57,17 +59,19 @@ class Inventory:
                 "requests": {},
             }
         msg = self.refused.get(worker)
-        trouble = self.cell_trouble.get(worker, "")
+        failed = self.cell_failed.get(worker, "")
+        trouble = failed or self.cell_trouble.get(worker, "")
         if msg:
             message = f"last push refused: {msg}"
         else:
             message = self.crash_message or trouble or "serving the accepted deployment"
+        state = "failed" if failed else "serving" if self.ready and not trouble else "starting"
         return {
             "worker": worker,
             "primary": d.primary,
             "versions": [b.version for b in d.versions],
             "identity": d.identity(),
-            "state": "serving" if self.ready and not trouble else "starting",
+            "state": state,
             "message": message,
             "requests": requests_of(d, self.totals),
             "quarantined": {

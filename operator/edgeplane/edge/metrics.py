@@ -43,6 +43,14 @@ class Metrics:
         self.quarantined = Gauge(
             p + "quarantined_versions", "Versions quarantined at this location", registry=r
         )
+        self.corrupt_files = Counter(
+            p + "store_corrupt_files_total",
+            "Files of the agent's store that did not load at start (truncated, overwritten, "
+            "not what was accepted), by kind; each is moved aside as <name>.<time>.corrupt and "
+            "the location serves without it (a deployment is pushed again by the operator)",
+            ["kind"],
+            registry=r,
+        )
         self.cells = Gauge(p + "cells", "Cells (workerd processes serving Workers)", registry=r)
         self.requests = Counter(
             p + "requests_total",

@@ -18,10 +18,13 @@ import re
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import takewhile
 from pathlib import Path
 
+from edgeplane.edge import integrity
 from edgeplane.wire import MIN_SIGNING_KEY, WORKER_NAME_RE, Deployment, Exclusions
 
 log = logging.getLogger("edgeplane.agent")
@@ -169,6 +172,34 @@ def secure_state(root: Path) -> None:
     tighten_tree(root)
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """A store file that did not load, moved aside (never removed: it may be the only copy
+    of someone's data); the agent counts it and serves without it."""
+
+    kind: str  # deployment, code, exclusions, quarantine, key
+    path: Path  # where it was
+    moved_to: Path
+    reason: str  # never its content: it may hold secret values
+
+
+def set_aside(kind: str, path: Path, reason: str) -> SetAside:
+    """Rename `path` to `<name>.<unix time>.corrupt` beside it (out of every glob the store
+    reads), and log one line naming it and why."""
+    moved = path.with_name(f"{path.name}.{int(time.time())}{integrity.CORRUPT}")
+    os.replace(path, moved)
+    fsync_dir(path.parent)
+    log.error("store file %s did not load (%s): moved it to %s", path, reason, moved.name)
+    return SetAside(kind, path, moved, reason)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.dir = private_dir(root / "deployments")
@@ -177,6 +208,10 @@ class Store:
         self.signing_key_file = root / "signing-key"
         self.quarantine_file = root / "quarantine.json"
         self.internal_key_file = root / "internal-key"
+        self.set_aside: list[SetAside] = []  # files that did not load, in order
+
+    def _aside(self, kind: str, path: Path, reason: str) -> None:
+        self.set_aside.append(set_aside(kind, path, reason))
 
     def _path(self, worker: str) -> Path:
         if not re.match(WORKER_NAME_RE, worker):  # never a path outside the store
@@ -184,11 +219,30 @@ class Store:
         return self.dir / f"{worker}.json"
 
     def load_all(self) -> dict[str, Deployment]:
+        """Every stored deployment; one that does not load is set aside, so its Worker is
+        missing from the inventory and the operator pushes it again."""
         out: dict[str, Deployment] = {}
         for p in sorted(self.dir.glob("*.json")):
-            d = Deployment.model_validate_json(p.read_bytes())
-            out[d.worker] = d
+            raw = _read(p)
+            if raw is None:
+                continue
+            d, why = integrity.parse_deployment(p.stem, raw)
+            if d is None:
+                self._aside("deployment", p, why)
+            else:
+                out[d.worker] = d
         return out
+
+    def _load_object(self, kind: str, path: Path) -> dict[str, object]:
+        """A small JSON object file ({} if missing; set aside and {} if it does not parse)."""
+        raw = _read(path)
+        if raw is None:
+            return {}
+        doc, why = integrity.parse_json_object(raw)
+        if doc is None:
+            self._aside(kind, path, why)
+            return {}
+        return doc
 
     def _apply_sync(self, changes: dict[str, Deployment | None]) -> None:
         for worker, d in changes.items():
@@ -204,10 +258,12 @@ class Store:
 
     def load_exclusions(self) -> dict[str, tuple[str, ...]]:
         """Namespace -> its route patterns without a Worker, as last accepted."""
-        if not self.exclusions_file.exists():
+        raw = self._load_object("exclusions", self.exclusions_file)
+        try:
+            return {ns: Exclusions.model_validate(e).patterns for ns, e in raw.items()}
+        except ValueError:
+            self._aside("exclusions", self.exclusions_file, "not a namespace → patterns map")
             return {}
-        raw = json.loads(self.exclusions_file.read_bytes())
-        return {ns: Exclusions.model_validate(e).patterns for ns, e in raw.items()}
 
     async def save_exclusions(self, exclusions: dict[str, tuple[str, ...]]) -> None:
         body = {ns: {"patterns": list(ps)} for ns, ps in sorted(exclusions.items())}
@@ -218,24 +274,23 @@ class Store:
         """The key that signs override headers here: the operator's, once it sent one;
         until then one of the location's own, so that its probes still work and nobody
         else can sign."""
-        if self.signing_key_file.exists():
-            key = self.signing_key_file.read_text().strip()
-            if len(key) >= MIN_SIGNING_KEY:
-                return key
-        key = secrets.token_urlsafe(32)
-        atomic_write(self.signing_key_file, key.encode())
-        return key
+        return self._load_key(self.signing_key_file, MIN_SIGNING_KEY)
 
     def load_internal_key(self) -> str:
         """The key the location's own processes present to each other (front, cells,
         agent): made once, kept so that a restarted agent can still talk to the processes
         it adopts."""
-        if self.internal_key_file.exists():
-            key = self.internal_key_file.read_text().strip()
-            if len(key) >= 32:
-                return key
+        return self._load_key(self.internal_key_file, 32)
+
+    def _load_key(self, path: Path, min_length: int) -> str:
+        raw = _read(path)
+        key, why = integrity.parse_key(raw or b"", min_length)
+        if why:
+            self._aside("key", path, why)
+        if key:
+            return key
         key = secrets.token_urlsafe(32)
-        atomic_write(self.internal_key_file, key.encode())
+        atomic_write(path, key.encode())
         return key
 
     async def save_signing_key(self, key: str) -> None:
@@ -261,6 +316,24 @@ class Store:
     def code_versions(self) -> set[str]:
         return {p.stem for p in self.code_dir.glob("*.json")}
 
+    def _repair_code_sync(self, specs: dict[str, bytes]) -> None:
+        """Each version's code file holds its spec: a missing one is written, one that
+        differs (truncated, overwritten) is set aside and written again."""
+        for version, spec in specs.items():
+            path = self._code_path(version)
+            why = integrity.code_fault(_read(path), spec)
+            if why:
+                self._aside("code", path, why)
+            if why is not None:
+                _replace(path, spec)
+        fsync_dir(self.code_dir)
+
+    async def repair_code(self, specs: dict[str, bytes]) -> None:
+        """Version → its code spec: what every accepted version's code file must hold (at
+        start; an older agent kept none, a crash or a full disk may have cut one short)."""
+        if specs:
+            await asyncio.to_thread(self._repair_code_sync, specs)
+
     def _remove_code_sync(self, versions: set[str]) -> None:
         for v in versions:
             self._code_path(v).unlink(missing_ok=True)
@@ -273,9 +346,7 @@ class Store:
 
     def load_quarantine(self) -> dict[str, str]:
         """Version → why it is quarantined at this location."""
-        if not self.quarantine_file.exists():
-            return {}
-        raw = json.loads(self.quarantine_file.read_bytes())
+        raw = self._load_object("quarantine", self.quarantine_file)
         return {str(v): str(r) for v, r in raw.items()}
 
     async def save_quarantine(self, quarantine: dict[str, str]) -> None:
