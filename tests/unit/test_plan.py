@@ -129,8 +129,18 @@ WORKERS = [("apps", "a"), ("apps", "b"), ("shop", "c")]
 @pytest.mark.parametrize(
     ("inventory", "desired", "flipped", "expected"),
     [
-        # Reachability changed: every Worker reports it.
-        ({}, {}, True, WORKERS),
+        # Reachability changed: the Workers that select it (their status names it) or that
+        # it serves (to be removed once it answers), not the others.
+        ({}, {}, True, []),
+        (
+            {"shop.c": "i9"},
+            {"apps.a": {"edge-1": "i1"}, "apps.b": {"edge-2": "i2"}},
+            True,
+            [("apps", "a"), ("shop", "c")],
+        ),
+        # Selected, but not served there in this rollout step: its status names it too.
+        ({}, {"apps.b": {"edge-1": None, "edge-2": "i2"}}, True, [("apps", "b")]),
+        (None, {"apps.a": {"edge-2": "i1"}}, True, []),
         # In sync: nothing to do.
         ({"apps.a": "i1"}, {"apps.a": {"edge-1": "i1"}}, False, []),
         # The location lost apps.a (e.g. a restore): re-push it.

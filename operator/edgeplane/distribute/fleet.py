@@ -23,6 +23,7 @@ from edgeplane.api.target import (
 from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
 from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
+from edgeplane.plan.retry import spread
 from edgeplane.plan.targets import (
     TargetView,
     WorkerKey,
@@ -86,13 +87,19 @@ class Fleet:
         workers: Callable[[], Iterable[WorkerKey]],
         requeue: Callable[[WorkerKey], None],
         requeue_exclusions: Callable[[Iterable[str]], None],
+        requeue_after: Callable[[WorkerKey, float], None] | None = None,
+        concurrency: int = 32,
     ) -> None:
+        """`requeue_after(key, delay)` queues a Worker later (spreading the many a
+        reachability flip requeues); `concurrency` is how many the queue runs at once."""
         self.kube = kube
         self.settings = settings
         self.client = AgentClient()
         self._workers = workers  # the Workers the operator caches
         self._requeue = requeue
         self._requeue_exclusions = requeue_exclusions  # namespaces whose exclusions may differ
+        self._requeue_after = requeue_after
+        self._concurrency = concurrency
         self.targets: dict[str, dict[str, Any]] = {}  # EdgeTarget bodies, from the watch
         self.locations: dict[str, Location] = {}
         # worker full name -> target -> deployment identity it should have (None: none)
@@ -384,8 +391,8 @@ class Fleet:
     def _set_reachable(
         self, target: str, reachable: bool, message: str = "", reason: str = "Unreachable"
     ) -> None:
-        """Record whether a location answers; when that changes, every Worker there
-        reports it."""
+        """Record whether a location answers; when that changes, the Workers that select it
+        or that it holds report it (spread over a short window when they are many)."""
         loc = self.at(target)
         flipped = loc.reachable is not reachable
         loc.reachable, loc.message = reachable, message
@@ -397,10 +404,15 @@ class Fleet:
 
     def _requeue_for(self, target: str, reachability_changed: bool) -> None:
         inventory = self.at(target).inventory
-        for key in affected_workers(
+        keys = affected_workers(
             list(self._workers()), self.desired, inventory, target, reachability_changed
-        ):
-            self._requeue(key)
+        )
+        delays = spread(len(keys), self._concurrency) if self._requeue_after else [0.0] * len(keys)
+        for key, delay in zip(keys, delays, strict=True):
+            if delay > 0 and self._requeue_after is not None:
+                self._requeue_after(key, delay)
+            else:
+                self._requeue(key)
 
     async def write_status(self, name: str, changed: bool) -> None:
         body, loc = self.targets.get(name), self.locations.get(name)

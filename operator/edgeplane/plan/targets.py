@@ -75,15 +75,21 @@ def affected_workers(
     target: str,
     reachability_changed: bool,
 ) -> list[WorkerKey]:
-    """The Workers to reconcile after news from `target`: all of them when it went down or
-    came back (their status names it), else those whose deployment there differs from
-    what they want (drift: re-push what the location lost)."""
-    return [
-        key
-        for key in workers
-        if reachability_changed
-        or (inventory or {}).get(full_name(key)) != (desired.get(full_name(key)) or {}).get(target)
-    ]
+    """The Workers to reconcile after news from `target`: when it went down or came back,
+    those whose status names it (they select it) or that it serves (to remove them once it
+    answers); else those whose deployment there differs from what they want (drift:
+    re-push what the location lost). A Worker that neither selects nor holds the location
+    has nothing to do there either way."""
+    held = inventory or {}
+    out = []
+    for key in workers:
+        want = desired.get(full_name(key)) or {}
+        if reachability_changed:
+            if target in want or full_name(key) in held:
+                out.append(key)
+        elif held.get(full_name(key)) != want.get(target):
+            out.append(key)
+    return out
 
 
 def workers_with_news(
