@@ -20,7 +20,13 @@ from edgeplane.api.target import (
     SecretReference,
     endpoint_refusal,
 )
-from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.distribute.client import (
+    AgentClient,
+    Endpoint,
+    Refused,
+    ServerError,
+    Unreachable,
+)
 from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
 from edgeplane.plan.retry import spread
@@ -296,6 +302,9 @@ class Fleet:
         secrets = [secret for v in deployment.versions for secret in v.secrets()]
         try:
             await self.client.put(ep, deployment)
+        except ServerError as e:  # up, but failed this one: the Worker retries with backoff
+            log.warning("push of %s failed: %s", deployment.worker, redact(str(e), secrets))
+            return None
         except Unreachable as e:
             self._set_reachable(target, False, redact(str(e), secrets))
             return None
@@ -322,6 +331,9 @@ class Fleet:
             return False
         try:
             await self.client.put_exclusions(ep, namespace, patterns)
+        except ServerError as e:
+            log.warning("exclusions of %s failed: %s", namespace, e)
+            return False
         except Unreachable as e:
             self._set_reachable(target, False, str(e))
             return False
@@ -357,6 +369,9 @@ class Fleet:
             return
         try:
             await self.client.delete(ep, worker)
+        except ServerError as e:
+            log.warning("removal of %s failed: %s", worker, e)
+            return
         except Unreachable as e:
             self._set_reachable(target, False, str(e))
             return
