@@ -3,6 +3,8 @@ agent client: no process, no socket)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from edgeplane.distribute.client import Endpoint, ServerError, Unreachable
@@ -89,3 +91,49 @@ async def test_a_flip_requeues_only_its_workers_spread_when_many() -> None:
     assert now == [selecting[0]]  # the first of 8 at once, the rest over ~2 s
     assert [k for k, _ in later] == selecting[1:]
     assert 0 < min(d for _, d in later) and max(d for _, d in later) <= 2.0
+
+
+class _Hanging:
+    """An agent that accepts every request and never answers."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        return True
+
+    async def delete(self, ep: Endpoint, worker: str) -> None:
+        self.calls += 1
+        await asyncio.sleep(3600)
+
+
+async def test_nothing_is_sent_to_a_location_marked_down() -> None:
+    fleet, _, _ = _fleet([("apps", "a")], Unreachable("unused"))
+    fleet.client = hanging = _Hanging()  # type: ignore[assignment]
+    fleet._set_reachable("edge-1", False, "edge-1: TimeoutError: no answer")
+    async with asyncio.timeout(1):
+        assert await fleet.push("edge-1", _deployment("apps.a")) is None
+        await fleet.remove("edge-1", "apps.a")
+    assert hanging.calls == 0
+    assert fleet.at("edge-1").message == "edge-1: TimeoutError: no answer"
+
+
+async def test_calls_in_flight_are_given_up_when_the_health_check_marks_it_down() -> None:
+    fleet, _, _ = _fleet([("apps", "a")], Unreachable("unused"))
+    fleet.client = hanging = _Hanging()  # type: ignore[assignment]
+    pushes = [asyncio.create_task(fleet.push("edge-1", _deployment("apps.a"))) for _ in range(3)]
+    removal = asyncio.create_task(fleet.remove("edge-1", "apps.b"))
+    await asyncio.sleep(0.05)
+    assert hanging.calls == 4 and not any(t.done() for t in [*pushes, removal])
+    fleet._set_reachable("edge-1", False, "edge-1: health check: TimeoutError")
+    async with asyncio.timeout(1):
+        assert await asyncio.gather(*pushes) == [None] * 3
+        await removal
+    assert fleet.at("edge-1").message == "edge-1: health check: TimeoutError"
+    fleet._set_reachable("edge-1", True)  # back: calls go out again
+    again = asyncio.create_task(fleet.push("edge-1", _deployment("apps.a")))
+    await asyncio.sleep(0.05)
+    assert hanging.calls == 5 and not again.done()
+    again.cancel()
