@@ -72,3 +72,19 @@ async def test_keys_failing_together_do_not_retry_together() -> None:
         delays = [q.backoff(k) for k in range(1000)]
         assert all(0.8 * step <= d <= 1.2 * step for d in delays)
         assert max(delays) - min(delays) >= 0.3 * step
+
+
+async def test_a_sooner_add_after_brings_a_pending_retry_forward() -> None:
+    runs: list[str] = []
+
+    async def handle(key: str) -> None:
+        runs.append(key)
+
+    q: WorkQueue[str] = WorkQueue("t5", handle, concurrency=1)
+    q.start()
+    q.add_after("k", 30)  # e.g. a backoff while its location is down
+    q.add_after("k", 0.05)  # the location answers again: sooner wins
+    q.add_after("k", 20)  # a later one does not push it back
+    await asyncio.sleep(0.3)
+    await q.stop()
+    assert runs == ["k"]

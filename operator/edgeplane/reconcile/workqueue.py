@@ -62,10 +62,17 @@ class WorkQueue(Generic[K]):
         metrics.WORKQUEUE_DEPTH.labels(self.name).set(len(self._queued))
 
     def add_after(self, key: K, delay: float) -> None:
-        """Queue `key` after `delay` seconds unless something queues it sooner."""
-        if key in self._queued or key in self._timers:
+        """Queue `key` after `delay` seconds unless something queues it sooner: a timer of
+        its that fires earlier is kept, one that fires later (e.g. a 30 s backoff, when a
+        location it waits for answers again) is brought forward."""
+        if key in self._queued:
             return
         loop = asyncio.get_running_loop()
+        timer = self._timers.get(key)
+        if timer is not None:
+            if timer.when() <= loop.time() + delay:
+                return
+            timer.cancel()
         self._timers[key] = loop.call_later(delay, self._fire, key)
 
     def _fire(self, key: K) -> None:
