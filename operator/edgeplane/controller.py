@@ -115,6 +115,8 @@ class Controller:
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),
             requeue_exclusions=self._requeue_exclusions,
+            requeue_after=lambda key, delay: self.queue.add_after(("Worker", *key), delay),
+            concurrency=s.concurrency,
         )
         self.resolver = Resolver(
             self.kube, s.urls, digest_key=derive_key(s.signing_key, "version ids")

@@ -61,6 +61,37 @@ def test_plan_pushes_only_where_the_identity_differs_and_cleans_unselected() -> 
     assert p.remove == ("d",)
 
 
+@pytest.mark.parametrize(
+    ("reachable", "has", "want", "push", "remove", "in_sync", "down"),
+    [
+        # Marked down: nothing is sent there, whether it needs a push or a removal.
+        (False, None, "new", (), (), (), ("t",)),
+        (False, "old", "new", (), (), (), ("t",)),
+        (False, "old", None, (), (), (), ("t",)),
+        # Down but already in sync, or with nothing to remove: nothing to wait for.
+        (False, "new", "new", (), (), ("t",), ()),
+        (False, None, None, (), (), (), ()),
+        # Up, or not asked yet: as usual.
+        (True, "old", "new", ("t",), (), (), ()),
+        (None, None, "new", ("t",), (), (), ()),
+        (True, "old", None, (), ("t",), (), ()),
+    ],
+)
+def test_plan_sends_nothing_to_a_target_marked_down(
+    reachable: bool | None,
+    has: str | None,
+    want: str | None,
+    push: tuple[str, ...],
+    remove: tuple[str, ...],
+    in_sync: tuple[str, ...],
+    down: tuple[str, ...],
+) -> None:
+    inventory = {} if has is None else {"ns.w": has}
+    target = TargetView("t", reachable=reachable, inventory=inventory)
+    p = actions("ns.w", {"t": want} if want else {}, [target])
+    assert (p.push, p.remove, p.in_sync, p.down) == (push, remove, in_sync, down)
+
+
 def test_plan_for_a_deleted_worker_removes_it_everywhere_it_is_known() -> None:
     targets = [TargetView("a", inventory={"ns.w": "x"}), TargetView("b", inventory={})]
     p = actions("ns.w", {}, targets)
@@ -129,8 +160,18 @@ WORKERS = [("apps", "a"), ("apps", "b"), ("shop", "c")]
 @pytest.mark.parametrize(
     ("inventory", "desired", "flipped", "expected"),
     [
-        # Reachability changed: every Worker reports it.
-        ({}, {}, True, WORKERS),
+        # Reachability changed: the Workers that select it (their status names it) or that
+        # it serves (to be removed once it answers), not the others.
+        ({}, {}, True, []),
+        (
+            {"shop.c": "i9"},
+            {"apps.a": {"edge-1": "i1"}, "apps.b": {"edge-2": "i2"}},
+            True,
+            [("apps", "a"), ("shop", "c")],
+        ),
+        # Selected, but not served there in this rollout step: its status names it too.
+        ({}, {"apps.b": {"edge-1": None, "edge-2": "i2"}}, True, [("apps", "b")]),
+        (None, {"apps.a": {"edge-2": "i1"}}, True, []),
         # In sync: nothing to do.
         ({"apps.a": "i1"}, {"apps.a": {"edge-1": "i1"}}, False, []),
         # The location lost apps.a (e.g. a restore): re-push it.

@@ -46,6 +46,16 @@ class Unreachable(AgentError):
     """The agent did not answer, or answered with a server error: retry later."""
 
 
+class ServerError(Unreachable):
+    """The agent answered with a server error (e.g. 503 while its front reloads, or a full
+    disk): retry later, but the location is up; only a failed health check or a transport
+    error says it is not."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Refused(AgentError):
     """The agent answered and refused the request: retrying the same input is useless."""
 
@@ -102,7 +112,8 @@ class AgentClient:
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 500:
-                    raise Unreachable(f"{ep.target}: agent answered {resp.status}: {_msg(text)}")
+                    message = f"{ep.target}: agent answered {resp.status}: {_msg(text)}"
+                    raise ServerError(resp.status, message)
                 if resp.status >= 400:
                     raise Refused(resp.status, _msg(text))
                 return json.loads(text) if text else None

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeplane.api import EdgeTarget, EdgeTargetStatus, SecretKeySelector
 from edgeplane.api.common import now as api_now
@@ -20,9 +20,16 @@ from edgeplane.api.target import (
     SecretReference,
     endpoint_refusal,
 )
-from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
+from edgeplane.distribute.client import (
+    AgentClient,
+    Endpoint,
+    Refused,
+    ServerError,
+    Unreachable,
+)
 from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
+from edgeplane.plan.retry import spread
 from edgeplane.plan.targets import (
     TargetView,
     WorkerKey,
@@ -39,6 +46,11 @@ from edgeplane.report.target import Health, target_status, write_due
 from edgeplane.wire import Deployment, MissingService, key_fingerprint, redact
 
 log = logging.getLogger("edgeplane.fleet")
+T = TypeVar("T")
+
+
+class Abandoned(Exception):
+    """A call to a location given up because its health check marked it down meanwhile."""
 
 # What an agent's refusal means for the Worker's conditions, by HTTP status.
 REFUSAL_REASONS = {409: "RouteConflict", 413: "ScriptTooLarge", 422: "ScriptInvalid"}
@@ -66,6 +78,7 @@ class Location:
     exclusions_refused: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     last_status_write: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    down: asyncio.Event = field(default_factory=asyncio.Event)  # set while not reachable
 
 
 @dataclass
@@ -86,13 +99,19 @@ class Fleet:
         workers: Callable[[], Iterable[WorkerKey]],
         requeue: Callable[[WorkerKey], None],
         requeue_exclusions: Callable[[Iterable[str]], None],
+        requeue_after: Callable[[WorkerKey, float], None] | None = None,
+        concurrency: int = 32,
     ) -> None:
+        """`requeue_after(key, delay)` queues a Worker later (spreading the many a
+        reachability flip requeues); `concurrency` is how many the queue runs at once."""
         self.kube = kube
         self.settings = settings
         self.client = AgentClient()
         self._workers = workers  # the Workers the operator caches
         self._requeue = requeue
         self._requeue_exclusions = requeue_exclusions  # namespaces whose exclusions may differ
+        self._requeue_after = requeue_after
+        self._concurrency = concurrency
         self.targets: dict[str, dict[str, Any]] = {}  # EdgeTarget bodies, from the watch
         self.locations: dict[str, Location] = {}
         # worker full name -> target -> deployment identity it should have (None: none)
@@ -281,14 +300,21 @@ class Fleet:
             log.info("%s: signing key handed over", name)
 
     async def push(self, target: str, deployment: Deployment) -> Stall | None:
-        """Push to one target; returns why the agent refused it, if it did."""
+        """Push to one target; returns why the agent refused it, if it did. Nothing is sent
+        to a location its health check marks down: the Worker's status says so, and the
+        health check requeues the Worker when the location answers again."""
         loc = self.at(target)
-        if (ep := await self.endpoint(target)) is None:
+        if loc.reachable is False or (ep := await self.endpoint(target)) is None:
             return None
         identity = deployment.identity()
         secrets = [secret for v in deployment.versions for secret in v.secrets()]
         try:
-            await self.client.put(ep, deployment)
+            await self._unless_down(target, self.client.put(ep, deployment))
+        except Abandoned:
+            return None
+        except ServerError as e:  # up, but failed this one: the Worker retries with backoff
+            log.warning("push of %s failed: %s", deployment.worker, redact(str(e), secrets))
+            return None
         except Unreachable as e:
             self._set_reachable(target, False, redact(str(e), secrets))
             return None
@@ -311,10 +337,15 @@ class Fleet:
         """Make `patterns` the namespace's routes without a Worker at `target`; False if the
         location did not answer (its reachability says why)."""
         loc = self.at(target)
-        if (ep := await self.endpoint(target)) is None:
+        if loc.reachable is False or (ep := await self.endpoint(target)) is None:
             return False
         try:
-            await self.client.put_exclusions(ep, namespace, patterns)
+            await self._unless_down(target, self.client.put_exclusions(ep, namespace, patterns))
+        except Abandoned:
+            return False
+        except ServerError as e:
+            log.warning("exclusions of %s failed: %s", namespace, e)
+            return False
         except Unreachable as e:
             self._set_reachable(target, False, str(e))
             return False
@@ -346,10 +377,15 @@ class Fleet:
 
     async def remove(self, target: str, worker: str) -> None:
         loc = self.at(target)
-        if (ep := await self.endpoint(target)) is None:
-            return
+        if loc.reachable is False or (ep := await self.endpoint(target)) is None:
+            return  # a location that is down is cleaned when it answers again
         try:
-            await self.client.delete(ep, worker)
+            await self._unless_down(target, self.client.delete(ep, worker))
+        except Abandoned:
+            return
+        except ServerError as e:
+            log.warning("removal of %s failed: %s", worker, e)
+            return
         except Unreachable as e:
             self._set_reachable(target, False, str(e))
             return
@@ -359,12 +395,33 @@ class Fleet:
         loc.quarantined.pop(worker, None)
         loc.missing.pop(worker, None)
 
+    async def _unless_down(self, target: str, call: Awaitable[T]) -> T:
+        """`call`'s answer, unless the location's health check marks it down first: then
+        Abandoned (the agent may still apply it; its inventory tells). A location that
+        accepts connections and never answers must not hold a Worker's reconcile, and one
+        of the queue's slots, for the whole PUT timeout."""
+        down = self.at(target).down
+        task = asyncio.ensure_future(call)
+        watch = asyncio.ensure_future(down.wait())
+        try:
+            done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the reconcile itself was cancelled
+            task.cancel()
+            raise
+        finally:
+            watch.cancel()
+        if task not in done:
+            task.cancel()
+            raise Abandoned(f"{target}: given up, its health check marks it down")
+        return task.result()
+
     async def remove_everywhere(self, worker: str, views: Iterable[TargetView]) -> list[str]:
         """Remove the Worker wherever it is known to be; returns the locations that still
-        have it because they did not answer."""
+        have it because they did not answer or are marked down."""
         gone = actions(worker, {}, views)
         await asyncio.gather(*(self.remove(t, worker) for t in gone.remove))
-        return [t for t in gone.remove if worker in (self.at(t).inventory or {})]
+        left = [t for t in gone.remove if worker in (self.at(t).inventory or {})]
+        return sorted([*left, *gone.down])
 
     async def _collect_orphans(self, target: str) -> None:
         """Remove Workers a location serves that no longer exist, e.g. deleted while the
@@ -384,12 +441,16 @@ class Fleet:
     def _set_reachable(
         self, target: str, reachable: bool, message: str = "", reason: str = "Unreachable"
     ) -> None:
-        """Record whether a location answers; when that changes, every Worker there
-        reports it."""
+        """Record whether a location answers; when that changes, the Workers that select it
+        or that it holds report it (spread over a short window when they are many)."""
         loc = self.at(target)
         flipped = loc.reachable is not reachable
         loc.reachable, loc.message = reachable, message
         loc.reason = "" if reachable else reason
+        if reachable:
+            loc.down.clear()
+        else:
+            loc.down.set()  # calls in flight to it are given up
         if flipped:
             metrics.TARGET_UP.labels(target).set(1 if reachable else 0)
             self._requeue_for(target, reachability_changed=True)
@@ -397,10 +458,15 @@ class Fleet:
 
     def _requeue_for(self, target: str, reachability_changed: bool) -> None:
         inventory = self.at(target).inventory
-        for key in affected_workers(
+        keys = affected_workers(
             list(self._workers()), self.desired, inventory, target, reachability_changed
-        ):
-            self._requeue(key)
+        )
+        delays = spread(len(keys), self._concurrency) if self._requeue_after else [0.0] * len(keys)
+        for key, delay in zip(keys, delays, strict=True):
+            if delay > 0 and self._requeue_after is not None:
+                self._requeue_after(key, delay)
+            else:
+                self._requeue(key)
 
     async def write_status(self, name: str, changed: bool) -> None:
         body, loc = self.targets.get(name), self.locations.get(name)

@@ -32,6 +32,10 @@ class Actions:
     push: tuple[str, ...] = ()  # selected targets that do not serve the desired deployment
     remove: tuple[str, ...] = ()  # unselected targets that still serve the Worker
     in_sync: tuple[str, ...] = ()
+    # targets that need a push or a removal but are marked down: nothing is sent there (a
+    # PUT to a location that accepts connections and never answers takes minutes); the
+    # health check requeues the Worker when the location answers again
+    down: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -48,16 +52,17 @@ def actions(
     A target that should serve the Worker but whose inventory is unknown gets a push (the
     agent answers a repeated PUT without reloading); one that should not is only cleaned
     once its inventory is known to hold the Worker, which the periodic inventory check
-    makes true soon enough."""
-    push, remove, in_sync = [], [], []
+    makes true soon enough. A target marked down gets neither: it is `down`."""
+    push, remove, in_sync, down = [], [], [], []
     for t in sorted(all_targets, key=lambda t: t.name):
         has = None if t.inventory is None else t.inventory.get(worker)
         identity = want.get(t.name)
-        if identity is not None:
-            (in_sync if has == identity else push).append(t.name)
-        elif has is not None:
-            remove.append(t.name)
-    return Actions(tuple(push), tuple(remove), tuple(in_sync))
+        if identity is not None and has == identity:
+            in_sync.append(t.name)
+        elif identity is not None or has is not None:
+            todo = push if identity is not None else remove
+            (down if t.reachable is False else todo).append(t.name)
+    return Actions(tuple(push), tuple(remove), tuple(in_sync), tuple(down))
 
 
 WorkerKey = tuple[str, str]  # (namespace, Worker name)
@@ -75,15 +80,21 @@ def affected_workers(
     target: str,
     reachability_changed: bool,
 ) -> list[WorkerKey]:
-    """The Workers to reconcile after news from `target`: all of them when it went down or
-    came back (their status names it), else those whose deployment there differs from
-    what they want (drift: re-push what the location lost)."""
-    return [
-        key
-        for key in workers
-        if reachability_changed
-        or (inventory or {}).get(full_name(key)) != (desired.get(full_name(key)) or {}).get(target)
-    ]
+    """The Workers to reconcile after news from `target`: when it went down or came back,
+    those whose status names it (they select it) or that it serves (to remove them once it
+    answers); else those whose deployment there differs from what they want (drift:
+    re-push what the location lost). A Worker that neither selects nor holds the location
+    has nothing to do there either way."""
+    held = inventory or {}
+    out = []
+    for key in workers:
+        want = desired.get(full_name(key)) or {}
+        if reachability_changed:
+            if target in want or full_name(key) in held:
+                out.append(key)
+        elif held.get(full_name(key)) != want.get(target):
+            out.append(key)
+    return out
 
 
 def workers_with_news(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from edgeplane.plan.retry import backoff_delay
 from edgeplane.report import metrics
 
 K = TypeVar("K", bound=Hashable)
@@ -26,8 +28,11 @@ class WorkQueue(Generic[K]):
         name: str,
         handler: Callable[[K], Awaitable[float | None]],
         concurrency: int = 16,
+        rand: Callable[[], float] = random.random,
     ) -> None:
-        """`handler(key)` returns None when done, or a delay in seconds to retry after."""
+        """`handler(key)` returns None when done, or a delay in seconds to retry after;
+        `rand` (uniform in [0, 1)) jitters the backoff."""
+        self._rand = rand
         self.name = name
         self._handler = handler
         self._concurrency = concurrency
@@ -57,10 +62,17 @@ class WorkQueue(Generic[K]):
         metrics.WORKQUEUE_DEPTH.labels(self.name).set(len(self._queued))
 
     def add_after(self, key: K, delay: float) -> None:
-        """Queue `key` after `delay` seconds unless something queues it sooner."""
-        if key in self._queued or key in self._timers:
+        """Queue `key` after `delay` seconds unless something queues it sooner: a timer of
+        its that fires earlier is kept, one that fires later (e.g. a 30 s backoff, when a
+        location it waits for answers again) is brought forward."""
+        if key in self._queued:
             return
         loop = asyncio.get_running_loop()
+        timer = self._timers.get(key)
+        if timer is not None:
+            if timer.when() <= loop.time() + delay:
+                return
+            timer.cancel()
         self._timers[key] = loop.call_later(delay, self._fire, key)
 
     def _fire(self, key: K) -> None:
@@ -118,7 +130,8 @@ class WorkQueue(Generic[K]):
                 self._idle.set()
 
     def backoff(self, key: K) -> float:
-        """Exponential per-key backoff, 0.5 s doubling up to 30 s; reset by a success."""
+        """Exponential per-key backoff, 0.5 s doubling up to 30 s, ±20 % jitter; reset by a
+        success."""
         n = self._retries.get(key, 0)
         self._retries[key] = n + 1
-        return float(min(0.5 * 2**n, 30.0))
+        return backoff_delay(n, self._rand())

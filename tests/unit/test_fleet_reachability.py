@@ -1,0 +1,139 @@
+"""What changes a location's reachability, and whom a flip requeues (Fleet with a fake
+agent client: no process, no socket)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edgeplane.distribute.client import Endpoint, ServerError, Unreachable
+from edgeplane.distribute.fleet import Fleet, FleetSettings
+from edgeplane.plan.targets import WorkerKey
+from edgeplane.wire import Bundle, BundleModule, Deployment
+
+
+def _deployment(worker: str) -> Deployment:
+    bundle = Bundle(
+        worker=worker,
+        compatibilityDate="2024-09-23",
+        mainModule="m.js",
+        modules=(BundleModule(name="m.js", type="esModule", content="export default {}"),),
+    ).with_version()
+    return Deployment(worker=worker, primary=bundle.version or "", versions=(bundle,))
+
+
+class _Client:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+        raise self.error
+
+    async def delete(self, ep: Endpoint, worker: str) -> None:
+        raise self.error
+
+
+def _fleet(
+    workers: list[WorkerKey], error: Exception, concurrency: int = 32
+) -> tuple[Fleet, list[WorkerKey], list[tuple[WorkerKey, float]]]:
+    now: list[WorkerKey] = []
+    later: list[tuple[WorkerKey, float]] = []
+    fleet = Fleet(
+        kube=None,  # type: ignore[arg-type]
+        settings=FleetSettings(60, (), 0, ()),
+        workers=lambda: workers,
+        requeue=now.append,
+        requeue_exclusions=lambda namespaces: None,
+        requeue_after=lambda key, delay: later.append((key, delay)),
+        concurrency=concurrency,
+    )
+    fleet.client = _Client(error)  # type: ignore[assignment]
+    loc = fleet.at("edge-1")
+    loc.endpoint = Endpoint("edge-1", "http://127.0.0.1:1", "t")
+    loc.reachable, loc.inventory = True, {}
+    return fleet, now, later
+
+
+@pytest.mark.parametrize(
+    ("error", "reachable"),
+    [
+        # A healthy agent failing one push (503 while its front reloads, a full disk):
+        # still up, or every push to a full agent would flap it and requeue its Workers.
+        (ServerError(503, "edge-1: agent answered 503: not serving it yet"), True),
+        (ServerError(507, "edge-1: agent answered 507: no space"), True),
+        # No answer at all: down.
+        (Unreachable("edge-1: ClientConnectorError: refused"), False),
+    ],
+)
+async def test_what_a_failed_push_says_about_the_location(
+    error: Exception, reachable: bool
+) -> None:
+    workers = [("apps", "a")]
+    fleet, now, _ = _fleet(workers, error)
+    fleet.desired["apps.a"] = {"edge-1": "i1"}
+    assert await fleet.push("edge-1", _deployment("apps.a")) is None
+    await fleet.remove("edge-1", "apps.a")
+    assert fleet.at("edge-1").reachable is reachable
+    assert now == ([] if reachable else [("apps", "a")])
+
+
+async def test_a_flip_requeues_only_its_workers_spread_when_many() -> None:
+    selecting = [("apps", f"w{i}") for i in range(8)]
+    others = [("apps", f"x{i}") for i in range(20)]
+    fleet, now, later = _fleet([*selecting, *others], Unreachable("edge-1: timeout"), 4)
+    for ns, name in selecting:
+        fleet.desired[f"{ns}.{name}"] = {"edge-1": "i1", "edge-2": "i1"}
+    for ns, name in others:
+        fleet.desired[f"{ns}.{name}"] = {"edge-2": "i1"}
+    await fleet.push("edge-1", _deployment("apps.w0"))
+    assert fleet.at("edge-1").reachable is False
+    assert now == [selecting[0]]  # the first of 8 at once, the rest over ~2 s
+    assert [k for k, _ in later] == selecting[1:]
+    assert 0 < min(d for _, d in later) and max(d for _, d in later) <= 2.0
+
+
+class _Hanging:
+    """An agent that accepts every request and never answers."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        return True
+
+    async def delete(self, ep: Endpoint, worker: str) -> None:
+        self.calls += 1
+        await asyncio.sleep(3600)
+
+
+async def test_nothing_is_sent_to_a_location_marked_down() -> None:
+    fleet, _, _ = _fleet([("apps", "a")], Unreachable("unused"))
+    fleet.client = hanging = _Hanging()  # type: ignore[assignment]
+    fleet._set_reachable("edge-1", False, "edge-1: TimeoutError: no answer")
+    async with asyncio.timeout(1):
+        assert await fleet.push("edge-1", _deployment("apps.a")) is None
+        await fleet.remove("edge-1", "apps.a")
+    assert hanging.calls == 0
+    assert fleet.at("edge-1").message == "edge-1: TimeoutError: no answer"
+
+
+async def test_calls_in_flight_are_given_up_when_the_health_check_marks_it_down() -> None:
+    fleet, _, _ = _fleet([("apps", "a")], Unreachable("unused"))
+    fleet.client = hanging = _Hanging()  # type: ignore[assignment]
+    pushes = [asyncio.create_task(fleet.push("edge-1", _deployment("apps.a"))) for _ in range(3)]
+    removal = asyncio.create_task(fleet.remove("edge-1", "apps.b"))
+    await asyncio.sleep(0.05)
+    assert hanging.calls == 4 and not any(t.done() for t in [*pushes, removal])
+    fleet._set_reachable("edge-1", False, "edge-1: health check: TimeoutError")
+    async with asyncio.timeout(1):
+        assert await asyncio.gather(*pushes) == [None] * 3
+        await removal
+    assert fleet.at("edge-1").message == "edge-1: health check: TimeoutError"
+    fleet._set_reachable("edge-1", True)  # back: calls go out again
+    again = asyncio.create_task(fleet.push("edge-1", _deployment("apps.a")))
+    await asyncio.sleep(0.05)
+    assert hanging.calls == 5 and not again.done()
+    again.cancel()
