@@ -73,7 +73,7 @@ def test_an_agent_requiring_client_certificates(stack: Stack, kube: Kube) -> Non
             return cond if cond.get("status") == "False" else None
 
         cond = eventually(refused, timeout=60)
-        assert cond["reason"] == "Unreachable"
+        assert cond["reason"] == "CredentialsRejected"  # the agent answered: not the network
         assert "401" in cond["message"] and "client certificate" in cond["message"]
         assert "--tls-client-ca" in cond["message"]
     finally:

@@ -31,6 +31,7 @@ from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
 from edgeplane.plan.retry import spread
 from edgeplane.plan.targets import (
+    Refusal,
     TargetView,
     WorkerKey,
     actions,
@@ -38,6 +39,7 @@ from edgeplane.plan.targets import (
     credentials_refusal,
     full_name,
     orphan_candidates,
+    refusal,
     workers_with_news,
 )
 from edgeplane.report import metrics
@@ -51,9 +53,6 @@ T = TypeVar("T")
 
 class Abandoned(Exception):
     """A call to a location given up because its health check marked it down meanwhile."""
-
-# What an agent's refusal means for the Worker's conditions, by HTTP status.
-REFUSAL_REASONS = {409: "RouteConflict", 413: "ScriptTooLarge", 422: "ScriptInvalid"}
 
 
 @dataclass
@@ -183,6 +182,7 @@ class Fleet:
         return TargetFacts(
             reachable=loc.reachable,
             message=loc.message,
+            reason=loc.reason,
             has=(loc.inventory or {}).get(worker),
             serving=loc.primaries.get(worker),
             refused=(refused[0], refused[1].message) if refused else None,
@@ -267,8 +267,11 @@ class Fleet:
         except Unreachable as e:
             self._set_reachable(name, False, str(e))
         except Refused as e:
+            reason, kind = refusal(e.status)
+            if kind is not Refusal.CREDENTIALS:
+                reason = "Unreachable"
             message = f"agent refused the operator's credentials ({e.status}): {e}"
-            self._set_reachable(name, False, message)
+            self._set_reachable(name, False, message, reason=reason)
         else:
             await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
             loc.info.update(info)
@@ -319,10 +322,7 @@ class Fleet:
             self._set_reachable(target, False, redact(str(e), secrets))
             return None
         except Refused as e:
-            message = redact(f"{target}: {e}", secrets)
-            stall = Stall(REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
-            loc.refused[deployment.worker] = (identity, stall)
-            return stall
+            return self._refused(target, deployment.worker, identity, e, secrets)
         self._set_reachable(target, True)
         loc.refused.pop(deployment.worker, None)
         if loc.inventory is not None:
@@ -332,6 +332,23 @@ class Fleet:
             loc.missing.pop(deployment.worker, None)
         loc.primaries[deployment.worker] = deployment.primary
         return None
+
+    def _refused(
+        self, target: str, worker: str, identity: str, e: Refused, secrets: list[str]
+    ) -> Stall | None:
+        """Record an agent's refusal of a push. Rejected credentials are the location's
+        problem (unreachable, retried by its health check); a route conflict is retried with
+        backoff; only a final refusal is remembered for the deployment refused."""
+        reason, kind = refusal(e.status)
+        message = redact(f"{target}: {e}", secrets)
+        if kind is Refusal.CREDENTIALS:
+            message = f"agent refused the operator's credentials ({e.status}): {message}"
+            self._set_reachable(target, False, message, reason=reason)
+            return None
+        stall = Stall(reason, message, retry=kind is Refusal.RETRY)
+        if kind is Refusal.FINAL:
+            self.at(target).refused[worker] = (identity, stall)
+        return stall
 
     async def exclude(self, target: str, namespace: str, patterns: tuple[str, ...]) -> bool:
         """Make `patterns` the namespace's routes without a Worker at `target`; False if the
