@@ -123,6 +123,16 @@ async def test_a_health_check_names_rejected_credentials(status: int, reason: st
     assert f"({status})" in loc.message
 
 
+@pytest.mark.parametrize("reason", ["Unreachable", "TLSVerifyFailed"])
+async def test_an_unreachable_location_keeps_the_clients_reason(reason: str) -> None:
+    fleet, _, _ = _fleet([("apps", "a")], Unreachable("edge-1: no", reason))
+    await fleet._ask("edge-1", fleet.at("edge-1").endpoint)  # type: ignore[arg-type]
+    assert fleet.at("edge-1").reason == reason
+    fleet._set_reachable("edge-1", True)
+    assert await fleet.push("edge-1", _deployment("apps.a")) is None
+    assert (fleet.at("edge-1").reason, fleet.facts("edge-1", "apps.a").reason) == (reason, reason)
+
+
 async def test_a_flip_requeues_only_its_workers_spread_when_many() -> None:
     selecting = [("apps", f"w{i}") for i in range(8)]
     others = [("apps", f"x{i}") for i in range(20)]

@@ -245,12 +245,13 @@ class Fleet:
         """Health check and inventory of one location; requeues the Workers it affects."""
         loc = self.at(name)
         async with loc.lock:
-            was = (loc.reachable, dict(loc.inventory or {}))
+            # A new reason is news too: a token fixed and a CA now wrong is still "down".
+            was = (loc.reachable, loc.reason, dict(loc.inventory or {}))
             excluded, news = loc.exclusions, _news(loc)
             if (ep := await self.endpoint(name)) is not None:
                 await self._ask(name, ep)
-            changed = was != (loc.reachable, dict(loc.inventory or {}))
-        if was[1] != dict(loc.inventory or {}):
+            changed = was != (loc.reachable, loc.reason, dict(loc.inventory or {}))
+        if was[2] != dict(loc.inventory or {}):
             self._requeue_for(name, reachability_changed=False)
         for key in workers_with_news(list(self._workers()), news, _news(loc)):
             self._requeue(key)  # a quarantine or a missing service came or went
@@ -265,7 +266,7 @@ class Fleet:
             inventory = await self.client.inventory(ep)
             exclusions = await self.client.exclusions(ep)
         except Unreachable as e:
-            self._set_reachable(name, False, str(e))
+            self._set_reachable(name, False, str(e), reason=e.reason)
         except Refused as e:
             reason, kind = refusal(e.status)
             if kind is not Refusal.CREDENTIALS:
@@ -319,7 +320,7 @@ class Fleet:
             log.warning("push of %s failed: %s", deployment.worker, redact(str(e), secrets))
             return None
         except Unreachable as e:
-            self._set_reachable(target, False, redact(str(e), secrets))
+            self._set_reachable(target, False, redact(str(e), secrets), reason=e.reason)
             return None
         except Refused as e:
             return self._refused(target, deployment.worker, identity, e, secrets)
@@ -364,7 +365,7 @@ class Fleet:
             log.warning("exclusions of %s failed: %s", namespace, e)
             return False
         except Unreachable as e:
-            self._set_reachable(target, False, str(e))
+            self._set_reachable(target, False, str(e), reason=e.reason)
             return False
         except Refused as e:
             loc.exclusions_refused[namespace] = (patterns, f"{target}: {e}")
@@ -404,7 +405,7 @@ class Fleet:
             log.warning("removal of %s failed: %s", worker, e)
             return
         except Unreachable as e:
-            self._set_reachable(target, False, str(e))
+            self._set_reachable(target, False, str(e), reason=e.reason)
             return
         if loc.inventory is not None:
             loc.inventory.pop(worker, None)
