@@ -93,3 +93,43 @@ def test_a_route_another_worker_still_holds_is_retried_until_it_lets_go(
     assert obj["metadata"]["generation"] == generation
     for agent in stack.agents:
         eventually(lambda a=agent: fetch(a, host(kube, "moving")) == (200, "taker"), timeout=10)
+
+
+def test_a_route_conflict_does_not_roll_a_progressive_rollout_back(
+    stack: Stack, kube: Kube
+) -> None:
+    pattern = f"{host(kube, 'rolling')}/*"
+    kube.apply(worker("keeper", responder('"keeper"')), worker("roller", responder('"v1"')),
+               route("rolling", pattern, "keeper"))
+    kube.wait_ready("keeper")
+    kube.wait_ready("roller")
+    # v2 of `roller`, rolled out one location at a time, takes the route `keeper` cannot
+    # give up yet: its first step's location answers 409.
+    steps = {"strategy": "Progressive", "steps": [{"count": 1, "holdSeconds": 1}]}
+    kube.apply(worker("keeper", "throw new Error('broken');\n" + responder('"keeper"')),
+               worker("roller", responder('"v2"'), rollout=steps),
+               route("rolling", pattern, "roller"))
+    generation = (kube.get("worker", "roller") or {})["metadata"]["generation"]
+    phases: set[str] = set()
+
+    def conflict() -> bool:
+        phases.add(((kube.get("worker", "roller") or {}).get("status") or {})
+                   .get("rollout", {}).get("phase", ""))
+        ready = kube.condition("worker", "roller", "Ready") or {}
+        assert ready.get("reason") == "RouteConflict", ready
+        return True
+
+    eventually(conflict, timeout=30)
+    kube.apply(worker("keeper", responder('"keeper, fixed"')))
+
+    def done() -> dict[str, Any] | None:
+        obj = kube.get("worker", "roller") or {}
+        rollout = (obj.get("status") or {}).get("rollout") or {}
+        phases.add(rollout.get("phase", ""))
+        return obj if rollout.get("phase") == "Complete" else None
+
+    eventually(done, timeout=60)
+    assert "RolledBack" not in phases
+    kube.wait_ready("roller", generation, timeout=30)
+    for agent in stack.agents:
+        eventually(lambda a=agent: fetch(a, host(kube, "rolling")) == (200, "v2"), timeout=10)
