@@ -82,6 +82,7 @@ def test_an_agent_requiring_client_certificates(stack: Stack, kube: Kube) -> Non
         other = CertificateAuthority(stack.root / f"pki-{kube.namespace}-other", "other-ca")
         kube.cluster.kubectl("patch", "edgetarget", agent.name, "--type=merge", "-p", json.dumps(
             {"spec": {"caBundle": other.pair.cert.read_text()}}))
+
         def unverified() -> bool:
             cond = ready_condition(kube, agent.name)
             assert cond.get("reason") == "TLSVerifyFailed", cond
