@@ -73,9 +73,27 @@ def test_an_agent_requiring_client_certificates(stack: Stack, kube: Kube) -> Non
             return cond if cond.get("status") == "False" else None
 
         cond = eventually(refused, timeout=60)
-        assert cond["reason"] == "Unreachable"
+        assert cond["reason"] == "CredentialsRejected"  # the agent answered: not the network
         assert "401" in cond["message"] and "client certificate" in cond["message"]
         assert "--tls-client-ca" in cond["message"]
+
+        # A caBundle that does not hold the agent's CA names itself too, and fixing the
+        # EdgeTarget brings the location back with nothing else changed.
+        other = CertificateAuthority(stack.root / f"pki-{kube.namespace}-other", "other-ca")
+        kube.cluster.kubectl("patch", "edgetarget", agent.name, "--type=merge", "-p", json.dumps(
+            {"spec": {"caBundle": other.pair.cert.read_text()}}))
+
+        def unverified() -> bool:
+            cond = ready_condition(kube, agent.name)
+            assert cond.get("reason") == "TLSVerifyFailed", cond
+            return True
+
+        eventually(unverified, timeout=30)
+        assert "CERTIFICATE_VERIFY_FAILED" in ready_condition(kube, agent.name)["message"]
+        kube.cluster.kubectl("patch", "edgetarget", agent.name, "--type=merge", "-p", json.dumps(
+            {"spec": {"caBundle": ca.pair.cert.read_text(),
+                      "clientCertificateSecretRef": target["spec"]["clientCertificateSecretRef"]}}))
+        eventually(lambda: ready_condition(kube, agent.name).get("status") == "True", timeout=30)
     finally:
         kube.cluster.kubectl("delete", "edgetarget", agent.name, "--wait=true",
                              "--timeout=60s", check=False)

@@ -21,7 +21,7 @@ KNOWN_REASONS = {
 REASON_RES = (
     re.compile(r'\((?:True|False),\s*"([A-Z][A-Za-z]+)"'),
     re.compile(r'(?:CompileError|Stall)\(\s*"([A-Z][A-Za-z]+)"'),
-    re.compile(r'\d{3}:\s*"([A-Z][A-Za-z]+)"'),  # agent refusals by HTTP status
+    re.compile(r'\d{3}:\s*\(?"([A-Z][A-Za-z]+)"'),  # agent refusals by HTTP status
     re.compile(r'\breason="([A-Z][A-Za-z]+)"'),  # e.g. _set_reachable(..., reason=...)
 )
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from edgeplane.distribute.client import Endpoint, ServerError, Unreachable
+from edgeplane.distribute.client import Endpoint, Refused, ServerError, Unreachable
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.plan.targets import WorkerKey
 from edgeplane.wire import Bundle, BundleModule, Deployment
@@ -31,6 +31,9 @@ class _Client:
         raise self.error
 
     async def delete(self, ep: Endpoint, worker: str) -> None:
+        raise self.error
+
+    async def info(self, ep: Endpoint) -> dict:
         raise self.error
 
 
@@ -76,6 +79,58 @@ async def test_what_a_failed_push_says_about_the_location(
     await fleet.remove("edge-1", "apps.a")
     assert fleet.at("edge-1").reachable is reachable
     assert now == ([] if reachable else [("apps", "a")])
+
+
+@pytest.mark.parametrize(
+    ("status", "stall", "cached", "reachable", "reason"),
+    [
+        # A token or client certificate the agent rejects: the location's problem, not the
+        # Worker's. Nothing is remembered of the deployment; the health check retries.
+        (401, None, False, False, "CredentialsRejected"),
+        (403, None, False, False, "CredentialsRejected"),
+        # A route another Worker holds: retried with backoff, not remembered.
+        (409, ("RouteConflict", True), False, True, ""),
+        # The bytes pushed: remembered, so the same deployment is not pushed again.
+        (413, ("ScriptTooLarge", False), True, True, ""),
+        (422, ("ScriptInvalid", False), True, True, ""),
+    ],
+)
+async def test_what_a_refused_push_leaves_behind(
+    status: int, stall: tuple[str, bool] | None, cached: bool, reachable: bool, reason: str
+) -> None:
+    fleet, now, _ = _fleet([("apps", "a")], Refused(status, "no"))
+    fleet.desired["apps.a"] = {"edge-1": "i1"}
+    deployment = _deployment("apps.a")
+    got = await fleet.push("edge-1", deployment)
+    assert ((got.reason, got.retry) if got else None) == stall
+    assert (fleet.refused("edge-1", "apps.a", deployment.identity()) is not None) is cached
+    loc = fleet.at("edge-1")
+    assert (loc.reachable, loc.reason) == (reachable, reason)
+    facts = fleet.facts("edge-1", "apps.a")
+    assert (facts.reason, facts.refused is not None) == (reason, cached)
+    assert now == ([] if reachable else [("apps", "a")])  # the flip requeues it
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(401, "CredentialsRejected"), (403, "CredentialsRejected"),
+                           (404, "Unreachable")],
+)
+async def test_a_health_check_names_rejected_credentials(status: int, reason: str) -> None:
+    fleet, _, _ = _fleet([], Refused(status, "missing or invalid bearer token"))
+    await fleet._ask("edge-1", fleet.at("edge-1").endpoint)  # type: ignore[arg-type]
+    loc = fleet.at("edge-1")
+    assert (loc.reachable, loc.reason) == (False, reason)
+    assert f"({status})" in loc.message
+
+
+@pytest.mark.parametrize("reason", ["Unreachable", "TLSVerifyFailed"])
+async def test_an_unreachable_location_keeps_the_clients_reason(reason: str) -> None:
+    fleet, _, _ = _fleet([("apps", "a")], Unreachable("edge-1: no", reason))
+    await fleet._ask("edge-1", fleet.at("edge-1").endpoint)  # type: ignore[arg-type]
+    assert fleet.at("edge-1").reason == reason
+    fleet._set_reachable("edge-1", True)
+    assert await fleet.push("edge-1", _deployment("apps.a")) is None
+    assert (fleet.at("edge-1").reason, fleet.facts("edge-1", "apps.a").reason) == (reason, reason)
 
 
 async def test_a_flip_requeues_only_its_workers_spread_when_many() -> None:

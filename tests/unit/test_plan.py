@@ -18,11 +18,13 @@ from edgeplane.plan.routes import (
     standing,
 )
 from edgeplane.plan.targets import (
+    Refusal,
     TargetView,
     actions,
     affected_workers,
     credentials_refusal,
     orphan_candidates,
+    refusal,
     select,
     workers_with_news,
 )
@@ -131,6 +133,19 @@ def test_unreachable_target_is_not_ready_but_still_reconciling_then_recovers() -
     back, events = worker_status(down, 1, V1, ready("a", "b"), None, T0 + timedelta(seconds=9))
     assert [e.reason for e in events] == ["Recovered"]
     assert get_condition(back.conditions, "Ready").status == "True"  # type: ignore[union-attr]
+
+
+def test_a_route_conflict_is_reconciling_not_stalled() -> None:
+    outcomes = [TargetOutcome("a", TargetState.DEPLOYING, V1)]
+    stall = Stall("RouteConflict", "a: route shop.example.com/* is held by apps.old", retry=True)
+    st, events = worker_status(None, 1, V2, outcomes, stall, T0)
+    conds = {c.type: (c.status, c.reason) for c in st.conditions}
+    assert conds == {
+        "Ready": ("False", "RouteConflict"),
+        "Reconciling": ("True", "RouteConflict"),  # retried with backoff by the operator
+        "Stalled": ("False", "RouteConflict"),
+    }
+    assert [(e.type, e.reason) for e in events] == [("Warning", "Failed")]
 
 
 def test_a_refused_script_stalls_while_the_last_good_version_stays_ready_version() -> None:
@@ -357,3 +372,21 @@ def test_credentials_refusal(namespace: str, allowed: tuple, field: str, refused
     if message:
         assert message.startswith(f"{field}.namespace: ")
         assert namespace in message and allowed[0] in message
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        # The location's credentials: it is unreachable until the Secret is fixed.
+        (401, ("CredentialsRejected", Refusal.CREDENTIALS)),
+        (403, ("CredentialsRejected", Refusal.CREDENTIALS)),
+        # Another Worker holds the route: it may let go, so the push is retried.
+        (409, ("RouteConflict", Refusal.RETRY)),
+        # The bytes pushed: the same deployment is refused again, until the Worker changes.
+        (413, ("ScriptTooLarge", Refusal.FINAL)),
+        (422, ("ScriptInvalid", Refusal.FINAL)),
+        (400, ("ScriptInvalid", Refusal.FINAL)),
+    ],
+)
+def test_what_an_agents_refusal_means(status: int, expected: tuple[str, Refusal]) -> None:
+    assert refusal(status) == expected

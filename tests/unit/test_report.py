@@ -55,6 +55,10 @@ PROGRESSING, ROLLED_BACK = _rollout(RolloutPhase.PROGRESSING), _rollout(RolloutP
     [
         # Down: whatever else is known, the location is unreachable, with why.
         (TargetFacts(False, "down", "id", NEW), "id", NEW, PROGRESSING, S.UNREACHABLE, "down"),
+        (TargetFacts(False, "down", reason="Unreachable"), "id", NEW, None, S.UNREACHABLE, "down"),
+        # A reason of its own is named: the fix is the location's, not the Worker's.
+        (TargetFacts(False, "bad token", has="id", reason="CredentialsRejected"), "id", NEW,
+         PROGRESSING, S.UNREACHABLE, "CredentialsRejected: bad token"),
         # Serves what it should, and that is the rollout's version.
         (TargetFacts(True, has="id", serving=NEW), "id", NEW, PROGRESSING, S.READY, ""),
         # Serves what it should, the previous version: its step has not come.
@@ -97,6 +101,8 @@ def _outcomes(*states: TargetState) -> list[TargetOutcome]:
         ((S.FAILED,), None, None, BACKOFF),
         ((S.ROLLED_BACK, S.ROLLED_BACK), None, None, None),
         ((S.DEPLOYING,), Stall("ScriptInvalid", "x"), None, None),  # waits for the user
+        # Another Worker still holds the route: it may let go without the user.
+        ((S.DEPLOYING,), Stall("RouteConflict", "x", retry=True), None, BACKOFF),
         ((S.READY,), None, BACKOFF, BACKOFF),  # a gate's location did not answer
     ],
 )
@@ -168,6 +174,8 @@ def test_target_status_write_due(
         (Health(False, "Unreachable", "connection refused"), "False", "Unreachable", None),
         (Health(False, "CredentialsNotFound", "Secret ops/edge-1"), "False",
          "CredentialsNotFound", None),
+        (Health(False, "CredentialsRejected", "agent refused the operator's credentials (401)"),
+         "False", "CredentialsRejected", None),
     ],
 )
 def test_target_status(health: Health, ready: str, reason: str, heartbeat: datetime | None) -> None:

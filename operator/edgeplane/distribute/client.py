@@ -43,7 +43,12 @@ class AgentError(Exception):
 
 
 class Unreachable(AgentError):
-    """The agent did not answer, or answered with a server error: retry later."""
+    """The agent did not answer, or answered with a server error: retry later. `reason`
+    names why in a word for the EdgeTarget's status (e.g. TLSVerifyFailed)."""
+
+    def __init__(self, message: str, reason: str = "Unreachable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ServerError(Unreachable):
@@ -117,6 +122,9 @@ class AgentClient:
                 if resp.status >= 400:
                     raise Refused(resp.status, _msg(text))
                 return json.loads(text) if text else None
+        except aiohttp.ClientConnectorCertificateError as e:  # e.g. spec.caBundle is wrong
+            message = f"{ep.target}: {type(e).__name__}: {e}"
+            raise Unreachable(message, reason="TLSVerifyFailed") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise Unreachable(f"{ep.target}: {type(e).__name__}: {e or 'no answer'}") from None
 

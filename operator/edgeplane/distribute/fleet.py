@@ -31,6 +31,7 @@ from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
 from edgeplane.plan.retry import spread
 from edgeplane.plan.targets import (
+    Refusal,
     TargetView,
     WorkerKey,
     actions,
@@ -38,6 +39,7 @@ from edgeplane.plan.targets import (
     credentials_refusal,
     full_name,
     orphan_candidates,
+    refusal,
     workers_with_news,
 )
 from edgeplane.report import metrics
@@ -51,9 +53,6 @@ T = TypeVar("T")
 
 class Abandoned(Exception):
     """A call to a location given up because its health check marked it down meanwhile."""
-
-# What an agent's refusal means for the Worker's conditions, by HTTP status.
-REFUSAL_REASONS = {409: "RouteConflict", 413: "ScriptTooLarge", 422: "ScriptInvalid"}
 
 
 @dataclass
@@ -183,6 +182,7 @@ class Fleet:
         return TargetFacts(
             reachable=loc.reachable,
             message=loc.message,
+            reason=loc.reason,
             has=(loc.inventory or {}).get(worker),
             serving=loc.primaries.get(worker),
             refused=(refused[0], refused[1].message) if refused else None,
@@ -245,12 +245,13 @@ class Fleet:
         """Health check and inventory of one location; requeues the Workers it affects."""
         loc = self.at(name)
         async with loc.lock:
-            was = (loc.reachable, dict(loc.inventory or {}))
+            # A new reason is news too: a token fixed and a CA now wrong is still "down".
+            was = (loc.reachable, loc.reason, dict(loc.inventory or {}))
             excluded, news = loc.exclusions, _news(loc)
             if (ep := await self.endpoint(name)) is not None:
                 await self._ask(name, ep)
-            changed = was != (loc.reachable, dict(loc.inventory or {}))
-        if was[1] != dict(loc.inventory or {}):
+            changed = was != (loc.reachable, loc.reason, dict(loc.inventory or {}))
+        if was[2] != dict(loc.inventory or {}):
             self._requeue_for(name, reachability_changed=False)
         for key in workers_with_news(list(self._workers()), news, _news(loc)):
             self._requeue(key)  # a quarantine or a missing service came or went
@@ -265,10 +266,13 @@ class Fleet:
             inventory = await self.client.inventory(ep)
             exclusions = await self.client.exclusions(ep)
         except Unreachable as e:
-            self._set_reachable(name, False, str(e))
+            self._set_reachable(name, False, str(e), reason=e.reason)
         except Refused as e:
+            reason, kind = refusal(e.status)
+            if kind is not Refusal.CREDENTIALS:
+                reason = "Unreachable"
             message = f"agent refused the operator's credentials ({e.status}): {e}"
-            self._set_reachable(name, False, message)
+            self._set_reachable(name, False, message, reason=reason)
         else:
             await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
             loc.info.update(info)
@@ -316,13 +320,10 @@ class Fleet:
             log.warning("push of %s failed: %s", deployment.worker, redact(str(e), secrets))
             return None
         except Unreachable as e:
-            self._set_reachable(target, False, redact(str(e), secrets))
+            self._set_reachable(target, False, redact(str(e), secrets), reason=e.reason)
             return None
         except Refused as e:
-            message = redact(f"{target}: {e}", secrets)
-            stall = Stall(REFUSAL_REASONS.get(e.status, "ScriptInvalid"), message)
-            loc.refused[deployment.worker] = (identity, stall)
-            return stall
+            return self._refused(target, deployment.worker, identity, e, secrets)
         self._set_reachable(target, True)
         loc.refused.pop(deployment.worker, None)
         if loc.inventory is not None:
@@ -332,6 +333,23 @@ class Fleet:
             loc.missing.pop(deployment.worker, None)
         loc.primaries[deployment.worker] = deployment.primary
         return None
+
+    def _refused(
+        self, target: str, worker: str, identity: str, e: Refused, secrets: list[str]
+    ) -> Stall | None:
+        """Record an agent's refusal of a push. Rejected credentials are the location's
+        problem (unreachable, retried by its health check); a route conflict is retried with
+        backoff; only a final refusal is remembered for the deployment refused."""
+        reason, kind = refusal(e.status)
+        message = redact(f"{target}: {e}", secrets)
+        if kind is Refusal.CREDENTIALS:
+            message = f"agent refused the operator's credentials ({e.status}): {message}"
+            self._set_reachable(target, False, message, reason=reason)
+            return None
+        stall = Stall(reason, message, retry=kind is Refusal.RETRY)
+        if kind is Refusal.FINAL:
+            self.at(target).refused[worker] = (identity, stall)
+        return stall
 
     async def exclude(self, target: str, namespace: str, patterns: tuple[str, ...]) -> bool:
         """Make `patterns` the namespace's routes without a Worker at `target`; False if the
@@ -347,7 +365,7 @@ class Fleet:
             log.warning("exclusions of %s failed: %s", namespace, e)
             return False
         except Unreachable as e:
-            self._set_reachable(target, False, str(e))
+            self._set_reachable(target, False, str(e), reason=e.reason)
             return False
         except Refused as e:
             loc.exclusions_refused[namespace] = (patterns, f"{target}: {e}")
@@ -387,7 +405,7 @@ class Fleet:
             log.warning("removal of %s failed: %s", worker, e)
             return
         except Unreachable as e:
-            self._set_reachable(target, False, str(e))
+            self._set_reachable(target, False, str(e), reason=e.reason)
             return
         if loc.inventory is not None:
             loc.inventory.pop(worker, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from edgeplane.api import LabelSelector
 
@@ -136,3 +137,28 @@ def credentials_refusal(
         f"{field}.namespace: the operator reads edge credentials only from "
         f"namespace {', '.join(allowed)}, not {namespace}; create the Secret there"
     )
+
+
+class Refusal(StrEnum):
+    """What an agent's 4xx answer means, and so what the operator does with it."""
+
+    CREDENTIALS = "credentials"  # the location's: it is unreachable until they are fixed
+    RETRY = "retry"  # depends on the location's other Workers: retried with backoff
+    FINAL = "final"  # deterministic for the bytes pushed: cached until the Worker changes
+
+
+# HTTP status -> (the reason reported, what it means); any other 4xx is ScriptInvalid, final.
+REFUSALS: dict[int, tuple[str, Refusal]] = {
+    401: ("CredentialsRejected", Refusal.CREDENTIALS),
+    403: ("CredentialsRejected", Refusal.CREDENTIALS),
+    # Another Worker holds the route, e.g. one it moves from while both are reconciled.
+    409: ("RouteConflict", Refusal.RETRY),
+    413: ("ScriptTooLarge", Refusal.FINAL),
+    422: ("ScriptInvalid", Refusal.FINAL),
+}
+
+
+def refusal(status: int) -> tuple[str, Refusal]:
+    """The reason and meaning of an agent's refusal with HTTP `status`. Only a final one may
+    be remembered for the deployment refused, and may roll a Progressive rollout back."""
+    return REFUSALS.get(status, ("ScriptInvalid", Refusal.FINAL))

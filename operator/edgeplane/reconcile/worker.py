@@ -284,7 +284,8 @@ class WorkerReconciler:
         stalls = await asyncio.gather(*(self.fleet.push(t, d) for t, d in pushes.items()))
         await asyncio.gather(*(self.fleet.remove(t, full) for t in todo.remove))
         refusals = [*stalls, *(self.fleet.refused(t, full, identities[t]) for t in todo.push)]
-        return next((s for s in [*refusals, *unbuildable] if s is not None), None)
+        found = [s for s in [*refusals, *unbuildable] if s is not None]
+        return min(found, key=lambda s: s.retry, default=None)  # one the user must fix first
 
     async def _observe(self, worker: Worker, moved: Progress, step: PlannedStep) -> Observed | None:
         """What a step's gate needs from its new locations, asked of them all at once;

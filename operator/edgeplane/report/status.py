@@ -59,6 +59,7 @@ class TargetFacts:
     # version -> why the location refuses to run it; any version, served or not
     quarantined: Mapping[str, str] = field(default_factory=dict)
     missing_services: tuple[MissingService, ...] = ()  # of the primary it serves
+    reason: str = ""  # why it is not reachable, in a word: Unreachable, CredentialsRejected
 
 
 def target_outcome(
@@ -74,7 +75,10 @@ def target_outcome(
     deployment runs requests on. Unreachable first (nothing else is current), then a
     quarantined version it serves, then a missing service, then the rollout's view."""
     if facts.reachable is False:
-        return TargetOutcome(name, TargetState.UNREACHABLE, facts.serving, facts.message)
+        message = facts.message
+        if facts.reason and facts.reason != TargetState.UNREACHABLE:
+            message = f"{facts.reason}: {message}"  # e.g. a token the agent rejects
+        return TargetOutcome(name, TargetState.UNREACHABLE, facts.serving, message)
     if hung := serving_quarantined(facts, identity, live):
         message = quarantine_message(name, hung, facts.quarantined)
         return TargetOutcome(name, TargetState.QUARANTINED, facts.serving, message, hung)
@@ -165,7 +169,7 @@ def requeue_after(outcomes: list[TargetOutcome], stall: Stall | None, wait: Requ
     user, which is watched, must come first); with backoff while a location has not
     settled; else when the rollout asks to (`wait`, e.g. the end of a hold)."""
     if stall is not None:
-        return None
+        return BACKOFF if stall.retry else None
     if any(o.state not in SETTLED for o in outcomes):
         return BACKOFF
     return wait
@@ -177,6 +181,9 @@ class Stall:
 
     reason: str  # e.g. SourceNotFound, ScriptInvalid, NoTargets
     message: str
+    # The operator retries by itself (with backoff), e.g. a route another Worker still
+    # holds: reported as Reconciling, not Stalled.
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -292,6 +299,9 @@ def _conditions(
     short = (latest or "")[:12]
     phase = rollout.phase if rollout else None
     step = f"step {rollout.progress}: " if rollout and rollout.steps > 1 else ""
+    if stall is not None and stall.retry:
+        msg = f"{stall.message}; retrying with backoff"
+        return (False, stall.reason, msg), (True, stall.reason, msg), (False, stall.reason, msg)
     if stall is not None:
         return (
             (False, stall.reason, stall.message),
