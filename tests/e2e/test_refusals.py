@@ -58,7 +58,7 @@ def test_a_rejected_token_is_the_locations_problem_and_recovers(
 
         eventually(named, timeout=30)
         # Its EdgeTarget says so at its next health check (every 2 s here).
-        eventually(lambda: _target_reason(stack, agent.name) == "CredentialsRejected", 10)
+        eventually(lambda: _target_reason(stack, agent.name) == "CredentialsRejected", 20)
     finally:
         _set_token(stack, agent.name, agent.token)
     # The Secret fixed, nothing else changed: the location answers and gets the update.

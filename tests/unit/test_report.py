@@ -3,6 +3,7 @@ EdgeTarget and WorkerRoute status."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from edgeplane.api import (
     WorkerRouteStatus,
     WorkerStatus,
 )
+from edgeplane.api.common import Condition
 from edgeplane.kube.client import finalizers_patch, status_patch
 from edgeplane.report.route import (
     Blocked,
@@ -149,22 +151,37 @@ def _target(workers: int | None = 2) -> EdgeTarget:
     )
 
 
+REACHABLE = {"type": "Ready", "status": "True", "reason": "Reachable", "message": "m",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+
 @pytest.mark.parametrize(
-    ("workers", "changed", "since", "due"),
+    ("workers", "changed", "since", "shown", "health", "due"),
     [
-        (2, False, 1.0, False),  # nothing new, heartbeat recent
-        (2, True, 1.0, True),  # reachability or inventory changed
-        (3, False, 1.0, True),  # a push changed the count
-        (None, False, 1.0, False),  # never read: the recorded count stands
-        (2, False, 30.0, True),  # heartbeat due
+        (2, False, 1.0, REACHABLE, Health(True), False),  # nothing new, heartbeat recent
+        (2, True, 1.0, REACHABLE, Health(True), True),  # reachability or inventory changed
+        (3, False, 1.0, REACHABLE, Health(True), True),  # a push changed the count
+        (None, False, 1.0, REACHABLE, Health(True), False),  # never read: the count stands
+        (2, False, 30.0, REACHABLE, Health(True), True),  # heartbeat due
+        # A push found it down, with a reason of its own: the status says so now.
+        (2, False, 1.0, REACHABLE, Health(False, reason="CredentialsRejected"), True),
+        (2, False, 1.0, {**REACHABLE, "status": "False", "reason": "Unreachable"},
+         Health(False, reason="CredentialsRejected"), True),
+        (2, False, 1.0, {**REACHABLE, "status": "False", "reason": "CredentialsRejected"},
+         Health(False, reason="CredentialsRejected"), False),
+        (2, False, 1.0, None, Health(True), True),  # never written
     ],
 )
 def test_target_status_write_due(
-    workers: int | None, changed: bool, since: float, due: bool
+    workers: int | None, changed: bool, since: float, shown: dict[str, Any] | None,
+    health: Health, due: bool,
 ) -> None:
     prev = _target().status
     assert prev is not None
-    assert write_due(prev, Health(True, workers=workers), changed, since, 30.0) is due
+    prev = prev.model_copy(update={"conditions": [Condition.model_validate(shown)]
+                                   if shown else []})
+    health = replace(health, workers=workers)
+    assert write_due(prev, health, changed, since, 30.0) is due
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ reachability and inventory from health checks, pushes and removals, Workers left
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -130,6 +131,8 @@ class Fleet:
         if deleted:
             self.targets.pop(name, None)
             self.locations.pop(name, None)
+            with contextlib.suppress(KeyError):  # never checked: no sample to remove
+                metrics.TARGET_UP.remove(name)  # a deleted location is not "up"
             return True
         self.targets[name] = body
         if old is not None and _spec_key(old) == _spec_key(body):

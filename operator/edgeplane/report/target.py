@@ -23,10 +23,26 @@ class Health:
 def write_due(
     prev: EdgeTargetStatus, health: Health, changed: bool, since_write: float, heartbeat: float
 ) -> bool:
-    """Write when something changed (pushes change the count between health checks), and
-    at least every `heartbeat` seconds so lastHeartbeat stays fresh."""
+    """Write when something changed (pushes change the count between health checks), when
+    the Ready condition written says otherwise than the health (a push, not a health
+    check, found the location down, and why), and at least every `heartbeat` seconds so
+    lastHeartbeat stays fresh."""
     count = health.workers if health.workers is not None else prev.workers
-    return changed or count != prev.workers or since_write >= heartbeat
+    return (changed or count != prev.workers or since_write >= heartbeat
+            or shown_ready(prev) != ready_of(health))
+
+
+def ready_of(health: Health) -> tuple[bool, str]:
+    """The Ready condition's status and reason for a health check's result."""
+    if health.reachable:
+        return True, "Reachable"
+    return False, health.reason or "Unreachable"
+
+
+def shown_ready(prev: EdgeTargetStatus) -> tuple[bool, str] | None:
+    """The Ready condition's status and reason as last written; None if never."""
+    cond = next((c for c in prev.conditions if c.type == "Ready"), None)
+    return None if cond is None else (cond.status == "True", cond.reason)
 
 
 def target_status(
@@ -35,14 +51,10 @@ def target_status(
     """The status after a health check. Only the previous status and the generation are
     read, so a target whose spec the model now refuses (admitted before a rule) still gets
     a status saying why."""
-    if health.reachable:
-        cond = (True, "Reachable", "the agent answers and reports its inventory")
-    else:
-        cond = (
-            False,
-            health.reason or "Unreachable",
-            health.message or "the agent does not answer",
-        )
+    ready, reason = ready_of(health)
+    message = ("the agent answers and reports its inventory" if ready
+               else health.message or "the agent does not answer")
+    cond = (ready, reason, message)
     return EdgeTargetStatus(
         observed_generation=generation,
         conditions=set_condition(
