@@ -180,7 +180,7 @@ def front_config(paths: Paths, internal_key: str) -> str:
         + "))"
         for s in SOCKETS
     ]
-    return _config(services, sockets)
+    return workerd_config(services, sockets)
 
 
 def cell_config(
@@ -216,10 +216,11 @@ def cell_config(
         f"(name = {text(FRONT)}, external = (address = "
         f"{text(f'127.0.0.1:{front_internal_port}')}, http = ()))",
     ]
-    return _config(services, [f'(name = "http", http = (), service = {text(HOST)})'])
+    return workerd_config(services, [f'(name = "http", http = (), service = {text(HOST)})'])
 
 
-def _config(services: list[str], sockets: list[str]) -> str:
+def workerd_config(services: list[str], sockets: list[str]) -> str:
+    """A whole workerd config: its services and sockets, each a Cap'n Proto literal."""
     body = ",\n    ".join(services)
     return (
         'using Workerd = import "/workerd/workerd.capnp";\n'
@@ -230,7 +231,8 @@ def _config(services: list[str], sockets: list[str]) -> str:
     )
 
 
-def _module(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
+def module_entry(m_name: str, m_type: ModuleType, raw: bytes, content: str) -> str:
+    """One worker module: binary content as data, the rest as text."""
     if m_type.is_binary:
         return f"(name = {text(m_name)}, {m_type.value} = {data(raw)})"
     return f"(name = {text(m_name)}, {m_type.value} = {text(content)})"
@@ -249,7 +251,7 @@ def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
     primary's service when this is not the primary: Durable Object classes live in one
     namespace per Worker, the primary's. Service and KV bindings are the host's entrypoints,
     as for loaded Workers."""
-    mods = ", ".join(_module(m.name, m.type, m.raw(), m.content) for m in b.modules)
+    mods = ", ".join(module_entry(m.name, m.type, m.raw(), m.content) for m in b.modules)
     binds: list[str] = []
     do_classes: list[str] = []
     for bd in b.bindings:

@@ -10,7 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from edgeplane.edge.render import data, text
+from edgeplane.edge.render import module_entry, text, workerd_config
+from edgeplane.wire import ModuleType
 from edgeplane.wrangler.errors import WranglerImportError
 
 STANDIN = "standin"
@@ -19,7 +20,6 @@ _STANDIN_JS = (
     "export default { fetch(request) { return new Response(null, "
     "{ status: request.method === 'GET' ? 404 : 503 }); } };"
 )
-BINARY = ("data", "wasm")
 
 
 def module_content(module: Mapping[str, Any], maps: Mapping[str, Mapping[str, Any]]) -> bytes:
@@ -37,8 +37,8 @@ def module_content(module: Mapping[str, Any], maps: Mapping[str, Mapping[str, An
 
 
 def _module(name: str, kind: str, content: bytes) -> str:
-    value = data(content) if kind in BINARY else text(content.decode("utf-8"))
-    return f"(name = {text(name)}, {kind} = {value})"
+    m_type = ModuleType(kind)
+    return module_entry(name, m_type, content, "" if m_type.is_binary else content.decode())
 
 
 def _binding(b: Mapping[str, Any]) -> str:
@@ -60,18 +60,19 @@ def _binding(b: Mapping[str, Any]) -> str:
 def trial_config(worker: Mapping[str, Any], maps: Mapping[str, Mapping[str, Any]]) -> str:
     """A workerd config serving the Worker on socket "http"."""
     spec = worker["spec"]
+    # workerd runs the first module: the main one, then the rest as listed.
+    ordered = sorted(spec["modules"], key=lambda m: m["name"] != spec["mainModule"])
     mods = [
         _module(m["name"], m.get("type", "esModule"), module_content(m, maps))
-        for m in spec["modules"]
+        for m in ordered
     ]
     bindings = spec.get("bindings") or []
     classes = sorted({b["durableObjectNamespace"]["className"] for b in bindings
                       if "durableObjectNamespace" in b})
     dos = ", ".join(f"(className = {text(c)}, uniqueKey = {text(c)})" for c in classes)
     flags = ", ".join(text(f) for f in spec.get("compatibilityFlags") or [])
-    main = next(m for m in mods if m.startswith(f"(name = {text(spec['mainModule'])},"))
     worker_def = (
-        f"(modules = [{', '.join([main, *(m for m in mods if m is not main)])}], "
+        f"(modules = [{', '.join(mods)}], "
         f"compatibilityDate = {text(spec['compatibilityDate'])}, "
         f"compatibilityFlags = [{flags}], "
         f"bindings = [{', '.join(_binding(b) for b in bindings)}]"
@@ -81,10 +82,5 @@ def trial_config(worker: Mapping[str, Any], maps: Mapping[str, Mapping[str, Any]
     )
     standin = (f"(name = {text(STANDIN)}, worker = (modules = [(name = \"s.js\", esModule = "
                f"{text(_STANDIN_JS)})], compatibilityDate = \"2024-01-01\"))")
-    return (
-        'using Workerd = import "/workerd/workerd.capnp";\n'
-        "const config :Workerd.Config = (\n"
-        f"  services = [(name = \"main\", worker = {worker_def}), {standin}],\n"
-        '  sockets = [(name = "http", service = "main", http = ())]\n'
-        ");\n"
-    )
+    return workerd_config([f'(name = "main", worker = {worker_def})', standin],
+                          ['(name = "http", service = "main", http = ())'])
