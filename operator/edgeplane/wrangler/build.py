@@ -37,14 +37,18 @@ class Plan:
     entry: PurePath
     out_name: str  # the bundle's module name, beside base_dir's modules
     options: dict[str, Any]
-    node_compat: str | None  # wrangler's Node.js mode: "v2", "v1", "als" or None
-    date: str  # the compatibility date and flags (unenv's preset reads them)
+    date: str  # the compatibility date and flags (the Node.js mode, unenv's preset)
     flags: tuple[str, ...]
     # absolute file -> (module name relative to base_dir, module type)
     additional: dict[str, tuple[str, str]]
     find_all: bool  # ship every additional module, imported or not
     # file extension -> module type, for separate modules from outside base_dir
     separate: dict[str, str]
+
+    @property
+    def node_mode(self) -> str | None:
+        """wrangler's Node.js compatibility mode for the Worker (see node_compat)."""
+        return node_compat(self.flags, self.date)
 
 
 # From this date nodejs_compat means wrangler's "v2" mode: unenv's polyfills where workerd
@@ -181,7 +185,7 @@ class Message:
         return f"{self.file[cut:] if cut >= 0 else self.file}:{self.line}: "
 
 
-@dataclass
+@dataclass(frozen=True)
 class Fixes:
     """Facts about the project that turn an esbuild message into advice."""
 

@@ -57,8 +57,8 @@ def find_esbuild() -> Path:
 def _node_compat(plan: Plan) -> dict[str, Any]:
     """What esbuild.mjs needs for the Node.js mode: with "v2", where Cloudflare's unenv
     preset and unenv are (pinned beside esbuild) and the date and flags it reads."""
-    mode: dict[str, Any] = {"mode": plan.node_compat}
-    if plan.node_compat != "v2":
+    mode: dict[str, Any] = {"mode": plan.node_mode}
+    if plan.node_mode != "v2":
         return mode
     dirs = {k: find_pinned(Path(p)) for k, p in
             (("preset", "@cloudflare/unenv-preset"), ("unenv", "unenv"))}
@@ -115,11 +115,13 @@ def run(plan: Plan, root: Path, worker: str, allow_incomplete: bool) -> Bundled:
     except ValueError:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise WranglerImportError(f"{worker}: esbuild did not run: {last}") from None
-    fixes = Fixes((root / "package.json").is_file(), frozenset(res.get("builtins", ())))
+    has_package_json = (root / "package.json").is_file()
+    builtins = frozenset(res.get("builtins", ()))
     if not res["ok"]:
         errors = [Message.of(e) for e in res["errors"]]
-        fixes.not_utf8 = frozenset(e.file for e in errors if e.file and not _utf8(root / e.file))
-        raise bundle_error(errors, fixes, worker)
+        not_utf8 = frozenset(e.file for e in errors if e.file and not _utf8(root / e.file))
+        raise bundle_error(errors, Fixes(has_package_json, builtins, not_utf8), worker)
+    fixes = Fixes(has_package_json, builtins)
     return Bundled(
         modules=[Module(plan.out_name, "esModule", res["bundle"].encode()),
                  *_additional(plan, set(res["imported"])),

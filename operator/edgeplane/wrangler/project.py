@@ -16,7 +16,6 @@ from edgeplane.wrangler.build import (
     additional_modules,
     compactions,
     esbuild_options,
-    node_compat,
     out_name,
     separate_extensions,
 )
@@ -153,7 +152,6 @@ def _plan(
         entry=main,
         out_name=out_name(main),
         options=esbuild_options(cfg, top, root.resolve(), str(date or ""), flags),
-        node_compat=node_compat(flags, str(date or "")),
         date=str(date or ""),
         flags=tuple(flags),
         additional=additional_modules(
