@@ -67,19 +67,27 @@ def test_a_rejected_token_is_the_locations_problem_and_recovers(
     eventually(lambda: _target_reason(stack, agent.name) == "Reachable", 10)
 
 
+def _move_route_from_a_broken_holder(
+    kube: Kube, name: str, holder: str, taker: str, new_taker: dict[str, Any] | None = None
+) -> int:
+    """Route `name` moves from `holder` to `taker` (and `taker` to `new_taker`, if given)
+    while `holder`'s own update is refused everywhere (a throw at top level): every agent
+    still has `holder` serving the route and answers `taker`'s push 409. Returns `taker`'s
+    generation."""
+    pattern = f"{host(kube, name)}/*"
+    kube.apply(worker(holder, responder(f'"{holder}"')), worker(taker, responder(f'"{taker}"')),
+               route(name, pattern, holder))
+    kube.wait_ready(holder)
+    kube.wait_ready(taker)
+    kube.apply(worker(holder, "throw new Error('broken');\n" + responder(f'"{holder}"')),
+               *([new_taker] if new_taker else []), route(name, pattern, taker))
+    return (kube.get("worker", taker) or {})["metadata"]["generation"]
+
+
 def test_a_route_another_worker_still_holds_is_retried_until_it_lets_go(
     stack: Stack, kube: Kube
 ) -> None:
-    pattern = f"{host(kube, 'moving')}/*"
-    kube.apply(worker("holder", responder('"holder"')), worker("taker", responder('"taker"')),
-               route("moving", pattern, "holder"))
-    kube.wait_ready("holder")
-    kube.wait_ready("taker")
-    # The route moves to `taker` while `holder`'s own update is refused everywhere (a throw
-    # at top level): every agent still has `holder` serving the route and answers 409.
-    kube.apply(worker("holder", "throw new Error('broken');\n" + responder('"holder"')),
-               route("moving", pattern, "taker"))
-    generation = (kube.get("worker", "taker") or {})["metadata"]["generation"]
+    generation = _move_route_from_a_broken_holder(kube, "moving", "holder", "taker")
 
     def conflict() -> bool:
         ready = kube.condition("worker", "taker", "Ready") or {}
@@ -98,18 +106,11 @@ def test_a_route_another_worker_still_holds_is_retried_until_it_lets_go(
 def test_a_route_conflict_does_not_roll_a_progressive_rollout_back(
     stack: Stack, kube: Kube
 ) -> None:
-    pattern = f"{host(kube, 'rolling')}/*"
-    kube.apply(worker("keeper", responder('"keeper"')), worker("roller", responder('"v1"')),
-               route("rolling", pattern, "keeper"))
-    kube.wait_ready("keeper")
-    kube.wait_ready("roller")
     # v2 of `roller`, rolled out one location at a time, takes the route `keeper` cannot
     # give up yet: its first step's location answers 409.
     steps = {"strategy": "Progressive", "steps": [{"count": 1, "holdSeconds": 1}]}
-    kube.apply(worker("keeper", "throw new Error('broken');\n" + responder('"keeper"')),
-               worker("roller", responder('"v2"'), rollout=steps),
-               route("rolling", pattern, "roller"))
-    generation = (kube.get("worker", "roller") or {})["metadata"]["generation"]
+    v2 = worker("roller", responder('"v2"'), rollout=steps)
+    generation = _move_route_from_a_broken_holder(kube, "rolling", "keeper", "roller", v2)
     phases: set[str] = set()
 
     def conflict() -> bool:

@@ -23,25 +23,11 @@ from tests.integration.edge_fixtures import (
     edge_agents,  # noqa: F401 (fixture)
     text_worker,
 )
-from tests.integration.test_edge_agent import get, put
+from tests.integration.test_edge_agent import STATE_BINDINGS, STATE_JS, get, put
 
 pytestmark = pytest.mark.integration
 
 SECRET = "s3cr3t-in-a-corrupt-file"
-COUNTER_JS = """
-import { DurableObject } from "cloudflare:workers";
-export class Counter extends DurableObject {
-  async fetch() {
-    const n = ((await this.ctx.storage.get("n")) || 0) + 1;
-    await this.ctx.storage.put("n", n);
-    return new Response(String(n));
-  }
-}
-export default {
-  fetch(request, env) { return env.ROOM.get(env.ROOM.idFromName("x")).fetch(request); },
-};
-"""
-ROOM = (BundleBinding(name="ROOM", durableObjectClass="Counter"),)
 
 
 async def _workers(s: aiohttp.ClientSession, agent: AgentProc) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -147,8 +133,8 @@ async def _until_ok(agent: AgentProc, host: str, seconds: float) -> str:
 
 async def test_a_stored_worker_that_no_longer_starts_leaves_the_rest_served(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     agent = edge_agents("a")
-    broken = deployment(bundle("ns.a-do", COUNTER_JS, bindings=ROOM), routes=("a.test/*",))
-    healthy = deployment(bundle("ns.b-do", COUNTER_JS, bindings=ROOM), routes=("b.test/*",))
+    broken = deployment(bundle("ns.a-do", STATE_JS, bindings=STATE_BINDINGS), routes=("a.test/*",))
+    healthy = deployment(bundle("ns.b-do", STATE_JS, bindings=STATE_BINDINGS), routes=("b.test/*",))
     plain = deployment(text_worker("ns.plain", "plain"), routes=("plain.test/*",))
     async with aiohttp.ClientSession() as s:
         for d in (broken, healthy, plain):
@@ -158,7 +144,7 @@ async def test_a_stored_worker_that_no_longer_starts_leaves_the_rest_served(edge
     # runtime no longer loads what ns.a-do stored: here, a compatibility date it does not
     # support yet (what a workerd downgrade or a dropped flag does to a stored Worker).
     agent.kill()
-    gone = bundle("ns.a-do", COUNTER_JS, bindings=ROOM, compatibility_date="2099-01-01")
+    gone = bundle("ns.a-do", STATE_JS, bindings=STATE_BINDINGS, compatibility_date="2099-01-01")
     stored = deployment(gone, routes=("a.test/*",))
     (agent.state_dir / "deployments" / "ns.a-do.json").write_bytes(body_of(stored))
     again = edge_agents("a", http_addr=agent.http_addr, api_addr=agent.api_addr)
