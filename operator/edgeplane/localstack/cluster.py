@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -209,6 +210,50 @@ class Cluster:
         }
         path.write_text(yaml.safe_dump(cfg))
         path.chmod(0o600)
+
+    # -- faults, for tests ---------------------------------------------------------------
+
+    def proc(self, name: str) -> procs.Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    def restart(self, name: str, *, kill: bool = True, down_for: float = 0.0,
+                timeout: float = 120) -> None:
+        """SIGKILL (or, with kill=False, stop gracefully) one of etcd, kube-apiserver or
+        kube-controller-manager, keep it down for `down_for` seconds, and start it again
+        with the same argv (same ports, same data) and wait until the apiserver is ready."""
+        old = self.proc(name)
+        if kill:
+            procs.signal_group(old.popen.pid, signal.SIGKILL)
+            old.popen.wait(10)
+        else:
+            procs.stop(old)
+        time.sleep(down_for)
+        new = procs.start(name, old.popen.args, self.state_dir, tie_to_parent=self.tie_to_parent)
+        self.procs[self.procs.index(old)] = new
+        self.wait_ready(timeout)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP one process: it keeps its sockets open and answers nothing."""
+        procs.signal_group(self.proc(name).popen.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        procs.signal_group(self.proc(name).popen.pid, signal.SIGCONT)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the apiserver's /readyz answers ok (it checks etcd too)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                res = self.kubectl("get", "--raw", "/readyz", check=False, timeout=10)
+            except subprocess.TimeoutExpired:
+                last = "no answer within 10s"
+            else:
+                if res.returncode == 0 and res.stdout.strip() == "ok":
+                    return
+                last = res.stderr.strip() or res.stdout.strip()
+            time.sleep(0.3)
+        raise ClusterError(f"the apiserver is not ready after {timeout:.0f}s: {last}")
 
     def down(self) -> None:
         for p in reversed(self.procs):

@@ -69,7 +69,7 @@ def start(
     return Proc(name, popen, log)
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except ProcessLookupError:
@@ -79,13 +79,13 @@ def _signal_group(pid: int, sig: int) -> None:
 def stop(proc: Proc, timeout: float = 10.0) -> None:
     """SIGTERM the process group, then SIGKILL it if it has not exited within `timeout`."""
     if proc.alive():
-        _signal_group(proc.popen.pid, signal.SIGTERM)
+        signal_group(proc.popen.pid, signal.SIGTERM)
         try:
             proc.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             pass
     # Kill the group even when the leader is gone: its children may not be.
-    _signal_group(proc.popen.pid, signal.SIGKILL)
+    signal_group(proc.popen.pid, signal.SIGKILL)
     try:
         proc.popen.wait(5)
     except subprocess.TimeoutExpired:
@@ -114,11 +114,11 @@ def stop_recorded(state_dir: Path, timeout: float = 10.0) -> list[str]:
     for pid, name, program in reversed(entries):
         if not _same_program(pid, program):
             continue
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _same_program(pid, program):
             time.sleep(0.1)
-        _signal_group(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
         stopped.append(name)
     pidfile.unlink()
     return stopped
