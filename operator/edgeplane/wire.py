@@ -38,6 +38,70 @@ JS_IDENTIFIER_RE = r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$"
 VERSION_RE = r"^[0-9a-f]{64}$"
 COMPAT_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
 
+# Cloudflare's limits on one Worker's modules (paid plan): after gzip, and before.
+MAX_COMPRESSED = 10 * 1000 * 1000
+MAX_UNCOMPRESSED = 64 * 1000 * 1000
+# A rollout serves two versions of a Worker at each location at once (from and to).
+ROLLOUT_VERSIONS = 2
+# What a deployment carries besides its modules' content: bindings (128 of 5 KB each per
+# version), up to 1,000 routes, names and JSON framing.
+DEPLOYMENT_OVERHEAD = 4 * 1024 * 1024
+# Push bodies at least this long travel gzipped (Content-Encoding), with their decoded
+# length in this header so the agent can reserve it before reading.
+GZIP_FROM = 64 * 1024
+DECODED_LENGTH_HEADER = "Edgeplane-Decoded-Length"
+
+
+def body_limit(versions: int = ROLLOUT_VERSIONS, modules: int = MAX_UNCOMPRESSED) -> int:
+    """The largest decoded PUT body a location must take so that `versions` versions of a
+    Worker at Cloudflare's size limit can be served at once: binary modules travel as
+    base64 (4/3 of their bytes), text as JSON strings."""
+    return versions * -(-modules * 4 // 3) + DEPLOYMENT_OVERHEAD
+
+
+def rollout_size_refusal(bundle_json: int, limits: Mapping[str, int]) -> str | None:
+    """Why a version of `bundle_json` bytes (its JSON form, as pushed) cannot be rolled
+    out to the locations with these body limits, or None. A rollout pushes it beside the
+    version it replaces, which passed the same check, so two of the larger one must fit."""
+    need = ROLLOUT_VERSIONS * bundle_json + DEPLOYMENT_OVERHEAD
+    over = {t: n for t, n in limits.items() if need > n}
+    if not over:
+        return None
+    target = min(over, key=lambda t: (over[t], t))
+    return (
+        f"spec.modules: a rollout pushes {ROLLOUT_VERSIONS} versions at once, {need} bytes "
+        f"with this one ({bundle_json} bytes as JSON), over the {over[target]} byte request "
+        f"limit of EdgeTarget {target} (its agent's --max-body); trim the Worker's modules "
+        "(binary modules count 4/3, as base64) or raise the agent's limit"
+    )
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """An agent's Retry-After (delta seconds) as a wait of 0.1 to 10 s, or None when it sent
+    none: only an agent that says when to come back is retried at once."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return min(max(float(header.strip()), 0.1), 10.0)
+
+
+def gzip_worthy(length: int) -> bool:
+    """Whether a push body of `length` bytes is sent gzipped: small ones are not worth it."""
+    return length >= GZIP_FROM
+
+
+def body_reservation(
+    max_body: int, content_length: int | None, encoded: bool, declared: str | None
+) -> int | None:
+    """How many bytes the agent reserves for a request body before reading it, which is also
+    the most it reads; None if the request says its body is over `max_body` (413). A gzipped
+    body reserves its declared decoded length (else `max_body`); a plain one its length."""
+    if not encoded and content_length is not None:
+        size = content_length
+    elif declared is not None and declared.isascii() and declared.isdigit():
+        size = int(declared)
+    else:
+        return max_body
+    return None if size > max_body else size
 
 
 def check_module_name(name: str) -> str:
@@ -353,9 +417,7 @@ VERSION_KEY_HEADER = "Edgeplane-Version-Key"
 MIN_SIGNING_KEY = 32  # characters
 
 
-def sign(
-    key: str, now: int, proto: str = "", overrides: str = "", version_key: str = ""
-) -> str:
+def sign(key: str, now: int, proto: str = "", overrides: str = "", version_key: str = "") -> str:
     """The Edgeplane-Signature value that makes a location's router honour these
     X-Forwarded-Proto, Edgeplane-Version-Overrides and Edgeplane-Version-Key values (""
     when a header is not sent) for five minutes around `now` (unix seconds). The router's
@@ -406,4 +468,3 @@ def derive_key(key: str, purpose: str) -> str:
     if not key:
         return ""
     return hmac.new(key.encode(), f"edgeplane:{purpose}".encode(), hashlib.sha256).hexdigest()
-

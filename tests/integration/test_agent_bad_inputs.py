@@ -5,6 +5,7 @@ notation) and that never holds the secret value the request carried."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from edgeplane.wire import BundleBinding, BundleModule, ModuleType
+from edgeplane.wire import DECODED_LENGTH_HEADER, BundleBinding, BundleModule, ModuleType
 from tests.integration.edge_fixtures import AgentProc, bundle, deployment, start_agent
 
 pytestmark = pytest.mark.integration
@@ -157,6 +158,13 @@ PUSHES = [
         "routes[0].traffic[0].version"),
     Bad("oversize", WORKER, dep(lambda b: v0(b)["modules"][0].update(content="x" * MAX_BODY)),
         "body", status=413),
+    # Gzipped bodies are limited decoded, by what they announce or else by --max-body.
+    Bad("gzip-bomb", WORKER, gzip.compress(b" " * 4 * MAX_BODY), "body", status=413,
+        headers=(("Content-Encoding", "gzip"),)),
+    Bad("gzip-over-announced", WORKER, gzip.compress(dep(lambda b: None)), "body", status=413,
+        headers=(("Content-Encoding", "gzip"), (DECODED_LENGTH_HEADER, "100"))),
+    Bad("gzip-announces-over-limit", WORKER, gzip.compress(dep(lambda b: None)), "body",
+        status=413, headers=(("Content-Encoding", "gzip"), (DECODED_LENGTH_HEADER, "9" * 12))),
     Bad("url-one-label", "/v1/workers/w", dep(lambda b: None), "name"),
     Bad("url-uppercase", "/v1/workers/NS.W", dep(lambda b: None), "name"),
     Bad("url-trailing-newline", "/v1/workers/ns.w%0A", dep(lambda b: None), "name"),

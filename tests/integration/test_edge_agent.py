@@ -4,6 +4,7 @@ durability across SIGKILL, authentication and limits."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ import pytest
 from edgeplane.distribute.client import AgentClient, Endpoint, Refused, Unreachable
 from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.edge.access import ServerTls
-from edgeplane.edge.app import server_context
+from edgeplane.edge.app import DEFAULT_MAX_BODY, server_context
 from edgeplane.localstack.pki import CertificateAuthority, KeyPair
 from edgeplane.wire import BundleBinding
 from tests.integration.edge_fixtures import (
@@ -234,9 +235,10 @@ async def test_auth_limits_and_names(edge_agent: AgentProc) -> None:  # noqa: F8
             assert r.status == 200
         async with s.get(url, headers=edge_agent.headers()) as r:
             assert r.status == 200
-        async with s.put(
-            f"{url}/ns.big", data=b"x" * (17 * 1024 * 1024), headers=edge_agent.headers()
-        ) as r:
+        # A gzipped body is limited decoded: a small bomb is refused, never held whole.
+        bomb = gzip.compress(b"x" * (DEFAULT_MAX_BODY + 1))
+        gz = {**edge_agent.headers(), "Content-Encoding": "gzip"}
+        async with s.put(f"{url}/ns.big", data=bomb, headers=gz) as r:
             assert r.status == 413
         d = deployment(text_worker("ns.esc", "x"))
         raw = body_of(d).replace(b'"name":"index.js"', b'"name":"../../x"')

@@ -18,11 +18,15 @@ from pydantic import ValidationError
 from edgeplane.api import Worker
 from edgeplane.api.worker import WorkerModule
 from edgeplane.fieldpath import describe
-from edgeplane.wire import Bundle, BundleBinding, BundleModule, ModuleType, secret_digest
-
-# Cloudflare's limits for a paid Worker: 10 MB after compression, 64 MB before.
-MAX_COMPRESSED = 10 * 1000 * 1000
-MAX_UNCOMPRESSED = 64 * 1000 * 1000
+from edgeplane.wire import (
+    MAX_COMPRESSED,
+    MAX_UNCOMPRESSED,
+    Bundle,
+    BundleBinding,
+    BundleModule,
+    ModuleType,
+    secret_digest,
+)
 
 
 class CompileError(Exception):

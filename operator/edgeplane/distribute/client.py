@@ -3,25 +3,80 @@ the work queue owns retries and backoff."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
+import random
 import ssl
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from edgeplane.api import Probe
+from edgeplane.budget import ByteBudget
 from edgeplane.distribute.tls import ClientCertificate, ClientTls, client_tls
 from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
-from edgeplane.wire import Deployment, Exclusions, InventoryItem, inventory_item
+from edgeplane.wire import (
+    DECODED_LENGTH_HEADER,
+    Deployment,
+    Exclusions,
+    InventoryItem,
+    gzip_worthy,
+    inventory_item,
+    retry_after_seconds,
+)
 
 # A health check or inventory answer is small and quick; an agent that accepts the
 # connection but does not answer within this (e.g. while shutting down) is unreachable.
 HEALTH_TIMEOUT = 5.0
+# Push bodies held at once, across every Worker and location: the rest wait their turn.
+DEFAULT_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+# How long a push keeps coming back to an agent that answers "busy, retry after".
+BUSY_PATIENCE = 120.0
+
+
+@dataclass
+class PushBody:
+    """A deployment as sent: its JSON, gzipped when large, and what it holds of the budget."""
+
+    data: bytes
+    decoded: int  # length of the JSON
+    encoded: bool
+    held: int = 0
+
+    def headers(self) -> dict[str, str]:
+        if not self.encoded:
+            return {}
+        return {"Content-Encoding": "gzip", DECODED_LENGTH_HEADER: str(self.decoded)}
+
+
+def encode(deployment: Deployment) -> PushBody:
+    """Serialize and compress (CPU-bound: run in a thread; zlib lets go of the GIL)."""
+    raw = deployment.model_dump_json(by_alias=True, exclude_none=True).encode()
+    if not gzip_worthy(len(raw)):
+        return PushBody(raw, len(raw), False)
+    return PushBody(gzip.compress(raw, compresslevel=1), len(raw), True)
+
+
+def weight(deployment: Deployment) -> int:
+    """About the JSON's length, known before serializing it: what a push reserves."""
+    content = sum(len(m.content) for v in deployment.versions for m in v.modules)
+    return content + 64 * 1024 * len(deployment.versions)
+
+
+@dataclass
+class _Shared:
+    """One deployment's body, encoded once for all the locations it goes to at once."""
+
+    task: asyncio.Task[PushBody]
+    users: int = field(default=0)
 
 
 @dataclass(frozen=True)
@@ -54,11 +109,12 @@ class Unreachable(AgentError):
 class ServerError(Unreachable):
     """The agent answered with a server error (e.g. 503 while its front reloads, or a full
     disk): retry later, but the location is up; only a failed health check or a transport
-    error says it is not."""
+    error says it is not. `retry_after`: the seconds the agent asked to wait, if it did."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class Refused(AgentError):
@@ -70,8 +126,12 @@ class Refused(AgentError):
 
 
 class AgentClient:
-    def __init__(self, timeout: float = 120.0) -> None:
+    def __init__(
+        self, timeout: float = 120.0, bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5)
+        self.budget = ByteBudget(bytes_in_flight)
+        self._bodies: dict[tuple[str, str], _Shared] = {}
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[ClientTls, ssl.SSLContext] = {}
 
@@ -97,10 +157,11 @@ class AgentClient:
         path: str,
         body: bytes | None = None,
         max_seconds: float | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        headers = {"Authorization": f"Bearer {ep.token}"}
+        headers = {"Authorization": f"Bearer {ep.token}", **(extra or {})}
         if body is not None:
             headers["Content-Type"] = "application/json"
         url = ep.url.rstrip("/") + path
@@ -118,7 +179,8 @@ class AgentClient:
                 text = await resp.text()
                 if resp.status >= 500:
                     message = f"{ep.target}: agent answered {resp.status}: {_msg(text)}"
-                    raise ServerError(resp.status, message)
+                    wait = retry_after_seconds(resp.headers.get("Retry-After"))
+                    raise ServerError(resp.status, message, wait)
                 if resp.status >= 400:
                     raise Refused(resp.status, _msg(text))
                 return json.loads(text) if text else None
@@ -129,11 +191,13 @@ class AgentClient:
             raise Unreachable(f"{ep.target}: {type(e).__name__}: {e or 'no answer'}") from None
 
     async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
-        """Serve `deployment`; returns whether anything changed. Raises AgentError."""
-        body = deployment.model_dump_json(by_alias=True, exclude_none=True).encode()
+        """Serve `deployment`; returns whether anything changed. Raises AgentError. The body
+        waits for its share of the bytes in flight, and an agent that is busy reading others
+        (503 with Retry-After) gets it again when it asks, for up to BUSY_PATIENCE."""
         started = time.monotonic()
         try:
-            out = await self._call(ep, "PUT", f"/v1/workers/{deployment.worker}", body)
+            async with self._encoded(deployment) as body:
+                out = await self._put_patiently(ep, deployment.worker, body)
         except Unreachable:
             metrics.PUSHES.labels(ep.target, "unreachable").inc()
             raise
@@ -143,6 +207,46 @@ class AgentClient:
         metrics.PUSHES.labels(ep.target, "ok").inc()
         metrics.PUSH_TIME.labels(ep.target).observe(time.monotonic() - started)
         return bool((out or {}).get("changed", True))
+
+    async def _put_patiently(self, ep: Endpoint, worker: str, body: PushBody) -> Any:
+        deadline = time.monotonic() + BUSY_PATIENCE
+        path = f"/v1/workers/{worker}"
+        while True:
+            try:
+                return await self._call(ep, "PUT", path, body.data, extra=body.headers())
+            except ServerError as e:
+                if e.retry_after is None or time.monotonic() + e.retry_after > deadline:
+                    raise
+                metrics.PUSHES.labels(ep.target, "busy").inc()
+                # Jitter: the pushes turned away together do not all come back together.
+                await asyncio.sleep(e.retry_after * random.uniform(1.0, 1.5))
+
+    @asynccontextmanager
+    async def _encoded(self, deployment: Deployment) -> AsyncIterator[PushBody]:
+        """The deployment's body, shared by the pushes of the same deployment in flight,
+        holding its share of the budget until the last of them is done."""
+        key = (deployment.worker, deployment.identity())
+        shared = self._bodies.get(key)
+        if shared is None:
+            shared = self._bodies[key] = _Shared(asyncio.ensure_future(self._encode(deployment)))
+        shared.users += 1
+        try:
+            yield await asyncio.shield(shared.task)
+        finally:
+            shared.users -= 1
+            if shared.users == 0:
+                del self._bodies[key]
+                _release(shared.task, self.budget)
+
+    async def _encode(self, deployment: Deployment) -> PushBody:
+        held = await self.budget.take(weight(deployment))
+        try:
+            body = await asyncio.to_thread(encode, deployment)
+        except BaseException:
+            self.budget.give(held)
+            raise
+        body.held = held
+        return body
 
     async def delete(self, ep: Endpoint, worker: str) -> None:
         try:
@@ -221,6 +325,15 @@ def ssl_context(settings: ClientTls) -> ssl.SSLContext:
             cert.write_text(settings.certificate.cert)
             ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def _release(task: asyncio.Task[PushBody], budget: ByteBudget) -> None:
+    """Give back what an encoded body holds; one still waiting or encoding gives it back
+    itself when cancelled."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is None:
+        budget.give(task.result().held)
 
 
 def _msg(text: str) -> str:

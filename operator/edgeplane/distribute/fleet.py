@@ -46,7 +46,7 @@ from edgeplane.plan.targets import (
 from edgeplane.report import metrics
 from edgeplane.report.status import Stall, TargetFacts
 from edgeplane.report.target import Health, target_status, write_due
-from edgeplane.wire import Deployment, MissingService, key_fingerprint, redact
+from edgeplane.wire import Deployment, MissingService, body_limit, key_fingerprint, redact
 
 log = logging.getLogger("edgeplane.fleet")
 T = TypeVar("T")
@@ -167,6 +167,11 @@ class Fleet:
                 )
             )
         return views
+
+    def body_limits(self, targets: Iterable[str]) -> dict[str, int]:
+        """The largest push each location takes, as its agent says in /v1/info; one not
+        asked yet is taken to have the default."""
+        return {t: int(self.at(t).info.get("maxBody") or body_limit()) for t in targets}
 
     def has(self, target: str, worker: str) -> str | None:
         return (self.at(target).inventory or {}).get(worker)

@@ -45,6 +45,12 @@ client certificate signed by that CA too; see edge/access.py):
   GET    /healthz             → 200 while the agent runs
   GET    /readyz              → 200 while the front answers the watchdog, else 503 saying why
 
+Bodies may come gzipped (Content-Encoding: gzip) with their decoded length in
+Edgeplane-Decoded-Length; --max-body limits the decoded body, and by default takes a
+deployment of two versions at Cloudflare's largest Worker size (a rollout serves both).
+Bodies being read and parsed take their length from a budget (--max-body-bytes-in-flight);
+a request that does not fit is answered 503 with Retry-After at once, unread, and retried.
+
 A bad request (422, and 413 for a body over --max-body) is answered {"error": "<path>:
 <what is wrong>; ...", "errors": ["<path>", ...]}, paths written as kubectl writes them
 (`versions[0].modules[1].name`; `body` for the body as a whole, `name`/`namespace` for the
@@ -67,10 +73,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
+from edgeplane.budget import ByteBudget
 from edgeplane.edge import probe as probes
 from edgeplane.edge.access import (
     OPEN_PATHS,
@@ -88,11 +95,14 @@ from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.fieldpath import describe, field_errors
 from edgeplane.wire import (
+    DECODED_LENGTH_HEADER,
     MIN_SIGNING_KEY,
     NAMESPACE_RE,
     WORKER_NAME_RE,
     Deployment,
     Exclusions,
+    body_limit,
+    body_reservation,
     key_fingerprint,
 )
 
@@ -101,7 +111,13 @@ AGENT_KEY = web.AppKey("agent", Agent)
 TOKEN_KEY = web.AppKey("token", TokenFile)  # the bearer token the operator presents
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (--tls-client-ca)
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
+BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
+BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
+DEFAULT_MAX_BODY = body_limit()
+# Bodies in flight: a few largest deployments at once, however many PUTs arrive.
+DEFAULT_BYTES_IN_FLIGHT = 2 * DEFAULT_MAX_BODY
+# Seconds a push turned away for the budget is asked to wait.
+BUSY_RETRY_AFTER = 1
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -135,10 +151,21 @@ def _unprocessable(message: str, **extra: object) -> web.HTTPUnprocessableEntity
     )
 
 
+async def _body(request: web.Request) -> bytearray:
+    """The (decoded) body, read no further than the length reserved for it."""
+    limit = request.get(BODY_LIMIT, request.app[MAX_BODY_KEY])
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
 async def _parsed(request: web.Request, model: type[M]) -> M:
     """The request body as `model`; a 422 naming the wrong fields if it is not one."""
     try:
-        return model.model_validate_json(await request.read())
+        return model.model_validate_json(await _body(request))
     except ValidationError as e:
         # Field paths as the apiserver writes them; values are left out (they may be secret).
         paths = [path or "body" for path, _ in field_errors(e)]
@@ -164,12 +191,39 @@ async def auth(
             headers={"WWW-Authenticate": 'Bearer realm="edgeplane-agent"'},
         )
     too_large = f"body: request body exceeds {max_body} bytes (--max-body)"
-    if request.content_length is not None and request.content_length > max_body:
+    if not request.body_exists:
+        return await handler(request)
+    encoded = request.headers.get("Content-Encoding", "identity").lower() != "identity"
+    declared = request.headers.get(DECODED_LENGTH_HEADER)
+    want = body_reservation(max_body, request.content_length, encoded, declared)
+    if want is None:
         return _err(413, too_large, errors=["body"])
+    budget = request.app[BUDGET_KEY]
+    got = budget.try_take(want)
+    if got is None:
+        # Not read: the operator waits and sends it again; a refusal would be remembered.
+        request.app[AGENT_KEY].metrics.pushes.labels("busy").inc()
+        return _busy(budget)
+    request[BODY_LIMIT] = want
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
+        if want < max_body:
+            too_large = f"body: longer than the {want} bytes its headers announced"
         return _err(413, too_large, errors=["body"])
+    finally:
+        budget.give(got)
+
+
+def _busy(budget: ByteBudget) -> web.Response:
+    return web.json_response(
+        {
+            "error": f"busy: {budget.used} bytes of request bodies in flight, at the "
+            f"{budget.capacity} byte limit (--max-body-bytes-in-flight); retry"
+        },
+        status=503,
+        headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+    )
 
 
 def _has_client_certificate(request: web.Request) -> bool:
@@ -225,6 +279,7 @@ async def info(request: web.Request) -> web.Response:
             "workers": len(agent.accepted),
             "ready": agent.ready(),
             "signingKey": key_fingerprint(agent.signing_key),
+            "maxBody": request.app[MAX_BODY_KEY],
         }
     )
 
@@ -312,8 +367,11 @@ def make_app(
     token: str | TokenFile,
     max_body: int = DEFAULT_MAX_BODY,
     client_certificates: bool = False,
+    bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
+    app[BUDGET_KEY] = budget = ByteBudget(bytes_in_flight)
+    _export(budget, agent)
     app[AGENT_KEY] = agent
     app[TOKEN_KEY] = token if isinstance(token, TokenFile) else TokenFile.fixed(token)
     app[MAX_BODY_KEY] = max_body
@@ -322,9 +380,45 @@ def make_app(
     return app
 
 
+def _export(budget: ByteBudget, agent: Agent) -> None:
+    """The budget's use on /metrics, read when scraped."""
+    p, r = "edgeplane_agent_", agent.metrics.registry
+    Gauge(p + "body_bytes_in_flight", "Request body bytes reserved now", registry=r).set_function(
+        lambda: budget.used
+    )
+    Gauge(
+        p + "body_bytes_in_flight_peak",
+        "The most request body bytes reserved at once since the agent started; at most "
+        "--max-body-bytes-in-flight",
+        registry=r,
+    ).set_function(lambda: budget.peak)
+    Gauge(p + "body_bytes_in_flight_limit", "--max-body-bytes-in-flight", registry=r).set_function(
+        lambda: budget.capacity
+    )
+
+
 def _url(scheme: str, addr: tuple[str, int]) -> str:
     host, port = addr[:2]
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _body_args(ap: argparse.ArgumentParser) -> None:
+    """How large the request bodies may be, one and all together."""
+    env = os.environ.get
+    ap.add_argument(
+        "--max-body",
+        help="largest request body in bytes, decoded (413 above); the default takes two "
+        "versions of a Worker at Cloudflare's size limit",
+        type=int,
+        default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
+    )
+    ap.add_argument(
+        "--max-body-bytes-in-flight",
+        help="request body bytes read and parsed at once; a request over it is answered 503 "
+        "with Retry-After (a body larger than this goes alone)",
+        type=int,
+        default=int(env("EDGEPLANE_AGENT_BYTES_IN_FLIGHT", str(DEFAULT_BYTES_IN_FLIGHT))),
+    )
 
 
 def _runtime_args(ap: argparse.ArgumentParser) -> None:
@@ -334,12 +428,6 @@ def _runtime_args(ap: argparse.ArgumentParser) -> None:
         "--workerd",
         help="workerd binary (default: the one pinned in node_modules, or $EDGEPLANE_WORKERD)",
         default=env("EDGEPLANE_AGENT_WORKERD"),
-    )
-    ap.add_argument(
-        "--max-body",
-        help="largest request body in bytes (413 above)",
-        type=int,
-        default=int(env("EDGEPLANE_AGENT_MAX_BODY", str(DEFAULT_MAX_BODY))),
     )
     ap.add_argument(
         "--cells",
@@ -432,6 +520,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
     )
     _runtime_args(ap)
+    _body_args(ap)
     args = ap.parse_args(argv)
     if args.cells < 1:
         ap.error("--cells must be at least 1")
@@ -481,7 +570,9 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
     await agent.start()
     tls: ServerTls | None = args.tls
     ssl_ctx = server_context(tls) if tls else None
-    app = make_app(agent, token, args.max_body, bool(tls and tls.client_ca))
+    app = make_app(
+        agent, token, args.max_body, bool(tls and tls.client_ca), args.max_body_bytes_in_flight
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     api_sock = bind(*address(args.listen_api))

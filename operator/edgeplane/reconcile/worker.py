@@ -51,7 +51,7 @@ from edgeplane.report.status import (
 from edgeplane.report.writer import StatusWriter
 from edgeplane.resolve.sources import Resolver
 from edgeplane.versions.store import VersionIndex, VersionStore
-from edgeplane.wire import Bundle, Deployment, redact
+from edgeplane.wire import Bundle, Deployment, redact, rollout_size_refusal
 
 log = logging.getLogger("edgeplane.reconcile.worker")
 
@@ -99,6 +99,7 @@ class WorkerReconciler:
         self.cache, self.kube, self.fleet = cache, kube, fleet
         self.versions, self.resolver, self.writer = versions, resolver, writer
         self.backoff = backoff
+        self._json_sizes: dict[str, int] = {}  # version -> its bundle's JSON length
 
     async def reconcile(self, ns: str, name: str) -> float | None:
         try:
@@ -130,6 +131,7 @@ class WorkerReconciler:
         index = VersionIndex(self.versions, worker)
         try:
             bundle = await self._desired_bundle(worker, index)
+            await self._check_rollout_size(bundle, [t.name for t in selected])
             splits = await self._route_splits(worker, index)
         except CompileError as e:
             # The last good version keeps serving; report what the targets still have.
@@ -374,6 +376,20 @@ class WorkerReconciler:
         self.versions.remember(worker, bundle)
         return bundle
 
+    async def _check_rollout_size(self, bundle: Bundle, targets: list[str]) -> None:
+        """CompileError if a rollout of `bundle` would push more than a location takes: said
+        now, before the rollout starts, not by an agent's 413 half-way through it."""
+        version = bundle.version or ""
+        size = self._json_sizes.get(version)
+        if size is None:
+            size = await asyncio.to_thread(_json_length, bundle)
+            if len(self._json_sizes) >= 4096:
+                self._json_sizes.pop(next(iter(self._json_sizes)))
+            self._json_sizes[version] = size
+        why = rollout_size_refusal(size, self.fleet.body_limits(targets))
+        if why is not None:
+            raise CompileError("ScriptTooLarge", why)
+
     async def _route_splits(self, worker: Worker, index: VersionIndex) -> list[RouteSplit]:
         """The Worker's served routes (host claimed, pattern held) with their traffic
         resolved to version ids."""
@@ -391,3 +407,8 @@ class WorkerReconciler:
                 split.append((version, t.percent))
             out.append(RouteSplit(route.spec.pattern, tuple(split)))
         return out
+
+
+def _json_length(bundle: Bundle) -> int:
+    """The bundle's length in bytes as a push carries it (UTF-8 JSON)."""
+    return len(bundle.model_dump_json(by_alias=True, exclude_none=True).encode())
