@@ -530,3 +530,25 @@ async def test_a_rotated_token_file_takes_effect_without_a_restart(edge_agents) 
         token_file.write_text("")
         await asyncio.sleep(2.5)
         assert await status(s, "rotated-token") == 200
+
+
+async def test_a_slow_validation_does_not_hold_other_workers_pushes(
+    edge_agent: AgentProc,  # noqa: F811
+) -> None:
+    """A Worker that loops at top level costs its validation the whole timeout (10 s), and
+    the validator a restart; another tenant's push arriving meanwhile is validated and
+    served beside it, not after it (#14 item 6: before, one batch at a time, ~10-20 s)."""
+    looping = deployment(bundle("slow.loop", "while (true) {}\nexport default {};"))
+    quick = deployment(text_worker("fast.w", "fast"), routes=("fast.example.com/*",))
+    async with aiohttp.ClientSession() as s:
+        slow = asyncio.ensure_future(put(s, edge_agent, looping))
+        await asyncio.sleep(1.0)  # its batch has started validating
+        started = time.monotonic()
+        status, body = await put(s, edge_agent, quick)
+        took = time.monotonic() - started
+        assert status == 200, body
+        assert took < 5.0, f"the quick push waited {took:.1f}s behind the slow validation"
+        assert not slow.done(), "the looping Worker's validation ended early: nothing measured"
+        assert await get(s, edge_agent, "fast.example.com") == (200, "fast")
+        status, body = await slow
+        assert status == 422 and "did not finish loading" in body["error"], body

@@ -36,6 +36,9 @@ from edgeplane.wire import Bundle, Deployment, redact, secrets_of, signed_header
 log = logging.getLogger("edgeplane.agent")
 COALESCE = 0.02
 COALESCE_MAX = 0.5
+# Batches validating at once: a slow validation (a loop at top level costs the whole
+# timeout) does not hold the pushes of other Workers that arrive meanwhile.
+BATCHES_IN_FLIGHT = 4
 
 
 @dataclass
@@ -121,6 +124,11 @@ class Agent:
         )
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._busy: set[str] = set()  # Workers whose batch is in flight
+        self._batches: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        # Decisions read what is served and commits change it: one batch at a time.
+        self._deciding = asyncio.Lock()
         self._refresh_lock, self._refreshed = asyncio.Lock(), 0.0
         self._session: aiohttp.ClientSession | None = None
 
@@ -185,6 +193,10 @@ class Agent:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        for task in list(self._batches):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.dp.close()
         await self.validator.close()
         await self._placement_file.flush()
@@ -223,13 +235,39 @@ class Agent:
         while True:
             await self._wake.wait()
             await self._quiet()
-            batch, self.pending = self.pending, {}
-            try:
-                await self._process(batch)
-            except Exception as e:  # never leave a PUT waiting forever
-                log.exception("a batch of changes failed")
-                for p in batch.values():
-                    p.answer(Result.error(500, f"agent error: {e}"))
+            batch = self._take()
+            if not batch:
+                continue
+            await self._room.acquire()
+            task = asyncio.create_task(self._run(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    def _take(self) -> dict[str, _Pending]:
+        """The pending changes of Workers that no batch in flight holds: each Worker's
+        changes are served in the order they came, other Workers' beside them."""
+        batch = {w: p for w, p in self.pending.items() if w not in self._busy}
+        for w in batch:
+            del self.pending[w]
+        self._busy |= batch.keys()
+        return batch
+
+    async def _run(self, batch: dict[str, _Pending]) -> None:
+        try:
+            await self._process(batch)
+        except asyncio.CancelledError:
+            for p in batch.values():
+                p.answer(Result.error(503, "agent is shutting down"))
+            raise
+        except Exception as e:  # never leave a PUT waiting forever
+            log.exception("a batch of changes failed")
+            for p in batch.values():
+                p.answer(Result.error(500, f"agent error: {e}"))
+        finally:
+            self._busy -= batch.keys()
+            self._room.release()
+            if any(w in self.pending for w in batch):
+                self._wake.set()  # changes that came for its Workers meanwhile
 
     async def _quiet(self) -> None:
         # Let a burst (e.g. 1,000 Workers applied at once) gather: wait until no new
@@ -250,13 +288,14 @@ class Agent:
             if d is None:
                 self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
         new = batches.to_validate(self.accepted, wanted, self.validated)
-        errors = await self.validator.validate(new)
-        decision = batches.decide(self.accepted, wanted, errors, self.exclusions)
-        self.refused.update(decision.refused)
-        self.metrics.validation_failures.inc(len(decision.refused))
-        results = dict(decision.results)
-        if decision.changes:
-            results.update(await self._commit(decision))
+        errors = await self.validator.validate(new)  # beside other batches' validations
+        async with self._deciding:
+            decision = batches.decide(self.accepted, wanted, errors, self.exclusions)
+            self.refused.update(decision.refused)
+            self.metrics.validation_failures.inc(len(decision.refused))
+            results = dict(decision.results)
+            if decision.changes:
+                results.update(await self._commit(decision))
         for w, p in batch.items():
             r = results[w]
             self.metrics.pushes.labels("ok" if r.status < 400 else "refused").inc()

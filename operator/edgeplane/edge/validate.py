@@ -53,8 +53,10 @@ class Validator:
     async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
         """Version -> why it does not load, for each of `bundles` that does not."""
         n = len(self.checkers)
+        # Idle validators first: one busy with a slow check does not hold the next batch.
+        checkers = sorted(self.checkers, key=lambda c: c.busy)
         found = await asyncio.gather(
-            *(c.validate(bundles[i::n]) for i, c in enumerate(self.checkers) if bundles[i::n])
+            *(c.validate(bundles[i::n]) for i, c in enumerate(checkers) if bundles[i::n])
         )
         return {v: e for errors in found for v, e in errors.items()}
 
@@ -90,6 +92,10 @@ class _Checker:
         self._idle: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()  # one batch of checks at a time
         self._starting = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
 
     async def close(self) -> None:
         if self._idle is not None:
