@@ -15,11 +15,12 @@ import zlib
 import aiohttp
 import pytest
 
-from edgeplane.distribute.client import HEALTH_TIMEOUT, AgentClient, Endpoint
+from edgeplane.distribute.client import HEALTH_TIMEOUT, AgentClient, Endpoint, ServerError
 from edgeplane.wire import (
     MAX_COMPRESSED,
     MAX_UNCOMPRESSED,
     BundleModule,
+    Deployment,
     ModuleType,
     body_limit,
 )
@@ -141,8 +142,18 @@ async def test_many_large_pushes_at_once_hold_both_budgets_and_all_land(
     client = AgentClient(timeout=300, bytes_in_flight=held)
     ep = _endpoint(agent)
     started = time.monotonic()
+
+    async def push(d: Deployment) -> None:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                await client.put(ep, d)
+                return
+            except ServerError as e:  # busy past BUSY_PATIENCE: the work queue goes again
+                assert e.retry_after is not None and time.monotonic() < deadline, e
+
     try:
-        await asyncio.gather(*(client.put(ep, deployment(b)) for b in workers))
+        await asyncio.gather(*(push(deployment(b)) for b in workers))
     finally:
         await client.close()
     took = time.monotonic() - started

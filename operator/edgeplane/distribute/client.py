@@ -38,8 +38,10 @@ from edgeplane.wire import (
 HEALTH_TIMEOUT = 5.0
 # Push bodies held at once, across every Worker and location: the rest wait their turn.
 DEFAULT_BYTES_IN_FLIGHT = 256 * 1024 * 1024
-# How long a push keeps coming back to an agent that answers "busy, retry after".
-BUSY_PATIENCE = 120.0
+# How long a push keeps coming back to an agent that answers "busy, retry after"; then it
+# fails as a server error and the Worker is retried with backoff, so a busy location does
+# not hold a reconcile (and a slot of the work queue) for long.
+BUSY_PATIENCE = 30.0
 
 
 @dataclass

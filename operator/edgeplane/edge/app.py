@@ -39,7 +39,8 @@ client certificate signed by that CA too; see edge/access.py):
                               requests (wire.sign); until the operator sends one, the agent
                               uses a key of its own → 200 {"changed"} once the router has it
   GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready",
-                              "signingKey": fingerprint of the key in force (never the key)}
+                              "signingKey": fingerprint of the key in force (never the key),
+                              "maxBody": --max-body}
   GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
                               version, code="2xx"|"3xx"|"4xx"|"5xx"}
   GET    /healthz             → 200 while the agent runs
