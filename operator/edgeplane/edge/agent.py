@@ -52,6 +52,17 @@ class _Pending:
                 fut.set_result(result)
 
 
+@dataclass
+class _Batches:
+    """The batches in flight: they validate beside each other; deciding and committing (which
+    read what is served and change it) is one batch at a time."""
+
+    busy: set[str] = field(default_factory=set)  # Workers whose batch is in flight
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    room: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(BATCHES_IN_FLIGHT))
+    deciding: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 def _spec(b: Bundle) -> bytes:
     return json.dumps(render.code_spec(b), separators=(",", ":")).encode()
 
@@ -122,13 +133,8 @@ class Agent:
             redact=lambda text: redact(text, secrets_of(self.accepted.values())),
             internal_key=key,
         )
-        self._wake = asyncio.Event()
+        self._wake, self._batches = asyncio.Event(), _Batches()
         self._loop_task: asyncio.Task[None] | None = None
-        self._busy: set[str] = set()  # Workers whose batch is in flight
-        self._batches: set[asyncio.Task[None]] = set()
-        self._room = asyncio.Semaphore(BATCHES_IN_FLIGHT)
-        # Decisions read what is served and commits change it: one batch at a time.
-        self._deciding = asyncio.Lock()
         self._refresh_lock, self._refreshed = asyncio.Lock(), 0.0
         self._session: aiohttp.ClientSession | None = None
 
@@ -193,7 +199,7 @@ class Agent:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for task in list(self._batches):
+        for task in list(self._batches.tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -238,18 +244,18 @@ class Agent:
             batch = self._take()
             if not batch:
                 continue
-            await self._room.acquire()
+            await self._batches.room.acquire()
             task = asyncio.create_task(self._run(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+            self._batches.tasks.add(task)
+            task.add_done_callback(self._batches.tasks.discard)
 
     def _take(self) -> dict[str, _Pending]:
         """The pending changes of Workers that no batch in flight holds: each Worker's
         changes are served in the order they came, other Workers' beside them."""
-        batch = {w: p for w, p in self.pending.items() if w not in self._busy}
+        batch = {w: p for w, p in self.pending.items() if w not in self._batches.busy}
         for w in batch:
             del self.pending[w]
-        self._busy |= batch.keys()
+        self._batches.busy |= batch.keys()
         return batch
 
     async def _run(self, batch: dict[str, _Pending]) -> None:
@@ -264,8 +270,8 @@ class Agent:
             for p in batch.values():
                 p.answer(Result.error(500, f"agent error: {e}"))
         finally:
-            self._busy -= batch.keys()
-            self._room.release()
+            self._batches.busy -= batch.keys()
+            self._batches.room.release()
             if any(w in self.pending for w in batch):
                 self._wake.set()  # changes that came for its Workers meanwhile
 
@@ -289,7 +295,7 @@ class Agent:
                 self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
         new = batches.to_validate(self.accepted, wanted, self.validated)
         errors = await self.validator.validate(new)  # beside other batches' validations
-        async with self._deciding:
+        async with self._batches.deciding:
             decision = batches.decide(self.accepted, wanted, errors, self.exclusions)
             self.refused.update(decision.refused)
             self.metrics.validation_failures.inc(len(decision.refused))

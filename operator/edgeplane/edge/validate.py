@@ -134,7 +134,8 @@ class _Checker:
 
     async def _stop_idle(self) -> None:
         if not self._lock.locked():
-            await self._restart()
+            async with self._lock:  # a check that starts meanwhile waits for a new process
+                await self._restart()
 
     async def _check_alone(self, b: Bundle) -> str | None:
         err = await self._check(b)
