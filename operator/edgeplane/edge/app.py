@@ -115,8 +115,9 @@ CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (-
 BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
 DEFAULT_MAX_BODY = body_limit()
-# Bodies in flight: a few largest deployments at once, however many PUTs arrive.
-DEFAULT_BYTES_IN_FLIGHT = 2 * DEFAULT_MAX_BODY
+# Bodies in flight, however many PUTs arrive: one of the largest deployments at a time (the
+# chart's 1 GiB limit also holds its parsed copy and the workerds), many smaller ones.
+DEFAULT_BYTES_IN_FLIGHT = DEFAULT_MAX_BODY
 # Seconds a push turned away for the budget is asked to wait.
 BUSY_RETRY_AFTER = 1
 M = TypeVar("M", bound=BaseModel)
