@@ -67,6 +67,12 @@ def _spec(b: Bundle) -> bytes:
     return json.dumps(render.code_spec(b), separators=(",", ":")).encode()
 
 
+def _specs(changes: Mapping[str, Deployment | None]) -> dict[str, bytes]:
+    """The code file of each version of `changes` (seconds for the largest Workers: run in a
+    thread, so the API answers meanwhile)."""
+    return {b.version or "": _spec(b) for d in changes.values() if d for b in d.versions}
+
+
 def _statics(deployments: Mapping[str, Deployment | None]) -> dict[str, Deployment]:
     """Own cell key → its Durable Object Worker, of `deployments`."""
     return {places.own(w): d for w, d in deployments.items() if d and render.needs_own_cell(d)}
@@ -315,9 +321,7 @@ class Agent:
         started = time.monotonic()
         async with self._serving:
             previous = {w: self.accepted.get(w) for w in changes}
-            await self.store.save_code(
-                {b.version or "": _spec(b) for d in changes.values() if d for b in d.versions}
-            )
+            await self.store.save_code(await asyncio.to_thread(_specs, changes))
             candidate = decision.candidate
             failed = await self._start_own_cells(changes, candidate)
             for w in failed:

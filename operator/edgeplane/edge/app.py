@@ -118,6 +118,8 @@ DEFAULT_MAX_BODY = body_limit()
 # Bodies in flight, however many PUTs arrive: one of the largest deployments at a time (the
 # chart's 1 GiB limit also holds its parsed copy and the workerds), many smaller ones.
 DEFAULT_BYTES_IN_FLIGHT = DEFAULT_MAX_BODY
+# Bodies at least this long are parsed in a thread.
+PARSE_INLINE = 1024 * 1024
 # Seconds a push turned away for the budget is asked to wait.
 BUSY_RETRY_AFTER = 1
 M = TypeVar("M", bound=BaseModel)
@@ -166,8 +168,13 @@ async def _body(request: web.Request) -> bytearray:
 
 async def _parsed(request: web.Request, model: type[M]) -> M:
     """The request body as `model`; a 422 naming the wrong fields if it is not one."""
+    body = await _body(request)
     try:
-        return model.model_validate_json(await _body(request))
+        if len(body) < PARSE_INLINE:
+            return model.model_validate_json(body)
+        # Parsing (and hashing) the largest deployments takes seconds: in a thread, so that
+        # health checks are answered meanwhile (one that times out marks the location down).
+        return await asyncio.to_thread(model.model_validate_json, body)
     except ValidationError as e:
         # Field paths as the apiserver writes them; values are left out (they may be secret).
         paths = [path or "body" for path, _ in field_errors(e)]

@@ -159,7 +159,7 @@ class _Checker:
         self._checks += 1
         try:
             proc = await self._ensure()
-            await asyncio.to_thread(write_private, spec, json.dumps(render.code_spec(b)).encode())
+            await asyncio.to_thread(_write_spec, spec, b)
             url = f"http://127.0.0.1:{proc.ports['http']}/__edgeplane/check"
             try:
                 async with asyncio.timeout(self.timeout):
@@ -211,3 +211,8 @@ class _Checker:
             await workerd.kill(self.proc)
             self.proc = None
         self._checks = 0
+
+
+def _write_spec(path: Path, b: Bundle) -> None:
+    """Rendered in the thread too: for the largest Workers that takes seconds."""
+    write_private(path, json.dumps(render.code_spec(b)).encode())
