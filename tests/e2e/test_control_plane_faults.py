@@ -1,0 +1,143 @@
+"""Faults of the control plane itself, injected for real: the apiserver restarted in the
+middle of a deployment, etcd restarted and stalled, a deletion hidden in a watch gap, and
+a watch connection that silently stops delivering."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from edgeplane.localstack import procs
+from edgeplane.localstack.cluster import Cluster
+from edgeplane.localstack.stack import Stack
+from tests.e2e.conftest import Kube, eventually, fetch, responder, route, worker
+
+pytestmark = pytest.mark.integration
+
+
+def host(kube: Kube, name: str) -> str:
+    return f"{name}.{kube.namespace}.example.com"
+
+
+def answers(stack: Stack, kube: Kube, name: str) -> list[tuple[int, str]]:
+    return [fetch(a, host(kube, name)) for a in stack.agents]
+
+
+def served_everywhere(stack: Stack, kube: Kube, name: str, text: str) -> bool:
+    got = answers(stack, kube, name)
+    assert got == [(200, text)] * len(stack.agents), got
+    return True
+
+
+def ready_and_true(stack: Stack, kube: Kube, name: str, text: str, generation: int) -> None:
+    """Ready at the generation, 3/3, and what status says is what the locations answer."""
+    obj = kube.wait_ready(name, generation=generation, timeout=120)
+    eventually(lambda: served_everywhere(stack, kube, name, text), timeout=60)
+    status = obj["status"]
+    assert status["readyTargets"] == "3/3"
+    assert status["readyVersion"] == status["latestVersion"]
+    assert {t["name"]: t["state"] for t in status["targets"]} == {
+        a.name: "Ready" for a in stack.agents
+    }
+
+
+@contextmanager
+def operator_stopped(stack: Stack) -> Iterator[None]:
+    """SIGSTOP the operator: its connections stay open and it reads none of them."""
+    assert stack.operator is not None and stack.operator.proc is not None
+    pid = stack.operator.proc.popen.pid
+    procs.signal_group(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        procs.signal_group(pid, signal.SIGCONT)
+
+
+def compact_etcd(cluster: Cluster) -> int:
+    """Compact etcd's history up to now (what the apiserver does every 5 minutes): a watch
+    can no longer resume from before it. Returns the revision compacted at."""
+    url = next(a.split("=", 1)[1] for a in cluster.proc("etcd").popen.args
+               if str(a).startswith("--listen-client-url="))
+
+    def call(path: str, body: dict[str, object]) -> dict[str, object]:
+        req = urllib.request.Request(f"{url}/v3/{path}", json.dumps(body).encode())
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return dict(json.loads(resp.read()))
+
+    header = call("kv/range", {"key": "AA=="})["header"]
+    revision = int(header["revision"])  # type: ignore[index]
+    call("kv/compaction", {"revision": str(revision), "physical": True})
+    return revision
+
+
+def test_a_route_deleted_during_a_watch_gap_stops_being_served(
+    stack: Stack, kube: Kube
+) -> None:
+    assert stack.cluster is not None
+    kube.apply(
+        worker("gap", responder('"gap"')),
+        route("gap-a", f"{host(kube, 'gap-a')}/*", "gap"),
+        route("gap-b", f"{host(kube, 'gap-b')}/*", "gap"),
+    )
+    kube.wait_ready("gap", generation=1, timeout=120)
+    eventually(lambda: served_everywhere(stack, kube, "gap-a", "gap"))
+    eventually(lambda: served_everywhere(stack, kube, "gap-b", "gap"))
+    with operator_stopped(stack):
+        # Its watches end first (a stopped process still receives into its sockets: an
+        # event sent on a live watch would be read on resume).
+        stack.cluster.restart("kube-apiserver")
+        kube.delete("workerroute", "gap-a")
+        # With the history compacted past the deletion and the apiserver's watch cache
+        # gone with its process, the operator's watch cannot resume: it gets 410 Gone and
+        # lists again, and a list has no DELETED event.
+        compact_etcd(stack.cluster)
+        stack.cluster.restart("kube-apiserver")
+    started = time.monotonic()
+    def unserved() -> bool:
+        got = answers(stack, kube, "gap-a")
+        assert [code for code, _ in got] == [404] * len(stack.agents), got
+        return True
+
+    eventually(unserved, timeout=60)
+    print(f"route deleted in the watch gap unserved {time.monotonic() - started:.1f}s "
+          "after the operator resumed")
+    assert answers(stack, kube, "gap-b") == [(200, "gap")] * 3
+
+
+def test_apiserver_restart_in_the_middle_of_a_deployment(stack: Stack, kube: Kube) -> None:
+    assert stack.cluster is not None
+    kube.apply(worker("mid", responder('"v1"')), route("mid", f"{host(kube, 'mid')}/*", "mid"))
+    ready_and_true(stack, kube, "mid", "v1", 1)
+    kube.apply(worker("mid", responder('"v2"')))
+    # The operator is reading, compiling and pushing v2 while its apiserver goes away.
+    stack.cluster.restart("kube-apiserver", down_for=3)
+    ready_and_true(stack, kube, "mid", "v2", 2)
+
+
+def test_etcd_restart_and_stall(stack: Stack, kube: Kube) -> None:
+    cluster = stack.cluster
+    assert cluster is not None
+    kube.apply(worker("etcd", responder('"v1"')), route("etcd", f"{host(kube, 'etcd')}/*", "etcd"))
+    ready_and_true(stack, kube, "etcd", "v1", 1)
+
+    kube.apply(worker("etcd", responder('"v2"')))
+    cluster.restart("etcd", down_for=3)
+    ready_and_true(stack, kube, "etcd", "v2", 2)
+
+    kube.apply(worker("etcd", responder('"v3"')))
+    cluster.pause("etcd")  # a stall: every write and quorum read hangs, nothing is closed
+    try:
+        time.sleep(15)
+    finally:
+        cluster.resume("etcd")
+    cluster.wait_ready()
+    ready_and_true(stack, kube, "etcd", "v3", 3)
+    # And later changes deploy, without an operator restart.
+    kube.apply(worker("etcd", responder('"v4"')))
+    ready_and_true(stack, kube, "etcd", "v4", 4)
