@@ -5,6 +5,7 @@ a watch connection that silently stops delivering."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import urllib.request
@@ -45,6 +46,13 @@ def ready_and_true(stack: Stack, kube: Kube, name: str, text: str, generation: i
     assert {t["name"]: t["state"] for t in status["targets"]} == {
         a.name: "Ready" for a in stack.agents
     }
+
+
+def operator_process(stack: Stack) -> int:
+    """The operator's pid; it is still running."""
+    assert stack.operator is not None and stack.operator.proc is not None
+    assert stack.operator.proc.popen.poll() is None, "the operator exited"
+    return stack.operator.proc.popen.pid
 
 
 @contextmanager
@@ -114,10 +122,21 @@ def test_apiserver_restart_in_the_middle_of_a_deployment(stack: Stack, kube: Kub
     assert stack.cluster is not None
     kube.apply(worker("mid", responder('"v1"')), route("mid", f"{host(kube, 'mid')}/*", "mid"))
     ready_and_true(stack, kube, "mid", "v1", 1)
-    kube.apply(worker("mid", responder('"v2"')))
-    # The operator is reading, compiling and pushing v2 while its apiserver goes away.
-    stack.cluster.restart("kube-apiserver", down_for=3)
+    operator_pid = operator_process(stack)
+    held = stack.agents[2]
+    assert held.proc is not None
+    # One location holds its push (a stopped agent: the connection is accepted and not
+    # answered), so the deployment is surely in progress when the apiserver goes away.
+    os.kill(held.proc.popen.pid, signal.SIGSTOP)
+    try:
+        kube.apply(worker("mid", responder('"v2"')))
+        eventually(lambda: [fetch(a, host(kube, "mid")) for a in stack.agents[:2]]
+                   == [(200, "v2")] * 2, timeout=60)
+        stack.cluster.restart("kube-apiserver", down_for=3)
+    finally:
+        os.kill(held.proc.popen.pid, signal.SIGCONT)
     ready_and_true(stack, kube, "mid", "v2", 2)
+    assert operator_process(stack) == operator_pid  # recovered, not restarted
 
 
 def test_etcd_restart_and_stall(stack: Stack, kube: Kube) -> None:
@@ -125,6 +144,7 @@ def test_etcd_restart_and_stall(stack: Stack, kube: Kube) -> None:
     assert cluster is not None
     kube.apply(worker("etcd", responder('"v1"')), route("etcd", f"{host(kube, 'etcd')}/*", "etcd"))
     ready_and_true(stack, kube, "etcd", "v1", 1)
+    operator_pid = operator_process(stack)
 
     kube.apply(worker("etcd", responder('"v2"')))
     cluster.restart("etcd", down_for=3)
@@ -141,3 +161,4 @@ def test_etcd_restart_and_stall(stack: Stack, kube: Kube) -> None:
     # And later changes deploy, without an operator restart.
     kube.apply(worker("etcd", responder('"v4"')))
     ready_and_true(stack, kube, "etcd", "v4", 4)
+    assert operator_process(stack) == operator_pid
