@@ -61,6 +61,11 @@ class Settings:
     urls: UrlSettings = field(default_factory=UrlSettings)
     # Signs version override and sticky headers at every location ("": none count).
     signing_key: str = field(default="", repr=False)
+    # A watch that delivers nothing for this long is taken as dead and opened again (no
+    # relist unless its resourceVersion is gone). A healthy one delivers the apiserver's
+    # bookmark about every 60 s even when nothing changes, so this bounds how long a
+    # silently stalled connection (a dropped NAT entry, a hung proxy) can hide changes.
+    watch_idle_timeout: float = 70.0
     # Seconds between kopf starting to list a kind again and our own list that finds what
     # was deleted during the watch gap (kopf's list has no DELETED events).
     relist_settle: float = 2.0

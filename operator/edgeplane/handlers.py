@@ -15,21 +15,24 @@ import kopf
 
 from edgeplane.api import GROUP, VERSION
 from edgeplane.controller import Controller, Settings
-from edgeplane.kube.auth import async_api_client, login
+from edgeplane.kube.auth import API_REQUEST_TIMEOUT, async_api_client, login
 
 kopf.on.login()(login)
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Watches that stall silently are kopf's best-known failure: bound them both ways.
+    cfg: Settings = memo.get("settings") or Settings()
+    # Watches that stall silently are kopf's best-known failure: a watch is reopened when
+    # it delivers nothing (not even a bookmark) for watch_idle_timeout, and in any case
+    # every 300 s (the apiserver ends it) or 330 s (we do).
+    settings.watching.inactivity_timeout = cfg.watch_idle_timeout
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    settings.networking.request_timeout = 60
+    settings.networking.request_timeout = API_REQUEST_TIMEOUT
     # Our own Events say what happened; kopf posting its log lines would be noise.
     settings.posting.enabled = False
-    cfg: Settings = memo.get("settings") or Settings()
     controller = Controller(await async_api_client(), cfg)
     memo["controller"] = controller
     await controller.start()
