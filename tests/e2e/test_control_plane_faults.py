@@ -11,13 +11,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import Cluster
-from edgeplane.localstack.stack import Stack
+from edgeplane.localstack.stack import Operator, Stack
 from tests.e2e.conftest import Kube, eventually, fetch, responder, route, worker
+from tests.relay import Relay
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +166,55 @@ def test_etcd_restart_and_stall(stack: Stack, kube: Kube) -> None:
     kube.apply(worker("etcd", responder('"v4"')))
     ready_and_true(stack, kube, "etcd", "v4", 4)
     assert operator_process(stack) == operator_pid
+
+
+WATCH_IDLE_TIMEOUT = 15.0
+
+
+def relayed_kubeconfig(cluster: Cluster, relay: Relay, path: Path) -> Path:
+    """The cluster's kubeconfig with the apiserver reached through the relay (its
+    certificate names 127.0.0.1, so TLS verifies as before)."""
+    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
+    for c in cfg["clusters"]:
+        c["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
+    path.write_text(yaml.safe_dump(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def test_a_watch_that_silently_stops_delivering_is_noticed_within_its_bound(
+    stack: Stack, kube: Kube, tmp_path: Path
+) -> None:
+    cluster, shared = stack.cluster, stack.operator
+    assert cluster is not None and shared is not None
+    server = urlsplit(yaml.safe_load(cluster.kubeconfig.read_text())
+                      ["clusters"][0]["cluster"]["server"])
+    assert server.hostname and server.port
+    relay = Relay((server.hostname, server.port))
+    op = Operator(
+        tmp_path, relayed_kubeconfig(cluster, relay, tmp_path / "kubeconfig"),
+        extra_args=("--signing-key-file", str(stack.root / "signing-key"),
+                    "--watch-idle-timeout", str(WATCH_IDLE_TIMEOUT)),
+    )
+    shared.stop()  # one operator at a time: this one talks through the relay
+    try:
+        op.start()
+        kube.apply(worker("quiet", responder('"v1"')),
+                   route("quiet", f"{host(kube, 'quiet')}/*", "quiet"))
+        ready_and_true(stack, kube, "quiet", "v1", 1)
+
+        frozen = relay.freeze()
+        assert frozen >= 6, frozen  # the watches at least: 4 kinds, ConfigMaps, Secrets
+        started = time.monotonic()
+        kube.apply(worker("quiet", responder('"v2"')))
+        ready_and_true(stack, kube, "quiet", "v2", 2)
+        took = time.monotonic() - started
+        print(f"{frozen} connections frozen; v2 Ready and served after {took:.1f}s "
+              f"(watch idle timeout {WATCH_IDLE_TIMEOUT:g}s)")
+        # Noticed by the idle bound, not by the watch's own end (300 s) or a restart.
+        assert took < WATCH_IDLE_TIMEOUT + 30, took
+        assert op.proc is not None and op.proc.popen.poll() is None
+    finally:
+        op.stop()
+        relay.close()
+        shared.ensure_started()
