@@ -20,7 +20,15 @@ import yaml
 from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import Cluster
 from edgeplane.localstack.stack import Operator, Stack
-from tests.e2e.conftest import Kube, eventually, fetch, responder, route, worker
+from tests.e2e.conftest import (
+    Kube,
+    eventually,
+    fetch,
+    host_claim,
+    responder,
+    route,
+    worker,
+)
 from tests.relay import Relay
 
 pytestmark = pytest.mark.integration
@@ -88,38 +96,97 @@ def compact_etcd(cluster: Cluster) -> int:
     return revision
 
 
-def test_a_route_deleted_during_a_watch_gap_stops_being_served(
-    stack: Stack, kube: Kube
-) -> None:
-    assert stack.cluster is not None
+GAP_TARGET = "gap-nowhere"
+# The test's Workers leave GAP_TARGET (nobody answers there) alone.
+NOT_NOWHERE = {"matchExpressions": [
+    {"key": "edgeplane.io/region", "operator": "NotIn", "values": ["nowhere"]}]}
+
+
+def samples(url: str, metric_name: str) -> list[str]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return [line for line in resp.read().decode().splitlines()
+                if line.startswith(metric_name + "{")]
+
+
+def test_objects_deleted_during_a_watch_gap_are_forgotten(stack: Stack, kube: Kube) -> None:
+    """A WorkerRoute, a HostClaim, a Secret and an EdgeTarget deleted while the operator's
+    watches are down: once they relist, none of them is acted on any more."""
+    cluster, op = stack.cluster, stack.operator
+    assert cluster is not None and op is not None
+    ns = kube.namespace
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gap-secret"},
+              "stringData": {"token": "gap-token-value"}}
     kube.apply(
-        worker("gap", responder('"gap"')),
+        secret,
+        worker("gap", responder('"gap"'), targets=NOT_NOWHERE),
+        worker("gap-src", responder("env.TOKEN"), targets=NOT_NOWHERE, bindings=[
+            {"name": "TOKEN", "secretKeyRef": {"name": "gap-secret", "key": "token"}}]),
         route("gap-a", f"{host(kube, 'gap-a')}/*", "gap"),
         route("gap-b", f"{host(kube, 'gap-b')}/*", "gap"),
+        route("gap-c", f"c.{ns}.gap-claim.test/*", "gap"),
+        route("gap-src", f"{host(kube, 'gap-src')}/*", "gap-src"),
     )
-    kube.wait_ready("gap", generation=1, timeout=120)
-    eventually(lambda: served_everywhere(stack, kube, "gap-a", "gap"))
-    eventually(lambda: served_everywhere(stack, kube, "gap-b", "gap"))
-    with operator_stopped(stack):
-        # Its watches end first (a stopped process still receives into its sockets: an
-        # event sent on a live watch would be read on resume).
-        stack.cluster.restart("kube-apiserver")
-        kube.delete("workerroute", "gap-a")
-        # With the history compacted past the deletion and the apiserver's watch cache
-        # gone with its process, the operator's watch cannot resume: it gets 410 Gone and
-        # lists again, and a list has no DELETED event.
-        compact_etcd(stack.cluster)
-        stack.cluster.restart("kube-apiserver")
-    started = time.monotonic()
-    def unserved() -> bool:
-        got = answers(stack, kube, "gap-a")
-        assert [code for code, _ in got] == [404] * len(stack.agents), got
-        return True
+    claim = host_claim(f"gap-{ns}", ns, f"*.{ns}.gap-claim.test")
+    target = {
+        "apiVersion": "edgeplane.io/v1alpha1", "kind": "EdgeTarget",
+        "metadata": {"name": GAP_TARGET, "labels": {"edgeplane.io/region": "nowhere"}},
+        "spec": {"endpoint": "http://127.0.0.1:9", "credentialsSecretRef": {
+            "namespace": "edgeplane-system", "name": "edge-edge-1-token", "key": "token"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([claim, target]))
+    restart_operator = True
+    try:
+        kube.wait_ready("gap", timeout=120)
+        kube.wait_ready("gap-src", timeout=120)
+        for name, text in (("gap-a", "gap"), ("gap-b", "gap"), ("gap-src", "gap-token-value")):
+            eventually(lambda n=name, t=text: served_everywhere(stack, kube, n, t))
+        eventually(lambda: [fetch(a, f"c.{ns}.gap-claim.test") for a in stack.agents]
+                   == [(200, "gap")] * 3)
+        eventually(lambda: samples(op.metrics_url, "edgeplane_target_up")
+                   and any(GAP_TARGET in x for x in samples(op.metrics_url, "edgeplane_target_up")))
 
-    eventually(unserved, timeout=60)
-    print(f"route deleted in the watch gap unserved {time.monotonic() - started:.1f}s "
-          "after the operator resumed")
-    assert answers(stack, kube, "gap-b") == [(200, "gap")] * 3
+        with operator_stopped(stack):
+            # Its watches end first (a stopped process still receives into its sockets: an
+            # event sent on a live watch would be read on resume).
+            cluster.restart("kube-apiserver")
+            kube.delete("workerroute", "gap-a")
+            kube.delete("secret", "gap-secret")
+            cluster.kubectl("delete", "hostclaim", claim["metadata"]["name"], "--wait=true")
+            cluster.kubectl("delete", "edgetarget", GAP_TARGET, "--wait=true")
+            # With the history compacted past the deletions and the apiserver's watch cache
+            # gone with its process, the operator's watches cannot resume: they get 410 Gone
+            # and list again, and a list has no DELETED events.
+            compact_etcd(cluster)
+            cluster.restart("kube-apiserver")
+        started = time.monotonic()
+
+        def forgotten() -> dict[str, object]:
+            codes = {
+                "route": [c for c, _ in answers(stack, kube, "gap-a")],
+                "claim": [fetch(a, f"c.{ns}.gap-claim.test")[0] for a in stack.agents],
+            }
+            stalled = kube.condition("worker", "gap-src", "Stalled") or {}
+            up = [x for x in samples(op.metrics_url, "edgeplane_target_up") if GAP_TARGET in x]
+            state = {
+                **{k: v == [404] * 3 for k, v in codes.items()},
+                "secret": stalled.get("reason") == "SourceNotFound",
+                "target": not up,
+            }
+            assert all(state.values()), (state, codes, stalled, up)
+            return state
+
+        eventually(forgotten, timeout=60)
+        print(f"deletions in the watch gap acted on {time.monotonic() - started:.1f}s after "
+              "the operator resumed")
+        assert answers(stack, kube, "gap-b") == [(200, "gap")] * 3
+        restart_operator = False
+    finally:
+        cluster.kubectl("delete", "hostclaim", claim["metadata"]["name"], "--ignore-not-found",
+                        check=False)
+        cluster.kubectl("delete", "edgetarget", GAP_TARGET, "--ignore-not-found", check=False)
+        if restart_operator:  # its caches may hold what was deleted: not for the next test
+            op.stop()
+            op.start()
 
 
 def test_apiserver_restart_in_the_middle_of_a_deployment(stack: Stack, kube: Kube) -> None:
