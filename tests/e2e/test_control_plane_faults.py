@@ -189,23 +189,30 @@ def test_objects_deleted_during_a_watch_gap_are_forgotten(stack: Stack, kube: Ku
             op.start()
 
 
+@contextmanager
+def deploying(stack: Stack, kube: Kube, name: str, text: str) -> Iterator[None]:
+    """Apply a new version and enter while it is surely being deployed: the last location
+    holds its push (a stopped agent accepts the connection and answers nothing) after the
+    others serve it; that location is let go on leaving."""
+    held = stack.agents[-1]
+    assert held.proc is not None
+    os.kill(held.proc.popen.pid, signal.SIGSTOP)
+    try:
+        kube.apply(worker(name, responder(f'"{text}"')))
+        eventually(lambda: [fetch(a, host(kube, name)) for a in stack.agents[:-1]]
+                   == [(200, text)] * (len(stack.agents) - 1), timeout=60)
+        yield
+    finally:
+        os.kill(held.proc.popen.pid, signal.SIGCONT)
+
+
 def test_apiserver_restart_in_the_middle_of_a_deployment(stack: Stack, kube: Kube) -> None:
     assert stack.cluster is not None
     kube.apply(worker("mid", responder('"v1"')), route("mid", f"{host(kube, 'mid')}/*", "mid"))
     ready_and_true(stack, kube, "mid", "v1", 1)
     operator_pid = operator_process(stack)
-    held = stack.agents[2]
-    assert held.proc is not None
-    # One location holds its push (a stopped agent: the connection is accepted and not
-    # answered), so the deployment is surely in progress when the apiserver goes away.
-    os.kill(held.proc.popen.pid, signal.SIGSTOP)
-    try:
-        kube.apply(worker("mid", responder('"v2"')))
-        eventually(lambda: [fetch(a, host(kube, "mid")) for a in stack.agents[:2]]
-                   == [(200, "v2")] * 2, timeout=60)
+    with deploying(stack, kube, "mid", "v2"):
         stack.cluster.restart("kube-apiserver", down_for=3)
-    finally:
-        os.kill(held.proc.popen.pid, signal.SIGCONT)
     ready_and_true(stack, kube, "mid", "v2", 2)
     assert operator_process(stack) == operator_pid  # recovered, not restarted
 
@@ -217,12 +224,13 @@ def test_etcd_restart_and_stall(stack: Stack, kube: Kube) -> None:
     ready_and_true(stack, kube, "etcd", "v1", 1)
     operator_pid = operator_process(stack)
 
-    kube.apply(worker("etcd", responder('"v2"')))
-    cluster.restart("etcd", down_for=3)
+    with deploying(stack, kube, "etcd", "v2"):
+        cluster.restart("etcd", down_for=3)
     ready_and_true(stack, kube, "etcd", "v2", 2)
 
-    kube.apply(worker("etcd", responder('"v3"')))
-    cluster.pause("etcd")  # a stall: every write and quorum read hangs, nothing is closed
+    with deploying(stack, kube, "etcd", "v3"):
+        cluster.pause("etcd")  # a stall: every write and quorum read hangs, nothing closes
+    # The held location answers now, and the operator's status write meets the stall.
     try:
         time.sleep(15)
     finally:
