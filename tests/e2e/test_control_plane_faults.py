@@ -135,6 +135,7 @@ def test_objects_deleted_during_a_watch_gap_are_forgotten(stack: Stack, kube: Ku
     }
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([claim, target]))
     restart_operator = True
+    operator_pid = operator_process(stack)
     try:
         kube.wait_ready("gap", timeout=120)
         kube.wait_ready("gap-src", timeout=120)
@@ -179,6 +180,7 @@ def test_objects_deleted_during_a_watch_gap_are_forgotten(stack: Stack, kube: Ku
         print(f"deletions in the watch gap acted on {time.monotonic() - started:.1f}s after "
               "the operator resumed")
         assert answers(stack, kube, "gap-b") == [(200, "gap")] * 3
+        assert operator_process(stack) == operator_pid  # no restart did it
         restart_operator = False
     finally:
         cluster.kubectl("delete", "hostclaim", claim["metadata"]["name"], "--ignore-not-found",
