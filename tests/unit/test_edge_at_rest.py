@@ -138,7 +138,7 @@ def test_store_files_and_directory_are_private(tmp_path: Path, loose_umask: int)
     s = Store(tmp_path)
     secret = BundleBinding(name="K", secret="s3cr3t")
     d = deployment(bundle("ns.a", "export default {}", bindings=(secret,)))
-    s._apply_sync({"ns.a": d})
+    s._commit_sync(s._prepare_sync({"ns.a": d}))
     asyncio.run(s.save_exclusions({"ns": ("x.test/*",)}))
     # A code spec holds the secret's value: the cells load it as the Worker's binding.
     asyncio.run(s.save_code({d.primary: json.dumps(render.code_spec(d.versions[0])).encode()}))
