@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import os
+import resource
 import signal
 import time
 from pathlib import Path
@@ -210,7 +211,8 @@ async def _metric(s: aiohttp.ClientSession, agent: AgentProc, sample: str) -> fl
 
 
 async def _serves(s: aiohttp.ClientSession, agent: AgentProc, expected: dict[str, str]) -> None:
-    got = {h: await get(s, agent, h) for h in expected}
+    within = aiohttp.ClientTimeout(total=30)
+    got = {h: await get(s, agent, h, timeout=within) for h in expected}
     assert got == {h: (200, body) for h, body in expected.items()}
 
 
@@ -291,3 +293,31 @@ async def _full_disk(agent: AgentProc, tmp_path: Path, ns: int) -> None:
             await _serves(s, agent, {"a.test": "a2", "b.test": "b2"})
     finally:
         agent.kill()
+
+
+async def test_out_of_file_descriptors_refuses_nothing_and_replaces_nothing(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    agent = edge_agents("a")
+    pid = agent.popen.pid
+    async with aiohttp.ClientSession() as s:  # one kept-alive connection: no accept needed
+        assert (await put(s, agent, _padded("ns.a", "a1")))[0] == 200
+        restarts = 'edgeplane_agent_workerd_restarts_total{process="cell",reason="crash"}'
+        limit = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        # The fault: the agent keeps the fds it has open, and gets no new one (an fd's
+        # number must be below the limit: 3 leaves it stdin, stdout and stderr).
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, limit[1]))
+        try:
+            status, body = await put(s, agent, _padded("ns.b", "b1"))
+            # Not a refusal the operator would keep: retryable, and says why.
+            assert status == 503, body
+            assert "Too many open files" in body["error"], body
+            await asyncio.sleep(3)  # several watchdog passes, none able to ping
+            await _serves(s, agent, {"a.test": "a1"})  # the front's fds are its own
+            async with s.get(f"{agent.api_url}/readyz", timeout=aiohttp.ClientTimeout(30)) as r:
+                assert r.status == 200, await r.text()
+            # Pings it could not send are no reason to replace a process.
+            assert await _metric(s, agent, restarts) == 0.0
+            assert await _metric(s, agent, restarts.replace("crash", "hang")) == 0.0
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
+        assert (await put(s, agent, _padded("ns.b", "b1")))[0] == 200
+        await _serves(s, agent, {"a.test": "a1", "b.test": "b1"})

@@ -29,7 +29,7 @@ from edgeplane.edge import counts, integrity, render, workerd
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.placement import shared
 from edgeplane.edge.store import LazyFile, atomic_write, private_dir
-from edgeplane.edge.watchdog import Suspect, culprit
+from edgeplane.edge.watchdog import Suspect, culprit, says_nothing
 from edgeplane.wire import Deployment, redact, secrets_of
 
 log = logging.getLogger("edgeplane.agent")
@@ -113,6 +113,7 @@ class DataPlane:
         self._tasks: set[asyncio.Task[None]] = set()
         self._file = run_dir / "dataplane.json"
         self._unsaved = False  # the last write of _file failed
+        self._short_of_fds = -60.0  # when a ping that could not even be sent was last logged
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self, statics: Mapping[str, Deployment]) -> None:
@@ -447,7 +448,8 @@ class DataPlane:
 
     # ---- watchdog --------------------------------------------------------------------
     async def _ping(self, p: workerd.Proc, socket_name: str, path: str) -> str | None:
-        """None if `p` answered `path` within hang_timeout, else why not."""
+        """None if `p` answered `path` within hang_timeout (or the agent could not ask: it
+        is out of fds), else why not."""
         if not p.alive():
             return self.redact(f"exited ({p.returncode}): {p.stderr_text()[-500:]}".strip())
         url = f"http://127.0.0.1:{p.ports[socket_name]}{path}"
@@ -459,6 +461,11 @@ class DataPlane:
         except TimeoutError:
             return f"did not answer within {self.hang_timeout:g}s"
         except (aiohttp.ClientError, OSError) as e:
+            if says_nothing(getattr(e, "errno", None)):  # the agent is out of fds: not p
+                if time.monotonic() - self._short_of_fds > 30:  # once a while, not every pass
+                    log.error("could not ping a process (%s): not replacing it for that", e)
+                    self._short_of_fds = time.monotonic()
+                return None
             return f"{type(e).__name__}: {e}"
 
     async def _watch(self) -> None:
