@@ -243,7 +243,13 @@ async def _front_on_a_full_disk(s: aiohttp.ClientSession, agent: AgentProc) -> N
     assert await _metric(s, agent, sample) >= 1.0
     status, body = await put(s, agent, _padded("ns.c", "c1"))
     assert status in (503, 507), (status, body)
+    # Routes without a Worker: not taken in memory either when they cannot be stored.
+    url, patterns = f"{agent.api_url}/v1/exclusions/ns", {"patterns": ["static.test/*"]}
+    async with s.put(url, json=patterns, headers=agent.headers()) as r:
+        assert r.status == 507, await r.text()
     os.truncate(state / "filler", 0)
+    async with s.put(url, json=patterns, headers=agent.headers()) as r:
+        assert (r.status, (await r.json())["changed"]) == (200, True)
 
 
 async def test_a_full_disk_stores_a_batch_whole_or_not_at_all(tmp_path: Path) -> None:
@@ -278,7 +284,7 @@ async def _full_disk(agent: AgentProc, tmp_path: Path, ns: int) -> None:
         assert await _metric(
             s, agent, 'edgeplane_agent_store_write_failures_total{file="batch"}'
         ) == 1.0
-        lines = [x for x in _log_since(agent, offset) if "could not store a batch" in x]
+        lines = [x for x in _log_since(agent, offset) if "could not store the batch" in x]
         assert len(lines) == 1 and "No space left on device" in lines[0], lines
         await _front_on_a_full_disk(s, agent)
     # Disk and memory agree: a new agent (nothing adopted) serves what was answered.

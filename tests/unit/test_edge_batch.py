@@ -315,15 +315,11 @@ def test_check_verdict(kind: str, alone: bool, expected: str) -> None:
         (OSError(5, "Input/output error"), 503, "cannot write its store"),
     ],
 )
-def test_store_failure(err: OSError, status: int, says: str) -> None:
-    got = batch.store_failure(["ns.a", "ns.b"], err)
-    assert set(got) == {"ns.a", "ns.b"}
-    for w, r in got.items():
-        assert r.status == status
-        assert r.body["worker"] == w
-        message = str(r.body["error"])
-        assert says in message and str(err.strerror) in message
-        assert "nothing of this change was stored or served" in message
+def test_store_failed(err: OSError, status: int, says: str) -> None:
+    got, message = batch.store_failed(err)
+    assert got == status
+    assert says in message and str(err.strerror) in message
+    assert "nothing of this change was stored or served" in message
 
 
 @pytest.mark.parametrize(

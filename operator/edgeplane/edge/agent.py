@@ -287,7 +287,8 @@ class Agent:
             try:
                 staged = await self._stage(changes)
             except OSError as e:
-                return self._store_failed(changes, e)
+                status, message = self._store_failed("batch", len(changes), e)
+                return {w: Result.error(status, message, worker=w) for w in changes}
             candidate = decision.candidate
             failed = await self._start_own_cells(changes, candidate)
             for w in failed:
@@ -331,17 +332,19 @@ class Agent:
                 await self.store.remove_code(fresh - batches.versions_of(self.accepted))
             raise
 
-    def _store_failed(self, changes: Mapping[str, object], e: OSError) -> dict[str, Result]:
-        self.metrics.store_write_failures.labels("batch").inc()
-        out = batches.store_failure(changes, e)
+    def _store_failed(self, what: str, n: int, e: OSError) -> tuple[int, str]:
+        """Count and log a change that could not be stored; its answer's status, message."""
+        status, message = batches.store_failed(e)
+        self.metrics.store_write_failures.labels(what).inc()
         log.error(
-            "could not store a batch of %d changes (%s): answered %d, nothing changed, the "
-            "last good versions keep serving",
-            len(changes),
+            "could not store the %s (%d changes: %s): answered %d, nothing changed, the last "
+            "good versions keep serving",
+            what,
+            n,
             e,
-            next(iter(out.values())).status,
+            status,
         )
-        return out
+        return status, message
 
     async def _start_own_cells(
         self, changes: dict[str, Deployment | None], candidate: dict[str, Deployment]
@@ -409,8 +412,12 @@ class Agent:
                 new[namespace] = patterns
             if new == self.exclusions:
                 return Result(200, {"changed": False, "namespace": namespace})
+            try:  # stored first: memory never holds what the disk does not
+                await self.store.save_exclusions(new)
+            except OSError as e:
+                status, message = self._store_failed("exclusions", 1, e)
+                return Result.error(status, message, namespace=namespace)
             self.exclusions = new
-            await self.store.save_exclusions(new)
             down = await self._publish_settings()
             if down:
                 return Result.error(503, f"stored, but the front did not take it: {down}")
@@ -422,8 +429,11 @@ class Agent:
         async with self._serving:
             if key == self.signing_key:
                 return Result(200, {"changed": False})
+            try:
+                await self.store.save_signing_key(key)
+            except OSError as e:
+                return Result.error(*self._store_failed("signing-key", 1, e))
             self.signing_key = key
-            await self.store.save_signing_key(key)
             down = await self._publish_settings()
             if down:
                 msg = redact(down, [*secrets_of(self.accepted.values()), key])
@@ -454,7 +464,11 @@ class Agent:
             return
         async with self._serving:
             self.quarantine[suspect.version] = reason
-            await self.store.save_quarantine(self.quarantine)
+            try:  # quarantined here even if the disk is full: forgotten at a restart then
+                await self.store.save_quarantine(self.quarantine)
+            except OSError as e:
+                self.metrics.store_write_failures.labels("quarantine").inc()
+                log.error("could not store the quarantine of %s: %s", suspect.version[:12], e)
             self.metrics.quarantined.set(len(self.quarantine))
             await self._publish_settings()
         log.error(

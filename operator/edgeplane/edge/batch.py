@@ -275,8 +275,8 @@ def crash_reason(stderr: str) -> str:
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
-def store_failure(workers: Iterable[str], err: OSError) -> dict[str, Result]:
-    """The answer to each Worker of a batch whose store write failed: nothing of it was
+def store_failed(err: OSError) -> tuple[int, str]:
+    """The status and message of a change that could not be stored: nothing of it was
     stored or served, the location keeps serving the last good versions."""
     status = 507 if err.errno in _OUT_OF_SPACE else 503
     what = "out of disk space" if status == 507 else "cannot write its store"
@@ -284,7 +284,7 @@ def store_failure(workers: Iterable[str], err: OSError) -> dict[str, Result]:
         f"this location is {what} ({err.strerror or err}): nothing of this change was "
         "stored or served, the last good version keeps serving; retry once it has room"
     )
-    return {w: Result.error(status, message, worker=w) for w in workers}
+    return status, message
 
 
 def own_cell_failure(worker: str, why: str, retryable: bool) -> Result:
