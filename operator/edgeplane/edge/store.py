@@ -94,7 +94,10 @@ class LazyFile:
             self._task.cancel()
         content, self._content = self._content, None
         if content is not None:
-            await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+            try:
+                await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+            except OSError as e:  # a stop must go on: what this file held is lost
+                log.error("could not write %s at stop: %s", self.path, e)
 
     def cancel(self) -> None:
         if self._task is not None:
