@@ -129,7 +129,8 @@ async def _until_ok(agent: AgentProc, host: str, seconds: float) -> str:
     async with aiohttp.ClientSession() as s:
         while time.monotonic() - started < seconds:
             try:
-                st, body = await get(s, agent, host, timeout=aiohttp.ClientTimeout(total=1))
+                # Wide: a request given up on may still reach (and count in) the Durable Object.
+                st, body = await get(s, agent, host, timeout=aiohttp.ClientTimeout(total=8))
                 if st == 200:
                     return body
             except (aiohttp.ClientError, TimeoutError):
