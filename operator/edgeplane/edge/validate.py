@@ -203,7 +203,11 @@ class _Checker:
                     doc = await r.json()
         except TimeoutError:
             return self._timed_out()
-        except (aiohttp.ClientError, OSError, ValueError) as e:
+        except (ValueError, aiohttp.ContentTypeError) as e:
+            # An answer that is no verdict: about this version when it was alone.
+            why = f"the validator gave no verdict on the Worker: {e!r}"
+            return Outcome(batches.CHECK_CRASHED, redact(why, b.secrets())[:MAX_MESSAGE])
+        except (aiohttp.ClientError, OSError) as e:
             with contextlib.suppress(TimeoutError):  # a dying process: let its exit be seen
                 async with asyncio.timeout(1.0):
                     await proc.wait()
