@@ -184,6 +184,18 @@ def _padded(worker: str, body: str, pad: int = 0) -> Deployment:
     return deployment(bundle(worker, js), routes=(f"{worker.split('.')[1]}.test/*",))
 
 
+def _durable(body: str) -> Deployment:
+    """A Worker with a Durable Object class (so it runs in a cell of its own) answering
+    `body`."""
+    js = (
+        'import { DurableObject } from "cloudflare:workers";\n'
+        "export class Room extends DurableObject {}\n"
+        f"export default {{ fetch() {{ return new Response({body!r}) }} }};"
+    )
+    b = bundle("ns.d", js, bindings=(BundleBinding(name="ROOM", durableObjectClass="Room"),))
+    return deployment(b, routes=("d.test/*",))
+
+
 def _free(d: Path) -> int:
     st = os.statvfs(d)
     return st.f_bavail * st.f_frsize
@@ -264,20 +276,22 @@ async def test_a_full_disk_stores_a_batch_whole_or_not_at_all(tmp_path: Path) ->
 
 async def _full_disk(agent: AgentProc, tmp_path: Path, ns: int) -> None:
     state = agent.state_dir
-    a1, b1 = _padded("ns.a", "a1", PAD), _padded("ns.b", "b1")
-    a2, b2 = _padded("ns.a", "a2", PAD), _padded("ns.b", "b2")
+    a1, b1, d1 = _padded("ns.a", "a1", PAD), _padded("ns.b", "b1"), _durable("d1")
+    a2, b2, d2 = _padded("ns.a", "a2", PAD), _padded("ns.b", "b2"), _durable("d2")
+    before = {"a.test": "a1", "b.test": "b1", "d.test": "d1"}
     async with aiohttp.ClientSession() as s:
-        assert [r[0] for r in await _push_together(s, agent, a1, b1)] == [200, 200]
+        assert [r[0] for r in await _push_together(s, agent, a1, b1, d1)] == [200] * 3
         # The fault: room for a2's code file, not for its deployment file as well. b2 (small)
         # comes first in the batch: stored one file at a time, it would be on disk, and
-        # served after a restart, although its push was refused.
+        # served after a restart, although its push was refused; d2's own cell would be
+        # started, and served, before the store write failed.
         _fill(state / "filler", int(1.5 * PAD))
         room = _free(state)
         offset = agent.log.stat().st_size
-        answers = await _push_together(s, agent, b2, a2)
-        assert [st for st, _ in answers] == [507, 507], answers
+        answers = await _push_together(s, agent, b2, d2, a2)
+        assert [st for st, _ in answers] == [507] * 3, answers
         assert all("out of disk space" in str(body["error"]) for _, body in answers), answers
-        await _serves(s, agent, {"a.test": "a1", "b.test": "b1"})
+        await _serves(s, agent, before)
         # Nothing of the batch was left behind: no temp file, no code file, no room taken.
         assert _leftovers(state) == []
         assert not (state / "code" / f"{a2.primary}.json").exists()
@@ -293,11 +307,11 @@ async def _full_disk(agent: AgentProc, tmp_path: Path, ns: int) -> None:
     agent = start_agent(tmp_path / "agent", mount_ns=ns)
     try:
         async with aiohttp.ClientSession() as s:
-            await _serves(s, agent, {"a.test": "a1", "b.test": "b1"})
-            # Room again: the same push now succeeds, and is what a restart serves.
+            await _serves(s, agent, before)
+            # Room again: the same push now succeeds.
             (state / "filler").unlink()
-            assert [r[0] for r in await _push_together(s, agent, b2, a2)] == [200, 200]
-            await _serves(s, agent, {"a.test": "a2", "b.test": "b2"})
+            assert [r[0] for r in await _push_together(s, agent, b2, d2, a2)] == [200] * 3
+            await _serves(s, agent, {"a.test": "a2", "b.test": "b2", "d.test": "d2"})
     finally:
         agent.kill()
 
