@@ -412,8 +412,9 @@ class DataPlane:
         except OSError as e:
             # A full disk must not stop a process change half-way: the watchdog writes it
             # again (until then an agent restarted here would not adopt the changed ones).
+            if not self._unsaved:  # once, not at every watchdog pass while the disk is full
+                self._write_failed("dataplane", e)
             self._unsaved = True
-            self._write_failed("dataplane", e)
 
     def _write_failed(self, file: str, e: OSError) -> None:
         self.metrics.store_write_failures.labels(file).inc()

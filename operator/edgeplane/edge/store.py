@@ -337,9 +337,6 @@ class Store:
         """Renames and unlinks only: they take no room, so a batch is stored whole."""
         await asyncio.to_thread(self._commit_sync, staged)
 
-    async def discard(self, staged: Staged) -> None:
-        await asyncio.to_thread(_discard, staged)
-
     def load_exclusions(self) -> dict[str, tuple[str, ...]]:
         """Namespace -> its route patterns without a Worker, as last accepted."""
         raw = self._load_object("exclusions", self.exclusions_file)
