@@ -13,6 +13,16 @@ import pytest
 from edgeplane.localstack.cluster import REPO, Cluster
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """pytest-randomly shuffles modules across the whole run; keep each test package's
+    modules together (in the shuffled order within it, packages in the order they first
+    appear) so that a package-scoped fixture such as the e2e stack starts once."""
+    first: dict[Path, int] = {}
+    for item in items:
+        first.setdefault(item.path.parent, len(first))
+    items.sort(key=lambda item: first[item.path.parent])
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     state_dir = REPO / ".state" / f"test-cluster-{os.getpid()}"

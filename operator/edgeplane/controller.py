@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.kube.client import Kube, namespace_terminating
+from edgeplane.plan.relist import gone
 from edgeplane.plan.targets import WorkerKey, full_name
 from edgeplane.reconcile.cache import Cache
 from edgeplane.reconcile.exclusions import ExclusionReconciler
@@ -60,6 +61,14 @@ class Settings:
     urls: UrlSettings = field(default_factory=UrlSettings)
     # Signs version override and sticky headers at every location ("": none count).
     signing_key: str = field(default="", repr=False)
+    # A watch that delivers nothing for this long is taken as dead and opened again (no
+    # relist unless its resourceVersion is gone). A healthy one delivers the apiserver's
+    # bookmark about every 60 s even when nothing changes, so this bounds how long a
+    # silently stalled connection (a dropped NAT entry, a hung proxy) can hide changes.
+    watch_idle_timeout: float = 70.0
+    # Seconds between kopf starting to list a kind again and our own list that finds what
+    # was deleted during the watch gap (kopf's list has no DELETED events).
+    relist_settle: float = 2.0
 
 
 def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -138,6 +147,7 @@ class Controller:
         )
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
+        self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
 
     async def start(self) -> None:
         self.queue.start()
@@ -210,6 +220,63 @@ class Controller:
         if kind == "Secret":
             self.fleet.credentials_changed(namespace, name)
 
+    # -- relists: deletions a watch gap hid ----------------------------------------------
+
+    def listing(self, plural: str) -> None:
+        """kopf lists `plural` again (its watch (re)started): look for what was deleted
+        while it was not watching, once, a moment later."""
+        if plural not in self._relisting:
+            self._relisting.add(plural)
+            self._spawn(self._drop_deleted_later(plural))
+
+    async def _drop_deleted_later(self, plural: str) -> None:
+        try:
+            await asyncio.sleep(self.settings.relist_settle)
+        finally:
+            self._relisting.discard(plural)
+        try:
+            await self.drop_deleted(plural)
+        except Exception:  # the next relist or resync looks again
+            log.exception("looking for deleted %s failed", plural)
+
+    async def drop_deleted(self, plural: str) -> None:
+        """Forget (as if a DELETED event had come) what a fresh read shows deleted."""
+        if plural in ("configmaps", "secrets"):
+            await self._drop_deleted_sources("ConfigMap" if plural == "configmaps" else "Secret")
+            return
+        cached, key, seen = self._cached(plural)
+        namespaces = self.settings.namespaces if plural in ("workers", "workerroutes") else ()
+        for k in gone(cached, await self.kube.list_all(plural, namespaces), key):
+            if (body := cached.get(k)) is not None:
+                log.info("%s %s was deleted during a watch gap; forgetting it", plural, k)
+                seen(body, True)
+
+    def _cached(self, plural: str) -> tuple[
+        dict[Any, dict[str, Any]],
+        Callable[[Mapping[str, Any]], Any],
+        Callable[[dict[str, Any], bool], None],
+    ]:
+        """The cache of a kind, its key of a body, and its event handler."""
+        by_name: Callable[[Mapping[str, Any]], Any] = lambda b: b["metadata"]["name"]  # noqa: E731
+        namespaced: Callable[[Mapping[str, Any]], Any] = lambda b: (  # noqa: E731
+            b["metadata"]["namespace"], b["metadata"]["name"])
+        return {
+            "workers": (self.cache.workers, namespaced, self.worker_seen),
+            "workerroutes": (self.cache.routes, namespaced, self.route_seen),
+            "hostclaims": (self.cache.claims, by_name, self.claim_seen),
+            "edgetargets": (self.fleet.targets, by_name, self.target_seen),
+        }[plural]
+
+    async def _drop_deleted_sources(self, kind: str) -> None:
+        for key, version in self.resolver.held(kind).items():
+            _, ns, name = key
+            if await self.kube.read(kind, ns, name) is None and self.resolver.gone(key, version):
+                log.info("%s %s/%s was deleted during a watch gap; forgetting it", kind, ns, name)
+                # Which Workers read it is in kopf's index, not here: all of the namespace.
+                self._add(("Worker", *w) for w in sorted(self.cache.workers) if w[0] == ns)
+        if kind == "Secret":
+            self.fleet.forget_credentials()
+
     def _requeue_exclusions(self, namespaces: Iterable[str]) -> None:
         """The exclusions of these namespaces, and of every namespace that has some."""
         routes = {ns for ns, _ in self.cache.routes_without_worker()}
@@ -241,6 +308,10 @@ class Controller:
         self._add(("Worker", *key) for key in self.cache.workers)
         self._add(("WorkerRoute", *key) for key in self.cache.routes)
         self._requeue_exclusions(())
+        # A relist that finds nothing at all brings no event to notice the relist by.
+        for plural in ("workers", "workerroutes", "hostclaims", "edgetargets",
+                       "configmaps", "secrets"):
+            await self.drop_deleted(plural)
 
     async def check_targets(self) -> None:
         await asyncio.gather(*(self.fleet.check(name) for name in list(self.fleet.targets)))

@@ -15,21 +15,24 @@ import kopf
 
 from edgeplane.api import GROUP, VERSION
 from edgeplane.controller import Controller, Settings
-from edgeplane.kube.auth import async_api_client, login
+from edgeplane.kube.auth import API_REQUEST_TIMEOUT, async_api_client, login
 
 kopf.on.login()(login)
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Watches that stall silently are kopf's best-known failure: bound them both ways.
+    cfg: Settings = memo.get("settings") or Settings()
+    # Watches that stall silently are kopf's best-known failure: a watch is reopened when
+    # it delivers nothing (not even a bookmark) for watch_idle_timeout, and in any case
+    # every 300 s (the apiserver ends it) or 330 s (we do).
+    settings.watching.inactivity_timeout = cfg.watch_idle_timeout
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    settings.networking.request_timeout = 60
+    settings.networking.request_timeout = API_REQUEST_TIMEOUT
     # Our own Events say what happened; kopf posting its log lines would be noise.
     settings.posting.enabled = False
-    cfg: Settings = memo.get("settings") or Settings()
     controller = Controller(await async_api_client(), cfg)
     memo["controller"] = controller
     await controller.start()
@@ -51,6 +54,12 @@ def _deleted(event: dict[str, Any]) -> bool:
     return event.get("type") == "DELETED"
 
 
+def _listed(plural: str, event: dict[str, Any], memo: kopf.Memo) -> None:
+    """kopf delivers what it lists at a watch's (re)start as events without a type."""
+    if event.get("type") is None:
+        memo["controller"].listing(plural)
+
+
 @kopf.index(GROUP, VERSION, "workers")
 def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
     """(namespace, kind, name) of every ConfigMap and Secret a Worker reads -> the Worker."""
@@ -68,21 +77,25 @@ def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
 
 @kopf.on.event(GROUP, VERSION, "workers")
 async def worker_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _listed("workers", event, memo)
     memo["controller"].worker_seen(dict(body), _deleted(event))
 
 
 @kopf.on.event(GROUP, VERSION, "workerroutes")
 async def route_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _listed("workerroutes", event, memo)
     memo["controller"].route_seen(dict(body), _deleted(event))
 
 
 @kopf.on.event(GROUP, VERSION, "hostclaims")
 async def claim_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _listed("hostclaims", event, memo)
     memo["controller"].claim_seen(dict(body), _deleted(event))
 
 
 @kopf.on.event(GROUP, VERSION, "edgetargets")
 async def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _listed("edgetargets", event, memo)
     memo["controller"].target_seen(dict(body), _deleted(event))
 
 
@@ -98,6 +111,7 @@ def _source_event(
 async def configmap_event(
     event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
 ) -> None:
+    _listed("configmaps", event, memo)
     _source_event("ConfigMap", event, body, memo, source_refs)
 
 
@@ -105,4 +119,5 @@ async def configmap_event(
 async def secret_event(
     event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
 ) -> None:
+    _listed("secrets", event, memo)
     _source_event("Secret", event, body, memo, source_refs)

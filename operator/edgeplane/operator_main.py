@@ -48,6 +48,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds between health checks of each EdgeTarget (default 5)",
     )
     parser.add_argument(
+        "--watch-idle-timeout", type=_positive,
+        default=_positive(env("EDGEPLANE_WATCH_IDLE_TIMEOUT", "70")),
+        help="seconds a watch may deliver nothing (the apiserver sends a bookmark about "
+        "every 60 s) before it is taken as stalled and opened again; this bounds how long a "
+        "silently dead connection hides changes (default 70)",
+    )
+    parser.add_argument(
         "--peering", default=env("EDGEPLANE_PEERING", ""),
         help="kopf peering object name for several replicas; default: standalone",
     )
@@ -65,6 +72,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
     _url_args(parser)
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _network(text: str) -> str:
@@ -147,6 +164,7 @@ def main(argv: list[str]) -> int:
         versions_retained=args.versions_retained,
         concurrency=args.concurrency,
         health_interval=args.health_interval,
+        watch_idle_timeout=args.watch_idle_timeout,
         namespaces=tuple(args.namespace),
         signing_key=signing_key,
         credentials_namespaces=tuple(

@@ -130,18 +130,26 @@ def start_agent(
     ca_cert: Path | None = None,
     check_hostname: bool = True,
     umask: int = -1,
+    mount_ns: int | None = None,
 ) -> AgentProc:
     """Start an agent; pass `ca_cert` when `extra_args` enable TLS (--tls-cert/--tls-key),
     so the readiness check trusts the agent's certificate (`check_hostname=False` when
     the certificate does not name 127.0.0.1), and `umask` to start it with that umask
-    rather than the test process's."""
+    rather than the test process's. `mount_ns`: run it in the mount namespace of that
+    process (see `small_fs`); its `state_dir` is then that namespace's view of it."""
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir.parent / f"{state_dir.name}.token"
     token_file.write_text(token)
-    endpoints = state_dir / "run" / "endpoints.json"
+    enter: list[str] = []
+    seen = state_dir  # the state dir as this process sees it
+    if mount_ns is not None:
+        enter = ["nsenter", f"--mount=/proc/{mount_ns}/ns/mnt", "--"]
+        seen = Path(f"/proc/{mount_ns}/root{state_dir.absolute()}")
+    endpoints = seen / "run" / "endpoints.json"
     endpoints.unlink(missing_ok=True)
     log = state_dir.parent / f"{state_dir.name}.log"
     args = [
+        *enter,
         sys.executable,
         "-m",
         "edgeplane.edge.app",
@@ -173,7 +181,7 @@ def start_agent(
             raise RuntimeError(f"agent exited with {popen.returncode}:\n{log.read_text()}")
         if endpoints.exists():
             ep = json.loads(endpoints.read_text())
-            agent = AgentProc(popen, state_dir, ep["api"], ep["http"], token, log)
+            agent = AgentProc(popen, seen, ep["api"], ep["http"], token, log)
             try:
                 ctx = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else None
                 if ctx is not None:
@@ -186,7 +194,7 @@ def start_agent(
             except (urllib.error.URLError, OSError):
                 pass
         time.sleep(0.05)
-    AgentProc(popen, state_dir, "", "", token, log).stop()
+    AgentProc(popen, seen, "", "", token, log).stop()
     raise RuntimeError(f"agent not ready within {timeout}s:\n{log.read_text()}")
 
 
@@ -197,6 +205,42 @@ def _hand_signing_key(agent: AgentProc, ctx: ssl.SSLContext | None) -> None:
         headers={**agent.headers(), "Content-Type": "application/json"},
     )
     urllib.request.urlopen(req, timeout=30, context=ctx)
+
+
+@contextlib.contextmanager
+def small_fs(mount_point: Path, size: str) -> Iterator[int]:
+    """A real small filesystem (a tmpfs of `size`, e.g. "8m") on `mount_point`, in a mount
+    namespace of its own (`unshare -m`, private propagation: nothing else on the machine
+    sees it), held by a sleeping process whose pid it yields: start an agent in it with
+    `start_agent(..., mount_ns=pid)`, reach its files through /proc/<pid>/root. Unmounted
+    (lazily, so a process still using it cannot keep it) and the namespace ended at exit;
+    the test is skipped where mounting is not permitted (no CAP_SYS_ADMIN)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    script = (
+        'mount -t tmpfs -o "size=$1,mode=0700" edgeplane-test "$2" && echo mounted && '
+        "exec sleep infinity"
+    )
+    try:
+        holder = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", size,
+             str(mount_point)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+        )
+    except OSError as e:
+        pytest.skip(f"cannot make a mount namespace here: {e}")
+    assert holder.stdout is not None and holder.stderr is not None
+    if holder.stdout.readline().strip() != b"mounted":
+        holder.wait(10)
+        pytest.skip(f"mounting a tmpfs is not permitted here: {holder.stderr.read().decode()}")
+    try:
+        yield holder.pid
+    finally:
+        subprocess.run(
+            ["nsenter", f"--mount=/proc/{holder.pid}/ns/mnt", "umount", "-l", str(mount_point)],
+            check=False,
+        )
+        holder.kill()
+        holder.wait(10)
 
 
 @pytest.fixture

@@ -170,6 +170,37 @@ async def test_top_level_loop_times_out(edge_agents) -> None:  # type: ignore[no
             assert r.status == 200
 
 
+HEAP_BOMB = "const a = []; for (;;) a.push(new Array(1e6).fill(1.5));\nexport default {};"
+# A tenant whose top-level code computes for a while (about as long as the bomb takes to
+# reach V8's heap limit): still loading in the validator when the bomb ends it.
+BUSY = "let x = 0; for (let i = 0; i < 1e8; i++) x += i;\n"
+
+
+async def test_a_heap_bomb_is_refused_and_blames_no_other_tenant(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    agent = edge_agents("a", extra_args=("--validate-timeout", "120"))  # a loaded machine
+    bomb = deployment(bundle("bomb.w", HEAP_BOMB), routes=("bomb.test/*",))
+    # Other tenants (namespaces) in the same batch: every PROCESSES-th one shares the
+    # bomb's validator process (bundles are dealt out in turn), which the bomb aborts.
+    goods = [
+        deployment(
+            bundle(f"t{i}.w", BUSY + f"export default {{ fetch: () => new Response('ok{i}') }};"),
+            routes=(f"ok{i}.test/*",),
+        )
+        for i in range(4)
+    ]
+    async with aiohttp.ClientSession() as s:
+        (st, body), *rest = await asyncio.gather(*(put(s, agent, d) for d in (bomb, *goods)))
+        assert [r[0] for r in rest] == [200] * 4, rest
+        assert st == 422, body
+        assert "Reached heap limit" in body["error"], body
+        for i in range(4):
+            assert await get(s, agent, f"ok{i}.test") == (200, f"ok{i}")
+        async with s.get(f"{agent.api_url}/v1/workers", headers=agent.headers()) as r:
+            items = {i["worker"]: i for i in (await r.json())["workers"]}
+        assert items["bomb.w"]["state"] == "failed", items["bomb.w"]
+        assert "Reached heap limit" in str(items["bomb.w"]["message"])
+
+
 async def test_sigkill_then_restart_serves_the_same(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     agent = edge_agents("a")
     async with aiohttp.ClientSession() as s:

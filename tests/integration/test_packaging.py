@@ -101,6 +101,7 @@ def test_helm_lint(helm: Path, variant: str) -> None:
     "securityContext.allowPrivilegeEscalation=true",
     "podSecurityContext.runAsNonRoot=false",
     "operator.logLevel=LOUD",
+    "operator.watchIdleTimeout=0",
     "agent.kind=StatefulSet",
     "operator.urls.caBundle.configMap=Not_A_Name",
     "operator.urls.allowNetworks={example.com}",

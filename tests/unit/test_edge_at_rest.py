@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from edgeplane.edge import render, store
 from edgeplane.edge.store import (
+    LazyFile,
     Store,
     atomic_write,
     leftovers,
@@ -138,7 +139,7 @@ def test_store_files_and_directory_are_private(tmp_path: Path, loose_umask: int)
     s = Store(tmp_path)
     secret = BundleBinding(name="K", secret="s3cr3t")
     d = deployment(bundle("ns.a", "export default {}", bindings=(secret,)))
-    s._apply_sync({"ns.a": d})
+    s._commit_sync(s._prepare_sync({"ns.a": d}))
     asyncio.run(s.save_exclusions({"ns": ("x.test/*",)}))
     # A code spec holds the secret's value: the cells load it as the Worker's binding.
     asyncio.run(s.save_code({d.primary: json.dumps(render.code_spec(d.versions[0])).encode()}))
@@ -283,3 +284,25 @@ def test_store_files_that_do_not_load_are_set_aside(tmp_path: Path) -> None:
     assert "not 'ns.moved'" in s.set_aside[1].reason
     assert sorted(p.name for p in s.dir.glob("*.json")) == ["ns.good.json"]  # the next start
     assert Store(tmp_path).load_all() == {"ns.good": good}  # finds nothing more to set aside
+
+
+async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_lazy_file_keeps_and_retries_what_it_could_not_write(tmp_path: Path) -> None:
+    # The real fault: its directory is missing (a full disk fails the same write path).
+    path = tmp_path / "missing" / "state.json"
+    failures: list[int] = []
+    f = LazyFile(path, 0.01, lambda: failures.append(1))
+    f.write_soon(lambda: b"one")
+    await _until(lambda: len(failures) >= 2)  # counted, and tried again
+    f.write_soon(lambda: b"two")  # a newer content while it fails: that one is written
+    await _until(lambda: len(failures) >= 4)
+    private_dir(path.parent)
+    await _until(path.exists)
+    assert path.read_bytes() == b"two"
+    f.cancel()

@@ -237,3 +237,119 @@ def test_decide_answers(pushes: dict, errors: dict[str, str], expected: dict) ->
 )
 def test_versions_of(named: dict, expected: set[str]) -> None:
     assert batch.versions_of(named) == expected
+
+
+UNCHECKED = "this location cannot check new versions now, retry: no fds"
+
+
+@pytest.mark.parametrize(
+    ("accepted", "pushes", "errors", "unavailable", "statuses", "stored", "served"),
+    [
+        # A version the validator could not check is neither refused nor served: 503.
+        ("a1", changes(a="a2"), {}, {"a2"}, dict(a=503), {}, "a1"),
+        ("", changes(a="a1", b="b1"), {}, {"a1"}, dict(a=503, b=200), dict(b="b1"), "b1"),
+        # One version refused outright is enough for a 422, whatever else was unchecked.
+        ("", changes(a="a12"), {"a1": BROKEN}, {"a2"}, dict(a=422), {}, ""),
+        ("", changes(a="a12"), {"a2": BROKEN}, {"a1"}, dict(a=422), {}, ""),
+        # A Worker not changing, or deleted, needs no check.
+        ("a1", changes(a="a1"), {}, {"a1"}, dict(a=200), {}, "a1"),
+        ("a1", changes(a=None), {}, {"a1"}, dict(a=200), dict(a=None), ""),
+        # Its route is not taken while it waits: a later Worker of the batch may claim it.
+        ("", changes(a="a1", b="ba"), {}, {"a1"}, dict(a=503, b=200), dict(b="ba"), "ba"),
+    ],
+)
+def test_decide_unavailable(
+    accepted: str,
+    pushes: dict,
+    errors: dict[str, str],
+    unavailable: set[str],
+    statuses: dict[str, int],
+    stored: dict[str, str | None],
+    served: str,
+) -> None:
+    got = batch.decide(
+        deps(accepted),
+        pushes,
+        {version(n): m for n, m in errors.items()},
+        {},
+        {version(n): UNCHECKED for n in unavailable},
+    )
+    assert {w: r.status for w, r in got.results.items()} == {
+        f"ns.{w}": s for w, s in statuses.items()
+    }
+    assert got.changes == changes(**stored)
+    assert got.candidate == deps(served)
+    # A 503 is never remembered as a refusal: the operator pushes it again.
+    assert set(got.refused) == {w for w, r in got.results.items() if r.status == 422}
+    assert all(r.body["error"] == UNCHECKED for r in got.results.values() if r.status == 503)
+
+
+@pytest.mark.parametrize(
+    ("kind", "alone", "expected"),
+    [
+        (batch.CHECK_OK, False, "ok"),
+        (batch.CHECK_OK, True, "ok"),
+        # workerd loaded it and said what is wrong: its own fault, beside others or not.
+        (batch.CHECK_REFUSED, False, "blame"),
+        (batch.CHECK_REFUSED, True, "blame"),
+        # A process that hung or died with others in it: any of them may have done it.
+        (batch.CHECK_TIMED_OUT, False, "again"),
+        (batch.CHECK_TIMED_OUT, True, "blame"),
+        (batch.CHECK_CRASHED, False, "again"),
+        (batch.CHECK_CRASHED, True, "blame"),
+        # No validator to ask (did not start, no fds, no disk): nobody's fault, retry.
+        (batch.CHECK_UNAVAILABLE, False, "unavailable"),
+        (batch.CHECK_UNAVAILABLE, True, "unavailable"),
+    ],
+)
+def test_check_verdict(kind: str, alone: bool, expected: str) -> None:
+    assert batch.check_verdict(kind, alone) == expected
+
+
+@pytest.mark.parametrize(
+    ("err", "status", "says"),
+    [
+        (OSError(28, "No space left on device"), 507, "out of disk space"),
+        (OSError(122, "Disk quota exceeded"), 507, "out of disk space"),
+        (OSError(24, "Too many open files"), 503, "cannot write its store"),
+        (OSError(5, "Input/output error"), 503, "cannot write its store"),
+    ],
+)
+def test_store_failed(err: OSError, status: int, says: str) -> None:
+    got, message = batch.store_failed(err)
+    assert got == status
+    assert says in message and str(err.strerror) in message
+    assert "nothing of this change was stored or served" in message
+
+
+@pytest.mark.parametrize(
+    ("retryable", "status", "prefix"),
+    [
+        (True, 503, "the Worker's cell did not start here, retry: "),
+        (False, 422, "workerd refused the Worker: "),
+    ],
+)
+def test_own_cell_failure(retryable: bool, status: int, prefix: str) -> None:
+    assert batch.own_cell_failure("ns.a", "why", retryable) == Result(
+        status, {"error": prefix + "why", "worker": "ns.a"}
+    )
+
+
+OOM = (
+    "<--- Last few GCs --->\n[1:0x5] 1433 ms: Mark-Compact (reduce) 1404.0\n\n"
+    "workerd/jsg/setup.c++:44: fatal: V8 fatal error; location = Reached heap limit\n"
+    "*** Received signal #6: Aborted\nstack: /lib/libc.so.6@0x8aeeb workerd@0x47b\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (OOM, "workerd/jsg/setup.c++:44: fatal: V8 fatal error; location = Reached heap limit"),
+        ("some line\nlast words\n*** Received signal #11\nstack: x@0x1", "last words"),
+        ("*** Received signal #9\n", "it exited without a word"),
+        ("", "it exited without a word"),
+    ],
+)
+def test_crash_reason(stderr: str, expected: str) -> None:
+    assert batch.crash_reason(stderr) == expected

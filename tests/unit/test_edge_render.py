@@ -448,7 +448,9 @@ def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:
         ),
         routes=("a.test/*",),
     )
-    s._apply_sync({"ns.a": d})
+    staged = s._prepare_sync({"ns.a": d})
+    assert Store(tmp_path).load_all() == {}  # prepared is not stored yet
+    s._commit_sync(staged)
     assert Store(tmp_path).load_all() == {"ns.a": d}
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
     # A crash between write and rename leaves a temp file: not accepted, purged at start.
@@ -456,8 +458,25 @@ def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:
     assert Store(tmp_path).load_all() == {"ns.a": d}
     purge_leftovers(tmp_path)
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
-    s._apply_sync({"ns.a": None, "ns.b": None})
+    s._commit_sync(s._prepare_sync({"ns.a": None, "ns.b": None}))
     assert Store(tmp_path).load_all() == {}
+
+
+def test_a_batch_that_fails_to_prepare_leaves_nothing(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    a, b = _dep(_bundle("ns.a")), _dep(_bundle("ns.b"))
+    s._commit_sync(s._prepare_sync({"ns.a": a}))
+    # The second write fails (here: a name the store refuses; a full disk is the same path).
+    with pytest.raises(ValueError, match="invalid worker name"):
+        s._prepare_sync({"ns.b": b, "../escape": b, "ns.a": None})
+    assert sorted(p.name for p in (tmp_path / "deployments").iterdir()) == ["ns.a.json"]
+    # A Worker dropped from a prepared batch keeps what it had.
+    staged = s._prepare_sync({"ns.a": None, "ns.b": b})
+    staged.drop("ns.a")
+    staged.drop("ns.b")
+    s._commit_sync(staged)
+    assert Store(tmp_path).load_all() == {"ns.a": a}
+    assert sorted(p.name for p in (tmp_path / "deployments").iterdir()) == ["ns.a.json"]
     with pytest.raises(ValueError):
         s._path("../evil")
 

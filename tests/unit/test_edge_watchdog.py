@@ -4,6 +4,8 @@ is quarantined."""
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from edgeplane.edge.watchdog import (
@@ -13,6 +15,7 @@ from edgeplane.edge.watchdog import (
     culprit,
     quarantine_reason,
     recent,
+    says_nothing,
 )
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -130,3 +133,21 @@ def test_quarantine_reason(ago: list[float], last: Suspect, expected: str | None
 
 def test_quarantine_takes_three_hangs_in_ten_minutes() -> None:
     assert (HANGS_TO_QUARANTINE, WINDOW) == (3, 600.0)
+
+
+@pytest.mark.parametrize(
+    ("error_number", "expected"),
+    [
+        # The agent's own lack of fds or memory: the process may be fine, keep it.
+        (errno.EMFILE, True),
+        (errno.ENFILE, True),
+        (errno.ENOBUFS, True),
+        (errno.ENOMEM, True),
+        # The process's side: nothing listens, or it reset the connection.
+        (errno.ECONNREFUSED, False),
+        (errno.ECONNRESET, False),
+        (None, False),  # no errno: a protocol error, a bad answer
+    ],
+)
+def test_says_nothing(error_number: int | None, expected: bool) -> None:
+    assert says_nothing(error_number) is expected

@@ -54,3 +54,28 @@ def test_the_ca_bundle_is_read_at_start(tmp_path: Path) -> None:
     for path in (tmp_path / "missing.pem", tmp_path / "junk.pem"):
         with pytest.raises(SystemExit, match=f"--url-ca-bundle {path}: "):
             url_settings(parse_args(["--url-ca-bundle", str(path)]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, 70.0),
+        (["--watch-idle-timeout", "15"], {}, 15.0),
+        ([], {"EDGEPLANE_WATCH_IDLE_TIMEOUT": "120"}, 120.0),
+    ],
+)
+def test_watch_idle_timeout(
+    argv: list[str], env: dict[str, str], expected: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert parse_args(argv).watch_idle_timeout == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_watch_idle_timeout_must_be_positive(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--watch-idle-timeout", value])
+    assert "--watch-idle-timeout: not a positive number of seconds" in capsys.readouterr().err

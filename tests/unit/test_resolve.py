@@ -62,3 +62,23 @@ def test_an_event_during_the_first_read_is_kept() -> None:
     r._fetching.add(("ConfigMap", "apps", "code"))
     r.seen("ConfigMap", _cm("code", 12, "new"), deleted=False, referenced=False)
     assert r.sources[("ConfigMap", "apps", "code")][0] == 12
+
+
+def test_a_source_read_as_deleted_after_a_watch_gap_is_dropped_unless_an_event_beat_it() -> None:
+    r = Resolver(kube=None)  # type: ignore[arg-type]
+    r.seen("ConfigMap", _cm("code", 3, "v1"), deleted=False, referenced=True)
+    r.seen("ConfigMap", _cm("other", 4, "v1"), deleted=False, referenced=True)
+    r.seen("ConfigMap", _cm("gone", 5, "v1"), deleted=True, referenced=True)
+    r.seen("Secret", _secret(6, b"x"), deleted=False, referenced=True)
+    held = r.held("ConfigMap")
+    assert held == {("ConfigMap", "apps", "code"): 3, ("ConfigMap", "apps", "other"): 4}
+    # A read found both missing; meanwhile "other" was created again (a newer event).
+    r.seen("ConfigMap", _cm("other", 8, "v2"), deleted=False, referenced=True)
+    assert r.gone(("ConfigMap", "apps", "code"), held[("ConfigMap", "apps", "code")])
+    assert not r.gone(("ConfigMap", "apps", "other"), held[("ConfigMap", "apps", "other")])
+    assert r.sources[("ConfigMap", "apps", "code")] == (3, None)
+    assert r.sources[("ConfigMap", "apps", "other")][1]["index.js"] == "v2"
+    assert not r.gone(("ConfigMap", "apps", "code"), 3)  # already dropped
+    # Created again later: its event replaces the drop.
+    r.seen("ConfigMap", _cm("code", 9, "v3"), deleted=False, referenced=False)
+    assert r.sources[("ConfigMap", "apps", "code")][1]["index.js"] == "v3"

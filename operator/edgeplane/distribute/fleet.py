@@ -149,6 +149,12 @@ class Fleet:
             if any((r.get("namespace"), r.get("name")) == (namespace, name) for r in refs):
                 self.at(tname).endpoint = None
 
+    def forget_credentials(self) -> None:
+        """Every target reads its Secrets again (after a relist of Secrets: one deleted
+        during a watch gap brought no event)."""
+        for name in self.targets:
+            self.at(name).endpoint = None
+
     # -- what the planner sees -----------------------------------------------------------
 
     async def views(self) -> list[TargetView]:

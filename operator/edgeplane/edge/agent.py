@@ -29,7 +29,7 @@ from edgeplane.edge.cells import DataPlane, FrontDown
 from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
-from edgeplane.edge.store import LazyFile, Store, private_dir, secure_state
+from edgeplane.edge.store import LazyFile, Staged, Store, private_dir, secure_state
 from edgeplane.edge.validate import Validator
 from edgeplane.wire import Bundle, Deployment, redact, secrets_of, signed_headers
 
@@ -76,6 +76,11 @@ def _specs(changes: Mapping[str, Deployment | None]) -> dict[str, bytes]:
 def _statics(deployments: Mapping[str, Deployment | None]) -> dict[str, Deployment]:
     """Own cell key → its Durable Object Worker, of `deployments`."""
     return {places.own(w): d for w, d in deployments.items() if d and render.needs_own_cell(d)}
+
+
+def _push_label(status: int) -> str:
+    """edgeplane_agent_pushes_total's label for an answer."""
+    return "ok" if status < 400 else "refused" if status < 500 else "failed"
 
 
 def _own_cells(deployments: Mapping[str, Deployment]) -> dict[str, bool]:
@@ -300,9 +305,17 @@ class Agent:
             if d is None:
                 self.refused.pop(w, None)  # a deleted Worker's refusal goes with it, at once
         new = batches.to_validate(self.accepted, wanted, self.validated)
-        errors = await self.validator.validate(new)  # beside other batches' validations
+        found = await self.validator.validate(new)  # beside other batches' validations
+        if found.unavailable:
+            log.error(
+                "could not check %d versions: %s",
+                len(found.unavailable),
+                next(iter(found.unavailable.values())),
+            )
         async with self._batches.deciding:
-            decision = batches.decide(self.accepted, wanted, errors, self.exclusions)
+            decision = batches.decide(
+                self.accepted, wanted, found.errors, self.exclusions, found.unavailable
+            )
             self.refused.update(decision.refused)
             self.metrics.validation_failures.inc(len(decision.refused))
             results = dict(decision.results)
@@ -310,26 +323,32 @@ class Agent:
                 results.update(await self._commit(decision))
         for w, p in batch.items():
             r = results[w]
-            self.metrics.pushes.labels("ok" if r.status < 400 else "refused").inc()
+            self.metrics.pushes.labels(_push_label(r.status)).inc()
             p.answer(r)
 
     async def _commit(self, decision: batches.Decision) -> dict[str, Result]:
         """Store and serve the decided changes: their code files, their own cells (Durable
         Object Workers), the front's new state. Returns the answers that change: Workers
-        whose own cell did not start, and all when the front did not take the state."""
+        whose own cell did not start, all when the front did not take the state, and all
+        when the store could not be written (then nothing changed, here or on disk)."""
         changes = dict(decision.changes)
         started = time.monotonic()
         async with self._serving:
             previous = {w: self.accepted.get(w) for w in changes}
-            await self.store.save_code(await asyncio.to_thread(_specs, changes))
+            try:
+                staged = await self._stage(changes)
+            except OSError as e:
+                status, message = self._store_failed("batch", len(changes), e)
+                return {w: Result.error(status, message, worker=w) for w in changes}
             candidate = decision.candidate
             failed = await self._start_own_cells(changes, candidate)
             for w in failed:
                 changes.pop(w)
+                staged.drop(w)
                 candidate.pop(w, None)
                 if previous[w] is not None:
                     candidate[w] = previous[w]  # type: ignore[assignment]
-            await self.store.apply(changes)
+            await self.store.commit(staged)
             down = await self._publish(changes, candidate)
             self.accepted = candidate
             await self.dp.drop_statics(
@@ -341,20 +360,48 @@ class Agent:
             )
         for w in changes:
             self.refused.pop(w, None)
-        self.refused.update(failed)
+        self.refused.update({w: str(r.body["error"]) for w, r in failed.items() if r.status == 422})
         self.validated |= batches.versions_of(changes)
         self.metrics.workers.set(len(self.accepted))
         self.metrics.publish_time.observe(time.monotonic() - started)
-        out = {w: Result.error(422, msg, worker=w) for w, msg in failed.items()}
+        out = dict(failed)
         if down:
             out |= {w: Result.error(503, down, worker=w) for w in changes}
         return out
 
+    async def _stage(self, changes: dict[str, Deployment | None]) -> Staged:
+        """Every file the batch needs, written before anything serves it: the new code
+        files, then the deployments as temp files. Raises OSError (a full disk, no fds)
+        with none of the batch's new files left."""
+        code = await asyncio.to_thread(_specs, changes)
+        fresh = set(code) - self.store.code_versions()
+        try:
+            await self.store.save_code(code)
+            return await self.store.prepare(changes)
+        except OSError:
+            with contextlib.suppress(OSError):
+                await self.store.remove_code(fresh - batches.versions_of(self.accepted))
+            raise
+
+    def _store_failed(self, what: str, n: int, e: OSError) -> tuple[int, str]:
+        """Count and log a change that could not be stored; its answer's status, message."""
+        status, message = batches.store_failed(e)
+        self.metrics.store_write_failures.labels(what).inc()
+        log.error(
+            "could not store the %s (%d changes: %s): answered %d, nothing changed, the last "
+            "good versions keep serving",
+            what,
+            n,
+            e,
+            status,
+        )
+        return status, message
+
     async def _start_own_cells(
         self, changes: dict[str, Deployment | None], candidate: dict[str, Deployment]
-    ) -> dict[str, str]:
-        """Start the own cells of the changed Durable Object Workers; Worker → why its cell
-        did not start (its change is refused, its last good version keeps serving)."""
+    ) -> dict[str, Result]:
+        """Start the own cells of the changed Durable Object Workers; Worker → the answer
+        when its cell did not start (its last good version keeps serving)."""
         statics = {
             places.own(w): d
             for w, d in changes.items()
@@ -362,7 +409,7 @@ class Agent:
         }
         errors = await self.dp.set_statics(statics)
         return {
-            w: f"workerd refused the Worker: {errors[places.own(w)]}"
+            w: batches.own_cell_failure(w, *errors[places.own(w)])
             for w in changes
             if places.own(w) in errors
         }
@@ -416,8 +463,12 @@ class Agent:
                 new[namespace] = patterns
             if new == self.exclusions:
                 return Result(200, {"changed": False, "namespace": namespace})
+            try:  # stored first: memory never holds what the disk does not
+                await self.store.save_exclusions(new)
+            except OSError as e:
+                status, message = self._store_failed("exclusions", 1, e)
+                return Result.error(status, message, namespace=namespace)
             self.exclusions = new
-            await self.store.save_exclusions(new)
             down = await self._publish_settings()
             if down:
                 return Result.error(503, f"stored, but the front did not take it: {down}")
@@ -429,8 +480,11 @@ class Agent:
         async with self._serving:
             if key == self.signing_key:
                 return Result(200, {"changed": False})
+            try:
+                await self.store.save_signing_key(key)
+            except OSError as e:
+                return Result.error(*self._store_failed("signing-key", 1, e))
             self.signing_key = key
-            await self.store.save_signing_key(key)
             down = await self._publish_settings()
             if down:
                 msg = redact(down, [*secrets_of(self.accepted.values()), key])
@@ -461,7 +515,11 @@ class Agent:
             return
         async with self._serving:
             self.quarantine[suspect.version] = reason
-            await self.store.save_quarantine(self.quarantine)
+            try:  # quarantined here even if the disk is full: forgotten at a restart then
+                await self.store.save_quarantine(self.quarantine)
+            except OSError as e:
+                self.metrics.store_write_failures.labels("quarantine").inc()
+                log.error("could not store the quarantine of %s: %s", suspect.version[:12], e)
             self.metrics.quarantined.set(len(self.quarantine))
             await self._publish_settings()
         log.error(

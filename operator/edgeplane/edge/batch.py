@@ -7,6 +7,7 @@ validation errors into each Worker's answer and the deployments to store and ser
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -195,13 +196,16 @@ def decide(
     batch: Changes,
     errors: Mapping[str, str],
     excluded: Excluded,
+    unavailable: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Each Worker's answer, given the validation errors (version -> message). Workers are
-    taken in batch order: a route goes to the first that claims it."""
+    """Each Worker's answer, given the validation errors (version -> message) and the
+    versions the location could not check (version -> why: 503, retryable, never a
+    refusal). Workers are taken in batch order: a route goes to the first that claims it."""
     results: dict[str, Result] = {}
     candidate = accepted.copy() if isinstance(accepted, Served) else Served(accepted)
     changes: dict[str, Deployment | None] = {}
     refused: dict[str, str] = {}
+    unknown = unavailable or {}
     for w, d in batch.items():
         if d is None:
             if w in accepted:
@@ -212,6 +216,10 @@ def decide(
             results[w] = _unchanged_result(d)
             continue
         bad = [errors[v] for b in d.versions if (v := b.version or "") in errors]
+        unchecked = [unknown[v] for b in d.versions if (v := b.version or "") in unknown]
+        if unchecked and not bad:
+            results[w] = Result.error(503, unchecked[0], worker=w)
+            continue
         if bad:
             results[w] = Result.error(422, bad[0], worker=w)
             refused[w] = bad[0]
@@ -228,3 +236,62 @@ def decide(
         if d is None:
             candidate.pop(w, None)
     return Decision(results, changes, candidate, refused)
+
+
+# What one check of a version in the validator found.
+CHECK_OK = "ok"
+CHECK_REFUSED = "refused"  # workerd loaded it and said what is wrong with it
+CHECK_TIMED_OUT = "timeout"  # no answer within the timeout (its process is then replaced)
+CHECK_CRASHED = "crashed"  # the validator process died while checking it
+CHECK_UNAVAILABLE = "unavailable"  # the validator could not check (did not start, no fds...)
+
+
+def check_verdict(kind: str, alone: bool) -> str:
+    """What a check's outcome means for its version: "ok", "blame" (refuse it: 422),
+    "again" (check it again on its own: a version checked beside it in the same process
+    may have caused it), or "unavailable" (the location cannot check now: 503, retried by
+    the operator). A timeout or a crash is the version's fault only when it was alone; a
+    validator that did not start or answer had no version loaded to blame."""
+    if kind == CHECK_OK:
+        return "ok"
+    if kind == CHECK_UNAVAILABLE:
+        return "unavailable"
+    if kind in (CHECK_TIMED_OUT, CHECK_CRASHED) and not alone:
+        return "again"
+    return "blame"
+
+
+def crash_reason(stderr: str) -> str:
+    """What a workerd that died says about why, from its stderr: the fatal error line (V8's
+    "Reached heap limit"), else its last line that is not the signal or the stack."""
+    lines = [x.strip() for x in stderr.splitlines() if x.strip()]
+    fatal = [x for x in lines if "fatal" in x.lower()]
+    rest = [x for x in lines if not x.startswith(("stack:", "*** "))]
+    return (fatal or rest or ["it exited without a word"])[-1][:MAX_MESSAGE]
+
+
+# errno of a failed store write → the answer's status: out of space is 507 (Insufficient
+# Storage), anything else (EMFILE, EIO...) 503; both retryable, neither a refusal.
+_OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def store_failed(err: OSError) -> tuple[int, str]:
+    """The status and message of a change that could not be stored: nothing of it was
+    stored or served, the location keeps serving the last good versions."""
+    status = 507 if err.errno in _OUT_OF_SPACE else 503
+    what = "out of disk space" if status == 507 else "cannot write its store"
+    message = (
+        f"this location is {what} ({err.strerror or err}): nothing of this change was "
+        "stored or served, the last good version keeps serving; retry once it has room"
+    )
+    return status, message
+
+
+def own_cell_failure(worker: str, why: str, retryable: bool) -> Result:
+    """The answer to a Durable Object Worker whose own cell did not start: a start that timed
+    out or lacked a resource (a loaded machine, no fds) is retried (503); one where workerd
+    exited on the Worker is refused (422)."""
+    if retryable:
+        message = f"the Worker's cell did not start here, retry: {why}"
+        return Result.error(503, message, worker=worker)
+    return Result.error(422, f"workerd refused the Worker: {why}", worker=worker)

@@ -28,8 +28,8 @@ import aiohttp
 from edgeplane.edge import counts, integrity, render, workerd
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.placement import shared
-from edgeplane.edge.store import LazyFile, atomic_write, private_dir, write_private
-from edgeplane.edge.watchdog import Suspect, culprit
+from edgeplane.edge.store import LazyFile, atomic_write, private_dir
+from edgeplane.edge.watchdog import Suspect, culprit, says_nothing
 from edgeplane.wire import Deployment, redact, secrets_of
 
 log = logging.getLogger("edgeplane.agent")
@@ -107,10 +107,13 @@ class DataPlane:
         self._front_seq: int | None = None  # the state the front holds; None: unknown
         self._published = False  # the agent has said what to serve (start publishes it all)
         # The front's whole state on disk, for a front that starts while the agent is away.
-        self._disk = LazyFile(Path(paths.front_dir) / "state.json", DISK_EVERY)
+        failures = metrics.store_write_failures.labels("front-state")
+        self._disk = LazyFile(Path(paths.front_dir) / "state.json", DISK_EVERY, failures.inc)
         self._lock = asyncio.Lock()  # one change of processes or state at a time
         self._tasks: set[asyncio.Task[None]] = set()
         self._file = run_dir / "dataplane.json"
+        self._unsaved = False  # the last write of _file failed
+        self._short_of_fds = -60.0  # when a ping that could not even be sent was last logged
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self, statics: Mapping[str, Deployment]) -> None:
@@ -156,8 +159,9 @@ class DataPlane:
         other cell is started and served meanwhile."""
         try:
             await self._replace_cell(key, static)
-        except workerd.StartFailed as e:
-            why = redact(self.redact(e.message), secrets_of([static] if static else []))
+        except (workerd.StartFailed, OSError) as e:  # OSError: no fds, no disk for its dirs
+            text = e.message if isinstance(e, workerd.StartFailed) else f"{type(e).__name__}: {e}"
+            why = redact(self.redact(text), secrets_of([static] if static else []))
             self.start_failed[key] = self.unhealthy[key] = f"cell {key} did not start: {why}"
             previous = self._retry.get(key)
             delay = integrity.next_retry(previous[1] if previous else None)
@@ -269,10 +273,12 @@ class DataPlane:
             self._front_seq = None
             raise FrontDown(f"the front did not take the new state: {e!r}") from None
 
-    async def set_statics(self, statics: Mapping[str, Deployment]) -> dict[str, str]:
+    async def set_statics(self, statics: Mapping[str, Deployment]) -> dict[str, tuple[str, bool]]:
         """Start a new own cell for each Durable Object Worker that changed (the old one keeps
-        serving until `publish` moved the front); returns cell key → why it did not start."""
-        errors: dict[str, str] = {}
+        serving until `publish` moved the front); returns cell key → why it did not start,
+        and whether that may pass by itself (a timeout on a loaded machine, no fds or disk
+        for its config) rather than be the Worker's fault."""
+        errors: dict[str, tuple[str, bool]] = {}
         async with self._lock:
             for key, d in statics.items():
                 old = self.statics.get(key)
@@ -283,7 +289,9 @@ class DataPlane:
                     self.start_failed.pop(key, None)
                     self._retry.pop(key, None)
                 except workerd.StartFailed as e:
-                    errors[key] = redact(e.message, secrets_of([d]))
+                    errors[key] = (redact(e.message, secrets_of([d])), e.timed_out)
+                except OSError as e:
+                    errors[key] = (f"{type(e).__name__}: {e}", True)
                 await self._save()
         return errors
 
@@ -309,9 +317,11 @@ class DataPlane:
             # The disk copy lags by up to DISK_EVERY: a new front reads it before the agent's
             # first push reaches it, and requests may be waiting in the socket's backlog.
             body = json.dumps(self._doc(True), separators=(",", ":")).encode()
-            await asyncio.to_thread(atomic_write, Path(self.paths.front_dir) / "state.json", body)
-        cfg = self.run_dir / "config-front.capnp"
-        p = await self._run(cfg, render.front_config(self.paths, self.internal_key), socks)
+            try:
+                await asyncio.to_thread(atomic_write, self._disk.path, body)
+            except OSError as e:  # a full disk: the agent pushes it the whole state anyway
+                self._write_failed("front-state", e)
+        p = await self._run(render.front_config(self.paths, self.internal_key), socks)
         self.front = p
         self._front_seq = None  # a new front holds the state on disk, maybe stale
         self.counts.start(p)
@@ -338,13 +348,12 @@ class DataPlane:
 
     async def _start_cell(self, key: str, static: Deployment | None) -> workerd.Proc:
         assert self.front is not None
-        cfg = self.run_dir / f"config-{key.replace(':', '-')}.capnp"
         if static is not None:
             await asyncio.to_thread(private_dir, Path(self.paths.do_dir))
         text = render.cell_config(
             self.paths, self.front.ports["internal"], self.internal_key, static
         )
-        p = await self._run(cfg, text, {"http": None})
+        p = await self._run(text, {"http": None})
         self.cells[key] = p
         if static is not None:
             self.statics[key] = static
@@ -362,22 +371,19 @@ class DataPlane:
         if old is not None:
             self._retire(old)
 
-    async def _run(self, cfg: Path, text: str, sockets: dict[str, int | None]) -> workerd.Proc:
-        """workerd on config `text`, detached; the config goes once it listens or fails.
-        Its stderr is a pipe the agent reads into memory, never a file: workerd echoes
-        Workers' exceptions there, secrets and all. Once the agent is gone, workerd's writes
-        to it fail and are lost (it carries on); an adopted process's stderr is unknown."""
-        await asyncio.to_thread(write_private, cfg, text.encode())
-        try:
-            return await workerd.start(
-                self.workerd_bin,
-                cfg,
-                sockets=sockets,
-                start_timeout=self.start_timeout,
-                detached=True,
-            )
-        finally:
-            await asyncio.to_thread(cfg.unlink, missing_ok=True)
+    async def _run(self, text: str, sockets: dict[str, int | None]) -> workerd.Proc:
+        """workerd on config `text` (in memory: never on disk, where it would need room and
+        hold secrets), detached. Its stderr is a pipe the agent reads into memory, never a
+        file: workerd echoes Workers' exceptions there, secrets and all. Once the agent is
+        gone, workerd's writes to it fail and are lost (it carries on); an adopted
+        process's stderr is unknown."""
+        return await workerd.start_in_memory(
+            self.workerd_bin,
+            text,
+            sockets=sockets,
+            start_timeout=self.start_timeout,
+            detached=True,
+        )
 
     def _retire(self, p: workerd.Proc) -> None:
         self._spawn(workerd.stop(p, self.drain_grace))
@@ -400,7 +406,19 @@ class DataPlane:
             "cells": {k: entry(p) for k, p in self.cells.items()},
             "statics": {k: d.identity() for k, d in self.statics.items()},
         }
-        await asyncio.to_thread(atomic_write, self._file, json.dumps(doc).encode())
+        try:
+            await asyncio.to_thread(atomic_write, self._file, json.dumps(doc).encode())
+            self._unsaved = False
+        except OSError as e:
+            # A full disk must not stop a process change half-way: the watchdog writes it
+            # again (until then an agent restarted here would not adopt the changed ones).
+            if not self._unsaved:  # once, not at every watchdog pass while the disk is full
+                self._write_failed("dataplane", e)
+            self._unsaved = True
+
+    def _write_failed(self, file: str, e: OSError) -> None:
+        self.metrics.store_write_failures.labels(file).inc()
+        log.error("could not write the %s file: %s", file, e)
 
     async def _adopt(self) -> None:
         saved = self._load()
@@ -431,7 +449,8 @@ class DataPlane:
 
     # ---- watchdog --------------------------------------------------------------------
     async def _ping(self, p: workerd.Proc, socket_name: str, path: str) -> str | None:
-        """None if `p` answered `path` within hang_timeout, else why not."""
+        """None if `p` answered `path` within hang_timeout (or the agent could not ask: it
+        is out of fds), else why not."""
         if not p.alive():
             return self.redact(f"exited ({p.returncode}): {p.stderr_text()[-500:]}".strip())
         url = f"http://127.0.0.1:{p.ports[socket_name]}{path}"
@@ -443,6 +462,11 @@ class DataPlane:
         except TimeoutError:
             return f"did not answer within {self.hang_timeout:g}s"
         except (aiohttp.ClientError, OSError) as e:
+            if says_nothing(getattr(e, "errno", None)):  # the agent is out of fds: not p
+                if time.monotonic() - self._short_of_fds > 30:  # once a while, not every pass
+                    log.error("could not ping a process (%s): not replacing it for that", e)
+                    self._short_of_fds = time.monotonic()
+                return None
             return f"{type(e).__name__}: {e}"
 
     async def _watch(self) -> None:
@@ -451,6 +475,9 @@ class DataPlane:
             try:
                 await self._check_front()
                 await self._ensure_cells()
+                if self._unsaved:
+                    async with self._lock:
+                        await self._save()
                 cells = list(self.cells.items())
                 why = await asyncio.gather(
                     *(self._ping(p, "http", "/__edgeplane/ping") for _, p in cells)

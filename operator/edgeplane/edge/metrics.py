@@ -51,6 +51,14 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.store_write_failures = Counter(
+            p + "store_write_failures_total",
+            "Writes to the agent's state dir that failed (a full disk, no file descriptors), "
+            "by file: a batch (answered 507/503, nothing of it stored or served), or a file "
+            "rewritten in the background (kept and retried)",
+            ["file"],
+            registry=r,
+        )
         self.cells = Gauge(p + "cells", "Cells (workerd processes serving Workers)", registry=r)
         self.requests = Counter(
             p + "requests_total",

@@ -11,6 +11,7 @@ every file the agent writes there is 0600 and every directory 0700, whatever the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -51,11 +52,13 @@ class LazyFile:
     latest content: state that must survive a restart but need not be on disk before a
     change is answered (its cost then never lands on a deploy)."""
 
-    def __init__(self, path: Path, every: float) -> None:
+    def __init__(self, path: Path, every: float, failed: Callable[[], None] | None = None) -> None:
         self.path = path
         self.every = every
+        self.failed = failed  # called on each write that failed (a metric)
         self._content: Callable[[], bytes] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failing = False  # logged once per run of failures, not every retry
 
     def write_soon(self, content: Callable[[], bytes]) -> None:
         self._content = content
@@ -65,8 +68,25 @@ class LazyFile:
     async def _write(self) -> None:
         await asyncio.sleep(self.every)
         content, self._content = self._content, None
-        if content is not None:
+        if content is None:
+            return
+        try:
             await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+        except OSError as e:
+            # A full disk or no fds: keep the content (unless a newer one came meanwhile)
+            # and try again, never drop it silently.
+            if self.failed is not None:
+                self.failed()
+            if not self._failing:
+                log.error("could not write %s, retrying: %s", self.path, e)
+            self._failing = True
+            if self._content is None:
+                self._content = content
+            self._task = asyncio.create_task(self._write())
+            return
+        if self._failing:
+            log.info("wrote %s again", self.path)
+        self._failing = False
 
     async def flush(self) -> None:
         """Write what is pending now (at a graceful stop)."""
@@ -74,7 +94,10 @@ class LazyFile:
             self._task.cancel()
         content, self._content = self._content, None
         if content is not None:
-            await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+            try:
+                await asyncio.to_thread(lambda: atomic_write(self.path, content()))
+            except OSError as e:  # a stop must go on: what this file held is lost
+                log.error("could not write %s at stop: %s", self.path, e)
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -108,11 +131,26 @@ def write_private(path: Path, content: bytes, *, fsync: bool = False) -> None:
             os.fsync(f.fileno())
 
 
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _stage(path: Path, content: bytes) -> Path:
+    """A temp file beside `path` holding `content`, fsynced; none left if that fails (a full
+    disk must not keep a half-written temp file taking what room is left)."""
+    tmp = _tmp(path)
+    try:
+        write_private(tmp, content, fsync=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
 def _replace(path: Path, content: bytes) -> None:
     """`path` becomes `content` whole (temp file, fsync, rename); the caller fsyncs the dir."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write_private(tmp, content, fsync=True)
-    os.replace(tmp, path)
+    os.replace(_stage(path, content), path)
 
 
 def atomic_write(path: Path, content: bytes) -> None:
@@ -200,6 +238,29 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
+@dataclass
+class Staged:
+    """A batch of deployment writes, prepared but not yet the store."""
+
+    write: dict[str, tuple[Path, Path]]  # Worker → (its temp file, its store file)
+    remove: list[Path]  # store files of deleted Workers
+
+    def drop(self, worker: str) -> None:
+        """Leave `worker` as stored (its change was refused after all)."""
+        tmp, _ = self.write.pop(worker, (None, None))
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        self.remove = [p for p in self.remove if p.stem != worker]
+
+
+def _discard(staged: Staged) -> None:
+    for tmp, _ in staged.write.values():
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    staged.write.clear()
+    staged.remove.clear()
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.dir = private_dir(root / "deployments")
@@ -244,17 +305,37 @@ class Store:
             return {}
         return doc
 
-    def _apply_sync(self, changes: dict[str, Deployment | None]) -> None:
-        for worker, d in changes.items():
-            path = self._path(worker)
-            if d is None:
-                path.unlink(missing_ok=True)
-            else:
-                _replace(path, d.model_dump_json(by_alias=True, exclude_none=True).encode())
+    def _prepare_sync(self, changes: dict[str, Deployment | None]) -> Staged:
+        staged = Staged({}, [])
+        try:
+            for worker, d in changes.items():
+                path = self._path(worker)
+                if d is None:
+                    staged.remove.append(path)
+                else:
+                    data = d.model_dump_json(by_alias=True, exclude_none=True).encode()
+                    staged.write[worker] = (_stage(path, data), path)
+        except BaseException:
+            _discard(staged)
+            raise
+        return staged
+
+    async def prepare(self, changes: dict[str, Deployment | None]) -> Staged:
+        """Write every changed deployment to a temp file, fsynced: where a full disk or a
+        lack of fds fails a batch (OSError), and then nothing of it is left. `commit`
+        makes them the store; `Staged.drop` takes one Worker out first."""
+        return await asyncio.to_thread(self._prepare_sync, changes)
+
+    def _commit_sync(self, staged: Staged) -> None:
+        for tmp, path in staged.write.values():
+            os.replace(tmp, path)
+        for path in staged.remove:
+            path.unlink(missing_ok=True)
         fsync_dir(self.dir)  # one directory fsync for the whole batch
 
-    async def apply(self, changes: dict[str, Deployment | None]) -> None:
-        await asyncio.to_thread(self._apply_sync, changes)
+    async def commit(self, staged: Staged) -> None:
+        """Renames and unlinks only: they take no room, so a batch is stored whole."""
+        await asyncio.to_thread(self._commit_sync, staged)
 
     def load_exclusions(self) -> dict[str, tuple[str, ...]]:
         """Namespace -> its route patterns without a Worker, as last accepted."""

@@ -3,7 +3,10 @@ cell of its own that serves nothing, through the same loader the serving cells u
 check module that also asks for a fetch handler (host_js.py). A few processes for all
 checks (a check is CPU in workerd: one per core), none per check; a version that does not
 finish loading within the timeout (a loop at top level) gets its process killed and
-replaced, and the versions checked alongside it are checked again one at a time."""
+replaced, and the versions checked alongside it, or alongside one that ended the process
+(a heap bomb), are checked again one at a time: only a version that fails alone is
+refused. A validator that cannot check at all (it did not start, no file descriptors, no
+disk) refuses nothing: those versions are answered 503, retryable."""
 
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
+from edgeplane.edge import batch as batches
 from edgeplane.edge import render, workerd
 from edgeplane.edge.batch import MAX_MESSAGE
 from edgeplane.edge.metrics import Metrics
@@ -29,7 +34,34 @@ PROCESSES = max(1, min(4, os.cpu_count() or 1))
 # replaced after this many checks, and stopped once idle, so its memory stays bounded.
 RECYCLE_AFTER = 100
 IDLE_STOP = 5.0
-_TIMED_OUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # batch.CHECK_*
+    message: str = ""
+
+
+def _unavailable(why: str) -> str:
+    return f"this location cannot check new versions now, retry: {why}"[:MAX_MESSAGE]
+
+
+@dataclass
+class Found:
+    """What a validation found: version → why it does not load (refused: 422), and version
+    → why it could not be checked (503, retryable)."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def add(self, b: Bundle, outcome: Outcome, *, alone: bool) -> bool:
+        """Record `outcome` for `b`; True if `b` must be checked again on its own."""
+        verdict = batches.check_verdict(outcome.kind, alone)
+        if verdict == "blame":
+            self.errors[b.version or ""] = outcome.message
+        elif verdict == "unavailable":
+            self.unavailable[b.version or ""] = outcome.message
+        return verdict == "again"
 
 
 class Validator:
@@ -50,15 +82,19 @@ class Validator:
             for i in range(PROCESSES)
         ]
 
-    async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
-        """Version -> why it does not load, for each of `bundles` that does not."""
+    async def validate(self, bundles: list[Bundle]) -> Found:
+        """Which of `bundles` do not load, and which could not be checked."""
         n = len(self.checkers)
         # Idle validators first: one busy with a slow check does not hold the next batch.
         checkers = sorted(self.checkers, key=lambda c: c.busy)
-        found = await asyncio.gather(
+        parts = await asyncio.gather(
             *(c.validate(bundles[i::n]) for i, c in enumerate(checkers) if bundles[i::n])
         )
-        return {v: e for errors in found for v, e in errors.items()}
+        out = Found()
+        for f in parts:
+            out.errors |= f.errors
+            out.unavailable |= f.unavailable
+        return out
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.checkers))
@@ -104,8 +140,8 @@ class _Checker:
             await workerd.kill(self.proc)
             self.proc = None
 
-    async def validate(self, bundles: list[Bundle]) -> dict[str, str]:
-        errors: dict[str, str] = {}
+    async def validate(self, bundles: list[Bundle]) -> Found:
+        found = Found()
         async with self._lock:
             if self._idle is not None:
                 self._idle.cancel()
@@ -113,46 +149,41 @@ class _Checker:
                 if self._checks >= RECYCLE_AFTER:
                     await self._restart()
                 chunk = bundles[i : i + CONCURRENCY]
-                found = await asyncio.gather(*(self._check(b) for b in chunk))
-                timed_out = [b for b, e in zip(chunk, found, strict=True) if e == _TIMED_OUT]
-                errors |= {
-                    b.version or "": e
-                    for b, e in zip(chunk, found, strict=True)
-                    if e is not None and e != _TIMED_OUT
-                }
-                if timed_out:
-                    await self._restart()  # it is stuck in one of them: find which
-                for b in timed_out:
-                    err = _TIMED_OUT if len(chunk) == 1 else await self._check_alone(b)
-                    if err is not None:
-                        errors[b.version or ""] = self._message(err)
+                outcomes = await asyncio.gather(*(self._check(b) for b in chunk))
+                again = [
+                    b
+                    for b, o in zip(chunk, outcomes, strict=True)
+                    if found.add(b, o, alone=len(chunk) == 1)
+                ]
+                if again:
+                    # One of them timed out or killed the process: a fresh process, then
+                    # each on its own, so that only the one at fault is refused.
+                    await self._restart()
+                for b in again:
+                    outcome = await self._check(b)
+                    if outcome.kind in (batches.CHECK_TIMED_OUT, batches.CHECK_CRASHED):
+                        await self._restart()
+                    found.add(b, outcome, alone=True)
             loop = asyncio.get_running_loop()
             self._idle = loop.call_later(
                 IDLE_STOP, lambda: asyncio.ensure_future(self._stop_idle())
             )
-        return errors
+        return found
 
     async def _stop_idle(self) -> None:
         if not self._lock.locked():
             async with self._lock:  # a check that starts meanwhile waits for a new process
                 await self._restart()
 
-    async def _check_alone(self, b: Bundle) -> str | None:
-        err = await self._check(b)
-        if err == _TIMED_OUT:
-            await self._restart()
-        return err
-
-    def _message(self, err: str) -> str:
-        if err != _TIMED_OUT:
-            return err
-        return (
+    def _timed_out(self) -> Outcome:
+        return Outcome(
+            batches.CHECK_TIMED_OUT,
             f"the Worker did not finish loading within {self.timeout:g}s (a loop at the top "
-            "level of a module, or a very slow one?)"
+            "level of a module, or a very slow one?)",
         )
 
-    async def _check(self, b: Bundle) -> str | None:
-        """None if `b` loads and has a fetch handler, _TIMED_OUT, or workerd's message."""
+    async def _check(self, b: Bundle) -> Outcome:
+        """What loading `b` in the validator found (ok: it loads and has a fetch handler)."""
         version = b.version or ""
         spec = self.dir / f"{version}.json"
         self.metrics.validation_runs.inc()
@@ -160,26 +191,44 @@ class _Checker:
         try:
             proc = await self._ensure()
             await asyncio.to_thread(_write_spec, spec, b)
-            url = f"http://127.0.0.1:{proc.ports['http']}/__edgeplane/check"
-            try:
-                async with asyncio.timeout(self.timeout):
-                    headers = {
-                        "edgeplane-version": version,
-                        "edgeplane-internal": self.internal_key,
-                    }
-                    async with self._http().post(url, headers=headers) as r:
-                        doc = await r.json()
-            except TimeoutError:
-                return _TIMED_OUT
-            except (aiohttp.ClientError, OSError, ValueError) as e:
-                return f"the validator failed: {e!r}"
-            if r.status == 200:
-                return None
-            return redact(str(doc.get("error", doc)), b.secrets())[:MAX_MESSAGE]
+            return await self._ask(proc, b)
         except workerd.StartFailed as e:
-            return f"the validator did not start: {e.message}"[:MAX_MESSAGE]
+            why = f"the validator did not start: {e.message}"
+            return Outcome(batches.CHECK_UNAVAILABLE, _unavailable(why))
+        except OSError as e:  # no fds, no disk for the spec or the config
+            return Outcome(batches.CHECK_UNAVAILABLE, _unavailable(f"{type(e).__name__}: {e}"))
         finally:
-            await asyncio.to_thread(spec.unlink, True)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(spec.unlink, True)
+
+    async def _ask(self, proc: workerd.Proc, b: Bundle) -> Outcome:
+        url = f"http://127.0.0.1:{proc.ports['http']}/__edgeplane/check"
+        headers = {"edgeplane-version": b.version or "", "edgeplane-internal": self.internal_key}
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._http().post(url, headers=headers) as r:
+                    doc = await r.json()
+        except TimeoutError:
+            return self._timed_out()
+        except (ValueError, aiohttp.ContentTypeError) as e:
+            # An answer that is no verdict: about this version when it was alone.
+            why = f"the validator gave no verdict on the Worker: {e!r}"
+            return Outcome(batches.CHECK_CRASHED, redact(why, b.secrets())[:MAX_MESSAGE])
+        except (aiohttp.ClientError, OSError) as e:
+            with contextlib.suppress(TimeoutError):  # a dying process: let its exit be seen
+                async with asyncio.timeout(1.0):
+                    await proc.wait()
+                    if proc.reader is not None:
+                        await proc.reader  # its last words
+            if proc.alive():  # it did not die: the failure is the agent's side (fds...)
+                why = f"the validator did not answer: {e!r}"
+                return Outcome(batches.CHECK_UNAVAILABLE, _unavailable(why))
+            why = redact(batches.crash_reason(proc.stderr_text()), b.secrets())
+            return Outcome(batches.CHECK_CRASHED, f"loading the Worker ended workerd: {why}")
+        if r.status == 200:
+            return Outcome(batches.CHECK_OK)
+        message = redact(str(doc.get("error", doc)), b.secrets())[:MAX_MESSAGE]
+        return Outcome(batches.CHECK_REFUSED, message)
 
     async def _ensure(self) -> workerd.Proc:
         async with self._starting:  # concurrent checks share one start
@@ -192,18 +241,13 @@ class _Checker:
         paths = render.Paths(
             do_dir=self.dir / "do", kv_dir=self.dir / "kv", code_dir=self.dir, front_dir=self.dir
         )
-        cfg = self.run_dir / f"config-validator-{self.index}.capnp"
         # No front: a check loads code, and top-level code cannot make requests.
-        await asyncio.to_thread(
-            write_private, cfg, render.cell_config(paths, 9, self.internal_key).encode()
+        return await workerd.start_in_memory(
+            self.workerd_bin,
+            render.cell_config(paths, 9, self.internal_key),
+            sockets={"http": None},
+            start_timeout=30.0,
         )
-        try:
-            return await workerd.start(
-                self.workerd_bin, cfg, sockets={"http": None}, start_timeout=30.0
-            )
-        finally:
-            with contextlib.suppress(OSError):
-                cfg.unlink()
 
     async def _restart(self) -> None:
         """End the process; the next check starts a new one."""

@@ -3,11 +3,23 @@ version that keeps hanging its cell is quarantined at the location."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 HANGS_TO_QUARANTINE = 3
 WINDOW = 600.0  # seconds: 3 hangs in 10 minutes
+
+
+# Errors of the agent's own side when it pings a process: out of file descriptors or
+# buffers. They say nothing about the process, so they never get it replaced (a replacement
+# could not even start: it needs fds too).
+_AGENT_SIDE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def says_nothing(error_number: int | None) -> bool:
+    """Whether a ping that failed with this errno leaves the process's health unknown."""
+    return error_number in _AGENT_SIDE
 
 
 @dataclass(frozen=True)

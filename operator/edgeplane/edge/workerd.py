@@ -73,9 +73,10 @@ def _die_with_parent(sig: int) -> None:
 
 
 class StartFailed(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.timed_out = timed_out  # a loaded machine may be why: not the code's fault
 
 
 def start_time(pid: int) -> int | None:
@@ -227,13 +228,16 @@ async def start(
     sockets: dict[str, int | None],
     start_timeout: float,
     detached: bool = False,
+    inherit: tuple[int, ...] = (),
 ) -> Proc:
     """Start `workerd serve` and return once all its `sockets` listen (a listening fd to
     take over, or None: an ephemeral loopback port, in `Proc.ports`). On exit or timeout the
     process is killed and StartFailed carries workerd's stderr. `detached`: the process
-    outlives the agent (serving processes); else it dies with it."""
+    outlives the agent (serving processes); else it dies with it. `inherit`: more fds it
+    gets (a config in memory)."""
     rfd, wfd = os.pipe()
     args, fds = _command(workerd, config, wfd, sockets)
+    fds += inherit
     try:
         p = await _spawn(args, fds, detached)
     finally:
@@ -251,13 +255,42 @@ async def start(
         await kill(p)
         raise StartFailed(
             f"workerd did not finish starting within {start_timeout:g}s (a top-level loop or "
-            f"a very slow module?) {p.stderr_text()}".strip()
+            f"a very slow module?) {p.stderr_text()}".strip(),
+            timed_out=True,
         ) from None
     except BaseException:
         await kill(p)
         raise
     finally:
         transport.close()
+
+
+async def start_in_memory(
+    workerd: Path,
+    text: str,
+    *,
+    sockets: dict[str, int | None],
+    start_timeout: float,
+    detached: bool = False,
+) -> Proc:
+    """`start` on the config `text`, held in a memfd that workerd reads as
+    /proc/self/fd/N: never on disk, so a full disk does not keep workerd from starting and
+    no secret of the config lands there."""
+    fd = os.memfd_create("workerd-config", os.MFD_CLOEXEC)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data) :]
+        return await start(
+            workerd,
+            Path(f"/proc/self/fd/{fd}"),
+            sockets=sockets,
+            start_timeout=start_timeout,
+            detached=detached,
+            inherit=(fd,),
+        )
+    finally:
+        os.close(fd)
 
 
 async def kill(p: Proc) -> None:

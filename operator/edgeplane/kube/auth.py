@@ -15,6 +15,10 @@ from kubernetes import client as sync_client
 from kubernetes import config as sync_config
 from yarl import URL
 
+# Seconds any one apiserver request (not a watch) may take: without a bound, a request sent
+# on a connection that silently stopped delivering would hang its reconcile for good.
+API_REQUEST_TIMEOUT = 60.0
+
 
 def kubeconfig_path() -> Path | None:
     raw = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
@@ -70,4 +74,17 @@ async def async_api_client() -> Any:
     session = api.rest_client.pool_manager
     if hasattr(session, "_trust_env"):
         session._trust_env = False
+    _bound_requests(api.rest_client)
     return api
+
+
+def _bound_requests(rest: Any) -> None:
+    """Every request without a timeout of its own gets API_REQUEST_TIMEOUT (the client's
+    default is none at all)."""
+    request = rest.request
+
+    async def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return await request(*args, _request_timeout=_request_timeout or API_REQUEST_TIMEOUT,
+                             **kwargs)
+
+    rest.request = bounded

@@ -79,6 +79,24 @@ class Kube:
         )
         return list(listed.get("items", []))
 
+    async def list_all(
+        self, plural: str, namespaces: tuple[str, ...] = ()
+    ) -> list[tuple[list[dict[str, Any]], int]]:
+        """Every object of a kind, as one list per namespace of `namespaces` (none: one
+        cluster-wide list), each with the resourceVersion it was read at."""
+        calls = (
+            [self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)
+             for ns in namespaces]
+            if namespaces
+            else [self.custom.list_cluster_custom_object(GROUP, VERSION, plural)]
+        )
+        out = []
+        for call in calls:
+            listed = await call
+            version = int(listed.get("metadata", {}).get("resourceVersion") or 0)
+            out.append((list(listed.get("items", [])), version))
+        return out
+
     async def create_or_get(self, plural: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the object; if it exists already (immutable objects), the one there."""
         try:

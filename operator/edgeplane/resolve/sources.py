@@ -55,6 +55,19 @@ class Resolver:
             return
         self._keep(key, _version(body), None if deleted else contents(kind, dict(body)))
 
+    def held(self, kind: str) -> dict[SourceKey, int]:
+        """The sources of a kind held as existing, with their resourceVersions."""
+        return {k: v for k, (v, data) in self.sources.items() if k[0] == kind and data is not None}
+
+    def gone(self, key: SourceKey, version: int) -> bool:
+        """A read found the source deleted: held no more, unless an event brought a newer
+        one meanwhile. True if it was dropped."""
+        held = self.sources.get(key)
+        if held is None or held[0] != version or held[1] is None:
+            return False
+        self.sources[key] = (version, None)
+        return True
+
     def _keep(self, key: SourceKey, version: int, data: Contents | None) -> None:
         if newer(self.sources.get(key), version):
             self.sources[key] = (version, data)
