@@ -3,6 +3,7 @@ location's public socket, and waiting until a condition holds."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 import urllib.error
@@ -14,6 +15,9 @@ T = TypeVar("T")
 
 
 class Location(Protocol):
+    @property
+    def name(self) -> str: ...
+
     @property
     def http_url(self) -> str: ...
 
@@ -41,13 +45,20 @@ class Load:
             started = time.monotonic()
             req = urllib.request.Request(self.agent.http_url + "/", headers={"Host": self.host})
             try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    status, body = resp.status, resp.read().decode()
-            except urllib.error.HTTPError as e:
-                status, body = e.code, e.read().decode()
-            except OSError as e:
-                status, body = 0, str(e)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        status, body = resp.status, resp.read().decode()
+                except urllib.error.HTTPError as e:
+                    status, body = e.code, e.read().decode()
+            except (OSError, http.client.HTTPException) as e:
+                # A body cut short (IncompleteRead) is no OSError: without this the thread
+                # would die and the load stop unnoticed.
+                status, body = 0, f"{type(e).__name__}: {e}"
             self.answers.append(Answer(status, body, time.monotonic() - started, started))
+
+    def running(self) -> bool:
+        """Every thread still sends requests (none died of an unexpected error)."""
+        return all(t.is_alive() for t in self._threads)
 
     def stop(self) -> list[Answer]:
         self._stop.set()
