@@ -114,6 +114,7 @@ class SoakResult:
     op_errors: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # failure -> its first answer
     convergence: float | None = None
     accepted: int = 0
     problems: list[str] = field(default_factory=list)
@@ -135,8 +136,10 @@ class SoakResult:
             f"{lines(self.op_errors)}\n"
             f"requests: {sum(self.requests.values())}{lines(self.requests)}\n"
             f"failures by cause: {sum(self.failures.values())}{lines(self.failures)}\n"
+            f"first failure of each cause:"
+            + "".join(f"\n  {k}: {v}" for k, v in sorted(self.examples.items())) + "\n"
             f"versions seen accepted: {self.accepted}\n"
-            f"convergence after the faults stopped: {conv}\n"
+            f"convergence after the faults and changes stopped: {conv}\n"
             + ("checks: all passed" if self.ok else
                "checks FAILED:" + "".join(f"\n  - {p}" for p in self.problems))
         )
@@ -145,7 +148,8 @@ class SoakResult:
 def cause(a: Answer, expected: str) -> str | None:
     """Why an answer is a failure, or None."""
     if a.status == 0:
-        for words in ("refused", "reset", "timed out", "Remote end closed", "EOF"):
+        for words in ("refused", "reset", "timed out", "Remote end closed", "IncompleteRead",
+                      "EOF"):
             if words in a.body:
                 return f"no answer ({words})"
         return f"no answer ({a.body[:60]})"
@@ -210,6 +214,7 @@ class Versions:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.t0 = self.quiet = time.monotonic()
         self.known: dict[str, tuple[str, str, str]] = {}  # id -> worker, marker, created
         self.accepted: dict[str, set[str]] = {}  # worker uid -> ids
 
@@ -450,40 +455,52 @@ class Soak:
             self.stop.set()
             for t in threads:
                 t.join(60)
-            for load, _, _ in steady:
-                load.stop()
-            for load in churn:
-                load.stop()
             self.restore()
-        for load, expected, where in steady:
-            for a in load.answers:
-                kinds = sorted({f.kind for f in self.faults if f.location == where
-                                and f.start - MARGIN <= a.started + a.seconds
-                                and a.started - MARGIN <= f.end})
-                healthy = not kinds
-                label = ("steady, healthy location" if healthy
-                         else f"steady, location under {'+'.join(kinds)} fault")
-                self.result.requests[label] += 1
-                why = cause(a, expected)
-                if why:
-                    self.result.failures[f"{label}: {why}"] += 1
-                    if healthy:
-                        self.result.problems.append(
-                            f"{load.host} at {where} failed at {a.started - self.t0:.1f} s "
-                            f"(healthy): {a.status} {a.body[:200]}")
+            # No fault and no change from here: convergence is timed from this moment.
+            self.quiet = time.monotonic()
+            for load in [load for load, _, _ in steady] + churn:
+                if not load.running():
+                    self.result.problems.append(f"a client of {load.host} at "
+                                                f"{load.agent.name} died; see its stderr")
+                load.stop()
+        self.tally(steady, churn)
+
+    def tally(self, steady: list[tuple[Load, str, str]], churn: list[Load]) -> None:
+        """Requests and failures by Worker kind, location health and cause."""
+        answers = [(a, load.host, expected, where) for load, expected, where in steady
+                   for a in load.answers]
+        for a, host, expected, where in answers:
+            kinds = sorted({f.kind for f in self.faults if f.location == where
+                            and f.start - MARGIN <= a.started + a.seconds
+                            and a.started - MARGIN <= f.end})
+            label = (f"steady, location under {'+'.join(kinds)} fault" if kinds
+                     else "steady, healthy location")
+            self.count(label, a, cause(a, expected), where)
+            if not kinds and cause(a, expected):
+                self.result.problems.append(
+                    f"{host} at {where} failed at {a.started - self.t0:.1f} s "
+                    f"(healthy): {a.status} {a.body[:200]}")
         for load in churn:
             for a in load.answers:
-                self.result.requests["churned Workers"] += 1
-                if a.status != 200:
-                    self.result.failures[f"churned Workers: {cause(a, a.body)}"] += 1
+                self.count("churned Workers", a, cause(a, a.body) if a.status != 200 else None,
+                           load.agent.name)
+
+    def count(self, label: str, a: Answer, why: str | None, where: str) -> None:
+        self.result.requests[label] += 1
+        if why:
+            key = f"{label}: {why}"
+            self.result.failures[key] += 1
+            self.result.examples.setdefault(
+                key, f"{where} at {a.started - self.t0:.1f} s: {a.status} {a.body[:100]!r}")
 
     # -- the checks ------------------------------------------------------------------
 
     def check(self, kube: Kube) -> None:
-        quiet = time.monotonic()
+        left = self.quiet + CONVERGE - time.monotonic()
         try:
-            eventually(lambda: not self.mismatches(kube) or None, timeout=CONVERGE, interval=1)
-            self.result.convergence = time.monotonic() - quiet
+            eventually(lambda: not self.mismatches(kube) or None, timeout=max(1.0, left),
+                       interval=1)
+            self.result.convergence = time.monotonic() - self.quiet
         except AssertionError:
             for m in self.mismatches(kube)[:20]:
                 self.result.problems.append(f"not converged {CONVERGE:.0f} s after the "
