@@ -10,21 +10,22 @@ For `duration` seconds, at once:
   changed; one in the churn namespace, so sharing the churned Workers' cells, one in
   another) at every location, and every churn slot's host at one location;
 - a fault injector, one fault at a time every 2-6 s (each kind once per round, in a
-  random order), SIGKILLs and starts again: the
-  operator (`operator`), an agent alone (`agent`, its workerds keep serving), an agent with
-  its workerds (`location`), one workerd process of a location, front or cell (`workerd`,
-  the agent starts it again), the kube-apiserver (`apiserver`) or etcd (`etcd`, only when
-  asked for with --kinds).
+  random order; past `duration` only until every kind was injected once), SIGKILLs and
+  starts again: the operator (`operator`), an agent alone (`agent`, its workerds keep
+  serving), an agent with its workerds (`location`), one workerd process of a location,
+  front or cell (`workerd`, the agent starts it again), the kube-apiserver (`apiserver`)
+  or etcd (`etcd`, only when asked for with --kinds).
 
 Every Worker's script answers "<name> <marker>", the marker being unique to each spec the
 driver writes, so what a location serves names its version.
 
 Then the faults stop, every process runs again, and the checks are:
-1. convergence, within 60 s: every Worker is Ready at its generation, its readyVersion is
-   the version its spec asks for (the pinned one, or the one its modules compile to), every
-   location in status.targets serves readyVersion, and every location, asked over HTTP with
-   the Worker's host, answers that version's marker; every deleted Worker is gone from the
-   apiserver and served (HTTP 200) nowhere;
+1. convergence, within 60 s of the moment the faults and the driver stopped: every Worker
+   is Ready at its generation, its readyVersion is the version its spec asks for (the
+   pinned one, or the one its modules compile to), status.targets has every location Ready
+   at readyVersion, and every location, asked over HTTP with the Worker's host, answers
+   that version's marker; every deleted Worker is gone from the apiserver and served
+   (HTTP 200) nowhere;
 2. no accepted version lost: every version the soak saw as a Worker's readyVersion while
    Ready still exists as a WorkerVersion (unless the operator's retention, 10 newer
    versions, allowed pruning it), and the oldest of them per live churn Worker, pinned,
@@ -36,7 +37,7 @@ Then the faults stop, every process runs again, and the checks are:
    before it was sent to 1 s after its answer. Operator and apiserver/etcd faults are
    faults at no location: the data plane must ride through them without a failure.
    Requests to churned Workers are counted and classified, not checked (they are being
-   changed, deleted and created).
+   changed, deleted and created). A client that stopped sending fails the checks too.
 
 Printed: faults by kind, operations by kind (and those the apiserver refused or missed),
 requests, failures by cause, convergence time. The exit code is 1 if any check fails.
@@ -363,9 +364,10 @@ class Soak:
 
     def inject_faults(self, until: float) -> None:
         order: list[str] = []
-        while time.monotonic() < until:
+        # Past `until` only while some kind was not injected yet (Counter: one key a kind).
+        while time.monotonic() < until or len(self.result.faults) < len(self.kinds):
             self.stop.wait(self.rng.uniform(2, 6))
-            if time.monotonic() >= until:
+            if time.monotonic() >= until and len(self.result.faults) == len(self.kinds):
                 return
             if not order:  # each kind once per round, in a random order
                 order = self.rng.sample(self.kinds, len(self.kinds))
@@ -537,9 +539,11 @@ class Soak:
         if self.versions.marker(rv) != want:
             out.append(f"{name}: readyVersion {rv} is {self.versions.marker(rv)}, spec wants "
                        f"{want}")
-        for t in status.get("targets", []):
+        targets = {t["name"]: t for t in status.get("targets", [])}
+        for a in self.stack.agents:
+            t = targets.get(a.name, {})
             if t.get("version") != rv or t.get("state") != "Ready":
-                out.append(f"{name}: target {t['name']} {t.get('state')} {t.get('version')}")
+                out.append(f"{name}: target {a.name} {t.get('state')} {t.get('version')}")
         for a in self.stack.agents:
             got = a.fetch(host)
             if got != (200, f"{name} {want}"):
