@@ -159,8 +159,9 @@ def cause(a: Answer, expected: str) -> str | None:
     return None if a.body == expected else "wrong body"
 
 
-class Kube:
-    """The soak's own apiserver client (one per thread: the client is not thread-safe)."""
+class Resources:
+    """The edgeplane resources through the apiserver (one per thread: the client is not
+    thread-safe)."""
 
     def __init__(self, stack: Stack) -> None:
         assert stack.cluster is not None
@@ -215,14 +216,15 @@ class Versions:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.t0 = self.quiet = time.monotonic()
         self.known: dict[str, tuple[str, str, str]] = {}  # id -> worker, marker, created
         self.accepted: dict[str, set[str]] = {}  # worker uid -> ids
+        self.present: set[str] = set()  # ids of the WorkerVersions in the last list
 
-    def observe(self, kube: Kube, *namespaces: str) -> None:
+    def observe(self, kube: Resources, *namespaces: str) -> None:
         items = [v for ns in namespaces for v in kube.list(ns, "workerversions")]
         workers = [w for ns in namespaces for w in kube.list(ns, "workers")]
         with self.lock:
+            self.present = {v["spec"]["versionId"] for v in items}
             for v in items:
                 spec = v["spec"]
                 marker = spec_marker(spec.get("source") or {})
@@ -240,7 +242,8 @@ class Versions:
 
     def recent_accepted(self, uid: str, n: int = 3) -> list[str]:
         with self.lock:
-            ids = [i for i in self.accepted.get(uid, ()) if i in self.known]
+            # Pin only what is still retained: a pruned version is gone by design.
+            ids = [i for i in self.accepted.get(uid, ()) if i in self.present and i in self.known]
             return sorted(ids, key=lambda i: self.known[i][2])[-n:]
 
 
@@ -258,6 +261,7 @@ class Soak:
         self.faults: list[Fault] = []
         self.versions = Versions()
         self.stop = threading.Event()
+        self.t0 = self.quiet = time.monotonic()  # chaos starts; faults and changes stop
         self.markers = 0
         self.lock = threading.Lock()
 
@@ -271,7 +275,7 @@ class Soak:
 
     # -- setup and teardown ----------------------------------------------------------
 
-    def setup(self, kube: Kube) -> None:
+    def setup(self, kube: Resources) -> None:
         assert self.stack.cluster is not None
         core = client.CoreV1Api(kube.api)
         for ns in (self.ns, self.other_ns):
@@ -287,7 +291,7 @@ class Soak:
                 a.fetch(self.host(ns, name)) == (200, f"{name} m0") for a in self.stack.agents),
                 timeout=120, interval=0.5)
 
-    def put(self, kube: Kube, ns: str, name: str, marker: str) -> None:
+    def put(self, kube: Resources, ns: str, name: str, marker: str) -> None:
         kube.create(ns, "workerroutes", "WorkerRoute", name,
                     {"pattern": f"{self.host(ns, name)}/*", "worker": name})
         kube.create(ns, "workers", "Worker", name, worker_spec(name, marker))
@@ -303,7 +307,7 @@ class Soak:
     # -- the driver ------------------------------------------------------------------
 
     def drive(self) -> None:
-        kube = Kube(self.stack)
+        kube = Resources(self.stack)
         try:
             while not self.stop.is_set():
                 name = self.rng.choice(self.slots)
@@ -318,7 +322,7 @@ class Soak:
         finally:
             kube.close()
 
-    def operate(self, kube: Kube, name: str) -> str | None:
+    def operate(self, kube: Resources, name: str) -> str | None:
         obj = kube.get(self.ns, "workers", name)
         if obj is None:
             self.put_missing(kube, name)
@@ -344,14 +348,14 @@ class Soak:
         kube.patch(self.ns, name, spec)
         return kind
 
-    def put_missing(self, kube: Kube, name: str) -> None:
+    def put_missing(self, kube: Resources, name: str) -> None:
         if kube.get(self.ns, "workerroutes", name) is None:
             kube.create(self.ns, "workerroutes", "WorkerRoute", name,
                         {"pattern": f"{self.host(self.ns, name)}/*", "worker": name})
         kube.create(self.ns, "workers", "Worker", name, worker_spec(name, self.new_marker()))
 
     def observe(self) -> None:
-        kube = Kube(self.stack)
+        kube = Resources(self.stack)
         try:
             while not self.stop.is_set():
                 with contextlib.suppress(Exception):  # the apiserver may be down
@@ -429,7 +433,7 @@ class Soak:
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> SoakResult:
-        kube = Kube(self.stack)
+        kube = Resources(self.stack)
         try:
             self.setup(kube)
             self.chaos()
@@ -497,7 +501,7 @@ class Soak:
 
     # -- the checks ------------------------------------------------------------------
 
-    def check(self, kube: Kube) -> None:
+    def check(self, kube: Resources) -> None:
         left = self.quiet + CONVERGE - time.monotonic()
         try:
             eventually(lambda: not self.mismatches(kube) or None, timeout=max(1.0, left),
@@ -510,7 +514,7 @@ class Soak:
             return
         self.check_versions(kube)
 
-    def mismatches(self, kube: Kube) -> list[str]:
+    def mismatches(self, kube: Resources) -> list[str]:
         """What differs between status, spec and what the locations serve; [] when
         converged."""
         try:
@@ -550,7 +554,7 @@ class Soak:
                 out.append(f"{name}: {a.name} serves {got}, status says {want}")
         return out
 
-    def check_versions(self, kube: Kube) -> None:
+    def check_versions(self, kube: Resources) -> None:
         """Every accepted version still retained; the oldest, pinned, serves everywhere."""
         present = {v["spec"]["versionId"] for v in kube.list(self.ns, "workerversions")}
         v = self.versions
