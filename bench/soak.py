@@ -115,7 +115,7 @@ class SoakResult:
     op_errors: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, str] = field(default_factory=dict)  # failure -> its first answer
+    examples: dict[str, str] = field(default_factory=dict)  # failure -> when, first
     convergence: float | None = None
     accepted: int = 0
     problems: list[str] = field(default_factory=list)
@@ -137,7 +137,7 @@ class SoakResult:
             f"{lines(self.op_errors)}\n"
             f"requests: {sum(self.requests.values())}{lines(self.requests)}\n"
             f"failures by cause: {sum(self.failures.values())}{lines(self.failures)}\n"
-            f"first failure of each cause:"
+            f"when each cause was seen (seconds into the chaos) and its first answer:"
             + "".join(f"\n  {k}: {v}" for k, v in sorted(self.examples.items())) + "\n"
             f"versions seen accepted: {self.accepted}\n"
             f"convergence after the faults and changes stopped: {conv}\n"
@@ -259,6 +259,7 @@ class Soak:
         self.slots = [f"w{i}" for i in range(slots)]
         self.steady = [(self.ns, "steady"), (self.other_ns, "steady")]
         self.faults: list[Fault] = []
+        self.spans: dict[str, tuple[float, float, str]] = {}  # failure -> first, last, what
         self.versions = Versions()
         self.stop = threading.Event()
         self.t0 = self.quiet = time.monotonic()  # chaos starts; faults and changes stop
@@ -481,7 +482,7 @@ class Soak:
                             and a.started - MARGIN <= f.end})
             label = (f"steady, location under {'+'.join(kinds)} fault" if kinds
                      else "steady, healthy location")
-            self.count(label, a, cause(a, expected), where)
+            self.count(label, a, cause(a, expected), where, host)
             if not kinds and cause(a, expected):
                 self.result.problems.append(
                     f"{host} at {where} failed at {a.started - self.t0:.1f} s "
@@ -489,15 +490,19 @@ class Soak:
         for load in churn:
             for a in load.answers:
                 self.count("churned Workers", a, cause(a, a.body) if a.status != 200 else None,
-                           load.agent.name)
+                           load.agent.name, load.host)
 
-    def count(self, label: str, a: Answer, why: str | None, where: str) -> None:
+    def count(self, label: str, a: Answer, why: str | None, where: str, host: str
+              ) -> None:
         self.result.requests[label] += 1
         if why:
             key = f"{label}: {why}"
             self.result.failures[key] += 1
-            self.result.examples.setdefault(
-                key, f"{where} at {a.started - self.t0:.1f} s: {a.status} {a.body[:100]!r}")
+            at = a.started - self.t0
+            span = self.spans.setdefault(key, (at, at, f"{where} {host}: {a.status} "
+                                                       f"{a.body[:100]!r}"))
+            span = self.spans[key] = (min(span[0], at), max(span[1], at), span[2])
+            self.result.examples[key] = f"{span[0]:.1f}-{span[1]:.1f} s, first {span[2]}"
 
     # -- the checks ------------------------------------------------------------------
 
