@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup k8s helm test test-unit lint crds demo demo-down bench clean corpus
+.PHONY: setup k8s helm test test-unit lint crds demo demo-down bench clean corpus soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,3 +58,7 @@ demo-down: $(STAMP)
 
 clean:
 	rm -rf .state
+
+# The chaos soak, long form (bench/soak.py; tests/e2e/test_soak.py runs 75 s of it).
+soak: setup
+	$(BIN)/python bench/soak.py --duration 600

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from edgeplane.localstack.cluster import REPO, Cluster
 from edgeplane.localstack.stack import Agent, Stack
-
-T = TypeVar("T")
+from edgeplane.localstack.traffic import eventually
 
 
 # Package scope: the operator and agents stop when the e2e tests are done, so that the
@@ -45,22 +43,6 @@ def stack_restored(request: pytest.FixtureRequest) -> Iterator[None]:
         agent.ensure_started()
     if s.operator is not None:
         s.operator.ensure_started()
-
-
-def eventually(fn: Callable[[], T | None], timeout: float = 60, interval: float = 0.2) -> T:
-    """fn's first truthy result; fails with the last result seen after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except AssertionError as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout}s; last: {last!r}")
 
 
 def fetch(agent: Agent, host: str, path: str = "/", headers: dict[str, str] | None = None

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 import yaml
 
 from edgeplane.localstack.stack import Agent, Stack
+from edgeplane.localstack.traffic import Load
 from tests.e2e.conftest import Kube, eventually, fetch, host_claim, responder, route, worker
 
 # Answers with an id its isolate drew on its first request: a cold start shows as a new id.
@@ -64,40 +62,6 @@ def routed(stack: Stack, kube: Kube, name: str) -> None:
     eventually(lambda: all(fetch(a, host(kube, name))[0] == 200 for a in stack.agents))
 
 
-class Load:
-    """Threads requesting `host` at one location until stopped."""
-
-    def __init__(self, agent: Agent, host: str, threads: int = 3) -> None:
-        self.agent, self.host = agent, host
-        self.answers: list[tuple[int, str, float]] = []  # status, body, seconds
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-        for t in self._threads:
-            t.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            req = urllib.request.Request(self.agent.http_url + "/", headers={"Host": self.host})
-            try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    answer = (resp.status, resp.read().decode())
-            except urllib.error.HTTPError as e:
-                answer = (e.code, e.read().decode())
-            except OSError as e:
-                answer = (0, str(e))
-            self.answers.append((*answer, time.monotonic() - started))
-
-    def stop(self) -> list[tuple[int, str, float]]:
-        self._stop.set()
-        for t in self._threads:
-            t.join(60)
-        return self.answers
-
-    def failed(self) -> list[tuple[int, str]]:
-        return [(st, body) for st, body, _ in self.answers if st != 200]
-
-
 def test_redeploys_under_load_lose_nothing_and_leave_other_tenants_warm(
     stack: Stack, kube: Kube, other: Kube
 ) -> None:
@@ -122,8 +86,8 @@ def test_redeploys_under_load_lose_nothing_and_leave_other_tenants_warm(
     # Never cold-started: one isolate answered throughout. (Latency on this 2-core machine,
     # which also runs the apiserver, the operator and three locations, has scheduler spikes
     # that say nothing of the data plane; a stall like a restart's would show here.)
-    assert len({body for _, body, _ in calm.answers}) == 1, "the calm Worker was cold-started"
-    seconds = sorted(s for _, _, s in calm.answers)
+    assert len({a.body for a in calm.answers}) == 1, "the calm Worker was cold-started"
+    seconds = sorted(a.seconds for a in calm.answers)
     assert seconds[-1] < 1.0, (statistics.median(seconds), seconds[-10:])
 
 
