@@ -342,3 +342,23 @@ async def test_out_of_file_descriptors_refuses_nothing_and_replaces_nothing(edge
             resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
         assert (await put(s, agent, _padded("ns.b", "b1")))[0] == 200
         await _serves(s, agent, {"a.test": "a1", "b.test": "b1"})
+
+
+async def test_a_version_whose_code_went_missing_is_served_once_it_is_back(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A cell that failed to load a version (its code file gone: a crash, a cold load in the
+    middle of a switch) loads it again once the file is back, as when it is pinned again;
+    the failed load is not kept for the life of the cell."""
+    agent = edge_agents("a")
+    a, b = text_worker("ns.lost", "A"), text_worker("ns.lost", "B")
+    async with aiohttp.ClientSession() as s:
+        assert (await put(s, agent, deployment(a, routes=("lost.test/*",))))[0] == 200
+        # Lost before any request loaded it.
+        next(agent.state_dir.rglob(f"code/{a.version}.json")).unlink()
+        assert (await get(s, agent, "lost.test"))[0] == 500
+        assert (await put(s, agent, deployment(b, routes=("lost.test/*",))))[0] == 200
+        assert await get(s, agent, "lost.test") == (200, "B")
+        # Pinned back: pushed again, its code file written again.
+        assert (await put(s, agent, deployment(a, routes=("lost.test/*",))))[0] == 200
+        assert next(agent.state_dir.rglob(f"code/{a.version}.json")).exists()
+        answers = [await get(s, agent, "lost.test") for _ in range(3)]
+        assert answers == [(200, "A")] * 3, answers

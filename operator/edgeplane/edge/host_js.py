@@ -109,9 +109,28 @@ async function specOf(env, version) {
   if (!r.ok) throw new Error(`version ${version} is not in this location's store`);
   return await r.json();
 }
+// workerd's loader keeps what it got for an id, a failed load too: a version whose code file
+// was missing (a crash, a cold load in the middle of a switch) would fail for the life of the
+// cell after the file is back. A missing file moves the version to a fresh id (at most once a
+// second) so that a later request loads it again.
+const reloads = new Map(); // version -> [attempt, when]
+function loaderId(version, check) {
+  const r = reloads.get(version);
+  return (check ? "check:" : "") + version + (r ? "#" + r[0] : "");
+}
+function missing(version) {
+  const [attempt, when] = reloads.get(version) || [0, 0];
+  if (Date.now() - when >= 1000) reloads.set(version, [attempt + 1, Date.now()]);
+}
 function load(env, ctx, version, check) {
-  return env.LOADER.get((check ? "check:" : "") + version, async () => {
-    const spec = await specOf(env, version);
+  return env.LOADER.get(loaderId(version, check), async () => {
+    let spec;
+    try {
+      spec = await specOf(env, version);
+    } catch (e) {
+      missing(version);
+      throw e;
+    }
     const modules = {};
     for (const m of spec.modules) modules[m.name] = moduleOf(m);
     const bindings = {};
