@@ -13,6 +13,7 @@ from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.rest import ApiException
 
 from edgeplane.api import GROUP, VERSION
+from edgeplane.plan.relist import resource_version
 from edgeplane.report.status import Event
 
 log = logging.getLogger("edgeplane.kube")
@@ -93,8 +94,7 @@ class Kube:
         out = []
         for call in calls:
             listed = await call
-            version = int(listed.get("metadata", {}).get("resourceVersion") or 0)
-            out.append((list(listed.get("items", [])), version))
+            out.append((list(listed.get("items", [])), resource_version(listed)))
         return out
 
     async def create_or_get(self, plural: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from edgeplane.api import Worker
 from edgeplane.compile import Sources, references
 from edgeplane.kube.client import Kube, contents
+from edgeplane.plan.relist import resource_version
 from edgeplane.resolve.download import Downloader
 from edgeplane.resolve.policy import DownloadError, ModuleCache, UrlSettings
 
@@ -27,10 +28,6 @@ Contents = Mapping[str, str | bytes]
 def newer(held: tuple[int, Contents | None] | None, version: int) -> bool:
     """Whether what arrived at resourceVersion `version` replaces what is held."""
     return held is None or version >= held[0]
-
-
-def _version(body: Mapping[str, Any]) -> int:
-    return int((body.get("metadata") or {}).get("resourceVersion") or 0)
 
 
 class Resolver:
@@ -53,7 +50,7 @@ class Resolver:
         key = (kind, meta["namespace"], meta["name"])
         if not referenced and key not in self.sources and key not in self._fetching:
             return
-        self._keep(key, _version(body), None if deleted else contents(kind, dict(body)))
+        self._keep(key, resource_version(body), None if deleted else contents(kind, dict(body)))
 
     def held(self, kind: str) -> dict[SourceKey, int]:
         """The sources of a kind held as existing, with their resourceVersions."""
@@ -83,7 +80,7 @@ class Resolver:
             if body is None:
                 self._keep(key, 0, None)  # any event for it is newer
             else:
-                self._keep(key, _version(body), contents(kind, body))
+                self._keep(key, resource_version(body), contents(kind, body))
         return self.sources[key][1]
 
     async def resolve(self, worker: Worker, modules: bool = True) -> Sources:
