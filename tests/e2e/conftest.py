@@ -79,9 +79,11 @@ class Kube:
 
     def apply(self, *docs: dict[str, Any]) -> None:
         # Server-side apply, as GitOps tools do: no last-applied annotation to overflow.
+        # JSON documents: PyYAML leaves a string such as a version id "21014922e5" unquoted,
+        # and kubectl's YAML 1.2 reads that back as a number.
         self.cluster.kubectl("apply", "--server-side", "--force-conflicts",
                              "-n", self.namespace, "-f", "-",
-                             input=yaml.safe_dump_all(docs))
+                             input="\n---\n".join(json.dumps(d) for d in docs))
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         res = self.cluster.kubectl("get", "-n", self.namespace, kind, name, "-o", "json",
