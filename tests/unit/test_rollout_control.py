@@ -220,6 +220,17 @@ def test_a_pause_on_the_last_step_completes_when_promoted() -> None:
     assert done.phase is RolloutPhase.COMPLETE and done.paused_since is None
 
 
+def test_a_pause_taken_out_of_the_spec_lets_the_rollout_go_on() -> None:
+    unpaused = plan_steps(
+        Rollout.model_validate(
+            {"strategy": "Progressive", "steps": [{"count": 1, "holdSeconds": 10}, {"count": 3}]}
+        ),
+        TARGETS,
+    )
+    on = progress(_paused(), unpaused, {"ap-south"}, {}, T0).state
+    assert (on.phase, on.step, on.paused_since) == (RolloutPhase.PROGRESSING, 2, None)
+
+
 def test_a_refusal_during_a_pause_still_rolls_back() -> None:
     rolled = progress(_paused(), STEPS, ALL, {"ap-south": "422: x"}, T0).state
     assert rolled.phase is RolloutPhase.ROLLED_BACK and rolled.failure is not None

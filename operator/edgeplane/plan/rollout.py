@@ -200,7 +200,9 @@ def progress(
     if state.phase is RolloutPhase.PROGRESSING:
         return _progressing(state, step, in_sync, now, observed)
     if state.phase is RolloutPhase.PAUSED:
-        return Progress(state)  # until a promote or an abort
+        # Until a promote or an abort; or the pause was taken out of the spec (steps are
+        # no part of the version, so the rollout goes on), and no promote could end it.
+        return Progress(state if step.pause else _next(state))
     return _holding(state, step, now, observed)
 
 
