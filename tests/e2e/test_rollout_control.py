@@ -180,3 +180,23 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
     # And a viewer may not undo either.
     refused = cli(viewer, "undo", name, "--to-version", v1[:10], check=False)
     assert refused.returncode == 1 and "the apiserver refused to undo" in refused.stderr
+
+
+def test_a_version_failing_its_last_steps_gate_is_never_rolled_back_to(
+    stack: Stack, kube: Kube
+) -> None:
+    """One step for every location, a hold and a gate (a fleet-wide bake): every location
+    serves the new version during the hold, yet until its gate passed it must not become
+    readyVersion, or the next failed rollout would go back to it."""
+    name = "bake"
+    host = f"{name}.{kube.namespace}.example.com"
+    v1 = deploy_v1(stack, kube, name)
+    bake = {"strategy": "Progressive", "steps": [
+        {"count": 3, "holdSeconds": 3, "gate": {"probe": {"path": "/healthz"}}}]}
+    for label in ("v2", "v3"):
+        kube.apply(worker(name, app(label, health=500), rollout=bake))
+        eventually(lambda label=label: (r := rollout(kube, name)).get("phase") == "RolledBack"
+                   and r["version"] != v1 and r.get("failure") and label, timeout=90)
+        status = (kube.get("worker", name) or {})["status"]
+        assert status["readyVersion"] == v1 and status["rollout"]["fromVersion"] == v1
+        eventually(lambda: serving(stack, host) == dict.fromkeys(ALL, "v1"), timeout=90)

@@ -331,3 +331,27 @@ def test_a_paused_last_step_is_not_the_ready_version_until_promoted() -> None:
     # Every location serves it, yet an abort may still send them back to OLD.
     assert status.ready_targets == "3/3" and status.ready_version == OLD
     assert {c.type: c.reason for c in status.conditions}["Ready"] == "Paused"
+
+
+def test_a_held_last_step_is_not_the_ready_version_until_its_gate_passed() -> None:
+    bake = Rollout.model_validate(
+        {"strategy": "Progressive",
+         "steps": [{"count": 3, "holdSeconds": 60, "gate": {"probe": {"path": "/h"}}}]}
+    )
+    holding = progress(begin(NEW, OLD, None, 1), plan_steps(bake, TARGETS), ALL, {}, T0).state
+    assert holding.phase is RolloutPhase.HOLDING
+    prev, _ = worker_status(None, 1, OLD, _outcomes(set()), None, T0, None)
+    prev = prev.model_copy(update={"ready_version": OLD})
+    status, events = worker_status(prev, 2, NEW, _outcomes(ALL), None, T0, holding)
+    # A failing gate still sends every location back to OLD: OLD stays what the next
+    # rollout starts from, and the Worker is not Ready (nor announced Deployed) yet.
+    assert status.ready_targets == "3/3" and status.ready_version == OLD
+    assert {c.type: c.reason for c in status.conditions}["Ready"] == "Holding"
+    assert "Deployed" not in [e.reason for e in events]
+    # Its gate fails: the write that records the rollback still sees every location on it.
+    bad = Observed(probes=dict.fromkeys(NAMES, ProbeResult("http://x/h", 500, "sick")))
+    rolled = progress(holding, plan_steps(bake, TARGETS), ALL, {}, T0 + timedelta(minutes=1),
+                      bad).state
+    assert rolled.phase is RolloutPhase.ROLLED_BACK
+    status, _ = worker_status(status, 2, NEW, _outcomes(ALL), None, T0, rolled)
+    assert status.ready_version == OLD

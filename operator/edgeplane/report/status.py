@@ -231,9 +231,10 @@ def worker_status(
     prev = prev or WorkerStatus()
     ready_count = sum(o.state is TargetState.READY for o in outcomes)
     all_ready = stall is None and bool(outcomes) and ready_count == len(outcomes)
-    # A paused last step serves the version everywhere, yet it may still be aborted: it is
-    # not the version to roll back to (readyVersion) until promoted.
-    all_ready = all_ready and (rollout is None or rollout.phase is not RolloutPhase.PAUSED)
+    # A held or paused last step serves the version everywhere, yet its gate may still
+    # fail or it may be aborted; and the write that records a rollback still sees every
+    # location on it. Only a Complete rollout makes it the version to roll back to.
+    all_ready = all_ready and (rollout is None or rollout.phase is RolloutPhase.COMPLETE)
     triple = _conditions(outcomes, stall, rollout, latest, ready_count, all_ready)
     phase = rollout.phase if rollout else None
 
