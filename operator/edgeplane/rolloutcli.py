@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from edgeplane.api import GROUP, VERSION, RolloutPhase, Worker
+from edgeplane.api import GROUP, VERSION, RolloutPhase, RolloutStatus, Worker
 from edgeplane.plan.rollout import ABORT_ANNOTATION, PROMOTE_ANNOTATION, names_version
 from edgeplane.plan.targets import TargetView, select
 from edgeplane.report.rollout_view import FINAL, render, short
@@ -234,7 +234,7 @@ def _abort(api: Any, ns: str, args: argparse.Namespace) -> int:
     return 0 if args.no_wait else _acknowledged(api, ns, args.worker, "Abort", value)
 
 
-def _current(worker: Worker) -> Any:
+def _current(worker: Worker) -> RolloutStatus:
     """The rollout the operator reports, for the version the spec asks for now."""
     s = worker.status
     if s is None or s.rollout is None:

@@ -355,3 +355,15 @@ def test_a_held_last_step_is_not_the_ready_version_until_its_gate_passed() -> No
     assert rolled.phase is RolloutPhase.ROLLED_BACK
     status, _ = worker_status(status, 2, NEW, _outcomes(ALL), None, T0, rolled)
     assert status.ready_version == OLD
+
+
+def test_an_abort_left_on_the_worker_aborts_that_version_when_it_comes_back() -> None:
+    """As the README says: the annotation stays, so X -> Y -> X aborts X again at once,
+    while Y (another version) only reports it as ignored."""
+    left = Actions(abort=NEW[:12])
+    aborted = progress(_paused(), STEPS, ALL, {}, T0, actions=left).state
+    other = progress(begin("c" * 64, OLD, aborted, 2), STEPS, set(), {}, T0, actions=left).state
+    assert other.phase is RolloutPhase.PROGRESSING
+    assert [(a.action, a.applied) for a in other.actions] == [(RolloutActionKind.ABORT, False)]
+    again = progress(begin(NEW, OLD, other, 2), STEPS, set(), {}, T0, actions=left).state
+    assert again.phase is RolloutPhase.ROLLED_BACK
