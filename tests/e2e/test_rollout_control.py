@@ -74,6 +74,20 @@ def watch_cli(cfg: Path, name: str) -> subprocess.Popen[str]:
     )
 
 
+def first_frame(watcher: subprocess.Popen[str]) -> str:
+    """The first drawing of `rollout status --watch` (a blank line ends each, off a
+    terminal): it has read the Worker, so what happens next is a change it sees."""
+    assert watcher.stdout is not None
+    lines = []
+    while (line := watcher.stdout.readline()) not in ("\n", ""):
+        lines.append(line)
+    return "".join(lines)
+
+
+def frames(out: str) -> list[str]:
+    return [f for f in out.split("\n\n") if f.strip()]
+
+
 def paused(kube: Kube, name: str, version_not: str) -> dict[str, Any]:
     return eventually(lambda: (r := rollout(kube, name)).get("phase") == "Paused"
                       and r["version"] != version_not and r, timeout=90)
@@ -114,6 +128,10 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
                  f"edgeplane rollout promote {name} -n {kube.namespace}` goes on to step 2"):
         assert part in shown, (part, shown)
 
+    # Whoever may list EdgeTargets gets the same steps (from their labels, not the status).
+    admin = cli(kube.cluster.kubeconfig, "status", name, "-n", kube.namespace).stdout
+    assert "▶ 1  count 1, pause" in admin and "+edge-2, edge-3" in admin, admin
+
     # Without `patch` on Workers: refused by the apiserver, said plainly, nothing changed.
     refused = cli(viewer, "promote", name, check=False)
     assert refused.returncode == 1, refused
@@ -126,6 +144,7 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
 
     watcher = watch_cli(releaser, name)
     try:
+        assert "Paused (step 1/2)" in first_frame(watcher)
         promoted = cli(releaser, "promote", name)
         assert f"asked to promote version {v2[:12]} past step 1/2" in promoted.stdout
         assert f"operator: version {v2[:12]} promoted past step 1/2" in promoted.stdout
@@ -134,7 +153,10 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
     finally:
         watcher.kill()
     assert watcher.returncode == 0, (out, err)
-    assert "Paused (step 1/2)" in out and "Complete (step 2/2)" in out
+    # Drawn live as it moved; Complete only once every location serves v2 (a promote
+    # that skipped pushing step 2 showed Complete with two locations Pending).
+    complete = [f for f in frames(out) if "Complete (step 2/2)" in f]
+    assert complete and all("Pending" not in f for f in complete), out
     assert done["status"]["readyVersion"] == v2
     assert done["status"]["rollout"]["phase"] == "Complete"
     assert "pausedSince" not in done["status"]["rollout"]  # cleared, not left from the pause
@@ -150,10 +172,17 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
     kube.apply(worker(name, app("v3"), rollout=PAUSED_STEPS))
     v3 = paused(kube, name, v2)["version"]
     assert serving(stack, host) == {FIRST: "v3", REST[0]: "v2", REST[1]: "v2"}
-    aborted = cli(releaser, "abort", name)
-    assert (f"operator: version {v3[:12]} aborted at step 1/2: every location goes back to "
-            f"{v2[:12]}") in aborted.stdout
-    ready = ready_reason(kube, "worker", name, "RolledBack", timeout=90)
+    watcher = watch_cli(releaser, name)
+    try:
+        assert "Paused (step 1/2)" in first_frame(watcher)
+        aborted = cli(releaser, "abort", name)
+        assert (f"operator: version {v3[:12]} aborted at step 1/2: every location goes back "
+                f"to {v2[:12]}") in aborted.stdout
+        ready = ready_reason(kube, "worker", name, "RolledBack", timeout=90)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 1 and "RolledBack (step 1/2)" in out, (out, err)
     assert "aborted (edgeplane.io/abort)" in ready["message"]
     eventually(lambda: serving(stack, host) == dict.fromkeys(ALL, "v2"), timeout=90)
     status = (kube.get("worker", name) or {})["status"]

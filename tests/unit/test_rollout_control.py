@@ -183,6 +183,18 @@ def test_a_pause_comes_after_the_steps_hold_and_gate_and_waits() -> None:
     assert assignment(paused, steps, NAMES) == {"ap-south": NEW, "eu-central": OLD, "us-east": OLD}
 
 
+def test_a_promote_starts_the_next_step_without_judging_it() -> None:
+    """Every location serves what the paused step gave it (`in_sync` is all of them): that
+    says nothing of the next step, whose locations have not been sent the version yet."""
+    on = progress(_paused(), STEPS, ALL, {}, T0, actions=Actions(promote=P1)).state
+    assert (on.phase, on.step) == (RolloutPhase.PROGRESSING, 2)
+    assert assignment(on, STEPS, NAMES) == dict.fromkeys(NAMES, NEW)
+    # The next pass, once the pushes landed, completes it.
+    assert progress(on, STEPS, ALL, {}, T0, actions=Actions(promote=P1)).state.phase is (
+        RolloutPhase.COMPLETE
+    )
+
+
 def test_a_pause_waits_until_its_locations_serve_the_version() -> None:
     steps = plan_steps(
         Rollout.model_validate(
@@ -202,7 +214,7 @@ def test_an_early_promote_acts_when_its_pause_comes() -> None:
     end = T0 + timedelta(seconds=10)
     paused = progress(holding, STEPS, ALL, {}, end, actions=Actions(promote=P1)).state
     # The reconcile passes again whenever a pass moved the state: the pause ends there.
-    on = progress(paused, STEPS, {"ap-south"}, {}, end, actions=Actions(promote=P1))
+    on = progress(paused, STEPS, ALL, {}, end, actions=Actions(promote=P1))
     assert (on.state.phase, on.state.step) == (RolloutPhase.PROGRESSING, 2)
     assert [(a.action, a.applied, a.step) for a in on.state.actions] == [
         (RolloutActionKind.PROMOTE, True, 1)

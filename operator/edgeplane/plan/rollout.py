@@ -178,7 +178,12 @@ def progress(
     Only the new version's quarantine counts: the stable one's is reported, never a reason
     to roll back (to what?). `actions` are the promote and abort asked for."""
     if actions is not None:
-        state = act(state, steps, actions, now)
+        acted = act(state, steps, actions, now)
+        if (acted.phase, acted.step) != (state.phase, state.step):
+            # What the locations should serve changed: `in_sync` speaks of the old
+            # assignment, so the next pass pushes the new one before judging it.
+            return Progress(acted)
+        state = acted
     if state.phase in (RolloutPhase.COMPLETE, RolloutPhase.ROLLED_BACK):
         return Progress(state)
     step = steps[state.step - 1]
