@@ -7,6 +7,7 @@ without `patch` on Workers is refused."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -75,13 +76,18 @@ def watch_cli(cfg: Path, name: str) -> subprocess.Popen[str]:
 
 
 def first_frame(watcher: subprocess.Popen[str]) -> str:
-    """The first drawing of `rollout status --watch` (a blank line ends each, off a
-    terminal): it has read the Worker, so what happens next is a change it sees."""
+    """What `rollout status --watch` printed up to its first drawing (a blank line ends
+    each, off a terminal): it has read the Worker, so what happens next is a change it
+    sees."""
     assert watcher.stdout is not None
-    lines = []
-    while (line := watcher.stdout.readline()) not in ("\n", ""):
-        lines.append(line)
-    return "".join(lines)
+    fd, got, deadline = watcher.stdout.fileno(), b"", time.monotonic() + 60
+    while b"\n\n" not in got:  # the raw pipe, so that communicate() reads on from here
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no frame from `rollout status --watch` within 60 s: {got!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"`rollout status --watch` ended: {got!r}"
+        got += chunk
+    return got.decode()
 
 
 def frames(out: str) -> list[str]:
@@ -144,12 +150,14 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
 
     watcher = watch_cli(releaser, name)
     try:
-        assert "Paused (step 1/2)" in first_frame(watcher)
+        seen = first_frame(watcher)
+        assert "Paused (step 1/2)" in seen
         promoted = cli(releaser, "promote", name)
         assert f"asked to promote version {v2[:12]} past step 1/2" in promoted.stdout
         assert f"operator: version {v2[:12]} promoted past step 1/2" in promoted.stdout
         done = kube.wait_ready(name, timeout=90)
         out, err = watcher.communicate(timeout=60)
+        out = seen + out
     finally:
         watcher.kill()
     assert watcher.returncode == 0, (out, err)
@@ -174,12 +182,14 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
     assert serving(stack, host) == {FIRST: "v3", REST[0]: "v2", REST[1]: "v2"}
     watcher = watch_cli(releaser, name)
     try:
-        assert "Paused (step 1/2)" in first_frame(watcher)
+        seen = first_frame(watcher)
+        assert "Paused (step 1/2)" in seen
         aborted = cli(releaser, "abort", name)
         assert (f"operator: version {v3[:12]} aborted at step 1/2: every location goes back "
                 f"to {v2[:12]}") in aborted.stdout
         ready = ready_reason(kube, "worker", name, "RolledBack", timeout=90)
         out, err = watcher.communicate(timeout=60)
+        out = seen + out
     finally:
         watcher.kill()
     assert watcher.returncode == 1 and "RolledBack (step 1/2)" in out, (out, err)
