@@ -20,7 +20,16 @@ import yaml
 from edgeplane.localstack.stack import Stack
 from tests.e2e.conftest import Kube, eventually, worker
 from tests.e2e.test_rbac import token_kubeconfig
-from tests.e2e.test_rollout import FIRST, REST, app, deploy_v1, ready_reason, rollout, serving
+from tests.e2e.test_rollout import (
+    FIRST,
+    REST,
+    app,
+    deploy_v1,
+    ready_reason,
+    rollout,
+    serving,
+    when,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +248,32 @@ def test_a_version_failing_its_last_steps_gate_is_never_rolled_back_to(
         status = (kube.get("worker", name) or {})["status"]
         assert status["readyVersion"] == v1 and status["rollout"]["fromVersion"] == v1
         eventually(lambda: serving(stack, host) == dict.fromkeys(ALL, "v1"), timeout=90)
+
+
+def test_a_promote_sent_while_the_operator_is_killed_acts_when_it_is_back(
+    stack: Stack, kube: Kube, tmp_path: Path
+) -> None:
+    """The action lives in the Worker, not in a request to the operator: a promote written
+    while the operator is SIGKILLed acts once it is back (its relist sees the annotation)."""
+    name = "down"
+    host = f"{name}.{kube.namespace}.example.com"
+    v1 = deploy_v1(stack, kube, name)
+    releaser = user(kube, "releaser", ["get", "list", "watch", "patch"], tmp_path)
+    kube.apply(worker(name, app("v2"), rollout=PAUSED_STEPS))
+    since = paused(kube, name, v1)["pausedSince"]
+    assert stack.operator is not None
+    stack.operator.kill()
+    try:
+        sent = cli(releaser, "promote", name, "--no-wait")
+        assert "asked to promote" in sent.stdout and "operator:" not in sent.stdout
+        time.sleep(2)
+        # Nothing moves while the operator is gone.
+        assert serving(stack, host) == {FIRST: "v2", REST[0]: "v1", REST[1]: "v1"}
+        assert rollout(kube, name)["phase"] == "Paused"
+    finally:
+        stack.operator.start()
+    done = kube.wait_ready(name, timeout=90)["status"]["rollout"]
+    assert done["phase"] == "Complete"
+    [promote] = done["actions"]
+    assert promote["applied"] and when(promote["time"]) > when(since)
+    assert serving(stack, host) == dict.fromkeys(ALL, "v2")
