@@ -225,6 +225,10 @@ def test_a_paused_step_waits_for_promote_and_abort_rolls_back(
     done = kube.wait_ready(name, generation=obj["metadata"]["generation"], timeout=90)
     assert done["status"]["latestVersion"] == v2
     assert serving(stack, host) == dict.fromkeys(ALL, "v2")
+    unknown = cli(releaser, "undo", name, "--to-version", "deadbeef00", check=False)
+    assert unknown.returncode == 1, unknown
+    assert "--to-version 'deadbeef00' names no retained version of ctl" in unknown.stderr
+    assert v1[:12] in unknown.stderr  # the versions it could have named
     # And a viewer may not undo either.
     refused = cli(viewer, "undo", name, "--to-version", v1[:10], check=False)
     assert refused.returncode == 1 and "the apiserver refused to undo" in refused.stderr
