@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -78,7 +79,8 @@ def _client(kubeconfig: str | None, namespace: str | None) -> tuple[Any, str]:
         api = client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig))
         _, active = config.list_kube_config_contexts(config_file=kubeconfig)
     except (ConfigException, OSError) as e:
-        raise CliError(f"cannot load the kubeconfig: {e}") from e
+        path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise CliError(f"cannot load the kubeconfig {path}: {e}") from e
     return api, namespace or (active.get("context") or {}).get("namespace") or "default"
 
 
