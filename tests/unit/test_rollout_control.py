@@ -108,6 +108,9 @@ WAITS = None  # no record: a promote of a pause not reached yet waits for it
          [("Promote", False)], "step 9 of version bbbbbbbbbbbb has no pause"),
         ("paused", Actions(promote="yes please"), RolloutPhase.PAUSED, 1,
          [("Promote", False)], "is not <version>/<step>, e.g. bbbbbbbbbbbb/1"),
+        # Longer than a record holds: recorded (cut), and still once.
+        ("paused", Actions(promote="x" * 300), RolloutPhase.PAUSED, 1,
+         [("Promote", False)], "is not <version>/<step>"),
         # Before the pause: a promote for it waits (sent early, it still acts once).
         ("progressing", Actions(promote=P1), RolloutPhase.PROGRESSING, 1, WAITS, None),
         ("holding", Actions(promote=P1), RolloutPhase.HOLDING, 1, WAITS, None),

@@ -387,7 +387,10 @@ def act(
         (RolloutActionKind.PROMOTE, actions.promote),
     )
     for kind, value in wanted:
-        if value is None or any(a.action is kind and a.value == value for a in state.actions):
+        if value is None:
+            continue
+        key = value[:128]  # as recorded: a longer value must match its record too
+        if any(a.action is kind and a.value == key for a in state.actions):
             continue
         if kind is RolloutActionKind.ABORT:
             verdict = _abort_verdict(state, value)
@@ -398,7 +401,7 @@ def act(
         applied, message = verdict
         record = RolloutAction(
             action=kind,
-            value=value[:128],
+            value=key,
             step=state.step,
             applied=applied,
             message=message[:1024],
