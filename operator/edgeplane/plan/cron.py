@@ -23,12 +23,13 @@ import datetime as dt
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 # Per Worker. Cloudflare caps Cron Triggers per account (250 on the paid plan); a Worker's
 # list is bounded so that one resource cannot make a location's scheduler unbounded.
 MAX_CRONS = 20
+MAX_CRON_TEXT = 100  # characters of one expression
 # The calendar repeats every 400 Gregorian years, so a walk that long sees every
 # (month, day, weekday) combination: nothing found in it is never found.
 CYCLE_DAYS = 146_097
@@ -268,3 +269,26 @@ def owner(key: str, locations: Iterable[str]) -> str | None:
         if best is None or (score, location) > best:
             best = (score, location)
     return None if best is None else best[1]
+
+
+def grants(
+    owners: Mapping[str, str | None],
+    held: Mapping[str, Mapping[str, float]],
+    location: str,
+    now: float,
+) -> set[str]:
+    """The Workers whose schedules `location` is given now: those it owns that no other
+    location may still run. `held`: per location, per Worker, until when (on the
+    operator's clock) that location may hold a lease on it (no earlier than the agent's
+    lease can end). A Worker that moves is therefore given to its new location only once
+    the old one has been told to stop or its lease has run out: never two at once."""
+    return {
+        worker
+        for worker, chosen in owners.items()
+        if chosen == location
+        and not any(
+            by_worker.get(worker, 0.0) > now
+            for other, by_worker in held.items()
+            if other != location
+        )
+    }
