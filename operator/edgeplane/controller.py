@@ -120,6 +120,7 @@ class Controller:
                 s.orphan_grace,
                 s.credentials_namespaces,
                 s.signing_key,
+                cron_lease=3 * s.health_interval,
             ),
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),

@@ -125,3 +125,22 @@ def test_owner_spreads_workers_over_locations() -> None:
     counts = collections.Counter(cron.owner(f"ns/w{i}", locations) for i in range(4000))
     assert set(counts) == set(locations)
     assert all(800 <= n <= 1200 for n in counts.values()), counts
+
+
+# (owners, held: location -> worker -> until, location, now, granted): the lease hand-over.
+GRANTS = [
+    ({"ns.a": "x"}, {}, "x", 100.0, {"ns.a"}),  # owned, nobody else holds it
+    ({"ns.a": "x"}, {}, "y", 100.0, set()),  # not its own
+    ({"ns.a": None}, {}, "x", 100.0, set()),  # no Ready location
+    ({"ns.a": "x"}, {"y": {"ns.a": 120.0}}, "x", 100.0, set()),  # y may still run it
+    ({"ns.a": "x"}, {"y": {"ns.a": 100.0}}, "x", 100.0, {"ns.a"}),  # y's lease is over
+    ({"ns.a": "x"}, {"x": {"ns.a": 120.0}}, "x", 100.0, {"ns.a"}),  # its own lease renewed
+    ({"ns.a": "x", "ns.b": "x"}, {"y": {"ns.b": 150.0}}, "x", 100.0, {"ns.a"}),
+    ({"ns.a": "y"}, {"x": {"ns.a": 120.0}}, "x", 100.0, set()),  # moved away: x stops
+]
+
+
+@pytest.mark.parametrize(("owners", "held", "location", "now", "expected"), GRANTS)
+def test_grants(owners: dict[str, str | None], held: dict[str, dict[str, float]],
+                location: str, now: float, expected: set[str]) -> None:
+    assert cron.grants(owners, held, location, now) == expected

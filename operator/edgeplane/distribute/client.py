@@ -10,7 +10,7 @@ import random
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +261,14 @@ class AgentClient:
         """Make `patterns` the namespace's routes without a Worker there. Raises AgentError."""
         body = Exclusions(patterns=patterns).model_dump_json().encode()
         await self._call(ep, "PUT", f"/v1/exclusions/{namespace}", body)
+
+    async def put_cron(
+        self, ep: Endpoint, ttl: float, schedules: Mapping[str, tuple[str, ...]]
+    ) -> None:
+        """The location's cron lease: these Workers' schedules for `ttl` seconds, replacing
+        the last lease. Raises AgentError."""
+        body = json.dumps({"ttlSeconds": ttl, "schedules": dict(schedules)}).encode()
+        await self._call(ep, "PUT", "/v1/cron", body, max_seconds=HEALTH_TIMEOUT)
 
     async def put_signing_key(self, ep: Endpoint, key: str) -> None:
         """The cluster's key for signed override headers. Raises AgentError."""
