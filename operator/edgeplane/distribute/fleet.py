@@ -492,8 +492,15 @@ class Fleet:
     # -- cron triggers -------------------------------------------------------------------
 
     def cron_location(self, worker: str) -> str | None:
-        """The location whose lease gives it `worker`'s schedule, as it last answered."""
-        return next((t for t, loc in self.locations.items() if worker in loc.cron_granted), None)
+        """The location whose lease gives it `worker`'s schedule: one that took it in its
+        last answer and whose lease has not run out (a location that went down keeps
+        what it last took, but not for longer than that)."""
+        now = time.monotonic()
+        live = [
+            (until, t) for t, loc in self.locations.items()
+            if worker in loc.cron_granted and (until := loc.cron_held.get(worker, 0.0)) > now
+        ]
+        return max(live)[1] if live else None
 
     def cron_runs(self, worker: str) -> dict[str, CronRun]:
         """Each location's last run of `worker`."""
@@ -536,7 +543,7 @@ class Fleet:
         loc.cron_held = dict.fromkeys(granted, done + ttl)
         loc.cron_known = True
         moved, loc.cron_granted = granted ^ loc.cron_granted, granted
-        for key in self._workers():
+        for key in self._workers() if moved else ():
             if full_name(key) in moved:
                 self._requeue(key)  # its status.cron.location changed
 

@@ -131,7 +131,11 @@ class Scheduler:
                     return
                 break
             attempts += 1
-            outcome, no_retry = await self._fire(worker, expression, at)
+            try:
+                outcome, no_retry = await self._fire(worker, expression, at)
+            except Exception:  # the schedule must outlive any one run
+                log.exception("%s: cron run of %s failed", worker, expression)
+                outcome, no_retry = "error", False
             if outcome == "ok" or no_retry:
                 break
             delay = self._backoff * 2**attempt
