@@ -1,6 +1,7 @@
 """Cron triggers at one location (`edge/cron.py`), a real agent with real workerd: an
-occurrence runs the Worker's `scheduled()` handler while the operator's lease holds, is
-retried when it throws, and is skipped once the lease has lapsed.
+occurrence runs the Worker's `scheduled()` handler while the operator's lease holds (a
+loaded Worker's, and a Durable Object Worker's in its own cell, whose run leaves a count a
+request then reads), is retried when it throws, and is skipped once the lease has lapsed.
 
 Cron's unit is the minute, so this test takes about two and a half real minutes."""
 
@@ -13,6 +14,7 @@ import time
 import aiohttp
 import pytest
 
+from edgeplane.wire import BundleBinding
 from tests.integration.edge_fixtures import (
     AgentProc,
     body_of,
@@ -35,6 +37,20 @@ FAILING = bundle("ns.boom", """export default {
   fetch() { return new Response("boom"); },
   scheduled() { throw new Error("boom"); },
 };""")
+
+# A Durable Object Worker (its own cell, static services): each run counts in its object.
+ROOM = bundle("ns.room", """import { DurableObject } from "cloudflare:workers";
+export class Counter extends DurableObject {
+  async fetch() {
+    const n = ((await this.ctx.storage.get("n")) || 0) + 1;
+    await this.ctx.storage.put("n", n);
+    return new Response(String(n));
+  }
+}
+export default {
+  fetch(request, env) { return env.ROOM.get(env.ROOM.idFromName("cron")).fetch(request); },
+  async scheduled(c, env) { await env.ROOM.get(env.ROOM.idFromName("cron")).fetch("http://x/"); },
+};""", bindings=(BundleBinding(name="ROOM", durableObjectClass="Counter"),))
 
 
 async def _call(s: aiohttp.ClientSession, agent: AgentProc, method: str, path: str,
@@ -63,17 +79,20 @@ async def _until(check, seconds: float) -> None:  # type: ignore[no-untyped-def]
 async def test_fires_while_the_lease_holds_and_not_after(edge_agent: AgentProc) -> None:  # noqa: F811
     every_minute = ["* * * * *"]
     async with aiohttp.ClientSession() as s:
-        for b in (CHECKED, FAILING):
-            async with s.put(f"{edge_agent.api_url}/v1/workers/{b.worker}",
-                             data=body_of(deployment(b)), headers=edge_agent.headers()) as r:
+        room = deployment(ROOM, routes=("room.test/*",))
+        for d in (deployment(CHECKED), deployment(FAILING), room):
+            async with s.put(f"{edge_agent.api_url}/v1/workers/{d.worker}",
+                             data=body_of(d), headers=edge_agent.headers()) as r:
                 assert r.status == 200, await r.text()
-        lease = {"ttlSeconds": 300, "schedules": {"ns.tick": every_minute, "ns.boom": every_minute}}
+        lease = {"ttlSeconds": 300, "schedules": {
+            "ns.tick": every_minute, "ns.boom": every_minute, "ns.room": every_minute}}
         granted = await _call(s, edge_agent, "PUT", "/v1/cron", lease)
-        assert granted["schedules"] == ["ns.boom", "ns.tick"]
+        assert granted["schedules"] == ["ns.boom", "ns.room", "ns.tick"]
 
         async def ran() -> bool:
             runs = await _runs(s, edge_agent)
-            return min(runs.get(("ns.tick", "ok"), 0), runs.get(("ns.boom", "exception"), 0)) >= 1
+            wanted = [("ns.tick", "ok"), ("ns.boom", "exception"), ("ns.room", "ok")]
+            return min(runs.get(k, 0) for k in wanted) >= 1
 
         await _until(ran, 150)  # the next minute, then the failing one's retries (~30 s)
         runs = await _runs(s, edge_agent)
@@ -85,6 +104,8 @@ async def test_fires_while_the_lease_holds_and_not_after(edge_agent: AgentProc) 
         assert (boom["outcome"], boom["attempts"]) == ("exception", 5)
         item = await _call(s, edge_agent, "GET", "/v1/workers/ns.tick")
         assert item["cron"] == tick
+        async with s.get(f"{edge_agent.http_url}/", headers={"Host": "room.test"}) as r:
+            assert (r.status, await r.text()) == (200, "2")  # the run's count, then this one
 
         # The operator stops renewing: the lease lapses and nothing more runs.
         await _call(s, edge_agent, "PUT", "/v1/cron", {**lease, "ttlSeconds": 1})
