@@ -353,6 +353,10 @@ class CronLease(_Strict):
     `ttlSeconds` (counted on the agent's own clock); each PUT replaces the last."""
 
     ttl_seconds: float = Field(alias="ttlSeconds", gt=0, le=MAX_CRON_LEASE)
+    # Who grants it (one operator process) and its order: a lease that reaches the agent
+    # after a later one of the same holder (it waited in a frozen agent's socket) is stale.
+    holder: str = Field(default="", max_length=64)
+    seq: int = Field(default=0, ge=0)
     schedules: dict[Annotated[str, Field(pattern=WORKER_NAME_RE, max_length=127)],
                     tuple[CronText, ...]] = Field(default_factory=dict, max_length=100_000)
 

@@ -236,6 +236,7 @@ CRON_LEASES = [
     Bad("cron-21", CRON, lease(**{"ns.w": [f"{i} * * * *" for i in range(21)]}),
         "schedules.ns.w"),
     Bad("cron-misspelt", CRON, json.dumps({"ttl": 5, "schedules": {}}).encode(), "ttl"),
+    Bad("cron-seq-negative", CRON, json.dumps({"ttlSeconds": 5, "seq": -1}).encode(), "seq"),
 ]
 
 AUTH = [

@@ -114,5 +114,15 @@ async def test_fires_while_the_lease_holds_and_not_after(edge_agent: AgentProc) 
         assert await _runs(s, edge_agent) == before
         # A new lease replaces the last: ns.boom is no longer scheduled here.
         tick_only = {"ns.tick": every_minute}
-        await _call(s, edge_agent, "PUT", "/v1/cron", {**lease, "schedules": tick_only})
+        new = {**lease, "schedules": tick_only, "holder": "op-1", "seq": 7}
+        await _call(s, edge_agent, "PUT", "/v1/cron", new)
         assert (await _call(s, edge_agent, "GET", "/v1/cron"))["schedules"] == tick_only
+        # One of the same holder sent before it (it waited in the agent's socket) is stale.
+        async with s.put(f"{edge_agent.api_url}/v1/cron", headers=edge_agent.headers(),
+                         json={**lease, "holder": "op-1", "seq": 6}) as r:
+            assert r.status == 409, await r.text()
+        assert (await _call(s, edge_agent, "GET", "/v1/cron"))["schedules"] == tick_only
+        # Another holder (an operator started since) is not ordered against it.
+        await _call(s, edge_agent, "PUT", "/v1/cron", {**lease, "holder": "op-2", "seq": 1})
+        assert set((await _call(s, edge_agent, "GET", "/v1/cron"))["schedules"]) == {
+            "ns.tick", "ns.boom", "ns.room"}

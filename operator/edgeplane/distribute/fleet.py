@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -58,6 +59,11 @@ from edgeplane.wire import (
 )
 
 log = logging.getLogger("edgeplane.fleet")
+# A cron lease sent and not answered may still be taken by the agent later (one frozen
+# mid-request takes it when it resumes): its Workers stay with that location until it
+# answers a later lease, or for this many leases, past which a resumed agent is assumed
+# gone rather than frozen.
+UNANSWERED_LEASES = 10
 T = TypeVar("T")
 
 
@@ -135,6 +141,7 @@ class Fleet:
         # worker full name -> target -> deployment identity it should have (None: none)
         self.desired: dict[str, dict[str, str | None]] = {}
         self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
+        self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
 
     async def close(self) -> None:
@@ -534,10 +541,15 @@ class Fleet:
         granted = frozenset(crons.grants(self._cron_owners(), self._cron_held(), name, now))
         for w in granted:
             loc.cron_held[w] = max(loc.cron_held.get(w, 0.0), now + ttl + HEALTH_TIMEOUT)
+        schedules = {w: self.crons[w] for w in sorted(granted)}
         try:
-            await self.client.put_cron(ep, ttl, {w: self.crons[w] for w in sorted(granted)})
+            await self.client.put_cron(ep, ttl, schedules, self.cron_holder, time.monotonic_ns())
         except (Unreachable, Refused) as e:
             log.warning("%s: cron lease not renewed: %s", name, e)
+            if isinstance(e, Unreachable) and e.sent:
+                until = time.monotonic() + UNANSWERED_LEASES * ttl
+                for w in granted:
+                    loc.cron_held[w] = max(loc.cron_held.get(w, 0.0), until)
             return
         done = time.monotonic()
         loc.cron_held = dict.fromkeys(granted, done + ttl)

@@ -371,7 +371,8 @@ async def put_cron(request: web.Request) -> web.Response:
     """The operator's cron lease (edge/cron.py): these Workers' schedules, for ttlSeconds."""
     body = await _parsed(request, CronLease)
     scheduler = request.app[AGENT_KEY].cron
-    scheduler.grant(body.ttl_seconds, body.schedules)
+    if not scheduler.grant(body.ttl_seconds, body.schedules, body.holder, body.seq):
+        return _err(409, "seq: an older lease than the one in force; ignored", errors=["seq"])
     return web.json_response({"leaseSeconds": scheduler.lease_left(),
                               "schedules": sorted(body.schedules)})
 

@@ -72,6 +72,7 @@ class Scheduler:
                             "this location, by Worker and outcome (after retries)",
                             ["worker", "outcome"], registry=registry)
         self._until = 0.0  # monotonic end of the lease
+        self._holder = ("", 0)  # who granted the lease in force, and its seq
         self.schedules: dict[str, tuple[str, ...]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, LastRun] = {}
@@ -82,9 +83,15 @@ class Scheduler:
     def lease_left(self) -> float:
         return max(0.0, self._until - time.monotonic())
 
-    def grant(self, ttl: float, schedules: Mapping[str, tuple[str, ...]]) -> None:
+    def grant(self, ttl: float, schedules: Mapping[str, tuple[str, ...]],
+              holder: str = "", seq: int = 0) -> bool:
         """The operator's lease: these Workers' schedules, for `ttl` seconds from now. A
-        Worker left out stops at once."""
+        Worker left out stops at once. False (and nothing changes) for a lease older than
+        the last one of the same holder."""
+        if holder and holder == self._holder[0] and seq <= self._holder[1]:
+            log.warning("ignored a stale cron lease (%d after %d)", seq, self._holder[1])
+            return False
+        self._holder = (holder, seq)
         self._until = time.monotonic() + ttl
         for worker in set(self._tasks) - set(schedules):
             self._tasks.pop(worker).cancel()
@@ -95,6 +102,7 @@ class Scheduler:
                 parsed = tuple(cron.parse(c) for c in crons)
                 self._tasks[worker] = asyncio.create_task(self._run(worker, parsed))
         self.schedules = dict(schedules)
+        return True
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
