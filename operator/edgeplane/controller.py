@@ -31,7 +31,7 @@ from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
 from edgeplane.routing import conflict_key
 from edgeplane.versions.store import VersionStore
-from edgeplane.wire import derive_key
+from edgeplane.wire import MAX_CRON_LEASE, derive_key
 
 log = logging.getLogger("edgeplane.controller")
 
@@ -125,6 +125,8 @@ class Controller:
                 s.orphan_grace,
                 s.credentials_namespaces,
                 s.signing_key,
+                # Three checks: one lost renewal does not stop a location's crons.
+                cron_lease=min(3 * s.health_interval, MAX_CRON_LEASE),
             ),
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),

@@ -45,7 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--health-interval", type=float, default=float(env("EDGEPLANE_HEALTH_INTERVAL", "5")),
-        help="seconds between health checks of each EdgeTarget (default 5)",
+        help="seconds between health checks of each EdgeTarget (default 5); each renews the "
+        "location's cron lease, which lasts three of them (at most 300 s)",
     )
     parser.add_argument(
         "--watch-idle-timeout", type=_positive,

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from edgeplane.fieldpath import duplicate
+from edgeplane.plan import cron as crons
 from edgeplane.routing import check_pattern, conflict_key
 
 # "<namespace>.<worker>": two DNS labels, so a Worker name is unique across namespaces
@@ -335,6 +336,58 @@ def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def _cron(expression: str) -> str:
+    problem = crons.problem(expression)
+    if problem is not None:
+        raise ValueError(problem)
+    return expression.strip()
+
+
+CronText = Annotated[str, Field(max_length=crons.MAX_CRON_TEXT), AfterValidator(_cron)]
+# The longest cron lease: a location the operator cannot reach stops scheduling within it.
+MAX_CRON_LEASE = 300.0
+
+
+class CronLease(_Strict):
+    """`PUT /v1/cron`: the Workers whose cron triggers this location runs, for the next
+    `ttlSeconds` (counted on the agent's own clock); each PUT replaces the last."""
+
+    ttl_seconds: float = Field(alias="ttlSeconds", gt=0, le=MAX_CRON_LEASE)
+    # Who grants it (one operator process) and its order: a lease that reaches the agent
+    # after a later one of the same holder (it waited in a frozen agent's socket) is stale.
+    holder: str = Field(default="", max_length=64)
+    seq: int = Field(default=0, ge=0)
+    schedules: dict[Annotated[str, Field(pattern=WORKER_NAME_RE, max_length=127)],
+                    tuple[CronText, ...]] = Field(default_factory=dict, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        for worker, texts in self.schedules.items():
+            if not 1 <= len(texts) <= crons.MAX_CRONS:
+                raise ValueError(f"schedules.{worker}: 1 to {crons.MAX_CRONS} expressions")
+        return self
+
+
+@dataclass(frozen=True)
+class CronRun:
+    """A location's last cron run of a Worker (inventory `cron`)."""
+
+    cron: str
+    scheduled_time: str  # RFC 3339
+    outcome: str
+    attempts: int
+
+
+def _cron_run(raw: object) -> CronRun | None:
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return CronRun(str(raw["cron"]), str(raw["scheduledTime"]), str(raw["outcome"]),
+                       int(raw.get("attempts", 1)))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 @dataclass(frozen=True, order=True)
 class MissingService:
     """A service binding of the primary version whose Worker is not at the location."""
@@ -356,6 +409,7 @@ class InventoryItem:
     # location answers 502 for these versions
     quarantined: Mapping[str, str] = field(default_factory=dict)
     missing_services: tuple[MissingService, ...] = ()
+    cron: CronRun | None = None  # the last cron run of the Worker here
 
 
 def inventory_item(raw: Mapping[str, Any]) -> InventoryItem:
@@ -369,6 +423,7 @@ def inventory_item(raw: Mapping[str, Any]) -> InventoryItem:
         message=raw.get("message", ""),
         quarantined=_quarantined(raw.get("quarantined")),
         missing_services=_missing_services(raw.get("missingServices")),
+        cron=_cron_run(raw.get("cron")),
     )
 
 

@@ -217,6 +217,28 @@ SIGNING_KEYS = [
         "old"),
 ]
 
+CRON = "/v1/cron"
+
+
+def lease(ttl: object = 15, **schedules: object) -> bytes:
+    return json.dumps({"ttlSeconds": ttl, "schedules": schedules}).encode()
+
+
+CRON_LEASES = [
+    Bad("cron-no-ttl", CRON, json.dumps({"schedules": {}}).encode(), "ttlSeconds"),
+    Bad("cron-ttl-zero", CRON, lease(0), "ttlSeconds"),
+    Bad("cron-ttl-long", CRON, lease(301), "ttlSeconds"),
+    Bad("cron-worker-name", CRON, json.dumps({"ttlSeconds": 5, "schedules": {"W": ["* * * * *"]}}
+                                               ).encode(), "schedules.W.[key]"),
+    Bad("cron-sunday-zero", CRON, lease(**{"ns.w": ["0 0 * * 0"]}), "schedules.ns.w[0]"),
+    Bad("cron-six-fields", CRON, lease(**{"ns.w": ["* * * * * *"]}), "schedules.ns.w[0]"),
+    Bad("cron-none", CRON, lease(**{"ns.w": []}), "schedules.ns.w"),
+    Bad("cron-21", CRON, lease(**{"ns.w": [f"{i} * * * *" for i in range(21)]}),
+        "schedules.ns.w"),
+    Bad("cron-misspelt", CRON, json.dumps({"ttl": 5, "schedules": {}}).encode(), "ttl"),
+    Bad("cron-seq-negative", CRON, json.dumps({"ttlSeconds": 5, "seq": -1}).encode(), "seq"),
+]
+
 AUTH = [
     Bad("no-token", WORKER, dep(lambda b: None), "bearer token", status=401,
         headers=(("Authorization", ""),)),
@@ -224,7 +246,7 @@ AUTH = [
         headers=(("Authorization", f"Bearer {SECRET}"),)),
 ]
 
-BAD_REQUESTS: list[Bad] = [*PUSHES, *PROBES, *EXCLUSIONS, *SIGNING_KEYS, *AUTH]
+BAD_REQUESTS: list[Bad] = [*PUSHES, *PROBES, *EXCLUSIONS, *SIGNING_KEYS, *CRON_LEASES, *AUTH]
 
 
 @pytest.fixture(scope="module")

@@ -608,6 +608,27 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
     ),
     ("version-no-modules", version(modules=[]), ("spec.modules", "at least 1 items")),
     ("version-archive-parts-101", version(archiveParts=101), ("spec.archiveParts",)),
+    # Cron triggers: the shape at admission, naming the expression.
+    (
+        "cron-four-fields",
+        worker(triggers={"crons": ["* * * *"]}),
+        ("spec.triggers.crons[0]", 'cron trigger "* * * *"', "5 fields"),
+    ),
+    (
+        "cron-question-mark",
+        worker(triggers={"crons": ["0 0 ? * MON"]}),
+        ("spec.triggers.crons[0]", 'cron trigger "0 0 ? * MON"'),
+    ),
+    (
+        "cron-too-many",
+        worker(triggers={"crons": [f"{i} * * * *" for i in range(21)]}),
+        ("spec.triggers.crons", "must have at most 20 items"),
+    ),
+    (
+        "cron-duplicate",
+        worker(triggers={"crons": ["* * * * *", "* * * * *"]}),
+        ("spec.triggers.crons[1]", "Duplicate value"),
+    ),
 ]
 
 

@@ -82,6 +82,26 @@ def test_every_cel_rule_has_a_bad_manifest_in_the_table() -> None:
     assert missed == [], "CEL rules no INVALID case checks the message of"
 
 
+@pytest.mark.parametrize(("expression", "message"), [
+    ("0 0 30 2 *", 'cron trigger "0 0 30 2 *": it never matches'),
+    ("0 0 * * 0", 'cron trigger "0 0 * * 0": day of week field has 0 outside 1-7'),
+    ("0 0 * * SAT-SUN", "descending range in SAT-SUN"),
+])
+def test_cron_triggers_the_apiserver_admits_are_refused_by_the_model(
+    expression: str, message: str
+) -> None:
+    """Past the CEL shape check: a Worker with these is Stalled, naming the expression."""
+    body = {"modules": [{"name": "a.js", "inline": "x"}], "compatibilityDate": "2024-01-01",
+            "triggers": {"crons": ["*/5 * * * *", expression]}}
+    with pytest.raises(ValidationError) as e:
+        WorkerSpec.model_validate(body)
+    (path, text), = field_errors(e.value)
+    assert path == "triggers.crons[1]"
+    assert message in text
+    ok = WorkerSpec.model_validate({**body, "triggers": {"crons": ["0 9 * * MON-FRI"]}})
+    assert ok.triggers is not None and ok.triggers.crons == ["0 9 * * MON-FRI"]
+
+
 def test_examples_parse_with_the_models() -> None:
     seen = set()
     for path in sorted(EXAMPLES.glob("*.yaml")):

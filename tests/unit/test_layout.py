@@ -30,6 +30,7 @@ IO_MODULES = {
     "edgeplane.reconcile": "the loops that call the steps",
     "edgeplane.edge.agent": "the agent: its state, batches and probes",
     "edgeplane.edge.app": "the agent's HTTP API and process",
+    "edgeplane.edge.cron": "sleeps to each cron occurrence and runs it in a cell",
     "edgeplane.edge.cells": "the front and cell workerds, their state pushes, the watchdog",
     "edgeplane.edge.store": "the durable store of accepted deployments",
     "edgeplane.edge.supervise": "the supervisor that starts the agent again when it dies",

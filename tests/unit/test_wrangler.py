@@ -15,7 +15,7 @@ import yaml
 from edgeplane.api import Worker, WorkerRoute
 from edgeplane.wrangler import Options, Result, WranglerImportError, convert, main, render
 from edgeplane.wrangler.config import CONFIG_NAMES, strip_jsonc
-from edgeplane.wrangler.manifests import CONFIG_MAP_BUDGET
+from edgeplane.wrangler.manifests import CONFIG_MAP_BUDGET, cron_triggers
 from edgeplane.wrangler.modules import specifiers
 from edgeplane.wrangler.project import find_config, shadowed_configs
 
@@ -155,7 +155,8 @@ def test_toml_project_maps_name_modules_vars_secrets_kv_and_routes() -> None:
         {"pattern": "apex.wrangler-import.test/*", "worker": "hello-wrangler"},
     ]
     assert result.secrets == {"hello-wrangler-secrets": ["API_TOKEN"]}
-    assert result.unsupported == {"hello-wrangler": ["observability", "r2_buckets", "triggers"]}
+    assert result.unsupported == {"hello-wrangler": ["observability", "r2_buckets"]}
+    assert w["spec"]["triggers"] == {"crons": ["*/5 * * * *"]}
     assert result.ignored == {"hello-wrangler": ["account_id"]}
     assert any("MAX_ITEMS" in w and "string '20'" in w for w in result.warnings)
 
@@ -191,12 +192,11 @@ def test_environment_inherits_main_date_flags_but_not_vars_or_bindings() -> None
     assert [r["spec"]["pattern"] for r in staging_routes] == [
         "staging.hello.wrangler-import.test/*"
     ]
-    # It inherits the crons and observability it cannot run, and none of the top level's
+    # It inherits the crons, and the observability it cannot run; none of the top level's
     # bindings: both are said, not dropped.
+    assert staging["spec"]["triggers"] == {"crons": ["*/5 * * * *"]}
     inherited = "(inherited from the top level)"
-    assert result.unsupported["hello-wrangler-staging"] == [
-        f"observability {inherited}", f"triggers {inherited}"
-    ]
+    assert result.unsupported["hello-wrangler-staging"] == [f"observability {inherited}"]
     assert result.ignored["hello-wrangler-staging"] == [f"account_id {inherited}"]
     assert result.not_inherited == {
         "hello-wrangler-staging": ["kv_namespaces", "r2_buckets", "secrets"]
@@ -670,3 +670,30 @@ def test_the_build_keys_reach_esbuild(tmp_path: Path) -> None:
     # find_additional_modules: every JavaScript file under base_dir ships as its own module
     # too, as wrangler uploads them (code may import them by a name computed at run time).
     assert {m["name"] for m in w["spec"]["modules"]} == {"index.js", "lazy/a.js", "shim.js"}
+
+
+@pytest.mark.parametrize(("triggers", "crons"), [
+    (None, []),
+    ({}, []),
+    ({"crons": []}, []),  # an environment turning off what it inherits
+    ({"crons": ["*/5 * * * *", " 0 9 * * MON-FRI ", "*/5 * * * *"]},
+     ["*/5 * * * *", "0 9 * * MON-FRI"]),
+])
+def test_cron_triggers_map_to_the_spec(triggers: Any, crons: list[str]) -> None:
+    assert cron_triggers(triggers, "w") == crons
+
+
+@pytest.mark.parametrize("triggers", [{"crons": "* * * * *"}, {"crons": [5]}])
+def test_cron_triggers_of_another_shape_are_refused(triggers: Any) -> None:
+    with pytest.raises(WranglerImportError, match=r"w: triggers.crons is a list"):
+        cron_triggers(triggers, "w")
+
+
+def test_a_cron_cloudflare_refuses_is_refused_naming_it(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(DATA / "hello-toml", project)
+    config = project / "wrangler.toml"
+    text = config.read_text().replace('crons = ["*/5 * * * *"]', 'crons = ["0 0 * * 0"]')
+    config.write_text(text)
+    with pytest.raises(WranglerImportError, match=r'cron trigger "0 0 \* \* 0": day of week'):
+        convert(project)

@@ -173,7 +173,7 @@ def test_worker_name_refuses(
     [
         ({"name": "w", "vars": {}}, [], []),
         ({"r2_buckets": [{}], "account_id": "a", "triggers": {"crons": ["* * * * *"]}},
-         ["r2_buckets", "triggers"], ["account_id"]),
+         ["r2_buckets"], ["account_id"]),
         # Empty or off configures nothing, so it is not reported.
         ({"r2_buckets": [], "workers_dev": False, "queues": {}, "logpush": None}, [], []),
         ({"triggers": {"crons": []}, "observability": {"enabled": False}}, [], []),
@@ -202,7 +202,7 @@ ENV_TOP = {
     [
         # Inherited unsupported keys are this Worker's too; non-inheritable ones it lacks.
         ({}, KeyReport(
-            ["assets" + INH, "site" + INH, "triggers" + INH], [],
+            ["assets" + INH, "site" + INH], [],
             ["define", "kv_namespaces", "r2_buckets", "vars"])),
         # Its own value overrides (and is reported as its own, or not when it is off).
         ({"triggers": {"crons": []}, "assets": {"directory": "x"}, "minify": False},
@@ -210,7 +210,7 @@ ENV_TOP = {
                    ["define", "kv_namespaces", "r2_buckets", "vars"])),
         # Its own bindings: nothing missing.
         ({"vars": {}, "kv_namespaces": [], "define": {}, "r2_buckets": [{"binding": "B"}]},
-         KeyReport(["assets" + INH, "r2_buckets", "site" + INH, "triggers" + INH],
+         KeyReport(["assets" + INH, "r2_buckets", "site" + INH],
                    [], [])),
     ],
 )

@@ -108,7 +108,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
             out[key] = _text(value)
         elif key == "x-kubernetes-validations":
             # pydantic sorts keys; a rule reads better before its message.
-            keys = ("rule", "message", "fieldPath", "reason")
+            keys = ("rule", "message", "messageExpression", "fieldPath", "reason")
             out[key] = [{k: r[k] for k in keys if k in r} for r in value]
         else:
             out[key] = value

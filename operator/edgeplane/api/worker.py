@@ -37,6 +37,7 @@ from edgeplane.api.common import (
     validations,
 )
 from edgeplane.fieldpath import duplicate
+from edgeplane.plan import cron as crons
 from edgeplane.wire import (
     JS_IDENTIFIER_RE,
     MODULE_NAME_RE,
@@ -502,6 +503,60 @@ class Rollout(Wire):
         return self
 
 
+def _cron_expression(value: str) -> str:
+    problem = crons.problem(value)
+    if problem is not None:
+        raise ValueError(problem)  # names the expression; the path is the item's
+    return value
+
+
+# The apiserver checks the shape (5 fields, the dialect's characters) and names the
+# expression; the operator's model check (plan/cron.py) finds the rest, e.g. 30 February,
+# and the Worker is Stalled saying so.
+CronExpression = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=crons.MAX_CRON_TEXT,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": r"self.matches(r'^\s*[0-9A-Za-z*/,#-]+(\s+[0-9A-Za-z*/,#-]+){4}\s*$')",
+                    "message": "triggers.crons: a cron trigger is 5 fields: minute hour "
+                    "day-of-month month day-of-week (UTC), e.g. */30 * * * *",
+                    "messageExpression": "'triggers.crons: cron trigger \"' + self + '\" is not "
+                    "5 fields (minute hour day-of-month month day-of-week, in UTC) of digits, "
+                    "names, L, W, #, *, /, - and commas, e.g. */30 * * * *'",
+                }
+            ]
+        },
+    ),
+    AfterValidator(_cron_expression),
+]
+
+
+class Triggers(Wire):
+    """What runs the Worker besides requests."""
+
+    crons: list[CronExpression] = Field(
+        default_factory=list,
+        max_length=crons.MAX_CRONS,
+        description="Cron triggers, in Cloudflare's syntax: 5 fields (minute hour "
+        "day-of-month month day-of-week), in UTC; weekdays 1-7 run from Sunday (or "
+        "SUN-SAT); L, W and # as at Cloudflare. Each occurrence runs the Worker's "
+        "`scheduled()` handler once for the whole fleet, at one Ready location the operator "
+        f"chooses. At most {crons.MAX_CRONS} per Worker.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        dup = duplicate(self.crons, "crons", "expression")
+        if dup:
+            raise ValueError(dup)
+        return self
+
+
 CompatFlag = Annotated[str, Field(pattern=COMPAT_FLAG_RE, max_length=128)]
 
 
@@ -565,6 +620,9 @@ class WorkerSpec(Wire):
         "of at least 8 hex digits is enough): it is served from its recorded modules, "
         "whatever the spec and its ConfigMaps say now, and rolls out like any new version. "
         "Remove it to return to the version the spec compiles to.",
+    )
+    triggers: Triggers | None = Field(
+        default=None, description="Cron triggers: when the Worker runs without a request."
     )
 
     @model_validator(mode="after")
@@ -733,6 +791,31 @@ class RolloutStatus(Wire):
     )
 
 
+class CronStatus(Wire):
+    """Where the Worker's cron triggers run, and their last run."""
+
+    location: str | None = Field(
+        default=None, max_length=MAX_NAME,
+        description="The EdgeTarget that runs the schedule now; none while no selected "
+        "location is Ready.",
+    )
+    next_run: AwareDatetime | None = Field(
+        default=None, alias="nextRun", description="The next occurrence (RFC 3339, UTC)."
+    )
+    last_run: AwareDatetime | None = Field(
+        default=None, alias="lastRun", description="The occurrence that ran last."
+    )
+    last_location: str | None = Field(
+        default=None, alias="lastLocation", max_length=MAX_NAME,
+        description="The EdgeTarget where it ran.",
+    )
+    last_outcome: str | None = Field(
+        default=None, alias="lastOutcome", max_length=64,
+        description="How it ended, after retries: ok, or workerd's outcome (exception, "
+        "exceededCpu, ...).",
+    )
+
+
 class WorkerStatus(Wire):
     """What the operator observed; written through the status subresource only."""
 
@@ -774,6 +857,9 @@ class WorkerStatus(Wire):
         max_length=32,
         pattern=r"^[0-9]+/[0-9]+$",
         description="Targets serving the latest version out of those selected, e.g. 2/3.",
+    )
+    cron: CronStatus | None = Field(
+        default=None, description="Where the cron triggers run, and their last run."
     )
 
 
@@ -821,6 +907,7 @@ class Worker(Resource):
 
 __all__ = [
     "ConfigMapKeyRef",
+    "CronStatus",
     "DurableObjectNamespaceBinding",
     "Gate",
     "GateResult",
@@ -835,6 +922,7 @@ __all__ = [
     "SecretKeyRef",
     "ServiceBinding",
     "TargetStatus",
+    "Triggers",
     "Worker",
     "WorkerBinding",
     "WorkerModule",

@@ -10,7 +10,7 @@ import random
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,9 +103,11 @@ class Unreachable(AgentError):
     """The agent did not answer, or answered with a server error: retry later. `reason`
     names why in a word for the EdgeTarget's status (e.g. TLSVerifyFailed)."""
 
-    def __init__(self, message: str, reason: str = "Unreachable") -> None:
+    def __init__(self, message: str, reason: str = "Unreachable", sent: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        # The request may have reached the agent unanswered (not a refused connection).
+        self.sent = sent
 
 
 class ServerError(Unreachable):
@@ -190,7 +192,10 @@ class AgentClient:
             message = f"{ep.target}: {type(e).__name__}: {e}"
             raise Unreachable(message, reason="TLSVerifyFailed") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise Unreachable(f"{ep.target}: {type(e).__name__}: {e or 'no answer'}") from None
+            sent = not isinstance(e, aiohttp.ClientConnectorError)
+            raise Unreachable(
+                f"{ep.target}: {type(e).__name__}: {e or 'no answer'}", sent=sent
+            ) from None
 
     async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
         """Serve `deployment`; returns whether anything changed. Raises AgentError. The body
@@ -261,6 +266,16 @@ class AgentClient:
         """Make `patterns` the namespace's routes without a Worker there. Raises AgentError."""
         body = Exclusions(patterns=patterns).model_dump_json().encode()
         await self._call(ep, "PUT", f"/v1/exclusions/{namespace}", body)
+
+    async def put_cron(
+        self, ep: Endpoint, ttl: float, schedules: Mapping[str, tuple[str, ...]],
+        holder: str, seq: int,
+    ) -> None:
+        """The location's cron lease: these Workers' schedules for `ttl` seconds, replacing
+        the last lease (of `holder` with a lower `seq`). Raises AgentError."""
+        body = json.dumps({"ttlSeconds": ttl, "schedules": dict(schedules), "holder": holder,
+                           "seq": seq}).encode()
+        await self._call(ep, "PUT", "/v1/cron", body, max_seconds=HEALTH_TIMEOUT)
 
     async def put_signing_key(self, ep: Endpoint, key: str) -> None:
         """The cluster's key for signed override headers. Raises AgentError."""

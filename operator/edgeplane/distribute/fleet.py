@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from edgeplane.api.target import (
     endpoint_refusal,
 )
 from edgeplane.distribute.client import (
+    HEALTH_TIMEOUT,
     AgentClient,
     Endpoint,
     Refused,
@@ -30,6 +32,7 @@ from edgeplane.distribute.client import (
 )
 from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
+from edgeplane.plan import cron as crons
 from edgeplane.plan.retry import spread
 from edgeplane.plan.targets import (
     Refusal,
@@ -46,9 +49,21 @@ from edgeplane.plan.targets import (
 from edgeplane.report import metrics
 from edgeplane.report.status import Stall, TargetFacts
 from edgeplane.report.target import Health, target_status, write_due
-from edgeplane.wire import Deployment, MissingService, body_limit, key_fingerprint, redact
+from edgeplane.wire import (
+    CronRun,
+    Deployment,
+    MissingService,
+    body_limit,
+    key_fingerprint,
+    redact,
+)
 
 log = logging.getLogger("edgeplane.fleet")
+# A cron lease sent and not answered may still be taken by the agent later (one frozen
+# mid-request takes it when it resumes): its Workers stay with that location until it
+# answers a later lease, or for this many leases, past which a resumed agent is assumed
+# gone rather than frozen.
+UNANSWERED_LEASES = 10
 T = TypeVar("T")
 
 
@@ -77,6 +92,13 @@ class Location:
     # namespace -> (patterns, why) of the exclusions the agent refused
     exclusions_refused: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     last_status_write: float = 0.0
+    # Cron triggers: worker -> its last run here; the Workers its lease gives it (as last
+    # answered); per Worker, until when (operator's clock) it may hold a lease on it; and
+    # whether it answered a lease since this operator started (before: it may hold any).
+    cron_runs: dict[str, CronRun] = field(default_factory=dict)
+    cron_granted: frozenset[str] = frozenset()
+    cron_held: dict[str, float] = field(default_factory=dict)
+    cron_known: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     down: asyncio.Event = field(default_factory=asyncio.Event)  # set while not reachable
 
@@ -89,6 +111,8 @@ class FleetSettings:
     credentials_namespaces: tuple[str, ...]  # where EdgeTarget credential Secrets may live
     # The cluster's key for signed version override headers ("": each location keeps its own).
     signing_key: str = field(default="", repr=False)
+    # Seconds a location runs cron triggers after its last lease renewal (each health check).
+    cron_lease: float = 15.0
 
 
 class Fleet:
@@ -116,6 +140,8 @@ class Fleet:
         self.locations: dict[str, Location] = {}
         # worker full name -> target -> deployment identity it should have (None: none)
         self.desired: dict[str, dict[str, str | None]] = {}
+        self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
+        self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
 
     async def close(self) -> None:
@@ -290,6 +316,7 @@ class Fleet:
         else:
             await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
             loc.info.update(info)
+            self._count_cron_runs(name, {w: i.cron for w, i in inventory.items() if i.cron})
             loc.inventory = {w: i.identity for w, i in inventory.items()}
             loc.primaries = {w: i.primary for w, i in inventory.items()}
             loc.quarantined = {
@@ -301,6 +328,7 @@ class Fleet:
             loc.exclusions = exclusions
             self._set_reachable(name, True)
             await self._collect_orphans(name)
+            await self._lease_cron(name, ep)
 
     async def _hand_signing_key(self, name: str, ep: Endpoint, held: str) -> None:
         """Give the location the cluster's signing key if it holds another (by fingerprint:
@@ -468,6 +496,81 @@ class Fleet:
                 log.info("removing %s from %s: the Worker no longer exists", full, target)
                 await self.remove(target, full)
 
+    # -- cron triggers -------------------------------------------------------------------
+
+    def cron_location(self, worker: str) -> str | None:
+        """The location whose lease gives it `worker`'s schedule: one that took it in its
+        last answer and whose lease has not run out (a location that went down keeps
+        what it last took, but not for longer than that)."""
+        now = time.monotonic()
+        live = [
+            (until, t) for t, loc in self.locations.items()
+            if worker in loc.cron_granted and (until := loc.cron_held.get(worker, 0.0)) > now
+        ]
+        return max(live)[1] if live else None
+
+    def cron_runs(self, worker: str) -> dict[str, CronRun]:
+        """Each location's last run of `worker`."""
+        return {t: r for t, loc in self.locations.items() if (r := loc.cron_runs.get(worker))}
+
+    def _cron_owners(self) -> dict[str, str | None]:
+        """Per Worker with cron triggers, the location that should run them: one of those
+        that answer and serve what they should (plan.cron.owner)."""
+        owners = {}
+        for worker in self.crons:
+            ready = [
+                t for t, identity in (self.desired.get(worker) or {}).items()
+                if identity and self.at(t).reachable and self.has(t, worker) == identity
+            ]
+            owners[worker] = crons.owner(worker, ready)
+        return owners
+
+    def _cron_held(self) -> dict[str, dict[str, float]]:
+        """Until when each location may run each Worker's schedule. One that has not
+        answered a lease since this operator started may run any, for a lease's length."""
+        unknown = dict.fromkeys(self.crons, self.started + self.settings.cron_lease)
+        return {t: loc.cron_held if loc.cron_known else unknown
+                for t, loc in self.locations.items()}
+
+    async def _lease_cron(self, name: str, ep: Endpoint) -> None:
+        """Renew `name`'s cron lease with the Workers it runs now. Recorded as held before
+        it is sent (for a lease's length past the call's end), so no other location is
+        given them meanwhile; on an answer, only what it was given stays held."""
+        loc, ttl = self.at(name), self.settings.cron_lease
+        now = time.monotonic()
+        granted = frozenset(crons.grants(self._cron_owners(), self._cron_held(), name, now))
+        for w in granted:
+            loc.cron_held[w] = max(loc.cron_held.get(w, 0.0), now + ttl + HEALTH_TIMEOUT)
+        schedules = {w: self.crons[w] for w in sorted(granted)}
+        try:
+            await self.client.put_cron(ep, ttl, schedules, self.cron_holder, time.monotonic_ns())
+        except (Unreachable, Refused) as e:
+            log.warning("%s: cron lease not renewed: %s", name, e)
+            if isinstance(e, Unreachable) and e.sent:
+                until = time.monotonic() + UNANSWERED_LEASES * ttl
+                for w in granted:
+                    loc.cron_held[w] = max(loc.cron_held.get(w, 0.0), until)
+            return
+        done = time.monotonic()
+        loc.cron_held = dict.fromkeys(granted, done + ttl)
+        loc.cron_known = True
+        moved, loc.cron_granted = granted ^ loc.cron_granted, granted
+        for key in self._workers() if moved else ():
+            if full_name(key) in moved:
+                self._requeue(key)  # its status.cron.location changed
+
+    def _count_cron_runs(self, name: str, runs: dict[str, CronRun]) -> None:
+        """Record each Worker's last cron run at `name`, counting the new ones (not those
+        in its first answer since this operator started, before `loc.inventory` is set:
+        an operator before may have counted them)."""
+        loc = self.at(name)
+        for worker, run in runs.items():
+            before = loc.cron_runs.get(worker)
+            if loc.inventory is not None and run != before:
+                ns, _, wname = worker.partition(".")
+                metrics.CRON_RUNS.labels(ns, wname, run.outcome).inc()
+        loc.cron_runs = runs
+
     # -- reachability and status ---------------------------------------------------------
 
     def _set_reachable(
@@ -526,8 +629,10 @@ class Fleet:
 
 def _news(loc: Location) -> dict[str, tuple[Any, ...]]:
     """Per Worker, what a health check may say about it besides its deployment."""
-    names = set(loc.quarantined) | set(loc.missing)
-    return {w: (loc.quarantined.get(w), loc.missing.get(w)) for w in names}
+    names = set(loc.quarantined) | set(loc.missing) | set(loc.cron_runs)
+    return {
+        w: (loc.quarantined.get(w), loc.missing.get(w), loc.cron_runs.get(w)) for w in names
+    }
 
 
 def _spec_key(body: dict[str, Any]) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from edgeplane.edge import batch as batches
+from edgeplane.edge import cron as crons
 from edgeplane.edge import placement as places
 from edgeplane.edge import probe as probes
 from edgeplane.edge import render
@@ -149,6 +151,21 @@ class Agent:
         self._refresh_lock, self._refreshed = asyncio.Lock(), 0.0
         self._session: aiohttp.ClientSession | None = None
 
+    @functools.cached_property
+    def cron(self) -> crons.Scheduler:
+        """The cron triggers the operator's lease gives this location (edge/cron.py)."""
+        return crons.Scheduler(self._scheduled, self.metrics.registry)
+
+    async def _scheduled(self, worker: str, expression: str, at: int) -> tuple[str, bool]:
+        """One cron occurrence of `worker`, run by its primary version in its cell."""
+        d, cell = self.accepted.get(worker), self.cells.of.get(worker)
+        p = self.dp.cells.get(cell) if cell else None
+        if d is None or p is None:
+            return "notDeployed", False
+        return await crons.fire_at_cell(
+            self._http(), p.ports["http"], self.dp.internal_key, d.primary, expression, at
+        )
+
     def _http(self) -> aiohttp.ClientSession:
         """The agent's client for its own processes (state pushes, pings, probes): no pooled
         connections, so nothing holds a replaced process open."""
@@ -186,6 +203,7 @@ class Agent:
         except FrontDown as e:
             log.error("the front did not take the stored state: %s", e)
         self._loop_task = asyncio.create_task(self._loop())
+        log.debug("cron schedules: %d", len(self.cron.schedules))  # its metric from the start
 
     async def _restore_code(self) -> None:
         """The code file of every accepted version, whole (an older agent kept none; one
@@ -206,6 +224,7 @@ class Agent:
 
     async def close(self) -> None:
         self.dp.closing = True
+        await self.cron.close()
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -587,10 +606,15 @@ class Agent:
         )
 
     def item(self, worker: str) -> dict[str, object] | None:
-        return self._inventory().item(worker)
+        return self._with_cron(self._inventory().item(worker))
 
     def inventory(self) -> list[dict[str, object]]:
-        return self._inventory().items()
+        return [i for i in map(self._with_cron, self._inventory().items()) if i is not None]
+
+    def _with_cron(self, item: dict[str, object] | None) -> dict[str, object] | None:
+        """The item, with the last cron run of its Worker at this location, if any."""
+        last = self.cron.last.get(str(item["worker"])) if item else None
+        return item if item is None or last is None else {**item, "cron": last.wire()}
 
 
 async def _send_probe(

@@ -100,6 +100,7 @@ from edgeplane.wire import (
     MIN_SIGNING_KEY,
     NAMESPACE_RE,
     WORKER_NAME_RE,
+    CronLease,
     Deployment,
     Exclusions,
     body_limit,
@@ -363,6 +364,27 @@ async def put_exclusions(request: web.Request) -> web.Response:
 async def put_signing_key(request: web.Request) -> web.Response:
     body = await _parsed(request, SigningKey)
     return _reply(await asyncio.shield(request.app[AGENT_KEY].use_signing_key(body.key)))
+
+
+@routes.put("/v1/cron")
+async def put_cron(request: web.Request) -> web.Response:
+    """The operator's cron lease (edge/cron.py): these Workers' schedules, for ttlSeconds."""
+    body = await _parsed(request, CronLease)
+    scheduler = request.app[AGENT_KEY].cron
+    if not scheduler.grant(body.ttl_seconds, body.schedules, body.holder, body.seq):
+        return _err(409, "seq: an older lease than the one in force; ignored", errors=["seq"])
+    return web.json_response({"leaseSeconds": scheduler.lease_left(),
+                              "schedules": sorted(body.schedules)})
+
+
+@routes.get("/v1/cron")
+async def get_cron(request: web.Request) -> web.Response:
+    scheduler = request.app[AGENT_KEY].cron
+    return web.json_response({
+        "leaseSeconds": scheduler.lease_left(),
+        "schedules": {w: list(c) for w, c in scheduler.schedules.items()},
+        "last": {w: run.wire() for w, run in scheduler.last.items()},
+    })
 
 
 @routes.get("/v1/exclusions")

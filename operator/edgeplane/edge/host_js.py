@@ -16,6 +16,9 @@ A cell also answers, on paths no public request reaches (the front always sends 
                             module that imports its main module and reports whether it
                             registers a fetch handler → {"ok": true} or 422 {"error"}; the
                             agent's validator cell uses it before a push is accepted
+  POST /__edgeplane/scheduled  runs a cron occurrence `{cron, scheduledTime}` through the
+                            `scheduled()` handler of the version `edgeplane-version` names
+                            → workerd's {"outcome", "noRetry"} (edge/cron.py)
 A Durable Object Worker's cell also has the Worker's versions as static services
 (`v:<version>`), which the host prefers to the loader (edge/render.py says why). A cell
 also loads router.js, for what the two share: the headers only the front sets, and the
@@ -174,6 +177,20 @@ async function check(env, ctx, version) {
     return Response.json({ error: message }, { status: 422 });
   }
 }
+// A cron trigger's occurrence (edge/cron.py): the version's scheduled() handler, through
+// workerd's Fetcher.scheduled (the host has service_binding_extra_handlers; the loaded
+// Worker needs no flag). Answers workerd's {outcome, noRetry}.
+async function scheduled(request, env, ctx, version) {
+  const { cron, scheduledTime } = await request.json();
+  try {
+    const target = env["v:" + version] ?? load(env, ctx, version, false).getEntrypoint();
+    const r = await target.scheduled({ cron, scheduledTime: new Date(scheduledTime) });
+    return Response.json({ outcome: r.outcome, noRetry: r.noRetry });
+  } catch (e) {
+    const error = redact(String(e.stack || e), await secretsOf(env, version));
+    return Response.json({ outcome: "exception", noRetry: false, error });
+  }
+}
 // The request as the client sent it to the front: its URL and Host, without our headers.
 function original(request) {
   const headers = new Headers(request.headers);
@@ -190,6 +207,7 @@ export default {
     const version = request.headers.get("edgeplane-version") || "";
     if (path === "/__edgeplane/ping") return new Response("ok\n");
     if (path === "/__edgeplane/check") return check(env, ctx, version);
+    if (path === "/__edgeplane/scheduled") return scheduled(request, env, ctx, version);
     const fixed = env["v:" + version];
     if (fixed !== undefined) return fixed.fetch(original(request));
     try {

@@ -210,7 +210,9 @@ def cell_config(
     )
     services += [
         f"(name = {text(HOST)}, worker = (modules = [{modules}], "
-        f'compatibilityDate = {text(COMPAT_DATE)}, compatibilityFlags = ["enable_ctx_exports"], '
+        f'compatibilityDate = {text(COMPAT_DATE)}, compatibilityFlags = ["enable_ctx_exports", '
+        # Fetcher.scheduled(): a cron trigger's run of a loaded Worker (edge/cron.py).
+        '"service_binding_extra_handlers"], '
         f"bindings = [{', '.join(bindings)}]))",
         f'(name = "edgeplane:code", disk = (path = {text(str(paths.code_dir))}))',
         f"(name = {text(FRONT)}, external = (address = "

@@ -39,6 +39,7 @@ from edgeplane.plan.traffic import (
     serving_versions,
 )
 from edgeplane.reconcile.cache import Cache
+from edgeplane.report.cron import cron_status
 from edgeplane.report.status import (
     BACKOFF,
     Event,
@@ -117,8 +118,10 @@ class WorkerReconciler:
     async def _reconcile(self, ns: str, name: str) -> float | None:
         body = self.cache.workers.get((ns, name))
         if body is None:
+            self.fleet.crons.pop(f"{ns}.{name}", None)
             return None
         worker = Worker.model_validate(body)
+        self._track_crons(worker, bool(body["metadata"].get("deletionTimestamp")))
         if body["metadata"].get("deletionTimestamp"):
             return await self._finalize(worker, body)
         if not await self._ensure_finalizer(body):
@@ -144,6 +147,15 @@ class WorkerReconciler:
             first = prev.latest_version is None and worker.metadata.generation == 1
             await self.versions.record(worker, bundle, keep=in_use, first=first)
         return await self._roll_out(report, bundle.version or "", splits, selected, views)
+
+    def _track_crons(self, worker: Worker, deleting: bool) -> None:
+        """The fleet leases a Worker's cron triggers to one location while it has them and
+        is not being deleted."""
+        crons = tuple(worker.spec.triggers.crons) if worker.spec.triggers else ()
+        if crons and not deleting:
+            self.fleet.crons[worker.full_name] = crons
+        else:
+            self.fleet.crons.pop(worker.full_name, None)
 
     async def _ensure_finalizer(self, body: dict[str, Any]) -> bool:
         """False when the Worker is gone."""
@@ -358,6 +370,7 @@ class WorkerReconciler:
         status, events = worker_status(
             report.status, generation, latest, outcomes, stall, api_now(), rollout
         )
+        status = self._with_cron(worker, status)
         report.wire = await self.writer.worker(body, report.status, report.wire, status, events)
         report.status = status
         serving = [o.version for o in outcomes]
@@ -369,6 +382,11 @@ class WorkerReconciler:
             return self.backoff((worker.metadata.namespace or "", worker.metadata.name))
         assert not isinstance(again, str)
         return again
+
+    def _with_cron(self, worker: Worker, status: WorkerStatus) -> WorkerStatus:
+        full, crons = worker.full_name, worker.spec.triggers.crons if worker.spec.triggers else []
+        where, runs = self.fleet.cron_location(full), self.fleet.cron_runs(full)
+        return status.model_copy(update={"cron": cron_status(crons, where, runs, api_now())})
 
     async def _desired_bundle(self, worker: Worker, index: VersionIndex) -> Bundle:
         """The pinned version, rebuilt from its archive, or what the spec compiles to."""

@@ -36,6 +36,12 @@ PUSH_TIME = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 WORKERS = Gauge("edgeplane_workers", "Workers by readiness.", ["ready"])
+CRON_RUNS = Counter(
+    "edgeplane_cron_runs",
+    "Cron trigger occurrences run, by Worker and outcome (after retries), as the locations "
+    "report them.",
+    ["namespace", "name", "outcome"],
+)
 TARGET_UP = Gauge("edgeplane_target_up", "1 when an EdgeTarget's agent answers.", ["target"])
 ROLLOUTS = Counter(
     "edgeplane_rollouts_total",

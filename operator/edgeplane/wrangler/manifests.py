@@ -103,6 +103,7 @@ def add_worker(
             '"2024-09-23"'
         )
     flags = list(inherited(cfg, top, "compatibility_flags") or [])
+    crons = cron_triggers(inherited(cfg, top, "triggers"), name)
     maps, modules = config_maps(name, sources.modules, opts.namespace)
     bindings = worker_bindings(cfg, name, sources.dev_vars, result)
     spec: dict[str, Any] = {
@@ -112,6 +113,7 @@ def add_worker(
         "modules": modules,
         **({"bindings": bindings} if bindings else {}),
         **({"targets": {"matchLabels": dict(opts.target_labels)}} if opts.target_labels else {}),
+        **({"triggers": {"crons": crons}} if crons else {}),
     }
     worker = {
         "apiVersion": API_VERSION,
@@ -122,6 +124,19 @@ def add_worker(
     validate(Worker, worker, name)
     routes = route_docs(name, route_config(cfg, top), opts.namespace, warn)
     result.docs += [*maps, worker, *routes]
+
+
+def cron_triggers(triggers: Any, name: str) -> list[str]:
+    """`[triggers] crons` as spec.triggers.crons, each expression once (as Cloudflare runs
+    a repeated one once). The Worker's check refuses an expression Cloudflare would."""
+    crons = triggers.get("crons") if isinstance(triggers, Mapping) else triggers
+    if crons is None:
+        return []
+    if not isinstance(crons, list) or not all(isinstance(c, str) for c in crons):
+        raise WranglerImportError(
+            f'{name}: triggers.crons is a list of cron expressions, e.g. ["*/5 * * * *"]'
+        )
+    return list(dict.fromkeys(c.strip() for c in crons))
 
 
 def _check_complete(name: str, sources: Sources, opts: Options, result: Result) -> None:
