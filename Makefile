@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup k8s helm test test-unit lint crds demo demo-down bench clean corpus soak
+.PHONY: setup k8s helm registry test test-unit lint crds demo demo-down bench clean corpus soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ k8s: ; @tools/build-k8s.sh >/dev/null
 
 helm: ; @tools/build-helm.sh >/dev/null
 
-setup: $(STAMP) node_modules/.package-lock.json $(CORPUS_STAMPS) k8s helm
+# The OCI registry the tests push to and pull from (tools/build-registry.sh, cached too).
+registry: ; @tools/build-registry.sh >/dev/null
+
+setup: $(STAMP) node_modules/.package-lock.json $(CORPUS_STAMPS) k8s helm registry
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

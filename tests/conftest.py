@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeplane.localstack.cluster import REPO, Cluster
+from edgeplane.localstack.registry import Registry
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,6 +41,17 @@ def cluster() -> Iterator[Cluster]:
             else:
                 os.environ[k] = v
         c.down()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Registry]:
+    """A real OCI registry (TLS from its own CA, htpasswd auth), for the session."""
+    r = Registry(REPO / ".state" / f"test-registry-{os.getpid()}", tie_to_parent=True)
+    r.up()
+    try:
+        yield r
+    finally:
+        r.down()
 
 
 @pytest.fixture(scope="session")
