@@ -23,6 +23,7 @@ IO_MODULES = {
     "edgeplane.kube": "the apiserver",
     "edgeplane.resolve.sources": "reads what Workers reference",
     "edgeplane.resolve.download": "downloads url modules",
+    "edgeplane.resolve.oci": "pulls and pushes OCI artifacts",
     "edgeplane.versions.store": "WorkerVersions and archives in the apiserver",
     "edgeplane.distribute.client": "the agents' API",
     "edgeplane.distribute.fleet": "asks the agents, reads their credentials, writes status",
