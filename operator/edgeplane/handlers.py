@@ -72,6 +72,8 @@ def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
     for b in spec.get("bindings") or []:
         if ref := b.get("secretKeyRef"):
             out[(ns, "Secret", ref["name"])] = name
+    for ref in spec.get("imagePullSecrets") or []:
+        out[(ns, "Secret", ref["name"])] = name
     return out
 
 

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 EXAMPLES = REPO / "manifests" / "examples"
 SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 GV = "edgeplane.io/v1alpha1"
+OCI_REF = f"registry.example:5000/acme/app@sha256:{SHA}"
 
 Manifest = dict[str, Any]
 
@@ -215,6 +216,31 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         "module-url-and-inline",
         worker(modules=[mod(url=URL, sha256=SHA, inline="x")]),
         ("spec.modules[0]", "exactly one source"),
+    ),
+    (
+        "module-oci-tag",
+        worker(modules=[mod(oci={"ref": "ghcr.io/acme/app:v1", "file": "index.js"})]),
+        ("spec.modules[0].oci.ref", "<host>/<repository>@sha256:", "a digest, not a tag"),
+    ),
+    (
+        "module-oci-no-file",
+        worker(modules=[mod(oci={"ref": OCI_REF})]),
+        ("spec.modules[0].oci.file", "Required value"),
+    ),
+    (
+        "module-oci-and-inline",
+        worker(modules=[mod(oci={"ref": OCI_REF, "file": "index.js"}, inline="x")]),
+        ("spec.modules[0]", "exactly one source: inline, configMapKeyRef, url with sha256, or oci"),
+    ),
+    (
+        "module-oci-with-sha256",
+        worker(modules=[mod(oci={"ref": OCI_REF, "file": "index.js"}, sha256=SHA)]),
+        ("spec.modules[0].sha256", "only a url source"),
+    ),
+    (
+        "pull-secret-duplicate",
+        worker(imagePullSecrets=[{"name": "a"}, {"name": "a"}]),
+        ("spec.imagePullSecrets[1]", "Duplicate value"),
     ),
     (
         "module-configmap-no-key",

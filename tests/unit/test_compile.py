@@ -148,6 +148,45 @@ def test_errors_name_the_field_and_the_fix(
     assert fragment in err.value.message
 
 
+REF = "registry.example/acme/app@sha256:" + "b" * 64
+OCI = {"modules": [{"name": "i.js", "oci": {"ref": REF, "file": "i.js"}}]}
+
+
+@pytest.mark.parametrize(
+    ("sources", "reason", "retry", "fragment"),
+    [
+        # Not pulled (the resolver gave no answer): retried, never a guess.
+        (Sources(), "ArtifactUnavailable", True, f"spec.modules[0] (i.js).oci: {REF}"),
+        (
+            Sources(artifact_errors={(REF, "i.js"): ("ArtifactUnavailable", f"{REF}: down", True)}),
+            "ArtifactUnavailable", True, f"spec.modules[0] (i.js).oci: {REF}: down",
+        ),
+        (
+            Sources(artifact_errors={
+                (REF, "i.js"): ("ArtifactDigestMismatch", f"{REF}: layer refused", False)
+            }),
+            "ArtifactDigestMismatch", False, "layer refused",
+        ),
+    ],
+)
+def test_oci_errors_name_the_ref_and_say_if_they_pass_by_themselves(
+    sources: Sources, reason: str, retry: bool, fragment: str
+) -> None:
+    with pytest.raises(CompileError) as err:
+        compile_worker(worker(OCI), sources)
+    assert (err.value.reason, err.value.retry) == (reason, retry)
+    assert fragment in err.value.message
+
+
+def test_an_oci_module_compiles_from_its_pulled_bytes() -> None:
+    body = b"export default {fetch(){}}"
+    bundle = compile_worker(worker(OCI), Sources(artifacts={(REF, "i.js"): body}))
+    assert bundle.modules[0].content.encode() == body
+    inline = compile_worker(worker({"modules": [{"name": "i.js", "inline": body.decode()}]}),
+                            Sources())
+    assert bundle.version == inline.version  # the same code is the same version
+
+
 def test_size_limit_is_measured_after_compression() -> None:
     # 11 MB that compresses well is fine; 11 MB of noise is over the 10 MB limit.
     big = "x" * (11 * 1000 * 1000)

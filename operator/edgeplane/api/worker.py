@@ -38,6 +38,7 @@ from edgeplane.api.common import (
 )
 from edgeplane.fieldpath import duplicate
 from edgeplane.plan import cron as crons
+from edgeplane.resolve.artifact import OCI_REF_FORM, OCI_REF_RE, parse_ref
 from edgeplane.wire import (
     JS_IDENTIFIER_RE,
     MODULE_NAME_RE,
@@ -60,6 +61,7 @@ MAX_MODULE_NAME = 256
 # (and the whole object must stay well under etcd's 1.5 MiB request limit).
 MAX_INLINE = 1 << 20
 MAX_URL = 2048
+MAX_OCI_REF = 512
 # Cloudflare's limit for one environment variable.
 MAX_PLAIN_TEXT = 5 * 1024
 
@@ -94,15 +96,48 @@ class SecretKeyRef(Wire):
     key: DataKey = Field(description="Key in the Secret's data to read.")
 
 
+def _check_oci_ref(value: str) -> str:
+    try:
+        parse_ref(value)
+    except ValueError as e:
+        raise ValueError(f"modules[].oci.ref: {e}") from None
+    return value
+
+
+class OciSource(Wire):
+    """One layer of an OCI artifact, named by digest so its content cannot change."""
+
+    ref: Annotated[str, AfterValidator(_check_oci_ref)] = Field(
+        max_length=MAX_OCI_REF,
+        description="The artifact as `<host>/<repository>@sha256:<64 hex digits>`: a digest, "
+        "not a tag (`edgeplane push` prints it). Credentials come from spec.imagePullSecrets.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"self.matches(r'{OCI_REF_RE}')", f"modules[].oci.ref: {OCI_REF_FORM}")
+            ]
+        },
+    )
+    file: ModuleName = Field(
+        description="The title (`org.opencontainers.image.title`) of the layer holding this "
+        "module; `edgeplane push` titles each layer with its module name."
+    )
+
+
+class LocalObjectReference(Wire):
+    """An object in the Worker's namespace, by name."""
+
+    name: ObjectName = Field(description="Name of the object, in the Worker's namespace.")
+
+
 class WorkerModule(Wire):
     """One module of the Worker's code, from exactly one source."""
 
     model_config = validations(
         cel(
             "(has(self.inline) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0)"
-            " + (has(self.url) ? 1 : 0) == 1",
-            "modules[]: set exactly one source: inline, configMapKeyRef, or url "
-            "with sha256",
+            " + (has(self.url) ? 1 : 0) + (has(self.oci) ? 1 : 0) == 1",
+            "modules[]: set exactly one source: inline, configMapKeyRef, url "
+            "with sha256, or oci",
         ),
         cel(
             "!has(self.url) || has(self.sha256)",
@@ -162,6 +197,11 @@ class WorkerModule(Wire):
             ]
         },
     )
+    oci: OciSource | None = Field(
+        default=None,
+        description="Read the content from a layer of an OCI artifact, pulled by digest with "
+        "spec.imagePullSecrets; the operator checks both digests before deploying.",
+    )
     sha256: str | None = Field(
         default=None,
         pattern=SHA256_RE,
@@ -172,9 +212,10 @@ class WorkerModule(Wire):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        if len(exactly_one(self, ("inline", "config_map_key_ref", "url"))) != 1:
+        if len(exactly_one(self, ("inline", "config_map_key_ref", "url", "oci"))) != 1:
             raise ValueError(
-                "modules[]: set exactly one source: inline, configMapKeyRef, or url with sha256"
+                "modules[]: set exactly one source: inline, configMapKeyRef, url with "
+                "sha256, or oci"
             )
         if (self.url is None) != (self.sha256 is None):
             raise ValueError("modules[].sha256: required with url and only allowed with url")
@@ -624,6 +665,15 @@ class WorkerSpec(Wire):
     triggers: Triggers | None = Field(
         default=None, description="Cron triggers: when the Worker runs without a request."
     )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list,
+        alias="imagePullSecrets",
+        max_length=16,
+        description="Secrets of type kubernetes.io/dockerconfigjson in the Worker's namespace "
+        "holding credentials for the registries of `oci` modules; the first that names a "
+        "registry's host is used for it. None: pulled anonymously.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -638,6 +688,9 @@ class WorkerSpec(Wire):
             raise ValueError("mainModule: must name one of spec.modules[].name")
         dup = duplicate([b.name for b in self.bindings], "bindings", "binding name")
         if dup:
+            raise ValueError(dup)
+        pulls = [s.name for s in self.image_pull_secrets]
+        if dup := duplicate(pulls, "imagePullSecrets", "Secret name"):
             raise ValueError(dup)
         return self
 

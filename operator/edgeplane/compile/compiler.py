@@ -33,10 +33,11 @@ class CompileError(Exception):
     """Why a Worker cannot be compiled: a CamelCase `reason` for its conditions and a
     message that names the field and how to fix it."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, retry: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.retry = retry  # may pass by itself (a registry down): retried with backoff
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Sources:
     secrets: Secret name -> key -> decoded bytes.
     urls: sha256 -> downloaded bytes (the compiler checks them against that sha256).
     url_errors: (url, sha256) -> why that URL could not be downloaded.
+    artifacts: (oci ref, file) -> the layer's bytes, both digests already checked.
+    artifact_errors: (oci ref, file) -> why not: (reason, message, retried by itself).
     digest_key: the cluster's key that binds secret values into version ids (wire.
     secret_digest); empty: a bare hash.
     """
@@ -55,6 +58,8 @@ class Sources:
     secrets: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
     urls: Mapping[str, bytes] = field(default_factory=dict)
     url_errors: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    artifacts: Mapping[tuple[str, str], bytes] = field(default_factory=dict)
+    artifact_errors: Mapping[tuple[str, str], tuple[str, str, bool]] = field(default_factory=dict)
     digest_key: str = field(default="", repr=False)
 
 
@@ -63,6 +68,8 @@ class References:
     config_maps: frozenset[str]
     secrets: frozenset[str]
     urls: frozenset[tuple[str, str]]  # (url, sha256)
+    artifacts: frozenset[tuple[str, str]] = frozenset()  # (oci ref, file)
+    pull_secrets: tuple[str, ...] = ()  # in spec order: the first that grants a host wins
 
 
 def references(worker: Worker) -> References:
@@ -73,6 +80,8 @@ def references(worker: Worker) -> References:
         config_maps=cms,
         secrets=frozenset(b.secret_key_ref.name for b in spec.bindings if b.secret_key_ref),
         urls=frozenset((m.url, m.sha256) for m in spec.modules if m.url and m.sha256),
+        artifacts=frozenset((m.oci.ref, m.oci.file) for m in spec.modules if m.oci),
+        pull_secrets=tuple(s.name for s in spec.image_pull_secrets),
     )
 
 
@@ -97,6 +106,14 @@ def _module_bytes(i: int, m: WorkerModule, namespace: str, sources: Sources) -> 
             )
         value = cm[ref.key]
         return value.encode() if isinstance(value, str) else value
+    if m.oci is not None:
+        key = (m.oci.ref, m.oci.file)
+        if (content := sources.artifacts.get(key)) is not None:
+            return content
+        reason, why, retry = sources.artifact_errors.get(
+            key, ("ArtifactUnavailable", f"{m.oci.ref}: not pulled yet", True)
+        )
+        raise CompileError(reason, f"{where}.oci: {why}", retry=retry)
     assert m.url is not None and m.sha256 is not None  # the model allows nothing else
     content = sources.urls.get(m.sha256)
     if content is None:

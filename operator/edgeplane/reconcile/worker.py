@@ -140,7 +140,7 @@ class WorkerReconciler:
         except CompileError as e:
             # The last good version keeps serving; report what the targets still have.
             outcomes = [self._outcome(t.name, worker, None, None, None) for t in selected]
-            stall = Stall(e.reason, e.message)
+            stall = Stall(e.reason, e.message, retry=e.retry)
             return await self._finish(report, prev.latest_version, outcomes, stall, prev.rollout)
         if not worker.spec.version:
             in_use = {v for v in (prev.ready_version, *named_versions(splits)) if v}

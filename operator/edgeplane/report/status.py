@@ -208,6 +208,10 @@ FAILURE_REASONS = frozenset(
         "RolledBack",
         "VersionNotFound",
         "ArchiveUnavailable",
+        "ArtifactUnavailable",
+        "ArtifactNotFound",
+        "ArtifactDigestMismatch",
+        "ArtifactTooLarge",
         "Quarantined",
         "ServiceMissing",
     }

@@ -18,9 +18,14 @@ from edgeplane.api import Worker
 from edgeplane.compile import Sources, references
 from edgeplane.kube.client import Kube, contents
 from edgeplane.plan.relist import resource_version
+from edgeplane.resolve.artifact import Credentials, credentials_for, parse_dockerconfig, parse_ref
 from edgeplane.resolve.download import Downloader
+from edgeplane.resolve.oci import ArtifactError, OciClient
 from edgeplane.resolve.policy import DownloadError, ModuleCache, UrlSettings
 
+DOCKERCONFIG_KEY = ".dockerconfigjson"
+ArtifactKey = tuple[str, str]  # (oci ref, layer title)
+Why = tuple[str, str, bool]  # (reason, message, retried by itself)
 SourceKey = tuple[str, str, str]  # ("ConfigMap" | "Secret", namespace, name)
 Contents = Mapping[str, str | bytes]
 
@@ -37,12 +42,17 @@ class Resolver:
         self.urls = urls or UrlSettings()
         self.downloader = Downloader(self.urls)
         self.url_cache = ModuleCache(self.urls.cache_bytes)  # sha256 -> content
+        self.oci = OciClient(self.urls)
+        # Layers pulled, by namespace, ref (with its digest) and title: immutable, so never
+        # refetched; per namespace, so a digest alone never grants another's private layer.
+        self.artifact_cache = ModuleCache(self.urls.cache_bytes)
         # Sources Workers read: resourceVersion and contents (None: does not exist).
         self.sources: dict[SourceKey, tuple[int, Contents | None]] = {}
         self._fetching: set[SourceKey] = set()  # events for these count, whoever reads them
 
     async def close(self) -> None:
         await self.downloader.close()
+        await self.oci.close()
 
     def seen(self, kind: str, body: Mapping[str, Any], deleted: bool, referenced: bool) -> None:
         """A watch event for a ConfigMap or Secret; kept only if a Worker reads it."""
@@ -96,11 +106,16 @@ class Resolver:
             if (values := await self._source("Secret", ns, name)) is not None:
                 secrets[name] = {k: v for k, v in values.items() if isinstance(v, bytes)}
         urls, url_errors = await self._downloads(refs.urls if modules else ())
+        artifacts, artifact_errors = await self._artifacts(
+            ns, refs.artifacts if modules else frozenset(), refs.pull_secrets
+        )
         return Sources(
             config_maps=config_maps,
             secrets=secrets,
             urls=urls,
             url_errors=url_errors,
+            artifacts=artifacts,
+            artifact_errors=artifact_errors,
             digest_key=self.digest_key,
         )
 
@@ -132,3 +147,66 @@ class Resolver:
         urls = {sha: r for (_, sha), r in zip(pairs, results, strict=True) if isinstance(r, bytes)}
         errors = {p: r for p, r in zip(pairs, results, strict=True) if isinstance(r, str)}
         return urls, errors
+
+    async def _pull_credentials(
+        self, ns: str, names: Iterable[str]
+    ) -> list[dict[str, Credentials]] | Why:
+        """The Worker's imagePullSecrets, parsed in spec order; or why one is unusable
+        (watched: fixing the Secret reconciles the Worker)."""
+        configs = []
+        for i, name in enumerate(names):
+            where = f"spec.imagePullSecrets[{i}]: Secret {ns}/{name}"
+            values = await self._source("Secret", ns, name)
+            if values is None:
+                return "SourceNotFound", f"{where} not found; create it or fix the name", False
+            raw = values.get(DOCKERCONFIG_KEY)
+            if not isinstance(raw, bytes):
+                return "InvalidSource", (
+                    f"{where} has no {DOCKERCONFIG_KEY} key; make it with `kubectl create "
+                    "secret docker-registry` (type kubernetes.io/dockerconfigjson)"
+                ), False
+            try:
+                configs.append(parse_dockerconfig(raw))
+            except ValueError as e:
+                return "InvalidSource", f"{where}: {e}", False
+        return configs
+
+    async def _artifacts(
+        self, ns: str, wanted: frozenset[ArtifactKey], secrets: tuple[str, ...]
+    ) -> tuple[dict[ArtifactKey, bytes], dict[ArtifactKey, Why]]:
+        """The Worker's oci modules, by (ref, file), digests checked; and why each one
+        that could not be pulled was not."""
+        found: dict[ArtifactKey, bytes] = {}
+        errors: dict[ArtifactKey, Why] = {}
+        todo = []
+        for key in sorted(wanted):
+            if (cached := self.artifact_cache.get(f"{ns} {key[0]}#{key[1]}")) is not None:
+                found[key] = cached
+            else:
+                todo.append(key)
+        if not todo:
+            return found, errors
+        configs = await self._pull_credentials(ns, secrets)
+        slots = asyncio.Semaphore(self.urls.concurrency)
+
+        async def one(ref: str, file: str) -> bytes | Why:
+            parsed = parse_ref(ref)
+            if isinstance(configs, tuple):
+                return configs
+            try:
+                async with slots:
+                    content = await self.oci.pull(
+                        parsed, file, credentials_for(parsed.host, configs)
+                    )
+            except ArtifactError as e:
+                return e.reason, e.message, e.retry
+            self.artifact_cache.put(f"{ns} {ref}#{file}", content)
+            return content
+
+        results = await asyncio.gather(*(one(ref, file) for ref, file in todo))
+        for key, r in zip(todo, results, strict=True):
+            if isinstance(r, bytes):
+                found[key] = r
+            else:
+                errors[key] = r
+        return found, errors
