@@ -24,6 +24,7 @@ IO_MODULES = {
     "edgeplane.resolve.sources": "reads what Workers reference",
     "edgeplane.resolve.download": "downloads url modules",
     "edgeplane.resolve.oci": "pulls and pushes OCI artifacts",
+    "edgeplane.pushcli": "`edgeplane push`: reads the project, uploads to a registry",
     "edgeplane.versions.store": "WorkerVersions and archives in the apiserver",
     "edgeplane.distribute.client": "the agents' API",
     "edgeplane.distribute.fleet": "asks the agents, reads their credentials, writes status",
