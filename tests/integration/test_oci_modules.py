@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ def blob_file(registry: Registry, digest: str) -> Path:
 
 async def test_a_tampered_layer_is_refused(registry: Registry) -> None:
     body = b"export default { fetch() { return new Response('tamper me'); } };\n"
+    body += f"// {uuid.uuid4()}\n".encode()  # blobs are shared by all repositories
     ref = await push(registry, "acme/tampered", {"index.js": body})
     layer = blob_file(registry, "sha256:" + hashlib.sha256(body).hexdigest())
     layer.write_bytes(body.replace(b"tamper me", b"tampered!"))  # same size, other bytes
@@ -121,7 +123,10 @@ async def test_a_tampered_layer_is_refused(registry: Registry) -> None:
 async def test_a_tampered_manifest_is_refused(registry: Registry) -> None:
     """A manifest whose bytes are not its digest could point at any layer: refused before
     any layer is read."""
-    ref = await push(registry, "acme/tampered-manifest", {"index.js": INDEX})
+    # Blobs are shared by every repository of a registry: unique content, so the tampered
+    # manifest is no other test's.
+    unique = INDEX + f"// {uuid.uuid4()}\n".encode()
+    ref = await push(registry, "acme/tampered-manifest", {"index.js": unique})
     stored = blob_file(registry, ref.split("@", 1)[1])
     raw = stored.read_bytes()
     stored.write_bytes(raw.replace(b'"schemaVersion":2', b'"schemaVersion":2 '))
@@ -168,7 +173,8 @@ async def test_a_stopped_registry_is_unavailable_then_recovers(registry: Registr
     with pytest.raises(CompileError) as e:
         compile_worker(w, Sources(artifact_errors={(ref, "index.js"): (reason, message, retry)}))
     assert e.value.retry and ref in e.value.message
-    assert (await resolve(registry, w)).artifacts == {(ref, "index.js"): INDEX}
+    again = await resolve(registry, w)
+    assert again.artifacts == {(ref, "index.js"): INDEX}, again.artifact_errors
 
 
 async def test_pulled_layers_are_cached_by_digest(registry: Registry) -> None:
