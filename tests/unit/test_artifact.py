@@ -19,6 +19,7 @@ from edgeplane.resolve.artifact import (
     parse_dockerconfig,
     parse_ref,
     pick_layer,
+    refusal,
     registry_key,
 )
 
@@ -181,3 +182,19 @@ def test_layers_that_cannot_be_used_say_why(manifest: bytes | str, file: str, wh
     raw = manifest.encode() if isinstance(manifest, str) else manifest
     with pytest.raises(ValueError, match=why):
         pick_layer(raw, file)
+
+
+@pytest.mark.parametrize(
+    "status,thing,reason,words",
+    [
+        (401, "manifest", "ArtifactUnavailable", "refused access (HTTP 401); check spec.imagePull"),
+        (403, "layer", "ArtifactUnavailable", "refused access (HTTP 403)"),
+        (404, "manifest", "ArtifactNotFound", "no such manifest (HTTP 404); push it or fix"),
+        (404, "layer", "ArtifactNotFound", "no such layer"),
+        (429, "layer", "ArtifactUnavailable", "answered HTTP 429 for the layer"),
+        (503, "manifest", "ArtifactUnavailable", "answered HTTP 503 for the manifest"),
+    ],
+)
+def test_registry_answers_map_to_a_reason(status: int, thing: str, reason: str, words: str) -> None:
+    got_reason, why = refusal(status, thing)
+    assert got_reason == reason and words in why

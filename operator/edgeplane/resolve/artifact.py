@@ -36,6 +36,10 @@ MANIFEST_TYPES = (
 ARTIFACT_TYPE = "application/vnd.edgeplane.worker.v1"
 # A manifest is a small JSON document; a larger answer is not one.
 MAX_MANIFEST_BYTES = 4 << 20
+UNAVAILABLE = "ArtifactUnavailable"  # retried with backoff: the registry may come back
+NOT_FOUND = "ArtifactNotFound"
+DIGEST_MISMATCH = "ArtifactDigestMismatch"  # refused: the content is not what was named
+TOO_LARGE = "ArtifactTooLarge"
 # Docker Hub's credentials are filed under its old index address.
 _DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
@@ -188,3 +192,16 @@ def module_manifest(
         **({"annotations": dict(sorted(annotations.items()))} if annotations else {}),
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def refusal(status: int, thing: str) -> tuple[str, str]:
+    """A registry's non-200 answer for a manifest or layer (`thing`) as (reason, why)."""
+    if status in (401, 403):
+        # Retried too: a fixed Secret reconciles at once, a registry's ACL change does not.
+        return UNAVAILABLE, (
+            f"the registry refused access (HTTP {status}); check spec.imagePullSecrets "
+            "and the credentials in them"
+        )
+    if status == 404:
+        return NOT_FOUND, f"the registry has no such {thing} (HTTP 404); push it or fix oci.ref"
+    return UNAVAILABLE, f"the registry answered HTTP {status} for the {thing}"

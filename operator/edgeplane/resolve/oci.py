@@ -20,22 +20,22 @@ import aiohttp
 from yarl import URL
 
 from edgeplane.resolve.artifact import (
+    DIGEST_MISMATCH,
     MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNAVAILABLE,
     ArtifactRef,
     Credentials,
     challenge,
     digest_of,
     module_manifest,
     pick_layer,
+    refusal,
 )
 from edgeplane.resolve.download import CheckedResolver, explain, read_capped, tls_context
 from edgeplane.resolve.policy import DownloadError, UrlSettings
-
-UNAVAILABLE = "ArtifactUnavailable"  # retried with backoff: the registry may come back
-NOT_FOUND = "ArtifactNotFound"
-DIGEST_MISMATCH = "ArtifactDigestMismatch"  # refused: the content is not what was named
-TOO_LARGE = "ArtifactTooLarge"
 
 
 class ArtifactError(Exception):
@@ -137,7 +137,7 @@ class OciClient:
             raise ArtifactError(reason, str(ref), str(e)) from None
         if status == 200:
             return content
-        reason, why = _refusal(status, what)
+        reason, why = refusal(status, "manifest" if what.startswith("manifests/") else "layer")
         raise ArtifactError(reason, str(ref), why)
 
     async def pull(self, ref: ArtifactRef, file: str, creds: Credentials | None) -> bytes:
@@ -214,15 +214,3 @@ def _basic(creds: Credentials | None) -> str | None:
     pair = f"{creds.username}:{creds.password}".encode()
     return "Basic " + base64.b64encode(pair).decode()
 
-
-def _refusal(status: int, what: str) -> tuple[str, str]:
-    """A registry's non-200 answer as (reason, why)."""
-    thing = "manifest" if what.startswith("manifests/") else "layer"
-    if status in (401, 403):
-        return UNAVAILABLE, (
-            f"the registry refused access (HTTP {status}); check spec.imagePullSecrets "
-            "and the credentials in them"
-        )
-    if status == 404:
-        return NOT_FOUND, f"the registry has no such {thing} (HTTP 404); push it or fix oci.ref"
-    return UNAVAILABLE, f"the registry answered HTTP {status} for the {thing}"
