@@ -23,6 +23,7 @@ REASON_RES = (
     re.compile(r'(?:CompileError|Stall)\(\s*"([A-Z][A-Za-z]+)"'),
     re.compile(r'\d{3}:\s*\(?"([A-Z][A-Za-z]+)"'),  # agent refusals by HTTP status
     re.compile(r'\breason="([A-Z][A-Za-z]+)"'),  # e.g. _set_reachable(..., reason=...)
+    re.compile(r'^[A-Z_]+ = "(Artifact[A-Za-z]+)"', re.M),  # resolve/artifact.py's reasons
 )
 
 
