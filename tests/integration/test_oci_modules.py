@@ -190,3 +190,12 @@ async def test_pulled_layers_are_cached_by_digest(registry: Registry) -> None:
             registry.start()
     finally:
         await r.close()
+
+
+async def test_a_title_the_manifest_lacks_names_the_titles_there(registry: Registry) -> None:
+    ref = await push(registry, "acme/titles", {"index.js": INDEX, "lib.js": LIB})
+    got = await resolve(registry, worker(ref, ("index.js", "missing.js")))
+    assert got.artifacts == {(ref, "index.js"): INDEX}
+    reason, message, retry = got.artifact_errors[(ref, "missing.js")]
+    assert (reason, retry) == ("ArtifactNotFound", False)
+    assert "no layer titled 'missing.js' (titles there: 'index.js', 'lib.js')" in message

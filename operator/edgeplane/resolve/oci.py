@@ -77,6 +77,8 @@ class OciClient:
         self, method: str, url: str, auth: str | None, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, Mapping[str, str], bytes]:
         hdrs = {**headers, **({"Authorization": auth} if auth else {})}
+        # Redirects (to a registry's blob storage) are followed: aiohttp drops the
+        # Authorization header when one leaves the origin, and content is checked by digest.
         async with self._session().request(method, url, headers=hdrs, data=body or None) as resp:
             content = await read_capped(resp, self.settings.max_bytes) if method != "HEAD" else b""
             return resp.status, dict(resp.headers), content
@@ -140,8 +142,21 @@ class OciClient:
         reason, why = refusal(status, "manifest" if what.startswith("manifests/") else "layer")
         raise ArtifactError(reason, str(ref), why)
 
-    async def pull(self, ref: ArtifactRef, file: str, creds: Credentials | None) -> bytes:
-        """The content of layer `file` of the manifest `ref` names, both digests checked."""
+    async def pull(
+        self, ref: ArtifactRef, files: Sequence[str], creds: Credentials | None
+    ) -> dict[str, bytes | ArtifactError]:
+        """The content of each layer titled in `files` of the manifest `ref` names (read
+        once), both digests checked; ArtifactError for the manifest, or per layer."""
+        manifest = await self._manifest(ref, creds)
+        out: dict[str, bytes | ArtifactError] = {}
+        for file in files:
+            try:
+                out[file] = await self._layer(ref, manifest, file, creds)
+            except ArtifactError as e:
+                out[file] = e
+        return out
+
+    async def _manifest(self, ref: ArtifactRef, creds: Credentials | None) -> bytes:
         manifest = await self._get(ref, f"manifests/{ref.digest}", creds)
         if len(manifest) > MAX_MANIFEST_BYTES:
             raise ArtifactError(TOO_LARGE, str(ref), "the manifest is too large to be one")
@@ -150,6 +165,11 @@ class OciClient:
                 DIGEST_MISMATCH, str(ref), f"the registry answered a manifest of digest "
                 f"{digest_of(manifest)}; refused"
             )
+        return manifest
+
+    async def _layer(
+        self, ref: ArtifactRef, manifest: bytes, file: str, creds: Credentials | None
+    ) -> bytes:
         try:
             layer = pick_layer(manifest, file)
         except ValueError as e:

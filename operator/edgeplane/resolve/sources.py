@@ -188,25 +188,31 @@ class Resolver:
             return found, errors
         configs = await self._pull_credentials(ns, secrets)
         slots = asyncio.Semaphore(self.urls.concurrency)
+        by_ref: dict[str, list[str]] = {}
+        for ref, file in todo:
+            by_ref.setdefault(ref, []).append(file)
 
-        async def one(ref: str, file: str) -> bytes | Why:
-            parsed = parse_ref(ref)
+        async def one(ref: str, files: list[str]) -> dict[str, bytes | Why]:
             if isinstance(configs, tuple):
-                return configs
+                return dict.fromkeys(files, configs)
+            parsed = parse_ref(ref)
             try:
-                async with slots:
-                    content = await self.oci.pull(
-                        parsed, file, credentials_for(parsed.host, configs)
-                    )
+                async with slots:  # one manifest read for all of the artifact's modules
+                    got = await self.oci.pull(parsed, files, credentials_for(parsed.host, configs))
             except ArtifactError as e:
-                return e.reason, e.message, e.retry
-            self.artifact_cache.put(f"{ns} {ref}#{file}", content)
-            return content
+                return dict.fromkeys(files, (e.reason, e.message, e.retry))
+            return {
+                f: r if isinstance(r, bytes) else (r.reason, r.message, r.retry)
+                for f, r in got.items()
+            }
 
-        results = await asyncio.gather(*(one(ref, file) for ref, file in todo))
-        for key, r in zip(todo, results, strict=True):
-            if isinstance(r, bytes):
-                found[key] = r
-            else:
-                errors[key] = r
+        refs = sorted(by_ref)
+        results = await asyncio.gather(*(one(ref, by_ref[ref]) for ref in refs))
+        for ref, per_file in zip(refs, results, strict=True):
+            for file, r in per_file.items():
+                if isinstance(r, bytes):
+                    self.artifact_cache.put(f"{ns} {ref}#{file}", r)
+                    found[(ref, file)] = r
+                else:
+                    errors[(ref, file)] = r
         return found, errors
