@@ -376,6 +376,12 @@ class Deployment(_Strict):
         )
 
 
+def blobs_of(deployments: Iterable[Deployment | None]) -> set[str]:
+    """Every blob the deployments' versions reference (all versions: a rollback to one
+    needs no upload)."""
+    return {s for d in deployments if d for b in d.versions if b.assets for s in b.assets.blobs()}
+
+
 def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[Route]) -> str:
     """`Deployment.identity` from the version ids alone, before any bundle is loaded."""
     body = {
