@@ -497,7 +497,7 @@ CompatFlag = Annotated[str, Field(pattern=COMPAT_FLAG_RE, max_length=128)]
 
 # ---- static assets (spec.assets) ------------------------------------------------------
 # An asset's path under the site root: no leading '/', no empty, '.' or '..' segment.
-ASSET_PATH_RE = r"^[^/\\\x00-\x1f][^\\\x00-\x1f]{0,1023}$"
+ASSET_PATH_RE = r"^[^/\\\x00-\x1f][^\\\x00-\x1f]*$"
 MAX_ASSET_ITEMS = 1000
 MAX_IGNORE = 256
 MAX_RUN_WORKER_FIRST = 100
