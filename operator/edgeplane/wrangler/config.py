@@ -23,7 +23,7 @@ CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 MAPPED_KEYS = frozenset({
     "name", "main", "compatibility_date", "compatibility_flags", "vars", "secrets",
     "kv_namespaces", "durable_objects", "services", "route", "routes", "env", "rules",
-    "base_dir", "find_additional_modules",
+    "base_dir", "find_additional_modules", "assets",
     # The build: bundle.py gives these to esbuild as wrangler does.
     "no_bundle", "minify", "keep_names", "tsconfig", "jsx_factory", "jsx_fragment", "define",
     "alias",

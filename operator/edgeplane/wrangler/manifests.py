@@ -75,6 +75,8 @@ class Sources:
     incomplete: list[str]  # imports that will not load, each with its importer
     dev_vars: DevVars | None  # read only when the config declares no secrets
     built: str = ""  # how the modules were built: bundled by what, from which lockfile
+    # [assets]: the ConfigMap with the directory's files and spec.assets (wrangler/assets.py)
+    assets: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 def add_worker(
@@ -111,6 +113,7 @@ def add_worker(
         "mainModule": sources.modules[0].name,
         "modules": modules,
         **({"bindings": bindings} if bindings else {}),
+        **({"assets": sources.assets[1]} if sources.assets else {}),
         **({"targets": {"matchLabels": dict(opts.target_labels)}} if opts.target_labels else {}),
     }
     worker = {
@@ -121,7 +124,7 @@ def add_worker(
     }
     validate(Worker, worker, name)
     routes = route_docs(name, route_config(cfg, top), opts.namespace, warn)
-    result.docs += [*maps, worker, *routes]
+    result.docs += [*maps, *([sources.assets[0]] if sources.assets else []), worker, *routes]
 
 
 def _check_complete(name: str, sources: Sources, opts: Options, result: Result) -> None:
