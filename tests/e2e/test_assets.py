@@ -117,3 +117,16 @@ def test_a_single_page_app_with_assets(stack: Stack, kube: Kube) -> None:
                            for a in stack.agents), 90)
     assert [stored(a) - b for a, b in zip(stack.agents, before, strict=True)] == [4, 4, 4]
     assert get(stack.agents[0], host, "/logo.png")[1]["etag"] in etags  # unchanged file
+
+    # A rollback after an operator restart: the version is rebuilt from its archive, whose
+    # files come back with it (the operator's memory of them went with the restart).
+    op = stack.operator
+    assert op is not None
+    op.stop()
+    op.start()
+    pinned = {**SPA, "spec": {**SPA["spec"], "version": first}}
+    kube.apply(pinned)
+    eventually(lambda: all(get(a, host, "/app/main.js")[2] == b"console.log(1)"
+                           for a in stack.agents), 120)
+    status = kube.wait_ready("spa", timeout=120)["status"]
+    assert status["readyVersion"] == first
