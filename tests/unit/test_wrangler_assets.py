@@ -111,3 +111,11 @@ def compile_worker_of(doc: dict[str, Any], maps: list[dict[str, Any]]) -> Any:
     bundle, _ = compile_version(worker, sources)
     assert bundle.assets is not None
     return bundle.assets.files
+
+
+def test_assets_without_a_directory_are_listed_as_not_imported(tmp_path: Path) -> None:
+    """A framework's build plugin (Vite) fills the directory in: without it, nothing to map."""
+    config = WITH_MAIN + '[assets]\nnot_found_handling = "single-page-application"\n'
+    result = convert(project(tmp_path, config), opts=_opts())
+    assert result.unsupported["site"] == ["assets"]
+    assert "assets" not in docs_by_kind(result.docs)["Worker"][0]["spec"]

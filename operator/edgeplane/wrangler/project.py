@@ -135,7 +135,10 @@ def _assets(
     ConfigMap, and spec.assets."""
     directory = (root / str(site["directory"])).resolve()
     if not directory.is_dir():
-        raise WranglerImportError(f"{name}: assets.directory {site['directory']} not found")
+        raise WranglerImportError(
+            f"{name}: assets.directory {site['directory']} not found; run the project's "
+            "build first if it makes that directory"
+        )
     files = {
         p.relative_to(directory).as_posix(): p.read_bytes()
         for p in sorted(directory.rglob("*"))

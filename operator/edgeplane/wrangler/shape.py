@@ -200,7 +200,7 @@ WORKER_KEYS: dict[str, Check] = {
     "assets": table(
         {"directory": string, "binding": string, "html_handling": string,
          "not_found_handling": string},
-        ("directory",),
+        (),
         '{directory = "./public", binding = "ASSETS"}',
     ),
 }
