@@ -4,6 +4,7 @@ first for /api/*, its ASSETS binding), a new site without a restart, and blob GC
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Mapping
@@ -191,3 +192,40 @@ async def refusals(
         assert r.status == 422 and "sha256" in (await r.json())["error"]
     with pytest.raises(Unreachable, match="does not hold 1 of the assets' files"):
         await client.put(ep, d3)  # never held: hold_blobs was not called for it
+
+
+async def test_site_swaps_under_load_never_miss_a_file(edge_agents) -> None:  # noqa: F811
+    """Requests during five new sites in a row: every one answers 200 with one of the
+    versions' bytes (a symlink swap in one rename: no moment without the site)."""
+    agent = edge_agents("agent")
+    ep = Endpoint("a", agent.api_url, agent.token)
+    client = AgentClient()
+    sites = [{**SITE, "app/main.js": f"console.log({i});".encode()} for i in range(6)]
+    bodies = {s["app/main.js"] for s in sites}
+    seen: list[tuple[int, bytes]] = []
+    try:
+        async with aiohttp.ClientSession() as s:
+            d, blobs = version(sites[0])
+            client.hold_blobs(WORKER, blobs)
+            assert await client.put(ep, d)
+            stop = asyncio.Event()
+
+            async def load() -> None:
+                while not stop.is_set():
+                    for path in ("/app/main.js", "/logo.png", "/"):
+                        status, _, body = await fetch(s, agent, path, accept="text/html")
+                        seen.append((status, body if path == "/app/main.js" else b""))
+
+            tasks = [asyncio.create_task(load()) for _ in range(4)]
+            for site in sites[1:]:
+                d, blobs = version(site)
+                client.hold_blobs(WORKER, blobs)
+                assert await client.put(ep, d)
+                await asyncio.sleep(0.2)
+            stop.set()
+            await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    assert len(seen) > 50
+    assert {status for status, _ in seen} == {200}
+    assert {b for _, b in seen if b} <= bodies
