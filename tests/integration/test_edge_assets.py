@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import shutil
 from collections.abc import Mapping
 
 import aiohttp
@@ -229,3 +230,28 @@ async def test_site_swaps_under_load_never_miss_a_file(edge_agents) -> None:  # 
     assert len(seen) > 50
     assert {status for status, _ in seen} == {200}
     assert {b for _, b in seen if b} <= bodies
+
+
+async def test_a_killed_agent_serves_its_sites_again_rebuilt_from_blobs(
+    edge_agents,  # noqa: F811
+) -> None:
+    """SIGKILL the agent and its workerds, and remove every built site (their blobs stay):
+    the agent started again rebuilds them from its blobs before it serves."""
+    agent = edge_agents("agent")
+    ep = Endpoint("a", agent.api_url, agent.token)
+    client = AgentClient()
+    try:
+        d, blobs = version(SITE)
+        client.hold_blobs(WORKER, blobs)
+        assert await client.put(ep, d)
+    finally:
+        await client.close()
+    agent.kill()
+    shutil.rmtree(agent.state_dir / "assets" / "sites")
+    again = edge_agents("agent", http_addr=agent.http_addr, api_addr=agent.api_addr)
+    async with aiohttp.ClientSession() as s:
+        status, headers, body = await fetch(s, again, "/logo.png")
+        assert (status, headers["Content-Type"], body) == (200, "image/png", PNG)
+        assert (await fetch(s, again, "/app/deep/link", accept="text/html"))[2] == SITE[
+            "index.html"
+        ]
