@@ -255,3 +255,46 @@ async def test_a_killed_agent_serves_its_sites_again_rebuilt_from_blobs(
         assert (await fetch(s, again, "/app/deep/link", accept="text/html"))[2] == SITE[
             "index.html"
         ]
+
+
+async def test_worker_first_everywhere_and_a_404_page(edge_agents) -> None:  # noqa: F811
+    """runWorkerFirst: true sends every request to the Worker, which serves files through
+    env.ASSETS; notFoundHandling 404-page answers the site's 404.html with status 404."""
+    agent = edge_agents("agent")
+    ep = Endpoint("a", agent.api_url, agent.token)
+    client = AgentClient()
+    spec = WorkerAssets.model_validate(
+        {
+            "configMap": {"name": "s"},
+            "runWorkerFirst": True,
+            "notFoundHandling": "404-page",
+            "binding": "ASSETS",
+        }
+    )
+    js = """export default { async fetch(request, env) {
+      const r = await env.ASSETS.fetch(request);
+      const out = new Response(r.body, r);
+      out.headers.set("x-worker", "saw it");
+      return out;
+    } };"""
+    site = compile_assets(spec, {**SITE, "404.html": b"<h1>not here</h1>"})
+    b = Bundle(
+        worker=WORKER,
+        compatibilityDate="2025-01-01",
+        mainModule="index.js",
+        modules=(BundleModule(name="index.js", type=ModuleType.ES_MODULE, content=js),),
+        assets=site.wire,
+    ).with_version()
+    d = Deployment(
+        worker=WORKER, primary=b.version or "", versions=(b,), routes=(Route(pattern=f"{HOST}/*"),)
+    )
+    try:
+        client.hold_blobs(WORKER, site.blobs)
+        assert await client.put(ep, d)
+        async with aiohttp.ClientSession() as s:
+            status, headers, body = await fetch(s, agent, "/logo.png")
+            assert (status, headers["x-worker"], body) == (200, "saw it", PNG)
+            status, headers, body = await fetch(s, agent, "/no/such/page", accept="text/html")
+            assert (status, headers["x-worker"], body) == (404, "saw it", b"<h1>not here</h1>")
+    finally:
+        await client.close()
