@@ -258,15 +258,16 @@ async def test_a_killed_agent_serves_its_sites_again_rebuilt_from_blobs(
 
 
 async def test_worker_first_everywhere_and_a_404_page(edge_agents) -> None:  # noqa: F811
-    """runWorkerFirst: true sends every request to the Worker, which serves files through
-    env.ASSETS; notFoundHandling 404-page answers the site's 404.html with status 404."""
+    """runWorkerFirst ["/*"] (wrangler's true) sends every request to the Worker, which
+    serves files through env.ASSETS; notFoundHandling 404-page answers the site's 404.html
+    with status 404."""
     agent = edge_agents("agent")
     ep = Endpoint("a", agent.api_url, agent.token)
     client = AgentClient()
     spec = WorkerAssets.model_validate(
         {
             "configMap": {"name": "s"},
-            "runWorkerFirst": True,
+            "runWorkerFirst": ["/*"],
             "notFoundHandling": "404-page",
             "binding": "ASSETS",
         }

@@ -119,3 +119,14 @@ def test_assets_without_a_directory_are_listed_as_not_imported(tmp_path: Path) -
     result = convert(project(tmp_path, config), opts=_opts())
     assert result.unsupported["site"] == ["assets"]
     assert "assets" not in docs_by_kind(result.docs)["Worker"][0]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, ["/*"]), (False, None), (["/api/*", "!/api/docs"], ["/api/*", "!/api/docs"])],
+)
+def test_run_worker_first_maps_to_patterns(value: Any, expected: Any) -> None:
+    from edgeplane.wrangler.assets import assets_docs
+
+    _, spec = assets_docs("w", {"directory": "p", "run_worker_first": value}, {}, None)
+    assert spec.get("runWorkerFirst") == expected

@@ -13,7 +13,6 @@ from pydantic import (
     AwareDatetime,
     Field,
     JsonValue,
-    StrictBool,
     WithJsonSchema,
     model_validator,
 )
@@ -590,13 +589,11 @@ class NotFoundHandling(StrEnum):
     NONE = "none"
 
 
-# true, false, or a list of path patterns: a union the apiserver's structural schema
-# cannot type, so the operator's model checks it when it compiles the Worker.
-RunWorkerFirst = Annotated[
-    StrictBool | list[Annotated[str, Field(max_length=256)]],
-    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
-]
-
+# Cloudflare's `run_worker_first` is true, false or patterns; a structural schema cannot
+# type such a union (and CEL cannot see an untyped field), so it is patterns only: true
+# is ["/*"], false is [] (edgeplane import maps them).
+RUN_WORKER_FIRST_RE = r"^!?/[^\x00-\x1f]*$"
+RunWorkerFirstPattern = Annotated[str, Field(pattern=RUN_WORKER_FIRST_RE, max_length=256)]
 
 class WorkerAssets(Wire):
     """Static files served at the edge in front of the Worker, with Cloudflare's Workers
@@ -634,12 +631,15 @@ class WorkerAssets(Wire):
         description="A path with no file: single-page-application (serve /index.html, "
         "200), 404-page (the nearest 404.html, 404) or none (the Worker, or 404).",
     )
-    run_worker_first: RunWorkerFirst = Field(
-        default=False,
+    run_worker_first: list[RunWorkerFirstPattern] = Field(
+        default_factory=list,
         alias="runWorkerFirst",
-        description="true: every request goes to the Worker, which serves files through "
-        "its ASSETS binding; a list: the paths matching these patterns (e.g. `/api/*`, "
-        "`!/api/docs/*`) do; false (default): files first, the Worker for the rest.",
+        max_length=MAX_RUN_WORKER_FIRST,
+        description="Paths the Worker answers before any file (it serves files through "
+        "its binding): patterns such as `/api/*`, `!/api/docs/*` to exclude, or `/*` for "
+        "every request (wrangler's `true`); empty (default): files first, the Worker for "
+        "the rest.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     binding: str | None = Field(
         default=None,
@@ -655,18 +655,6 @@ class WorkerAssets(Wire):
             raise ValueError(
                 "assets: set exactly one source: configMap or archive (url with sha256)"
             )
-        rwf = self.run_worker_first
-        if isinstance(rwf, list):
-            if len(rwf) > MAX_RUN_WORKER_FIRST:
-                raise ValueError(
-                    f"assets.runWorkerFirst: at most {MAX_RUN_WORKER_FIRST} patterns"
-                )
-            bad = [p for p in rwf if not p.startswith(("/", "!/"))]
-            if bad:
-                raise ValueError(
-                    f"assets.runWorkerFirst: {bad[0]!r} must start with '/' (or '!/' to "
-                    "exclude), e.g. \"/api/*\""
-                )
         return self
 
 

@@ -165,7 +165,7 @@ def service_config(spec: WorkerAssets, files: Mapping[str, bytes]) -> str:
     body: dict[str, object] = {
         "html_handling": spec.html_handling.value,
         "not_found_handling": spec.not_found_handling.value,
-        "run_worker_first": spec.run_worker_first,
+        "run_worker_first": spec.run_worker_first or False,
     }
     for name, key in CONFIG_FILES.items():
         if name in files:

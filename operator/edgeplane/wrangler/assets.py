@@ -59,4 +59,7 @@ def assets_docs(
         cm["binaryData"] = data
     spec: dict[str, Any] = {"configMap": {"name": name, "items": items}}
     spec |= {ours: table[theirs] for theirs, ours in OPTIONS.items() if theirs in table}
+    first = spec.pop("runWorkerFirst", False)
+    if first:  # spec.assets takes patterns only: true is every path
+        spec["runWorkerFirst"] = ["/*"] if first is True else first
     return cm, spec
