@@ -178,13 +178,13 @@ async def check_spa(s: aiohttp.ClientSession, agent: AgentProc) -> None:
 async def refusals(
     s: aiohttp.ClientSession, agent: AgentProc, client: AgentClient, ep: Endpoint
 ) -> None:
-    """A deployment whose blobs are not here is refused (409, naming them); a blob whose
+    """A deployment whose blobs are not here is refused (424, naming them); a blob whose
     bytes do not match its name is refused (422); the operator without a blob says so."""
     d3, _ = version({**SITE2, "new.txt": b"new"})
     async with s.put(
         f"{agent.api_url}/v1/workers/{WORKER}", data=body_of(d3), headers=agent.headers()
     ) as r:
-        assert r.status == 409
+        assert r.status == 424
         assert (await r.json())["missing"] == [hashlib.sha256(b"new").hexdigest()]
     sha = hashlib.sha256(b"new").hexdigest()
     async with s.put(

@@ -212,7 +212,10 @@ class AgentClient:
         except Unreachable:
             metrics.PUSHES.labels(ep.target, "unreachable").inc()
             raise
-        except Refused:
+        except Refused as e:
+            if e.status == 424:  # its assets' files went meanwhile: send them again
+                metrics.PUSHES.labels(ep.target, "unreachable").inc()
+                raise Unreachable(f"{ep.target}: {e}", reason="AssetsUnavailable") from None
             metrics.PUSHES.labels(ep.target, "refused").inc()
             raise
         metrics.PUSHES.labels(ep.target, "ok").inc()

@@ -3,7 +3,8 @@
 API (JSON; bearer token on everything but /healthz and /readyz, and with --tls-client-ca a
 client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
-                              422 schema/load error, 409 route owned by another Worker
+                              422 schema/load error, 409 route owned by another Worker,
+                              424 {"missing": [sha256, ...]}: blobs its assets need, not here
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
@@ -33,6 +34,10 @@ client certificate signed by that CA too; see edge/access.py):
                               requests they match get the bypass response (--bypass-status)
                               → 200 {"changed", "namespace"} once served; 409 a pattern a
                               Worker or another namespace has; 422 bad body
+  POST   /v1/blobs/missing    body: {"blobs": [sha256, ...]} → {"missing": [...]}: which of
+                              them this location lacks (static assets' files, edge/blobs.py)
+  PUT    /v1/blobs/{sha256}   body: the blob's bytes, checked against the name → 201 stored,
+                              200 already here; 422 the bytes do not match; 507 no room
   GET    /v1/exclusions       → {"exclusions": {"<namespace>": [pattern, ...]}}
   PUT    /v1/signing-key      body: {"key": "<at least 32 characters>"}: the key that signs
                               Edgeplane-Version-Overrides/-Key and X-Forwarded-Proto on public
@@ -330,7 +335,7 @@ async def put_worker(request: web.Request) -> web.Response:
     missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
     if missing:
         return _err(
-            409,
+            424,
             f"assets: {len(missing)} blobs are not here; PUT /v1/blobs/<sha256> each of "
             "`missing` first",
             missing=missing,
