@@ -18,7 +18,7 @@ from edgeplane.api.worker import WorkerAssets
 from edgeplane.compile.assets import compile_assets
 from edgeplane.distribute.client import AgentClient, Endpoint, Unreachable
 from edgeplane.edge.cells import recorded_pids
-from edgeplane.wire import Bundle, BundleModule, Deployment, ModuleType, Route
+from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 from tests.integration.edge_fixtures import (
     AgentProc,
     body_of,
@@ -297,5 +297,48 @@ async def test_worker_first_everywhere_and_a_404_page(edge_agents) -> None:  # n
             assert (status, headers["x-worker"], body) == (200, "saw it", PNG)
             status, headers, body = await fetch(s, agent, "/no/such/page", accept="text/html")
             assert (status, headers["x-worker"], body) == (404, "saw it", b"<h1>not here</h1>")
+    finally:
+        await client.close()
+
+
+async def test_a_durable_object_worker_with_assets(edge_agents) -> None:  # noqa: F811
+    """A Worker that binds a Durable Object class (its versions are static services of its
+    own cell) serves its files and reaches them through its ASSETS binding too."""
+    agent = edge_agents("agent")
+    ep = Endpoint("a", agent.api_url, agent.token)
+    client = AgentClient()
+    js = """import { DurableObject } from "cloudflare:workers";
+    export class Counter extends DurableObject {
+      async fetch() { const n = ((await this.ctx.storage.get("n")) || 0) + 1;
+        await this.ctx.storage.put("n", n); return new Response(String(n)); }
+    }
+    export default { async fetch(request, env) {
+      const url = new URL(request.url);
+      if (url.pathname === "/api/count") return env.C.get(env.C.idFromName("a")).fetch(request);
+      return env.ASSETS.fetch(new URL("/logo.png", url));
+    } };"""
+    site = compile_assets(SPEC, SITE)
+    b = Bundle(
+        worker=WORKER,
+        compatibilityDate="2025-01-01",
+        mainModule="index.js",
+        modules=(BundleModule(name="index.js", type=ModuleType.ES_MODULE, content=js),),
+        bindings=(BundleBinding(name="C", durableObjectClass="Counter"),),
+        assets=site.wire,
+    ).with_version()
+    d = Deployment(
+        worker=WORKER, primary=b.version or "", versions=(b,), routes=(Route(pattern=f"{HOST}/*"),)
+    )
+    try:
+        client.hold_blobs(WORKER, site.blobs)
+        assert await client.put(ep, d)
+        async with aiohttp.ClientSession() as s:
+            assert (await fetch(s, agent, "/", accept="text/html"))[::2] == (
+                200,
+                SITE["index.html"],
+            )
+            assert [(await fetch(s, agent, "/api/count"))[2] for _ in range(2)] == [b"1", b"2"]
+            status, headers, body = await fetch(s, agent, "/api/logo")
+            assert (status, headers["Content-Type"], body) == (200, "image/png", PNG)
     finally:
         await client.close()

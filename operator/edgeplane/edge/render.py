@@ -227,7 +227,8 @@ def cell_config(
         primary_svc = service_name(static.worker, static.primary)
         for b in static.versions:
             svc = service_name(static.worker, b.version or "")
-            services.append(_static_worker(b, svc, None if svc == primary_svc else primary_svc))
+            owner = None if svc == primary_svc else primary_svc
+            services.append(_static_worker(b, svc, owner, files=_site(static) is not None))
             bindings.append(f"(name = {text('v:' + (b.version or ''))}, service = {text(svc)})")
         services.append(
             f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
@@ -292,7 +293,7 @@ def _host_entrypoint(name: str, entrypoint: str, props: dict[str, str]) -> str:
     )
 
 
-def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
+def _static_worker(b: Bundle, svc: str, namespace_owner: str | None, files: bool = False) -> str:
     """One version of a Durable Object Worker as a static service. `namespace_owner` is the
     primary's service when this is not the primary: Durable Object classes live in one
     namespace per Worker, the primary's. Service and KV bindings are the host's entrypoints,
@@ -318,6 +319,12 @@ def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
                 f"serviceName = {text(namespace_owner or svc)}))"
             )
             do_classes.append(cls)
+    if files and b.assets is not None and b.assets.binding is not None:
+        # Its assets binding: the cell's AssetsService, files only (as for loaded Workers).
+        binds.append(
+            f"(name = {text(b.assets.binding)}, service = (name = {text(ASSETS)}, "
+            'entrypoint = "AssetWorker"))'
+        )
     parts = [
         f"modules = [{mods}]",
         f"compatibilityDate = {text(b.compatibility_date)}",
