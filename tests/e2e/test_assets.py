@@ -7,6 +7,9 @@ A changed file is a new version that sends each location that one file."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
+import tarfile
 import urllib.error
 import urllib.request
 from typing import Any
@@ -15,6 +18,9 @@ import pytest
 
 from edgeplane.localstack.stack import Agent, Stack
 from tests.e2e.conftest import Kube, eventually, metric, route
+from tests.e2e.test_url_modules import files  # noqa: F401 (a file server the operator trusts)
+from tests.url_server import FileServer
+from tests.url_server import Route as FileRoute
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +136,32 @@ def test_a_single_page_app_with_assets(stack: Stack, kube: Kube) -> None:
                            for a in stack.agents), 120)
     status = kube.wait_ready("spa", timeout=120)["status"]
     assert status["readyVersion"] == first
+
+
+def test_assets_from_an_archive_pinned_by_sha256(
+    stack: Stack, kube: Kube, files: FileServer  # noqa: F811 (the fixture)
+) -> None:
+    """The site as a tar.gz at an https URL: downloaded by the operator (its `--url-*`
+    policy), checked against its sha256, untarred and served at every location."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in (("./index.html", INDEX.encode()), ("./img/logo.png", PNG)):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    archive = buf.getvalue()
+    files.routes["/site.tgz"] = FileRoute(archive)
+    host = f"tgz.{kube.namespace}.example.com"
+    spec = {"archive": {"url": files.url("/site.tgz"),
+                        "sha256": hashlib.sha256(archive).hexdigest()},
+            "notFoundHandling": "single-page-application"}
+    w = {**SPA, "metadata": {"name": "tgz"}, "spec": {**SPA["spec"], "assets": spec}}
+    kube.apply(w, route("tgz", f"{host}/*", "tgz"))
+    kube.wait_ready("tgz", timeout=120)
+    eventually(lambda: all(get(a, host, "/img/logo.png")[2] == PNG for a in stack.agents), 90)
+    for a in stack.agents:
+        # A browser navigation (with a Worker present, other requests for a missing path go
+        # to the Worker, as on Cloudflare).
+        nav = {"accept": "text/html", "sec-fetch-mode": "navigate"}
+        assert get(a, host, "/deep/link", **nav)[::2] == (200, INDEX.encode())
+        assert get(a, host, "/deep/link")[2] == b'{"api":"/deep/link"}'
