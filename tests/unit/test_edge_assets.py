@@ -139,5 +139,8 @@ def test_the_operator_holds_each_workers_last_two_sites() -> None:
         client.hold_blobs("web.spa", {hashlib.sha256(b).hexdigest(): b for b in files.values()})
     held = set(client.blobs.values())
     assert held == {b"1", b"2"}
-    client.hold_blobs("web.other", {hashlib.sha256(b"o").hexdigest(): b"o"})
+    client.hold_blobs("web.other", {hashlib.sha256(b"o").hexdigest(): b"o",
+                                    hashlib.sha256(b"2").hexdigest(): b"2"})
     assert set(client.blobs.values()) == {b"1", b"2", b"o"}
+    client.drop_blobs("web.spa")  # deleted: its files go, but one another Worker holds
+    assert set(client.blobs.values()) == {b"2", b"o"}

@@ -230,6 +230,14 @@ class AgentClient:
         kept = [s for s in self._sites.get(worker, []) if s != site][-(ROLLOUT_VERSIONS - 1) :]
         self._sites[worker] = [*kept, site] if site else kept
         self.blobs.update(blobs)
+        self._prune()
+
+    def drop_blobs(self, worker: str) -> None:
+        """A deleted Worker's files go, but those another Worker's sites hold."""
+        self._sites.pop(worker, None)
+        self._prune()
+
+    def _prune(self) -> None:
         used = {b for sites in self._sites.values() for s in sites for b in s}
         for sha in [b for b in self.blobs if b not in used]:
             del self.blobs[sha]

@@ -37,6 +37,8 @@ class BlobPool(Protocol):
 
     def hold_blobs(self, worker: str, blobs: Mapping[str, bytes]) -> None: ...
 
+    def drop_blobs(self, worker: str) -> None: ...
+
 
 class NoBlobs:
     def __init__(self) -> None:
@@ -44,6 +46,9 @@ class NoBlobs:
 
     def hold_blobs(self, worker: str, blobs: Mapping[str, bytes]) -> None:
         self.blobs.update(blobs)
+
+    def drop_blobs(self, worker: str) -> None:
+        pass
 
 
 def _key(worker: Worker) -> WorkerKey:
@@ -82,6 +87,7 @@ class VersionStore:
         self.pool: BlobPool = NoBlobs()
 
     def forget(self, key: WorkerKey) -> None:
+        self.pool.drop_blobs(f"{key[0]}.{key[1]}")
         self.bundles.pop(key, None)
         self.serving.pop(key, None)
         self.retained_of.pop(key, None)
