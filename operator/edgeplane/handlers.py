@@ -69,6 +69,8 @@ def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
     for m in spec.get("modules") or []:
         if ref := m.get("configMapKeyRef"):
             out[(ns, "ConfigMap", ref["name"])] = name
+    if ref := (spec.get("assets") or {}).get("configMap"):
+        out[(ns, "ConfigMap", ref["name"])] = name  # static assets' files
     for b in spec.get("bindings") or []:
         if ref := b.get("secretKeyRef"):
             out[(ns, "Secret", ref["name"])] = name

@@ -33,6 +33,8 @@ IO_MODULES = {
     "edgeplane.edge.cron": "sleeps to each cron occurrence and runs it in a cell",
     "edgeplane.edge.cells": "the front and cell workerds, their state pushes, the watchdog",
     "edgeplane.edge.store": "the durable store of accepted deployments",
+    "edgeplane.edge.blobs": "the content-addressed blob store on disk",
+    "edgeplane.edge.assets": "the static sites on disk, made from blobs",
     "edgeplane.edge.supervise": "the supervisor that starts the agent again when it dies",
     "edgeplane.edge.token": "re-reads the token file",
     "edgeplane.edge.validate": "the validator cell that loads new versions",

@@ -3,7 +3,8 @@
 API (JSON; bearer token on everything but /healthz and /readyz, and with --tls-client-ca a
 client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
-                              422 schema/load error, 409 route owned by another Worker
+                              422 schema/load error, 409 route owned by another Worker,
+                              424 {"missing": [sha256, ...]}: blobs its assets need, not here
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
@@ -33,6 +34,10 @@ client certificate signed by that CA too; see edge/access.py):
                               requests they match get the bypass response (--bypass-status)
                               → 200 {"changed", "namespace"} once served; 409 a pattern a
                               Worker or another namespace has; 422 bad body
+  POST   /v1/blobs/missing    body: {"blobs": [sha256, ...]} → {"missing": [...]}: which of
+                              them this location lacks (static assets' files, edge/blobs.py)
+  PUT    /v1/blobs/{sha256}   body: the blob's bytes, checked against the name → 201 stored,
+                              200 already here; 422 the bytes do not match; 507 no room
   GET    /v1/exclusions       → {"exclusions": {"<namespace>": [pattern, ...]}}
   PUT    /v1/signing-key      body: {"key": "<at least 32 characters>"}: the key that signs
                               Edgeplane-Version-Overrides/-Key and X-Forwarded-Proto on public
@@ -74,7 +79,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
@@ -88,6 +93,8 @@ from edgeplane.edge.access import (
     token_ok,
 )
 from edgeplane.edge.agent import Agent
+from edgeplane.edge.assets import blobs_of
+from edgeplane.edge.blobs import BlobError
 from edgeplane.edge.cells import bind
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
@@ -114,6 +121,7 @@ TOKEN_KEY = web.AppKey("token", TokenFile)  # the bearer token the operator pres
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (--tls-client-ca)
 BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
+BLOBS_RECEIVED = web.AppKey("blobs_received", Counter)
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
 DEFAULT_MAX_BODY = body_limit()
 # Bodies in flight, however many PUTs arrive: one of the largest deployments at a time (the
@@ -325,6 +333,14 @@ async def put_worker(request: web.Request) -> web.Response:
         return _err(
             422, f"worker: {d.worker!r} does not match the URL's {name!r}", errors=["worker"]
         )
+    missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
+    if missing:
+        return _err(
+            424,
+            f"assets: {len(missing)} blobs are not here; PUT /v1/blobs/<sha256> each of "
+            "`missing` first",
+            missing=missing,
+        )
     # Shielded: a client that goes away does not take its push out of the batch.
     return _reply(await asyncio.shield(agent.submit(name, d)))
 
@@ -344,6 +360,38 @@ async def probe_worker(request: web.Request) -> web.Response:
         name, req.version, req.path, host=req.host, method=req.method, seconds=req.timeout_seconds
     )
     return _reply(result)
+
+
+class BlobList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    blobs: list[str] = Field(max_length=200_000)
+
+
+@routes.post("/v1/blobs/missing")
+async def missing_blobs(request: web.Request) -> web.Response:
+    """Which of these blobs (sha256) this location does not hold: the ones to send."""
+    body = await _parsed(request, BlobList)
+    try:
+        missing = await asyncio.to_thread(request.app[AGENT_KEY].blobs.missing, body.blobs)
+    except BlobError as e:
+        return _err(422, f"blobs: {e}", errors=["blobs"])
+    return web.json_response({"missing": missing})
+
+
+@routes.put("/v1/blobs/{sha256}")
+async def put_blob(request: web.Request) -> web.Response:
+    """A blob, checked against its name; stored once (a second PUT changes nothing)."""
+    agent = request.app[AGENT_KEY]
+    sha256 = request.match_info["sha256"]
+    content = bytes(await _body(request))
+    try:
+        created = await asyncio.to_thread(agent.blobs.put, sha256, content)
+    except BlobError as e:
+        return _err(422, str(e), errors=["body" if str(e).startswith("body") else "sha256"])
+    except OSError as e:
+        return _err(507, f"this location could not store the blob: {e.strerror or e}")
+    request.app[BLOBS_RECEIVED].labels("stored" if created else "present").inc()
+    return web.json_response({"sha256": sha256, "created": created}, status=201 if created else 200)
 
 
 def namespace_of(request: web.Request) -> str:
@@ -407,6 +455,12 @@ def make_app(
     app[TOKEN_KEY] = token if isinstance(token, TokenFile) else TokenFile.fixed(token)
     app[MAX_BODY_KEY] = max_body
     app[CLIENT_CERTIFICATES_KEY] = client_certificates
+    app[BLOBS_RECEIVED] = Counter(
+        "edgeplane_agent_blobs_received_total",
+        "Blobs (static assets' files) PUT to the agent: stored, or already present",
+        ["result"],
+        registry=agent.metrics.registry,
+    )
     app.add_routes(routes)
     return app
 
@@ -503,6 +557,13 @@ def _runtime_args(ap: argparse.ArgumentParser) -> None:
         action="store_true",
         default=env("EDGEPLANE_AGENT_TRUST_FORWARDED_PROTO", "") == "true",
     )
+    ap.add_argument(
+        "--blob-grace",
+        help="seconds a blob (a static asset's file) no deployment references is kept after "
+        "it arrived, for the deployment its sender PUTs next",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_BLOB_GRACE", "600")),
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -596,6 +657,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         validate_timeout=args.validate_timeout,
         bypass_status=args.bypass_status,
         trust_forwarded_proto=args.trust_forwarded_proto,
+        blob_grace=args.blob_grace,
     )
     # Serve what was accepted before anything else: no operator contact needed.
     await agent.start()

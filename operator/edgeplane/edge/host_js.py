@@ -140,6 +140,8 @@ function load(env, ctx, version, check) {
     for (const b of spec.bindings) {
       bindings[b.name] = bindingOf({ ...b, worker: spec.worker }, ctx, check);
     }
+    const site = spec.assets;
+    if (site && site.binding) bindings[site.binding] = assetsBinding(env, check);
     let main = spec.mainModule;
     if (check) modules[(main = CHECK)] = checkSource(spec);
     return {
@@ -208,18 +210,44 @@ export default {
     if (path === "/__edgeplane/ping") return new Response("ok\n");
     if (path === "/__edgeplane/check") return check(env, ctx, version);
     if (path === "/__edgeplane/scheduled") return scheduled(request, env, ctx, version);
-    const fixed = env["v:" + version];
-    if (fixed !== undefined) return fixed.fetch(original(request));
-    try {
-      return await load(env, ctx, version, false).getEntrypoint().fetch(original(request));
-    } catch (e) {
-      // A version that no longer loads here (validated when pushed, so rare): say so. Any
-      // other exception is the Worker's own, answered as workerd answers it.
-      if (!String(e).includes("Failed to start Worker")) throw e;
-      const message = redact(String(e), await secretsOf(env, version));
-      return new Response(`edgeplane: version ${version.slice(0, 12)} did not load: ${message}\n`,
-        { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
-    }
+    if (env.ASSETS_SITE !== undefined) return viaAssets(env, version, original(request));
+    return run(env, ctx, version, original(request));
   },
 };
+// The Worker at `version`: a static service (a Durable Object Worker's cell) or loaded.
+async function run(env, ctx, version, request) {
+  const fixed = env["v:" + version];
+  if (fixed !== undefined) return fixed.fetch(request);
+  try {
+    return await load(env, ctx, version, false).getEntrypoint().fetch(request);
+  } catch (e) {
+    // A version that no longer loads here (validated when pushed, so rare): say so. Any
+    // other exception is the Worker's own, answered as workerd answers it.
+    if (!String(e).includes("Failed to start Worker")) throw e;
+    const message = redact(String(e), await secretsOf(env, version));
+    return new Response(`edgeplane: version ${version.slice(0, 12)} did not load: ${message}\n`,
+      { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+  }
+}
+// Static assets (a Worker with assets has a cell of its own, edge/render.py): a request goes
+// to workerd's AssetsService, which serves a file or calls `User` with the request, which
+// runs the Worker at the version the front chose (carried in ASSET_VERSION, set here over
+// whatever the client sent, and removed before the Worker sees the request).
+const ASSET_VERSION = "edgeplane-asset-version";
+function viaAssets(env, version, request) {
+  request.headers.set(ASSET_VERSION, version);
+  return env.ASSETS_SITE.fetch(request);
+}
+export class User extends WorkerEntrypoint {
+  async fetch(request) {
+    const version = request.headers.get(ASSET_VERSION) || "";
+    const headers = new Headers(request.headers);
+    headers.delete(ASSET_VERSION);
+    return run(this.env, this.ctx, version, new Request(request, { headers: headers }));
+  }
+}
+// The Worker's assets binding (`env.ASSETS.fetch`): files only, never the Worker again.
+function assetsBinding(env, check) {
+  return check || env.ASSETS_FILES === undefined ? null : env.ASSETS_FILES;
+}
 """
