@@ -32,6 +32,7 @@ IO_MODULES = {
     "edgeplane.edge.cells": "the front and cell workerds, their state pushes, the watchdog",
     "edgeplane.edge.store": "the durable store of accepted deployments",
     "edgeplane.edge.supervise": "the supervisor that starts the agent again when it dies",
+    "edgeplane.edge.tail": "the live-log sink and streams",
     "edgeplane.edge.token": "re-reads the token file",
     "edgeplane.edge.validate": "the validator cell that loads new versions",
     "edgeplane.edge.workerd": "finding and running workerd",

@@ -184,10 +184,15 @@ def front_config(paths: Paths, internal_key: str) -> str:
 
 
 def cell_config(
-    paths: Paths, front_internal_port: int, internal_key: str, static: Deployment | None = None
+    paths: Paths,
+    front_internal_port: int,
+    internal_key: str,
+    static: Deployment | None = None,
+    tail_port: int = 0,
 ) -> str:
     """A cell: the host Worker with the loader, the code store, the front's internal socket;
-    with `static` (a Durable Object Worker's own cell), that Worker's versions as services."""
+    with `static` (a Durable Object Worker's own cell), that Worker's versions as services;
+    with `tail_port`, the agent's loopback tail sink (edge/tail.py) as `TAIL`."""
     bindings = [
         '(name = "LOADER", workerLoader = ())',
         '(name = "CODE", service = "edgeplane:code")',
@@ -195,6 +200,12 @@ def cell_config(
         _key_binding(internal_key),
     ]
     services: list[str] = []
+    if tail_port:
+        bindings.append('(name = "TAIL", service = "edgeplane:tail")')
+        services.append(
+            f'(name = "edgeplane:tail", external = (address = '
+            f"{text(f'127.0.0.1:{tail_port}')}, http = ()))"
+        )
     if static is not None:
         primary_svc = service_name(static.worker, static.primary)
         for b in static.versions:
