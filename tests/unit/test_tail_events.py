@@ -7,6 +7,7 @@ import json
 import pytest
 
 from edgeplane.edge.tail_events import (
+    MAX_EVENT,
     MAX_LINES,
     MAX_STRING,
     Filters,
@@ -92,6 +93,15 @@ def test_clean(event: dict[str, object], path: tuple[object, ...], want: object)
     for p in path:
         got = got[p]  # type: ignore[index]
     assert got == want
+
+
+def test_clean_fits_an_event_in_a_stream_line() -> None:
+    big = raw(logs=[{"message": ["y" * MAX_STRING]}] * MAX_LINES)
+    out = clean(big, ())
+    assert len(json.dumps(out)) <= MAX_EVENT
+    assert 0 < len(out["logs"]) < MAX_LINES  # type: ignore[arg-type]
+    assert out["truncated"] == MAX_LINES - len(out["logs"])  # type: ignore[arg-type]
+    assert "truncated" not in clean(raw(), ())
 
 
 def test_clean_caps_lines_and_never_leaks() -> None:

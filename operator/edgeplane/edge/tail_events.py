@@ -8,6 +8,7 @@ wherever it appears (wire.redact, the rule for everything that leaves the agent)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ SECRET_HEADERS = frozenset(
 )
 MAX_STRING = 4096  # characters of one string (a console argument, a stack)
 MAX_LINES = 100  # console lines, and exceptions, of one event
+# The whole event as JSON, so that one line of a stream stays within a reader's line
+# buffer (aiohttp's is 128 KiB): console lines beyond it are left out, counted in
+# "truncated".
+MAX_EVENT = 64 * 1024
 STATUSES = ("ok", "error", "canceled")
 
 
@@ -55,6 +60,17 @@ def _headers(raw: object, secrets: frozenset[str]) -> dict[str, object]:
     return out
 
 
+def _fit(event: dict[str, object]) -> dict[str, object]:
+    """`event` within MAX_EVENT: console lines dropped from the end, then exceptions."""
+    size = len(json.dumps(event))
+    for key in ("logs", "exceptions"):
+        items: list[object] = event[key]  # type: ignore[assignment]
+        while size > MAX_EVENT and items:
+            size -= len(json.dumps(items.pop())) + 2
+            event["truncated"] = int(event.get("truncated", 0)) + 1  # type: ignore[call-overload]
+    return event
+
+
 def clean(raw: Mapping[str, object], secrets: Iterable[str]) -> dict[str, object]:
     """The event a subscriber receives, from what a cell sent for one request."""
     s = frozenset(secrets)
@@ -67,18 +83,20 @@ def clean(raw: Mapping[str, object], secrets: Iterable[str]) -> dict[str, object
             "headers": _headers(request.get("headers"), s),
         }
     logs, exceptions = raw.get("logs"), raw.get("exceptions")
-    return {
-        "type": "event",
-        "worker": str(raw.get("worker", "")),
-        "version": str(raw.get("version", "")),
-        "outcome": str(raw.get("outcome", "")),
-        "timestamp": raw.get("timestamp") if isinstance(raw.get("timestamp"), int) else None,
-        "request": req,
-        "status": raw.get("status") if isinstance(raw.get("status"), int) else None,
-        "cron": _scrub(raw.get("cron"), s),
-        "logs": _scrub(logs if isinstance(logs, list) else [], s),
-        "exceptions": _scrub(exceptions if isinstance(exceptions, list) else [], s),
-    }
+    return _fit(
+        {
+            "type": "event",
+            "worker": str(raw.get("worker", "")),
+            "version": str(raw.get("version", "")),
+            "outcome": str(raw.get("outcome", "")),
+            "timestamp": raw.get("timestamp") if isinstance(raw.get("timestamp"), int) else None,
+            "request": req,
+            "status": raw.get("status") if isinstance(raw.get("status"), int) else None,
+            "cron": _scrub(raw.get("cron"), s),
+            "logs": _scrub(logs if isinstance(logs, list) else [], s),
+            "exceptions": _scrub(exceptions if isinstance(exceptions, list) else [], s),
+        }
+    )
 
 
 def status_of(event: Mapping[str, object]) -> str:
