@@ -15,8 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "edgeplane"
 IO_MODULES = {
     "edgeplane.cli": "the command line",
     "edgeplane.sign": "`edgeplane sign`: reads the key file",
+    "edgeplane.tailcli": "`edgeplane tail`: the kubeconfig, the operator's stream",
     "edgeplane.budget": "waits for bytes in flight (asyncio)",
     "edgeplane.operator_main": "the operator process",
+    "edgeplane.tailserver": "the operator's live-log endpoint (TokenReview, agents' streams)",
     "edgeplane.handlers": "kopf wiring",
     "edgeplane.controller": "the caches, the queue and the timers",
     "edgeplane.kube": "the apiserver",

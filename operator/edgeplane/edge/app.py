@@ -512,9 +512,16 @@ def _runtime_args(ap: argparse.ArgumentParser) -> None:
         help="live-log events a second sent to each reader of `GET /v1/workers/{name}/tail`; "
         "beyond it events are dropped and the count reported in the stream; 0 turns live logs "
         "off: no tail hook runs (default 100)",
-        type=float,
+        type=_tail_rate,
         default=float(env("EDGEPLANE_AGENT_TAIL_RATE", "100")),
     )
+
+
+def _tail_rate(text: str) -> float:
+    rate = float(text)
+    if rate < 0:
+        raise argparse.ArgumentTypeError("must be 0 (live logs off) or more")
+    return rate
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -569,8 +576,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("--cells must be at least 1")
     if args.hang_timeout <= 0:
         ap.error("--hang-timeout must be more than 0 seconds")
-    if args.tail_rate < 0:
-        ap.error("--tail-rate must be 0 (live logs off) or more")
     if not args.token_file:
         ap.error("--token-file (or EDGEPLANE_AGENT_TOKEN_FILE) is required")
     try:
