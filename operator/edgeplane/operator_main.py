@@ -91,6 +91,11 @@ def _tail_args(parser: argparse.ArgumentParser) -> None:
         "--tail-tls-key", default=env("EDGEPLANE_TAIL_TLS_KEY", ""),
         help="private key (PEM) of --tail-tls-cert",
     )
+    parser.add_argument(
+        "--tail-client-ca", default=env("EDGEPLANE_TAIL_CLIENT_CA", ""),
+        help="the CA the apiserver trusts for client certificates (its --client-ca-file): "
+        "callers may then prove who they are with their kubeconfig's client certificate",
+    )
 
 
 def tail_settings(args: argparse.Namespace) -> TailSettings | None:
@@ -103,7 +108,9 @@ def tail_settings(args: argparse.Namespace) -> TailSettings | None:
     _, _, port = args.tail_address.rpartition(":")
     if not port.isdigit():
         raise SystemExit(f"--tail-address {args.tail_address!r}: expected host:port")
-    return TailSettings(args.tail_address, args.tail_tls_cert, args.tail_tls_key)
+    return TailSettings(
+        args.tail_address, args.tail_tls_cert, args.tail_tls_key, args.tail_client_ca
+    )
 
 
 def _positive(text: str) -> float:

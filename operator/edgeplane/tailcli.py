@@ -3,7 +3,8 @@
 The operator's live-log endpoint (edgeplane/tailserver.py, `--tail-address`) answers only
 callers the cluster says may `get` the Worker: this command sends it the bearer token of
 your kubeconfig's user (a static token, a token file or an exec plugin's token), which the
-operator checks with a TokenReview and a SubjectAccessReview. It never reaches an agent.
+operator checks with a TokenReview and a SubjectAccessReview, or else presents the user's
+client certificate (for an endpoint started with --tail-client-ca). Neither reaches an agent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from edgeplane.report.tail import FORMATS, render
@@ -60,8 +62,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def credentials(args: argparse.Namespace) -> tuple[str, str]:
-    """(token, namespace) of the kubeconfig's user and context; SystemExit saying why not."""
+@dataclass(frozen=True)
+class Who:
+    """What proves the caller: a bearer token, else a client certificate and its key."""
+
+    token: str
+    cert: str | None
+    key: str | None
+
+
+def credentials(args: argparse.Namespace) -> tuple[Who, str]:
+    """(credentials, namespace) of the kubeconfig's user and context; SystemExit saying
+    why not."""
     from kubernetes import client, config
 
     path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
@@ -76,14 +88,13 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
         raise SystemExit(f"edgeplane tail: kubeconfig: {e or 'context not found'}") from None
     keys = cfg.api_key or {}
     token = (keys.get("BearerToken") or keys.get("authorization") or "").removeprefix("Bearer ")
-    if not token.strip():
+    if not token.strip() and not (cfg.cert_file and cfg.key_file):
         raise SystemExit(
-            "edgeplane tail: your kubeconfig's user has no bearer token (a client certificate "
-            "cannot be passed on): use a context with a token, an exec plugin or a "
-            "ServiceAccount token"
+            "edgeplane tail: your kubeconfig's user has neither a bearer token nor a client "
+            "certificate: use a context with a token, an exec plugin or a certificate"
         )
     namespace = args.namespace or current.get("context", {}).get("namespace") or "default"
-    return token.strip(), namespace
+    return Who(token.strip(), cfg.cert_file, cfg.key_file), namespace
 
 
 def _url(args: argparse.Namespace, namespace: str) -> str:
@@ -94,9 +105,14 @@ def _url(args: argparse.Namespace, namespace: str) -> str:
     return args.endpoint.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
 
 
-def _open(url: str, token: str, ca_file: str) -> Any:
+def _open(url: str, who: Who, ca_file: str) -> Any:
     ctx = ssl.create_default_context(cafile=ca_file or None)
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    headers = {}
+    if who.token:
+        headers["Authorization"] = f"Bearer {who.token}"
+    elif who.cert and who.key:
+        ctx.load_cert_chain(who.cert, who.key)
+    req = urllib.request.Request(url, headers=headers)
     try:
         return urllib.request.urlopen(req, context=ctx, timeout=60)
     except urllib.error.HTTPError as e:
@@ -117,9 +133,9 @@ def args_endpoint(url: str) -> str:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    token, namespace = credentials(args)
+    who, namespace = credentials(args)
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    resp = _open(_url(args, namespace), token, args.ca_file)
+    resp = _open(_url(args, namespace), who, args.ca_file)
     with resp:
         for raw in resp:
             if not raw.strip():

@@ -6,9 +6,12 @@
 Who may tail is who may `get` the Worker, decided by the cluster, not here: the caller's
 token goes to a TokenReview (who is this?), then a SubjectAccessReview asks whether that
 user, with their groups, may `get workers.edgeplane.io <name>` in the namespace (the
-kube-rbac-proxy pattern). Only then does the operator open the Worker's stream at each
-location it runs at (or at `location`), with the operator's own agent credentials, and
-merge them into one NDJSON stream, each line tagged with its "location":
+kube-rbac-proxy pattern). With --tail-client-ca (the CA the apiserver trusts for client
+certificates), a caller without a token may present its kubeconfig's client certificate
+instead: its CN is the user and its O's the groups, as the apiserver reads them.
+Only then does the operator open the Worker's stream at each location it runs at (or at
+`location`), with the operator's own agent credentials, and merge them into one NDJSON
+stream, each line tagged with its "location":
   {"type": "ready", "locations": [...]}   once every location streams (or failed)
   {"type": "event", "location", ...}      edge/tail.py's events
   {"type": "dropped", "location", "dropped": n}
@@ -49,6 +52,7 @@ class TailSettings:
     address: str  # host:port
     tls_cert: str
     tls_key: str
+    client_ca: str = ""  # client certificates it signs name users, as for the apiserver
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,25 @@ def _refusal(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def certificate_user(request: web.Request) -> dict[str, Any] | None:
+    """The user a verified client certificate names (CN; O's are groups), or None."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    if not cert:
+        return None
+    attrs = [a for rdn in cert.get("subject", ()) for a in rdn]
+    names = [v for k, v in attrs if k == "commonName"]
+    if not names:
+        return None
+    groups = [v for k, v in attrs if k == "organizationName"]
+    return {
+        "username": names[0],
+        "uid": None,
+        "groups": [*groups, "system:authenticated"],
+        "extra": None,
+    }
+
+
 def _bearer(request: web.Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
@@ -111,11 +134,13 @@ async def _authorize(
 ) -> web.Response | None:
     """None when the caller may get the Worker; else the refusal, saying why."""
     token = _bearer(request)
-    if not token:
+    user = await reviews.user(token) if token else certificate_user(request)
+    if user is None and not token:
         return _refusal(
-            401, "no bearer token: edgeplane tail sends the token of your kubeconfig's user"
+            401,
+            "no bearer token (and no client certificate this endpoint trusts): edgeplane "
+            "tail sends the token, or the client certificate, of your kubeconfig's user",
         )
-    user = await reviews.user(token)
     if user is None:
         return _refusal(401, "the cluster did not accept the token (TokenReview)")
     if not await reviews.may_get(user, namespace, name):
@@ -152,6 +177,9 @@ class TailServer:
         await self._runner.setup()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        if self.settings.client_ca:
+            ctx.verify_mode = ssl.CERT_OPTIONAL  # a token needs no certificate
+            ctx.load_verify_locations(self.settings.client_ca)
         host, _, port = self.settings.address.rpartition(":")
         await web.TCPSite(
             self._runner, host.strip("[]") or "0.0.0.0", int(port), ssl_context=ctx

@@ -187,3 +187,23 @@ def test_tail_refuses_a_user_who_may_not_get_the_worker(
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO,
                          env=ENV)
     assert "refused (401): the cluster did not accept the token" in res.stderr
+
+
+def test_tail_takes_a_client_certificate_kubeconfig(
+    stack: Stack, kube: Kube, tailed: str
+) -> None:
+    """The cluster admin's kubeconfig has a client certificate (O=system:masters), no token:
+    the endpoint trusts the cluster's client CA, reads the user from the certificate and
+    asks the same SubjectAccessReview."""
+    assert stack.cluster is not None
+    lines = start_tail(stack, stack.cluster.kubeconfig, kube.namespace)
+    try:
+        fetch(stack.agents[2], tailed, "/boom")
+        while True:
+            _, line = lines.next(5)
+            if line["type"] == "event":
+                break
+    finally:
+        lines.stop()
+    assert line["location"] == stack.agents[2].name
+    assert line["exceptions"][0]["message"] == "tail-e2e kaboom"

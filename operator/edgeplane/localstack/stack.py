@@ -202,6 +202,7 @@ class TailEndpoint:
     port: int
     server: KeyPair
     ca: Path
+    client_ca: Path | None = None  # the cluster's: kubeconfig client certificates count
 
     @property
     def url(self) -> str:
@@ -211,13 +212,14 @@ class TailEndpoint:
         return [
             "--tail-address", f"127.0.0.1:{self.port}",
             "--tail-tls-cert", str(self.server.cert), "--tail-tls-key", str(self.server.key),
+            *(["--tail-client-ca", str(self.client_ca)] if self.client_ca else []),
         ]
 
     @staticmethod
-    def issue(directory: Path) -> TailEndpoint:
+    def issue(directory: Path, client_ca: Path | None = None) -> TailEndpoint:
         ca = CertificateAuthority(directory)
         server = ca.issue("tail", "edgeplane-operator-tail", server_hosts=("127.0.0.1",))
-        return TailEndpoint(procs.free_port(), server, ca.pair.cert)
+        return TailEndpoint(procs.free_port(), server, ca.pair.cert, client_ca)
 
 
 @dataclass
@@ -327,7 +329,7 @@ class Stack:
                 self.cluster.kubeconfig,
                 self.tie_to_parent,
                 extra_args=("--signing-key-file", str(key_file)),
-                tail=TailEndpoint.issue(self.root / "tail-pki"),
+                tail=TailEndpoint.issue(self.root / "tail-pki", self.cluster.client_ca),
             )
             self.operator.start()
         except BaseException:
