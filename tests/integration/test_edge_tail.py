@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,3 +134,90 @@ async def test_flood_reports_dropped(tmp_path: Path) -> None:
         assert dropped["dropped"] > 0  # type: ignore[operator]
     finally:
         agent.stop()
+
+
+BIG = """
+export default {
+  async fetch(request) {
+    for (let i = 0; i < 16; i++) console.log(String(i).padEnd(4000, "x"));
+    return new Response("ok");
+  },
+};
+"""
+
+
+async def test_a_stalled_reader_holds_up_nothing(tmp_path: Path) -> None:
+    """A reader that stops reading (a tiny receive buffer, never read) while ~60 KiB events
+    flood in: every request is still answered, another reader still gets its events within
+    2 s, and the stalled one, read at last, is told how many it lost."""
+    agent = start_agent(tmp_path / "a", extra_args=("--tail-rate", "100000"))
+    try:
+        d = deployment(bundle("ns.big", BIG), routes=("big.example/*",))
+        async with aiohttp.ClientSession() as s:
+            assert (await put(s, agent, d))[0] == 200
+            stalled, _writer = await _stalled_reader(agent, "ns.big")  # kept: it closes when freed
+            url = f"{agent.api_url}/v1/workers/ns.big/tail"
+            async with s.get(url, headers=agent.headers()) as resp:
+                it = lines(resp)
+                await until(it, "ready", 10)
+                for i in range(300):  # ~18 MB of events: far beyond every buffer
+                    async with s.get(f"{agent.http_url}/{i}", headers={"Host": "big.example"}) as r:
+                        assert r.status == 200
+                    if i % 100 == 99:  # the live reader keeps up meanwhile
+                        await until(it, "event", 2)
+            got = await asyncio.wait_for(_read_until(stalled, b'"type": "dropped"'), 30)
+        assert b'"dropped"' in got
+    finally:
+        agent.stop()
+
+
+async def _stalled_reader(
+    agent: AgentProc, worker: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A tail request on a socket with a tiny receive buffer that the test does not read."""
+    host, port = agent.api_addr.rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    writer.write(
+        f"GET /v1/workers/{worker}/tail HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {agent.token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
+    seen = b""
+    while marker not in seen[-(1 << 17) :]:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            break
+        seen = seen[-(1 << 17) :] + chunk
+    return seen[-(1 << 17) :]
+
+
+async def test_tailing_survives_a_sigkilled_agent(tmp_path: Path) -> None:
+    """The cells outlive a SIGKILLed agent and the next agent adopts them, with the sink's
+    port in their configs: it binds that port again, so tailing works with no restart."""
+    agent = start_agent(tmp_path / "a")
+    again: AgentProc | None = None
+    try:
+        async with aiohttp.ClientSession() as s:
+            assert (await put(s, agent, tail_worker()))[0] == 200
+            async with s.get(f"{agent.http_url}/x", headers={"Host": "tailed.example"}) as r:
+                assert r.status == 200  # the version is loaded, its tail stub set
+            agent.kill_agent()
+            again = start_agent(tmp_path / "a", http_addr=agent.http_addr)
+            url = f"{again.api_url}/v1/workers/ns.tailed/tail"
+            async with s.get(url, headers=again.headers()) as resp:
+                it = lines(resp)
+                await until(it, "ready", 10)
+                async with s.get(f"{again.http_url}/y", headers={"Host": "tailed.example"}):
+                    pass
+                event = await until(it, "event", 2)
+        assert event["request"]["url"] == "http://tailed.example/y"  # type: ignore[index]
+    finally:
+        (again or agent).stop()

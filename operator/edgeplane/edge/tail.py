@@ -3,8 +3,9 @@
 
 Nothing is kept for a Worker nobody tails: the cells ask the sink which Workers are tailed
 (`GET /workers`) and send only theirs (`POST /events`). Each subscriber has a bounded queue
-(BUFFER events) and a token bucket (--tail-rate); an event that finds either full is dropped
-and counted, never waited for, so a slow reader slows neither workerd nor other readers.
+(BUFFER events, BUFFER_BYTES bytes) and a token bucket (--tail-rate); an event that finds
+either full is dropped and counted, never waited for, so a slow reader slows neither
+workerd nor other readers.
 
 The stream, one JSON object a line:
   {"type": "ready", "worker"}             first, once the cells send this Worker's events
@@ -22,6 +23,7 @@ import hmac
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -33,6 +35,7 @@ from edgeplane.edge.tail_events import Filters, TokenBucket, clean
 log = logging.getLogger(__name__)
 
 BUFFER = 256  # events queued per reader
+BUFFER_BYTES = 1 << 20  # and their bytes (an event is at most 64 KiB: tail_events.MAX_EVENT)
 SINK_MAX_BODY = 4 << 20  # one POST from a cell: the events of one request
 PING = 10.0
 # The cells refresh the tailed set every 500 ms (host_js TAIL_TTL): "ready" waits that long.
@@ -44,18 +47,27 @@ class Reader:
     worker: str
     filters: Filters
     bucket: TokenBucket
-    queue: asyncio.Queue[dict[str, object]] = field(default_factory=lambda: asyncio.Queue(BUFFER))
+    queue: deque[bytes] = field(default_factory=deque)  # encoded lines, not yet written
+    queued: int = 0  # their bytes
     dropped: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, event: dict[str, object], now: float) -> None:
+    def offer(self, event: dict[str, object], line: bytes, now: float) -> None:
         if not self.filters.wants(event):
             return
-        if not self.bucket.take(now) or self.queue.full():
+        full = len(self.queue) >= BUFFER or self.queued + len(line) > BUFFER_BYTES
+        if full or not self.bucket.take(now):
             self.dropped += 1
         else:
-            self.queue.put_nowait(event)
+            self.queue.append(line)
+            self.queued += len(line)
         self.wake.set()
+
+    def take(self) -> bytes:
+        out = b"".join(self.queue)
+        self.queue.clear()
+        self.queued = 0
+        return out
 
 
 class TailHub:
@@ -117,8 +129,9 @@ class TailHub:
             if not readers:
                 continue  # sent before the last reader left
             event = clean(raw, self.secrets(str(raw["worker"])))
+            line = _line(event)  # encoded once, however many read it
             for r in readers:
-                r.offer(event, now)
+                r.offer(event, line, now)
 
     def subscribe(self, worker: str, filters: Filters) -> Reader:
         r = Reader(worker, filters, TokenBucket(self.rate, max(self.rate, 1.0)))
@@ -135,29 +148,30 @@ class TailHub:
         self, request: web.Request, worker: str, filters: Filters
     ) -> web.StreamResponse:
         """The NDJSON stream of `worker`'s events until the client goes away."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         reader = self.subscribe(worker, filters)
         try:
-            resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await resp.prepare(request)
             await asyncio.sleep(CELL_REFRESH)
             await _send(resp, {"type": "ready", "worker": worker})
             await self._pump(resp, reader)
-            return resp
+        except ConnectionError:
+            pass  # the reader went away: the usual end of a stream
         finally:
             self.unsubscribe(reader)
+        return resp
 
     async def _pump(self, resp: web.StreamResponse, r: Reader) -> None:
         reported = 0
         while True:
             r.wake.clear()
-            lines: list[dict[str, object]] = []
-            while not r.queue.empty():
-                lines.append(r.queue.get_nowait())
+            out = r.take()
             if r.dropped != reported:
                 reported = r.dropped
-                lines.append({"type": "dropped", "dropped": reported})
-            if lines:
-                await _send(resp, *lines)  # ConnectionResetError ends the stream
+                out += _line({"type": "dropped", "dropped": reported})
+            if out:
+                # Waits only for this reader's socket; meanwhile its queue fills and drops.
+                await resp.write(out)  # a ConnectionError ends the stream
                 continue
             try:
                 await asyncio.wait_for(r.wake.wait(), PING)
@@ -165,5 +179,9 @@ class TailHub:
                 await _send(resp, {"type": "ping"})
 
 
+def _line(x: dict[str, object]) -> bytes:
+    return json.dumps(x).encode() + b"\n"
+
+
 async def _send(resp: web.StreamResponse, *lines: dict[str, object]) -> None:
-    await resp.write(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    await resp.write(b"".join(_line(x) for x in lines))
