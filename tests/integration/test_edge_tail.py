@@ -221,3 +221,41 @@ async def test_tailing_survives_a_sigkilled_agent(tmp_path: Path) -> None:
         assert event["request"]["url"] == "http://tailed.example/y"  # type: ignore[index]
     finally:
         (again or agent).stop()
+
+
+DO_JS = """
+import { DurableObject } from "cloudflare:workers";
+export class Room extends DurableObject {
+  async fetch() { return new Response("room"); }
+}
+export default {
+  async fetch(request, env) {
+    console.log("from a Durable Object Worker", env.KEY);
+    return env.ROOM.get(env.ROOM.idFromName("a")).fetch(request);
+  },
+};
+"""
+
+
+async def test_a_durable_object_workers_logs_arrive(edge_agent: AgentProc) -> None:  # noqa: F811
+    """A Durable Object Worker runs as static services in a cell of its own, not through the
+    loader: its versions name the same Tail entrypoint in their config."""
+    b = bundle(
+        "ns.room",
+        DO_JS,
+        bindings=(
+            BundleBinding(name="ROOM", durableObjectClass="Room"),
+            BundleBinding(name="KEY", secret=SECRET),
+        ),
+    )
+    async with aiohttp.ClientSession() as s:
+        assert (await put(s, edge_agent, deployment(b, routes=("room.example/*",))))[0] == 200
+        url = f"{edge_agent.api_url}/v1/workers/ns.room/tail"
+        async with s.get(url, headers=edge_agent.headers()) as resp:
+            it = lines(resp)
+            await until(it, "ready", 10)
+            async with s.get(f"{edge_agent.http_url}/", headers={"Host": "room.example"}) as r:
+                assert r.status == 200 and await r.text() == "room"
+            event = await until(it, "event", 2)
+    assert event["logs"][0]["message"] == ["from a Durable Object Worker", "[redacted]"]  # type: ignore[index]
+    assert event["version"] == b.version

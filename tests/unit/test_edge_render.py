@@ -395,6 +395,10 @@ def test_cell_config_names_the_tail_sink(tail_port: int, want: bool) -> None:
     assert ('(name = "TAIL", service = "edgeplane:tail")' in cfg) is want
     sink = '(name = "edgeplane:tail", external = (address = "127.0.0.1:5555", http = ()))'
     assert (sink in cfg) is want
+    # A Durable Object Worker's versions, static services, name the host's Tail themselves.
+    static = render.cell_config(PATHS, 4321, KEY, _static_bindings(), tail_port)
+    tails = 'tails = [(name = "edgeplane:host", entrypoint = "Tail", props = (json = '
+    assert static.count(tails) == (2 if want else 0)
 
 
 def _static_bindings() -> Deployment:

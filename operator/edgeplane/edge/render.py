@@ -210,7 +210,9 @@ def cell_config(
         primary_svc = service_name(static.worker, static.primary)
         for b in static.versions:
             svc = service_name(static.worker, b.version or "")
-            services.append(_static_worker(b, svc, None if svc == primary_svc else primary_svc))
+            services.append(
+                _static_worker(b, svc, None if svc == primary_svc else primary_svc, tail_port > 0)
+            )
             bindings.append(f"(name = {text('v:' + (b.version or ''))}, service = {text(svc)})")
         services.append(
             f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
@@ -257,11 +259,13 @@ def _host_entrypoint(name: str, entrypoint: str, props: dict[str, str]) -> str:
     )
 
 
-def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
+def _static_worker(
+    b: Bundle, svc: str, namespace_owner: str | None, tailed: bool = False
+) -> str:
     """One version of a Durable Object Worker as a static service. `namespace_owner` is the
     primary's service when this is not the primary: Durable Object classes live in one
     namespace per Worker, the primary's. Service and KV bindings are the host's entrypoints,
-    as for loaded Workers."""
+    as for loaded Workers; with `tailed`, so is its tail worker (live logs)."""
     mods = ", ".join(module_entry(m.name, m.type, m.raw(), m.content) for m in b.modules)
     binds: list[str] = []
     do_classes: list[str] = []
@@ -289,6 +293,10 @@ def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
         f"compatibilityFlags = [{', '.join(text(f) for f in b.compatibility_flags)}]",
         f"bindings = [{', '.join(binds)}]",
     ]
+    if tailed:
+        props = text(json.dumps({"worker": b.worker, "version": b.version}))
+        tail = f'(name = {text(HOST)}, entrypoint = "Tail", props = (json = {props}))'
+        parts.append(f"tails = [{tail}]")
     if do_classes and namespace_owner is None:
         nss = ", ".join(
             f"(className = {text(c)}, uniqueKey = {text(f'{b.worker}-{c}')}, enableSql = true)"
