@@ -96,6 +96,12 @@ def _tail_args(parser: argparse.ArgumentParser) -> None:
         help="the CA the apiserver trusts for client certificates (its --client-ca-file): "
         "callers may then prove who they are with their kubeconfig's client certificate",
     )
+    parser.add_argument(
+        "--tail-review-interval", type=_positive,
+        default=_positive(env("EDGEPLANE_TAIL_REVIEW_INTERVAL", "60")),
+        help="seconds between reviews of a streaming caller's token and right to get the "
+        "Worker: a revoked right ends the stream within this (default 60)",
+    )
 
 
 def tail_settings(args: argparse.Namespace) -> TailSettings | None:
@@ -109,7 +115,11 @@ def tail_settings(args: argparse.Namespace) -> TailSettings | None:
     if not port.isdigit():
         raise SystemExit(f"--tail-address {args.tail_address!r}: expected host:port")
     return TailSettings(
-        args.tail_address, args.tail_tls_cert, args.tail_tls_key, args.tail_client_ca
+        args.tail_address,
+        args.tail_tls_cert,
+        args.tail_tls_key,
+        args.tail_client_ca,
+        args.tail_review_interval,
     )
 
 

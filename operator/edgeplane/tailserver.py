@@ -15,7 +15,9 @@ stream, each line tagged with its "location":
   {"type": "ready", "locations": [...]}   once every location streams (or failed)
   {"type": "event", "location", ...}      edge/tail.py's events
   {"type": "dropped", "location", "dropped": n}
-  {"type": "error", "location", "error"}  a location's stream failed or ended
+  {"type": "error", "location", "error"}  a location's stream failed or ended (it is
+                                          opened again)
+  {"type": "end", "error"}                the last line: the caller may no longer tail
   {"type": "ping"}
 401: no token or one the cluster does not accept; 403: the user may not get the Worker
 (the message says which verb on what); 404: it runs at no (such) location; 422: a bad
@@ -45,6 +47,7 @@ log = logging.getLogger("edgeplane.tail")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 QUEUE = 1024  # merged lines waiting for a slow reader
 PING = 10.0
+RECONNECT = 2.0  # seconds before a location's lost stream is opened again
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class TailSettings:
     tls_cert: str
     tls_key: str
     client_ca: str = ""  # client certificates it signs name users, as for the apiserver
+    # Seconds between reviews of a stream's caller: a revoked right or an expired token
+    # ends the stream within this.
+    review_interval: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -222,13 +228,30 @@ class TailServer:
         tasks = [
             asyncio.create_task(self._pump(t, worker, query, merged, pending)) for t in targets
         ]
+        tasks.append(asyncio.create_task(self._review(request, worker, merged)))
         try:
             await _drain(resp, merged, targets)
+        except ConnectionError:
+            pass  # the reader went away
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return resp
+
+    async def _review(
+        self, request: web.Request, worker: str, out: asyncio.Queue[dict[str, Any]]
+    ) -> None:
+        """The caller is proved again every review_interval; once refused, the stream ends
+        with the reason (a revoked RoleBinding, an expired token)."""
+        ns, name = worker.split(".", 1)
+        while True:
+            await asyncio.sleep(self.settings.review_interval)
+            refused = await _authorize(self.reviews, request, ns, name)
+            if refused is not None:
+                reason = json.loads(refused.text or "{}").get("error", "refused")
+                out.put_nowait({"type": "end", "error": f"access ended: {reason}"})
+                return
 
     async def _pump(
         self,
@@ -238,33 +261,56 @@ class TailServer:
         out: asyncio.Queue[dict[str, Any]],
         pending: set[str],
     ) -> None:
-        """One location's stream into `out`, tagged; a line that finds `out` full is
-        dropped and counted, so one slow reader never holds an agent's stream."""
-        dropped = 0
-
-        def put(line: dict[str, Any]) -> None:
-            nonlocal dropped
+        """One location's streams into `out`, tagged, until cancelled: a stream that fails
+        or ends (an agent restarting) is said so and opened again after RECONNECT s."""
+        tagged = _Tagged(target, out)
+        while True:
             try:
-                out.put_nowait({**line, "location": target})
-            except asyncio.QueueFull:
-                dropped += 1
+                ep = await self.where.endpoint(target)
+                if ep is None:
+                    raise AgentError(f"{target}: no credentials for this location")
+                async for line in self.where.client.tail(ep, worker, query):
+                    if line.get("type") == "ready":
+                        _ready(target, pending, out)
+                    else:
+                        tagged.put(line)
+                tagged.put({"type": "error", "error": "the location ended the stream"})
+            except AgentError as e:
+                tagged.put({"type": "error", "error": str(e)})
+            _ready(target, pending, out)
+            await asyncio.sleep(RECONNECT)
 
+
+class _Tagged:
+    """Lines of one location into the merged queue. One that finds it full (a reader
+    slower than the events) is dropped and counted, never waited for, so no agent's
+    stream is held; the count goes out with the next line that fits, added to the
+    agent's own."""
+
+    def __init__(self, target: str, out: asyncio.Queue[dict[str, Any]]) -> None:
+        self.target, self.out = target, out
+        self.agent_dropped = self.dropped = self.reported = 0
+
+    def put(self, line: dict[str, Any]) -> None:
+        kind = line.get("type")
+        if kind == "ping":
+            return
+        if kind == "dropped":
+            self.agent_dropped = int(line.get("dropped", 0))
+        elif not self._fits(line):
+            return  # counted
+        total = self.agent_dropped + self.dropped
+        if total != self.reported and self._fits({"type": "dropped", "dropped": total}):
+            self.reported = total
+
+    def _fits(self, line: dict[str, Any]) -> bool:
         try:
-            ep = await self.where.endpoint(target)
-            if ep is None:
-                raise AgentError("no credentials for this location")
-            async for line in self.where.client.tail(ep, worker, query):
-                kind = line.get("type")
-                if kind == "ready":
-                    _ready(target, pending, out)
-                elif kind == "dropped":
-                    put({**line, "dropped": int(line.get("dropped", 0)) + dropped})
-                elif kind != "ping":
-                    put(line)
-            put({"type": "error", "error": "the location ended the stream"})
-        except AgentError as e:
-            put({"type": "error", "error": str(e)})
-        _ready(target, pending, out)
+            self.out.put_nowait({**line, "location": self.target})
+            return True
+        except asyncio.QueueFull:
+            if line.get("type") == "event":
+                self.dropped += 1
+            return False
 
 
 def _ready(target: str, pending: set[str], out: asyncio.Queue[dict[str, Any]]) -> None:
@@ -288,6 +334,8 @@ async def _drain(
         if line.get("type") == "ready":
             line = {"type": "ready", "locations": sorted(targets)}
         await resp.write(json.dumps(line).encode() + b"\n")
+        if line.get("type") == "end":
+            return
 
 
 async def _ok() -> web.Response:

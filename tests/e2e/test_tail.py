@@ -207,3 +207,55 @@ def test_tail_takes_a_client_certificate_kubeconfig(
         lines.stop()
     assert line["location"] == stack.agents[2].name
     assert line["exceptions"][0]["message"] == "tail-e2e kaboom"
+
+
+def test_a_revoked_right_ends_the_stream(
+    stack: Stack, kube: Kube, tailed: str, tmp_path: Path
+) -> None:
+    """The operator proves a streaming caller again every --tail-review-interval (3 s in the
+    local stack): once the RoleBinding is gone, the stream ends, saying why."""
+    reader = sa_kubeconfig(kube, "tail-revoked", True, tmp_path)
+    lines = start_tail(stack, reader, kube.namespace)
+    try:
+        kube.cluster.kubectl("delete", "rolebinding", "tail-revoked", "-n", kube.namespace)
+        revoked = time.monotonic()
+        while True:
+            at, line = lines.next(15)
+            if line["type"] == "end":
+                break
+        assert "access ended: system:serviceaccount" in line["error"]
+        assert "may not get workers.edgeplane.io" in line["error"]
+        assert at - revoked < 10
+        assert lines.proc.wait(10) != 0  # the CLI ends with the stream
+    finally:
+        lines.stop()
+
+
+def test_a_location_restarting_mid_tail_comes_back(
+    stack: Stack, kube: Kube, tailed: str, tmp_path: Path
+) -> None:
+    """SIGKILL one location's whole agent and workerds, then start it again: the stream
+    says the location's stream was lost, opens it again, and its events arrive again;
+    the other locations' never stopped."""
+    reader = sa_kubeconfig(kube, "tail-restart", True, tmp_path)
+    lines = start_tail(stack, reader, kube.namespace)
+    edge = stack.agents[1]
+    try:
+        edge.kill()
+        edge.start()
+        eventually(lambda: fetch(edge, tailed, "/warm")[0] == 200, 60)
+        errors: set[str] = set()
+        got: set[str] = set()
+        deadline = time.monotonic() + 60
+        while edge.name not in got and time.monotonic() < deadline:
+            for agent in (stack.agents[0], edge):
+                fetch(agent, tailed, "/after")
+            _, line = lines.next(10)
+            if line["type"] == "error":
+                errors.add(line["location"])
+            elif line["type"] == "event" and line["request"]["url"].endswith("/after"):
+                got.add(line["location"])
+    finally:
+        lines.stop()
+    assert edge.name in errors
+    assert got == {stack.agents[0].name, edge.name}

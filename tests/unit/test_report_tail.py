@@ -71,6 +71,7 @@ PRETTY = [
         {"type": "error", "location": "edge-3", "error": "edge-3: agent unreachable"},
         "[edge-3] error: edge-3: agent unreachable",
     ),
+    ({"type": "end", "error": "access ended: no"}, "the stream ended: access ended: no"),
     ({"type": "ping"}, None),
     ({"type": "something-new"}, None),  # a newer operator's line: skipped, not a crash
 ]

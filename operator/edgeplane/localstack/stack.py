@@ -213,6 +213,7 @@ class TailEndpoint:
             "--tail-address", f"127.0.0.1:{self.port}",
             "--tail-tls-cert", str(self.server.cert), "--tail-tls-key", str(self.server.key),
             *(["--tail-client-ca", str(self.client_ca)] if self.client_ca else []),
+            "--tail-review-interval", "3",  # tests see a revoked right end a stream
         ]
 
     @staticmethod
