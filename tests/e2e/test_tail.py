@@ -118,11 +118,15 @@ def tailed(stack: Stack, kube: Kube) -> Iterator[str]:
     yield host
 
 
-def start_tail(stack: Stack, kubeconfig: Path, ns: str) -> Lines:
+def start_tail(
+    stack: Stack, kubeconfig: Path, ns: str, *args: str, locations: int = 0
+) -> Lines:
     """`edgeplane tail` once the operator knows where the Worker runs (its inventory of
-    each location is refreshed by the health checks)."""
+    each location is refreshed by the health checks): at `locations` (default: all)."""
     assert stack.operator is not None and stack.operator.tail is not None
-    cmd = tail_cli(stack.operator.tail, kubeconfig, "tailed", "-n", ns, "--format", "json")
+    cmd = tail_cli(
+        stack.operator.tail, kubeconfig, "tailed", "-n", ns, "--format", "json", *args
+    )
     deadline = time.monotonic() + 30
     while True:
         lines = Lines(cmd)
@@ -134,7 +138,7 @@ def start_tail(stack: Stack, kubeconfig: Path, ns: str) -> Lines:
                 raise
             continue
         assert first["type"] == "ready", first
-        if len(first["locations"]) == len(stack.agents):
+        if len(first["locations"]) == (locations or len(stack.agents)):
             return lines
         lines.stop()
 
@@ -259,3 +263,31 @@ def test_a_location_restarting_mid_tail_comes_back(
         lines.stop()
     assert edge.name in errors
     assert got == {stack.agents[0].name, edge.name}
+
+
+def test_location_status_and_search_filter(
+    stack: Stack, kube: Kube, tailed: str, tmp_path: Path
+) -> None:
+    """--location, --status error and --search go to the locations as parameters: only the
+    failed request at that location, whose exception matches, comes through."""
+    reader = sa_kubeconfig(kube, "tail-filter", True, tmp_path)
+    here, there = stack.agents[0], stack.agents[1]
+    args = ("--location", here.name, "--status", "error", "--search", "KABOOM")
+    lines = start_tail(stack, reader, kube.namespace, *args, locations=1)
+    try:
+        fetch(there, tailed, "/boom")  # another location
+        fetch(here, tailed, "/fine")  # not an error
+        fetch(here, tailed, "/boom")
+        while True:
+            _, line = lines.next(5)
+            if line["type"] == "event":
+                break
+    finally:
+        lines.stop()
+    assert (line["location"], line["request"]["url"]) == (here.name, f"http://{tailed}/boom")
+    # A location the Worker does not run at is refused by name.
+    assert stack.operator is not None and stack.operator.tail is not None
+    cmd = tail_cli(stack.operator.tail, reader, "tailed", "-n", kube.namespace,
+                   "--location", "nowhere")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO, env=ENV)
+    assert "refused (404)" in res.stderr and "does not run at location nowhere" in res.stderr
