@@ -36,7 +36,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from edgeplane.api import GROUP
 from edgeplane.distribute.client import AgentClient, AgentError, Endpoint
@@ -138,7 +140,23 @@ def _bearer(request: web.Request) -> str:
 async def _authorize(
     reviews: Reviews, request: web.Request, namespace: str, name: str
 ) -> web.Response | None:
-    """None when the caller may get the Worker; else the refusal, saying why."""
+    """None when the caller may get the Worker; else the refusal, saying why (503 when the
+    apiserver could not answer: nothing is allowed without its word)."""
+    try:
+        return await _decide(reviews, request, namespace, name)
+    except (ApiException, aiohttp.ClientError, TimeoutError) as e:
+        why = f"{e.status} {e.reason}" if isinstance(e, ApiException) else type(e).__name__
+        log.warning("live logs: the apiserver did not review a caller: %s", why)
+        return _refusal(
+            503,
+            f"the operator could not ask the apiserver who you are and what you may do ({why}); "
+            "its ClusterRole needs create on tokenreviews and subjectaccessreviews",
+        )
+
+
+async def _decide(
+    reviews: Reviews, request: web.Request, namespace: str, name: str
+) -> web.Response | None:
     token = _bearer(request)
     user = await reviews.user(token) if token else certificate_user(request)
     if user is None and not token:
@@ -178,7 +196,7 @@ class TailServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/v1/namespaces/{namespace}/workers/{name}/tail", self.tail)
-        app.router.add_get("/healthz", lambda _: _ok())
+        app.router.add_get("/healthz", _healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -248,7 +266,7 @@ class TailServer:
         while True:
             await asyncio.sleep(self.settings.review_interval)
             refused = await _authorize(self.reviews, request, ns, name)
-            if refused is not None:
+            if refused is not None and refused.status != 503:  # 503: asked again next time
                 reason = json.loads(refused.text or "{}").get("error", "refused")
                 out.put_nowait({"type": "end", "error": f"access ended: {reason}"})
                 return
@@ -338,7 +356,7 @@ async def _drain(
             return
 
 
-async def _ok() -> web.Response:
+async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
