@@ -123,10 +123,10 @@ def _open(url: str, who: Who, ca_file: str) -> Any:
             message = body.strip() or e.reason
         raise SystemExit(f"edgeplane tail: refused ({e.code}): {message}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise SystemExit(f"edgeplane tail: {args_endpoint(url)}: {e}") from None
+        raise SystemExit(f"edgeplane tail: {_origin(url)}: {e}") from None
 
 
-def args_endpoint(url: str) -> str:
+def _origin(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
