@@ -1,6 +1,7 @@
 -- Argo CD health of an edgeplane.io Worker, from its kstatus conditions.
 -- Healthy: Ready=True for the current generation. Degraded: Stalled=True (nothing changes
 -- until the Worker or its sources do, e.g. ScriptInvalid, RolledBack, Quarantined).
+-- Suspended: a rollout step paused until promoted (Ready reason Paused).
 -- Progressing: anything else (deploying, a location unreachable and retried, a service
 -- binding's Worker not at a location yet (ServiceMissing), or the operator has not seen
 -- this generation yet).
@@ -42,6 +43,13 @@ if stalled ~= nil and stalled.status == "True" then
   return hs
 end
 local ready = condition(status, "Ready")
+-- A step's `pause: {}`: waiting for a person (edgeplane rollout promote or abort), as Argo
+-- CD shows a paused Argo Rollout.
+if ready ~= nil and ready.status == "False" and ready.reason == "Paused" then
+  hs.status = "Suspended"
+  hs.message = describe(ready)
+  return hs
+end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready)

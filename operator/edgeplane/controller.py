@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.kube.client import Kube, namespace_terminating
 from edgeplane.plan.relist import gone
+from edgeplane.plan.rollout import read_actions
 from edgeplane.plan.targets import WorkerKey, full_name
 from edgeplane.reconcile.cache import Cache
 from edgeplane.reconcile.exclusions import ExclusionReconciler
@@ -77,7 +78,11 @@ def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     if old is None:
         return True
     keys = ("generation", "deletionTimestamp", "finalizers", "uid")
-    return any(old["metadata"].get(k) != new["metadata"].get(k) for k in keys)
+    if any(old["metadata"].get(k) != new["metadata"].get(k) for k in keys):
+        return True
+    # A promote or abort (edgeplane rollout) changes only an annotation.
+    before, after = (read_actions(b["metadata"].get("annotations")) for b in (old, new))
+    return before != after
 
 
 def route_event_keys(

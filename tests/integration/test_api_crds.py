@@ -896,3 +896,34 @@ def _property(kind: str, strategy_name: str) -> Callable[..., None]:
 test_generated_worker_specs_are_accepted = _property("Worker", "worker_specs")
 test_generated_route_specs_are_accepted = _property("WorkerRoute", "route_specs")
 test_generated_target_specs_are_accepted = _property("EdgeTarget", "target_specs")
+
+
+def test_a_rollout_pause_and_a_paused_status_are_kept(
+    cluster: Cluster, crds_installed: list[str], namespace: str, api_client: Any
+) -> None:
+    """`pause: {}` is an object without properties: the apiserver must keep it (pruning
+    an empty object away would silently drop the pause), and the Paused status whole."""
+    from datetime import UTC, datetime
+
+    from edgeplane.api import Worker, WorkerStatus
+
+    body = steps({"count": 1, "pause": {}}, {"count": 2, "holdSeconds": 5, "pause": {}})
+    body["metadata"]["name"] = "paused"
+    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-",
+                    input=json.dumps(body))
+    got = json.loads(cluster.kubectl("get", "-n", namespace, "worker", "paused",
+                                     "-o", "json").stdout)
+    assert [s.get("pause") for s in got["spec"]["rollout"]["steps"]] == [{}, {}]
+    assert Worker.model_validate(got).spec.rollout.steps[1].pause is not None
+
+    at = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC)
+    record = {"action": "Abort", "value": "deadbeef", "step": 1, "applied": False,
+              "message": "names version 'deadbeef'", "time": at}
+    ws = WorkerStatus.model_validate({"rollout": {
+        "version": SHA, "fromVersion": SHA, "phase": "Paused", "step": 1, "steps": 2,
+        "progress": "1/2", "pausedSince": at, "actions": [record],
+    }})
+    got = _status_roundtrip(cluster, api_client, "workers", namespace, worker("paused-st"),
+                            ws.to_wire())
+    assert Worker.model_validate(got).status == ws
+    assert got["status"]["rollout"]["pausedSince"] == "2026-11-01T10:00:00Z"

@@ -94,6 +94,12 @@ def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, s
         cond("Reconciling", "True", "TargetUnreachable"),
         cond("Stalled", "False", "TargetUnreachable"),
     ]}), "Progressing"),
+    # A paused step: neither Reconciling nor Stalled, waiting for a promote.
+    (worker_obj(2, {"observedGeneration": 2, "conditions": [
+        cond("Ready", "False", "Paused", "paused at step 1/2"),
+        cond("Reconciling", "False", "Paused"),
+        cond("Stalled", "False", "Paused"),
+    ]}), "Suspended"),
 ])
 def test_worker_edge_cases(obj: dict[str, Any], expected: str) -> None:
     assert health("Worker", obj)["status"] == expected

@@ -21,6 +21,10 @@ def _worker(**meta: object) -> dict:
         (_worker(), _worker(deletionTimestamp="2026-11-01T00:00:00Z"), True),
         (_worker(), _worker(finalizers=["edgeplane.io/cleanup"]), True),
         (_worker(), _worker(uid="u2"), True),  # deleted and created again
+        # edgeplane rollout promote/abort: only an annotation changes.
+        (_worker(), _worker(annotations={"edgeplane.io/promote": "abcdef12/1"}), True),
+        (_worker(annotations={"edgeplane.io/abort": "abcdef12"}), _worker(), True),
+        (_worker(), _worker(annotations={"kubectl.kubernetes.io/restartedAt": "x"}), False),
     ],
 )
 def test_worker_changed(old: dict | None, new: dict, changed: bool) -> None:

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "edgeplane"
 IO_MODULES = {
     "edgeplane.cli": "the command line",
     "edgeplane.sign": "`edgeplane sign`: reads the key file",
+    "edgeplane.rolloutcli": "`edgeplane rollout`: the caller's kubeconfig, the apiserver",
     "edgeplane.tailcli": "`edgeplane tail`: the kubeconfig, the operator's stream",
     "edgeplane.budget": "waits for bytes in flight (asyncio)",
     "edgeplane.operator_main": "the operator process",

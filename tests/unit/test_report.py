@@ -298,6 +298,15 @@ def test_exclusion_condition(pending: list, refused: list, expected: tuple | Non
         ({"a": 1}, None, {"status": {"a": 1}}),
         ({"a": 1}, {"a": 0, "gone": 2}, {"status": {"a": 1, "gone": None}}),  # cleared
         ({}, {"x": 1}, {"status": {"x": None}}),
+        # Nested: the last rollout's hold, failure or pause is cleared too (a merge patch
+        # would keep it); lists are replaced whole anyway.
+        ({"rollout": {"phase": "Complete", "gates": []}},
+         {"rollout": {"phase": "Paused", "pausedSince": "t", "failure": {"step": 1},
+                      "gates": [{"step": 1}]}},
+         {"status": {"rollout": {"phase": "Complete", "gates": [], "pausedSince": None,
+                                 "failure": None}}}),
+        ({"rollout": {"phase": "Complete"}}, {"rollout": None},
+         {"status": {"rollout": {"phase": "Complete"}}}),
     ],
 )
 def test_status_patch(status: dict, old: dict | None, patch: dict) -> None:

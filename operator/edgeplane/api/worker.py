@@ -398,6 +398,12 @@ class Gate(Wire):
         return self
 
 
+class RolloutPause(Wire):
+    """An empty object (`pause: {}`): the step waits, once its locations serve the new
+    version (after its hold and gate), until it is promoted (annotation
+    `edgeplane.io/promote: "<version>/<step>"`, or `edgeplane rollout promote`)."""
+
+
 class RolloutStep(Wire):
     """One step of a progressive rollout: which locations run the new version once it
     is done (counting those of earlier steps), how long to hold, and what to check."""
@@ -438,6 +444,11 @@ class RolloutStep(Wire):
     )
     gate: Gate | None = Field(
         default=None, description="Checks at the end of the hold; a failure rolls back."
+    )
+    pause: RolloutPause | None = Field(
+        default=None,
+        description="`{}`: once the step's locations serve the version (after its hold and "
+        "gate), wait until promoted (`edgeplane rollout promote`) or aborted.",
     )
 
     @model_validator(mode="after")
@@ -617,7 +628,8 @@ class RolloutPhase(StrEnum):
     PROGRESSING = "Progressing"  # pushing the current step's locations
     HOLDING = "Holding"  # the current step's locations serve it; waiting out the hold
     COMPLETE = "Complete"  # every selected location was given the version
-    ROLLED_BACK = "RolledBack"  # a gate failed; every location serves fromVersion
+    ROLLED_BACK = "RolledBack"  # a gate failed or it was aborted; fromVersion everywhere
+    PAUSED = "Paused"  # the current step's `pause`: waiting for a promote or an abort
 
 
 class GateResult(Wire):
@@ -650,6 +662,24 @@ class RequestCount(Wire):
     errors: int = Field(ge=0, description="Of which ended in a 5xx.")
 
 
+class RolloutActionKind(StrEnum):
+    PROMOTE = "Promote"  # annotation edgeplane.io/promote: "<version>/<step>"
+    ABORT = "Abort"  # annotation edgeplane.io/abort: "<version>"
+
+
+class RolloutAction(Wire):
+    """A promote or abort the operator read from the Worker's annotations, once each."""
+
+    action: RolloutActionKind = Field(description="Promote or Abort.")
+    value: str = Field(max_length=128, description="The annotation's value as read.")
+    step: int = Field(ge=1, description="The rollout's step when it was read.")
+    applied: bool = Field(
+        description="Whether it acted; false: it was stale or named another version or step."
+    )
+    message: str = Field(default="", max_length=1024, description="What it did, or why not.")
+    time: AwareDatetime = Field(description="When it was read (RFC 3339).")
+
+
 class RolloutStatus(Wire):
     """Where the rollout of the newest version stands; the operator resumes from here."""
 
@@ -661,7 +691,7 @@ class RolloutStatus(Wire):
         "serve, and what a failed gate rolls back to.",
     )
     phase: RolloutPhase = Field(
-        description="Progressing, Holding, Complete or RolledBack."
+        description="Progressing, Holding, Paused, Complete or RolledBack."
     )
     step: int = Field(ge=1, description="The current step, from 1.")
     steps: int = Field(ge=1, description="Steps in all (AllAtOnce has one).")
@@ -688,6 +718,18 @@ class RolloutStatus(Wire):
     )
     failure: GateResult | None = Field(
         default=None, description="The gate result that rolled the version back."
+    )
+    paused_since: AwareDatetime | None = Field(
+        default=None,
+        alias="pausedSince",
+        description="With phase Paused: since when the current step (`step`) waits to be "
+        "promoted.",
+    )
+    actions: list[RolloutAction] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Promotes and aborts of this rollout read from the annotations, oldest "
+        "first, each once.",
     )
 
 

@@ -26,8 +26,19 @@ def namespace_terminating(e: ApiException) -> bool:
 
 def status_patch(status: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
     """A merge patch that sets the whole status; null clears fields no longer reported."""
-    cleared = {k: None for k in (old or {}) if k not in status}
-    return {"status": {**cleared, **status}}
+    return {"status": _replacing(status, old)}
+
+
+def _replacing(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """A merge patch turning `old` into `new`: a merge patch merges nested objects, so a
+    nested field no longer reported (status.rollout.holdUntil, failure, pausedSince) needs
+    its own null, or the last rollout's value stays."""
+    old = old or {}
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        was = old.get(k)
+        out[k] = _replacing(v, was) if isinstance(v, dict) and isinstance(was, dict) else v
+    return out
 
 
 def contents(kind: str, body: dict[str, Any]) -> dict[str, str | bytes]:

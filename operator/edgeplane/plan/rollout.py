@@ -5,6 +5,11 @@ All progress lives in `RolloutStatus`, which the operator writes to the Worker's
 before it acts on a new step, so a restarted operator resumes exactly where it stopped:
 a hold keeps its recorded end, a gate not yet judged is judged, and pushes the status
 already asked for are recognised as done (they are idempotent on deployment identity).
+
+A step with `pause` waits, once done, for a promote naming the version and the step; an
+abort naming the version rolls back as a failed gate does. Both come as annotations on the
+Worker (so RBAC, audit and Argo CD see them) and each value acts once: the status records
+it, applied or ignored, and a value already recorded is not read again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from edgeplane.api import (
     GateResult,
     RequestCount,
     Rollout,
+    RolloutAction,
+    RolloutActionKind,
     RolloutPhase,
     RolloutStatus,
     RolloutStrategy,
@@ -27,6 +34,10 @@ from edgeplane.api import (
 from edgeplane.plan.targets import TargetView
 
 MAX_GATE_RESULTS = 64
+MAX_ACTIONS = 32
+PROMOTE_ANNOTATION = "edgeplane.io/promote"  # "<version>/<step>": that step's pause ends
+ABORT_ANNOTATION = "edgeplane.io/abort"  # "<version>": roll that version back
+MIN_VERSION_PREFIX = 8  # as for spec.version: a prefix of at least 8 hex digits
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class PlannedStep:
     added: tuple[str, ...]  # the locations this step adds; its gate is judged at these
     hold_seconds: int = 0
     gate: Gate | None = None
+    pause: bool = False  # wait for a promote once done
 
 
 def plan_steps(rollout: Rollout, selected: Sequence[TargetView]) -> list[PlannedStep]:
@@ -55,7 +67,9 @@ def plan_steps(rollout: Rollout, selected: Sequence[TargetView]) -> list[Planned
             want = s.count if s.count is not None else share
             add = [n for n in names if n not in done][: max(0, want - len(done))]
         done.update(add)
-        steps.append(PlannedStep(frozenset(done), tuple(add), s.hold_seconds, s.gate))
+        steps.append(
+            PlannedStep(frozenset(done), tuple(add), s.hold_seconds, s.gate, s.pause is not None)
+        )
     if done != everyone:
         steps.append(PlannedStep(everyone, tuple(n for n in names if n not in done)))
     return steps
@@ -128,6 +142,19 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Actions:
+    """The Worker's promote and abort annotations, as found (None: absent)."""
+
+    promote: str | None = None
+    abort: str | None = None
+
+
+def read_actions(annotations: Mapping[str, str] | None) -> Actions:
+    a = annotations or {}
+    return Actions(a.get(PROMOTE_ANNOTATION), a.get(ABORT_ANNOTATION))
+
+
+@dataclass(frozen=True)
 class Progress:
     state: RolloutStatus
     need: Need | None = None  # fetch this for `gate_targets`, then call progress again
@@ -143,18 +170,26 @@ def progress(
     now: datetime,
     observed: Observed | None = None,
     quarantined: Mapping[str, Mapping[str, str]] | None = None,
+    actions: Actions | None = None,
 ) -> Progress:
     """One move of the state machine, given which locations serve what they were assigned
     (`in_sync`), which refused the new version (`refused`: target -> why), and what each
     location quarantined (`quarantined`: target -> version -> why; it hung their cells).
     Only the new version's quarantine counts: the stable one's is reported, never a reason
-    to roll back (to what?)."""
+    to roll back (to what?). `actions` are the promote and abort asked for."""
+    if actions is not None:
+        acted = act(state, steps, actions, now)
+        if (acted.phase, acted.step) != (state.phase, state.step):
+            # What the locations should serve changed: `in_sync` speaks of the old
+            # assignment, so the next pass pushes the new one before judging it.
+            return Progress(acted)
+        state = acted
     if state.phase in (RolloutPhase.COMPLETE, RolloutPhase.ROLLED_BACK):
         return Progress(state)
     step = steps[state.step - 1]
     # AllAtOnce has no step to stop at: a refusal is a stall, a quarantine is reported, and
     # the locations keep what they serve.
-    progressive = len(steps) > 1 or step.gate is not None or step.hold_seconds > 0
+    progressive = len(steps) > 1 or step.gate is not None or step.hold_seconds > 0 or step.pause
     hung = {t: q[state.version] for t, q in (quarantined or {}).items() if state.version in q}
     failures = _step_failures(refused, hung)
     failing = sorted(step.targets & failures.keys())
@@ -169,6 +204,10 @@ def progress(
         return Progress(_rolled_back(state, result))
     if state.phase is RolloutPhase.PROGRESSING:
         return _progressing(state, step, in_sync, now, observed)
+    if state.phase is RolloutPhase.PAUSED:
+        # Until a promote or an abort; or the pause was taken out of the spec (steps are
+        # no part of the version, so the rollout goes on), and no promote could end it.
+        return Progress(state if step.pause else _next(state))
     return _holding(state, step, now, observed)
 
 
@@ -195,7 +234,7 @@ def _progressing(
     if not step.targets <= in_sync:
         return Progress(state)  # pushes still under way
     if step.hold_seconds == 0 and step.gate is None:
-        return Progress(_next(state))
+        return Progress(_step_done(state, step, now))
     needs_counts = step.gate is not None and step.gate.max_error_percent is not None
     if needs_counts and (observed is None or observed.counters is None):
         return Progress(state, Need.COUNTERS, gate_targets=step.added)
@@ -223,7 +262,7 @@ def _holding(
     if now < state.hold_until:
         return Progress(state, wait=(state.hold_until - now).total_seconds())
     if step.gate is None:
-        return Progress(_next(state))
+        return Progress(_step_done(state, step, now))
     if observed is None or (step.gate.probe is not None and observed.probes is None):
         return Progress(state, Need.GATE, gate_targets=step.added)
     base = {b.target: (b.total, b.errors) for b in state.baseline}
@@ -234,7 +273,8 @@ def _holding(
     failed = next((r for r in results if not r.passed), None)
     if failed is not None:
         return Progress(_rolled_back(state, failed))
-    return Progress(_next(state))
+    return Progress(_step_done(state, step, now))
+
 
 def judge(
     step: int,
@@ -295,8 +335,17 @@ def judge(
     )
 
 
-def _next(state: RolloutStatus) -> RolloutStatus:
+def _step_done(state: RolloutStatus, step: PlannedStep, now: datetime) -> RolloutStatus:
+    """A step whose locations serve the version and whose gate passed: on to the next,
+    or paused there until promoted."""
+    if not step.pause:
+        return _next(state)
     clear = {"hold_start": None, "hold_until": None, "baseline": []}
+    return state.model_copy(update={**clear, "phase": RolloutPhase.PAUSED, "paused_since": now})
+
+
+def _next(state: RolloutStatus) -> RolloutStatus:
+    clear = {"hold_start": None, "hold_until": None, "baseline": [], "paused_since": None}
     if state.step >= state.steps:
         return state.model_copy(update={**clear, "phase": RolloutPhase.COMPLETE})
     step = state.step + 1
@@ -310,8 +359,9 @@ def _next(state: RolloutStatus) -> RolloutStatus:
     )
 
 
-def _rolled_back(state: RolloutStatus, failure: GateResult) -> RolloutStatus:
-    gates = state.gates if failure in state.gates else [*state.gates, failure]
+def _rolled_back(state: RolloutStatus, failure: GateResult | None) -> RolloutStatus:
+    """Every location back on fromVersion: a gate failed (`failure`) or it was aborted."""
+    gates = state.gates if failure is None or failure in state.gates else [*state.gates, failure]
     return state.model_copy(
         update={
             "phase": RolloutPhase.ROLLED_BACK,
@@ -320,6 +370,106 @@ def _rolled_back(state: RolloutStatus, failure: GateResult) -> RolloutStatus:
             "hold_start": None,
             "hold_until": None,
             "baseline": [],
+            "paused_since": None,
         }
     )
 
+
+
+def act(
+    state: RolloutStatus, steps: Sequence[PlannedStep], actions: Actions, now: datetime
+) -> RolloutStatus:
+    """Apply the abort, then the promote, each recorded once in status.rollout.actions
+    (applied or ignored with why). A promote of a pause not reached yet waits for it, so a
+    promote sent early, or twice, does no harm."""
+    wanted = (
+        (RolloutActionKind.ABORT, actions.abort),
+        (RolloutActionKind.PROMOTE, actions.promote),
+    )
+    for kind, value in wanted:
+        if value is None:
+            continue
+        key = value[:128]  # as recorded: a longer value must match its record too
+        if any(a.action is kind and a.value == key for a in state.actions):
+            continue
+        if kind is RolloutActionKind.ABORT:
+            verdict = _abort_verdict(state, value)
+        else:
+            verdict = _promote_verdict(state, steps, value)
+        if verdict is None:
+            continue
+        applied, message = verdict
+        record = RolloutAction(
+            action=kind,
+            value=key,
+            step=state.step,
+            applied=applied,
+            message=message[:1024],
+            time=now,
+        )
+        actions_ = [*state.actions, record][-MAX_ACTIONS:]
+        state = state.model_copy(update={"actions": actions_})
+        if applied and kind is RolloutActionKind.ABORT:
+            state = _rolled_back(state, None)
+        elif applied:
+            state = _next(state)
+    return state
+
+
+def names_version(value: str, version: str) -> bool:
+    """Whether an annotation's version (full, or a prefix of at least 8 hex digits) is
+    `version`."""
+    v = value.strip().lower()
+    return len(v) >= MIN_VERSION_PREFIX and version.startswith(v)
+
+
+def _other_version(value: str, state: RolloutStatus) -> str:
+    return (
+        f"names version {value!r}, but the rollout is of version {state.version[:12]}: "
+        "ignored (stale, or a typo)"
+    )
+
+
+def _abort_verdict(state: RolloutStatus, value: str) -> tuple[bool, str]:
+    short = state.version[:12]
+    if not names_version(value, state.version):
+        return False, f"{ABORT_ANNOTATION} {_other_version(value, state)}"
+    if state.phase is RolloutPhase.COMPLETE:
+        return False, (
+            f"{ABORT_ANNOTATION}: version {short} already reached every location; nothing "
+            "to abort (to go back, set spec.version: `edgeplane rollout undo`)"
+        )
+    if state.phase is RolloutPhase.ROLLED_BACK:
+        return False, f"{ABORT_ANNOTATION}: version {short} is already rolled back"
+    back = state.from_version[:12] if state.from_version else "nothing (no earlier version)"
+    return True, (
+        f"version {short} aborted at step {state.step}/{state.steps}: every location goes "
+        f"back to {back}"
+    )
+
+
+def _promote_verdict(
+    state: RolloutStatus, steps: Sequence[PlannedStep], value: str
+) -> tuple[bool, str] | None:
+    """None: the promote names a pause of this rollout not reached yet."""
+    version, sep, number = value.strip().rpartition("/")
+    if not sep or not number.isdigit():
+        return False, (
+            f"{PROMOTE_ANNOTATION}: {value!r} is not <version>/<step>, e.g. "
+            f"{state.version[:12]}/{state.step}: ignored"
+        )
+    if not names_version(version, state.version):
+        return False, f"{PROMOTE_ANNOTATION} {_other_version(version, state)}"
+    n, short = int(number), state.version[:12]
+    if state.phase in (RolloutPhase.COMPLETE, RolloutPhase.ROLLED_BACK):
+        return False, (
+            f"{PROMOTE_ANNOTATION}: the rollout of version {short} is "
+            f"{state.phase.value}; nothing to promote"
+        )
+    if not 1 <= n <= len(steps) or not steps[n - 1].pause:
+        return False, f"{PROMOTE_ANNOTATION}: step {n} of version {short} has no pause: ignored"
+    if n < state.step:
+        return False, f"{PROMOTE_ANNOTATION}: step {n} of version {short} is already done"
+    if n > state.step or state.phase is not RolloutPhase.PAUSED:
+        return None
+    return True, f"version {short} promoted past step {n}/{state.steps}"

@@ -28,6 +28,7 @@ from edgeplane.plan.rollout import (
     pass_limit,
     plan_steps,
     progress,
+    read_actions,
 )
 from edgeplane.plan.targets import TargetView, WorkerKey, actions, select
 from edgeplane.plan.traffic import (
@@ -220,14 +221,16 @@ class WorkerReconciler:
             t: s.message for t in names if (s := self.fleet.refused(t, full, identities[t]))
         }
         hung = {t: self._quarantined(t, worker) for t in names}
-        moved = progress(state, steps, in_sync, refused, api_now(), quarantined=hung)
+        # Promote and abort come as annotations (RBAC, audit and Argo CD see who asked).
+        acts = read_actions(worker.metadata.annotations)
+        moved = progress(state, steps, in_sync, refused, api_now(), None, hung, acts)
         retry = False
         if moved.need is not None:
             observed = await self._observe(worker, moved, steps[state.step - 1])
             if observed is None:
                 retry = True  # a location did not answer; the backoff retries
             else:
-                moved = progress(state, steps, in_sync, refused, api_now(), observed, hung)
+                moved = progress(state, steps, in_sync, refused, api_now(), observed, hung, acts)
         outcomes = [
             self._outcome(t, worker, identities[t], assign[t], moved.state, wants[t]) for t in names
         ]

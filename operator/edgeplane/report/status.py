@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from edgeplane.api import (
     ConditionStatus,
+    RolloutActionKind,
     RolloutPhase,
     RolloutStatus,
     WorkerStatus,
@@ -230,6 +231,10 @@ def worker_status(
     prev = prev or WorkerStatus()
     ready_count = sum(o.state is TargetState.READY for o in outcomes)
     all_ready = stall is None and bool(outcomes) and ready_count == len(outcomes)
+    # A held or paused last step serves the version everywhere, yet its gate may still
+    # fail or it may be aborted; and the write that records a rollback still sees every
+    # location on it. Only a Complete rollout makes it the version to roll back to.
+    all_ready = all_ready and (rollout is None or rollout.phase is RolloutPhase.COMPLETE)
     triple = _conditions(outcomes, stall, rollout, latest, ready_count, all_ready)
     phase = rollout.phase if rollout else None
 
@@ -329,6 +334,11 @@ def _conditions(
         # or Argo CD sync); the location's next health check tells.
         msg = _detailed(missing)
         reason = "ServiceMissing"
+    elif rollout is not None and phase is RolloutPhase.PAUSED:
+        # The operator does nothing more by itself, and nothing failed: neither
+        # Reconciling nor Stalled (Argo CD shows it Suspended).
+        msg = f"{ready_count}/{len(outcomes)} targets serve version {short}; {paused(rollout)}"
+        return (False, "Paused", msg), (False, "Paused", msg), (False, "Paused", msg)
     elif rollout is not None and phase is RolloutPhase.HOLDING and rollout.hold_until:
         msg = (
             f"{step}{ready_count}/{len(outcomes)} targets serve version {short}; holding "
@@ -349,10 +359,23 @@ def _detailed(outcomes: list[TargetOutcome]) -> str:
     return msg
 
 
+def paused(rollout: RolloutStatus) -> str:
+    """How a paused rollout goes on, in words for a condition and an Event."""
+    since = rollout.paused_since.isoformat() if rollout.paused_since else "now"
+    key = f"{rollout.version[:12]}/{rollout.step}"
+    return (
+        f"paused at step {rollout.step}/{rollout.steps} since {since}: promote with "
+        f'`edgeplane rollout promote` (annotation edgeplane.io/promote: "{key}"), or abort'
+    )
+
+
 def _rolled_back_message(rollout: RolloutStatus) -> str:
     f = rollout.failure
     back = rollout.from_version[:12] if rollout.from_version else "nothing (no earlier version)"
     msg = f"version {rollout.version[:12]} rolled back"
+    aborts = [a for a in rollout.actions if a.action is RolloutActionKind.ABORT and a.applied]
+    if f is None and aborts:
+        msg += f" at step {aborts[-1].step}/{rollout.steps}: aborted (edgeplane.io/abort)"
     if f is not None:
         msg += f" at step {f.step}/{rollout.steps}, {f.target}"
         if f.probe:
@@ -384,6 +407,7 @@ def _events(prev: WorkerStatus, new: WorkerStatus) -> list[Event]:
             events.append(Event("Warning", "Failed", f"{after.reason}: {after.message}"))
     events.extend(_target_events(prev.targets, new.targets))
     events.extend(_step_events(prev.rollout, new.rollout))
+    events.extend(_action_events(prev.rollout, new.rollout))
     return events
 
 
@@ -422,6 +446,29 @@ def _step_events(before: RolloutStatus | None, after: RolloutStatus | None) -> l
                 + (f" ({gates})" if gates else ""),
             )
         )
+    return out
+
+
+def _action_events(before: RolloutStatus | None, after: RolloutStatus | None) -> list[Event]:
+    """An Event when a step pauses, and one per promote or abort read (applied or not)."""
+    if after is None:
+        return []
+    same = before is not None and before.version == after.version
+    seen = before.actions if same and before else []
+    out = []
+    if after.phase is RolloutPhase.PAUSED and not (
+        same and before and (before.phase, before.step) == (after.phase, after.step)
+    ):
+        out.append(Event("Normal", "Paused", f"version {after.version[:12]}: {paused(after)}"))
+    for a in after.actions:
+        if a in seen:
+            continue
+        if not a.applied:
+            out.append(Event("Warning", "RolloutActionIgnored", a.message))
+        elif a.action is RolloutActionKind.PROMOTE:
+            out.append(Event("Normal", "Promoted", a.message))
+        else:
+            out.append(Event("Normal", "Aborted", a.message))
     return out
 
 
