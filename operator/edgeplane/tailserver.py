@@ -17,6 +17,7 @@ stream, each line tagged with its "location":
   {"type": "dropped", "location", "dropped": n}
   {"type": "error", "location", "error"}  a location's stream failed or ended (it is
                                           opened again)
+  {"type": "location", "location"}        the Worker now runs there too: streamed from now
   {"type": "end", "error"}                the last line: the caller may no longer tail
   {"type": "ping"}
 401: no token or one the cluster does not accept; 403: the user may not get the Worker
@@ -50,6 +51,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 QUEUE = 1024  # merged lines waiting for a slow reader
 PING = 10.0
 RECONNECT = 2.0  # seconds before a location's lost stream is opened again
+FOLLOW = 3.0  # seconds between looks for locations the Worker newly runs at
 
 
 @dataclass(frozen=True)
@@ -234,10 +236,15 @@ class TailServer:
             targets = [location]
         if not targets:
             return _refusal(404, f"{ns}/{name} runs at no edge location yet")
-        return await self._merge(request, worker, targets, query)
+        return await self._merge(request, worker, targets, location, query)
 
     async def _merge(
-        self, request: web.Request, worker: str, targets: list[str], query: dict[str, str]
+        self,
+        request: web.Request,
+        worker: str,
+        targets: list[str],
+        location: str,
+        query: dict[str, str],
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
@@ -247,6 +254,8 @@ class TailServer:
             asyncio.create_task(self._pump(t, worker, query, merged, pending)) for t in targets
         ]
         tasks.append(asyncio.create_task(self._review(request, worker, merged)))
+        follow = self._follow(worker, location, set(targets), query, merged, tasks)
+        tasks.append(asyncio.create_task(follow))
         try:
             await _drain(resp, merged, targets)
         except ConnectionError:
@@ -256,6 +265,27 @@ class TailServer:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return resp
+
+    async def _follow(
+        self,
+        worker: str,
+        location: str,
+        known: set[str],
+        query: dict[str, str],
+        out: asyncio.Queue[dict[str, Any]],
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        """A location the Worker reaches after the stream began (a rollout's next step, a
+        new EdgeTarget) joins it, announced by a "location" line."""
+        while True:
+            await asyncio.sleep(FOLLOW)
+            for t in self.where.running(worker):
+                if t in known or (location and t != location):
+                    continue
+                known.add(t)
+                with contextlib.suppress(asyncio.QueueFull):
+                    out.put_nowait({"type": "location", "location": t})
+                tasks.append(asyncio.create_task(self._pump(t, worker, query, out, set())))
 
     async def _review(
         self, request: web.Request, worker: str, out: asyncio.Queue[dict[str, Any]]

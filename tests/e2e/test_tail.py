@@ -291,3 +291,39 @@ def test_location_status_and_search_filter(
                    "--location", "nowhere")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO, env=ENV)
     assert "refused (404)" in res.stderr and "does not run at location nowhere" in res.stderr
+
+
+def test_a_location_the_worker_reaches_later_joins_the_stream(
+    stack: Stack, kube: Kube, tmp_path: Path
+) -> None:
+    """The Worker runs at one location when the tail starts; once its targets take in a
+    second, that location's events come through the same stream, announced."""
+    first, later = stack.agents[0], stack.agents[1]
+    host = f"tail.{kube.namespace}.example.com"
+    spec: dict[str, Any] = {"targets": {"matchLabels": {"edgeplane.io/region": first.region}}}
+    kube.apply(worker("tailed", SCRIPT, **spec), route("tailed", f"{host}/*", "tailed"))
+    kube.wait_ready("tailed", generation=1, timeout=90)
+    reader = sa_kubeconfig(kube, "tail-follow", True, tmp_path)
+    lines = start_tail(stack, reader, kube.namespace, locations=1)
+    try:
+        everywhere = {"matchExpressions": [
+            {"key": "edgeplane.io/region", "operator": "Exists"}]}
+        kube.apply(worker("tailed", SCRIPT, targets=everywhere))
+        kube.wait_ready("tailed", generation=2, timeout=90)
+        announced = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            fetch(later, host, "/later")
+            try:
+                _, line = lines.next(3)
+            except AssertionError:  # nothing yet: the operator looks every 3 s
+                continue
+            announced |= line == {"type": "location", "location": later.name}
+            if line["type"] == "event" and line["location"] == later.name:
+                break
+        else:
+            raise AssertionError("no event from the location the Worker reached later")
+    finally:
+        lines.stop()
+    assert announced
+    assert line["request"]["url"] == f"http://{host}/later"

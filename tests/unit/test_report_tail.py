@@ -72,6 +72,10 @@ PRETTY = [
         "[edge-3] error: edge-3: agent unreachable",
     ),
     ({"type": "end", "error": "access ended: no"}, "the stream ended: access ended: no"),
+    (
+        {"type": "location", "location": "edge-4"},
+        "[edge-4] the Worker runs here now; tailing it too",
+    ),
     ({"type": "ping"}, None),
     ({"type": "something-new"}, None),  # a newer operator's line: skipped, not a crash
 ]

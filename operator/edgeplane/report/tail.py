@@ -78,6 +78,8 @@ def render(line: Mapping[str, Any], fmt: str) -> str | None:
         return f"{where} {line.get('dropped', 0)} events dropped so far (sampled: too many)"
     if kind == "error":
         return f"{where} error: {line.get('error', '')}"
+    if kind == "location":
+        return f"{where} the Worker runs here now; tailing it too"
     if kind == "end":
         return f"the stream ended: {line.get('error', '')}"
     return None
