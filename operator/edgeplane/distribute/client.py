@@ -46,6 +46,8 @@ DEFAULT_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 BUSY_PATIENCE = 30.0
 # Blobs sent to one location at once.
 BLOB_CONCURRENCY = 4
+# Seconds a live-log stream may be silent before it is taken as lost (the agent pings).
+TAIL_SILENCE = 30.0
 
 
 @dataclass
@@ -384,6 +386,31 @@ class AgentClient:
 
     async def info(self, ep: Endpoint) -> dict[str, Any]:
         return dict(await self._call(ep, "GET", "/v1/info", max_seconds=HEALTH_TIMEOUT) or {})
+
+    async def tail(
+        self, ep: Endpoint, worker: str, query: dict[str, str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The agent's live-log stream of `worker` (edge/tail.py), one object a line, until
+        it ends. Raises Refused, or Unreachable (also when it is silent for TAIL_SILENCE:
+        the agent pings every 10 s)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        url = f"{ep.url.rstrip('/')}/v1/workers/{worker}/tail"
+        try:
+            async with self._session.get(
+                url,
+                params=query,
+                headers={"Authorization": f"Bearer {ep.token}"},
+                ssl=self._ssl_for(ep),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=TAIL_SILENCE),
+            ) as resp:
+                if resp.status >= 400:
+                    raise Refused(resp.status, _msg(await resp.text()))
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            raise Unreachable(f"{ep.target}: {type(e).__name__}: {e or 'no answer'}") from None
 
 
 def ssl_context(settings: ClientTls) -> ssl.SSLContext:

@@ -87,6 +87,7 @@ class DataPlane:
         self.on_hang = on_hang
         self.redact = redact  # workerd's stderr may echo a Worker's secrets
         self.internal_key = internal_key
+        self.tail_port = 0  # the agent's tail sink (edge/tail.py), set before start; 0: none
         self.auth = {"edgeplane-internal": internal_key}  # on every call to the processes
         self.front: workerd.Proc | None = None
         self.cells: dict[str, workerd.Proc] = {}
@@ -352,7 +353,7 @@ class DataPlane:
         if static is not None:
             await asyncio.to_thread(private_dir, Path(self.paths.do_dir))
         text = render.cell_config(
-            self.paths, self.front.ports["internal"], self.internal_key, static
+            self.paths, self.front.ports["internal"], self.internal_key, static, self.tail_port
         )
         p = await self._run(text, {"http": None})
         self.cells[key] = p

@@ -64,6 +64,55 @@ export class Service extends WorkerEntrypoint {
     });
   }
 }
+// Live logs (edgeplane tail, edge/tail.py). load() names this entrypoint as the tail of every
+// loaded version; workerd calls it after each request with the console lines, exceptions and
+// outcome. Only the events of Workers someone tails go on, to the agent's loopback tail sink
+// (TAIL); which Workers those are is asked of the sink at most every TAIL_TTL ms, so with
+// nobody tailing a request costs this call and one set lookup. The request never waits on it.
+const TAIL_TTL = 500;
+const tailing = { at: -Infinity, workers: new Set() };
+async function tailedWorkers(env) {
+  if (Date.now() - tailing.at < TAIL_TTL) return tailing.workers;
+  // Every call that finds the set stale asks (a promise is not shared across requests in
+  // workerd), so none goes by an answer older than TAIL_TTL: "ready" in a stream holds.
+  try {
+    const r = await env.TAIL.fetch("http://tail/workers",
+      { headers: { "edgeplane-internal": env.INTERNAL_KEY } });
+    tailing.workers = new Set(r.ok ? await r.json() : []);
+  } catch {
+    tailing.workers = new Set();
+  }
+  tailing.at = Date.now();
+  return tailing.workers;
+}
+function tailEvent(props, e) {
+  const ev = e.event || {};
+  const rq = ev.request;
+  return {
+    worker: props.worker, version: props.version, outcome: e.outcome,
+    timestamp: e.eventTimestamp,
+    request: rq ? { method: rq.method, url: rq.url, headers: rq.headers } : null,
+    status: ev.response ? ev.response.status : null,
+    cron: ev.cron === undefined ? null : ev.cron,
+    logs: (e.logs || []).map((l) => ({
+      level: l.level, timestamp: l.timestamp, message: l.message })),
+    exceptions: (e.exceptions || []).map((x) => ({
+      name: x.name, message: x.message, stack: x.stack, timestamp: x.timestamp })),
+  };
+}
+export class Tail extends WorkerEntrypoint {
+  async tail(events) {
+    if (this.env.TAIL === undefined) return;
+    const props = this.ctx.props;
+    if (!(await tailedWorkers(this.env)).has(props.worker)) return;
+    try {
+      await this.env.TAIL.fetch("http://tail/events", {
+        method: "POST", headers: { "edgeplane-internal": this.env.INTERNAL_KEY },
+        body: JSON.stringify(events.map((e) => tailEvent(props, e))),
+      });
+    } catch {} // the agent restarting: these events are lost, as a sampled-out one is
+  }
+}
 function bytes(b64) {
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
@@ -150,6 +199,9 @@ function load(env, ctx, version, check) {
       mainModule: main,
       modules: modules,
       env: bindings,
+      // Without the sink (live logs off, the validator) no tail runs at all.
+      tails: env.TAIL === undefined ? [] :
+        [ctx.exports.Tail({ props: { worker: spec.worker, version: spec.version } })],
     };
   });
 }

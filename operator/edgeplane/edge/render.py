@@ -205,10 +205,15 @@ def front_config(paths: Paths, internal_key: str) -> str:
 
 
 def cell_config(
-    paths: Paths, front_internal_port: int, internal_key: str, static: Deployment | None = None
+    paths: Paths,
+    front_internal_port: int,
+    internal_key: str,
+    static: Deployment | None = None,
+    tail_port: int = 0,
 ) -> str:
     """A cell: the host Worker with the loader, the code store, the front's internal socket;
-    with `static` (a Durable Object Worker's own cell), that Worker's versions as services."""
+    with `static` (a Durable Object Worker's own cell), that Worker's versions as services;
+    with `tail_port`, the agent's loopback tail sink (edge/tail.py) as `TAIL`."""
     bindings = [
         '(name = "LOADER", workerLoader = ())',
         '(name = "CODE", service = "edgeplane:code")',
@@ -216,6 +221,12 @@ def cell_config(
         _key_binding(internal_key),
     ]
     services: list[str] = []
+    if tail_port:
+        bindings.append('(name = "TAIL", service = "edgeplane:tail")')
+        services.append(
+            f'(name = "edgeplane:tail", external = (address = '
+            f"{text(f'127.0.0.1:{tail_port}')}, http = ()))"
+        )
     if static is not None and (site := _site(static)) is not None:
         services.append(_assets_service(paths, static.worker, site))
         bindings += [
@@ -228,7 +239,11 @@ def cell_config(
         for b in static.versions:
             svc = service_name(static.worker, b.version or "")
             owner = None if svc == primary_svc else primary_svc
-            services.append(_static_worker(b, svc, owner, files=_site(static) is not None))
+            services.append(
+                _static_worker(
+                    b, svc, owner, files=_site(static) is not None, tailed=tail_port > 0
+                )
+            )
             bindings.append(f"(name = {text('v:' + (b.version or ''))}, service = {text(svc)})")
         services.append(
             f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
@@ -295,11 +310,13 @@ def _host_entrypoint(name: str, entrypoint: str, props: dict[str, str]) -> str:
     )
 
 
-def _static_worker(b: Bundle, svc: str, namespace_owner: str | None, files: bool = False) -> str:
+def _static_worker(
+    b: Bundle, svc: str, namespace_owner: str | None, files: bool = False, tailed: bool = False
+) -> str:
     """One version of a Durable Object Worker as a static service. `namespace_owner` is the
     primary's service when this is not the primary: Durable Object classes live in one
     namespace per Worker, the primary's. Service and KV bindings are the host's entrypoints,
-    as for loaded Workers."""
+    as for loaded Workers; with `tailed`, so is its tail worker (live logs)."""
     mods = ", ".join(module_entry(m.name, m.type, m.raw(), m.content) for m in b.modules)
     binds: list[str] = []
     do_classes: list[str] = []
@@ -333,6 +350,10 @@ def _static_worker(b: Bundle, svc: str, namespace_owner: str | None, files: bool
         f"compatibilityFlags = [{', '.join(text(f) for f in b.compatibility_flags)}]",
         f"bindings = [{', '.join(binds)}]",
     ]
+    if tailed:
+        props = text(json.dumps({"worker": b.worker, "version": b.version}))
+        tail = f'(name = {text(HOST)}, entrypoint = "Tail", props = (json = {props}))'
+        parts.append(f"tails = [{tail}]")
     if do_classes and namespace_owner is None:
         nss = ", ".join(
             f"(className = {text(c)}, uniqueKey = {text(f'{b.worker}-{c}')}, enableSql = true)"
