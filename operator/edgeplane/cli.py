@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "import": ("edgeplane.wrangler", "main", "write manifests from a wrangler.toml/jsonc"),
     "sign": ("edgeplane.sign", "main", "sign version override headers to test a version"),
     "rollout": ("edgeplane.rolloutcli", "main", "status, promote, abort or undo a rollout"),
+    "tail": ("edgeplane.tailcli", "main", "stream a Worker's live logs from its locations"),
     "push": ("edgeplane.pushcli", "main", "publish a wrangler project's modules to a registry"),
 }
 

@@ -138,6 +138,7 @@ class Controller:
             self.kube, s.urls, digest_key=derive_key(s.signing_key, "version ids")
         )
         self.versions = VersionStore(self.kube, self.resolver, s.versions_retained)
+        self.versions.pool = self.fleet.client  # assets' files: archived, and rebuilt
         self.writer = StatusWriter(self.kube, self.cache.workers)
         self.worker_loop = WorkerReconciler(
             self.cache,

@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from edgeplane import tailserver
 from edgeplane.api import GROUP, VERSION
 from edgeplane.controller import Controller, Settings
 from edgeplane.kube.auth import API_REQUEST_TIMEOUT, async_api_client, login
@@ -36,10 +37,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     controller = Controller(await async_api_client(), cfg)
     memo["controller"] = controller
     await controller.start()
+    if memo.get("tail") is not None:
+        memo["tail_server"] = await tailserver.serve(memo["tail"], controller)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("tail_server") is not None:
+        await memo["tail_server"].close()
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         await controller.stop()
@@ -69,6 +74,8 @@ def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
     for m in spec.get("modules") or []:
         if ref := m.get("configMapKeyRef"):
             out[(ns, "ConfigMap", ref["name"])] = name
+    if ref := (spec.get("assets") or {}).get("configMap"):
+        out[(ns, "ConfigMap", ref["name"])] = name  # static assets' files
     for b in spec.get("bindings") or []:
         if ref := b.get("secretKeyRef"):
             out[(ns, "Secret", ref["name"])] = name

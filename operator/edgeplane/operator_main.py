@@ -17,6 +17,7 @@ from prometheus_client import disable_created_metrics, start_http_server
 from edgeplane.controller import Settings
 from edgeplane.resolve.download import tls_context
 from edgeplane.resolve.policy import UrlSettings
+from edgeplane.tailserver import TailSettings
 from edgeplane.wire import MIN_SIGNING_KEY
 
 
@@ -72,7 +73,55 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
     _url_args(parser)
+    _tail_args(parser)
     return parser.parse_args(argv)
+
+
+def _tail_args(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--tail-address", default=env("EDGEPLANE_TAIL_ADDRESS", ""),
+        help="host:port of the live-log endpoint `edgeplane tail` uses (HTTPS; callers "
+        "prove with their own Kubernetes token that they may get the Worker); empty: off",
+    )
+    parser.add_argument(
+        "--tail-tls-cert", default=env("EDGEPLANE_TAIL_TLS_CERT", ""),
+        help="certificate (PEM) of the live-log endpoint; required with --tail-address",
+    )
+    parser.add_argument(
+        "--tail-tls-key", default=env("EDGEPLANE_TAIL_TLS_KEY", ""),
+        help="private key (PEM) of --tail-tls-cert",
+    )
+    parser.add_argument(
+        "--tail-client-ca", default=env("EDGEPLANE_TAIL_CLIENT_CA", ""),
+        help="the CA the apiserver trusts for client certificates (its --client-ca-file): "
+        "callers may then prove who they are with their kubeconfig's client certificate",
+    )
+    parser.add_argument(
+        "--tail-review-interval", type=_positive,
+        default=_positive(env("EDGEPLANE_TAIL_REVIEW_INTERVAL", "60")),
+        help="seconds between reviews of a streaming caller's token and right to get the "
+        "Worker: a revoked right ends the stream within this (default 60)",
+    )
+
+
+def tail_settings(args: argparse.Namespace) -> TailSettings | None:
+    """The live-log endpoint's settings; tokens never cross it in clear, so TLS is required."""
+    if not args.tail_address:
+        return None
+    if not (args.tail_tls_cert and args.tail_tls_key):
+        raise SystemExit("--tail-address needs --tail-tls-cert and --tail-tls-key: callers "
+                         "send their Kubernetes token to it")
+    _, _, port = args.tail_address.rpartition(":")
+    if not port.isdigit():
+        raise SystemExit(f"--tail-address {args.tail_address!r}: expected host:port")
+    return TailSettings(
+        args.tail_address,
+        args.tail_tls_cert,
+        args.tail_tls_key,
+        args.tail_client_ca,
+        args.tail_review_interval,
+    )
 
 
 def _positive(text: str) -> float:
@@ -180,7 +229,7 @@ def main(argv: list[str]) -> int:
         standalone=not args.peering,
         peering_name=args.peering or None,
         liveness_endpoint=args.liveness or None,
-        memo=kopf.Memo(settings=settings),
+        memo=kopf.Memo(settings=settings, tail=tail_settings(args)),
         loop=asyncio.new_event_loop(),
     )
     return 0

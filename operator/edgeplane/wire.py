@@ -190,6 +190,51 @@ class BundleBinding(_Strict):
         return self
 
 
+class AssetFile(_Strict):
+    """One static asset of a version: where it is served and the blob that holds it."""
+
+    path: str = Field(min_length=1, max_length=1024)
+    sha256: str = Field(pattern=VERSION_RE)
+    size: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _safe(self) -> Self:
+        # The agent makes this a file under the Worker's site directory.
+        if self.path.startswith("/") or "\\" in self.path or "\x00" in self.path:
+            raise ValueError(f"assets.files: {self.path!r} must be relative, without '\\'")
+        check_module_name(self.path)
+        return self
+
+
+class BundleAssets(_Strict):
+    """A version's static assets: workerd's AssetsService config (JSON text), the name
+    of the binding that serves them to the Worker, and the files by content. The files'
+    bytes travel apart, as blobs the location does not hold yet (`/v1/blobs`)."""
+
+    config: str = Field(max_length=64 * 1024)
+    binding: str | None = Field(default=None, pattern=JS_IDENTIFIER_RE)
+    files: tuple[AssetFile, ...] = Field(default=(), max_length=100_000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        dup = duplicate([f.path for f in self.files], "assets.files", "path")
+        if dup:
+            raise ValueError(dup)
+        try:
+            json.loads(self.config)
+        except ValueError as e:
+            raise ValueError(f"assets.config: not valid JSON text ({e})") from None
+        return self
+
+    def digest(self) -> str:
+        """Names the site: the same files and options always give the same digest."""
+        body = self.model_dump(mode="json")
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def blobs(self) -> set[str]:
+        return {f.sha256 for f in self.files}
+
+
 class Bundle(_Strict):
     worker: WorkerName
     compatibility_date: str = Field(alias="compatibilityDate", pattern=COMPAT_DATE_RE)
@@ -199,6 +244,8 @@ class Bundle(_Strict):
     main_module: ModuleName = Field(alias="mainModule")
     modules: tuple[BundleModule, ...] = Field(min_length=1, max_length=256)
     bindings: tuple[BundleBinding, ...] = Field(default=(), max_length=128)
+    # Static assets; part of the version id, so a changed file is a new version.
+    assets: BundleAssets | None = None
     # sha256 of the canonical form without this field; see `with_version`.
     version: VersionId | None = None
 
@@ -218,6 +265,8 @@ class Bundle(_Strict):
         dup = duplicate([b.name for b in self.bindings], "bindings", "binding name")
         if dup:
             raise ValueError(dup)
+        if self.assets and self.assets.binding in {b.name for b in self.bindings}:
+            raise ValueError(f"assets.binding: {self.assets.binding!r} is also a binding name")
         if self.version is not None and self.version != self.compute_version():
             raise ValueError("version: does not match the sha256 of the bundle's content")
         return self
@@ -228,6 +277,8 @@ class Bundle(_Strict):
         body = self.model_dump(mode="json", by_alias=True, exclude={"version"})
         for binding in body["bindings"]:
             binding.pop("secret", None)
+        if body["assets"] is None:
+            del body["assets"]  # versions without assets keep the ids they had
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def compute_version(self) -> str:
@@ -324,6 +375,12 @@ class Deployment(_Strict):
         return deployment_identity(
             self.primary, [b.version or "" for b in self.versions], self.routes
         )
+
+
+def blobs_of(deployments: Iterable[Deployment | None]) -> set[str]:
+    """Every blob the deployments' versions reference (all versions: a rollback to one
+    needs no upload)."""
+    return {s for d in deployments if d for b in d.versions if b.assets for s in b.assets.blobs()}
 
 
 def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[Route]) -> str:

@@ -1,6 +1,7 @@
 """Least privilege, proven: the operator runs as the ServiceAccount of manifests/base, bound
 only to its ClusterRole and authenticated with a TokenRequest token (not as the cluster
-admin), and still deploys, updates and removes a Worker, with no 403 in its log."""
+admin), and still deploys, updates and removes a Worker, with no 403 in its log; it may
+review tokens and access (for `edgeplane tail`) and nothing it does not need."""
 
 from __future__ import annotations
 
@@ -183,3 +184,19 @@ def test_the_service_account_cannot(stack: Stack, verb: str, resource: str,
                           "status", "-A", "--as",
                           f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}", check=False)
     assert yes.stdout.strip() == "yes", yes.stdout + yes.stderr
+
+
+# What it must be able to do besides its watches: prove `edgeplane tail` callers with their
+# own tokens (TokenReview) and ask whether they may get the Worker (SubjectAccessReview).
+CAN = [("create", "tokenreviews.authentication.k8s.io"),
+       ("create", "subjectaccessreviews.authorization.k8s.io")]
+
+
+@pytest.mark.parametrize(("verb", "resource"), CAN, ids=[f"{v}-{r}" for v, r in CAN])
+def test_the_service_account_can(stack: Stack, verb: str, resource: str) -> None:
+    cluster = stack.cluster
+    assert cluster is not None
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac_docs(cluster)))
+    res = cluster.kubectl("auth", "can-i", verb, resource, "--as",
+                          f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}", check=False)
+    assert res.stdout.strip() == "yes", f"{verb} {resource}: {res.stdout}{res.stderr}"

@@ -612,6 +612,44 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
         target(clientCertificateSecretRef={"namespace": "Edge", "name": "c"}),
         ("spec.clientCertificateSecretRef.namespace",),
     ),
+    # spec.assets
+    (
+        "assets-two-sources",
+        worker(assets={"configMap": {"name": "s"},
+                       "archive": {"url": "https://h/s.tgz", "sha256": SHA}}),
+        ("spec.assets", "set exactly one source"),
+    ),
+    ("assets-no-source", worker(assets={"binding": "ASSETS"}), ("spec.assets", "exactly one")),
+    (
+        "assets-path-dotdot",
+        worker(assets={"configMap": {"name": "s", "items": [{"key": "a", "path": "x/../y"}]}}),
+        ("spec.assets.configMap.items[0].path", "'.' or '..'"),
+    ),
+    (
+        "assets-path-absolute",
+        worker(assets={"configMap": {"name": "s", "items": [{"key": "a", "path": "/y"}]}}),
+        ("spec.assets.configMap.items[0].path", "should match"),
+    ),
+    (
+        "assets-not-found-handling",
+        worker(assets={"configMap": {"name": "s"}, "notFoundHandling": "spa"}),
+        ("spec.assets.notFoundHandling", "Unsupported value"),
+    ),
+    (
+        "assets-run-worker-first-string",
+        worker(assets={"configMap": {"name": "s"}, "runWorkerFirst": True}),
+        ("spec.assets.runWorkerFirst", "must be of type array"),
+    ),
+    (
+        "assets-run-worker-first-relative",
+        worker(assets={"configMap": {"name": "s"}, "runWorkerFirst": ["api/*"]}),
+        ("spec.assets.runWorkerFirst[0]", "should match"),
+    ),
+    (
+        "assets-archive-http",
+        worker(assets={"archive": {"url": "http://h/s.tgz", "sha256": SHA}}),
+        ("spec.assets.archive.url", "https://"),
+    ),
     # WorkerVersion
     ("version-bad-id", version(versionId="abc"), ("spec.versionId", "should match")),
     (

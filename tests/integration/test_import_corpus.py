@@ -23,7 +23,7 @@ NODE_MODULES = HERE.parent / "corpus" / "current" / "node_modules"
 NAMES_WHAT = re.compile(
     r"[\w./@-]+\.(?:ts|tsx|js|mjs|cjs|jsx|py|json|jsonc|toml|wasm|html|txt)\b"
     r"|\b(?:main|name|compatibility_date|compatibility_flags|rules|base_dir|no_bundle|vars"
-    r"|secrets|kv_namespaces|durable_objects|services|routes?|env)\b"
+    r"|secrets|kv_namespaces|durable_objects|services|routes?|env|assets)\b"
 )
 
 

@@ -383,6 +383,24 @@ def test_shared_cell_config_loads_code_and_holds_none() -> None:
         assert service not in cfg
 
 
+@pytest.mark.parametrize(
+    ("tail_port", "want"),
+    [
+        (0, False),  # no sink (the validator's cell): the Tail entrypoint sends nothing
+        (5555, True),
+    ],
+)
+def test_cell_config_names_the_tail_sink(tail_port: int, want: bool) -> None:
+    cfg = render.cell_config(PATHS, 4321, KEY, None, tail_port)
+    assert ('(name = "TAIL", service = "edgeplane:tail")' in cfg) is want
+    sink = '(name = "edgeplane:tail", external = (address = "127.0.0.1:5555", http = ()))'
+    assert (sink in cfg) is want
+    # A Durable Object Worker's versions, static services, name the host's Tail themselves.
+    static = render.cell_config(PATHS, 4321, KEY, _static_bindings(), tail_port)
+    tails = 'tails = [(name = "edgeplane:host", entrypoint = "Tail", props = (json = '
+    assert static.count(tails) == (2 if want else 0)
+
+
 def _static_bindings() -> Deployment:
     canary = _bundle("ns.a", "// canary", bindings=[{"name": "ROOM", "durableObjectClass": "Room"}])
     primary = _bundle("ns.a", bindings=[given_ for given_, _ in BINDINGS])

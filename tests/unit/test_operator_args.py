@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from edgeplane.localstack.pki import CertificateAuthority
-from edgeplane.operator_main import parse_args, url_settings
+from edgeplane.operator_main import parse_args, tail_settings, url_settings
 from edgeplane.resolve.policy import UrlSettings
+from edgeplane.tailserver import TailSettings
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,58 @@ def test_watch_idle_timeout_must_be_positive(
     with pytest.raises(SystemExit):
         parse_args(["--watch-idle-timeout", value])
     assert "--watch-idle-timeout: not a positive number of seconds" in capsys.readouterr().err
+
+
+TLS = ["--tail-tls-cert", "c.pem", "--tail-tls-key", "k.pem"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, None),  # live logs off
+        (
+            ["--tail-address", "0.0.0.0:8443", *TLS],
+            {},
+            TailSettings("0.0.0.0:8443", "c.pem", "k.pem"),
+        ),
+        (
+            TLS,
+            {"EDGEPLANE_TAIL_ADDRESS": "[::]:9443", "EDGEPLANE_TAIL_CLIENT_CA": "ca.pem"},
+            TailSettings("[::]:9443", "c.pem", "k.pem", "ca.pem"),
+        ),
+        (
+            ["--tail-address", ":8443", *TLS, "--tail-review-interval", "5"],
+            {},
+            TailSettings(":8443", "c.pem", "k.pem", review_interval=5.0),
+        ),
+    ],
+)
+def test_tail_flags(
+    argv: list[str],
+    env: dict[str, str],
+    expected: TailSettings | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert tail_settings(parse_args(argv)) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Callers send their Kubernetes token: never over plain HTTP.
+        (
+            ["--tail-address", "0.0.0.0:8443"],
+            "--tail-address needs --tail-tls-cert and --tail-tls-key",
+        ),
+        (
+            ["--tail-address", "0.0.0.0:8443", "--tail-tls-cert", "c.pem"],
+            "needs --tail-tls-cert and",
+        ),
+        (["--tail-address", "somewhere", *TLS], "expected host:port"),
+    ],
+)
+def test_tail_flags_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        tail_settings(parse_args(argv))

@@ -4,8 +4,11 @@ version references and servingTargets."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -205,3 +208,34 @@ def test_a_module_that_cannot_be_rebuilt_is_named(
     kept = list(archived_modules(worker.spec, bundle.modules)) if archived is None else archived
     with pytest.raises(ArchiveError, match=error):
         rebuilt_modules(worker.spec, "team-a", kept, digests)
+
+
+def _site() -> tuple[Any, dict[str, bytes]]:
+    from edgeplane.api.worker import WorkerAssets
+    from edgeplane.compile.assets import compile_assets
+
+    spec = WorkerAssets.model_validate({"configMap": {"name": "s"}})
+    out = compile_assets(spec, {"index.html": b"<h1>", "logo.png": b"\x89PNG"})
+    return out.wire, dict(out.blobs)
+
+
+def test_assets_ride_in_the_archive_and_come_back_checked() -> None:
+    from edgeplane.versions.archive import pack, unpack, unpack_all
+    from edgeplane.wire import BundleModule, ModuleType
+
+    mod = BundleModule(name="a.js", type=ModuleType.ES_MODULE, content="export default {}")
+    digests = {"a.js": hashlib.sha256(mod.raw()).hexdigest()}
+    site, blobs = _site()
+    parts = pack((mod,), site, blobs)
+    assert unpack_all(parts, digests) == ([mod], site, blobs)
+    assert unpack(parts, digests) == [mod]
+    # Without assets the archive is the list of modules it always was (old archives load).
+    assert unpack_all(pack((mod,)), digests) == ([mod], None, {})
+    with pytest.raises(ArchiveError, match="is not held"):
+        pack((mod,), site, {})
+    bad = {s: b + b"!" if b == b"<h1>" else b for s, b in blobs.items()}
+    raw = {"modules": [mod.model_dump(mode="json")], "assets": site.model_dump(mode="json"),
+           "blobs": {s: base64.b64encode(b).decode() for s, b in bad.items()}}
+    damaged = [gzip.compress(json.dumps(raw).encode())]
+    with pytest.raises(ArchiveError, match="does not match its recorded sha256"):
+        unpack_all(damaged, digests)

@@ -130,7 +130,9 @@ WRONG = [
     Case("main-typescript-unbundled",
          {**toml("", "no_bundle = true\n" + BASIC.replace(".js", ".ts")), "src/index.ts": JS},
          "index.ts is TypeScript/JSX, and no_bundle uploads it as it is"),
-    Case("assets-only", toml('[assets]\ndirectory = "public"\n', BASIC.replace(
+    Case("assets-directory-missing", toml('[assets]\ndirectory = "public"\n', BASIC.replace(
+        'main = "src/index.js"\n', "")), "w: assets.directory public not found"),
+    Case("pages-only", toml('pages_build_output_dir = "dist"\n', BASIC.replace(
         'main = "src/index.js"\n', "")), "w: no `main`: only static assets (assets / "
         "pages_build_output_dir), which edgeplane does not serve yet"),
     Case("main-outside-base-dir", toml('base_dir = "lib"\n'),

@@ -202,15 +202,15 @@ ENV_TOP = {
     [
         # Inherited unsupported keys are this Worker's too; non-inheritable ones it lacks.
         ({}, KeyReport(
-            ["assets" + INH, "site" + INH], [],
+            ["site" + INH], [],
             ["define", "kv_namespaces", "r2_buckets", "vars"])),
         # Its own value overrides (and is reported as its own, or not when it is off).
         ({"triggers": {"crons": []}, "assets": {"directory": "x"}, "minify": False},
-         KeyReport(["assets", "site" + INH], [],
+         KeyReport(["site" + INH], [],
                    ["define", "kv_namespaces", "r2_buckets", "vars"])),
         # Its own bindings: nothing missing.
         ({"vars": {}, "kv_namespaces": [], "define": {}, "r2_buckets": [{"binding": "B"}]},
-         KeyReport(["assets" + INH, "r2_buckets", "site" + INH],
+         KeyReport(["r2_buckets", "site" + INH],
                    [], [])),
     ],
 )

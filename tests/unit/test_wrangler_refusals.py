@@ -46,6 +46,7 @@ ACCEPTED = {
     "keep_names": {"boolean"},
     "jsx_factory": {"string"},
     "jsx_fragment": {"string"},
+    "assets": {"table"},  # without `directory`, listed as not imported
 }
 
 

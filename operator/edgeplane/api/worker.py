@@ -601,6 +601,170 @@ class Triggers(Wire):
 CompatFlag = Annotated[str, Field(pattern=COMPAT_FLAG_RE, max_length=128)]
 
 
+# ---- static assets (spec.assets) ------------------------------------------------------
+# An asset's path under the site root: no leading '/', no empty, '.' or '..' segment.
+ASSET_PATH_RE = r"^[^/\\\x00-\x1f][^\\\x00-\x1f]*$"
+MAX_ASSET_ITEMS = 1000
+MAX_IGNORE = 256
+MAX_RUN_WORKER_FIRST = 100
+
+
+def check_asset_path(path: str) -> str:
+    if any(seg in ("", ".", "..") for seg in path.split("/")):
+        raise ValueError(f"{path!r}: path segments must not be empty, '.' or '..'")
+    return path
+
+
+AssetPath = Annotated[
+    str, Field(pattern=ASSET_PATH_RE, max_length=1024), AfterValidator(check_asset_path)
+]
+
+
+class AssetItem(Wire):
+    """One ConfigMap key and the path it is served at (keys cannot hold '/')."""
+
+    key: DataKey = Field(description="Key in the ConfigMap's data or binaryData.")
+    path: AssetPath = Field(
+        description="Path of the file under the site root, e.g. `app/main.js` (no leading "
+        "'/', no '.' or '..' segments).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    r"!self.matches(r'(^|/)\.\.?(/|$)') && !self.contains('//')"
+                    " && !self.endsWith('/')",
+                    "assets.configMap.items[].path: path segments must not be empty, '.' or "
+                    "'..'",
+                )
+            ]
+        },
+    )
+
+
+class AssetsConfigMap(Wire):
+    """Asset files from a ConfigMap in the Worker's namespace."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap, in the Worker's namespace.")
+    items: list[AssetItem] | None = Field(
+        default=None,
+        max_length=MAX_ASSET_ITEMS,
+        description="Which keys to serve and at which paths; omitted: every key of data "
+        "and binaryData, at the site root under its own name.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+
+
+class AssetsArchive(Wire):
+    """Asset files from a tar archive (optionally gzip'd) at an https URL."""
+
+    url: str = Field(
+        max_length=MAX_URL,
+        description="https URL of a .tar or .tar.gz whose regular files are the site "
+        "(links, absolute paths and '..' are refused).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "isURL(self) && url(self).getScheme() == 'https'"
+                    " && url(self).getHostname() != ''",
+                    "assets.archive.url: must be an absolute https:// URL",
+                )
+            ]
+        },
+    )
+    sha256: str = Field(
+        pattern=SHA256_RE,
+        max_length=64,
+        description="Lowercase hex SHA-256 of the archive (64 digits), checked before use.",
+    )
+
+    @model_validator(mode="after")
+    def _https(self) -> Self:
+        if not _is_https_url(self.url):
+            raise ValueError("assets.archive.url: must be an absolute https:// URL")
+        return self
+
+
+class HtmlHandling(StrEnum):
+    AUTO_TRAILING_SLASH = "auto-trailing-slash"
+    FORCE_TRAILING_SLASH = "force-trailing-slash"
+    DROP_TRAILING_SLASH = "drop-trailing-slash"
+    NONE = "none"
+
+
+class NotFoundHandling(StrEnum):
+    SINGLE_PAGE_APPLICATION = "single-page-application"
+    PAGE_404 = "404-page"
+    NONE = "none"
+
+
+# Cloudflare's `run_worker_first` is true, false or patterns; a structural schema cannot
+# type such a union (and CEL cannot see an untyped field), so it is patterns only: true
+# is ["/*"], false is [] (edgeplane import maps them).
+RUN_WORKER_FIRST_RE = r"^!?/[^\x00-\x1f]*$"
+RunWorkerFirstPattern = Annotated[str, Field(pattern=RUN_WORKER_FIRST_RE, max_length=256)]
+
+class WorkerAssets(Wire):
+    """Static files served at the edge in front of the Worker, with Cloudflare's Workers
+    Static Assets semantics (workerd's own implementation)."""
+
+    model_config = validations(
+        cel(
+            "(has(self.configMap) ? 1 : 0) + (has(self.archive) ? 1 : 0) == 1",
+            "assets: set exactly one source: configMap or archive (url with sha256)",
+        ),
+    )
+
+    config_map: AssetsConfigMap | None = Field(
+        default=None, alias="configMap", description="Read the files from a ConfigMap."
+    )
+    archive: AssetsArchive | None = Field(
+        default=None, description="Download the files as a tar(.gz) pinned by sha256."
+    )
+    ignore: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list,
+        max_length=MAX_IGNORE,
+        description="Patterns of files not to serve (`.assetsignore` syntax: `*.map`, "
+        "`drafts/`, `/private/*`).",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    html_handling: HtmlHandling = Field(
+        default=HtmlHandling.AUTO_TRAILING_SLASH,
+        alias="htmlHandling",
+        description="How HTML paths and trailing slashes resolve: auto-trailing-slash "
+        "(default), force-trailing-slash, drop-trailing-slash or none.",
+    )
+    not_found_handling: NotFoundHandling = Field(
+        default=NotFoundHandling.NONE,
+        alias="notFoundHandling",
+        description="A path with no file: single-page-application (serve /index.html, "
+        "200), 404-page (the nearest 404.html, 404) or none (the Worker, or 404).",
+    )
+    run_worker_first: list[RunWorkerFirstPattern] = Field(
+        default_factory=list,
+        alias="runWorkerFirst",
+        max_length=MAX_RUN_WORKER_FIRST,
+        description="Paths the Worker answers before any file (it serves files through "
+        "its binding): patterns such as `/api/*`, `!/api/docs/*` to exclude, or `/*` for "
+        "every request (wrangler's `true`); empty (default): files first, the Worker for "
+        "the rest.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    binding: str | None = Field(
+        default=None,
+        pattern=JS_IDENTIFIER_RE,
+        max_length=64,
+        description="Name on `env` (e.g. `ASSETS`) whose fetch() serves the files to the "
+        "Worker's code.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(exactly_one(self, ("config_map", "archive"))) != 1:
+            raise ValueError(
+                "assets: set exactly one source: configMap or archive (url with sha256)"
+            )
+        return self
+
+
 class WorkerSpec(Wire):
     """What the Worker runs, where, and how new versions roll out."""
 
@@ -655,6 +819,12 @@ class WorkerSpec(Wire):
     rollout: Rollout = Field(
         default_factory=Rollout, description="How new versions reach the targets."
     )
+    assets: WorkerAssets | None = Field(
+        default=None,
+        description="Static files served at the edge on the Worker's routes (Workers "
+        "Static Assets): from a ConfigMap or a pinned archive, with Cloudflare's "
+        "htmlHandling, notFoundHandling and runWorkerFirst.",
+    )
     version: VersionRef | None = Field(
         default=None,
         description="Pin a retained version (`kubectl get workerversions`; a unique prefix "
@@ -689,6 +859,11 @@ class WorkerSpec(Wire):
         dup = duplicate([b.name for b in self.bindings], "bindings", "binding name")
         if dup:
             raise ValueError(dup)
+        if self.assets and self.assets.binding in {b.name for b in self.bindings}:
+            raise ValueError(
+                f"assets.binding: {self.assets.binding!r} is also a name in spec.bindings; "
+                "rename one of them"
+            )
         pulls = [s.name for s in self.image_pull_secrets]
         if dup := duplicate(pulls, "imagePullSecrets", "Secret name"):
             raise ValueError(dup)
@@ -977,6 +1152,7 @@ __all__ = [
     "TargetStatus",
     "Triggers",
     "Worker",
+    "WorkerAssets",
     "WorkerBinding",
     "WorkerModule",
     "WorkerSpec",

@@ -6,6 +6,7 @@ from edgeplane.compile.compiler import (
     CompileError,
     Sources,
     assemble,
+    compile_version,
     compile_worker,
     references,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "CompileError",
     "Sources",
     "assemble",
+    "compile_version",
     "compile_worker",
     "references",
 ]

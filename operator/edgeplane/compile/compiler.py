@@ -17,11 +17,19 @@ from pydantic import ValidationError
 
 from edgeplane.api import Worker
 from edgeplane.api.worker import WorkerModule
+from edgeplane.compile.assets import (
+    AssetsError,
+    CompiledAssets,
+    compile_assets,
+    config_map_files,
+    untar,
+)
 from edgeplane.fieldpath import describe
 from edgeplane.wire import (
     MAX_COMPRESSED,
     MAX_UNCOMPRESSED,
     Bundle,
+    BundleAssets,
     BundleBinding,
     BundleModule,
     ModuleType,
@@ -75,11 +83,16 @@ class References:
 def references(worker: Worker) -> References:
     """Everything the Worker reads besides its own spec, for resolving and for indexing."""
     spec = worker.spec
-    cms = frozenset(m.config_map_key_ref.name for m in spec.modules if m.config_map_key_ref)
+    cms = {m.config_map_key_ref.name for m in spec.modules if m.config_map_key_ref}
+    urls = {(m.url, m.sha256) for m in spec.modules if m.url and m.sha256}
+    if spec.assets is not None and spec.assets.config_map is not None:
+        cms.add(spec.assets.config_map.name)
+    if spec.assets is not None and spec.assets.archive is not None:
+        urls.add((spec.assets.archive.url, spec.assets.archive.sha256))
     return References(
-        config_maps=cms,
+        config_maps=frozenset(cms),
         secrets=frozenset(b.secret_key_ref.name for b in spec.bindings if b.secret_key_ref),
-        urls=frozenset((m.url, m.sha256) for m in spec.modules if m.url and m.sha256),
+        urls=frozenset(urls),
         artifacts=frozenset((m.oci.ref, m.oci.file) for m in spec.modules if m.oci),
         pull_secrets=tuple(s.name for s in spec.image_pull_secrets),
     )
@@ -203,6 +216,12 @@ def bundle_order(modules: list[BundleModule], main: str) -> list[BundleModule]:
 
 def compile_worker(worker: Worker, sources: Sources) -> Bundle:
     """The Worker's bundle, with its version id set. Raises CompileError."""
+    return compile_version(worker, sources)[0]
+
+
+def compile_version(worker: Worker, sources: Sources) -> tuple[Bundle, Mapping[str, bytes]]:
+    """The Worker's bundle and its assets' bytes by sha256 (sent to the locations as
+    blobs, apart from the bundle). Raises CompileError."""
     spec = worker.spec
     ns = worker.metadata.namespace or ""
     # workerd runs the first module: put the main one first, keep the others in order.
@@ -210,10 +229,52 @@ def compile_worker(worker: Worker, sources: Sources) -> Bundle:
         [_module(i, m, ns, sources) for i, m in enumerate(spec.modules)], spec.main
     )
     _check_size(modules)
-    return assemble(worker, modules, sources)
+    site = _assets(worker, sources)
+    bundle = assemble(worker, modules, sources, site.wire if site else None)
+    return bundle, (site.blobs if site else {})
 
 
-def assemble(worker: Worker, modules: list[BundleModule], sources: Sources) -> Bundle:
+def _assets(worker: Worker, sources: Sources) -> CompiledAssets | None:
+    spec = worker.spec.assets
+    if spec is None:
+        return None
+    ns = worker.metadata.namespace or ""
+    try:
+        if spec.config_map is not None:
+            data = sources.config_maps.get(spec.config_map.name)
+            if data is None:
+                raise CompileError(
+                    "SourceNotFound",
+                    f"spec.assets.configMap: ConfigMap {ns}/{spec.config_map.name} not found; "
+                    "create it or fix the name",
+                )
+            return compile_assets(spec, config_map_files(spec, data, ns))
+        assert spec.archive is not None
+        return compile_assets(spec, untar(_archive(spec.archive.url, spec.archive.sha256, sources)))
+    except AssetsError as e:
+        raise CompileError(e.reason, e.message) from None
+
+
+def _archive(url: str, sha256: str, sources: Sources) -> bytes:
+    content = sources.urls.get(sha256)
+    if content is None:
+        why = sources.url_errors.get((url, sha256), f"{url} could not be downloaded")
+        raise CompileError("SourceNotFound", f"spec.assets.archive.url: {why}")
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise CompileError(
+            "SourceChecksumMismatch",
+            f"spec.assets.archive.sha256: the file at {url} does not match; update sha256 if "
+            "the site changed on purpose",
+        )
+    return content
+
+
+def assemble(
+    worker: Worker,
+    modules: list[BundleModule],
+    sources: Sources,
+    assets: BundleAssets | None = None,
+) -> Bundle:
     """The bundle of `modules` (main first) with the spec's bindings resolved as of now.
     Rebuilding a recorded version passes its archived modules and the spec it was compiled
     from, so ConfigMaps and URLs are not read again; Secrets are today's."""
@@ -228,6 +289,7 @@ def assemble(worker: Worker, modules: list[BundleModule], sources: Sources) -> B
             mainModule=main,
             modules=tuple(modules),
             bindings=tuple(bindings),
+            assets=assets,
         )
     except ValidationError as e:
         # The CRD's schema should have caught this already; say what is wrong anyway.

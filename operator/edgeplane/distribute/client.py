@@ -25,9 +25,11 @@ from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
 from edgeplane.wire import (
     DECODED_LENGTH_HEADER,
+    ROLLOUT_VERSIONS,
     Deployment,
     Exclusions,
     InventoryItem,
+    blobs_of,
     gzip_worthy,
     inventory_item,
     retry_after_seconds,
@@ -42,6 +44,10 @@ DEFAULT_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 # fails as a server error and the Worker is retried with backoff, so a busy location does
 # not hold a reconcile (and a slot of the work queue) for long.
 BUSY_PATIENCE = 30.0
+# Blobs sent to one location at once.
+BLOB_CONCURRENCY = 4
+# Seconds a live-log stream may be silent before it is taken as lost (the agent pings).
+TAIL_SILENCE = 30.0
 
 
 @dataclass
@@ -138,6 +144,10 @@ class AgentClient:
         self._bodies: dict[tuple[str, str], _Shared] = {}
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[ClientTls, ssl.SSLContext] = {}
+        # sha256 -> bytes of the blobs (assets' files) of the versions compiled here; a
+        # location is sent those it does not hold before a deployment that needs them.
+        self.blobs: dict[str, bytes] = {}
+        self._sites: dict[str, list[frozenset[str]]] = {}  # Worker -> its last sites' blobs
 
     async def close(self) -> None:
         if self._session:
@@ -203,17 +213,65 @@ class AgentClient:
         (503 with Retry-After) gets it again when it asks, for up to BUSY_PATIENCE."""
         started = time.monotonic()
         try:
+            await self.send_blobs(ep, deployment)
             async with self._encoded(deployment) as body:
                 out = await self._put_patiently(ep, deployment.worker, body)
         except Unreachable:
             metrics.PUSHES.labels(ep.target, "unreachable").inc()
             raise
-        except Refused:
+        except Refused as e:
+            if e.status == 424:  # its assets' files went meanwhile: send them again
+                metrics.PUSHES.labels(ep.target, "unreachable").inc()
+                raise Unreachable(f"{ep.target}: {e}", reason="AssetsUnavailable") from None
             metrics.PUSHES.labels(ep.target, "refused").inc()
             raise
         metrics.PUSHES.labels(ep.target, "ok").inc()
         metrics.PUSH_TIME.labels(ep.target).observe(time.monotonic() - started)
         return bool((out or {}).get("changed", True))
+
+    def hold_blobs(self, worker: str, blobs: Mapping[str, bytes]) -> None:
+        """Keep the blobs of a version of `worker` just compiled, for the pushes that need
+        them: those of its last ROLLOUT_VERSIONS sites (a rollout serves two versions), no
+        more, so memory follows the sites in use."""
+        site = frozenset(blobs)
+        kept = [s for s in self._sites.get(worker, []) if s != site][-(ROLLOUT_VERSIONS - 1) :]
+        self._sites[worker] = [*kept, site] if site else kept
+        self.blobs.update(blobs)
+        self._prune()
+
+    def drop_blobs(self, worker: str) -> None:
+        """A deleted Worker's files go, but those another Worker's sites hold."""
+        self._sites.pop(worker, None)
+        self._prune()
+
+    def _prune(self) -> None:
+        used = {b for sites in self._sites.values() for s in sites for b in s}
+        for sha in [b for b in self.blobs if b not in used]:
+            del self.blobs[sha]
+
+    async def send_blobs(self, ep: Endpoint, deployment: Deployment) -> int:
+        """Send the location the blobs of `deployment` it does not hold, a few at a time;
+        returns how many were sent. One it holds already is never sent again."""
+        wanted = blobs_of([deployment])
+        if not wanted:
+            return 0
+        body = json.dumps({"blobs": sorted(wanted)}).encode()
+        missing = (await self._call(ep, "POST", "/v1/blobs/missing", body))["missing"]
+        absent = [s for s in missing if s not in self.blobs]
+        if absent:
+            raise Unreachable(
+                f"{ep.target}: the operator does not hold {len(absent)} of the assets' files "
+                f"(e.g. {absent[0][:12]}); they come back when the Worker compiles again",
+                reason="AssetsUnavailable",
+            )
+        slots = asyncio.Semaphore(BLOB_CONCURRENCY)
+
+        async def one(sha: str) -> None:
+            async with slots:
+                await self._call(ep, "PUT", f"/v1/blobs/{sha}", self.blobs[sha])
+
+        await asyncio.gather(*(one(s) for s in missing))
+        return len(missing)
 
     async def _put_patiently(self, ep: Endpoint, worker: str, body: PushBody) -> Any:
         deadline = time.monotonic() + BUSY_PATIENCE
@@ -328,6 +386,31 @@ class AgentClient:
 
     async def info(self, ep: Endpoint) -> dict[str, Any]:
         return dict(await self._call(ep, "GET", "/v1/info", max_seconds=HEALTH_TIMEOUT) or {})
+
+    async def tail(
+        self, ep: Endpoint, worker: str, query: dict[str, str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The agent's live-log stream of `worker` (edge/tail.py), one object a line, until
+        it ends. Raises Refused, or Unreachable (also when it is silent for TAIL_SILENCE:
+        the agent pings every 10 s)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        url = f"{ep.url.rstrip('/')}/v1/workers/{worker}/tail"
+        try:
+            async with self._session.get(
+                url,
+                params=query,
+                headers={"Authorization": f"Bearer {ep.token}"},
+                ssl=self._ssl_for(ep),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=TAIL_SILENCE),
+            ) as resp:
+                if resp.status >= 400:
+                    raise Refused(resp.status, _msg(await resp.text()))
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            raise Unreachable(f"{ep.target}: {type(e).__name__}: {e or 'no answer'}") from None
 
 
 def ssl_context(settings: ClientTls) -> ssl.SSLContext:

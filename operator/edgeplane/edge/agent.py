@@ -27,6 +27,8 @@ from edgeplane.edge import placement as places
 from edgeplane.edge import probe as probes
 from edgeplane.edge import render
 from edgeplane.edge import watchdog as watch
+from edgeplane.edge.assets import Sites, blobs_of, site_of
+from edgeplane.edge.blobs import GRACE, BlobError, Blobs
 from edgeplane.edge.cells import DataPlane, FrontDown
 from edgeplane.edge.inventory import Inventory
 from edgeplane.edge.metrics import Metrics
@@ -89,6 +91,12 @@ def _own_cells(deployments: Mapping[str, Deployment]) -> dict[str, bool]:
     return {w: render.needs_own_cell(d) for w, d in deployments.items()}
 
 
+def _paths(state_dir: Path, store: Store, sites: Sites) -> render.Paths:
+    return render.Paths(
+        state_dir / "do", state_dir / "kv", store.code_dir, state_dir / "front", sites.links
+    )
+
+
 class Agent:
     def __init__(
         self,
@@ -104,10 +112,12 @@ class Agent:
         validate_timeout: float = 10.0,
         bypass_status: int = 404,
         trust_forwarded_proto: bool = False,
+        blob_grace: float = GRACE,
     ) -> None:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
         self.store = Store(state_dir)
+        self.sites = Sites(state_dir, Blobs(state_dir, blob_grace))  # static assets
         self.run_dir = private_dir(state_dir / "run")
         self.metrics = Metrics()
         self.accepted = batches.Served()
@@ -131,9 +141,7 @@ class Agent:
         self.dp = DataPlane(
             workerd_bin,
             self.run_dir,
-            render.Paths(
-                state_dir / "do", state_dir / "kv", self.store.code_dir, state_dir / "front"
-            ),
+            _paths(state_dir, self.store, self.sites),
             self.metrics,
             self._http,
             public,
@@ -166,6 +174,11 @@ class Agent:
             self._http(), p.ports["http"], self.dp.internal_key, d.primary, expression, at
         )
 
+    @property
+    def blobs(self) -> Blobs:
+        """The location's blob store: static assets' files by sha256 (edge/blobs.py)."""
+        return self.sites.blobs
+
     def _http(self) -> aiohttp.ClientSession:
         """The agent's client for its own processes (state pushes, pings, probes): no pooled
         connections, so nothing holds a replaced process open."""
@@ -196,6 +209,7 @@ class Agent:
         self.metrics.workers.set(len(self.accepted))
         self.metrics.quarantined.set(len(self.quarantine))
         self._restore_placement()
+        await asyncio.to_thread(self._point_sites, dict(self.accepted))
         await self.dp.start(_statics(self.accepted))
         entries = {w: render.worker_entry(d, self.cells.of[w]) for w, d in self.accepted.items()}
         try:
@@ -377,6 +391,7 @@ class Agent:
                 batches.versions_of(previous)
                 - batches.versions_of({w: candidate.get(w) for w in previous})
             )
+            await asyncio.to_thread(self._collect_sites, {w: candidate.get(w) for w in failed})
         for w in changes:
             self.refused.pop(w, None)
         self.refused.update({w: str(r.body["error"]) for w, r in failed.items() if r.status == 422})
@@ -396,11 +411,31 @@ class Agent:
         fresh = set(code) - self.store.code_versions()
         try:
             await self.store.save_code(code)
+            await asyncio.to_thread(self._point_sites, changes)
             return await self.store.prepare(changes)
         except OSError:
             with contextlib.suppress(OSError):
                 await self.store.remove_code(fresh - batches.versions_of(self.accepted))
             raise
+
+    def _point_sites(self, deployments: Mapping[str, Deployment | None]) -> None:
+        """Each Worker with assets serves its primary's site, built from blobs (a missing
+        blob is an OSError, as a full disk: nothing of the batch serves)."""
+        for w, d in deployments.items():
+            site = d and site_of(d)
+            if site:
+                try:
+                    self.sites.point(w, self.sites.build(site))
+                except BlobError as e:
+                    raise OSError(f"assets of {w}: {e}") from None
+
+    def _collect_sites(self, restored: Mapping[str, Deployment | None]) -> None:
+        """After a batch: the Workers whose change did not happen serve their previous site
+        again; sites and blobs nothing serves or references any more are removed."""
+        self._point_sites(restored)
+        served = [w for w, d in self.accepted.items() if site_of(d)]
+        self.sites.collect(served)
+        self.blobs.collect(blobs_of(self.accepted.values()))
 
     def _store_failed(self, what: str, n: int, e: OSError) -> tuple[int, str]:
         """Count and log a change that could not be stored; its answer's status, message."""

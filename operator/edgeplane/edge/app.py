@@ -3,7 +3,8 @@
 API (JSON; bearer token on everything but /healthz and /readyz, and with --tls-client-ca a
 client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
-                              422 schema/load error, 409 route owned by another Worker
+                              422 schema/load error, 409 route owned by another Worker,
+                              424 {"missing": [sha256, ...]}: blobs its assets need, not here
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
@@ -33,6 +34,15 @@ client certificate signed by that CA too; see edge/access.py):
                               requests they match get the bypass response (--bypass-status)
                               → 200 {"changed", "namespace"} once served; 409 a pattern a
                               Worker or another namespace has; 422 bad body
+  POST   /v1/blobs/missing    body: {"blobs": [sha256, ...]} → {"missing": [...]}: which of
+                              them this location lacks (static assets' files, edge/blobs.py)
+  PUT    /v1/blobs/{sha256}   body: the blob's bytes, checked against the name → 201 stored,
+                              200 already here; 422 the bytes do not match; 507 no room
+  GET    /v1/workers/{name}/tail?status=ok,error,canceled&search=TEXT
+                              → NDJSON stream of the Worker's live events here (console
+                              lines, exceptions, outcome; secrets redacted; sampled at
+                              --tail-rate per reader, dropped counts in the stream): see
+                              edge/tail.py; 404 unknown Worker, 422 bad parameter
   GET    /v1/exclusions       → {"exclusions": {"<namespace>": [pattern, ...]}}
   PUT    /v1/signing-key      body: {"key": "<at least 32 characters>"}: the key that signs
                               Edgeplane-Version-Overrides/-Key and X-Forwarded-Proto on public
@@ -74,7 +84,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
@@ -88,10 +98,14 @@ from edgeplane.edge.access import (
     token_ok,
 )
 from edgeplane.edge.agent import Agent
+from edgeplane.edge.assets import blobs_of
+from edgeplane.edge.blobs import BlobError
 from edgeplane.edge.cells import bind
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.supervise import supervise
+from edgeplane.edge.tail import TailHub
+from edgeplane.edge.tail_events import parse_filters
 from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.fieldpath import describe, field_errors
@@ -106,6 +120,7 @@ from edgeplane.wire import (
     body_limit,
     body_reservation,
     key_fingerprint,
+    secrets_of,
 )
 
 log = logging.getLogger("edgeplane.agent")
@@ -114,6 +129,8 @@ TOKEN_KEY = web.AppKey("token", TokenFile)  # the bearer token the operator pres
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (--tls-client-ca)
 BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
+BLOBS_RECEIVED = web.AppKey("blobs_received", Counter)
+TAILS_KEY = web.AppKey("tails", TailHub)  # live logs (edge/tail.py)
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
 DEFAULT_MAX_BODY = body_limit()
 # Bodies in flight, however many PUTs arrive: one of the largest deployments at a time (the
@@ -325,6 +342,14 @@ async def put_worker(request: web.Request) -> web.Response:
         return _err(
             422, f"worker: {d.worker!r} does not match the URL's {name!r}", errors=["worker"]
         )
+    missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
+    if missing:
+        return _err(
+            424,
+            f"assets: {len(missing)} blobs are not here; PUT /v1/blobs/<sha256> each of "
+            "`missing` first",
+            missing=missing,
+        )
     # Shielded: a client that goes away does not take its push out of the batch.
     return _reply(await asyncio.shield(agent.submit(name, d)))
 
@@ -344,6 +369,38 @@ async def probe_worker(request: web.Request) -> web.Response:
         name, req.version, req.path, host=req.host, method=req.method, seconds=req.timeout_seconds
     )
     return _reply(result)
+
+
+class BlobList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    blobs: list[str] = Field(max_length=200_000)
+
+
+@routes.post("/v1/blobs/missing")
+async def missing_blobs(request: web.Request) -> web.Response:
+    """Which of these blobs (sha256) this location does not hold: the ones to send."""
+    body = await _parsed(request, BlobList)
+    try:
+        missing = await asyncio.to_thread(request.app[AGENT_KEY].blobs.missing, body.blobs)
+    except BlobError as e:
+        return _err(422, f"blobs: {e}", errors=["blobs"])
+    return web.json_response({"missing": missing})
+
+
+@routes.put("/v1/blobs/{sha256}")
+async def put_blob(request: web.Request) -> web.Response:
+    """A blob, checked against its name; stored once (a second PUT changes nothing)."""
+    agent = request.app[AGENT_KEY]
+    sha256 = request.match_info["sha256"]
+    content = bytes(await _body(request))
+    try:
+        created = await asyncio.to_thread(agent.blobs.put, sha256, content)
+    except BlobError as e:
+        return _err(422, str(e), errors=["body" if str(e).startswith("body") else "sha256"])
+    except OSError as e:
+        return _err(507, f"this location could not store the blob: {e.strerror or e}")
+    request.app[BLOBS_RECEIVED].labels("stored" if created else "present").inc()
+    return web.json_response({"sha256": sha256, "created": created}, status=201 if created else 200)
 
 
 def namespace_of(request: web.Request) -> str:
@@ -393,20 +450,43 @@ async def list_exclusions(request: web.Request) -> web.Response:
     return web.json_response({"exclusions": {ns: list(ps) for ns, ps in exclusions.items()}})
 
 
+@routes.get("/v1/workers/{name}/tail")
+async def tail_worker(request: web.Request) -> web.StreamResponse:
+    name = name_of(request)
+    try:
+        filters = parse_filters(request.query)
+    except ValueError as e:
+        return _err(422, str(e), errors=[str(e).split(":")[0]])
+    if TAILS_KEY not in request.app:
+        return _err(404, "live logs are off at this location (--tail-rate 0)")
+    if name not in request.app[AGENT_KEY].accepted:
+        return _err(404, f"worker {name} is not deployed here")
+    return await request.app[TAILS_KEY].stream(request, name, filters)
+
+
 def make_app(
     agent: Agent,
     token: str | TokenFile,
     max_body: int = DEFAULT_MAX_BODY,
     client_certificates: bool = False,
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
+    tails: TailHub | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
+    if tails is not None:
+        app[TAILS_KEY] = tails
     app[BUDGET_KEY] = budget = ByteBudget(bytes_in_flight)
     _export(budget, agent)
     app[AGENT_KEY] = agent
     app[TOKEN_KEY] = token if isinstance(token, TokenFile) else TokenFile.fixed(token)
     app[MAX_BODY_KEY] = max_body
     app[CLIENT_CERTIFICATES_KEY] = client_certificates
+    app[BLOBS_RECEIVED] = Counter(
+        "edgeplane_agent_blobs_received_total",
+        "Blobs (static assets' files) PUT to the agent: stored, or already present",
+        ["result"],
+        registry=agent.metrics.registry,
+    )
     app.add_routes(routes)
     return app
 
@@ -505,6 +585,33 @@ def _runtime_args(ap: argparse.ArgumentParser) -> None:
     )
 
 
+def _feature_args(ap: argparse.ArgumentParser) -> None:
+    """Static assets' blobs and live logs."""
+    env = os.environ.get
+    ap.add_argument(
+        "--blob-grace",
+        help="seconds a blob (a static asset's file) no deployment references is kept after "
+        "it arrived, for the deployment its sender PUTs next",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_BLOB_GRACE", "600")),
+    )
+    ap.add_argument(
+        "--tail-rate",
+        help="live-log events a second sent to each reader of `GET /v1/workers/{name}/tail`; "
+        "beyond it events are dropped and the count reported in the stream; 0 turns live logs "
+        "off: no tail hook runs (default 100)",
+        type=_tail_rate,
+        default=float(env("EDGEPLANE_AGENT_TAIL_RATE", "100")),
+    )
+
+
+def _tail_rate(text: str) -> float:
+    rate = float(text)
+    if rate < 0:
+        raise argparse.ArgumentTypeError("must be 0 (live logs off) or more")
+    return rate
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     env = os.environ.get
     ap = argparse.ArgumentParser(prog="edgeplane agent", description="edge agent for workerd")
@@ -551,6 +658,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
     )
     _runtime_args(ap)
+    _feature_args(ap)
     _body_args(ap)
     args = ap.parse_args(argv)
     if args.cells < 1:
@@ -596,13 +704,20 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         validate_timeout=args.validate_timeout,
         bypass_status=args.bypass_status,
         trust_forwarded_proto=args.trust_forwarded_proto,
+        blob_grace=args.blob_grace,
     )
+    tails = await _start_tails(agent, args.tail_rate) if args.tail_rate > 0 else None
     # Serve what was accepted before anything else: no operator contact needed.
     await agent.start()
     tls: ServerTls | None = args.tls
     ssl_ctx = server_context(tls) if tls else None
     app = make_app(
-        agent, token, args.max_body, bool(tls and tls.client_ca), args.max_body_bytes_in_flight
+        agent,
+        token,
+        args.max_body,
+        bool(tls and tls.client_ca),
+        args.max_body_bytes_in_flight,
+        tails,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -628,7 +743,24 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
     finally:
         watching.cancel()
         await runner.cleanup()
+        if tails is not None:
+            await tails.close()
         await agent.close()
+
+
+async def _start_tails(agent: Agent, rate: float) -> TailHub:
+    """The live-log sink, before the cells start: their configs name its port."""
+    tails = TailHub(
+        agent.dp.internal_key,
+        lambda w: secrets_of([d] if (d := agent.accepted.get(w)) else []),
+        rate,
+    )
+    port_file = agent.run_dir / "tail.port"
+    saved = await asyncio.to_thread(lambda: port_file.read_text() if port_file.exists() else "0")
+    await tails.start(int(saved) if saved.isdigit() else 0)
+    await asyncio.to_thread(atomic_write, port_file, str(tails.port).encode())
+    agent.dp.tail_port = tails.port
+    return tails
 
 
 def main(argv: list[str] | None = None) -> int:

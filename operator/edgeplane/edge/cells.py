@@ -87,6 +87,7 @@ class DataPlane:
         self.on_hang = on_hang
         self.redact = redact  # workerd's stderr may echo a Worker's secrets
         self.internal_key = internal_key
+        self.tail_port = 0  # the agent's tail sink (edge/tail.py), set before start; 0: none
         self.auth = {"edgeplane-internal": internal_key}  # on every call to the processes
         self.front: workerd.Proc | None = None
         self.cells: dict[str, workerd.Proc] = {}
@@ -130,7 +131,7 @@ class DataPlane:
                 if shared(i) not in self.cells:
                     await self._start_cell(shared(i), None)
             for key, d in statics.items():
-                if key in self.cells and self._adopted_statics.get(key) == d.identity():
+                if key in self.cells and self._adopted_statics.get(key) == render.cell_identity(d):
                     self.statics[key] = d
                 else:
                     await self._try_cell(key, d)
@@ -282,7 +283,8 @@ class DataPlane:
         async with self._lock:
             for key, d in statics.items():
                 old = self.statics.get(key)
-                if old is not None and old.identity() == d.identity():
+                if old is not None and render.cell_identity(old) == render.cell_identity(d):
+                    self.statics[key] = d  # the same config: no restart (an assets version)
                     continue
                 try:
                     await self._replace_cell(key, d)
@@ -351,7 +353,7 @@ class DataPlane:
         if static is not None:
             await asyncio.to_thread(private_dir, Path(self.paths.do_dir))
         text = render.cell_config(
-            self.paths, self.front.ports["internal"], self.internal_key, static
+            self.paths, self.front.ports["internal"], self.internal_key, static, self.tail_port
         )
         p = await self._run(text, {"http": None})
         self.cells[key] = p
@@ -404,7 +406,7 @@ class DataPlane:
         doc: dict[str, object] = {
             "front": entry(self.front) if self.front else None,
             "cells": {k: entry(p) for k, p in self.cells.items()},
-            "statics": {k: d.identity() for k, d in self.statics.items()},
+            "statics": {k: render.cell_identity(d) for k, d in self.statics.items()},
         }
         try:
             await asyncio.to_thread(atomic_write, self._file, json.dumps(doc).encode())

@@ -64,6 +64,55 @@ export class Service extends WorkerEntrypoint {
     });
   }
 }
+// Live logs (edgeplane tail, edge/tail.py). load() names this entrypoint as the tail of every
+// loaded version; workerd calls it after each request with the console lines, exceptions and
+// outcome. Only the events of Workers someone tails go on, to the agent's loopback tail sink
+// (TAIL); which Workers those are is asked of the sink at most every TAIL_TTL ms, so with
+// nobody tailing a request costs this call and one set lookup. The request never waits on it.
+const TAIL_TTL = 500;
+const tailing = { at: -Infinity, workers: new Set() };
+async function tailedWorkers(env) {
+  if (Date.now() - tailing.at < TAIL_TTL) return tailing.workers;
+  // Every call that finds the set stale asks (a promise is not shared across requests in
+  // workerd), so none goes by an answer older than TAIL_TTL: "ready" in a stream holds.
+  try {
+    const r = await env.TAIL.fetch("http://tail/workers",
+      { headers: { "edgeplane-internal": env.INTERNAL_KEY } });
+    tailing.workers = new Set(r.ok ? await r.json() : []);
+  } catch {
+    tailing.workers = new Set();
+  }
+  tailing.at = Date.now();
+  return tailing.workers;
+}
+function tailEvent(props, e) {
+  const ev = e.event || {};
+  const rq = ev.request;
+  return {
+    worker: props.worker, version: props.version, outcome: e.outcome,
+    timestamp: e.eventTimestamp,
+    request: rq ? { method: rq.method, url: rq.url, headers: rq.headers } : null,
+    status: ev.response ? ev.response.status : null,
+    cron: ev.cron === undefined ? null : ev.cron,
+    logs: (e.logs || []).map((l) => ({
+      level: l.level, timestamp: l.timestamp, message: l.message })),
+    exceptions: (e.exceptions || []).map((x) => ({
+      name: x.name, message: x.message, stack: x.stack, timestamp: x.timestamp })),
+  };
+}
+export class Tail extends WorkerEntrypoint {
+  async tail(events) {
+    if (this.env.TAIL === undefined) return;
+    const props = this.ctx.props;
+    if (!(await tailedWorkers(this.env)).has(props.worker)) return;
+    try {
+      await this.env.TAIL.fetch("http://tail/events", {
+        method: "POST", headers: { "edgeplane-internal": this.env.INTERNAL_KEY },
+        body: JSON.stringify(events.map((e) => tailEvent(props, e))),
+      });
+    } catch {} // the agent restarting: these events are lost, as a sampled-out one is
+  }
+}
 function bytes(b64) {
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
@@ -140,6 +189,8 @@ function load(env, ctx, version, check) {
     for (const b of spec.bindings) {
       bindings[b.name] = bindingOf({ ...b, worker: spec.worker }, ctx, check);
     }
+    const site = spec.assets;
+    if (site && site.binding) bindings[site.binding] = assetsBinding(env, check);
     let main = spec.mainModule;
     if (check) modules[(main = CHECK)] = checkSource(spec);
     return {
@@ -148,6 +199,9 @@ function load(env, ctx, version, check) {
       mainModule: main,
       modules: modules,
       env: bindings,
+      // Without the sink (live logs off, the validator) no tail runs at all.
+      tails: env.TAIL === undefined ? [] :
+        [ctx.exports.Tail({ props: { worker: spec.worker, version: spec.version } })],
     };
   });
 }
@@ -208,18 +262,44 @@ export default {
     if (path === "/__edgeplane/ping") return new Response("ok\n");
     if (path === "/__edgeplane/check") return check(env, ctx, version);
     if (path === "/__edgeplane/scheduled") return scheduled(request, env, ctx, version);
-    const fixed = env["v:" + version];
-    if (fixed !== undefined) return fixed.fetch(original(request));
-    try {
-      return await load(env, ctx, version, false).getEntrypoint().fetch(original(request));
-    } catch (e) {
-      // A version that no longer loads here (validated when pushed, so rare): say so. Any
-      // other exception is the Worker's own, answered as workerd answers it.
-      if (!String(e).includes("Failed to start Worker")) throw e;
-      const message = redact(String(e), await secretsOf(env, version));
-      return new Response(`edgeplane: version ${version.slice(0, 12)} did not load: ${message}\n`,
-        { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
-    }
+    if (env.ASSETS_SITE !== undefined) return viaAssets(env, version, original(request));
+    return run(env, ctx, version, original(request));
   },
 };
+// The Worker at `version`: a static service (a Durable Object Worker's cell) or loaded.
+async function run(env, ctx, version, request) {
+  const fixed = env["v:" + version];
+  if (fixed !== undefined) return fixed.fetch(request);
+  try {
+    return await load(env, ctx, version, false).getEntrypoint().fetch(request);
+  } catch (e) {
+    // A version that no longer loads here (validated when pushed, so rare): say so. Any
+    // other exception is the Worker's own, answered as workerd answers it.
+    if (!String(e).includes("Failed to start Worker")) throw e;
+    const message = redact(String(e), await secretsOf(env, version));
+    return new Response(`edgeplane: version ${version.slice(0, 12)} did not load: ${message}\n`,
+      { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+  }
+}
+// Static assets (a Worker with assets has a cell of its own, edge/render.py): a request goes
+// to workerd's AssetsService, which serves a file or calls `User` with the request, which
+// runs the Worker at the version the front chose (carried in ASSET_VERSION, set here over
+// whatever the client sent, and removed before the Worker sees the request).
+const ASSET_VERSION = "edgeplane-asset-version";
+function viaAssets(env, version, request) {
+  request.headers.set(ASSET_VERSION, version);
+  return env.ASSETS_SITE.fetch(request);
+}
+export class User extends WorkerEntrypoint {
+  async fetch(request) {
+    const version = request.headers.get(ASSET_VERSION) || "";
+    const headers = new Headers(request.headers);
+    headers.delete(ASSET_VERSION);
+    return run(this.env, this.ctx, version, new Request(request, { headers: headers }));
+  }
+}
+// The Worker's assets binding (`env.ASSETS.fetch`): files only, never the Worker again.
+function assetsBinding(env, check) {
+  return check || env.ASSETS_FILES === undefined ? null : env.ASSETS_FILES;
+}
 """

@@ -24,7 +24,7 @@ from edgeplane.edge.host_js import FRONT_JS, HOST_JS
 from edgeplane.edge.kv_js import KV_CLIENT_JS, KV_JS
 from edgeplane.routing import RoutePattern, parse_pattern
 from edgeplane.routing.router_js import ROUTER_JS
-from edgeplane.wire import Bundle, Deployment, ModuleType
+from edgeplane.wire import Bundle, BundleAssets, Deployment, ModuleType
 
 FRONT = "edgeplane:front"
 HOST = "edgeplane:host"
@@ -65,6 +65,7 @@ class Paths:
     kv_dir: PurePath  # the front's KV store
     code_dir: PurePath  # <version>.json code specs the cells load
     front_dir: PurePath  # state.json, the front's state at a cold start
+    assets_dir: PurePath | None = None  # <worker> → its site (edge/assets.py)
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,28 @@ class RouterSettings:
     trust_forwarded_proto: bool = False
 
 
-def needs_own_cell(d: Deployment) -> bool:
-    """A Worker that binds a Durable Object class runs in a cell of its own (see above)."""
+def binds_durable_objects(d: Deployment) -> bool:
     return any(bd.durable_object_class is not None for b in d.versions for bd in b.bindings)
+
+
+def needs_own_cell(d: Deployment) -> bool:
+    """A Worker that binds a Durable Object class runs in a cell of its own (see above), and
+    so does one with static assets (its AssetsService is a service of that cell's config)."""
+    return binds_durable_objects(d) or _site(d) is not None
+
+
+def _site(d: Deployment) -> BundleAssets | None:
+    return next((b.assets for b in d.versions if b.version == d.primary), None)
+
+
+def cell_identity(d: Deployment) -> str:
+    """What an own cell's config depends on: a change restarts the cell. A Durable Object
+    Worker's versions are in it; an assets Worker's is only its assets options, so a new
+    version, new files included (a symlink swap, edge/assets.py), restarts nothing."""
+    if binds_durable_objects(d):
+        return d.identity()
+    site = _site(d)
+    return "assets:" + (site.config if site else "")
 
 
 def code_spec(b: Bundle) -> dict[str, object]:
@@ -102,6 +122,7 @@ def code_spec(b: Bundle) -> dict[str, object]:
             {"name": m.name, "type": m.type.value, "content": m.content} for m in b.modules
         ],
         "bindings": bindings,
+        **({"assets": {"binding": b.assets.binding}} if b.assets else {}),
     }
 
 
@@ -184,10 +205,15 @@ def front_config(paths: Paths, internal_key: str) -> str:
 
 
 def cell_config(
-    paths: Paths, front_internal_port: int, internal_key: str, static: Deployment | None = None
+    paths: Paths,
+    front_internal_port: int,
+    internal_key: str,
+    static: Deployment | None = None,
+    tail_port: int = 0,
 ) -> str:
     """A cell: the host Worker with the loader, the code store, the front's internal socket;
-    with `static` (a Durable Object Worker's own cell), that Worker's versions as services."""
+    with `static` (a Durable Object Worker's own cell), that Worker's versions as services;
+    with `tail_port`, the agent's loopback tail sink (edge/tail.py) as `TAIL`."""
     bindings = [
         '(name = "LOADER", workerLoader = ())',
         '(name = "CODE", service = "edgeplane:code")',
@@ -195,11 +221,29 @@ def cell_config(
         _key_binding(internal_key),
     ]
     services: list[str] = []
-    if static is not None:
+    if tail_port:
+        bindings.append('(name = "TAIL", service = "edgeplane:tail")')
+        services.append(
+            f'(name = "edgeplane:tail", external = (address = '
+            f"{text(f'127.0.0.1:{tail_port}')}, http = ()))"
+        )
+    if static is not None and (site := _site(static)) is not None:
+        services.append(_assets_service(paths, static.worker, site))
+        bindings += [
+            f"(name = {text(SITE_BINDING)}, service = {text(ASSETS)})",
+            f"(name = {text(FILES_BINDING)}, service = (name = {text(ASSETS)}, "
+            'entrypoint = "AssetWorker"))',
+        ]
+    if static is not None and binds_durable_objects(static):
         primary_svc = service_name(static.worker, static.primary)
         for b in static.versions:
             svc = service_name(static.worker, b.version or "")
-            services.append(_static_worker(b, svc, None if svc == primary_svc else primary_svc))
+            owner = None if svc == primary_svc else primary_svc
+            services.append(
+                _static_worker(
+                    b, svc, owner, files=_site(static) is not None, tailed=tail_port > 0
+                )
+            )
             bindings.append(f"(name = {text('v:' + (b.version or ''))}, service = {text(svc)})")
         services.append(
             f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
@@ -219,6 +263,24 @@ def cell_config(
         f"{text(f'127.0.0.1:{front_internal_port}')}, http = ()))",
     ]
     return workerd_config(services, [f'(name = "http", http = (), service = {text(HOST)})'])
+
+
+ASSETS = "edgeplane:assets"
+# The host's bindings to it: the router (files, or `User`: the Worker), and files only.
+SITE_BINDING = "ASSETS_SITE"
+FILES_BINDING = "ASSETS_FILES"
+
+
+def _assets_service(paths: Paths, worker: str, site: BundleAssets) -> str:
+    """workerd's AssetsService over the Worker's site directory; what it does not serve
+    goes to the host's `User` entrypoint, which runs the Worker (edge/host_js.py)."""
+    assert paths.assets_dir is not None, "a cell with assets needs Paths.assets_dir"
+    props = text(json.dumps({"worker": worker}))
+    return (
+        f"(name = {text(ASSETS)}, assets = (path = {text(str(paths.assets_dir / worker))}, "
+        f"config = {text(site.config)}, userWorker = (name = {text(HOST)}, "
+        f'entrypoint = "User", props = (json = {props}))))'
+    )
 
 
 def workerd_config(services: list[str], sockets: list[str]) -> str:
@@ -248,11 +310,13 @@ def _host_entrypoint(name: str, entrypoint: str, props: dict[str, str]) -> str:
     )
 
 
-def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
+def _static_worker(
+    b: Bundle, svc: str, namespace_owner: str | None, files: bool = False, tailed: bool = False
+) -> str:
     """One version of a Durable Object Worker as a static service. `namespace_owner` is the
     primary's service when this is not the primary: Durable Object classes live in one
     namespace per Worker, the primary's. Service and KV bindings are the host's entrypoints,
-    as for loaded Workers."""
+    as for loaded Workers; with `tailed`, so is its tail worker (live logs)."""
     mods = ", ".join(module_entry(m.name, m.type, m.raw(), m.content) for m in b.modules)
     binds: list[str] = []
     do_classes: list[str] = []
@@ -274,12 +338,22 @@ def _static_worker(b: Bundle, svc: str, namespace_owner: str | None) -> str:
                 f"serviceName = {text(namespace_owner or svc)}))"
             )
             do_classes.append(cls)
+    if files and b.assets is not None and b.assets.binding is not None:
+        # Its assets binding: the cell's AssetsService, files only (as for loaded Workers).
+        binds.append(
+            f"(name = {text(b.assets.binding)}, service = (name = {text(ASSETS)}, "
+            'entrypoint = "AssetWorker"))'
+        )
     parts = [
         f"modules = [{mods}]",
         f"compatibilityDate = {text(b.compatibility_date)}",
         f"compatibilityFlags = [{', '.join(text(f) for f in b.compatibility_flags)}]",
         f"bindings = [{', '.join(binds)}]",
     ]
+    if tailed:
+        props = text(json.dumps({"worker": b.worker, "version": b.version}))
+        tail = f'(name = {text(HOST)}, entrypoint = "Tail", props = (json = {props}))'
+        parts.append(f"tails = [{tail}]")
     if do_classes and namespace_owner is None:
         nss = ", ".join(
             f"(className = {text(c)}, uniqueKey = {text(f'{b.worker}-{c}')}, enableSql = true)"

@@ -58,6 +58,11 @@ class Cluster:
         return self.state_dir / "kubeconfig"
 
     @property
+    def client_ca(self) -> Path:
+        """The CA the apiserver trusts for client certificates (--client-ca-file)."""
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.api_port}"
 

@@ -74,6 +74,9 @@ def run(root: Path, exit_after: bool) -> int:
                 want = (want_status, want_text) if agent.name in where else (404, "no route")
                 ok &= status == want[0] and want[1] in body
         print(f"\nkubectl: export KUBECONFIG={stack.cluster.kubeconfig}")
+        if stack.operator is not None and stack.operator.tail is not None:
+            t = stack.operator.tail
+            print(f"live logs: edgeplane tail <worker> --endpoint {t.url} --ca-file {t.ca}")
         if exit_after:
             print("demo: all answers as expected" if ok else "demo: unexpected answers")
             return 0 if ok else 1

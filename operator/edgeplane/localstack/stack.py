@@ -22,7 +22,7 @@ import yaml
 from edgeplane.edge.cells import recorded_pids
 from edgeplane.localstack import procs
 from edgeplane.localstack.cluster import REPO, Cluster
-from edgeplane.localstack.pki import KeyPair
+from edgeplane.localstack.pki import CertificateAuthority, KeyPair
 
 SYSTEM_NAMESPACE = "edgeplane-system"
 # The regions the examples in manifests/examples select.
@@ -195,6 +195,34 @@ class Agent:
         ]
 
 
+@dataclass(frozen=True)
+class TailEndpoint:
+    """The operator's live-log endpoint (`edgeplane tail --endpoint URL --ca-file CA`)."""
+
+    port: int
+    server: KeyPair
+    ca: Path
+    client_ca: Path | None = None  # the cluster's: kubeconfig client certificates count
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        return [
+            "--tail-address", f"127.0.0.1:{self.port}",
+            "--tail-tls-cert", str(self.server.cert), "--tail-tls-key", str(self.server.key),
+            *(["--tail-client-ca", str(self.client_ca)] if self.client_ca else []),
+            "--tail-review-interval", "3",  # tests see a revoked right end a stream
+        ]
+
+    @staticmethod
+    def issue(directory: Path, client_ca: Path | None = None) -> TailEndpoint:
+        ca = CertificateAuthority(directory)
+        server = ca.issue("tail", "edgeplane-operator-tail", server_hosts=("127.0.0.1",))
+        return TailEndpoint(procs.free_port(), server, ca.pair.cert, client_ca)
+
+
 @dataclass
 class Operator:
     """`edgeplane operator` as its own process, so it can be killed and restarted."""
@@ -205,6 +233,7 @@ class Operator:
     metrics_port: int = field(default_factory=procs.free_port)
     extra_args: tuple[str, ...] = ()
     proc: procs.Proc | None = None
+    tail: TailEndpoint | None = None
 
     @property
     def metrics_url(self) -> str:
@@ -218,6 +247,7 @@ class Operator:
                 sys.executable, "-m", "edgeplane.cli", "operator",
                 "--metrics-address", f"127.0.0.1:{self.metrics_port}",
                 "--health-interval", "2",
+                *(self.tail.args() if self.tail else []),
                 *self.extra_args,
             ],
             self.root,
@@ -300,6 +330,7 @@ class Stack:
                 self.cluster.kubeconfig,
                 self.tie_to_parent,
                 extra_args=("--signing-key-file", str(key_file)),
+                tail=TailEndpoint.issue(self.root / "tail-pki", self.cluster.client_ca),
             )
             self.operator.start()
         except BaseException:

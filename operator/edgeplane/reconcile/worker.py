@@ -13,7 +13,7 @@ from typing import Any
 
 from edgeplane.api import RolloutPhase, RolloutStatus, Worker, WorkerRoute, WorkerStatus
 from edgeplane.api.common import now as api_now
-from edgeplane.compile import CompileError, compile_worker
+from edgeplane.compile import CompileError, compile_version
 from edgeplane.distribute.client import Unreachable
 from edgeplane.distribute.fleet import Fleet
 from edgeplane.kube.client import Conflict, Kube
@@ -393,7 +393,8 @@ class WorkerReconciler:
         if worker.spec.version:
             version = await index.resolve(worker.spec.version, "spec.version")
             return await self.versions.bundle(worker, version)
-        bundle = compile_worker(worker, await self.resolver.resolve(worker))
+        bundle, blobs = compile_version(worker, await self.resolver.resolve(worker))
+        self.fleet.client.hold_blobs(worker.full_name, blobs)  # assets' files, sent apart
         self.versions.remember(worker, bundle)
         return bundle
 

@@ -5,14 +5,15 @@ of the versions in use, so a version is rebuilt from its archive at most once.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from edgeplane.api import Worker, WorkerVersion
 from edgeplane.api.common import now as api_now
 from edgeplane.compile import CompileError, assemble
 from edgeplane.kube.client import Kube
 from edgeplane.resolve.sources import Resolver
-from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, unpack
+from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, unpack_all
 from edgeplane.versions.objects import (
     WORKER_LABEL,
     archive_config_map,
@@ -27,6 +28,27 @@ from edgeplane.wire import Bundle
 
 PLURAL = "workerversions"
 WorkerKey = tuple[str, str]  # (namespace, Worker name)
+
+
+class BlobPool(Protocol):
+    """The assets' files of compiled versions, by sha256 (distribute.client.AgentClient)."""
+
+    blobs: dict[str, bytes]
+
+    def hold_blobs(self, worker: str, blobs: Mapping[str, bytes]) -> None: ...
+
+    def drop_blobs(self, worker: str) -> None: ...
+
+
+class NoBlobs:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def hold_blobs(self, worker: str, blobs: Mapping[str, bytes]) -> None:
+        self.blobs.update(blobs)
+
+    def drop_blobs(self, worker: str) -> None:
+        pass
 
 
 def _key(worker: Worker) -> WorkerKey:
@@ -60,8 +82,12 @@ class VersionStore:
         # one LIST, then kept up to date: a LIST per record scans every WorkerVersion of the
         # namespace, which grows as the square of the Workers in it.
         self.retained_of: dict[WorkerKey, dict[str, str]] = {}
+        # Where the assets' files of compiled versions are held for pushes (the agents'
+        # client): archived with a version, and given back when one is rebuilt.
+        self.pool: BlobPool = NoBlobs()
 
     def forget(self, key: WorkerKey) -> None:
+        self.pool.drop_blobs(f"{key[0]}.{key[1]}")
         self.bundles.pop(key, None)
         self.serving.pop(key, None)
         self.retained_of.pop(key, None)
@@ -95,7 +121,9 @@ class VersionStore:
         if (ns, vname) in self.recorded:
             return
         archived = archived_modules(worker.spec, bundle.modules)
-        parts = pack(archived) if archived else []
+        # The assets' files were held when it compiled, just before (ArchiveError if not).
+        site = bundle.assets
+        parts = pack(archived, site, self.pool.blobs) if archived or site else []
         obj = version_object(worker, bundle, len(parts), api_now())
         created = await self.kube.create_or_get(PLURAL, ns, obj.to_wire())
         # Also after a 409: an operator killed between the two writes left no archive.
@@ -119,7 +147,8 @@ class VersionStore:
         """One version's bundle: from memory, or rebuilt from its WorkerVersion's archive
         with the Secrets of today (which must still give the same version id)."""
         cached = self.bundles.get(_key(worker), {}).get(version)
-        if cached is not None:
+        # A version whose assets' files are no longer held is rebuilt: its archive has them.
+        if cached is not None and self._files_held(cached):
             return cached
         ns, name = _key(worker)
         vname = WorkerVersion.name_for(name, version)
@@ -134,11 +163,13 @@ class VersionStore:
         parts = [await self._archive_part(ns, vname, version, i) for i in range(spec.archive_parts)]
         digests = {m.name: m.sha256 for m in spec.modules}
         try:
-            modules = rebuilt_modules(spec.source, ns, unpack(parts, digests), digests)
+            archived, assets, blobs = unpack_all(parts, digests)
+            modules = rebuilt_modules(spec.source, ns, archived, digests)
         except ArchiveError as e:
             raise CompileError("ArchiveUnavailable", f"version {version[:12]}: {e}") from None
         source = worker.model_copy(update={"spec": spec.source})
-        bundle = assemble(source, modules, await self.resolver.resolve(source, modules=False))
+        sources = await self.resolver.resolve(source, modules=False)
+        bundle = assemble(source, modules, sources, assets)
         if bundle.version != version:
             raise CompileError(
                 "ArchiveUnavailable",
@@ -147,7 +178,12 @@ class VersionStore:
                 "with the current Secret values",
             )
         self.remember(worker, bundle)
+        if blobs:
+            self.pool.hold_blobs(worker.full_name, blobs)
         return bundle
+
+    def _files_held(self, bundle: Bundle) -> bool:
+        return not bundle.assets or bundle.assets.blobs() <= self.pool.blobs.keys()
 
     async def _archive_part(self, ns: str, vname: str, version: str, index: int) -> bytes:
         data = await self.kube.config_map(ns, part_name(vname, index))

@@ -23,7 +23,7 @@ CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 MAPPED_KEYS = frozenset({
     "name", "main", "compatibility_date", "compatibility_flags", "vars", "secrets",
     "kv_namespaces", "durable_objects", "services", "route", "routes", "env", "rules",
-    "base_dir", "find_additional_modules", "triggers",
+    "base_dir", "find_additional_modules", "triggers", "assets",
     # The build: bundle.py gives these to esbuild as wrangler does.
     "no_bundle", "minify", "keep_names", "tsconfig", "jsx_factory", "jsx_fragment", "define",
     "alias",
@@ -211,6 +211,14 @@ def _configures(value: Any) -> bool:
     return not (value is None or value is False or value == [])
 
 
+def _mapped(key: str, value: Any) -> bool:
+    """[assets] maps with its `directory`; without one (a framework's build plugin fills
+    it in), it is listed as not imported."""
+    if key == "assets":
+        return isinstance(value, dict) and bool(value.get("directory"))
+    return key in MAPPED_KEYS
+
+
 def taken_from_top(cfg: Mapping[str, Any], top: Mapping[str, Any]) -> list[str]:
     """The keys an environment takes from the top level without setting them: inheritable
     and top-level-only keys (`name` aside: worker_name derives it). Nothing for the top
@@ -234,7 +242,7 @@ def key_report(cfg: Mapping[str, Any], top: Mapping[str, Any] | None = None) -> 
     for key, label in own + inherited_keys:
         if key in TOOLING_KEYS:
             ignored.append(label)
-        elif key not in MAPPED_KEYS and _configures(values[key]):
+        elif not _mapped(key, values[key]) and _configures(values[key]):
             unsupported.append(label)
     not_inherited = [
         k for k in top

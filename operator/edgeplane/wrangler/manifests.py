@@ -75,6 +75,8 @@ class Sources:
     incomplete: list[str]  # imports that will not load, each with its importer
     dev_vars: DevVars | None  # read only when the config declares no secrets
     built: str = ""  # how the modules were built: bundled by what, from which lockfile
+    # [assets]: the ConfigMap with the directory's files and spec.assets (wrangler/assets.py)
+    assets: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 def add_worker(
@@ -112,6 +114,7 @@ def add_worker(
         "mainModule": sources.modules[0].name,
         "modules": modules,
         **({"bindings": bindings} if bindings else {}),
+        **({"assets": sources.assets[1]} if sources.assets else {}),
         **({"targets": {"matchLabels": dict(opts.target_labels)}} if opts.target_labels else {}),
         **({"triggers": {"crons": crons}} if crons else {}),
     }
@@ -123,7 +126,7 @@ def add_worker(
     }
     validate(Worker, worker, name)
     routes = route_docs(name, route_config(cfg, top), opts.namespace, warn)
-    result.docs += [*maps, worker, *routes]
+    result.docs += [*maps, *([sources.assets[0]] if sources.assets else []), worker, *routes]
 
 
 def cron_triggers(triggers: Any, name: str) -> list[str]:

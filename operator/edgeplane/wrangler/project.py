@@ -9,7 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
+from edgeplane.compile.assets import IGNORE_FILE, ignored
 from edgeplane.wrangler import bundle
+from edgeplane.wrangler.assets import ASSETS_ONLY_MAIN, assets_docs, assets_table
 from edgeplane.wrangler.bindings import declared_secrets
 from edgeplane.wrangler.build import (
     Plan,
@@ -108,6 +110,10 @@ def read_sources(
 ) -> Sources:
     """The Worker's modules (bundled, or with no_bundle as they are), and .dev.vars if
     secrets come from there."""
+    site = assets_table(cfg, top)
+    assets = _assets(site, name, root, opts) if site else None
+    if site and not (opts.main is not None or inherited(cfg, top, "main")):
+        return Sources([ASSETS_ONLY_MAIN], [], None, "assets only: no main", assets)
     main, base_dir = entry_point(cfg, top, name, root, opts)
     rules = Rules.from_config(inherited(cfg, top, "rules"), warn)
     if inherited(cfg, top, "no_bundle"):
@@ -119,7 +125,28 @@ def read_sources(
         modules, incomplete, summary = bundled.modules, bundled.unresolved, bundled.summary
     declared = declared_secrets(cfg.get("secrets"))
     return Sources(modules, incomplete, read_dev_vars(root, env) if declared is None else None,
-                   summary)
+                   summary, assets)
+
+
+def _assets(
+    site: Mapping[str, Any], name: str, root: Path, opts: Options
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """[assets]: the directory's regular files (those .assetsignore leaves in) as a
+    ConfigMap, and spec.assets."""
+    directory = (root / str(site["directory"])).resolve()
+    if not directory.is_dir():
+        raise WranglerImportError(
+            f"{name}: assets.directory {site['directory']} not found; run the project's "
+            "build first if it makes that directory"
+        )
+    files = {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+    patterns = files.pop(IGNORE_FILE, b"").decode("utf-8", errors="replace").splitlines()
+    kept = {p: b for p, b in files.items() if not ignored(p, patterns)}
+    return assets_docs(name, site, kept, opts.namespace)
 
 
 def _bundle(plan: Plan, root: Path, name: str, allow_incomplete: bool) -> bundle.Bundled:

@@ -197,6 +197,12 @@ WORKER_KEYS: dict[str, Check] = {
     "rules": array(RULE),
     "route": _route,
     "routes": array(_route, 'e.g. routes = ["example.com/*"]'),
+    "assets": table(
+        {"directory": string, "binding": string, "html_handling": string,
+         "not_found_handling": string},
+        (),
+        '{directory = "./public", binding = "ASSETS"}',
+    ),
 }
 
 
