@@ -127,3 +127,37 @@ def test_a_worker_from_an_oci_artifact_serves_and_survives_a_registry_outage(
     assert "ArtifactUnavailable" in events + worker_yaml + log
     for text in (events, worker_yaml, log):
         assert registry.password not in text
+
+
+def test_a_pull_secret_created_or_fixed_later_reconciles_the_worker(
+    stack: Stack, kube: Kube, pulling: Registry
+) -> None:
+    """The pull Secret is watched like any Secret a Worker reads: missing, the Worker is
+    Stalled naming it; created with a wrong password, ArtifactUnavailable (HTTP 401, the
+    password nowhere); fixed, the Worker deploys."""
+    registry = pulling
+    name, host = "late-secret", f"late-secret.{kube.namespace}.example.com"
+    ref = push(registry, f"e2e/{kube.namespace}-late", responder('"late secret"'))
+    kube.apply(oci_worker(name, ref), route(name, f"{host}/*", name))
+
+    def reason(want: str) -> Any:
+        def check() -> dict[str, Any] | None:
+            cond = kube.condition("worker", name, "Ready")
+            return cond if cond and cond["reason"] == want else None
+        return check
+
+    cond = eventually(reason("SourceNotFound"), timeout=90)
+    assert "spec.imagePullSecrets[0]: Secret" in cond["message"] and "registry" in cond["message"]
+
+    wrong = "Wr0ng-" + registry.password[::-1]
+    secret = pull_secret(registry)
+    secret["data"][".dockerconfigjson"] = base64.b64encode(
+        registry.dockerconfigjson(wrong).encode()).decode()
+    kube.apply(secret)
+    cond = eventually(reason("ArtifactUnavailable"), timeout=90)
+    assert "HTTP 401" in cond["message"] and ref in cond["message"]
+    assert wrong not in cond["message"] and registry.password not in cond["message"]
+
+    kube.apply(pull_secret(registry))
+    kube.wait_ready(name, timeout=90)
+    eventually(lambda: [fetch(a, host) for a in stack.agents] == [(200, "late secret")] * 3)
