@@ -52,6 +52,9 @@ class Registry:
     user: str = "edgeplane"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     port: int = field(default_factory=procs.free_port)
+    # Docker token auth (realm, service, issuer, jwks) instead of htpasswd: clients are
+    # sent to a token service, as by ghcr.io or Docker Hub.
+    token_auth: dict[str, str] | None = None
     proc: procs.Proc | None = None
 
     @property
@@ -90,7 +93,11 @@ class Registry:
                 "tls": {"certificate": str(tls.cert), "key": str(tls.key)},
                 "draintimeout": "1s",
             },
-            "auth": {"htpasswd": {"realm": "edgeplane-test", "path": str(htpasswd)}},
+            "auth": (
+                {"token": self.token_auth}
+                if self.token_auth
+                else {"htpasswd": {"realm": "edgeplane-test", "path": str(htpasswd)}}
+            ),
         }
         path = self.state_dir / "config.yml"
         path.write_text(json.dumps(config, indent=1))
