@@ -36,6 +36,8 @@ VARIANTS: dict[str, list[str]] = {
                 "serviceAccount.name=existing"],
     "url-downloads": ["operator.urls.allowNetworks={10.20.0.0/16,fd00::/8}",
                       "operator.urls.caBundle.configMap=corp-ca", "operator.urls.timeout=10"],
+    "live-logs": ["tail.enabled=true", "tail.tlsSecret=tail-tls",
+                  "tail.clientCAConfigMap=kube-root-ca.crt"],
 }
 
 
@@ -108,6 +110,7 @@ def test_helm_lint(helm: Path, variant: str) -> None:
     "agent.tls.caBundle=not-a-certificate",
     "agent.tls.days=0",
     "typo=1",
+    "tail.clientCAConfigMap=Not_A_Name",
 ])
 def test_values_schema_refuses_bad_values(helm: Path, bad: str) -> None:
     res = run(helm, "lint", CHART, "--kube-version", KUBE_VERSION, "--set", bad)
@@ -208,6 +211,29 @@ def check_agent(objs: list[dict[str, Any]], namespace: str, sets: Sequence[str])
         assert set(secrets[client["name"]]["data"]) == {"tls.crt", "tls.key"}
     else:
         assert client is None and not any(a.startswith("--tls-client-ca") for a in args)
+
+
+def test_live_logs_render_with_their_certificate_and_client_ca(helm: Path) -> None:
+    objs = docs(template(helm, "edgeplane-system", VARIANTS["live-logs"]))
+    deploy = next(d for d in objs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert "--tail-address=0.0.0.0:8443" in args
+    assert "--tail-client-ca=/etc/edgeplane/tail-client-ca/ca.crt" in args
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["tail-client-ca"] == "/etc/edgeplane/tail-client-ca"
+    assert volumes["tail-client-ca"]["configMap"]["name"] == "kube-root-ca.crt"
+    assert volumes["tail-tls"]["secret"]["secretName"] == "tail-tls"
+    service = next(d for d in objs if d["kind"] == "Service"
+                   and d["metadata"]["name"].endswith("-operator-tail"))
+    assert [p["port"] for p in service["spec"]["ports"]] == [8443]
+    # Without a client CA the endpoint takes bearer tokens only.
+    plain = docs(template(helm, "edgeplane-system", VARIANTS["live-logs"][:2]))
+    plain_args = next(d for d in plain if d["kind"] == "Deployment")["spec"]["template"][
+        "spec"]["containers"][0]["args"]
+    assert not any(a.startswith("--tail-client-ca") for a in plain_args)
 
 
 def test_monitoring_objects_render_when_enabled(helm: Path) -> None:
