@@ -96,6 +96,18 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def checked_session(settings: UrlSettings) -> aiohttp.ClientSession:
+    """An HTTP client under the url policy: addresses checked when resolved, the CA bundle
+    trusted; the caller bounds each request with `settings.timeout`."""
+    connector = aiohttp.TCPConnector(
+        resolver=CheckedResolver(settings), ssl=tls_context(settings.ca_bundle)
+    )
+    # No proxy from the environment: a proxy would resolve and connect unchecked.
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
+    )
+
+
 class Downloader:
     """One HTTP client for all url modules; made when the first is downloaded."""
 
@@ -109,13 +121,7 @@ class Downloader:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            connector = aiohttp.TCPConnector(
-                resolver=CheckedResolver(self.settings), ssl=tls_context(self.settings.ca_bundle)
-            )
-            # No proxy from the environment: a proxy would resolve and connect unchecked.
-            self._http = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
-            )
+            self._http = checked_session(self.settings)
         return self._http
 
     async def fetch(self, url: str) -> bytes:

@@ -34,7 +34,7 @@ from edgeplane.resolve.artifact import (
     pick_layer,
     refusal,
 )
-from edgeplane.resolve.download import CheckedResolver, explain, read_capped, tls_context
+from edgeplane.resolve.download import checked_session, explain, read_capped
 from edgeplane.resolve.policy import DownloadError, UrlSettings
 
 
@@ -67,10 +67,7 @@ class OciClient:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            connector = aiohttp.TCPConnector(
-                resolver=CheckedResolver(self.settings), ssl=tls_context(self.settings.ca_bundle)
-            )
-            self._http = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._http = checked_session(self.settings)
         return self._http
 
     async def _send(
