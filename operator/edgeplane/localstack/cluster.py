@@ -35,14 +35,20 @@ class ClusterError(RuntimeError):
     pass
 
 
-def k8s_bin_dir() -> Path:
-    """$EDGEPLANE_K8S_BIN, else the cached build (building it on a fresh machine)."""
-    explicit = os.environ.get("EDGEPLANE_K8S_BIN")
+def built_bin_dir(env_var: str, script: str) -> Path:
+    """$`env_var`, else the directory `tools/<script>` prints last: its cached build
+    (built first on a fresh machine)."""
+    explicit = os.environ.get(env_var)
     if explicit:
         return Path(explicit)
-    script = REPO / "tools" / "build-k8s.sh"
-    out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
+    path = REPO / "tools" / script
+    out = subprocess.run([str(path)], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def k8s_bin_dir() -> Path:
+    """$EDGEPLANE_K8S_BIN, else the cached build (building it on a fresh machine)."""
+    return built_bin_dir("EDGEPLANE_K8S_BIN", "build-k8s.sh")
 
 
 @dataclass

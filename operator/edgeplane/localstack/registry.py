@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeplane.localstack import procs
-from edgeplane.localstack.cluster import REPO
+from edgeplane.localstack.cluster import built_bin_dir
 from edgeplane.localstack.pki import CertificateAuthority
 
 
@@ -27,12 +27,7 @@ class RegistryError(RuntimeError):
 
 def registry_bin_dir() -> Path:
     """$EDGEPLANE_REGISTRY_BIN, else the cached build (building it on a fresh machine)."""
-    explicit = os.environ.get("EDGEPLANE_REGISTRY_BIN")
-    if explicit:
-        return Path(explicit)
-    script = REPO / "tools" / "build-registry.sh"
-    out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True)
-    return Path(out.stdout.strip().splitlines()[-1])
+    return built_bin_dir("EDGEPLANE_REGISTRY_BIN", "build-registry.sh")
 
 
 def htpasswd_line(bin_dir: Path, user: str, password: str) -> str:
