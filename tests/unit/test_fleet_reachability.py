@@ -10,7 +10,7 @@ import pytest
 from edgeplane.distribute.client import Endpoint, Refused, ServerError, Unreachable
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.plan.targets import WorkerKey
-from edgeplane.wire import Bundle, BundleModule, Deployment
+from edgeplane.wire import Bundle, BundleModule, Deployment, InventoryItem
 
 
 def _deployment(worker: str) -> Deployment:
@@ -192,3 +192,55 @@ async def test_calls_in_flight_are_given_up_when_the_health_check_marks_it_down(
     await asyncio.sleep(0.05)
     assert hanging.calls == 5 and not again.done()
     again.cancel()
+
+
+class _Orphaned(_Hanging):
+    """Answers its health check with a Worker the apiserver no longer has in its
+    inventory, and never answers that Worker's removal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.removing = asyncio.Event()
+
+    async def delete(self, ep: Endpoint, worker: str) -> None:
+        self.removing.set()
+        await super().delete(ep, worker)
+
+    async def info(self, ep: Endpoint) -> dict:
+        return {}
+
+    async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
+        return {"apps.gone": InventoryItem("apps.gone", "i1", "v1", "serving", "")}
+
+    async def exclusions(self, ep: Endpoint) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    async def put_cron(self, *args: object) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class _NoWorkers:
+    async def get(self, plural: str, namespace: str, name: str) -> None:
+        return None
+
+
+async def test_a_removal_that_hangs_holds_neither_the_health_check_nor_the_next() -> None:
+    """An orphan's removal runs beside the health checks: one that never answers does
+    not stop them, so the next check that finds the location hung gives it up."""
+    fleet, _, _ = _fleet([], Unreachable("unused"))
+    fleet.kube = _NoWorkers()  # type: ignore[assignment]
+    fleet.client = hanging = _Orphaned()  # type: ignore[assignment]
+    ep = fleet.at("edge-1").endpoint
+    assert ep is not None
+    async with asyncio.timeout(1):
+        await fleet._ask("edge-1", ep)
+        await hanging.removing.wait()
+        await fleet._ask("edge-1", ep)  # not waiting for the removal
+        removal = fleet._collecting["edge-1"]
+        fleet._set_reachable("edge-1", False, "edge-1: TimeoutError: no answer")
+        await removal  # given up once the location is marked down
+    assert hanging.calls == 1 and fleet._collecting == {}
+    await fleet.close()

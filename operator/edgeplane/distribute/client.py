@@ -337,7 +337,9 @@ class AgentClient:
 
     async def put_signing_key(self, ep: Endpoint, key: str) -> None:
         """The cluster's key for signed override headers. Raises AgentError."""
-        await self._call(ep, "PUT", "/v1/signing-key", json.dumps({"key": key}).encode())
+        body = json.dumps({"key": key}).encode()
+        # Sent from the health check, so bounded as it is.
+        await self._call(ep, "PUT", "/v1/signing-key", body, max_seconds=HEALTH_TIMEOUT)
 
     async def exclusions(self, ep: Endpoint) -> dict[str, tuple[str, ...]]:
         out = await self._call(ep, "GET", "/v1/exclusions", max_seconds=HEALTH_TIMEOUT)

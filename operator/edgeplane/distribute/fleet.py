@@ -143,8 +143,12 @@ class Fleet:
         self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
         self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
+        self._collecting: dict[str, asyncio.Task[None]] = {}  # orphan removals, per location
 
     async def close(self) -> None:
+        for task in self._collecting.values():
+            task.cancel()
+        await asyncio.gather(*self._collecting.values(), return_exceptions=True)
         await self.client.close()
 
     def at(self, target: str) -> Location:
@@ -327,7 +331,7 @@ class Fleet:
             }
             loc.exclusions = exclusions
             self._set_reachable(name, True)
-            await self._collect_orphans(name)
+            self._collect_orphans_soon(name)
             await self._lease_cron(name, ep)
 
     async def _hand_signing_key(self, name: str, ep: Endpoint, held: str) -> None:
@@ -483,6 +487,14 @@ class Fleet:
         left = [t for t in gone.remove if worker in (self.at(t).inventory or {})]
         return sorted([*left, *gone.down])
 
+    def _collect_orphans_soon(self, target: str) -> None:
+        """Outside the health check: a location that hangs on a removal must still be
+        checked, and marked down (which gives the removal up)."""
+        if target not in self._collecting:
+            task = asyncio.create_task(self._collect_orphans(target))
+            self._collecting[target] = task
+            task.add_done_callback(lambda _: self._collecting.pop(target, None))
+
     async def _collect_orphans(self, target: str) -> None:
         """Remove Workers a location serves that no longer exist, e.g. deleted while the
         location was down."""
@@ -490,11 +502,14 @@ class Fleet:
             return
         known = {full_name(k) for k in self._workers()} | set(self.desired)
         inventory = self.at(target).inventory or {}
-        for full in orphan_candidates(inventory, known, self.settings.namespaces):
-            ns, _, name = full.partition(".")
-            if await self.kube.get("workers", ns, name) is None:
-                log.info("removing %s from %s: the Worker no longer exists", full, target)
-                await self.remove(target, full)
+        try:
+            for full in orphan_candidates(inventory, known, self.settings.namespaces):
+                ns, _, name = full.partition(".")
+                if await self.kube.get("workers", ns, name) is None:
+                    log.info("removing %s from %s: the Worker no longer exists", full, target)
+                    await self.remove(target, full)
+        except Exception as e:  # e.g. the apiserver is down: the next health check retries
+            log.warning("collecting orphans at %s failed: %s", target, e)
 
     # -- cron triggers -------------------------------------------------------------------
 
