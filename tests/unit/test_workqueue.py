@@ -331,3 +331,51 @@ async def test_a_failed_key_retries_in_the_background_lane() -> None:
     assert REGISTRY.get_sample_value(
         "edgeplane_workqueue_adds_total", {"name": "t11", "lane": "background"}
     ) == 1
+
+
+async def test_a_key_added_urgent_while_it_runs_reruns_urgent() -> None:
+    runs: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(key: str) -> None:
+        runs.append(key)
+        if len(runs) == 1:
+            await release.wait()
+
+    q: WorkQueue[str] = WorkQueue("t12", handle, concurrency=1)
+    q.start()
+    q.add("k")
+    await asyncio.sleep(0.01)
+    for i in range(3):
+        q.add(f"n{i}")
+    q.add("k", lane="urgent")  # e.g. a rollback while its previous spec deploys
+    release.set()
+    await q.wait_idle()
+    await q.stop()
+    assert runs == ["k", "k", "n0", "n1", "n2"]
+
+
+async def test_a_retry_the_handler_asks_for_is_never_urgent() -> None:
+    """A retry after a delay (a rollout's hold, a location still busy) is follow-up work:
+    an urgent key comes back in the normal lane, a background key in the background."""
+    runs: list[str] = []
+
+    async def handle(key: str) -> float | None:
+        runs.append(key)
+        return 0.01 if runs.count(key) == 1 else None
+
+    q: WorkQueue[str] = WorkQueue("t13", handle, concurrency=2)
+    q.start()
+    q.add("u", lane="urgent")
+    q.add("b", lane="background")
+    await asyncio.sleep(0.2)
+    await q.wait_idle()
+    await q.stop()
+    assert sorted(runs) == ["b", "b", "u", "u"]
+    adds = {
+        lane: REGISTRY.get_sample_value(
+            "edgeplane_workqueue_adds_total", {"name": "t13", "lane": lane}
+        )
+        for lane in LANES
+    }
+    assert adds == {"urgent": 1, "normal": 1, "background": 2}

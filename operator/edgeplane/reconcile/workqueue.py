@@ -58,13 +58,16 @@ class WorkQueue(Generic[K]):
         self._wake = asyncio.Event()  # something was queued, or a slot came free
         self._idle = asyncio.Event()
         self._idle.set()
+        # Children looked up once: a burst adds thousands of keys.
+        self._depth = {la: metrics.WORKQUEUE_DEPTH.labels(name, la) for la in LANES}
+        self._adds = {la: metrics.WORKQUEUE_ADDS.labels(name, la) for la in LANES}
         metrics.WORKQUEUE_LONGEST_RUNNING.labels(name).set_function(self.longest_running)
         metrics.WORKQUEUE_UNFINISHED_WORK.labels(name).set_function(self.unfinished_work)
         self._set_depth()
 
     def add(self, key: K, lane: Lane = "normal") -> None:
         """Queue `key` in `lane`, or move it up to `lane` if it waits in a lower one."""
-        metrics.WORKQUEUE_ADDS.labels(self.name, lane).inc()
+        self._adds[lane].inc()
         timer = self._timers.pop(key, None)
         if timer:
             timer[0].cancel()
@@ -184,8 +187,8 @@ class WorkQueue(Generic[K]):
             self._idle.set()
 
     def _set_depth(self) -> None:
-        for lane in LANES:
-            metrics.WORKQUEUE_DEPTH.labels(self.name, lane).set(self._lanes.depth(lane))
+        for lane, gauge in self._depth.items():
+            gauge.set(self._lanes.depth(lane))
 
     def backoff(self, key: K) -> float:
         """Exponential per-key backoff, 0.5 s doubling up to 30 s, ±20 % jitter; reset by a
