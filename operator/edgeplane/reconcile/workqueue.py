@@ -44,6 +44,7 @@ class WorkQueue(Generic[K]):
         self.name = name
         self._handler = handler
         self._concurrency = concurrency
+        # A quarter of the slots (at least one) is kept for urgent and normal keys.
         self._background_slots = max(1, concurrency - max(1, concurrency // 4))
         self._namespace = namespace
         self._lanes: Lanes[K] = Lanes()
