@@ -17,6 +17,7 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.kube.client import Kube, namespace_terminating
+from edgeplane.plan.lanes import Lane
 from edgeplane.plan.relist import gone
 from edgeplane.plan.rollout import read_actions
 from edgeplane.plan.targets import WorkerKey, full_name
@@ -85,6 +86,20 @@ def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return before != after
 
 
+def worker_lane(old: dict[str, Any] | None, new: dict[str, Any]) -> Lane:
+    """The queue lane of a Worker event that needs a reconcile: a change to a Worker
+    already known (a new spec such as a rollback, a deletion, a promote or abort) is
+    urgent; one seen for the first time (a burst of creations, every Worker at start) is
+    normal, so such a burst cannot hold a rollback back."""
+    if old is None or old["metadata"].get("uid") != new["metadata"].get("uid"):
+        return "normal"
+    if any(old["metadata"].get(k) != new["metadata"].get(k)
+           for k in ("generation", "deletionTimestamp")):
+        return "urgent"
+    before, after = (read_actions(b["metadata"].get("annotations")) for b in (old, new))
+    return "urgent" if before != after else "normal"
+
+
 def route_event_keys(
     routes: dict[tuple[str, str], dict[str, Any]],
     old: dict[str, Any] | None,
@@ -116,7 +131,9 @@ class Controller:
         self.api = api
         self.kube = Kube(api)
         self.cache = Cache()
-        self.queue: WorkQueue[Key] = WorkQueue("worker", self._handle, s.concurrency)
+        self.queue: WorkQueue[Key] = WorkQueue(
+            "worker", self._handle, s.concurrency, namespace=lambda key: key[1]
+        )
         self.fleet = Fleet(
             self.kube,
             FleetSettings(
@@ -131,7 +148,9 @@ class Controller:
             workers=lambda: list(self.cache.workers),
             requeue=lambda key: self.queue.add(("Worker", *key)),
             requeue_exclusions=self._requeue_exclusions,
-            requeue_after=lambda key, delay: self.queue.add_after(("Worker", *key), delay),
+            requeue_after=lambda key, delay: self.queue.add_after(
+                ("Worker", *key), delay, "background"  # a reachability flip's spread
+            ),
             concurrency=s.concurrency,
         )
         self.resolver = Resolver(
@@ -182,20 +201,24 @@ class Controller:
             self.fleet.desired.pop(full_name(key), None)
             self.versions.forget(key)
             self.writer.forget(key)
-            self._enqueue_routes_of(key)
+            self._enqueue_routes_of(key, "urgent")
             return
         self.cache.workers[key] = body
         if old is None:
             self._enqueue_routes_of(key)  # they may have said WorkerNotFound
         if worker_changed(old, body):
-            self.queue.add(("Worker", *key))
+            self.queue.add(("Worker", *key), worker_lane(old, body))
 
     def route_seen(self, body: dict[str, Any], deleted: bool) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         old = self.cache.routes.pop(key, None)
         if not deleted:
             self.cache.routes[key] = body
-        self._add(route_event_keys(self.cache.routes, old, None if deleted else body))
+        changed = old is not None and (deleted or old.get("spec") != body.get("spec"))
+        self._add(
+            route_event_keys(self.cache.routes, old, None if deleted else body),
+            "urgent" if changed else "normal",
+        )
 
     def claim_seen(self, body: dict[str, Any], deleted: bool) -> None:
         """A HostClaim changes which routes may be served: every route is judged again."""
@@ -206,8 +229,9 @@ class Controller:
             self.queue.add(("HostClaim", "", name))
         if old is not None and not deleted and old.get("spec") == body.get("spec"):
             return  # only its status changed
+        lane: Lane = "normal" if old is None else "urgent"  # a new one, or a change
         for key, route in sorted(self.cache.routes.items()):
-            self._add([("WorkerRoute", *key), _served_by(route)])
+            self._add([("WorkerRoute", *key), _served_by(route)], lane)
 
     def target_seen(self, body: dict[str, Any], deleted: bool) -> None:
         if not self.fleet.seen(body, deleted):
@@ -285,17 +309,17 @@ class Controller:
         if kind == "Secret":
             self.fleet.forget_credentials()
 
-    def _requeue_exclusions(self, namespaces: Iterable[str]) -> None:
+    def _requeue_exclusions(self, namespaces: Iterable[str], lane: Lane = "normal") -> None:
         """The exclusions of these namespaces, and of every namespace that has some."""
         routes = {ns for ns, _ in self.cache.routes_without_worker()}
-        self._add(("Exclusions", ns, "") for ns in sorted(routes | set(namespaces)))
+        self._add((("Exclusions", ns, "") for ns in sorted(routes | set(namespaces))), lane)
 
-    def _enqueue_routes_of(self, key: WorkerKey) -> None:
-        self._add(("WorkerRoute", *rkey) for rkey in self.cache.routes_of(key))
+    def _enqueue_routes_of(self, key: WorkerKey, lane: Lane = "normal") -> None:
+        self._add((("WorkerRoute", *rkey) for rkey in self.cache.routes_of(key)), lane)
 
-    def _add(self, keys: Iterable[Key]) -> None:
+    def _add(self, keys: Iterable[Key], lane: Lane = "normal") -> None:
         for key in keys:
-            self.queue.add(key)
+            self.queue.add(key, lane)
 
     # -- timers --------------------------------------------------------------------------
 
@@ -313,9 +337,10 @@ class Controller:
                 log.exception("periodic %s failed", job.__name__)
 
     async def resync(self) -> None:
-        self._add(("Worker", *key) for key in self.cache.workers)
-        self._add(("WorkerRoute", *key) for key in self.cache.routes)
-        self._requeue_exclusions(())
+        # Background: a safety net that must not delay the changes users make meanwhile.
+        self._add((("Worker", *key) for key in self.cache.workers), "background")
+        self._add((("WorkerRoute", *key) for key in self.cache.routes), "background")
+        self._requeue_exclusions((), "background")
         # A relist that finds nothing at all brings no event to notice the relist by.
         for plural in ("workers", "workerroutes", "hostclaims", "edgetargets",
                        "configmaps", "secrets"):

@@ -1,10 +1,11 @@
-"""Which watch events need a reconcile, and of what (pure)."""
+"""Which watch events need a reconcile, of what, and in which queue lane."""
 
 from __future__ import annotations
 
 import pytest
+from kubernetes_asyncio.client import ApiClient
 
-from edgeplane.controller import route_event_keys, worker_changed
+from edgeplane.controller import Controller, route_event_keys, worker_changed, worker_lane
 
 
 def _worker(**meta: object) -> dict:
@@ -86,3 +87,56 @@ X = {"metadata": {"namespace": "c", "name": "x"}, "spec": {"pattern": "x.io/*"}}
 def test_route_event_keys(routes: list, old: dict | None, new: dict | None, keys: list) -> None:
     cache = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in routes}
     assert route_event_keys(cache, old, new) == keys
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "lane"),
+    [
+        (None, _worker(), "normal"),  # first seen: a creation, or every Worker at start
+        (_worker(), _worker(generation=2), "urgent"),  # a new spec, e.g. a rollback
+        (_worker(), _worker(deletionTimestamp="2026-11-01T00:00:00Z"), "urgent"),
+        (_worker(), _worker(annotations={"edgeplane.io/abort": "abcdef12"}), "urgent"),
+        (_worker(), _worker(finalizers=["edgeplane.io/cleanup"]), "normal"),
+        (_worker(), _worker(uid="u2", generation=2), "normal"),  # created again
+    ],
+)
+def test_worker_lane(old: dict | None, new: dict, lane: str) -> None:
+    assert worker_lane(old, new) == lane
+
+
+async def test_the_controller_queues_changes_urgent_and_resyncs_in_the_background() -> None:
+    """Lanes as the watch events choose them, on a controller that is not started (nothing
+    runs and nothing is sent to the apiserver)."""
+    async with ApiClient() as api:
+        c = Controller(api)
+        q = c.queue
+
+        def depths() -> tuple[int, int, int]:
+            return q.depth("urgent"), q.depth("normal"), q.depth("background")
+
+        c.worker_seen(_worker(name="w1"), False)
+        c.route_seen(R1, False)
+        assert depths() == (0, 2, 0)  # both new
+        c.worker_seen(_worker(name="w1", generation=2), False)  # e.g. a rollback
+        assert depths() == (1, 1, 0)
+        c.route_seen(R1 | {"spec": {"pattern": "z.io/*", "worker": "w1"}}, False)
+        assert depths() == (2, 0, 0)
+
+        await q.stop()
+
+        async def nothing_deleted(plural: str) -> None:
+            pass
+
+        c = Controller(api)
+        q = c.queue
+        c.drop_deleted = nothing_deleted  # type: ignore[method-assign]
+        c.cache.workers[("a", "w3")] = _worker(name="w3")
+        c.cache.routes[("a", "r3")] = R3
+        await c.resync()
+        assert depths() == (0, 0, 2)
+        claim = {"metadata": {"name": "h"}, "spec": {"hosts": ["x.io"]}}
+        c.claim_seen(claim, False)  # new: the claim, and what it judges, move up to normal
+        assert depths() == (0, 3, 0)
+        c.claim_seen(claim | {"spec": {"hosts": ["y.io"]}}, False)  # changed: urgent
+        assert depths() == (2, 1, 0)
+        await q.stop()

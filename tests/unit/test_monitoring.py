@@ -139,3 +139,12 @@ def test_dashboard_covers_the_issue() -> None:
     assert 'code="5xx"' in ratio and " / " in ratio and "by (worker)" in ratio
     ids = [p["id"] for p in dashboard()["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_dashboard_shows_the_work_queue_lanes() -> None:
+    """Issue 15: depth and wait by lane (is a rollback held back?), and a stuck handler."""
+    queries = [q for t, q in dashboard_queries() if t.startswith(("Work queue", "Queue wait"))]
+    text = " ".join(queries)
+    assert "sum by (name, lane) (edgeplane_workqueue_depth)" in text
+    assert "le, name, lane" in text and "edgeplane_workqueue_queue_duration_seconds" in text
+    assert "edgeplane_workqueue_longest_running_processor_seconds" in text

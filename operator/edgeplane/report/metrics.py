@@ -17,14 +17,30 @@ RECONCILE_TIME = Histogram(
     ["controller"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-WORKQUEUE_DEPTH = Gauge("edgeplane_workqueue_depth", "Keys waiting in the queue.", ["name"])
-WORKQUEUE_ADDS = Counter("edgeplane_workqueue_adds_total", "Keys added.", ["name"])
+# `lane`: urgent, normal or background (plan/lanes.py); `sum by (name)` reads the old totals.
+WORKQUEUE_DEPTH = Gauge(
+    "edgeplane_workqueue_depth", "Keys waiting in the queue.", ["name", "lane"]
+)
+WORKQUEUE_ADDS = Counter("edgeplane_workqueue_adds_total", "Keys added.", ["name", "lane"])
 WORKQUEUE_RETRIES = Counter("edgeplane_workqueue_retries_total", "Keys retried.", ["name"])
 WORKQUEUE_QUEUE_DURATION = Histogram(
-    "edgeplane_workqueue_queue_duration_seconds", "Time a key waited in the queue.", ["name"]
+    "edgeplane_workqueue_queue_duration_seconds",
+    "Time a key waited in the queue.",
+    ["name", "lane"],
 )
 WORKQUEUE_WORK_DURATION = Histogram(
     "edgeplane_workqueue_work_duration_seconds", "Time spent handling a key.", ["name"]
+)
+WORKQUEUE_LONGEST_RUNNING = Gauge(
+    "edgeplane_workqueue_longest_running_processor_seconds",
+    "Seconds the longest-running handler of the queue has been running.",
+    ["name"],
+)
+WORKQUEUE_UNFINISHED_WORK = Gauge(
+    "edgeplane_workqueue_unfinished_work_seconds",
+    "Seconds of work in progress not yet observed in the work duration; a large value "
+    "with little throughput means stuck handlers.",
+    ["name"],
 )
 PUSHES = Counter(
     "edgeplane_pushes_total", "Deployments pushed to edge agents.", ["target", "result"]
