@@ -34,6 +34,15 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 ARTIFACT_TYPE = "application/vnd.edgeplane.worker.v1"
+# A layer's media type by the module type it holds.
+MEDIA_TYPES = {
+    "esModule": "application/javascript+module",
+    "commonJsModule": "application/javascript",
+    "text": "text/plain",
+    "data": "application/octet-stream",
+    "json": "application/json",
+    "wasm": "application/wasm",
+}
 # A manifest is a small JSON document; a larger answer is not one.
 MAX_MANIFEST_BYTES = 4 << 20
 UNAVAILABLE = "ArtifactUnavailable"  # retried with backoff: the registry may come back
