@@ -23,6 +23,7 @@ from edgeplane.localstack.registry import Registry
 from edgeplane.resolve.artifact import parse_ref
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
+from edgeplane.versions.artifacts import RegistrySettings
 from edgeplane.versions.registry import VersionRegistry
 from edgeplane.versions.store import PLURAL, VersionStore
 
@@ -69,7 +70,7 @@ def _version_registry(
     creds = tmp / f"config-{password is None}.json"
     creds.write_text(registry.dockerconfigjson(password))
     return VersionRegistry.configure(
-        f"oci://{registry.host}/edgeplane/versions", str(creds), str(registry.ca)
+        RegistrySettings(f"oci://{registry.host}/edgeplane/versions", str(creds), str(registry.ca))
     )
 
 

@@ -41,7 +41,21 @@ REGISTRY_FORM = (
     "oci://registry.example.com/edgeplane/versions"
 )
 
+# Versions kept per Worker by default: ConfigMaps weigh on etcd, a registry does not
+# (100 is what Cloudflare keeps).
+RETAINED_IN_CONFIGMAPS = 10
+RETAINED_IN_REGISTRY = 100
+
 Layer = tuple[str, str, bytes]  # (title, media type, content), as OciClient.push takes
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The operator's --version-registry flags."""
+
+    url: str
+    credentials_file: str = ""  # a .dockerconfigjson
+    ca_bundle: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from edgeplane.resolve.policy import DownloadError, UrlSettings
 from edgeplane.versions.archive import ArchiveError
 from edgeplane.versions.artifacts import (
     RegistryLocation,
+    RegistrySettings,
     artifact_record,
     artifact_ref,
     file_bytes,
@@ -61,24 +62,23 @@ class VersionRegistry:
         self.client = OciClient(settings)
 
     @classmethod
-    def configure(
-        cls, url: str, credentials_file: str = "", ca_bundle: str = "", timeout: float = 30.0
-    ) -> VersionRegistry:
+    def configure(cls, flags: RegistrySettings, timeout: float = 30.0) -> VersionRegistry:
         """From the operator's flags, at start; ValueError naming the flag at fault."""
-        location = parse_registry(url)
+        location = parse_registry(flags.url)
         auths: dict[str, Credentials] = {}
-        if credentials_file:
+        if flags.credentials_file:
             try:
-                auths = parse_dockerconfig(Path(credentials_file).read_bytes())
+                auths = parse_dockerconfig(Path(flags.credentials_file).read_bytes())
             except OSError as e:
                 raise ValueError(
-                    f"--version-registry-credentials: {e.strerror or e} ({credentials_file})"
+                    f"--version-registry-credentials: {e.strerror or e} "
+                    f"({flags.credentials_file})"
                 ) from None
             except ValueError as e:
                 raise ValueError(f"--version-registry-credentials: {e}") from None
         # The operator's own registry, named by its admin: a private address is fine.
         settings = UrlSettings(
-            allow_private=True, ca_bundle=ca_bundle or None, timeout=timeout,
+            allow_private=True, ca_bundle=flags.ca_bundle or None, timeout=timeout,
             max_bytes=MAX_LAYER_BYTES,
         )
         return cls(location, auths, settings)
