@@ -6,8 +6,10 @@ tampered layer on the registry's disk refused, and credentials kept out of error
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -74,10 +76,32 @@ def _version_registry(
     )
 
 
+def _blob_path(registry: Registry, digest: str) -> Path:
+    """Where the registry's filesystem storage keeps a blob."""
+    hex_ = digest.removeprefix("sha256:")
+    return registry.state_dir / "data/docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
+
+
+def _blob(registry: Registry, bundle, module: str) -> Path:  # type: ignore[no-untyped-def]
+    m = next(m for m in bundle.modules if m.name == module)
+    return _blob_path(registry, "sha256:" + hashlib.sha256(m.raw()).hexdigest())
+
+
+def _garbage_collect(registry: Registry) -> None:
+    """distribution's GC, which runs with the registry stopped."""
+    registry.stop()
+    try:
+        subprocess.run(
+            [registry.bin_dir / "registry", "garbage-collect", registry.state_dir / "config.yml"],
+            check=True, capture_output=True, timeout=120,
+        )
+    finally:
+        registry.start()
+
+
 def _tamper(registry: Registry, digest: str) -> None:
     """Flip a byte of a blob on the registry's own disk (same size: served as it is)."""
-    hex_ = digest.removeprefix("sha256:")
-    path = registry.state_dir / "data/docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
+    path = _blob_path(registry, digest)
     data = bytearray(path.read_bytes())
     data[0] ^= 0x01
     path.write_bytes(bytes(data))
@@ -118,6 +142,14 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
         ]
         assert [_manifest_status(registry, r) for r in pruned] == [404] * 5
         assert {_manifest_status(registry, r) for r in refs} == {200}
+        # The registry's own GC (offline for distribution, as the README says) frees the
+        # blobs only pruned versions used, and keeps the retained ones' and the shared lib.
+        gone, kept, lib = (_blob(registry, bundles[0], "index.js"),
+                           _blob(registry, bundles[5], "index.js"),
+                           _blob(registry, bundles[0], "lib.js"))
+        assert gone.exists() and kept.exists()
+        _garbage_collect(registry)
+        assert not gone.exists() and kept.exists() and lib.exists()
 
         # The 50th-newest, rebuilt by a store that never saw it: from the registry only.
         fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
