@@ -209,3 +209,25 @@ async def test_registry_credentials_never_appear_in_errors(
     finally:
         await vr.close()
         await api.close()
+
+
+async def test_a_deleted_workers_artifacts_are_deleted(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp_path)
+    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
+    try:
+        for i in range(3):
+            worker = _apply(cluster, namespace, i)
+            await store.record(worker, compile_worker(worker, Sources()), keep=set(), first=i == 0)
+        refs = [o["spec"]["artifact"]["ref"] for o in await store.list(namespace, "shop")]
+        assert len(refs) == 3 and {_manifest_status(registry, r) for r in refs} == {200}
+        # As the Worker's finalizer does before it lets the Worker (and its versions) go.
+        await store.drop_artifacts(namespace, "shop")
+        assert {_manifest_status(registry, r) for r in refs} == {404}
+    finally:
+        await vr.close()
+        await api.close()

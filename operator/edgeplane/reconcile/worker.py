@@ -351,6 +351,7 @@ class WorkerReconciler:
             )
             log.info("worker %s/%s: CleanupDeferred: %s", ns, name, message)
             await self.kube.event(body, Event("Warning", "CleanupDeferred", message))
+        await self.versions.drop_artifacts(ns, name)
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
         await self.kube.set_finalizers("workers", body, finalizers)
         return None

@@ -143,7 +143,7 @@ class VersionRegistry:
         creds = self._creds(ref.host)
         return {d: await self.client.blob(ref, d, creds, FIX) for d in dict.fromkeys(digests)}
 
-    async def delete(self, ref: str) -> None:
+    async def delete(self, ref: str) -> bool:
         """Delete a pruned version's manifest; a failure is logged, not raised: the version
         is gone already and the manifest is only space (the registry's GC frees blobs)."""
         parsed = parse_ref(ref)
@@ -151,3 +151,5 @@ class VersionRegistry:
             await self.client.delete(parsed, self._creds(parsed.host), FIX)
         except ArtifactError as e:
             log.warning("a pruned version's artifact was not deleted: %s", e.message)
+            return False
+        return True

@@ -158,6 +158,17 @@ class VersionStore:
             if ref is not None and self.registry is not None:
                 await self.registry.delete(ref)
 
+    async def drop_artifacts(self, ns: str, worker: str) -> None:
+        """Delete a deleted Worker's versions' manifests from the registry (its
+        WorkerVersions go with it, by owner); stops at the first failure, logged, so a
+        registry that is down does not hold the deletion."""
+        if self.registry is None:
+            return
+        for obj in await self.list(ns, worker):
+            ref = ((obj.get("spec") or {}).get("artifact") or {}).get("ref")
+            if ref and not await self.registry.delete(ref):
+                return
+
     async def _artifact_of(self, ns: str, vname: str) -> str | None:
         """The artifact a version about to be pruned keeps in the registry, if any."""
         if self.registry is None:
