@@ -28,6 +28,7 @@ from edgeplane.resolve.sources import Resolver
 from edgeplane.versions.artifacts import RegistrySettings
 from edgeplane.versions.registry import VersionRegistry
 from edgeplane.versions.store import PLURAL, VersionStore
+from edgeplane.wire import AssetFile, BundleAssets
 
 pytestmark = pytest.mark.integration
 
@@ -228,6 +229,37 @@ async def test_a_deleted_workers_artifacts_are_deleted(
         # As the Worker's finalizer does before it lets the Worker (and its versions) go.
         await store.drop_artifacts(namespace, "shop")
         assert {_manifest_status(registry, r) for r in refs} == {404}
+    finally:
+        await vr.close()
+        await api.close()
+
+
+async def test_a_version_with_assets_comes_back_with_its_files(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The assets' description and files are layers too: a store that never saw the
+    version gets them back from the registry, checked, and holds the files for pushes."""
+    files = {"index.html": b"<h1>shop</h1>", "app.css": b"h1{color:red}"}
+    blobs = {hashlib.sha256(b).hexdigest(): b for b in files.values()}
+    site = BundleAssets(config="{}", files=tuple(
+        AssetFile(path=p, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
+        for p, b in files.items()
+    ))
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp_path)
+    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
+    fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
+    try:
+        worker = _apply(cluster, namespace, 9)
+        bundle = compile_worker(worker, Sources()).model_copy(update={"assets": site})
+        bundle = bundle.with_version()
+        store.pool.hold_blobs(worker.full_name, blobs)
+        await store.record(worker, bundle, keep=set(), first=True)
+        got = await fresh.bundle(worker, bundle.version or "")
+        assert got.version == bundle.version and got.assets == site
+        assert fresh.pool.blobs == blobs
     finally:
         await vr.close()
         await api.close()
