@@ -31,6 +31,8 @@ from edgeplane.report.writer import StatusWriter
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
 from edgeplane.routing import conflict_key
+from edgeplane.versions.artifacts import RegistrySettings
+from edgeplane.versions.registry import VersionRegistry
 from edgeplane.versions.store import VersionStore
 from edgeplane.wire import MAX_CRON_LEASE, derive_key
 
@@ -45,6 +47,8 @@ Key = tuple[str, str, str]
 @dataclass(frozen=True)
 class Settings:
     versions_retained: int = 10
+    # Where versions' code is kept (--version-registry); None: ConfigMaps.
+    version_registry: RegistrySettings | None = None
     concurrency: int = 32
     # Level-triggered safety net: every Worker is reconciled at least this often.
     resync_interval: float = 300.0
@@ -156,7 +160,11 @@ class Controller:
         self.resolver = Resolver(
             self.kube, s.urls, digest_key=derive_key(s.signing_key, "version ids")
         )
-        self.versions = VersionStore(self.kube, self.resolver, s.versions_retained)
+        self.versions = VersionStore(
+            self.kube, self.resolver, s.versions_retained,
+            registry=VersionRegistry.configure(s.version_registry, s.urls.timeout)
+            if s.version_registry else None,
+        )
         self.versions.pool = self.fleet.client  # assets' files: archived, and rebuilt
         self.writer = StatusWriter(self.kube, self.cache.workers)
         self.worker_loop = WorkerReconciler(
@@ -191,6 +199,8 @@ class Controller:
         await self.queue.stop()
         await self.fleet.close()
         await self.resolver.close()
+        if self.versions.registry is not None:
+            await self.versions.registry.close()
 
     # -- events from the watches (handlers.py) ------------------------------------------
 

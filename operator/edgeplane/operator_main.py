@@ -18,6 +18,12 @@ from edgeplane.controller import Settings
 from edgeplane.resolve.download import tls_context
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.tailserver import TailSettings
+from edgeplane.versions.artifacts import (
+    RETAINED_IN_CONFIGMAPS,
+    RETAINED_IN_REGISTRY,
+    RegistrySettings,
+)
+from edgeplane.versions.registry import VersionRegistry
 from edgeplane.wire import MIN_SIGNING_KEY
 
 
@@ -37,8 +43,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="URL for kopf's liveness probe endpoint, e.g. http://0.0.0.0:8081/healthz",
     )
     parser.add_argument(
-        "--versions-retained", type=int, default=int(env("EDGEPLANE_VERSIONS_RETAINED", "10")),
-        help="WorkerVersions kept per Worker (default 10)",
+        "--versions-retained", type=int,
+        default=int(env("EDGEPLANE_VERSIONS_RETAINED", "0")) or None,
+        help=f"WorkerVersions kept per Worker (default {RETAINED_IN_CONFIGMAPS}; "
+        f"{RETAINED_IN_REGISTRY} with --version-registry)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=int(env("EDGEPLANE_CONCURRENCY", "32")),
@@ -74,6 +82,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
     _url_args(parser)
     _tail_args(parser)
+    _version_registry_args(parser)
     return parser.parse_args(argv)
 
 
@@ -183,6 +192,54 @@ def url_settings(args: argparse.Namespace) -> UrlSettings:
     )
 
 
+def _version_registry_args(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--version-registry", default=env("EDGEPLANE_VERSION_REGISTRY", ""),
+        help="oci://<host>/<repository prefix>: keep versions' code there (by digest) "
+        "instead of in ConfigMaps; WorkerVersions then hold only digests",
+    )
+    parser.add_argument(
+        "--version-registry-credentials",
+        default=env("EDGEPLANE_VERSION_REGISTRY_CREDENTIALS", ""),
+        help="a .dockerconfigjson file granting push, pull and delete on --version-registry",
+    )
+    parser.add_argument(
+        "--version-registry-ca", default=env("EDGEPLANE_VERSION_REGISTRY_CA", ""),
+        help="PEM file of CAs to trust for --version-registry, beside the system's",
+    )
+
+
+def versions_retained(args: argparse.Namespace) -> int:
+    """--versions-retained, by default more with a registry: versions there cost etcd
+    only a small record each."""
+    if args.versions_retained:
+        return int(args.versions_retained)
+    return RETAINED_IN_REGISTRY if args.version_registry else RETAINED_IN_CONFIGMAPS
+
+
+def version_registry(args: argparse.Namespace) -> RegistrySettings | None:
+    """The version registry flags, checked now (an unreadable credentials file or a
+    malformed URL stops the operator here rather than failing every version later)."""
+    if args.version_registry:
+        try:
+            VersionRegistry.configure(RegistrySettings(
+                args.version_registry, args.version_registry_credentials,
+                args.version_registry_ca,
+            ))
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        if args.version_registry_ca:
+            try:
+                tls_context(args.version_registry_ca)
+            except (OSError, ssl.SSLError) as e:
+                raise SystemExit(f"--version-registry-ca {args.version_registry_ca}: {e}") from None
+        return RegistrySettings(
+            args.version_registry, args.version_registry_credentials, args.version_registry_ca
+        )
+    return None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -211,7 +268,8 @@ def main(argv: list[str]) -> int:
     from edgeplane import handlers  # registers the handlers with kopf
 
     settings = Settings(
-        versions_retained=args.versions_retained,
+        versions_retained=versions_retained(args),
+        version_registry=version_registry(args),
         concurrency=args.concurrency,
         health_interval=args.health_interval,
         watch_idle_timeout=args.watch_idle_timeout,

@@ -15,7 +15,13 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from edgeplane.resolve.artifact import OCI_REPO_RE, Credentials, credentials_for, parse_dockerconfig
+from edgeplane.resolve.artifact import (
+    MEDIA_TYPES,
+    OCI_REPO_RE,
+    Credentials,
+    credentials_for,
+    parse_dockerconfig,
+)
 from edgeplane.resolve.download import explain
 from edgeplane.resolve.oci import OciClient
 from edgeplane.resolve.policy import DownloadError, UrlSettings
@@ -26,14 +32,6 @@ from edgeplane.wrangler.modules import Module
 from edgeplane.wrangler.project import find_config, load_config, read_sources
 
 PREFIX = "edgeplane push:"
-MEDIA_TYPES = {
-    "esModule": "application/javascript+module",
-    "commonJsModule": "application/javascript",
-    "text": "text/plain",
-    "data": "application/octet-stream",
-    "json": "application/json",
-    "wasm": "application/wasm",
-}
 
 
 def _parser() -> argparse.ArgumentParser:

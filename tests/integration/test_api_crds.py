@@ -672,6 +672,16 @@ INVALID: list[tuple[str, Manifest, tuple[str, ...]]] = [
     ),
     ("version-no-modules", version(modules=[]), ("spec.modules", "at least 1 items")),
     ("version-archive-parts-101", version(archiveParts=101), ("spec.archiveParts",)),
+    (
+        "version-artifact-tag-not-digest",
+        version(artifact={"ref": "reg.example/v/apps/shop:v-1"}),
+        ("spec.artifact.ref", "artifact.ref: must be <host>/<repository>@sha256:"),
+    ),
+    (
+        "version-artifact-assets-not-a-digest",
+        version(artifact={"ref": f"reg.example/v/apps/shop@sha256:{SHA}", "assets": SHA}),
+        ("spec.artifact.assets", "should match"),
+    ),
     # Cron triggers: the shape at admission, naming the expression.
     (
         "cron-four-fields",

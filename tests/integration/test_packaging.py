@@ -38,6 +38,9 @@ VARIANTS: dict[str, list[str]] = {
                       "operator.urls.caBundle.configMap=corp-ca", "operator.urls.timeout=10"],
     "live-logs": ["tail.enabled=true", "tail.tlsSecret=tail-tls",
                   "tail.clientCAConfigMap=kube-root-ca.crt"],
+    "version-registry": ["operator.versionRegistry.url=oci://registry.example/edgeplane/v",
+                         "operator.versionRegistry.secret=registry-push",
+                         "operator.versionRegistry.caBundle.configMap=corp-ca"],
 }
 
 
@@ -111,6 +114,8 @@ def test_helm_lint(helm: Path, variant: str) -> None:
     "agent.tls.days=0",
     "typo=1",
     "tail.clientCAConfigMap=Not_A_Name",
+    "operator.versionRegistry.url=https://registry.example/v",
+    "operator.versionRegistry.secret=Not_A_Name",
 ])
 def test_values_schema_refuses_bad_values(helm: Path, bad: str) -> None:
     res = run(helm, "lint", CHART, "--kube-version", KUBE_VERSION, "--set", bad)
@@ -168,8 +173,30 @@ def test_chart_renders_and_the_apiserver_accepts_it(
         assert {"name": "url-ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
     else:
         assert not any(a.startswith(("--url-ca-bundle", "--url-allow")) for a in c["args"])
+    check_version_registry(c, pod, sets)
     if "agent.enabled=true" in sets:
         check_agent(objs, namespace, sets)
+
+
+def check_version_registry(c: dict[str, Any], pod: dict[str, Any], sets: Sequence[str]) -> None:
+    """With operator.versionRegistry the flags point at the mounted Secret and CA, and the
+    operator keeps 100 versions by default; without, neither flag nor mount is there."""
+    reg = [a for a in c["args"] if a.startswith(("--version-registry", "--versions-retained"))]
+    if "operator.versionRegistry.secret=registry-push" not in sets:
+        assert reg == []  # the operator's own default: 10 without a registry
+        assert not any(v["name"].startswith("version-registry") for v in pod["volumes"])
+        return
+    assert reg == [
+        "--version-registry=oci://registry.example/edgeplane/v",
+        "--version-registry-credentials=/etc/edgeplane/version-registry/.dockerconfigjson",
+        "--version-registry-ca=/etc/edgeplane/version-registry-ca/ca.crt",
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["version-registry"] == "/etc/edgeplane/version-registry"
+    assert mounts["version-registry-ca"] == "/etc/edgeplane/version-registry-ca"
+    assert {"name": "version-registry-ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    secret = next(v for v in pod["volumes"] if v["name"] == "version-registry")["secret"]
+    assert secret["secretName"] == "registry-push"
 
 
 def check_agent(objs: list[dict[str, Any]], namespace: str, sets: Sequence[str]) -> None:

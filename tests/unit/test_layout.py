@@ -28,6 +28,7 @@ IO_MODULES = {
     "edgeplane.resolve.oci": "pulls and pushes OCI artifacts",
     "edgeplane.pushcli": "`edgeplane push`: reads the project, uploads to a registry",
     "edgeplane.versions.store": "WorkerVersions and archives in the apiserver",
+    "edgeplane.versions.registry": "pushes, pulls and deletes version artifacts",
     "edgeplane.distribute.client": "the agents' API",
     "edgeplane.distribute.fleet": "asks the agents, reads their credentials, writes status",
     "edgeplane.report.writer": "status and Events",

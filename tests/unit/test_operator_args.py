@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 
 from edgeplane.localstack.pki import CertificateAuthority
-from edgeplane.operator_main import parse_args, tail_settings, url_settings
+from edgeplane.operator_main import (
+    parse_args,
+    tail_settings,
+    url_settings,
+    version_registry,
+    versions_retained,
+)
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.tailserver import TailSettings
+from edgeplane.versions.artifacts import RegistrySettings
 
 
 @pytest.mark.parametrize(
@@ -135,3 +142,47 @@ def test_tail_flags(
 def test_tail_flags_refused(argv: list[str], message: str) -> None:
     with pytest.raises(SystemExit, match=message):
         tail_settings(parse_args(argv))
+
+
+REG = "oci://registry.example/edgeplane/versions"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "retained"),
+    [
+        ([], {}, 10),  # ConfigMaps: each version weighs on etcd
+        (["--version-registry", REG], {}, 100),  # a small record each
+        ([], {"EDGEPLANE_VERSION_REGISTRY": REG}, 100),
+        (["--version-registry", REG, "--versions-retained", "7"], {}, 7),
+        ([], {"EDGEPLANE_VERSIONS_RETAINED": "30"}, 30),
+    ],
+)
+def test_versions_retained_defaults_to_100_with_a_registry(
+    argv: list[str], env: dict[str, str], retained: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert versions_retained(parse_args(argv)) == retained
+
+
+def test_version_registry_flags_are_checked_at_start(tmp_path: Path) -> None:
+    assert version_registry(parse_args([])) is None
+    creds = tmp_path / "config.json"
+    creds.write_text('{"auths": {"registry.example": {"username": "u", "password": "p"}}}')
+    argv = ["--version-registry", REG, "--version-registry-credentials", str(creds)]
+    assert version_registry(parse_args(argv)) == RegistrySettings(REG, str(creds))
+    with pytest.raises(SystemExit, match=r"^--version-registry: 'https://r/x' must be oci://"):
+        version_registry(parse_args(["--version-registry", "https://r/x"]))
+    missing = tmp_path / "none.json"
+    with pytest.raises(SystemExit, match=r"^--version-registry-credentials: No such file"):
+        version_registry(
+            parse_args(["--version-registry", REG, "--version-registry-credentials", str(missing)])
+        )
+    creds.write_text("secret-not-json")
+    with pytest.raises(SystemExit) as e:
+        version_registry(parse_args(argv))
+    assert "is not a JSON object" in str(e.value) and "secret" not in str(e.value)
+    with pytest.raises(SystemExit, match=r"^--version-registry-ca "):
+        version_registry(
+            parse_args(["--version-registry", REG, "--version-registry-ca", str(missing)])
+        )

@@ -8,9 +8,9 @@ that spec again and checking the module digests rebuilds the same bundle for a r
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from edgeplane.api.common import (
     AGE_COLUMN,
@@ -24,6 +24,7 @@ from edgeplane.api.common import (
 from edgeplane.api.worker import (
     MAX_BINDINGS,
     MAX_MODULES,
+    MAX_OCI_REF,
     SHA256_RE,
     STRICT_COMPAT_DATE_RE,
     CompatFlag,
@@ -32,6 +33,7 @@ from edgeplane.api.worker import (
     WorkerName,
     WorkerSpec,
 )
+from edgeplane.resolve.artifact import OCI_REF_FORM, OCI_REF_RE, parse_ref
 from edgeplane.wire import JS_IDENTIFIER_RE, ModuleType
 
 
@@ -62,6 +64,36 @@ class BindingSummary(Wire):
         pattern=JS_IDENTIFIER_RE, max_length=64, description="Binding name on `env`."
     )
     kind: BindingKind = Field(description="Kind of binding, e.g. secretKeyRef or service.")
+
+
+def _check_ref(value: str) -> str:
+    try:
+        parse_ref(value)
+    except ValueError as e:
+        raise ValueError(f"artifact.ref: {e}") from None
+    return value
+
+
+class VersionArtifact(Wire):
+    """Where the version's code is kept when the operator has a version registry."""
+
+    ref: Annotated[str, AfterValidator(_check_ref)] = Field(
+        max_length=MAX_OCI_REF,
+        description="The version's OCI artifact, `<host>/<repository>@sha256:<64 hex>`: one "
+        "layer per module, each layer's digest the module's sha256 in `modules`.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"self.matches(r'{OCI_REF_RE}')", f"artifact.ref: {OCI_REF_FORM}")
+            ]
+        },
+    )
+    assets: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        max_length=71,
+        description="Digest of the layer describing the version's static assets (their "
+        "files are layers named by sha256 in it); unset without assets.",
+    )
 
 
 class WorkerVersionSpec(Wire):
@@ -118,6 +150,12 @@ class WorkerVersionSpec(Wire):
         description="How many ConfigMaps `<name>-m<i>` (owned by this object) hold the "
         "version's modules that are not inline in `source` (0 when all are), so it can be "
         "served again without its original sources.",
+    )
+    artifact: VersionArtifact | None = Field(
+        default=None,
+        description="Set when the version is kept in the operator's version registry "
+        "(--version-registry) instead of ConfigMaps: its modules are pulled from there by "
+        "digest, and `source` names their layers instead of holding inline content.",
     )
     message: str | None = Field(
         default=None,

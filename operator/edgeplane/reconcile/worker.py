@@ -137,15 +137,16 @@ class WorkerReconciler:
             bundle = await self._desired_bundle(worker, index)
             await self._check_rollout_size(bundle, [t.name for t in selected])
             splits = await self._route_splits(worker, index)
+            if not worker.spec.version:
+                in_use = {v for v in (prev.ready_version, *named_versions(splits)) if v}
+                first = prev.latest_version is None and worker.metadata.generation == 1
+                # A version registry that is down: ArtifactUnavailable, retried.
+                await self.versions.record(worker, bundle, keep=in_use, first=first)
         except CompileError as e:
             # The last good version keeps serving; report what the targets still have.
             outcomes = [self._outcome(t.name, worker, None, None, None) for t in selected]
             stall = Stall(e.reason, e.message, retry=e.retry)
             return await self._finish(report, prev.latest_version, outcomes, stall, prev.rollout)
-        if not worker.spec.version:
-            in_use = {v for v in (prev.ready_version, *named_versions(splits)) if v}
-            first = prev.latest_version is None and worker.metadata.generation == 1
-            await self.versions.record(worker, bundle, keep=in_use, first=first)
         return await self._roll_out(report, bundle.version or "", splits, selected, views)
 
     def _track_crons(self, worker: Worker, deleting: bool) -> None:
@@ -350,6 +351,7 @@ class WorkerReconciler:
             )
             log.info("worker %s/%s: CleanupDeferred: %s", ns, name, message)
             await self.kube.event(body, Event("Warning", "CleanupDeferred", message))
+        await self.versions.drop_artifacts(ns, name)
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
         await self.kube.set_finalizers("workers", body, finalizers)
         return None

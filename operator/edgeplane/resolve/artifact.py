@@ -34,6 +34,15 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 ARTIFACT_TYPE = "application/vnd.edgeplane.worker.v1"
+# A layer's media type by the module type it holds.
+MEDIA_TYPES = {
+    "esModule": "application/javascript+module",
+    "commonJsModule": "application/javascript",
+    "text": "text/plain",
+    "data": "application/octet-stream",
+    "json": "application/json",
+    "wasm": "application/wasm",
+}
 # A manifest is a small JSON document; a larger answer is not one.
 MAX_MANIFEST_BYTES = 4 << 20
 UNAVAILABLE = "ArtifactUnavailable"  # retried with backoff: the registry may come back
@@ -194,14 +203,16 @@ def module_manifest(
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
-def refusal(status: int, thing: str) -> tuple[str, str]:
-    """A registry's non-200 answer for a manifest or layer (`thing`) as (reason, why)."""
+# Where the credentials of a Worker's OCI modules come from, for a refusal's message.
+PULL_FIX = "spec.imagePullSecrets and the credentials in them"
+
+
+def refusal(status: int, thing: str, fix: str = PULL_FIX) -> tuple[str, str]:
+    """A registry's non-200 answer for a manifest or layer (`thing`) as (reason, why);
+    `fix` names where the credentials come from."""
     if status in (401, 403):
         # Retried too: a fixed Secret reconciles at once, a registry's ACL change does not.
-        return UNAVAILABLE, (
-            f"the registry refused access (HTTP {status}); check spec.imagePullSecrets "
-            "and the credentials in them"
-        )
+        return UNAVAILABLE, f"the registry refused access (HTTP {status}); check {fix}"
     if status == 404:
         return NOT_FOUND, f"the registry has no such {thing} (HTTP 404); push it or fix oci.ref"
     return UNAVAILABLE, f"the registry answered HTTP {status} for the {thing}"

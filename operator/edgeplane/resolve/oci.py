@@ -24,6 +24,7 @@ from edgeplane.resolve.artifact import (
     MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
     NOT_FOUND,
+    PULL_FIX,
     TOO_LARGE,
     UNAVAILABLE,
     ArtifactRef,
@@ -120,7 +121,9 @@ class OciClient:
                 return await self._send(method, url, f"Bearer {token}", hdrs, body)
             return status, rh, content
 
-    async def _get(self, ref: ArtifactRef, what: str, creds: Credentials | None) -> bytes:
+    async def _get(
+        self, ref: ArtifactRef, what: str, creds: Credentials | None, fix: str = PULL_FIX
+    ) -> bytes:
         url = f"https://{ref.host}/v2/{ref.repository}/{what}"
         accept = {"Accept": ", ".join(MANIFEST_TYPES)} if what.startswith("manifests/") else {}
         try:
@@ -136,8 +139,35 @@ class OciClient:
             raise ArtifactError(reason, str(ref), str(e)) from None
         if status == 200:
             return content
-        reason, why = refusal(status, "manifest" if what.startswith("manifests/") else "layer")
+        reason, why = refusal(
+            status, "manifest" if what.startswith("manifests/") else "layer", fix
+        )
         raise ArtifactError(reason, str(ref), why)
+
+    async def blob(
+        self, ref: ArtifactRef, digest: str, creds: Credentials | None, fix: str = PULL_FIX
+    ) -> bytes:
+        """One blob of the repository `ref` names, by digest, checked against it."""
+        content = await self._get(ref, f"blobs/{digest}", creds, fix)
+        if digest_of(content) != digest:
+            raise ArtifactError(
+                DIGEST_MISMATCH, str(ref), f"layer {digest} does not match its digest; refused"
+            )
+        return content
+
+    async def delete(self, ref: ArtifactRef, creds: Credentials | None, fix: str) -> None:
+        """Delete the manifest `ref` names (and so its tags); one already gone is fine."""
+        url = f"https://{ref.host}/v2/{ref.repository}/manifests/{ref.digest}"
+        try:
+            status, _, _ = await self.request("DELETE", url, creds)
+        except TimeoutError:
+            raise ArtifactError(
+                UNAVAILABLE, str(ref), f"no answer within {self.settings.timeout:g}s"
+            ) from None
+        except aiohttp.ClientError as e:
+            raise ArtifactError(UNAVAILABLE, str(ref), str(explain(e, "registry"))) from None
+        if status not in (202, 404):
+            raise ArtifactError(UNAVAILABLE, str(ref), refusal(status, "manifest", fix)[1])
 
     async def pull(
         self, ref: ArtifactRef, files: Sequence[str], creds: Credentials | None

@@ -11,11 +11,17 @@ from datetime import datetime
 from typing import Any
 
 from edgeplane.api import GROUP, VERSION, Worker, WorkerVersion
-from edgeplane.api.version import BindingSummary, ModuleSummary, WorkerVersionSpec
+from edgeplane.api.version import (
+    BindingSummary,
+    ModuleSummary,
+    VersionArtifact,
+    WorkerVersionSpec,
+)
 from edgeplane.api.worker import WorkerSpec
 from edgeplane.compile import CompileError
 from edgeplane.compile.compiler import bundle_order, inline_module
 from edgeplane.versions.archive import PART_KEY, ArchiveError, check, part_name
+from edgeplane.versions.artifacts import slim_source
 from edgeplane.wire import Bundle, BundleModule
 
 WORKER_LABEL = "edgeplane.io/worker"
@@ -32,8 +38,15 @@ def owner_reference(kind: str, name: str, uid: str | None) -> dict[str, Any]:
     }
 
 
-def version_object(worker: Worker, bundle: Bundle, parts: int, now: datetime) -> WorkerVersion:
-    """The immutable record of one compiled version, owned by its Worker."""
+def version_object(
+    worker: Worker,
+    bundle: Bundle,
+    parts: int,
+    now: datetime,
+    artifact: VersionArtifact | None = None,
+) -> WorkerVersion:
+    """The immutable record of one compiled version, owned by its Worker; with `artifact`
+    (a version registry), `source` names the artifact's layers instead of inline code."""
     assert bundle.version is not None
     name = worker.metadata.name
     spec = WorkerVersionSpec(
@@ -54,8 +67,9 @@ def version_object(worker: Worker, bundle: Bundle, parts: int, now: datetime) ->
             for m in bundle.modules
         ],
         bindings=[BindingSummary(name=b.name, kind=b.kind) for b in worker.spec.bindings],
-        source=worker.spec,
+        source=worker.spec if artifact is None else slim_source(worker.spec, artifact.ref),
         archive_parts=parts,
+        artifact=artifact,
     )
     return WorkerVersion(
         metadata={

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from edgeplane.api import Worker, WorkerVersion
 from edgeplane.api.common import now as api_now
+from edgeplane.api.version import WorkerVersionSpec
 from edgeplane.compile import CompileError, assemble
 from edgeplane.kube.client import Kube
 from edgeplane.resolve.sources import Resolver
@@ -24,7 +25,8 @@ from edgeplane.versions.objects import (
     to_prune,
     version_object,
 )
-from edgeplane.wire import Bundle
+from edgeplane.versions.registry import VersionRegistry
+from edgeplane.wire import Bundle, BundleAssets, BundleModule
 
 PLURAL = "workerversions"
 WorkerKey = tuple[str, str]  # (namespace, Worker name)
@@ -71,10 +73,18 @@ class VersionIndex:
 
 
 class VersionStore:
-    def __init__(self, kube: Kube, resolver: Resolver, retained: int) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        resolver: Resolver,
+        retained: int,
+        registry: VersionRegistry | None = None,
+    ) -> None:
         self.kube = kube
         self.resolver = resolver
         self.retained = retained
+        # With a version registry, versions are pushed there instead of ConfigMaps.
+        self.registry = registry
         self.recorded: set[WorkerKey] = set()  # (namespace, WorkerVersion name)
         self.bundles: dict[WorkerKey, dict[str, Bundle]] = {}
         self.serving: dict[WorkerKey, dict[str, int]] = {}  # servingTargets as written
@@ -120,11 +130,13 @@ class VersionStore:
         vname = WorkerVersion.name_for(name, bundle.version or "")
         if (ns, vname) in self.recorded:
             return
-        archived = archived_modules(worker.spec, bundle.modules)
         # The assets' files were held when it compiled, just before (ArchiveError if not).
-        site = bundle.assets
-        parts = pack(archived, site, self.pool.blobs) if archived or site else []
-        obj = version_object(worker, bundle, len(parts), api_now())
+        artifact, parts = None, []
+        if self.registry is not None:
+            artifact = await self.registry.push(ns, name, bundle, self.pool.blobs)
+        elif (archived := archived_modules(worker.spec, bundle.modules)) or bundle.assets:
+            parts = pack(archived, bundle.assets, self.pool.blobs)
+        obj = version_object(worker, bundle, len(parts), api_now(), artifact)
         created = await self.kube.create_or_get(PLURAL, ns, obj.to_wire())
         # Also after a 409: an operator killed between the two writes left no archive.
         for i, part in enumerate(parts):
@@ -139,9 +151,30 @@ class VersionStore:
         in_use = {vname, *(WorkerVersion.name_for(name, v) for v in keep)}
         items = [{"metadata": {"name": n}, "spec": {"created": c}} for n, c in retained.items()]
         for old in to_prune(items, self.retained, in_use):
+            ref = await self._artifact_of(ns, old)
             await self.kube.delete(PLURAL, ns, old)
             self.recorded.discard((ns, old))
             retained.pop(old, None)
+            if ref is not None and self.registry is not None:
+                await self.registry.delete(ref)
+
+    async def drop_artifacts(self, ns: str, worker: str) -> None:
+        """Delete a deleted Worker's versions' manifests from the registry (its
+        WorkerVersions go with it, by owner); stops at the first failure, logged, so a
+        registry that is down does not hold the deletion."""
+        if self.registry is None:
+            return
+        for obj in await self.list(ns, worker):
+            ref = ((obj.get("spec") or {}).get("artifact") or {}).get("ref")
+            if ref and not await self.registry.delete(ref):
+                return
+
+    async def _artifact_of(self, ns: str, vname: str) -> str | None:
+        """The artifact a version about to be pruned keeps in the registry, if any."""
+        if self.registry is None:
+            return None
+        body = await self.kube.get(PLURAL, ns, vname)
+        return (((body or {}).get("spec") or {}).get("artifact") or {}).get("ref")
 
     async def bundle(self, worker: Worker, version: str) -> Bundle:
         """One version's bundle: from memory, or rebuilt from its WorkerVersion's archive
@@ -160,13 +193,10 @@ class VersionStore:
                 f"{vname} not found); name a retained version",
             )
         spec = WorkerVersion.model_validate(body).spec
-        parts = [await self._archive_part(ns, vname, version, i) for i in range(spec.archive_parts)]
-        digests = {m.name: m.sha256 for m in spec.modules}
-        try:
-            archived, assets, blobs = unpack_all(parts, digests)
-            modules = rebuilt_modules(spec.source, ns, archived, digests)
-        except ArchiveError as e:
-            raise CompileError("ArchiveUnavailable", f"version {version[:12]}: {e}") from None
+        if spec.artifact is not None:
+            modules, assets, blobs = await self._pulled(spec)
+        else:
+            modules, assets, blobs = await self._unarchived(ns, vname, spec)
         source = worker.model_copy(update={"spec": spec.source})
         sources = await self.resolver.resolve(source, modules=False)
         bundle = assemble(source, modules, sources, assets)
@@ -181,6 +211,32 @@ class VersionStore:
         if blobs:
             self.pool.hold_blobs(worker.full_name, blobs)
         return bundle
+
+    async def _unarchived(
+        self, ns: str, vname: str, spec: WorkerVersionSpec
+    ) -> tuple[list[BundleModule], BundleAssets | None, dict[str, bytes]]:
+        """A version's modules, assets and files from its ConfigMap archive."""
+        version = spec.version_id
+        parts = [await self._archive_part(ns, vname, version, i) for i in range(spec.archive_parts)]
+        digests = {m.name: m.sha256 for m in spec.modules}
+        try:
+            archived, assets, blobs = unpack_all(parts, digests)
+            return rebuilt_modules(spec.source, ns, archived, digests), assets, blobs
+        except ArchiveError as e:
+            raise CompileError("ArchiveUnavailable", f"version {version[:12]}: {e}") from None
+
+    async def _pulled(
+        self, spec: WorkerVersionSpec
+    ) -> tuple[list[BundleModule], BundleAssets | None, dict[str, bytes]]:
+        """A version's modules, assets and files from the version registry."""
+        if self.registry is None:
+            raise CompileError(
+                "ArchiveUnavailable",
+                f"version {spec.version_id[:12]} is kept in a version registry "
+                f"({spec.artifact.ref if spec.artifact else ''}) but the operator runs "
+                "without --version-registry; start it with the registry it used",
+            )
+        return await self.registry.pull(spec)
 
     def _files_held(self, bundle: Bundle) -> bool:
         return not bundle.assets or bundle.assets.blobs() <= self.pool.blobs.keys()

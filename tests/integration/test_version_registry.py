@@ -1,0 +1,265 @@
+"""Versions kept in the real OCI registry (TLS, htpasswd) with the real apiserver
+(versions/registry.py through VersionStore): 60 versions recorded, one 50 back rebuilt
+byte for byte by a store that never saw it, pruned versions' manifests deleted, a
+tampered layer on the registry's disk refused, and credentials kept out of errors."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgeplane.api import Worker
+from edgeplane.compile import CompileError, Sources, compile_worker
+from edgeplane.kube.auth import async_api_client
+from edgeplane.kube.client import Kube
+from edgeplane.localstack.cluster import Cluster
+from edgeplane.localstack.registry import Registry
+from edgeplane.resolve.artifact import parse_ref
+from edgeplane.resolve.policy import UrlSettings
+from edgeplane.resolve.sources import Resolver
+from edgeplane.versions.artifacts import RegistrySettings
+from edgeplane.versions.registry import VersionRegistry
+from edgeplane.versions.store import PLURAL, VersionStore
+from edgeplane.wire import AssetFile, BundleAssets
+
+pytestmark = pytest.mark.integration
+
+LIB = "export const lib = " + json.dumps("x" * 50_000) + ";\n"
+
+
+def _apply(cluster: Cluster, namespace: str, i: int) -> Worker:
+    doc = {
+        "apiVersion": "edgeplane.io/v1alpha1", "kind": "Worker",
+        "metadata": {"name": "shop", "namespace": namespace},
+        "spec": {"compatibilityDate": "2025-01-01", "mainModule": "index.js", "modules": [
+            {"name": "index.js",
+             "inline": f"import {{lib}} from './lib.js'; export default {{ v: {i} }};"},
+            {"name": "lib.js", "inline": LIB},  # the same in every version: one blob
+            {"name": "n.bin", "type": "data",
+             "inline": base64.b64encode(bytes([i, 0, 255])).decode()},
+        ]},
+    }
+    out = cluster.kubectl("apply", "-o", "json", "-f", "-", input=json.dumps(doc))
+    return Worker.model_validate(json.loads(out.stdout))
+
+
+def _manifest_status(registry: Registry, ref: str) -> int:
+    r = parse_ref(ref)
+    req = urllib.request.Request(
+        f"https://{r.host}/v2/{r.repository}/manifests/{r.digest}", method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    pair = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+    req.add_header("Authorization", f"Basic {pair}")
+    ctx = ssl.create_default_context(cafile=str(registry.ca))
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _version_registry(
+    registry: Registry, tmp: Path, password: str | None = None
+) -> VersionRegistry:
+    creds = tmp / f"config-{password is None}.json"
+    creds.write_text(registry.dockerconfigjson(password))
+    return VersionRegistry.configure(
+        RegistrySettings(f"oci://{registry.host}/edgeplane/versions", str(creds), str(registry.ca))
+    )
+
+
+def _blob_path(registry: Registry, digest: str) -> Path:
+    """Where the registry's filesystem storage keeps a blob."""
+    hex_ = digest.removeprefix("sha256:")
+    return registry.state_dir / "data/docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
+
+
+def _blob(registry: Registry, bundle, module: str) -> Path:  # type: ignore[no-untyped-def]
+    m = next(m for m in bundle.modules if m.name == module)
+    return _blob_path(registry, "sha256:" + hashlib.sha256(m.raw()).hexdigest())
+
+
+def _garbage_collect(registry: Registry) -> None:
+    """distribution's GC, which runs with the registry stopped."""
+    registry.stop()
+    try:
+        subprocess.run(
+            [registry.bin_dir / "registry", "garbage-collect", registry.state_dir / "config.yml"],
+            check=True, capture_output=True, timeout=120,
+        )
+    finally:
+        registry.start()
+
+
+def _tamper(registry: Registry, digest: str) -> None:
+    """Flip a byte of a blob on the registry's own disk (same size: served as it is)."""
+    path = _blob_path(registry, digest)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp_path)
+    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
+    bundles = []
+    try:
+        for i in range(60):
+            worker = _apply(cluster, namespace, i)
+            bundle = compile_worker(worker, Sources())
+            await store.record(worker, bundle, keep=set(), first=i == 0)
+            bundles.append(bundle)
+        objs = {o["spec"]["versionId"]: o for o in await kube.list(PLURAL, namespace, "")}
+        assert len(objs) == 55
+        refs = []
+        for b in bundles:
+            obj = objs.get(b.version)
+            if obj is not None:
+                # Only digests in etcd: no ConfigMap archive, no code in the record.
+                assert obj["spec"]["archiveParts"] == 0 and "export default" not in json.dumps(obj)
+                assert len(json.dumps(obj)) <= 4096
+                refs.append(obj["spec"]["artifact"]["ref"])
+        cms = cluster.kubectl("get", "configmaps", "-n", namespace, "-l", "edgeplane.io/worker",
+                              "-o", "name").stdout
+        assert cms.strip() == ""
+        # The five oldest were pruned and so were their manifests; the rest are there.
+        pruned = [
+            f"{registry.host}/edgeplane/versions/{namespace}/shop@{_digest_for(b, vr)}"
+            for b in bundles[:5]
+        ]
+        assert [_manifest_status(registry, r) for r in pruned] == [404] * 5
+        assert {_manifest_status(registry, r) for r in refs} == {200}
+        # The registry's own GC (offline for distribution, as the README says) frees the
+        # blobs only pruned versions used, and keeps the retained ones' and the shared lib.
+        gone, kept, lib = (_blob(registry, bundles[0], "index.js"),
+                           _blob(registry, bundles[5], "index.js"),
+                           _blob(registry, bundles[0], "lib.js"))
+        assert gone.exists() and kept.exists()
+        _garbage_collect(registry)
+        assert not gone.exists() and kept.exists() and lib.exists()
+
+        # The 50th-newest, rebuilt by a store that never saw it: from the registry only.
+        fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
+        old = bundles[-50]
+        got = await fresh.bundle(worker, old.version or "")
+        assert got.version == old.version
+        assert [m.raw() for m in got.modules] == [m.raw() for m in old.modules]
+
+        # A layer changed on the registry's disk is refused, naming the reference.
+        other = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
+        victim = bundles[-40]
+        index_digest = next(
+            f"sha256:{m['sha256']}" for m in objs[victim.version]["spec"]["modules"]
+            if m["name"] == "index.js"
+        )
+        _tamper(registry, index_digest)
+        with pytest.raises(CompileError) as e:
+            await other.bundle(worker, victim.version or "")
+        assert e.value.reason == "ArtifactDigestMismatch"
+        assert "does not match its digest; refused" in e.value.message
+        assert f"{registry.host}/edgeplane/versions/{namespace}/shop@sha256:" in e.value.message
+    finally:
+        await vr.close()
+        await api.close()
+
+
+def _digest_for(bundle, vr: VersionRegistry) -> str:  # type: ignore[no-untyped-def]
+    """The manifest digest a version's artifact has (the push is deterministic)."""
+    from edgeplane.resolve.artifact import digest_of, module_manifest
+    from edgeplane.versions.artifacts import version_layers
+
+    layers, config, _ = version_layers(bundle, {})
+    return digest_of(module_manifest(layers, config, {}))
+
+
+async def test_registry_credentials_never_appear_in_errors(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    api = await async_api_client()
+    kube = Kube(api)
+    wrong = registry.password + "-wrong"
+    vr = _version_registry(registry, tmp_path, wrong)
+    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=5, registry=vr)
+    try:
+        worker = _apply(cluster, namespace, 1)
+        bundle = compile_worker(worker, Sources())
+        with pytest.raises(CompileError) as e:
+            await store.record(worker, bundle, keep=set(), first=True)
+        assert e.value.reason == "ArtifactUnavailable" and e.value.retry
+        assert "HTTP 401" in e.value.message and "--version-registry-credentials" in e.value.message
+        for secret in (wrong, registry.password, base64.b64encode(wrong.encode()).decode()):
+            assert secret not in e.value.message and secret not in repr(e.value)
+        # Nothing was recorded: the version is not half there.
+        listed = cluster.kubectl("get", "workerversions", "-n", namespace, "-o", "name")
+        assert listed.stdout.strip() == ""
+    finally:
+        await vr.close()
+        await api.close()
+
+
+async def test_a_deleted_workers_artifacts_are_deleted(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp_path)
+    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
+    try:
+        for i in range(3):
+            worker = _apply(cluster, namespace, i)
+            await store.record(worker, compile_worker(worker, Sources()), keep=set(), first=i == 0)
+        refs = [o["spec"]["artifact"]["ref"] for o in await store.list(namespace, "shop")]
+        assert len(refs) == 3 and {_manifest_status(registry, r) for r in refs} == {200}
+        # As the Worker's finalizer does before it lets the Worker (and its versions) go.
+        await store.drop_artifacts(namespace, "shop")
+        assert {_manifest_status(registry, r) for r in refs} == {404}
+    finally:
+        await vr.close()
+        await api.close()
+
+
+async def test_a_version_with_assets_comes_back_with_its_files(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The assets' description and files are layers too: a store that never saw the
+    version gets them back from the registry, checked, and holds the files for pushes."""
+    files = {"index.html": b"<h1>shop</h1>", "app.css": b"h1{color:red}"}
+    blobs = {hashlib.sha256(b).hexdigest(): b for b in files.values()}
+    site = BundleAssets(config="{}", files=tuple(
+        AssetFile(path=p, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
+        for p, b in files.items()
+    ))
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp_path)
+    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
+    fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
+    try:
+        worker = _apply(cluster, namespace, 9)
+        bundle = compile_worker(worker, Sources()).model_copy(update={"assets": site})
+        bundle = bundle.with_version()
+        store.pool.hold_blobs(worker.full_name, blobs)
+        await store.record(worker, bundle, keep=set(), first=True)
+        got = await fresh.bundle(worker, bundle.version or "")
+        assert got.version == bundle.version and got.assets == site
+        assert fresh.pool.blobs == blobs
+    finally:
+        await vr.close()
+        await api.close()
