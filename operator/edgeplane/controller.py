@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.rest import ApiException
 
@@ -158,6 +159,12 @@ class Controller:
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
 
     async def start(self) -> None:
+        try:
+            known = await self.versions.prime(self.settings.namespaces)
+            log.info("%d WorkerVersions known at start", known)
+        except (ApiException, aiohttp.ClientError, TimeoutError) as e:
+            # Each Worker's first reconcile learns its versions one Worker at a time instead.
+            log.warning("WorkerVersions not listed at start (%s); read per Worker", e)
         self.queue.start()
         self._timers = [
             asyncio.create_task(self._every(self.settings.resync_interval, self.resync)),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,7 +140,7 @@ def test_operator_metrics_use_controller_runtime_names(stack: Stack, kube: Kube)
     assert metric(url, "edgeplane_target_up") == len(stack.agents)
 
 
-def test_restarting_the_operator_with_workers_in_sync_pushes_nothing(
+def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     stack: Stack, kube: Kube
 ) -> None:
     docs = []
@@ -170,15 +173,45 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_nothing(
                 for a in stack.agents]
 
     puts_before = agent_puts()
+    total = len(json.loads(kube.cluster.kubectl("get", "workers", "-A", "-o", "json").stdout)
+                ["items"])
     stack.operator.stop()
+    requests_before = apiserver_requests(kube)
     stack.operator.start()
     url = stack.operator.metrics_url
-    # The new operator has seen and reconciled every Worker, and has nothing queued.
-    eventually(lambda: metric(url, "edgeplane_reconcile_total", controller="worker") >= 50
+    # The new operator has reconciled and reported every Worker, and has nothing queued;
+    # then a few health rounds (2 s apart) pass.
+    eventually(lambda: metric(url, "edgeplane_workers") >= total
                and metric(url, "edgeplane_workqueue_depth", name="worker") == 0, timeout=120)
+    time.sleep(5)
     assert metric(url, "edgeplane_pushes_total") == 0
     assert agent_puts() == puts_before
+    done = apiserver_requests(kube)
+    done.subtract(requests_before)
+    # Nothing it writes changed: no status, no version recorded again (a 409 counts).
+    writes = {k: n for k, n in done.items() if n > 0 and k.split()[0] in WRITES
+              and k.split()[1] not in ("edgetargets/status", "leases")}
+    assert writes == {}
+    # What was recorded is learned from a paginated LIST, not read per Worker.
+    per_worker = {k: n for k, n in done.items() if "workerversions" in k and n > 0}
+    assert sum(per_worker.values()) <= 5, per_worker
     assert all(fetch(a, f"w7.{kube.namespace}.example.com") == (200, "w7") for a in stack.agents)
+
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+
+
+def apiserver_requests(kube: Kube) -> Counter[str]:
+    """Requests the apiserver served so far, by "VERB resource[/subresource]"."""
+    out: Counter[str] = Counter()
+    for line in kube.cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+            out[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{sub}"] += float(
+                line.rpartition(" ")[2]
+            )
+    return out
 
 
 def test_the_demo_command_works_headless() -> None:
