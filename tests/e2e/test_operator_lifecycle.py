@@ -8,16 +8,18 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
 
 from edgeplane.localstack.cluster import REPO
-from edgeplane.localstack.stack import Stack
+from edgeplane.localstack.stack import Agent, Stack
 from tests.e2e.conftest import (
     Kube,
     eventually,
@@ -168,13 +170,26 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
         )
 
     eventually(nothing_being_deleted, timeout=120, interval=1)
+
     def agent_puts() -> list[float]:
         return [metric(f"{a.api_url}/metrics", "edgeplane_agent_pushes_total", a.token)
                 for a in stack.agents]
 
-    puts_before = agent_puts()
     total = len(json.loads(kube.cluster.kubectl("get", "workers", "-A", "-o", "json").stdout)
                 ["items"])
+    # A route made after its Worker changes what is pushed while the Worker stays Ready:
+    # stopped during that push, the operator would leave a location still applying it.
+    def pushes_settled() -> bool:
+        before = agent_puts()
+        time.sleep(3)
+        return agent_puts() == before
+
+    eventually(pushes_settled, timeout=60)
+    # The count each EdgeTarget's status shows is written at the next health check after
+    # the pushes: a restart before that writes it, rightly.
+    eventually(lambda: counts_shown(kube) == {a.name: agent_info(a)["workers"]
+                                              for a in stack.agents}, timeout=30)
+    heartbeats, puts_before = last_heartbeats(kube), agent_puts()
     stack.operator.stop()
     requests_before = apiserver_requests(kube)
     stack.operator.start()
@@ -192,6 +207,10 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     writes = {k: n for k, n in done.items() if n > 0 and k.split()[0] in WRITES
               and k.split()[1] not in ("edgetargets/status", "leases")}
     assert writes == {}
+    # An EdgeTarget's status is written again only for a heartbeat that came due (every
+    # 30 s), not because a new process has checked it for the first time.
+    due = sum(int((time.time() - beat + 2) // 30) for beat in heartbeats)
+    assert done["PATCH edgetargets/status"] <= due, (heartbeats, time.time())
     # What was recorded is learned from a paginated LIST, not read per Worker.
     per_worker = {k: n for k, n in done.items() if "workerversions" in k and n > 0}
     assert sum(per_worker.values()) <= 5, per_worker
@@ -199,6 +218,25 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
 
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+
+
+def counts_shown(kube: Kube) -> dict[str, int]:
+    targets = json.loads(kube.cluster.kubectl("get", "edgetargets", "-o", "json").stdout)
+    return {t["metadata"]["name"]: t["status"].get("workers") for t in targets["items"]}
+
+
+def agent_info(agent: Agent) -> dict[str, Any]:
+    req = urllib.request.Request(f"{agent.api_url}/v1/info",
+                                 headers={"Authorization": f"Bearer {agent.token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def last_heartbeats(kube: Kube) -> list[float]:
+    """Each EdgeTarget's status.lastHeartbeat, in seconds since the epoch."""
+    targets = json.loads(kube.cluster.kubectl("get", "edgetargets", "-o", "json").stdout)
+    return [datetime.fromisoformat(t["status"]["lastHeartbeat"]).timestamp()
+            for t in targets["items"]]
 
 
 def apiserver_requests(kube: Kube) -> Counter[str]:

@@ -48,7 +48,7 @@ from edgeplane.plan.targets import (
 )
 from edgeplane.report import metrics
 from edgeplane.report.status import Stall, TargetFacts
-from edgeplane.report.target import Health, target_status, write_due
+from edgeplane.report.target import Health, heartbeat_age, target_status, write_due
 from edgeplane.wire import (
     CronRun,
     Deployment,
@@ -294,7 +294,10 @@ class Fleet:
             excluded, news = loc.exclusions, _news(loc)
             if (ep := await self.endpoint(name)) is not None:
                 await self._ask(name, ep)
-            changed = was != (loc.reachable, loc.reason, dict(loc.inventory or {}))
+            # What the status shows: whether it answers and why not (write_due compares
+            # the count). Which identity each Worker has there is not in it, and a first
+            # check (this process knew nothing) changed nothing of what was written.
+            changed = was[0] is not None and was[:2] != (loc.reachable, loc.reason)
         if was[2] != dict(loc.inventory or {}):
             self._requeue_for(name, reachability_changed=False)
         for key in workers_with_news(list(self._workers()), news, _news(loc)):
@@ -630,7 +633,8 @@ class Fleet:
             workers=None if loc.inventory is None else len(loc.inventory),
             info=dict(loc.info),
         )
-        since = time.monotonic() - loc.last_status_write
+        since = (time.monotonic() - loc.last_status_write if loc.last_status_write
+                 else heartbeat_age(prev, api_now()))
         if not write_due(prev, health, changed, since, self.settings.heartbeat_interval):
             return
         status = target_status(prev, body["metadata"].get("generation"), health, api_now())
