@@ -149,15 +149,21 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     for i in range(50):
         docs += [worker(f"w{i}", responder(f'"w{i}"')),
                  route(f"w{i}", f"w{i}.{kube.namespace}.example.com/*", f"w{i}")]
+    # Two with a cron trigger (yearly: no occurrence passes during the test), whose
+    # status.cron.location is leased anew by a new operator.
+    docs += [worker(f"c{i}", YEARLY_SCRIPT, triggers={"crons": ["0 0 1 1 *"]}) for i in range(2)]
     kube.apply(*docs)
 
     def all_ready() -> bool:
         items = kube.list("workers")
         ready = [w for w in items if any(c["type"] == "Ready" and c["status"] == "True"
                                          for c in (w.get("status") or {}).get("conditions", []))]
-        return len(ready) == 50
+        return len(ready) == 52
 
     eventually(all_ready, timeout=240, interval=1)
+    for i in range(2):
+        eventually(lambda i=i: ((kube.get("worker", f"c{i}") or {}).get("status") or {})
+                   .get("cron", {}).get("location"), timeout=60)
     assert stack.operator is not None
 
     def nothing_being_deleted() -> bool:
@@ -192,13 +198,15 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     heartbeats, puts_before = last_heartbeats(kube), agent_puts()
     stack.operator.stop()
     requests_before = apiserver_requests(kube)
+    started = time.monotonic()
     stack.operator.start()
     url = stack.operator.metrics_url
     # The new operator has reconciled and reported every Worker, and has nothing queued;
-    # then a few health rounds (2 s apart) pass.
+    # then a few health rounds (2 s apart) pass, and its own cron leases settle (twice a
+    # lease of 3 rounds from its start, then a round).
     eventually(lambda: metric(url, "edgeplane_workers") >= total
                and metric(url, "edgeplane_workqueue_depth", name="worker") == 0, timeout=120)
-    time.sleep(5)
+    time.sleep(max(5.0, started + 2 * 6 + 5 - time.monotonic()))
     assert metric(url, "edgeplane_pushes_total") == 0
     assert agent_puts() == puts_before
     done = apiserver_requests(kube)
@@ -215,9 +223,12 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     per_worker = {k: n for k, n in done.items() if "workerversions" in k and n > 0}
     assert sum(per_worker.values()) <= 5, per_worker
     assert all(fetch(a, f"w7.{kube.namespace}.example.com") == (200, "w7") for a in stack.agents)
+    assert all(((kube.get("worker", f"c{i}") or {}).get("status") or {})
+               .get("cron", {}).get("location") for i in range(2))
 
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+YEARLY_SCRIPT = "export default { fetch() { return new Response('c'); }, scheduled() {} };\n"
 
 
 def counts_shown(kube: Kube) -> dict[str, int]:

@@ -143,6 +143,7 @@ class Fleet:
         self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
         self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
+        self._cron_settled_told = False  # the Workers with crons were requeued once settled
         self._collecting: dict[str, asyncio.Task[None]] = {}  # orphan removals, per location
 
     async def close(self) -> None:
@@ -302,6 +303,11 @@ class Fleet:
             self._requeue_for(name, reachability_changed=False)
         for key in workers_with_news(list(self._workers()), news, _news(loc)):
             self._requeue(key)  # a quarantine or a missing service came or went
+        if not self._cron_settled_told and self.cron_settled():
+            self._cron_settled_told = True  # each shows where its crons run now
+            for key in self._workers():
+                if full_name(key) in self.crons:
+                    self._requeue(key)
         if excluded != loc.exclusions:
             self._requeue_exclusions(set(excluded or {}) | set(loc.exclusions or {}))
         await self.write_status(name, changed)
@@ -526,6 +532,13 @@ class Fleet:
             if worker in loc.cron_granted and (until := loc.cron_held.get(worker, 0.0)) > now
         ]
         return max(live)[1] if live else None
+
+    def cron_settled(self) -> bool:
+        """Whether this operator's own leases now say where crons run. Until the leases of
+        an operator before may have run out (a lease's length from start), none is granted,
+        yet the location that held one still runs the schedule; a round after that grants
+        them (twice the length leaves time for it)."""
+        return time.monotonic() >= self.started + 2 * self.settings.cron_lease
 
     def cron_runs(self, worker: str) -> dict[str, CronRun]:
         """Each location's last run of `worker`."""
