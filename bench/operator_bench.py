@@ -413,6 +413,8 @@ def main() -> int:
               f"then {args.settle:.0f} s more: pushes {r.pushes:.0f} "
               f"[{verdict(r.pushes == 0)}: 0], status writes {status:.0f} "
               f"[{verdict(status == 0)}: 0], other writes {other:.0f}, reads {r.reads:.0f}")
+        # Among the other writes: EdgeTarget heartbeats (each every 30 s, counted from the
+        # lastHeartbeat written) and the apiserver's own leases.
         for what, n in sorted({**r.status_writes, **r.other_writes}.items()):
             print(f"  {what}: {n:.0f}")
     finally:
