@@ -162,14 +162,29 @@ class Controller:
         try:
             known = await self.versions.prime(self.settings.namespaces)
             log.info("%d WorkerVersions known at start", known)
+            await self._prime_cache()
         except (ApiException, aiohttp.ClientError, TimeoutError) as e:
-            # Each Worker's first reconcile learns its versions one Worker at a time instead.
-            log.warning("WorkerVersions not listed at start (%s); read per Worker", e)
+            # Each Worker's first reconcile learns its versions one Worker at a time, and
+            # the watches bring the rest, instead.
+            log.warning("not listed at start (%s); read per Worker and from the watches", e)
         self.queue.start()
         self._timers = [
             asyncio.create_task(self._every(self.settings.resync_interval, self.resync)),
             asyncio.create_task(self._every(self.settings.health_interval, self.check_targets)),
         ]
+
+    async def _prime_cache(self) -> None:
+        """Every location, HostClaim, route and Worker, read before the watches start and
+        the queue runs: planned from what the watches had listed so far, a Worker would be
+        given only some locations or routes, and a route find no Worker, and a restarted
+        operator would report (or push) that, then the truth again."""
+        seen = {"edgetargets": self.target_seen, "hostclaims": self.claim_seen,
+                "workerroutes": self.route_seen, "workers": self.worker_seen}
+        for plural, handle in seen.items():
+            namespaces = self.settings.namespaces if plural in ("workers", "workerroutes") else ()
+            async for page in self.kube.list_pages(plural, namespaces):
+                for body in page:
+                    handle(body, False)
 
     async def stop(self) -> None:
         tasks = [*self._timers, *self._tasks]

@@ -152,6 +152,16 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     # Two with a cron trigger (yearly: no occurrence passes during the test), whose
     # status.cron.location is leased anew by a new operator.
     docs += [worker(f"c{i}", YEARLY_SCRIPT, triggers={"crons": ["0 0 1 1 *"]}) for i in range(2)]
+    # And some that are not Ready, whose status a restart must not rewrite either: no
+    # location matches, a ConfigMap that does not exist, a route whose pattern is taken.
+    docs += [
+        worker("nowhere", responder('"x"'), targets={"matchLabels": {"edgeplane.io/region": "x"}}),
+        {**worker("stalled", ""), "spec": {
+            "compatibilityDate": "2025-01-01",
+            "modules": [{"name": "index.js",
+                         "configMapKeyRef": {"name": "missing", "key": "index.js"}}]}},
+        route("twin", f"w0.{kube.namespace}.example.com/*", "w1"),
+    ]
     kube.apply(*docs)
 
     def all_ready() -> bool:
@@ -161,6 +171,9 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
         return len(ready) == 52
 
     eventually(all_ready, timeout=240, interval=1)
+    for name, reason in (("nowhere", "NoTargets"), ("stalled", "SourceNotFound")):
+        eventually(lambda name=name, reason=reason: (kube.condition(
+            "worker", name, "Stalled") or {}).get("reason") == reason, timeout=60)
     for i in range(2):
         eventually(lambda i=i: ((kube.get("worker", f"c{i}") or {}).get("status") or {})
                    .get("cron", {}).get("location"), timeout=60)
