@@ -159,14 +159,16 @@ class Controller:
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
 
     async def start(self) -> None:
+        failed = (ApiException, aiohttp.ClientError, TimeoutError)
         try:
             known = await self.versions.prime(self.settings.namespaces)
             log.info("%d WorkerVersions known at start", known)
+        except failed as e:  # each Worker's first reconcile reads its own instead
+            log.warning("WorkerVersions not listed at start (%s); read per Worker", e)
+        try:
             await self._prime_cache()
-        except (ApiException, aiohttp.ClientError, TimeoutError) as e:
-            # Each Worker's first reconcile learns its versions one Worker at a time, and
-            # the watches bring the rest, instead.
-            log.warning("not listed at start (%s); read per Worker and from the watches", e)
+        except failed as e:  # the watches bring them
+            log.warning("objects not listed at start (%s); taken from the watches", e)
         self.queue.start()
         self._timers = [
             asyncio.create_task(self._every(self.settings.resync_interval, self.resync)),
