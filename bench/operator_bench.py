@@ -8,7 +8,11 @@ Measured in the same run, so the ratios compare like with like:
   version failing its probe: apply -> every location back on the last good one, against
   the floor times the pushes each needs;
 - N Workers applied at once until all are Ready, against the raw API create rate;
-- the operator's peak RSS, and apiserver requests per deployed Worker.
+- the operator's peak RSS, and apiserver requests and writes per deployed Worker;
+- apply -> serving for one Worker again while the N exist, against the same with 10;
+- the operator restarted with every Worker Ready: its pushes, status writes and other
+  writes, and the time until it has reported every Worker again.
+Where the issue sets a target, the figure is followed by PASS or FAIL against it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import re
 import statistics
 import sys
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +109,28 @@ def floor(stack: Stack, core: client.CoreV1Api, runs: int) -> tuple[float, float
     return statistics.median(push_times), statistics.median(writes)
 
 
-def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
-                       ) -> tuple[list[float], list[float]]:
-    host = "bench.example.com"
+def one_worker(custom: client.CustomObjectsApi) -> None:
+    """The Worker (and its route) whose updates `update_latency` times, once Ready."""
     custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workerroutes", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerRoute",
-        "metadata": {"name": "lat"}, "spec": {"pattern": f"{host}/*", "worker": "lat"},
+        "metadata": {"name": "lat"}, "spec": {"pattern": f"{LAT_HOST}/*", "worker": "lat"},
     })
     custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workers",
                                            worker_body("lat", "v0"))
     while not is_ready(custom.get_namespaced_custom_object(GROUP, VERSION, "bench", "workers",
                                                            "lat")):
         time.sleep(0.05)
+
+
+LAT_HOST = "bench.example.com"
+
+
+def update_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int, tag: str
+                   ) -> tuple[list[float], list[float]]:
+    """Seconds from applying an update of Worker `lat` to Ready and to served everywhere."""
     to_ready, to_serving = [], []
     for i in range(1, runs + 1):
-        text = f"v{i}"
+        text = f"{tag}{i}"
         t0 = time.perf_counter()
         obj = custom.patch_namespaced_custom_object(
             GROUP, VERSION, "bench", "workers", "lat",
@@ -127,7 +140,7 @@ def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
         ready_at = serving_at = None
         while ready_at is None or serving_at is None:
             now = time.perf_counter() - t0
-            if serving_at is None and all(a.fetch(host) == (200, text) for a in stack.agents):
+            if serving_at is None and all(a.fetch(LAT_HOST) == (200, text) for a in stack.agents):
                 serving_at = now
             if ready_at is None and is_ready(custom.get_namespaced_custom_object(
                     GROUP, VERSION, "bench", "workers", "lat"), gen):
@@ -137,6 +150,16 @@ def one_worker_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
         to_ready.append(ready_at)
         to_serving.append(serving_at)
     return to_ready, to_serving
+
+
+def few_workers(custom: client.CustomObjectsApi, count: int) -> None:
+    """`count` Workers besides `lat`, all Ready: the small fleet the latency is compared with."""
+    for i in range(count):
+        custom.create_namespaced_custom_object(GROUP, VERSION, "bench", "workers",
+                                               worker_body(f"few{i}", f"few{i}"))
+    while sum(is_ready(o) for o in custom.list_namespaced_custom_object(
+            GROUP, VERSION, "bench", "workers")["items"]) < count:
+        time.sleep(0.2)
 
 
 def sick_script(text: str) -> str:
@@ -246,6 +269,70 @@ def many_workers(
     return created, all_ready, Counter({k: v / count for k, v in requests.items() if v > 0})
 
 
+def scrape(url: str, name: str, **labels: str) -> float:
+    """Sum of the operator's samples of one metric whose labels include `labels`."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        sample, _, label_text = head.partition("{")
+        if sample == name and all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+STATUS = {"workers/status", "workerroutes/status", "workerversions/status"}
+
+
+@dataclass(frozen=True)
+class Restart:
+    ready_after: float  # seconds from starting the operator until it reported every Worker
+    ready: float  # how many of them it reported Ready
+    pushes: float
+    status_writes: dict[str, float]  # "VERB resource/status" -> count
+    other_writes: dict[str, float]
+    reads: float
+
+
+def restart(stack: Stack, custom: client.CustomObjectsApi, settle: float) -> Restart:
+    """Stop the operator with every Worker Ready, start it again, and count what it did until
+    it had reconciled and reported each Worker once (the `edgeplane_workers` gauge is kept
+    by each reconcile's report), and for `settle` seconds after."""
+    assert stack.cluster is not None and stack.operator is not None
+    total = len(custom.list_cluster_custom_object(GROUP, VERSION, "workers")["items"])
+    stack.operator.stop()
+    before = apiserver_requests(stack.cluster)
+    t0 = time.perf_counter()
+    stack.operator.start()
+    url = stack.operator.metrics_url
+    while scrape(url, "edgeplane_workers") < total:
+        if time.perf_counter() - t0 > 1800:
+            raise RuntimeError("the restarted operator did not report every Worker in 30 min")
+        time.sleep(0.2)
+    ready_after = time.perf_counter() - t0
+    ready = scrape(url, "edgeplane_workers", ready="true")
+    time.sleep(settle)  # trailing writes and the first health rounds count too
+    pushes = scrape(url, "edgeplane_pushes_total")
+    requests = apiserver_requests(stack.cluster)
+    requests.subtract(before)
+    requests.subtract({"GET ?": 1})  # this script's scrape of the apiserver
+    status, other, reads = {}, {}, 0.0
+    for what, n in requests.items():
+        verb, _, resource = what.partition(" ")
+        if n <= 0:
+            continue
+        if verb in WRITES:
+            (status if resource in STATUS else other)[what] = n
+        else:
+            reads += n
+    return Restart(ready_after, ready, pushes, status, other, reads)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -257,6 +344,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--settle", type=float, default=10,
+                        help="seconds counted after a restarted operator reported every Worker")
     args = parser.parse_args()
     stack = Stack(REPO / ".state" / f"bench-{os.getpid()}", agent_count=3)
     print("starting the local stack ...", flush=True)
@@ -277,11 +366,13 @@ def main() -> int:
         print(f"floor: agent push+reload {push * 1000:.0f} ms + one API write "
               f"{write * 1000:.1f} ms = {fl * 1000:.0f} ms")
 
-        ready, serving = one_worker_latency(stack, custom, args.runs)
+        few_workers(custom, 9)
+        one_worker(custom)
+        ready, serving = update_latency(stack, custom, args.runs, "v")
         for label, xs in (("apply->Ready", ready), ("apply->serving (3 locations)", serving)):
             p50, p99 = pct(xs, 50), pct(xs, 99)
-            print(f"{label}: p50 {p50 * 1000:.0f} ms ({p50 / fl:.1f}x floor), "
-                  f"p99 {p99 * 1000:.0f} ms ({p99 / fl:.1f}x floor), n={len(xs)}")
+            print(f"{label} with 10 Workers: p50 {p50 * 1000:.0f} ms ({p50 / fl:.1f}x floor), "
+                  f"p99 {p99 * 1000:.0f} ms ({p99 / fl:.1f}x floor), n={len(xs)}", flush=True)
 
         # A rollout pushes twice (step 1, then the rest) and probes once; a rollback pushes
         # the bad version to one location and the good one back.
@@ -299,11 +390,33 @@ def main() -> int:
               f"{all_ready:.1f} s ({all_ready / created:.1f}x the create time)")
         writes = sum(n for k, n in per_worker.items() if k.split()[0] in WRITES)
         print(f"apiserver requests per deployed Worker (all clients less this script): "
-              f"{sum(per_worker.values()):.1f}, of which writes {writes:.1f}:")
+              f"{sum(per_worker.values()):.1f}, of which writes {writes:.1f} "
+              f"[{verdict(writes <= 3)}: target <= 3]:")
         for what, n in per_worker.most_common():
             if n >= 0.05:
                 print(f"  {what}: {n:.2f}")
-        print(f"operator peak RSS: {peak_rss_mib(stack.operator.proc.popen.pid):.0f} MiB")
+        print(f"operator peak RSS: {peak_rss_mib(stack.operator.proc.popen.pid):.0f} MiB",
+              flush=True)
+
+        _, serving_n = update_latency(stack, custom, args.runs, "n")
+        small, large = pct(serving, 50), pct(serving_n, 50)
+        print(f"apply->serving (3 locations) with {args.workers} Workers: p50 "
+              f"{large * 1000:.0f} ms, {large / small:.2f}x the p50 with 10 "
+              f"[{verdict(large / small <= 1.5)}: target <= 1.5x]", flush=True)
+
+        r = restart(stack, custom, args.settle)
+        status, other = sum(r.status_writes.values()), sum(r.other_writes.values())
+        # Worker `roll` ends rolled back, so not Ready: every other one is.
+        print(f"operator restarted with {args.workers + 11} Workers in sync: every Worker "
+              f"reported after {r.ready_after:.1f} s ({r.ready:.0f} Ready) "
+              f"[{verdict(r.ready_after <= 60)}: <= 60 s]; "
+              f"then {args.settle:.0f} s more: pushes {r.pushes:.0f} "
+              f"[{verdict(r.pushes == 0)}: 0], status writes {status:.0f} "
+              f"[{verdict(status == 0)}: 0], other writes {other:.0f}, reads {r.reads:.0f}")
+        # Among the other writes: EdgeTarget heartbeats (each every 30 s, counted from the
+        # lastHeartbeat written) and the apiserver's own leases.
+        for what, n in sorted({**r.status_writes, **r.other_writes}.items()):
+            print(f"  {what}: {n:.0f}")
     finally:
         stack.down()
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.rest import ApiException
 
@@ -185,11 +186,34 @@ class Controller:
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
 
     async def start(self) -> None:
+        failed = (ApiException, aiohttp.ClientError, TimeoutError)
+        try:
+            known = await self.versions.prime(self.settings.namespaces)
+            log.info("%d WorkerVersions known at start", known)
+        except failed as e:  # each Worker's first reconcile reads its own instead
+            log.warning("WorkerVersions not listed at start (%s); read per Worker", e)
+        try:
+            await self._prime_cache()
+        except failed as e:  # the watches bring them
+            log.warning("objects not listed at start (%s); taken from the watches", e)
         self.queue.start()
         self._timers = [
             asyncio.create_task(self._every(self.settings.resync_interval, self.resync)),
             asyncio.create_task(self._every(self.settings.health_interval, self.check_targets)),
         ]
+
+    async def _prime_cache(self) -> None:
+        """Every location, HostClaim, route and Worker, read before the watches start and
+        the queue runs: planned from what the watches had listed so far, a Worker would be
+        given only some locations or routes, and a route find no Worker, and a restarted
+        operator would report (or push) that, then the truth again."""
+        seen = {"edgetargets": self.target_seen, "hostclaims": self.claim_seen,
+                "workerroutes": self.route_seen, "workers": self.worker_seen}
+        for plural, handle in seen.items():
+            namespaces = self.settings.namespaces if plural in ("workers", "workerroutes") else ()
+            async for page in self.kube.list_pages(plural, namespaces):
+                for body in page:
+                    handle(body, False)
 
     async def stop(self) -> None:
         tasks = [*self._timers, *self._tasks]

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
 
 from edgeplane.localstack.cluster import REPO
-from edgeplane.localstack.stack import Stack
+from edgeplane.localstack.stack import Agent, Stack
 from tests.e2e.conftest import (
     Kube,
     eventually,
@@ -137,22 +142,41 @@ def test_operator_metrics_use_controller_runtime_names(stack: Stack, kube: Kube)
     assert metric(url, "edgeplane_target_up") == len(stack.agents)
 
 
-def test_restarting_the_operator_with_workers_in_sync_pushes_nothing(
+def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     stack: Stack, kube: Kube
 ) -> None:
     docs = []
     for i in range(50):
         docs += [worker(f"w{i}", responder(f'"w{i}"')),
                  route(f"w{i}", f"w{i}.{kube.namespace}.example.com/*", f"w{i}")]
+    # Two with a cron trigger (yearly: no occurrence passes during the test), whose
+    # status.cron.location is leased anew by a new operator.
+    docs += [worker(f"c{i}", YEARLY_SCRIPT, triggers={"crons": ["0 0 1 1 *"]}) for i in range(2)]
+    # And some that are not Ready, whose status a restart must not rewrite either: no
+    # location matches, a ConfigMap that does not exist, a route whose pattern is taken.
+    docs += [
+        worker("nowhere", responder('"x"'), targets={"matchLabels": {"edgeplane.io/region": "x"}}),
+        {**worker("stalled", ""), "spec": {
+            "compatibilityDate": "2025-01-01",
+            "modules": [{"name": "index.js",
+                         "configMapKeyRef": {"name": "missing", "key": "index.js"}}]}},
+        route("twin", f"w0.{kube.namespace}.example.com/*", "w1"),
+    ]
     kube.apply(*docs)
 
     def all_ready() -> bool:
         items = kube.list("workers")
         ready = [w for w in items if any(c["type"] == "Ready" and c["status"] == "True"
                                          for c in (w.get("status") or {}).get("conditions", []))]
-        return len(ready) == 50
+        return len(ready) == 52
 
     eventually(all_ready, timeout=240, interval=1)
+    for name, reason in (("nowhere", "NoTargets"), ("stalled", "SourceNotFound")):
+        eventually(lambda name=name, reason=reason: (kube.condition(
+            "worker", name, "Stalled") or {}).get("reason") == reason, timeout=60)
+    for i in range(2):
+        eventually(lambda i=i: ((kube.get("worker", f"c{i}") or {}).get("status") or {})
+                   .get("cron", {}).get("location"), timeout=60)
     assert stack.operator is not None
 
     def nothing_being_deleted() -> bool:
@@ -165,20 +189,91 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_nothing(
         )
 
     eventually(nothing_being_deleted, timeout=120, interval=1)
+
     def agent_puts() -> list[float]:
         return [metric(f"{a.api_url}/metrics", "edgeplane_agent_pushes_total", a.token)
                 for a in stack.agents]
 
-    puts_before = agent_puts()
+    total = len(json.loads(kube.cluster.kubectl("get", "workers", "-A", "-o", "json").stdout)
+                ["items"])
+    # A route made after its Worker changes what is pushed while the Worker stays Ready:
+    # stopped during that push, the operator would leave a location still applying it.
+    def pushes_settled() -> bool:
+        before = agent_puts()
+        time.sleep(3)
+        return agent_puts() == before
+
+    eventually(pushes_settled, timeout=60)
+    # The count each EdgeTarget's status shows is written at the next health check after
+    # the pushes: a restart before that writes it, rightly.
+    eventually(lambda: counts_shown(kube) == {a.name: agent_info(a)["workers"]
+                                              for a in stack.agents}, timeout=30)
+    heartbeats, puts_before = last_heartbeats(kube), agent_puts()
     stack.operator.stop()
+    requests_before = apiserver_requests(kube)
+    started = time.monotonic()
     stack.operator.start()
     url = stack.operator.metrics_url
-    # The new operator has seen and reconciled every Worker, and has nothing queued.
-    eventually(lambda: metric(url, "edgeplane_reconcile_total", controller="worker") >= 50
+    # The new operator has reconciled and reported every Worker, and has nothing queued;
+    # then a few health rounds (2 s apart) pass, and its own cron leases settle (twice a
+    # lease of 3 rounds from its start, then a round).
+    eventually(lambda: metric(url, "edgeplane_workers") >= total
                and metric(url, "edgeplane_workqueue_depth", name="worker") == 0, timeout=120)
+    time.sleep(max(5.0, started + 2 * 6 + 5 - time.monotonic()))
     assert metric(url, "edgeplane_pushes_total") == 0
     assert agent_puts() == puts_before
+    done = apiserver_requests(kube)
+    done.subtract(requests_before)
+    # Nothing it writes changed: no status, no version recorded again (a 409 counts).
+    writes = {k: n for k, n in done.items() if n > 0 and k.split()[0] in WRITES
+              and k.split()[1] not in ("edgetargets/status", "leases")}
+    assert writes == {}
+    # An EdgeTarget's status is written again only for a heartbeat that came due (every
+    # 30 s), not because a new process has checked it for the first time.
+    due = sum(int((time.time() - beat + 2) // 30) for beat in heartbeats)
+    assert done["PATCH edgetargets/status"] <= due, (heartbeats, time.time())
+    # What was recorded is learned from a paginated LIST, not read per Worker.
+    per_worker = {k: n for k, n in done.items() if "workerversions" in k and n > 0}
+    assert sum(per_worker.values()) <= 5, per_worker
     assert all(fetch(a, f"w7.{kube.namespace}.example.com") == (200, "w7") for a in stack.agents)
+    assert all(((kube.get("worker", f"c{i}") or {}).get("status") or {})
+               .get("cron", {}).get("location") for i in range(2))
+
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+YEARLY_SCRIPT = "export default { fetch() { return new Response('c'); }, scheduled() {} };\n"
+
+
+def counts_shown(kube: Kube) -> dict[str, int]:
+    targets = json.loads(kube.cluster.kubectl("get", "edgetargets", "-o", "json").stdout)
+    return {t["metadata"]["name"]: t["status"].get("workers") for t in targets["items"]}
+
+
+def agent_info(agent: Agent) -> dict[str, Any]:
+    req = urllib.request.Request(f"{agent.api_url}/v1/info",
+                                 headers={"Authorization": f"Bearer {agent.token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def last_heartbeats(kube: Kube) -> list[float]:
+    """Each EdgeTarget's status.lastHeartbeat, in seconds since the epoch."""
+    targets = json.loads(kube.cluster.kubectl("get", "edgetargets", "-o", "json").stdout)
+    return [datetime.fromisoformat(t["status"]["lastHeartbeat"]).timestamp()
+            for t in targets["items"]]
+
+
+def apiserver_requests(kube: Kube) -> Counter[str]:
+    """Requests the apiserver served so far, by "VERB resource[/subresource]"."""
+    out: Counter[str] = Counter()
+    for line in kube.cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+            out[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{sub}"] += float(
+                line.rpartition(" ")[2]
+            )
+    return out
 
 
 def test_the_demo_command_works_headless() -> None:

@@ -4,7 +4,7 @@ EdgeTarget and WorkerRoute status."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,7 +36,7 @@ from edgeplane.report.status import (
     rollout_result,
     target_outcome,
 )
-from edgeplane.report.target import Health, target_status, write_due
+from edgeplane.report.target import Health, heartbeat_age, target_status, write_due
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 OLD, NEW = "a" * 64, "b" * 64
@@ -170,6 +170,10 @@ REACHABLE = {"type": "Ready", "status": "True", "reason": "Reachable", "message"
         (2, False, 1.0, {**REACHABLE, "status": "False", "reason": "CredentialsRejected"},
          Health(False, reason="CredentialsRejected"), False),
         (2, False, 1.0, None, Health(True), True),  # never written
+        # The agent was upgraded (a restarted operator's first check sees it).
+        (2, False, 1.0, REACHABLE, Health(True, info={"agentVersion": "0.1.0"}), True),
+        (2, False, 1.0, REACHABLE, Health(True, info={"agentVersion": "0.0.9"}), False),
+        (2, False, 1.0, REACHABLE, Health(True, info={"runtimeVersion": "1.2"}), True),
     ],
 )
 def test_target_status_write_due(
@@ -338,3 +342,17 @@ def test_finalizers_patch(
     seen: dict[str, Any], finalizers: list[str], patch: dict[str, Any]
 ) -> None:
     assert finalizers_patch(seen, finalizers) == patch
+
+
+@pytest.mark.parametrize(
+    ("beat", "age"),
+    [
+        (T0 - timedelta(seconds=12), 12.0),  # written by the operator before a restart
+        (T0, 0.0),
+        (None, float("inf")),  # never: due at once
+    ],
+)
+def test_heartbeat_age(beat: datetime | None, age: float) -> None:
+    prev = _target().status
+    assert prev is not None
+    assert heartbeat_age(prev.model_copy(update={"last_heartbeat": beat}), T0) == age

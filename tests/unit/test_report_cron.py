@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from edgeplane.report.cron import cron_status, last_run
+import pytest
+
+from edgeplane.report.cron import cron_status, last_run, shown_location
 from edgeplane.wire import CronRun
 
 NOW = dt.datetime(2024, 2, 3, 10, 0, 30, tzinfo=dt.UTC)
@@ -42,3 +44,20 @@ def test_last_run_ties_go_by_location_name() -> None:
     same = "2024-02-03T10:00:00Z"
     assert last_run({"b": run(same), "a": run(same)}) == ("b", run(same))
     assert last_run({}) is None
+
+
+@pytest.mark.parametrize(
+    ("leased", "settled", "written", "shown"),
+    [
+        ("ams", False, "fra", "ams"),  # leased by this operator: that
+        ("ams", True, "fra", "ams"),
+        # Just started: the location that holds the lease of the operator before still
+        # runs it; a restart rewrites nothing.
+        (None, False, "fra", "fra"),
+        (None, False, None, None),
+        (None, True, "fra", None),  # settled and leased nowhere: nowhere
+    ],
+)
+def test_shown_location(leased: str | None, settled: bool, written: str | None,
+                        shown: str | None) -> None:
+    assert shown_location(leased, settled, written) == shown

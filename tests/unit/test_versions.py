@@ -17,8 +17,10 @@ from edgeplane.compile import CompileError, Sources, compile_worker
 from edgeplane.versions.archive import PART_KEY, ArchiveError
 from edgeplane.versions.objects import (
     WORKER_LABEL,
+    Known,
     archive_config_map,
     archived_modules,
+    known_version,
     match_ref,
     rebuilt_modules,
     serving_updates,
@@ -239,3 +241,37 @@ def test_assets_ride_in_the_archive_and_come_back_checked() -> None:
     damaged = [gzip.compress(json.dumps(raw).encode())]
     with pytest.raises(ArchiveError, match="does not match its recorded sha256"):
         unpack_all(damaged, digests)
+
+
+def _listed(
+    name: str = "w-" + A[:12], worker: str | None = "w", version: str | None = A,
+    parts: int = 0, status: dict[str, Any] | None = None, deleting: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-02T00:00:00Z"
+    spec = {"worker": worker, "versionId": version, "created": "2026-11-01T00:00:00Z",
+            "archiveParts": parts}
+    return {"metadata": meta, "spec": spec, "status": status}
+
+
+KNOWN = Known("ns", "w", "w-" + A[:12], A, "2026-11-01T00:00:00Z", None, complete=True)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        (_listed(), KNOWN),
+        (_listed(status={"servingTargets": 3}), Known(**{**KNOWN.__dict__, "serving_targets": 3})),
+        (_listed(status={"servingTargets": 0}), Known(**{**KNOWN.__dict__, "serving_targets": 0})),
+        # An archive may be missing (killed between the writes): its record writes it again.
+        (_listed(parts=2), Known(**{**KNOWN.__dict__, "complete": False})),
+        (_listed(deleting=True), None),
+        (_listed(worker=None), None),
+        (_listed(version=None), None),
+        (_listed(name="someone-else"), None),  # not named after its Worker and version
+        ({"metadata": {}}, None),
+    ],
+)
+def test_known_version(item: dict[str, Any], expected: Known | None) -> None:
+    assert known_version(item) == expected

@@ -48,7 +48,7 @@ from edgeplane.plan.targets import (
 )
 from edgeplane.report import metrics
 from edgeplane.report.status import Stall, TargetFacts
-from edgeplane.report.target import Health, target_status, write_due
+from edgeplane.report.target import Health, heartbeat_age, target_status, write_due
 from edgeplane.wire import (
     CronRun,
     Deployment,
@@ -143,6 +143,7 @@ class Fleet:
         self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
         self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
+        self._cron_settled_told = False  # the Workers with crons were requeued once settled
         self._collecting: dict[str, asyncio.Task[None]] = {}  # orphan removals, per location
 
     async def close(self) -> None:
@@ -294,11 +295,19 @@ class Fleet:
             excluded, news = loc.exclusions, _news(loc)
             if (ep := await self.endpoint(name)) is not None:
                 await self._ask(name, ep)
-            changed = was != (loc.reachable, loc.reason, dict(loc.inventory or {}))
+            # What the status shows: whether it answers and why not (write_due compares
+            # the count). Which identity each Worker has there is not in it, and a first
+            # check (this process knew nothing) changed nothing of what was written.
+            changed = was[0] is not None and was[:2] != (loc.reachable, loc.reason)
         if was[2] != dict(loc.inventory or {}):
             self._requeue_for(name, reachability_changed=False)
         for key in workers_with_news(list(self._workers()), news, _news(loc)):
             self._requeue(key)  # a quarantine or a missing service came or went
+        if not self._cron_settled_told and self.cron_settled():
+            self._cron_settled_told = True  # each shows where its crons run now
+            for key in self._workers():
+                if full_name(key) in self.crons:
+                    self._requeue(key)
         if excluded != loc.exclusions:
             self._requeue_exclusions(set(excluded or {}) | set(loc.exclusions or {}))
         await self.write_status(name, changed)
@@ -524,6 +533,13 @@ class Fleet:
         ]
         return max(live)[1] if live else None
 
+    def cron_settled(self) -> bool:
+        """Whether this operator's own leases now say where crons run. Until the leases of
+        an operator before may have run out (a lease's length from start), none is granted,
+        yet the location that held one still runs the schedule; a round after that grants
+        them (twice the length leaves time for it)."""
+        return time.monotonic() >= self.started + 2 * self.settings.cron_lease
+
     def cron_runs(self, worker: str) -> dict[str, CronRun]:
         """Each location's last run of `worker`."""
         return {t: r for t, loc in self.locations.items() if (r := loc.cron_runs.get(worker))}
@@ -630,7 +646,8 @@ class Fleet:
             workers=None if loc.inventory is None else len(loc.inventory),
             info=dict(loc.info),
         )
-        since = time.monotonic() - loc.last_status_write
+        since = (time.monotonic() - loc.last_status_write if loc.last_status_write
+                 else heartbeat_age(prev, api_now()))
         if not write_due(prev, health, changed, since, self.settings.heartbeat_interval):
             return
         status = target_status(prev, body["metadata"].get("generation"), health, api_now())

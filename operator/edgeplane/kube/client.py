@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,6 +108,29 @@ class Kube:
             listed = await call
             out.append((list(listed.get("items", [])), resource_version(listed)))
         return out
+
+    async def list_pages(
+        self, plural: str, namespaces: tuple[str, ...] = (), limit: int = 500
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every object of a kind (in `namespaces`, or cluster-wide), a page at a time, so a
+        caller keeping a little of each never holds them all at once."""
+        for ns in namespaces or (None,):
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": limit}
+                if token:
+                    kwargs["_continue"] = token
+                if ns is None:
+                    call = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+                else:
+                    call = self.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, ns, plural, **kwargs
+                    )
+                listed = await call
+                yield list(listed.get("items", []))
+                token = (listed.get("metadata") or {}).get("continue")
+                if not token:
+                    break
 
     async def create_or_get(self, plural: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the object; if it exists already (immutable objects), the one there."""

@@ -39,7 +39,7 @@ from edgeplane.plan.traffic import (
     serving_versions,
 )
 from edgeplane.reconcile.cache import Cache
-from edgeplane.report.cron import cron_status
+from edgeplane.report.cron import cron_status, shown_location
 from edgeplane.report.status import (
     BACKOFF,
     Event,
@@ -387,7 +387,9 @@ class WorkerReconciler:
 
     def _with_cron(self, worker: Worker, status: WorkerStatus) -> WorkerStatus:
         full, crons = worker.full_name, worker.spec.triggers.crons if worker.spec.triggers else []
-        where, runs = self.fleet.cron_location(full), self.fleet.cron_runs(full)
+        written = worker.status.cron.location if worker.status and worker.status.cron else None
+        where = shown_location(self.fleet.cron_location(full), self.fleet.cron_settled(), written)
+        runs = self.fleet.cron_runs(full)
         return status.model_copy(update={"cron": cron_status(crons, where, runs, api_now())})
 
     async def _desired_bundle(self, worker: Worker, index: VersionIndex) -> Bundle:

@@ -44,3 +44,10 @@ def cron_status(
         "last_location": where,
         "last_outcome": run.outcome,
     })
+
+
+def shown_location(leased: str | None, settled: bool, written: str | None) -> str | None:
+    """status.cron.location: where this operator leased the schedule; before its leases
+    settle (just started), the location written before, which still holds its lease from
+    the operator before and runs the schedule, so a restart rewrites nothing."""
+    return leased if leased is not None or settled else written

@@ -28,8 +28,19 @@ def write_due(
     check, found the location down, and why), and at least every `heartbeat` seconds so
     lastHeartbeat stays fresh."""
     count = health.workers if health.workers is not None else prev.workers
-    return (changed or count != prev.workers or since_write >= heartbeat
+    versions = (health.info.get("agentVersion", prev.agent_version) != prev.agent_version
+                or health.info.get("runtimeVersion", prev.runtime_version)
+                != prev.runtime_version)
+    return (changed or versions or count != prev.workers or since_write >= heartbeat
             or shown_ready(prev) != ready_of(health))
+
+
+def heartbeat_age(prev: EdgeTargetStatus, now: datetime) -> float:
+    """Seconds since the lastHeartbeat written, by whichever operator wrote it: a started
+    operator's first checks rewrite nothing but a heartbeat that is due."""
+    if prev.last_heartbeat is None:
+        return float("inf")
+    return (now - prev.last_heartbeat).total_seconds()
 
 
 def ready_of(health: Health) -> tuple[bool, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -167,3 +168,41 @@ def serving_updates(serving: Iterable[str | None], written: Mapping[str, int]) -
     return {
         v: now.get(v, 0) for v in sorted(set(now) | set(written)) if written.get(v) != now.get(v, 0)
     }
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the operator keeps of one WorkerVersion it listed at start, in place of the POST,
+    GET and LISTs per Worker that learned it one Worker at a time."""
+
+    namespace: str
+    worker: str
+    name: str
+    version_id: str
+    created: str
+    serving_targets: int | None
+    # Its archive may be missing (an operator killed between the two writes): its next
+    # record creates the parts again, so it is not counted as recorded.
+    complete: bool
+
+
+def known_version(item: Mapping[str, Any]) -> Known | None:
+    """The facts of one listed WorkerVersion; None for one going away or not edgeplane's
+    form (a name not derived from its Worker and version, a field missing)."""
+    meta, spec = item.get("metadata") or {}, item.get("spec") or {}
+    worker, version = spec.get("worker"), spec.get("versionId")
+    name, created = meta.get("name"), spec.get("created")
+    if meta.get("deletionTimestamp") or not (worker and version and name and created):
+        return None
+    if name != WorkerVersion.name_for(worker, version):
+        return None
+    count = (item.get("status") or {}).get("servingTargets")
+    return Known(
+        namespace=meta.get("namespace") or "",
+        worker=worker,
+        name=name,
+        version_id=version,
+        created=str(created),
+        serving_targets=count if isinstance(count, int) else None,
+        complete=not spec.get("archiveParts"),
+    )

@@ -17,8 +17,10 @@ from edgeplane.resolve.sources import Resolver
 from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, unpack_all
 from edgeplane.versions.objects import (
     WORKER_LABEL,
+    Known,
     archive_config_map,
     archived_modules,
+    known_version,
     match_ref,
     rebuilt_modules,
     serving_updates,
@@ -95,6 +97,29 @@ class VersionStore:
         # Where the assets' files of compiled versions are held for pushes (the agents'
         # client): archived with a version, and given back when one is rebuilt.
         self.pool: BlobPool = NoBlobs()
+
+    async def prime(self, namespaces: tuple[str, ...] = (), page: int = 500) -> int:
+        """Learn every WorkerVersion there is from one paginated LIST, before the first
+        reconcile: which are recorded, each Worker's retained versions and servingTargets as
+        written. Without it a restarted operator POSTs (409) and GETs each Worker's version
+        and LISTs its versions twice, though nothing changed. Kept only if every page was
+        read: a Worker's versions half known would be pruned and counted wrong. Returns how
+        many it learned."""
+        found: list[Known] = []
+        async for items in self.kube.list_pages(PLURAL, namespaces, page):
+            found.extend(k for item in items if (k := known_version(item)) is not None)
+        for known in found:
+            self._learn(known)
+        return len(found)
+
+    def _learn(self, known: Known) -> None:
+        key = (known.namespace, known.worker)
+        if known.complete:
+            self.recorded.add((known.namespace, known.name))
+        self.retained_of.setdefault(key, {})[known.name] = known.created
+        serving = self.serving.setdefault(key, {})
+        if known.serving_targets:
+            serving[known.version_id] = known.serving_targets
 
     def forget(self, key: WorkerKey) -> None:
         self.pool.drop_blobs(f"{key[0]}.{key[1]}")
