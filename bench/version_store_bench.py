@@ -17,7 +17,7 @@ Two figures per mode:
 - objects: the sum of the JSON sizes of what was written (WorkerVersions and archive
   ConfigMaps), read back from the apiserver.
 etcd's bbolt file keeps a value of 2-4 KB on a 4 KiB page of its own: a WorkerVersion of
-~2.3 KB costs a page, one under ~2 KB half of one.
+~2.3 KB costs a page (inferred from bbolt splitting nodes at a page; not measured here).
 """
 
 from __future__ import annotations
