@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import sys
 import time
@@ -220,20 +219,6 @@ def rollout_latency(stack: Stack, custom: client.CustomObjectsApi, runs: int
 WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 
 
-def apiserver_requests(cluster: Cluster) -> Counter[str]:
-    """Requests the apiserver served so far, by "VERB resource[/subresource]"."""
-    text = cluster.kubectl("get", "--raw", "/metrics").stdout
-    out: Counter[str] = Counter()
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
-            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
-            out[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{sub}"] += float(
-                line.rpartition(" ")[2]
-            )
-    return out
-
-
 def many_workers(
     cluster: Cluster, custom: client.CustomObjectsApi, api: client.ApiClient, count: int
 ) -> tuple[float, float, Counter[str]]:
@@ -243,7 +228,7 @@ def many_workers(
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=ns))
     )
-    before = apiserver_requests(cluster)
+    before = cluster.requests_served()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(
@@ -263,7 +248,7 @@ def many_workers(
         time.sleep(1)
     all_ready = time.perf_counter() - t0
     time.sleep(5)  # let trailing status writes land before counting
-    requests = apiserver_requests(cluster)
+    requests = cluster.requests_served()
     requests.subtract(before)
     requests.subtract({"POST workers": count, "LIST workers": polls, "GET ?": 1})
     return created, all_ready, Counter({k: v / count for k, v in requests.items() if v > 0})
@@ -302,7 +287,7 @@ def restart(stack: Stack, custom: client.CustomObjectsApi, settle: float) -> Res
     assert stack.cluster is not None and stack.operator is not None
     total = len(custom.list_cluster_custom_object(GROUP, VERSION, "workers")["items"])
     stack.operator.stop()
-    before = apiserver_requests(stack.cluster)
+    before = stack.cluster.requests_served()
     t0 = time.perf_counter()
     stack.operator.start()
     url = stack.operator.metrics_url
@@ -314,7 +299,7 @@ def restart(stack: Stack, custom: client.CustomObjectsApi, settle: float) -> Res
     ready = scrape(url, "edgeplane_workers", ready="true")
     time.sleep(settle)  # trailing writes and the first health rounds count too
     pushes = scrape(url, "edgeplane_pushes_total")
-    requests = apiserver_requests(stack.cluster)
+    requests = stack.cluster.requests_served()
     requests.subtract(before)
     requests.subtract({"GET ?": 1})  # this script's scrape of the apiserver
     status, other, reads = {}, {}, 0.0

@@ -3,6 +3,7 @@ the operator as a real process, around the session's control plane."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
@@ -43,6 +44,23 @@ def stack_restored(request: pytest.FixtureRequest) -> Iterator[None]:
         agent.ensure_started()
     if s.operator is not None:
         s.operator.ensure_started()
+
+
+@contextlib.contextmanager
+def operator_with(stack: Stack, *args: str) -> Iterator[None]:
+    """The shared operator restarted with `args` beside its own; restored after."""
+    op = stack.operator
+    assert op is not None
+    shared = op.extra_args
+    op.stop()
+    op.extra_args = (*shared, *args)
+    try:
+        op.start()
+        yield
+    finally:
+        op.stop()
+        op.extra_args = shared
+        op.start()
 
 
 def fetch(agent: Agent, host: str, path: str = "/", headers: dict[str, str] | None = None

@@ -19,7 +19,7 @@ from edgeplane.localstack.stack import Stack
 from edgeplane.resolve.artifact import Credentials
 from edgeplane.resolve.oci import OciClient
 from edgeplane.resolve.policy import UrlSettings
-from tests.e2e.conftest import Kube, eventually, fetch, responder, route
+from tests.e2e.conftest import Kube, eventually, fetch, operator_with, responder, route
 
 pytestmark = pytest.mark.integration
 
@@ -28,22 +28,13 @@ pytestmark = pytest.mark.integration
 def pulling(stack: Stack, registry: Registry) -> Iterator[Registry]:
     """The operator restarted trusting the registry's CA and allowing its one loopback
     address (every other non-public address stays refused); restored after."""
-    op = stack.operator
-    assert op is not None
-    shared = op.extra_args
-    op.stop()
-    op.extra_args = (
-        *shared, "--url-ca-bundle", str(registry.ca), "--url-allow-network", "127.0.0.1/32",
-    )
-    try:
-        op.start()
-        yield registry
-    finally:
-        if registry.proc is None:
-            registry.start()
-        op.stop()
-        op.extra_args = shared
-        op.start()
+    trust = ("--url-ca-bundle", str(registry.ca), "--url-allow-network", "127.0.0.1/32")
+    with operator_with(stack, *trust):
+        try:
+            yield registry
+        finally:
+            if registry.proc is None:
+                registry.start()
 
 
 def push(registry: Registry, repo: str, script: str) -> str:

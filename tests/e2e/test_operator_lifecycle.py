@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -210,7 +208,7 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
                                               for a in stack.agents}, timeout=30)
     heartbeats, puts_before = last_heartbeats(kube), agent_puts()
     stack.operator.stop()
-    requests_before = apiserver_requests(kube)
+    requests_before = kube.cluster.requests_served()
     started = time.monotonic()
     stack.operator.start()
     url = stack.operator.metrics_url
@@ -222,7 +220,7 @@ def test_restarting_the_operator_with_workers_in_sync_pushes_and_writes_nothing(
     time.sleep(max(5.0, started + 2 * 6 + 5 - time.monotonic()))
     assert metric(url, "edgeplane_pushes_total") == 0
     assert agent_puts() == puts_before
-    done = apiserver_requests(kube)
+    done = kube.cluster.requests_served()
     done.subtract(requests_before)
     # Nothing it writes changed: no status, no version recorded again (a 409 counts).
     writes = {k: n for k, n in done.items() if n > 0 and k.split()[0] in WRITES
@@ -261,19 +259,6 @@ def last_heartbeats(kube: Kube) -> list[float]:
     targets = json.loads(kube.cluster.kubectl("get", "edgetargets", "-o", "json").stdout)
     return [datetime.fromisoformat(t["status"]["lastHeartbeat"]).timestamp()
             for t in targets["items"]]
-
-
-def apiserver_requests(kube: Kube) -> Counter[str]:
-    """Requests the apiserver served so far, by "VERB resource[/subresource]"."""
-    out: Counter[str] = Counter()
-    for line in kube.cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
-            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
-            out[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{sub}"] += float(
-                line.rpartition(" ")[2]
-            )
-    return out
 
 
 def test_the_demo_command_works_headless() -> None:

@@ -15,7 +15,15 @@ import pytest
 
 from edgeplane.localstack.registry import Registry
 from edgeplane.localstack.stack import Stack
-from tests.e2e.conftest import Kube, eventually, fetch, responder, route, worker
+from tests.e2e.conftest import (
+    Kube,
+    eventually,
+    fetch,
+    operator_with,
+    responder,
+    route,
+    worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,28 +33,20 @@ VERSIONS = 52
 @pytest.fixture
 def keeping(stack: Stack, registry: Registry, tmp_path: Path) -> Iterator[Registry]:
     """The operator restarted with --version-registry; restored after."""
-    op = stack.operator
-    assert op is not None
     creds = tmp_path / "registry.json"
     creds.write_text(registry.dockerconfigjson())
     creds.chmod(0o600)
-    shared = op.extra_args
-    op.stop()
-    op.extra_args = (
-        *shared,
+    with operator_with(
+        stack,
         "--version-registry", f"oci://{registry.host}/e2e-versions",
         "--version-registry-credentials", str(creds),
         "--version-registry-ca", str(registry.ca),
-    )
-    try:
-        op.start()
-        yield registry
-    finally:
-        if registry.proc is None:
-            registry.start()
-        op.stop()
-        op.extra_args = shared
-        op.start()
+    ):
+        try:
+            yield registry
+        finally:
+            if registry.proc is None:
+                registry.start()
 
 
 def _serves(stack: Stack, host: str, body: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +83,19 @@ class Cluster:
         if check and res.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
         return res
+
+    def requests_served(self) -> Counter[str]:
+        """Requests the apiserver served so far, by "VERB resource[/subresource]" (its
+        apiserver_request_total)."""
+        out: Counter[str] = Counter()
+        for line in self.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+            if line.startswith("apiserver_request_total{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+                sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+                out[f"{labels.get('verb', '?')} {labels.get('resource', '?')}{sub}"] += float(
+                    line.rpartition(" ")[2]
+                )
+        return out
 
     def api_client(self):  # type: ignore[no-untyped-def]
         """A kubernetes.client.ApiClient authenticated as the cluster admin."""

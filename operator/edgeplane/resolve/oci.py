@@ -121,13 +121,17 @@ class OciClient:
                 return await self._send(method, url, f"Bearer {token}", hdrs, body)
             return status, rh, content
 
-    async def _get(
-        self, ref: ArtifactRef, what: str, creds: Credentials | None, fix: str = PULL_FIX
-    ) -> bytes:
-        url = f"https://{ref.host}/v2/{ref.repository}/{what}"
-        accept = {"Accept": ", ".join(MANIFEST_TYPES)} if what.startswith("manifests/") else {}
+    async def _checked(
+        self,
+        method: str,
+        url: str,
+        ref: ArtifactRef,
+        creds: Credentials | None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """`request`, its failures said as ArtifactErrors naming `ref`."""
         try:
-            status, _, content = await self.request("GET", url, creds, accept)
+            status, _, content = await self.request(method, url, creds, headers or {})
         except TimeoutError:
             raise ArtifactError(
                 UNAVAILABLE, str(ref), f"no answer within {self.settings.timeout:g}s"
@@ -137,6 +141,14 @@ class OciClient:
         except DownloadError as e:
             reason = TOO_LARGE if "larger than" in str(e) else UNAVAILABLE
             raise ArtifactError(reason, str(ref), str(e)) from None
+        return status, content
+
+    async def _get(
+        self, ref: ArtifactRef, what: str, creds: Credentials | None, fix: str = PULL_FIX
+    ) -> bytes:
+        url = f"https://{ref.host}/v2/{ref.repository}/{what}"
+        accept = {"Accept": ", ".join(MANIFEST_TYPES)} if what.startswith("manifests/") else {}
+        status, content = await self._checked("GET", url, ref, creds, accept)
         if status == 200:
             return content
         reason, why = refusal(
@@ -158,14 +170,7 @@ class OciClient:
     async def delete(self, ref: ArtifactRef, creds: Credentials | None, fix: str) -> None:
         """Delete the manifest `ref` names (and so its tags); one already gone is fine."""
         url = f"https://{ref.host}/v2/{ref.repository}/manifests/{ref.digest}"
-        try:
-            status, _, _ = await self.request("DELETE", url, creds)
-        except TimeoutError:
-            raise ArtifactError(
-                UNAVAILABLE, str(ref), f"no answer within {self.settings.timeout:g}s"
-            ) from None
-        except aiohttp.ClientError as e:
-            raise ArtifactError(UNAVAILABLE, str(ref), str(explain(e, "registry"))) from None
+        status, _ = await self._checked("DELETE", url, ref, creds)
         if status not in (202, 404):
             raise ArtifactError(UNAVAILABLE, str(ref), refusal(status, "manifest", fix)[1])
 
