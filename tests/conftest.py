@@ -22,6 +22,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         first.setdefault(item.path.parent, len(first))
     items.sort(key=lambda item: first[item.path.parent])
+    # An e2e test that fails is run once more (pytest-rerunfailures; the summary counts
+    # each "rerun"): on two shared cores a real-time test's window is sometimes missed.
+    # Twice is a failure. A rerun is a flake to fix, never to keep.
+    for item in items:
+        if item.path.parent.name == "e2e":
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
 
 
 @pytest.fixture(scope="session")
