@@ -15,6 +15,7 @@ to the new cell once it listens, then the old one drains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,11 @@ def needs_own_cell(d: Deployment) -> bool:
 
 def _site(d: Deployment) -> BundleAssets | None:
     return next((b.assets for b in d.versions if b.version == d.primary), None)
+
+
+# The cells' own code: a cell started with other code (an agent of another release) is not
+# adopted, since the code files and blobs it reads may have changed form.
+HOST_GENERATION = hashlib.sha256((HOST_JS + KV_CLIENT_JS + ROUTER_JS).encode()).hexdigest()[:16]
 
 
 def cell_identity(d: Deployment) -> str:
