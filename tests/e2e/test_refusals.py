@@ -134,3 +134,36 @@ def test_a_route_conflict_does_not_roll_a_progressive_rollout_back(
     kube.wait_ready("roller", generation, timeout=30)
     for agent in stack.agents:
         eventually(lambda a=agent: fetch(a, host(kube, "rolling")) == (200, "v2"), timeout=10)
+
+
+def test_a_spec_only_the_operator_can_refuse_is_stalled_naming_the_field(
+    stack: Stack, kube: Kube
+) -> None:
+    """The apiserver checks a cron expression's shape; 30 February only the operator's
+    parser finds. Before: the reconcile raised on the model, the status never said, and the
+    Worker was retried for ever. Now it is Stalled naming the field, the last good version
+    keeps serving, and the fixed spec goes through."""
+    name = "feb30"
+    h = host(kube, name)
+    kube.apply(worker(name, responder('"v1"')), route(name, f"{h}/*", name))
+    kube.wait_ready(name)
+    kube.apply(worker(name, responder('"v2"'), triggers={"crons": ["0 0 30 2 *"]}))
+
+    def ready() -> dict[str, Any]:
+        status = (kube.get("worker", name) or {}).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+
+    eventually(lambda: ready().get("reason") == "InvalidSpec", timeout=30)
+    cond = ready()
+    assert cond["status"] == "False" and cond["observedGeneration"] == 2, cond
+    assert "spec.triggers.crons[0]" in cond["message"] and "30" in cond["message"], cond
+    assert all(fetch(a, h) == (200, "v1") for a in stack.agents)  # the last good version
+    assert stack.cluster is not None
+    events = json.loads(stack.cluster.kubectl(
+        "get", "events", "-n", kube.namespace, "-o", "json").stdout)["items"]
+    warned = [e for e in events if e["reason"] == "InvalidSpec"
+              and e["involvedObject"]["name"] == name]
+    assert len(warned) == 1 and warned[0]["type"] == "Warning", warned
+    kube.apply(worker(name, responder('"v2"'), triggers={"crons": ["0 0 28 2 *"]}))
+    kube.wait_ready(name, generation=3)
+    eventually(lambda: all(fetch(a, h) == (200, "v2") for a in stack.agents), timeout=30)

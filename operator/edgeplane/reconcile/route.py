@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from edgeplane.api import (
     HostClaim,
     HostClaimStatus,
@@ -47,7 +49,13 @@ class RouteReconciler:
         if route.spec.worker is None:
             failure = self._exclusion_failure(ns)
         elif worker is not None and standing.served((ns, name)):
-            shares, failure = await self._shares(route, Worker.model_validate(worker))
+            try:
+                served = Worker.model_validate(worker)
+            except ValidationError:  # the Worker's own status says why
+                why = f"Worker {route.spec.worker}: its spec is refused; see its status"
+                failure = (False, "InvalidSpec", why)
+            else:
+                shares, failure = await self._shares(route, served)
         spec = route.spec
         exists = worker is not None
         cond = route_condition(spec.pattern, ns, spec.worker, blocked, exists, shares, failure)

@@ -11,11 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from edgeplane.api import RolloutPhase, RolloutStatus, Worker, WorkerRoute, WorkerStatus
 from edgeplane.api.common import now as api_now
 from edgeplane.compile import CompileError, compile_version
 from edgeplane.distribute.client import Unreachable
 from edgeplane.distribute.fleet import Fleet
+from edgeplane.fieldpath import describe
 from edgeplane.kube.client import Conflict, Kube
 from edgeplane.plan.rollout import (
     Need,
@@ -46,6 +49,7 @@ from edgeplane.report.status import (
     Requeue,
     Stall,
     TargetOutcome,
+    invalid_spec,
     requeue_after,
     target_outcome,
     worker_status,
@@ -120,10 +124,14 @@ class WorkerReconciler:
         if body is None:
             self.fleet.crons.pop(f"{ns}.{name}", None)
             return None
-        worker = Worker.model_validate(body)
-        self._track_crons(worker, bool(body["metadata"].get("deletionTimestamp")))
         if body["metadata"].get("deletionTimestamp"):
-            return await self._finalize(worker, body)
+            self.fleet.crons.pop(f"{ns}.{name}", None)
+            return await self._finalize(body)
+        try:
+            worker = Worker.model_validate(body)
+        except ValidationError as e:
+            return await self._invalid(body, e)
+        self._track_crons(worker)
         if not await self._ensure_finalizer(body):
             return None
         views = await self.fleet.views()
@@ -149,11 +157,11 @@ class WorkerReconciler:
             return await self._finish(report, prev.latest_version, outcomes, stall, prev.rollout)
         return await self._roll_out(report, bundle.version or "", splits, selected, views)
 
-    def _track_crons(self, worker: Worker, deleting: bool) -> None:
-        """The fleet leases a Worker's cron triggers to one location while it has them and
-        is not being deleted."""
+    def _track_crons(self, worker: Worker) -> None:
+        """The fleet leases a Worker's cron triggers to one location while it has them (and
+        is not being deleted)."""
         crons = tuple(worker.spec.triggers.crons) if worker.spec.triggers else ()
-        if crons and not deleting:
+        if crons:
             self.fleet.crons[worker.full_name] = crons
         else:
             self.fleet.crons.pop(worker.full_name, None)
@@ -339,8 +347,22 @@ class WorkerReconciler:
             probes={t: p for t, (_, p) in pairs if p is not None},
         )
 
-    async def _finalize(self, worker: Worker, body: dict[str, Any]) -> float | None:
-        full, ns, name = worker.full_name, body["metadata"]["namespace"], body["metadata"]["name"]
+    async def _invalid(self, body: dict[str, Any], e: ValidationError) -> float | None:
+        """Say why the operator refuses the spec; nothing else changes, and the next look is
+        the next edit (or resync)."""
+        try:
+            prev = WorkerStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            prev = WorkerStatus()
+        generation = int(body["metadata"].get("generation") or 0)
+        status, events = invalid_spec(prev, generation, describe(e), api_now())
+        await self.writer.worker(body, prev, body.get("status") or {}, status, events)
+        return None
+
+    async def _finalize(self, body: dict[str, Any]) -> float | None:
+        """Remove a deleted Worker everywhere (its spec need not be valid: it is going)."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        full = f"{ns}.{name}"
         self.fleet.desired.pop(full, None)
         left = await self.fleet.remove_everywhere(full, await self.fleet.views())
         if any(self.fleet.at(t).reachable is not False for t in left):

@@ -266,6 +266,25 @@ def worker_status(
     return status, _events(prev, status)
 
 
+def invalid_spec(
+    prev: WorkerStatus, generation: int, message: str, now: datetime
+) -> tuple[WorkerStatus, list[Event]]:
+    """A Worker the apiserver took but the operator's own checks refuse (one the schema
+    cannot make, e.g. a cron expression for 30 February): Stalled with reason InvalidSpec
+    and `message` (the fields at fault); what locations serve, and the rest of the status,
+    stay as they were. A Warning once per distinct message, not at every resync."""
+    ready = get_condition(prev.conditions, "Ready")
+    text = f"spec: {message}; fix the spec (the last good version keeps serving)"
+    conditions = list(prev.conditions)
+    for type_, status in (("Ready", False), ("Reconciling", False), ("Stalled", True)):
+        conditions = set_condition(
+            conditions, type_, status, "InvalidSpec", text, observed_generation=generation, at=now
+        )
+    new = prev.model_copy(update={"conditions": conditions, "observed_generation": generation})
+    repeated = ready is not None and ready.reason == "InvalidSpec" and ready.message == text
+    return new, [] if repeated else [Event("Warning", "InvalidSpec", text)]
+
+
 def _targets(
     prev: WorkerStatus, outcomes: list[TargetOutcome], now: datetime
 ) -> list[TargetStatus]:
