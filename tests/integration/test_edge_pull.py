@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from edgeplane.edge.blobs import Blobs
-from edgeplane.edge.pull import Puller
+from edgeplane.edge.pull import Puller, RegistryAccess, registry_access
 from edgeplane.localstack.registry import Registry
 from edgeplane.resolve.artifact import Credentials
 from edgeplane.resolve.oci import ArtifactError, OciClient
@@ -42,10 +44,15 @@ async def _push(registry: Registry, repository: str, modules: dict[str, bytes]) 
         await client.close()
 
 
-def _puller(registry: Registry, blobs: Blobs, tmp: Path, password: str | None = None) -> Puller:
+def _access(registry: Registry, tmp: Path, password: str | None = None) -> RegistryAccess:
+    """As the agent's flags give it: a .dockerconfigjson file and the registry's CA."""
     creds = tmp / f"dockerconfig-{os.urandom(4).hex()}.json"
     creds.write_text(registry.dockerconfigjson(password))
-    return Puller.configure(blobs, CollectorRegistry(), str(creds), str(registry.ca))
+    return registry_access(str(creds), str(registry.ca))
+
+
+def _puller(registry: Registry, blobs: Blobs, tmp: Path, password: str | None = None) -> Puller:
+    return Puller(blobs, CollectorRegistry(), _access(registry, tmp, password))
 
 
 @pytest.fixture
@@ -160,6 +167,37 @@ async def test_a_stopped_registry_is_an_outage_naming_the_ref_until_it_is_back(
         await p.close()
 
 
+async def test_a_hung_registry_answers_the_push_in_time_and_the_fetch_goes_on(
+    registry: Registry, modules: tuple[str, dict[str, bytes]], tmp_path: Path
+) -> None:
+    repository, mods = modules
+    lib = _sha(mods["lib.js"])
+    blobs = Blobs(tmp_path / "state")
+    p = Puller(blobs, CollectorRegistry(), _access(registry, tmp_path), budget=2)
+    assert registry.proc is not None
+    pid = registry.proc.popen.pid
+    os.kill(pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(ArtifactError) as e:
+            await p.pull(repository, [lib])
+        assert time.monotonic() - started < 10
+        assert e.value.reason == "ArtifactUnavailable"
+        assert e.value.message == f"{repository}@sha256:{lib}: not all 1 blobs arrived within 2s"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        # The fetch outlived the push that asked: it stores the blob for the next one.
+        for _ in range(300):
+            if blobs.has(lib):
+                break
+            await asyncio.sleep(0.1)
+        assert blobs.path(lib).read_bytes() == mods["lib.js"]
+        assert await p.pull(repository, [lib]) == 0
+    finally:
+        await p.close()
+
+
 async def test_wrong_credentials_are_said_without_the_password(
     registry: Registry, modules: tuple[str, dict[str, bytes]], tmp_path: Path
 ) -> None:
@@ -180,8 +218,8 @@ def test_bad_flags_are_named_without_content(tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
     bad.write_text('{"auths": "secret-ish"}')
     with pytest.raises(ValueError, match=r"^--registry-credentials: .*no \"auths\" object"):
-        Puller.configure(Blobs(tmp_path), CollectorRegistry(), str(bad))
+        registry_access(str(bad), None)
     with pytest.raises(ValueError, match=r"^--registry-credentials: No such file"):
-        Puller.configure(Blobs(tmp_path), CollectorRegistry(), str(tmp_path / "none"))
+        registry_access(str(tmp_path / "none"), None)
     with pytest.raises(ValueError, match=r"^--registry-ca: no such file"):
-        Puller.configure(Blobs(tmp_path), CollectorRegistry(), None, str(tmp_path / "none"))
+        registry_access(None, str(tmp_path / "none"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
@@ -22,6 +23,7 @@ from edgeplane.edge.blobs import BlobError, Blobs
 from edgeplane.edge.pull_plan import CREDENTIALS_FIX, blob_ref, reported
 from edgeplane.resolve.artifact import (
     DIGEST_MISMATCH,
+    UNAVAILABLE,
     Credentials,
     credentials_for,
     parse_dockerconfig,
@@ -32,6 +34,42 @@ from edgeplane.resolve.policy import MAX_URL_BYTES, UrlSettings
 # Blobs fetched at once, over all pushes: each is held in memory until stored.
 CONCURRENCY = 4
 TIMEOUT = 30.0  # seconds for one blob's request(s)
+# Seconds one push waits for its blobs: the operator's PUT waits 120 s in all, and a
+# fetch that outlives it goes on for the next push.
+BUDGET = 60.0
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How the agent reaches registries: its own credentials (by host) and CAs."""
+
+    auths: Mapping[str, Credentials] = field(default_factory=dict)
+    # The registry is the operator's, named by its pushes: a private address is fine.
+    settings: UrlSettings = field(
+        default_factory=lambda: UrlSettings(
+            allow_private=True, timeout=TIMEOUT, max_bytes=MAX_URL_BYTES
+        )
+    )
+
+
+def registry_access(
+    credentials_file: str | None, ca_bundle: str | None, timeout: float = TIMEOUT
+) -> RegistryAccess:
+    """From the agent's flags; ValueError naming the flag at fault (never the content)."""
+    auths: dict[str, Credentials] = {}
+    if credentials_file:
+        try:
+            auths = parse_dockerconfig(Path(credentials_file).read_bytes())
+        except OSError as e:
+            raise ValueError(
+                f"--registry-credentials: {e.strerror or e} ({credentials_file})"
+            ) from None
+        except ValueError as e:
+            raise ValueError(f"--registry-credentials: {e}") from None
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ValueError(f"--registry-ca: no such file ({ca_bundle})")
+    settings = replace(RegistryAccess().settings, ca_bundle=ca_bundle or None, timeout=timeout)
+    return RegistryAccess(auths, settings)
 
 
 class Puller:
@@ -39,47 +77,17 @@ class Puller:
         self,
         blobs: Blobs,
         metrics: CollectorRegistry,
-        auths: Mapping[str, Credentials] | None = None,
-        settings: UrlSettings | None = None,
+        access: RegistryAccess | None = None,
         concurrency: int = CONCURRENCY,
+        budget: float = BUDGET,
     ) -> None:
         self.blobs = blobs
         self.pulled_bytes, self.failures = _counters(metrics)
-        self.auths = dict(auths or {})
-        # The registry is the operator's, named by its pushes: a private address is fine.
-        self.client = OciClient(
-            settings or UrlSettings(allow_private=True, timeout=TIMEOUT, max_bytes=MAX_URL_BYTES)
-        )
+        self.access = access or RegistryAccess()
+        self.client = OciClient(self.access.settings)
+        self.budget = budget
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, asyncio.Task[int]] = {}
-
-    @classmethod
-    def configure(
-        cls,
-        blobs: Blobs,
-        metrics: CollectorRegistry,
-        credentials_file: str | None = None,
-        ca_bundle: str | None = None,
-        timeout: float = TIMEOUT,
-    ) -> Puller:
-        """From the agent's flags; ValueError naming the flag at fault (never the content)."""
-        auths: dict[str, Credentials] = {}
-        if credentials_file:
-            try:
-                auths = parse_dockerconfig(Path(credentials_file).read_bytes())
-            except OSError as e:
-                raise ValueError(
-                    f"--registry-credentials: {e.strerror or e} ({credentials_file})"
-                ) from None
-            except ValueError as e:
-                raise ValueError(f"--registry-credentials: {e}") from None
-        if ca_bundle and not Path(ca_bundle).is_file():
-            raise ValueError(f"--registry-ca: no such file ({ca_bundle})")
-        settings = UrlSettings(
-            allow_private=True, ca_bundle=ca_bundle or None, timeout=timeout,
-            max_bytes=MAX_URL_BYTES,
-        )
-        return cls(blobs, metrics, auths, settings)
 
     async def close(self) -> None:
         for task in list(self._inflight.values()):
@@ -88,19 +96,28 @@ class Puller:
 
     async def pull(self, repository: str, digests: Sequence[str]) -> int:
         """Fetch and store those of `digests` (sha256 hex) the store lacks, from
-        `repository` (`host[:port]/path`); the bytes transferred. Every blob is tried;
-        those that arrived are kept, and one failure (pull_plan.reported) is
-        raised as an ArtifactError naming `repository@sha256:...`. ValueError for a
+        `repository` (`host[:port]/path`); the bytes of them that arrived (once per
+        blob in the metric, however many pushes waited for it). Every blob is tried; those
+        that arrived are kept, and one failure (pull_plan.reported) is raised as an
+        ArtifactError naming `repository@sha256:...`. ValueError for a
         repository that is not one; OSError if the store cannot be written."""
         wanted = await asyncio.to_thread(self.blobs.missing, digests)
         if not wanted:
             return 0
         blob_ref(repository, wanted[0])  # a bad repository fails before any request
-        # Shielded: a push whose client went away leaves the shared fetch to the others.
-        results = await asyncio.gather(
-            *(asyncio.shield(self._fetch(repository, sha)) for sha in wanted),
-            return_exceptions=True,
-        )
+        # Shielded: a push whose client went away, or whose time is up, leaves the shared
+        # fetch to the others.
+        try:
+            async with asyncio.timeout(self.budget):
+                results = await asyncio.gather(
+                    *(asyncio.shield(self._fetch(repository, sha)) for sha in wanted),
+                    return_exceptions=True,
+                )
+        except TimeoutError:
+            ref = str(blob_ref(repository, wanted[0]))
+            raise ArtifactError(
+                UNAVAILABLE, ref, f"not all {len(wanted)} blobs arrived within {self.budget:g}s"
+            ) from None
         errors = [r for r in results if isinstance(r, BaseException)]
         refused = [e for e in errors if isinstance(e, ArtifactError)]
         if len(refused) < len(errors):  # the store failed (OSError), or a bug
@@ -115,8 +132,13 @@ class Puller:
         if task is None:
             task = asyncio.create_task(self._one(repository, sha256))
             self._inflight[sha256] = task
-            task.add_done_callback(lambda _: self._inflight.pop(sha256, None))
+            task.add_done_callback(lambda t: self._done(sha256, t))
         return task
+
+    def _done(self, sha256: str, task: asyncio.Task[int]) -> None:
+        self._inflight.pop(sha256, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: a push that stopped waiting may not read it
 
     async def _one(self, repository: str, sha256: str) -> int:
         ref = blob_ref(repository, sha256)
@@ -125,7 +147,7 @@ class Puller:
                 return 0  # a PUT or another pull stored it meanwhile
             try:
                 content = await self.client.blob(
-                    ref, ref.digest, credentials_for(ref.host, [self.auths]), CREDENTIALS_FIX
+                    ref, ref.digest, credentials_for(ref.host, [self.access.auths]), CREDENTIALS_FIX
                 )
             except ArtifactError as e:
                 self.failures.labels(e.reason).inc()
