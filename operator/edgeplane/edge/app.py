@@ -4,7 +4,13 @@ API (JSON; bearer token on everything but /healthz and /readyz, and with --tls-c
 client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
                               422 schema/load error, 409 route owned by another Worker,
-                              424 {"missing": [sha256, ...]}: blobs its assets need, not here
+                              424 {"missing": [sha256, ...]}: blobs its assets or modules
+                              need, not here; the modules of a version that names a
+                              `repository` are pulled from it first (edge/pull.py,
+                              --registry-credentials, --registry-ca), and when that fails
+                              the 424 also says {"reason": "ArtifactUnavailable" |
+                              "ArtifactNotFound" | "ArtifactDigestMismatch" |
+                              "ArtifactTooLarge", "ref": "<repository>@sha256:<hex>"}
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
@@ -101,6 +107,8 @@ from edgeplane.edge.agent import Agent
 from edgeplane.edge.assets import blobs_of
 from edgeplane.edge.blobs import BlobError
 from edgeplane.edge.cells import bind
+from edgeplane.edge.pull import Puller, registry_access
+from edgeplane.edge.pull_plan import module_sources, pull_plan, unpulled
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.supervise import supervise
@@ -109,6 +117,7 @@ from edgeplane.edge.tail_events import parse_filters
 from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.fieldpath import describe, field_errors
+from edgeplane.resolve.oci import ArtifactError
 from edgeplane.wire import (
     DECODED_LENGTH_HEADER,
     MIN_SIGNING_KEY,
@@ -131,6 +140,7 @@ CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (-
 BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
 BLOBS_RECEIVED = web.AppKey("blobs_received", Counter)
 TAILS_KEY = web.AppKey("tails", TailHub)  # live logs (edge/tail.py)
+PULLER_KEY = web.AppKey("puller", Puller)  # blobs pulled from registries (edge/pull.py)
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
 DEFAULT_MAX_BODY = body_limit()
 # Bodies in flight, however many PUTs arrive: one of the largest deployments at a time (the
@@ -344,14 +354,38 @@ async def put_worker(request: web.Request) -> web.Response:
         )
     missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
     if missing:
-        return _err(
-            424,
-            f"assets: {len(missing)} blobs are not here; PUT /v1/blobs/<sha256> each of "
-            "`missing` first",
-            missing=missing,
-        )
+        refusal = await _pull(request.app[PULLER_KEY], d, missing)
+        if refusal is not None:
+            return refusal
     # Shielded: a client that goes away does not take its push out of the batch.
     return _reply(await asyncio.shield(agent.submit(name, d)))
+
+
+async def _pull(puller: Puller, d: Deployment, missing: list[str]) -> web.Response | None:
+    """Pull the `missing` blobs whose versions name a repository; None once none is
+    missing, else the 424 naming those still missing (the operator can send them), with
+    the reason and reference of a pull that failed."""
+    failed: ArtifactError | None = None
+    for repository, digests in pull_plan(module_sources(d), missing).items():
+        try:
+            await puller.pull(repository, digests)
+        except ArtifactError as e:
+            failed = failed or e
+        except OSError as e:
+            return _err(507, f"this location could not store the blobs: {e.strerror or e}")
+    left = await asyncio.to_thread(puller.blobs.missing, missing)
+    if not left:
+        return None
+    if failed is not None:
+        return web.json_response(
+            unpulled(left, failed.reason, failed.ref, failed.message), status=424
+        )
+    return _err(
+        424,
+        f"assets: {len(left)} blobs are not here; PUT /v1/blobs/<sha256> each of "
+        "`missing` first",
+        missing=left,
+    )
 
 
 @routes.delete("/v1/workers/{name}")
@@ -471,8 +505,10 @@ def make_app(
     client_certificates: bool = False,
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
     tails: TailHub | None = None,
+    puller: Puller | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
+    app[PULLER_KEY] = puller or Puller(agent.blobs, agent.metrics.registry)
     if tails is not None:
         app[TAILS_KEY] = tails
     app[BUDGET_KEY] = budget = ByteBudget(bytes_in_flight)
@@ -603,6 +639,24 @@ def _feature_args(ap: argparse.ArgumentParser) -> None:
         type=_tail_rate,
         default=float(env("EDGEPLANE_AGENT_TAIL_RATE", "100")),
     )
+    _registry_args(ap)
+
+
+def _registry_args(ap: argparse.ArgumentParser) -> None:
+    """Where the agent pulls the blobs a push names by digest (edge/pull.py)."""
+    env = os.environ.get
+    ap.add_argument(
+        "--registry-credentials",
+        help="a .dockerconfigjson granting the registries pushes name (e.g. a mounted "
+        "kubernetes.io/dockerconfigjson Secret); read at start; without it, pulls are "
+        "anonymous. Credentials never travel in a push",
+        default=env("EDGEPLANE_AGENT_REGISTRY_CREDENTIALS"),
+    )
+    ap.add_argument(
+        "--registry-ca",
+        help="PEM file of CAs trusted for registries, besides the system's",
+        default=env("EDGEPLANE_AGENT_REGISTRY_CA"),
+    )
 
 
 def _tail_rate(text: str) -> float:
@@ -718,6 +772,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         bool(tls and tls.client_ca),
         args.max_body_bytes_in_flight,
         tails,
+        Puller(agent.blobs, agent.metrics.registry, args.registry),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -743,6 +798,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
     finally:
         watching.cancel()
         await runner.cleanup()
+        await app[PULLER_KEY].close()
         if tails is not None:
             await tails.close()
         await agent.close()
@@ -773,6 +829,11 @@ def main(argv: list[str] | None = None) -> int:
         token = TokenFile.read(Path(args.token_file))
     except (OSError, ValueError) as e:
         print(f"edgeplane agent: --token-file: {e}", file=sys.stderr)
+        return 2
+    try:
+        args.registry = registry_access(args.registry_credentials, args.registry_ca)
+    except ValueError as e:
+        print(f"edgeplane agent: {e}", file=sys.stderr)
         return 2
     # Defence in depth: the agent writes its files with explicit modes, but workerd (which
     # inherits the umask) creates the Durable Object and KV files under the state dir.

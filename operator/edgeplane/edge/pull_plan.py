@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from edgeplane.resolve.artifact import DIGEST_MISMATCH, OCI_REPO_RE, ArtifactRef
+from edgeplane.wire import Deployment
 
 REPOSITORY_FORM = (
     "must be <host>[:port]/<repository path>, lowercase, with no tag or digest "
@@ -36,6 +37,14 @@ def blob_ref(repository: str, sha256: str) -> ArtifactRef:
     """The reference that names blob `sha256` (hex) of `repository`: what errors show."""
     host, path = parse_repository(repository)
     return ArtifactRef(host, path, f"sha256:{sha256}")
+
+
+def module_sources(d: Deployment) -> list[Source]:
+    """Each version's repository and its modules' blobs, in the deployment's order."""
+    return [
+        (getattr(b, "repository", None), [getattr(m, "sha256", "") for m in b.modules])
+        for b in d.versions
+    ]
 
 
 def pull_plan(sources: Sequence[Source], missing: Iterable[str]) -> dict[str, list[str]]:
