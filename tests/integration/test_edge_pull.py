@@ -214,6 +214,30 @@ async def test_wrong_credentials_are_said_without_the_password(
         await p.close()
 
 
+async def test_rotated_credentials_are_read_again_without_a_restart(
+    registry: Registry, modules: tuple[str, dict[str, bytes]], tmp_path: Path
+) -> None:
+    repository, mods = modules
+    index, lib = _sha(mods["index.js"]), _sha(mods["lib.js"])
+    creds = tmp_path / "dockerconfig.json"
+    creds.write_text(registry.dockerconfigjson("wrong-" + os.urandom(8).hex()))
+    p = Puller(Blobs(tmp_path / "state"), CollectorRegistry(),
+               registry_access(str(creds), str(registry.ca)))
+    try:
+        with pytest.raises(ArtifactError, match=r"HTTP 401"):
+            await p.pull(repository, [index])
+        # A Secret volume's update: a new file swapped in.
+        new = tmp_path / "dockerconfig.json.new"
+        new.write_text(registry.dockerconfigjson())
+        new.replace(creds)
+        assert await p.pull(repository, [index]) == len(mods["index.js"])
+        # A broken file keeps the credentials in force.
+        creds.write_text("{not json")
+        assert await p.pull(repository, [lib]) == len(mods["lib.js"])
+    finally:
+        await p.close()
+
+
 def test_bad_flags_are_named_without_content(tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
     bad.write_text('{"auths": "secret-ish"}')

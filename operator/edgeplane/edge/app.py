@@ -648,8 +648,8 @@ def _registry_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--registry-credentials",
         help="a .dockerconfigjson granting the registries pushes name (e.g. a mounted "
-        "kubernetes.io/dockerconfigjson Secret); read at start; without it, pulls are "
-        "anonymous. Credentials never travel in a push",
+        "kubernetes.io/dockerconfigjson Secret); read again when it changes; without it, "
+        "pulls are anonymous. Credentials never travel in a push",
         default=env("EDGEPLANE_AGENT_REGISTRY_CREDENTIALS"),
     )
     ap.add_argument(

@@ -13,6 +13,8 @@ and the flag, never a secret."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +33,7 @@ from edgeplane.resolve.artifact import (
 from edgeplane.resolve.oci import ArtifactError, OciClient
 from edgeplane.resolve.policy import MAX_URL_BYTES, UrlSettings
 
+log = logging.getLogger("edgeplane.agent")
 # Blobs fetched at once, over all pushes: each is held in memory until stored.
 CONCURRENCY = 4
 TIMEOUT = 30.0  # seconds for one blob's request(s)
@@ -50,6 +53,30 @@ class RegistryAccess:
             allow_private=True, timeout=TIMEOUT, max_bytes=MAX_URL_BYTES
         )
     )
+    # Where `auths` came from, and that file's stamp then: re-read when it changes (a
+    # rotated Secret volume), as the token file is.
+    credentials_file: str = ""
+    stamp: tuple[int, int, int] | None = None
+
+
+def read_credentials(path: str) -> tuple[dict[str, Credentials], tuple[int, int, int]]:
+    """A .dockerconfigjson file's credentials by host, and its stamp; ValueError naming the
+    flag (never the content)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            raw = f.read()
+    except OSError as e:
+        raise ValueError(f"--registry-credentials: {e.strerror or e} ({path})") from None
+    try:
+        auths = parse_dockerconfig(raw)
+    except ValueError as e:
+        raise ValueError(f"--registry-credentials: {e}") from None
+    return auths, _stamp(st)
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def registry_access(
@@ -57,19 +84,29 @@ def registry_access(
 ) -> RegistryAccess:
     """From the agent's flags; ValueError naming the flag at fault (never the content)."""
     auths: dict[str, Credentials] = {}
+    stamp = None
     if credentials_file:
-        try:
-            auths = parse_dockerconfig(Path(credentials_file).read_bytes())
-        except OSError as e:
-            raise ValueError(
-                f"--registry-credentials: {e.strerror or e} ({credentials_file})"
-            ) from None
-        except ValueError as e:
-            raise ValueError(f"--registry-credentials: {e}") from None
+        auths, stamp = read_credentials(credentials_file)
     if ca_bundle and not Path(ca_bundle).is_file():
         raise ValueError(f"--registry-ca: no such file ({ca_bundle})")
     settings = replace(RegistryAccess().settings, ca_bundle=ca_bundle or None, timeout=timeout)
-    return RegistryAccess(auths, settings)
+    return RegistryAccess(auths, settings, credentials_file or "", stamp)
+
+
+def fresh(access: RegistryAccess) -> RegistryAccess:
+    """`access` with its credentials read again if their file changed; a file that is gone
+    or broken keeps those in force (logged, never quoted)."""
+    if not access.credentials_file:
+        return access
+    try:
+        if _stamp(os.stat(access.credentials_file)) == access.stamp:
+            return access
+        auths, stamp = read_credentials(access.credentials_file)
+    except (OSError, ValueError) as e:
+        log.warning("registry credentials not re-read, those in force kept: %s", e)
+        return access
+    log.info("registry credentials re-read from %s", access.credentials_file)
+    return replace(access, auths=auths, stamp=stamp)
 
 
 class Puller:
@@ -104,6 +141,7 @@ class Puller:
         wanted = await asyncio.to_thread(self.blobs.missing, digests)
         if not wanted:
             return 0
+        self.access = await asyncio.to_thread(fresh, self.access)
         blob_ref(repository, wanted[0])  # a bad repository fails before any request
         # Shielded: a push whose client went away, or whose time is up, leaves the shared
         # fetch to the others.
