@@ -6,12 +6,14 @@ import pytest
 
 from edgeplane.edge.pull_plan import (
     blob_ref,
+    module_sources,
     parse_repository,
     pull_plan,
     reported,
     unpulled,
 )
 from edgeplane.resolve.artifact import ArtifactRef
+from edgeplane.wire import Bundle, BundleModule, Deployment, ModuleType
 
 A, B, C, D = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
 
@@ -102,3 +104,28 @@ def test_the_answer_when_a_pull_failed() -> None:
     assert body["ref"] == f"h/r@sha256:{A}"
     assert str(body["error"]).startswith("modules: 2 blobs are not here and could not be pulled")
     assert "PUT /v1/blobs/<sha256>" in str(body["error"])
+
+
+def _version(repository: str | None, *sources: str) -> Bundle:
+    b = Bundle(
+        worker="ns.w", compatibilityDate="2025-01-01", mainModule="m0.js",
+        modules=tuple(
+            BundleModule(name=f"m{i}.js", type=ModuleType.ES_MODULE, content=src)
+            for i, src in enumerate(sources)
+        ),
+    ).with_version()
+    return b.by_reference().model_copy(update={"repository": repository})
+
+
+def test_module_sources_are_each_versions_repository_and_module_digests() -> None:
+    new, old = _version("h/r", "export default 2;", "lib"), _version(None, "export default 1;")
+    d = Deployment(worker="ns.w", primary=new.version or "", versions=(new, old))
+    assert module_sources(d) == [
+        ("h/r", [m.sha256 for m in new.modules]),
+        (None, [m.sha256 for m in old.modules]),
+    ]
+    # A module sent with its content has nothing to pull.
+    whole = new.model_copy(update={"modules": tuple(
+        BundleModule(name=m.name, type=m.type, content="x") for m in new.modules
+    )})
+    assert module_sources(d.model_copy(update={"versions": (whole,)})) == [("h/r", [])]

@@ -41,10 +41,7 @@ def blob_ref(repository: str, sha256: str) -> ArtifactRef:
 
 def module_sources(d: Deployment) -> list[Source]:
     """Each version's repository and its modules' blobs, in the deployment's order."""
-    return [
-        (getattr(b, "repository", None), [getattr(m, "sha256", "") for m in b.modules])
-        for b in d.versions
-    ]
+    return [(b.repository, [m.sha256 for m in b.modules if m.sha256]) for b in d.versions]
 
 
 def pull_plan(sources: Sequence[Source], missing: Iterable[str]) -> dict[str, list[str]]:
