@@ -136,9 +136,11 @@ async def test_a_record_without_content_is_served_from_pulled_modules(
         status, body = await _put(s, agent, _record(repository, v2))
         assert status == 200, body
         assert await _get(s, agent) == (200, "v2 200000")
-        assert _pulled(await _metrics(s, agent)) == sum(map(len, v1.values())) + len(
-            v2["index.js"]
-        )
+        metrics = await _metrics(s, agent)
+        assert _pulled(metrics) == sum(map(len, v1.values())) + len(v2["index.js"])
+        # Nothing came from the operator but the records: no blob was PUT.
+        assert 'edgeplane_agent_received_bytes_total{kind="deployment"}' in metrics
+        assert 'edgeplane_agent_received_bytes_total{kind="blob"}' not in metrics
 
         # Credentials rotated to wrong ones (the file is read again): refused, said
         # without the password, and the operator is asked for the blob.
