@@ -155,6 +155,11 @@ async def test_a_record_without_content_is_served_from_pulled_modules(
         assert wrong not in json.dumps(body) and registry.password not in json.dumps(body)
         _swap(creds, registry.dockerconfigjson())
 
+        # A repository that is not one is refused, saying the form, before any request.
+        status, body = await _put(s, agent, _record(f"https://{repository}", v3))
+        assert status == 422, body
+        assert body["errors"] == ["versions"] and "must be <host>[:port]/" in body["error"]
+
     # An agent started again with the registry down serves from its own blobs.
     agent.stop()
     registry.stop()
