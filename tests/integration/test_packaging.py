@@ -41,6 +41,11 @@ VARIANTS: dict[str, list[str]] = {
     "version-registry": ["operator.versionRegistry.url=oci://registry.example/edgeplane/v",
                          "operator.versionRegistry.secret=registry-push",
                          "operator.versionRegistry.caBundle.configMap=corp-ca"],
+    "agent-pulls": ["agent.enabled=true",
+                    "operator.versionRegistry.url=oci://registry.example/edgeplane/v",
+                    "operator.versionRegistry.secret=registry-push",
+                    "operator.versionRegistry.caBundle.configMap=corp-ca",
+                    "agent.registry.secret=registry-pull"],
 }
 
 
@@ -199,6 +204,23 @@ def check_version_registry(c: dict[str, Any], pod: dict[str, Any], sets: Sequenc
     assert secret["secretName"] == "registry-push"
 
 
+def check_agent_pulls(pod: dict[str, Any], sets: Sequence[str]) -> None:
+    """With a version registry the agent pulls modules with its own pull Secret (or the
+    operator's) and the registry's CA; without, no flag and no mount."""
+    c = pod["containers"][0]
+    flags = [a for a in c["args"] if a.startswith("--registry-")]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    if not any(s.startswith("operator.versionRegistry.url=") for s in sets):
+        assert flags == [] and "registry" not in vols and "registry-ca" not in vols
+        return
+    assert flags == ["--registry-credentials=/etc/edgeplane/registry/.dockerconfigjson",
+                     "--registry-ca=/etc/edgeplane/registry-ca/ca.crt"]
+    assert vols["registry"]["secret"]["secretName"] == "registry-pull"
+    assert vols["registry-ca"]["configMap"]["name"] == "corp-ca"
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["registry"] == "/etc/edgeplane/registry"
+
+
 def check_agent(objs: list[dict[str, Any]], namespace: str, sets: Sequence[str]) -> None:
     """The in-cluster agent serves https with the chart's (or the given) certificate, and
     its EdgeTarget trusts that certificate's CA and holds the credentials it needs."""
@@ -231,6 +253,7 @@ def check_agent(objs: list[dict[str, Any]], namespace: str, sets: Sequence[str])
         assert generated["type"] == "kubernetes.io/tls"
         ca = base64.b64decode(generated["data"]["ca.crt"]).decode()
         assert spec["caBundle"].strip() == ca.strip() and "BEGIN CERTIFICATE" in ca
+    check_agent_pulls(pod, sets)
     client = spec.get("clientCertificateSecretRef")
     if "agent.tls.clientCertificates=true" in sets:
         assert "--tls-client-ca=/etc/edgeplane/tls/ca.crt" in args

@@ -39,6 +39,7 @@ IO_MODULES = {
     "edgeplane.edge.cells": "the front and cell workerds, their state pushes, the watchdog",
     "edgeplane.edge.store": "the durable store of accepted deployments",
     "edgeplane.edge.blobs": "the content-addressed blob store on disk",
+    "edgeplane.edge.pull": "pulls blobs from a registry into the blob store",
     "edgeplane.edge.assets": "the static sites on disk, made from blobs",
     "edgeplane.edge.supervise": "the supervisor that starts the agent again when it dies",
     "edgeplane.edge.tail": "the live-log sink and streams",

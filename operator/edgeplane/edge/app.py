@@ -5,7 +5,13 @@ client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
                               422 schema/load error, 409 route owned by another Worker,
                               424 {"missing": [sha256, ...]}: blobs it needs, not here (its
-                              modules by reference, wire.BundleModule.sha256; assets' files)
+                              modules by reference, wire.BundleModule.sha256; assets' files);
+                              the modules of a version that names a `repository` are pulled
+                              from it first (edge/pull.py, --registry-credentials,
+                              --registry-ca), and when that fails the 424 also says
+                              {"reason": "ArtifactUnavailable" | "ArtifactNotFound" |
+                              "ArtifactDigestMismatch" | "ArtifactTooLarge",
+                              "ref": "<repository>@sha256:<hex>"}
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
@@ -104,6 +110,8 @@ from edgeplane.edge.agent import Agent
 from edgeplane.edge.assets import blobs_of
 from edgeplane.edge.blobs import BlobError
 from edgeplane.edge.cells import bind
+from edgeplane.edge.pull import Puller, registry_access
+from edgeplane.edge.pull_plan import module_sources, pull_plan, unpulled
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
 from edgeplane.edge.supervise import supervise
@@ -112,6 +120,7 @@ from edgeplane.edge.tail_events import parse_filters
 from edgeplane.edge.token import TokenFile
 from edgeplane.edge.workerd import find_workerd, workerd_version
 from edgeplane.fieldpath import describe, field_errors
+from edgeplane.resolve.oci import ArtifactError
 from edgeplane.wire import (
     DECODED_LENGTH_HEADER,
     MIN_SIGNING_KEY,
@@ -135,6 +144,7 @@ BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and p
 BLOBS_RECEIVED = web.AppKey("blobs_received", Counter)
 BYTES_RECEIVED = web.AppKey("bytes_received", Counter)
 TAILS_KEY = web.AppKey("tails", TailHub)  # live logs (edge/tail.py)
+PULLER_KEY = web.AppKey("puller", Puller)  # blobs pulled from registries (edge/pull.py)
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
 DEFAULT_MAX_BODY = body_limit()
 # Bodies in flight, however many PUTs arrive: one of the largest deployments at a time (the
@@ -350,26 +360,56 @@ async def put_worker(request: web.Request) -> web.Response:
             422, f"worker: {d.worker!r} does not match the URL's {name!r}", errors=["worker"]
         )
     missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
-    if not missing:
-        try:
-            d = await asyncio.to_thread(agent.hydrated, d)
-        except FileNotFoundError:  # removed meanwhile, or found corrupt (and removed)
-            missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
-        except ValueError:  # never quoted: a validation error may echo module content
-            agent.metrics.pushes.labels("invalid").inc()
-            return _err(
-                422, "versions: an id does not match the sha256 of its modules' content",
-                errors=["versions"],
-            )
-    if missing:
+    # Those a version's repository holds are pulled first (edge/pull.py).
+    refusal = await _pull(request.app[PULLER_KEY], d, missing) if missing else None
+    if refusal is not None:
+        return refusal
+    try:
+        d = await asyncio.to_thread(agent.hydrated, d)
+    except FileNotFoundError:  # removed meanwhile, or found corrupt (and removed)
+        return _missing(await asyncio.to_thread(agent.blobs.missing, blobs_of([d])))
+    except ValueError:  # never quoted: a validation error may echo module content
+        agent.metrics.pushes.labels("invalid").inc()
         return _err(
-            424,
-            f"{len(missing)} blobs (modules, assets' files) are not here; PUT "
-            "/v1/blobs/<sha256> each of `missing` first",
-            missing=missing,
+            422, "versions: an id does not match the sha256 of its modules' content",
+            errors=["versions"],
         )
     # Shielded: a client that goes away does not take its push out of the batch.
     return _reply(await asyncio.shield(agent.submit(name, d)))
+
+
+async def _pull(puller: Puller, d: Deployment, missing: list[str]) -> web.Response | None:
+    """Pull the `missing` blobs whose versions name a repository; None once none is
+    missing, else the 424 naming those still missing (the operator can send them), with
+    the reason and reference of a pull that failed."""
+    failed: ArtifactError | None = None
+    for repository, digests in pull_plan(module_sources(d), missing).items():
+        try:
+            await puller.pull(repository, digests)
+        except ArtifactError as e:
+            failed = failed or e
+        except ValueError as e:  # a repository that is not one: nothing was asked
+            return _err(422, f"versions: {e}", errors=["versions"])
+        except OSError as e:
+            return _err(507, f"this location could not store the blobs: {e.strerror or e}")
+    left = await asyncio.to_thread(puller.blobs.missing, missing)
+    if not left:
+        return None
+    if failed is not None:
+        return web.json_response(
+            unpulled(left, failed.reason, failed.ref, failed.message), status=424
+        )
+    return _missing(left)
+
+
+def _missing(missing: list[str]) -> web.Response:
+    """The 424 of a push whose blobs are not all here: the operator sends them."""
+    return _err(
+        424,
+        f"{len(missing)} blobs (modules, assets' files) are not here; PUT "
+        "/v1/blobs/<sha256> each of `missing` first",
+        missing=missing,
+    )
 
 
 @routes.delete("/v1/workers/{name}")
@@ -490,8 +530,10 @@ def make_app(
     client_certificates: bool = False,
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
     tails: TailHub | None = None,
+    puller: Puller | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[auth])
+    app[PULLER_KEY] = puller or Puller(agent.blobs, agent.metrics.registry)
     if tails is not None:
         app[TAILS_KEY] = tails
     app[BUDGET_KEY] = budget = ByteBudget(bytes_in_flight)
@@ -628,6 +670,24 @@ def _feature_args(ap: argparse.ArgumentParser) -> None:
         type=_tail_rate,
         default=float(env("EDGEPLANE_AGENT_TAIL_RATE", "100")),
     )
+    _registry_args(ap)
+
+
+def _registry_args(ap: argparse.ArgumentParser) -> None:
+    """Where the agent pulls the blobs a push names by digest (edge/pull.py)."""
+    env = os.environ.get
+    ap.add_argument(
+        "--registry-credentials",
+        help="a .dockerconfigjson granting the registries pushes name (e.g. a mounted "
+        "kubernetes.io/dockerconfigjson Secret); read again when it changes; without it, "
+        "pulls are anonymous. Credentials never travel in a push",
+        default=env("EDGEPLANE_AGENT_REGISTRY_CREDENTIALS"),
+    )
+    ap.add_argument(
+        "--registry-ca",
+        help="PEM file of CAs trusted for registries, besides the system's",
+        default=env("EDGEPLANE_AGENT_REGISTRY_CA"),
+    )
 
 
 def _tail_rate(text: str) -> float:
@@ -743,6 +803,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         bool(tls and tls.client_ca),
         args.max_body_bytes_in_flight,
         tails,
+        Puller(agent.blobs, agent.metrics.registry, args.registry),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -768,6 +829,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
     finally:
         watching.cancel()
         await runner.cleanup()
+        await app[PULLER_KEY].close()
         if tails is not None:
             await tails.close()
         await agent.close()
@@ -798,6 +860,11 @@ def main(argv: list[str] | None = None) -> int:
         token = TokenFile.read(Path(args.token_file))
     except (OSError, ValueError) as e:
         print(f"edgeplane agent: --token-file: {e}", file=sys.stderr)
+        return 2
+    try:
+        args.registry = registry_access(args.registry_credentials, args.registry_ca)
+    except ValueError as e:
+        print(f"edgeplane agent: {e}", file=sys.stderr)
         return 2
     # Defence in depth: the agent writes its files with explicit modes, but workerd (which
     # inherits the umask) creates the Durable Object and KV files under the state dir.

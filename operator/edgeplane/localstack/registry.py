@@ -67,6 +67,12 @@ class Registry:
         auth = {"username": self.user, "password": pw}
         return json.dumps({"auths": {self.host: auth}})
 
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry's filesystem storage keeps the blob `sha256:<hex>` (for tests
+        that tamper with it)."""
+        hex_ = digest.removeprefix("sha256:")
+        return self.state_dir / "data/docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
+
     def _configure(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tls = CertificateAuthority(self.state_dir / "pki", "edgeplane-registry-ca").issue(
