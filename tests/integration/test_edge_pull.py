@@ -52,7 +52,8 @@ def _access(registry: Registry, tmp: Path, password: str | None = None) -> Regis
 
 
 def _puller(registry: Registry, blobs: Blobs, tmp: Path, password: str | None = None) -> Puller:
-    return Puller(blobs, CollectorRegistry(), _access(registry, tmp, password))
+    # Tried again at once after a failure: the hold has a test of its own.
+    return Puller(blobs, CollectorRegistry(), _access(registry, tmp, password), hold=0)
 
 
 @pytest.fixture
@@ -194,6 +195,38 @@ async def test_a_hung_registry_answers_the_push_in_time_and_the_fetch_goes_on(
             await asyncio.sleep(0.1)
         assert blobs.path(lib).read_bytes() == mods["lib.js"]
         assert await p.pull(repository, [lib]) == 0
+    finally:
+        await p.close()
+
+
+async def test_a_registry_that_did_not_answer_is_not_tried_again_for_a_while(
+    registry: Registry, modules: tuple[str, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """Without the hold, every push to a location that cannot reach the registry (here:
+    frozen) waited the whole budget before the operator sent the blobs itself."""
+    repository, mods = modules
+    index, lib = _sha(mods["index.js"]), _sha(mods["lib.js"])
+    blobs = Blobs(tmp_path / "state")
+    p = Puller(blobs, CollectorRegistry(), _access(registry, tmp_path), budget=2, hold=6)
+    assert registry.proc is not None
+    pid = registry.proc.popen.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ArtifactError):
+            await p.pull(repository, [lib])  # waits the budget
+        started = time.monotonic()
+        with pytest.raises(ArtifactError) as e:
+            await p.pull(repository, [index])  # another blob: not tried at all
+        assert time.monotonic() - started < 0.5
+        assert e.value.reason == "ArtifactUnavailable"
+        assert e.value.message.startswith(f"{repository}@sha256:{index}: not tried again yet: ")
+        assert "within 2s" in e.value.message  # why: the failure that started the hold
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        await asyncio.sleep(6)
+        # The hold is over: tried, and it answers now.
+        assert await p.pull(repository, [index]) == len(mods["index.js"])
     finally:
         await p.close()
 

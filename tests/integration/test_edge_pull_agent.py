@@ -106,6 +106,7 @@ async def test_a_record_without_content_is_served_from_pulled_modules(
     creds.write_text(registry.dockerconfigjson())
     agent = edge_agents("agent", extra_args=(
         "--registry-credentials", str(creds), "--registry-ca", str(registry.ca),
+        "--registry-hold", "0",  # tried again at once: the hold is test_edge_pull's
     ))
     repo_path = f"edgeplane/versions/t-{os.urandom(4).hex()}/front"
     repository = f"{registry.host}/{repo_path}"

@@ -110,7 +110,7 @@ from edgeplane.edge.agent import Agent
 from edgeplane.edge.assets import blobs_of
 from edgeplane.edge.blobs import BlobError
 from edgeplane.edge.cells import bind
-from edgeplane.edge.pull import Puller, registry_access
+from edgeplane.edge.pull import HOLD, Puller, registry_access
 from edgeplane.edge.pull_plan import module_sources, pull_plan, unpulled
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import DIR_MODE, atomic_write
@@ -688,6 +688,13 @@ def _registry_args(ap: argparse.ArgumentParser) -> None:
         help="PEM file of CAs trusted for registries, besides the system's",
         default=env("EDGEPLANE_AGENT_REGISTRY_CA"),
     )
+    ap.add_argument(
+        "--registry-hold",
+        type=float,
+        help="seconds a registry that could not be reached is not tried again; pushes "
+        "meanwhile get their blobs from the operator",
+        default=float(env("EDGEPLANE_AGENT_REGISTRY_HOLD", str(HOLD))),
+    )
 
 
 def _tail_rate(text: str) -> float:
@@ -803,7 +810,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         bool(tls and tls.client_ca),
         args.max_body_bytes_in_flight,
         tails,
-        Puller(agent.blobs, agent.metrics.registry, args.registry),
+        Puller(agent.blobs, agent.metrics.registry, args.registry, hold=args.registry_hold),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

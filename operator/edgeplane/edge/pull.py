@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,10 @@ TIMEOUT = 30.0  # seconds for one blob's request(s)
 # Seconds one push waits for its blobs: the operator's PUT waits 120 s in all, and a
 # fetch that outlives it goes on for the next push.
 BUDGET = 60.0
+# Seconds a registry that could not be reached is not tried again: the pushes meanwhile
+# are answered 424 at once and the operator sends the blobs, so a registry the location
+# cannot reach (down, firewalled) costs one push the budget, not every push.
+HOLD = 30.0
 
 
 @dataclass(frozen=True)
@@ -117,12 +122,14 @@ class Puller:
         access: RegistryAccess | None = None,
         concurrency: int = CONCURRENCY,
         budget: float = BUDGET,
+        hold: float = HOLD,
     ) -> None:
         self.blobs = blobs
         self.pulled_bytes, self.failures = _counters(metrics)
         self.access = access or RegistryAccess()
         self.client = OciClient(self.access.settings)
-        self.budget = budget
+        self.budget, self.hold = budget, hold
+        self._down: dict[str, tuple[float, str]] = {}  # host -> (until, why), monotonic
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, asyncio.Task[int]] = {}
 
@@ -136,13 +143,30 @@ class Puller:
         `repository` (`host[:port]/path`); the bytes of them that arrived (once per
         blob in the metric, however many pushes waited for it). Every blob is tried; those
         that arrived are kept, and one failure (pull_plan.reported) is raised as an
-        ArtifactError naming `repository@sha256:...`. ValueError for a
-        repository that is not one; OSError if the store cannot be written."""
+        ArtifactError naming `repository@sha256:...`; a registry that could not be reached
+        is not tried again for `hold` seconds (nor until the credentials change). ValueError
+        for a repository that is not one; OSError if the store cannot be written."""
         wanted = await asyncio.to_thread(self.blobs.missing, digests)
         if not wanted:
             return 0
-        self.access = await asyncio.to_thread(fresh, self.access)
-        blob_ref(repository, wanted[0])  # a bad repository fails before any request
+        access = await asyncio.to_thread(fresh, self.access)
+        if access is not self.access:
+            self._down.clear()  # new credentials: worth trying at once
+        self.access = access
+        first = blob_ref(repository, wanted[0])  # a bad repository fails before any request
+        until, why = self._down.get(first.host, (0.0, ""))
+        if time.monotonic() < until:
+            raise ArtifactError(UNAVAILABLE, str(first), f"not tried again yet: {why}")
+        try:
+            pulled = await self._pull(repository, wanted)
+        except ArtifactError as e:
+            if e.reason == UNAVAILABLE:
+                self._down[first.host] = (time.monotonic() + self.hold, e.message)
+            raise
+        self._down.pop(first.host, None)
+        return pulled
+
+    async def _pull(self, repository: str, wanted: list[str]) -> int:
         # Shielded: a push whose client went away, or whose time is up, leaves the shared
         # fetch to the others.
         try:
