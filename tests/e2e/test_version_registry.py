@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     Kube,
     eventually,
     fetch,
+    metric,
     operator_with,
     responder,
     route,
@@ -32,21 +33,41 @@ VERSIONS = 52
 
 @pytest.fixture
 def keeping(stack: Stack, registry: Registry, tmp_path: Path) -> Iterator[Registry]:
-    """The operator restarted with --version-registry; restored after."""
+    """The operator restarted with --version-registry, and the locations with credentials
+    to pull from it; restored after."""
     creds = tmp_path / "registry.json"
     creds.write_text(registry.dockerconfigjson())
     creds.chmod(0o600)
-    with operator_with(
-        stack,
-        "--version-registry", f"oci://{registry.host}/e2e-versions",
-        "--version-registry-credentials", str(creds),
-        "--version-registry-ca", str(registry.ca),
-    ):
-        try:
-            yield registry
-        finally:
-            if registry.proc is None:
-                registry.start()
+    pulls = ("--registry-credentials", str(creds), "--registry-ca", str(registry.ca))
+    _restart_agents(stack, pulls)
+    try:
+        with operator_with(
+            stack,
+            "--version-registry", f"oci://{registry.host}/e2e-versions",
+            "--version-registry-credentials", str(creds),
+            "--version-registry-ca", str(registry.ca),
+        ):
+            try:
+                yield registry
+            finally:
+                if registry.proc is None:
+                    registry.start()
+    finally:
+        _restart_agents(stack, ())
+
+
+def _restart_agents(stack: Stack, args: tuple[str, ...]) -> None:
+    """Each location's agent stopped and started with `args` (its workerds adopted)."""
+    for a in stack.agents:
+        a.kill_agent()
+        a.extra_args = args
+        a.start()
+
+
+def _pulled(stack: Stack) -> list[float]:
+    """Bytes each location pulled from the registry itself (edge/pull.py)."""
+    return [metric(a.api_url + "/metrics", "edgeplane_agent_pulled_bytes_total", a.token,
+                   result="stored") for a in stack.agents]
 
 
 def _serves(stack: Stack, host: str, body: str) -> bool:
@@ -59,6 +80,8 @@ def test_a_pin_fifty_versions_back_is_served_from_the_registry(
     host = f"kept.{kube.namespace}.example.com"
     kube.apply(worker("kept", responder('"v0"')), route("kept", f"{host}/*", "kept"))
     kube.wait_ready("kept", generation=1, timeout=90)
+    # The locations pulled the version's module from the registry, by digest.
+    assert all(n > 0 for n in _pulled(stack)), _pulled(stack)
     for i in range(1, VERSIONS):
         kube.apply(worker("kept", responder(f'"v{i}"')))
         kube.wait_ready("kept", generation=i + 1, timeout=90)

@@ -81,6 +81,7 @@ class Agent:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     tls: AgentTls | None = None
     proc: procs.Proc | None = None
+    extra_args: tuple[str, ...] = ()  # more `edgeplane agent` flags, from the next start
 
     @property
     def state_dir(self) -> Path:
@@ -124,6 +125,7 @@ class Agent:
                 "--state-dir", str(self.state_dir / "state"),
                 "--token-file", str(token_file),
                 *(self.tls.args() if self.tls else []),
+                *self.extra_args,
             ],
             self.root,
             tie_to_parent=self.tie_to_parent,
