@@ -296,13 +296,13 @@ class Bundle(_Strict):
         if self.assets and self.assets.binding in {b.name for b in self.bindings}:
             raise ValueError(f"assets.binding: {self.assets.binding!r} is also a binding name")
         # By reference, the id is checked once the location has the modules (`hydrated`).
-        if self.version is not None and not self.by_ref() and (
+        if self.version is not None and not self.has_references() and (
             self.version != self.compute_version()
         ):
             raise ValueError("version: does not match the sha256 of the bundle's content")
         return self
 
-    def by_ref(self) -> bool:
+    def has_references(self) -> bool:
         """Whether some module travels by reference (no content here)."""
         return any(m.content is None for m in self.modules)
 
@@ -428,6 +428,19 @@ class Deployment(_Strict):
     def by_reference(self) -> Deployment:
         """Every module by reference (`Bundle.by_reference`)."""
         return self.model_copy(update={"versions": tuple(b.by_reference() for b in self.versions)})
+
+    def whole(self) -> Deployment:
+        """Without `repository` and the modules' recorded sha256, which an agent of an
+        earlier release does not know (its model refuses unknown fields); the operator's
+        deployments carry every module's content."""
+        versions = tuple(
+            b.model_copy(update={
+                "repository": None,
+                "modules": tuple(m.model_copy(update={"sha256": None}) for m in b.modules),
+            })
+            for b in self.versions
+        )
+        return self.model_copy(update={"versions": versions})
 
     def hydrated(self, raw_of: Callable[[str], bytes]) -> Deployment:
         """Every module with its content (`Bundle.hydrated`): ValueError if a version's id

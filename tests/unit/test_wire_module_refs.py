@@ -99,3 +99,13 @@ def test_a_module_with_content_gets_its_sha256_computed_not_trusted() -> None:
     b = _bundle().model_copy(update={"modules": (main, wrong, wasm)})
     rebuilt = b.hydrated(BLOBS.__getitem__)
     assert rebuilt.modules[1].sha256 == _sha(LIB)
+
+
+def test_what_an_agent_of_the_earlier_release_is_sent() -> None:
+    b = _bundle().model_copy(update={"repository": "reg.example:5000/v/ns/a"})
+    d = Deployment(worker="ns.a", primary=b.version or "", versions=(b,))
+    d = d.by_reference().hydrated(BLOBS.__getitem__)  # content and sha256 both
+    sent = d.whole().model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert "repository" not in sent["versions"][0]
+    assert all(set(m) == {"name", "type", "content"} for m in sent["versions"][0]["modules"])
+    assert Deployment.model_validate(sent).versions[0].version == b.version

@@ -226,7 +226,7 @@ class AgentClient:
         could not pull, its 424) follow, then the deployment again. So an unchanged module
         never travels twice, and a change of bindings or routes is one request."""
         started = time.monotonic()
-        sent = deployment.by_reference() if by_reference else deployment
+        sent = deployment.by_reference() if by_reference else deployment.whole()
         try:
             if not by_reference:  # assets' files before a body that may be large
                 await self.send_blobs(ep, sent)
@@ -320,7 +320,7 @@ class AgentClient:
         """The deployment's body, shared by the pushes of the same deployment in flight,
         holding its share of the budget until the last of them is done."""
         # The same deployment by reference or whole is two bodies (locations differ).
-        key = (deployment.worker, deployment.identity(), deployment.versions[0].by_ref())
+        key = (deployment.worker, deployment.identity(), deployment.versions[0].has_references())
         shared = self._bodies.get(key)
         if shared is None:
             shared = self._bodies[key] = _Shared(asyncio.ensure_future(self._encode(deployment)))
