@@ -93,7 +93,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeplane import __version__
@@ -141,8 +141,6 @@ TOKEN_KEY = web.AppKey("token", TokenFile)  # the bearer token the operator pres
 MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (--tls-client-ca)
 BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
-BLOBS_RECEIVED = web.AppKey("blobs_received", Counter)
-BYTES_RECEIVED = web.AppKey("bytes_received", Counter)
 TAILS_KEY = web.AppKey("tails", TailHub)  # live logs (edge/tail.py)
 PULLER_KEY = web.AppKey("puller", Puller)  # blobs pulled from registries (edge/pull.py)
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
@@ -349,7 +347,7 @@ async def get_worker(request: web.Request) -> web.Response:
 async def put_worker(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     name = name_of(request)
-    request.app[BYTES_RECEIVED].labels("deployment").inc(request.content_length or 0)
+    agent.metrics.received_bytes.labels("deployment").inc(request.content_length or 0)
     try:
         d = await _parsed(request, Deployment)
     except web.HTTPUnprocessableEntity:
@@ -451,14 +449,14 @@ async def put_blob(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     sha256 = request.match_info["sha256"]
     content = bytes(await _body(request))
-    request.app[BYTES_RECEIVED].labels("blob").inc(request.content_length or len(content))
+    agent.metrics.received_bytes.labels("blob").inc(request.content_length or len(content))
     try:
         created = await asyncio.to_thread(agent.blobs.put, sha256, content)
     except BlobError as e:
         return _err(422, str(e), errors=["body" if str(e).startswith("body") else "sha256"])
     except OSError as e:
         return _err(507, f"this location could not store the blob: {e.strerror or e}")
-    request.app[BLOBS_RECEIVED].labels("stored" if created else "present").inc()
+    agent.metrics.blobs_received.labels("stored" if created else "present").inc()
     return web.json_response({"sha256": sha256, "created": created}, status=201 if created else 200)
 
 
@@ -542,18 +540,6 @@ def make_app(
     app[TOKEN_KEY] = token if isinstance(token, TokenFile) else TokenFile.fixed(token)
     app[MAX_BODY_KEY] = max_body
     app[CLIENT_CERTIFICATES_KEY] = client_certificates
-    app[BLOBS_RECEIVED] = Counter(
-        "edgeplane_agent_blobs_received_total",
-        "Blobs (modules, static assets' files) PUT to the agent: stored, or already present",
-        ["result"],
-        registry=agent.metrics.registry,
-    )
-    app[BYTES_RECEIVED] = Counter(
-        "edgeplane_agent_received_bytes_total",
-        "Bytes of pushes as sent (Content-Length, gzipped or not): deployments, blobs",
-        ["kind"],
-        registry=agent.metrics.registry,
-    )
     app.add_routes(routes)
     return app
 

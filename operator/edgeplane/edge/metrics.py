@@ -10,8 +10,7 @@ from edgeplane.edge import counts
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        p = "edgeplane_agent_"
+        r, p = self.registry, "edgeplane_agent_"
         self.publishes = Counter(
             p + "publishes_total",
             "State pushes to the front (routes, placement, cells): every deploy is one",
@@ -67,7 +66,22 @@ class Metrics:
             ["worker", "version", "code"],
             registry=r,
         )
+        self._pushes_received(r, p)
         self._exported: counts.Snapshot = {}
+
+    def _pushes_received(self, r: CollectorRegistry, p: str) -> None:
+        self.blobs_received = Counter(
+            p + "blobs_received_total",
+            "Blobs (modules, static assets' files) PUT to the agent: stored, or already present",
+            ["result"],
+            registry=r,
+        )
+        self.received_bytes = Counter(
+            p + "received_bytes_total",
+            "Bytes of pushes as sent (Content-Length, gzipped or not): deployments, blobs",
+            ["kind"],
+            registry=r,
+        )
 
     def export_requests(self, totals: counts.Snapshot) -> None:
         """Advance the requests counter to `totals` (which only grow)."""
