@@ -18,6 +18,9 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.kube.client import Kube, namespace_terminating
+from edgeplane.kube.fence import Fence, Fenced
+from edgeplane.kube.leases import Elector
+from edgeplane.plan.buckets import DEFAULT_BUCKETS, LOCATION_WIDE, Timings, key_bucket
 from edgeplane.plan.lanes import Lane
 from edgeplane.plan.relist import gone
 from edgeplane.plan.rollout import read_actions
@@ -76,6 +79,13 @@ class Settings:
     # Seconds between kopf starting to list a kind again and our own list that finds what
     # was deleted during the watch gap (kopf's list has no DELETED events).
     relist_settle: float = 2.0
+    # Active-active replicas (--replicas): above 1, the keys are split into `buckets`, each
+    # held through a Lease in `lease_namespace`; `identity` names this replica.
+    replicas: int = 1
+    buckets: int = DEFAULT_BUCKETS
+    identity: str = ""
+    lease_namespace: str = "edgeplane-system"
+    lease_timings: Timings = field(default_factory=Timings)
 
 
 def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -134,7 +144,7 @@ class Controller:
     def __init__(self, api: kclient.ApiClient, settings: Settings | None = None) -> None:
         self.settings = s = settings or Settings()
         self.api = api
-        self.kube = Kube(api)
+        self.kube = Kube(api, s.identity if s.replicas > 1 else "")
         self.cache = Cache()
         self.queue: WorkQueue[Key] = WorkQueue(
             "worker", self._handle, s.concurrency, namespace=lambda key: key[1]
@@ -181,9 +191,21 @@ class Controller:
         self.exclusion_loop = ExclusionReconciler(
             self.cache, self.fleet, backoff=lambda ns: self.queue.backoff(("Exclusions", ns, ""))
         )
+        self.elector = self._elector()
+        self.fence = self.fleet.fence = Fence(self.elector.holds if self.elector else None)
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
+
+    def _elector(self) -> Elector | None:
+        """One replica: no Leases, every bucket held, nothing fenced."""
+        s = self.settings
+        if s.replicas <= 1:
+            return None
+        return Elector(
+            self.api, s.lease_namespace, s.identity, s.buckets, s.lease_timings,
+            on_gain=self._bucket_gained, on_loss=self._bucket_lost,
+        )
 
     async def start(self) -> None:
         failed = (ApiException, aiohttp.ClientError, TimeoutError)
@@ -197,6 +219,8 @@ class Controller:
         except failed as e:  # the watches bring them
             log.warning("objects not listed at start (%s); taken from the watches", e)
         self.queue.start()
+        if self.elector is not None:
+            self.elector.start()
         self._timers = [
             asyncio.create_task(self._every(self.settings.resync_interval, self.resync)),
             asyncio.create_task(self._every(self.settings.health_interval, self.check_targets)),
@@ -220,6 +244,8 @@ class Controller:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.elector is not None:
+            await self.elector.stop()  # the buckets go to the others at once
         await self.queue.stop()
         await self.fleet.close()
         await self.resolver.close()
@@ -383,9 +409,53 @@ class Controller:
     async def check_targets(self) -> None:
         await asyncio.gather(*(self.fleet.check(name) for name in list(self.fleet.targets)))
 
+    # -- buckets (several replicas) ------------------------------------------------------
+
+    def bucket(self, key: Key) -> int:
+        kind, ns, name = key
+        route = self.cache.routes.get((ns, name)) if kind == "WorkerRoute" else None
+        worker = None if route is None else route["spec"].get("worker") or ""
+        return key_bucket(kind, ns, name, worker, self.settings.buckets)
+
+    def _cached_keys(self) -> list[Key]:
+        keys: list[Key] = [("Worker", *k) for k in sorted(self.cache.workers)]
+        keys += [("WorkerRoute", *k) for k in sorted(self.cache.routes)]
+        keys += [("Exclusions", ns, "") for ns in sorted(
+            {ns for ns, _ in self.cache.routes_without_worker()})]
+        return keys + [("HostClaim", "", name) for name in sorted(self.cache.claims)]
+
+    def _bucket_gained(self, bucket: int) -> None:
+        """Its keys were dropped while another replica held it: each is looked at again, in
+        the background lane (after a takeover they are mostly in sync already)."""
+        self._add((k for k in self._cached_keys() if self.bucket(k) == bucket), "background")
+        if bucket == LOCATION_WIDE:
+            self._spawn(self.check_targets())
+
+    def _bucket_lost(self, bucket: int) -> None:
+        """Its queued keys are dropped when their turn comes, and work in flight meets the
+        fence at its next write."""
+        log.info("bucket %d: no longer reconciled here", bucket)
+
     # -- the queue's handler -------------------------------------------------------------
 
     async def _handle(self, key: Key) -> float | None:
+        bucket = self.bucket(key)
+        if not self.fence.holds(bucket):
+            return None  # another replica's
+        try:
+            with self.fence.scope(bucket):
+                delay = await self._reconcile(key, str(bucket))
+        except Fenced as e:
+            log.info("%s %s/%s: stopped, %s", *key, e)
+            return None
+        if key[0] == "Worker" and (body := self.cache.workers.get(key[1:])) is not None:
+            (log.info if self.elector else log.debug)(
+                "reconciled Worker %s/%s generation %s (bucket %d)",
+                key[1], key[2], body["metadata"].get("generation"), bucket,
+            )
+        return delay
+
+    async def _reconcile(self, key: Key, bucket: str) -> float | None:
         kind, ns, name = key
         controller = kind.lower()
         started = time.monotonic()
@@ -417,5 +487,5 @@ class Controller:
             metrics.RECONCILE_ERRORS.labels(controller).inc()
             raise
         finally:
-            metrics.RECONCILE_TOTAL.labels(controller, result).inc()
+            metrics.RECONCILE_TOTAL.labels(controller, result, bucket).inc()
             metrics.RECONCILE_TIME.labels(controller).observe(time.monotonic() - started)

@@ -18,6 +18,7 @@ from edgeplane.plan.buckets import (
     key_bucket,
     lease_decision,
     live_members,
+    replica_identity,
     share,
     valid,
 )
@@ -151,3 +152,12 @@ def test_timings_checked(bad: Timings) -> None:
     with pytest.raises(ValueError, match="renew_deadline"):
         bad.check()
     T.check()
+
+
+@pytest.mark.parametrize(
+    ("pod", "host", "expected"),
+    [("edgeplane-7d9f-abcde", "x", "edgeplane-7d9f-abcde"), ("", "My_Host", "my-host-42"),
+     ("", "", "42"), ("", "_", "42"), ("A" * 80, "", "a" * 63)],
+)
+def test_replica_identity(pod: str, host: str, expected: str) -> None:
+    assert replica_identity(pod, host, 42) == expected

@@ -21,6 +21,7 @@ import aiohttp
 from edgeplane.api import Probe
 from edgeplane.budget import ByteBudget
 from edgeplane.distribute.tls import ClientCertificate, ClientTls, client_tls
+from edgeplane.kube import fence
 from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
 from edgeplane.wire import (
@@ -212,6 +213,7 @@ class AgentClient:
         waits for its share of the bytes in flight, and an agent that is busy reading others
         (503 with Retry-After) gets it again when it asks, for up to BUSY_PATIENCE."""
         started = time.monotonic()
+        fence.check(f"push of {deployment.worker}")
         try:
             await self.send_blobs(ep, deployment)
             async with self._encoded(deployment) as body:
@@ -277,6 +279,7 @@ class AgentClient:
         deadline = time.monotonic() + BUSY_PATIENCE
         path = f"/v1/workers/{worker}"
         while True:
+            fence.check(f"push of {worker}")  # also after waiting for a busy agent
             try:
                 return await self._call(ep, "PUT", path, body.data, extra=body.headers())
             except ServerError as e:
@@ -314,6 +317,7 @@ class AgentClient:
         return body
 
     async def delete(self, ep: Endpoint, worker: str) -> None:
+        fence.check(f"removal of {worker}")
         try:
             await self._call(ep, "DELETE", f"/v1/workers/{worker}")
         except Refused as e:
@@ -322,6 +326,7 @@ class AgentClient:
 
     async def put_exclusions(self, ep: Endpoint, namespace: str, patterns: tuple[str, ...]) -> None:
         """Make `patterns` the namespace's routes without a Worker there. Raises AgentError."""
+        fence.check(f"exclusions of {namespace}")
         body = Exclusions(patterns=patterns).model_dump_json().encode()
         await self._call(ep, "PUT", f"/v1/exclusions/{namespace}", body)
 
@@ -331,12 +336,14 @@ class AgentClient:
     ) -> None:
         """The location's cron lease: these Workers' schedules for `ttl` seconds, replacing
         the last lease (of `holder` with a lower `seq`). Raises AgentError."""
+        fence.check("cron lease")
         body = json.dumps({"ttlSeconds": ttl, "schedules": dict(schedules), "holder": holder,
                            "seq": seq}).encode()
         await self._call(ep, "PUT", "/v1/cron", body, max_seconds=HEALTH_TIMEOUT)
 
     async def put_signing_key(self, ep: Endpoint, key: str) -> None:
         """The cluster's key for signed override headers. Raises AgentError."""
+        fence.check("signing key")
         body = json.dumps({"key": key}).encode()
         # Sent from the health check, so bounded as it is.
         await self._call(ep, "PUT", "/v1/signing-key", body, max_seconds=HEALTH_TIMEOUT)

@@ -10,6 +10,7 @@ clock, so clock skew between machines cannot make two replicas hold one bucket.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -149,3 +150,10 @@ def live_members(seen: dict[str, Seen], me: str, now: float, duration: float) ->
     (a replica renews its own as often as its buckets)."""
     alive = {holder for holder, s in seen.items() if holder and now - s.since < duration}
     return sorted(alive | {me})
+
+
+def replica_identity(pod_name: str, hostname: str, pid: int) -> str:
+    """This replica's name in Leases, field managers and Events: the pod's name, else
+    host-pid; made a valid part of a Lease name (lower case, `-`, at most 63)."""
+    raw = pod_name or f"{hostname}-{pid}"
+    return re.sub(r"[^a-z0-9.-]+", "-", raw.lower()).strip("-.")[:63] or f"replica-{pid}"
