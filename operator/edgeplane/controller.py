@@ -193,6 +193,7 @@ class Controller:
         )
         self.elector = self._elector()
         self.fence = self.fleet.fence = Fence(self.elector.holds if self.elector else None)
+        self.fleet.shared = self.elector is not None
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
@@ -259,11 +260,15 @@ class Controller:
         old = self.cache.workers.pop(key, None)
         if deleted:
             self.fleet.desired.pop(full_name(key), None)
+            if self.elector is not None:
+                self.fleet.crons.pop(full_name(key), None)
             self.versions.forget(key)
             self.writer.forget(key)
             self._enqueue_routes_of(key, "urgent")
             return
         self.cache.workers[key] = body
+        if self.elector is not None:  # the holder of bucket 0 leases every Worker's crons
+            self._track_crons(key, body)
         if old is None:
             self._enqueue_routes_of(key)  # they may have said WorkerNotFound
         if worker_changed(old, body):
@@ -411,6 +416,16 @@ class Controller:
 
     # -- buckets (several replicas) ------------------------------------------------------
 
+    def _track_crons(self, key: WorkerKey, body: dict[str, Any]) -> None:
+        """Every Worker's cron triggers, from the watch (its reconcile may be another
+        replica's); a Worker being deleted has none."""
+        triggers = (body.get("spec") or {}).get("triggers") or {}
+        schedules = tuple(triggers.get("crons") or ())
+        if schedules and not body["metadata"].get("deletionTimestamp"):
+            self.fleet.crons[full_name(key)] = schedules
+        else:
+            self.fleet.crons.pop(full_name(key), None)
+
     def bucket(self, key: Key) -> int:
         kind, ns, name = key
         route = self.cache.routes.get((ns, name)) if kind == "WorkerRoute" else None
@@ -433,8 +448,11 @@ class Controller:
 
     def _bucket_lost(self, bucket: int) -> None:
         """Its queued keys are dropped when their turn comes, and work in flight meets the
-        fence at its next write."""
+        fence at its next write. What this replica planned for its Workers goes: the next
+        holder's plans may differ (the cron leases read the locations' inventory instead)."""
         log.info("bucket %d: no longer reconciled here", bucket)
+        for key in [k for k in self.cache.workers if self.bucket(("Worker", *k)) == bucket]:
+            self.fleet.desired.pop(full_name(key), None)
 
     # -- the queue's handler -------------------------------------------------------------
 

@@ -15,12 +15,17 @@ import pytest
 
 from edgeplane.localstack.stack import SYSTEM_NAMESPACE, Operator, Stack
 from edgeplane.localstack.traffic import eventually
-from edgeplane.plan.buckets import bucket_of
+from edgeplane.plan.buckets import bucket_of, share
 from tests.e2e.conftest import Kube, metric, responder, worker
 
 N_BUCKETS = 10
 LEASE_DURATION = 15  # the operator's (plan/buckets.Timings)
 NAMES = [f"rep{i}" for i in range(12)]
+CRON_SCRIPT = """export default {
+  fetch() { return new Response("cron"); },
+  scheduled() {},
+};
+"""
 
 
 def _holders(stack: Stack) -> dict[int, str]:
@@ -77,19 +82,29 @@ def test_three_replicas_share_the_work_and_take_over_a_killed_ones(
             op.start()
         monkeypatch.delenv("POD_NAME")
 
-        # (a) Every replica holds some of the ten buckets, and the Leases say the same.
+        # (a) Every replica holds some of the ten buckets, and the Leases say the same. Once
+        # all three see each other, the split is the balanced share of the three (before,
+        # one that started first holds more, and hands them over as the others appear).
+        final = share(N_BUCKETS, list(replicas))
+
         def split() -> dict[int, str] | None:
             held = {r: metric(op.metrics_url, "edgeplane_bucket_held")
                     for r, op in replicas.items()}
             leases = _holders(stack)
             ok = (sum(held.values()) == N_BUCKETS and min(held.values()) >= 1
-                  and sorted(leases) == list(range(N_BUCKETS))
+                  and leases == final
                   and all(leases[b] in replicas for b in leases)
                   and all(list(leases.values()).count(r) == held[r] for r in replicas))
             return leases if ok else None
 
         owners = eventually(split, timeout=90, interval=0.5)
         print(stack.cluster.kubectl("get", "leases", "-n", SYSTEM_NAMESPACE).stdout)
+
+        # A cron Worker another replica than bucket 0's reconciles: the holder of bucket 0
+        # leases every Worker's schedule to a location that serves it.
+        tick = next(n for n in (f"tick{i}" for i in range(99))
+                    if owners[bucket_of(kube.namespace, n, N_BUCKETS)] != owners[0])
+        kube.apply(worker(tick, CRON_SCRIPT, triggers={"crons": ["* * * * *"]}))
 
         # (b) An edit of each Worker is reconciled by one replica: its bucket's holder.
         _edit(kube, "v1")
@@ -103,6 +118,11 @@ def test_three_replicas_share_the_work_and_take_over_a_killed_ones(
         for n in NAMES:
             assert by[n] == {owner[n]}, (n, by[n], owner[n])
             assert _status_managers(kube, n) == {owner[n]}, n
+        kube.wait_ready(tick, timeout=60)
+        full = f"{kube.namespace}.{tick}"
+        eventually(lambda: sum(metric(f"{a.api_url}/metrics", "edgeplane_agent_cron_runs_total",
+                                      a.token, worker=full) for a in stack.agents) >= 1,
+                   timeout=100, interval=1)
 
         # (c) SIGKILL the replica with the most Workers: nothing handed back.
         victim = max(replicas, key=lambda r: sum(o == r for o in owner.values()))

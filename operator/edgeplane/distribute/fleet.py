@@ -143,8 +143,10 @@ class Fleet:
         # worker full name -> target -> deployment identity it should have (None: none)
         self.desired: dict[str, dict[str, str | None]] = {}
         self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
-        # With several replicas, location-wide writes are the holder's of bucket 0.
+        # With several replicas, location-wide writes are the holder's of bucket 0, and
+        # `desired` lacks the Workers other replicas reconcile (`shared` then).
         self.fence = Fence()
+        self.shared = False
         self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
         self._cron_settled_told = False  # the Workers with crons were requeued once settled
@@ -564,8 +566,13 @@ class Fleet:
         that answer and serve what they should (plan.cron.owner)."""
         owners = {}
         for worker in self.crons:
+            desired = self.desired.get(worker)
+            if desired is None and self.shared:
+                # Another replica reconciles it: what each location serves is known.
+                desired = {t: loc.inventory.get(worker) for t, loc in self.locations.items()
+                           if loc.inventory is not None}
             ready = [
-                t for t, identity in (self.desired.get(worker) or {}).items()
+                t for t, identity in (desired or {}).items()
                 if identity and self.at(t).reachable and self.has(t, worker) == identity
             ]
             owners[worker] = crons.owner(worker, ready)
