@@ -245,9 +245,9 @@ class Controller:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.elector is not None:
-            await self.elector.stop()  # the buckets go to the others at once
         await self.queue.stop()
+        if self.elector is not None:  # no work left in flight: the buckets go at once
+            await self.elector.stop()
         await self.fleet.close()
         await self.resolver.close()
         if self.versions.registry is not None:
@@ -499,6 +499,9 @@ class Controller:
                 return None
             result = "error"
             metrics.RECONCILE_ERRORS.labels(controller).inc()
+            raise
+        except Fenced:
+            result = "fenced"  # the bucket was lost meanwhile: not the reconcile's error
             raise
         except Exception:
             result = "error"

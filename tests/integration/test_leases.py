@@ -17,7 +17,7 @@ from kubernetes_asyncio import client as kclient
 from edgeplane.kube.auth import async_api_client
 from edgeplane.kube.client import Kube
 from edgeplane.kube.fence import Fence, Fenced
-from edgeplane.kube.leases import Elector, bucket_lease
+from edgeplane.kube.leases import DEAD_MEMBER_DURATIONS, Elector, bucket_lease
 from edgeplane.localstack.cluster import Cluster
 from edgeplane.plan.buckets import Timings
 
@@ -72,6 +72,19 @@ async def test_two_replicas_share_the_buckets_and_one_takes_over_when_the_other_
         took = await _until("B holds all", lambda: len(b.held()) == N, 3 * T.duration, [a, b])
         assert took <= T.duration + 3 * T.retry + 3, f"takeover took {took:.1f} s"
         assert took >= T.duration - T.renew_deadline, f"taken too early: {took:.1f} s"
+        # Its member Lease goes too, once unchanged for long (a new Pod has a new name:
+        # each crash would leave one behind).
+        coord = kclient.CoordinationV1Api(api)
+
+        async def leases() -> set[str]:  # not kubectl: the electors share this event loop
+            return {x.metadata.name for x in (await coord.list_namespaced_lease(namespace)).items}
+
+        assert "edgeplane-member-replica-a" in await leases()
+        deadline = time.monotonic() + DEAD_MEMBER_DURATIONS * T.duration
+        while "edgeplane-member-replica-a" in await leases():
+            assert time.monotonic() < deadline, "A's member Lease was not deleted"
+            await asyncio.sleep(0.5)
+        assert "edgeplane-member-replica-b" in await leases()
     finally:
         await a.stop(release=False)
         await b.stop()

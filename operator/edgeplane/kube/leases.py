@@ -36,6 +36,8 @@ from edgeplane.report import metrics
 log = logging.getLogger("edgeplane.leases")
 LABEL = "edgeplane.io/lease"  # "bucket" or "member": what the round lists
 LABEL_BUCKET = "bucket"
+# A member Lease unchanged for this many lease durations is a replica gone for good.
+DEAD_MEMBER_DURATIONS = 4
 BUCKET_PREFIX = "edgeplane-bucket-"
 MEMBER_PREFIX = "edgeplane-member-"
 
@@ -106,7 +108,10 @@ class Elector:
                 await self.round()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # an apiserver outage: held buckets lapse by the deadline
+            except (ApiException, OSError, TimeoutError) as e:
+                # An apiserver outage: held buckets lapse by the deadline.
+                log.warning("lease round failed: %s", getattr(e, "reason", None) or e)
+            except Exception:
                 log.exception("lease round failed")
             await asyncio.sleep(self.t.retry)
 
@@ -137,6 +142,7 @@ class Elector:
             for b in range(self.buckets)
         }
         await asyncio.gather(*(self._act(b, d) for b, d in decisions.items()))
+        await self._forget_dead_members(now)
 
     def _seen_of(self, name: str) -> Seen | None:
         entry = self._seen.get(name)
@@ -216,6 +222,26 @@ class Elector:
             return
         self._remember(written, self._clock())
         self._member_renewed = now
+
+    async def _forget_dead_members(self, now: float) -> None:
+        """Delete the member Lease of a replica gone for good (killed: a Deployment's new
+        Pod has a new name, so each crash would leave one behind). Only if unchanged since
+        read: a replica that comes back meanwhile keeps its own."""
+        for name, (rv, seen) in list(self._seen.items()):
+            if (not name.startswith(MEMBER_PREFIX) or seen.holder == self.identity
+                    or now - seen.since < DEAD_MEMBER_DURATIONS * self.t.duration):
+                continue
+            try:
+                await self.coord.delete_namespaced_lease(
+                    name, self.namespace, _request_timeout=self._timeout,
+                    body=kclient.V1DeleteOptions(
+                        preconditions=kclient.V1Preconditions(resource_version=rv)),
+                )
+                log.info("member lease %s deleted: unchanged for %.0f s", name, now - seen.since)
+            except (ApiException, OSError, TimeoutError) as e:
+                log.debug("member lease %s not deleted: %s", name, e)
+            self._seen.pop(name, None)
+            self._leases.pop(name, None)
 
     def _remember(self, lease: Any, now: float) -> None:
         name = lease.metadata.name
