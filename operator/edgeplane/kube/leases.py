@@ -252,15 +252,13 @@ class Elector:
     async def _put(self, name: str, lease: Any, holder: str, taking: bool, kind: str) -> Any:
         """Create the Lease, or replace it fenced on the resourceVersion it was read at."""
         now = datetime.now(UTC)
+        old = lease.spec if lease is not None and lease.spec else kclient.V1LeaseSpec()
         spec = kclient.V1LeaseSpec(
             holder_identity=holder or None,
             lease_duration_seconds=int(self.t.duration),
             renew_time=now,
-            acquire_time=now if taking or lease is None else lease.spec.acquire_time,
-            lease_transitions=(
-                0 if lease is None
-                else (lease.spec.lease_transitions or 0) + (1 if taking else 0)
-            ),
+            acquire_time=now if taking or old.acquire_time is None else old.acquire_time,
+            lease_transitions=(old.lease_transitions or 0) + (1 if taking and lease else 0),
         )
         if lease is None:
             body = kclient.V1Lease(
