@@ -16,7 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -134,15 +134,40 @@ class ModuleType(StrEnum):
 
 
 class BundleModule(_Strict):
+    """A module with its content, or by reference: only the sha256 of its bytes, which the
+    location holds as a blob (edge/blobs.py), so an unchanged module never travels twice."""
+
     name: ModuleName
     type: ModuleType
     # UTF-8 text for source, text and json modules; base64 for data and wasm.
-    content: str
+    content: str | None = None
+    # sha256 of the module's bytes (`raw`); not part of the version id, which hashes content.
+    sha256: str | None = Field(default=None, pattern=VERSION_RE)
+
+    @model_validator(mode="after")
+    def _content_or_reference(self) -> Self:
+        if self.content is None and self.sha256 is None:
+            raise ValueError(f"modules.{self.name}: needs content or sha256")
+        return self
 
     def raw(self) -> bytes:
+        if self.content is None:
+            raise ValueError(f"module {self.name}: by reference ({self.sha256}), no content")
         if self.type.is_binary:
             return base64.b64decode(self.content, validate=True)
         return self.content.encode()
+
+    def digest(self) -> str:
+        """sha256 of the module's bytes: as recorded, or computed from its content."""
+        return self.sha256 or hashlib.sha256(self.raw()).hexdigest()
+
+    def by_reference(self) -> BundleModule:
+        return self.model_copy(update={"content": None, "sha256": self.digest()})
+
+    def with_content(self, raw: bytes) -> BundleModule:
+        """This module given its bytes (a blob, checked against sha256 by the store)."""
+        content = base64.b64encode(raw).decode() if self.type.is_binary else raw.decode()
+        return BundleModule(name=self.name, type=self.type, content=content, sha256=self.digest())
 
 
 class BundleBinding(_Strict):
@@ -248,6 +273,9 @@ class Bundle(_Strict):
     assets: BundleAssets | None = None
     # sha256 of the canonical form without this field; see `with_version`.
     version: VersionId | None = None
+    # With a version registry: the repository ("host[:port]/path") holding the modules as
+    # layers by digest, where a location may pull those it lacks (versions/artifacts.py).
+    repository: str | None = Field(default=None, max_length=512)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -267,16 +295,26 @@ class Bundle(_Strict):
             raise ValueError(dup)
         if self.assets and self.assets.binding in {b.name for b in self.bindings}:
             raise ValueError(f"assets.binding: {self.assets.binding!r} is also a binding name")
-        if self.version is not None and self.version != self.compute_version():
+        # By reference, the id is checked once the location has the modules (`hydrated`).
+        if self.version is not None and not self.by_ref() and (
+            self.version != self.compute_version()
+        ):
             raise ValueError("version: does not match the sha256 of the bundle's content")
         return self
 
+    def by_ref(self) -> bool:
+        """Whether some module travels by reference (no content here)."""
+        return any(m.content is None for m in self.modules)
+
     def canonical(self) -> bytes:
         """The bytes the version id hashes: sorted keys, no whitespace, no version, and each
-        secret by its digest only."""
-        body = self.model_dump(mode="json", by_alias=True, exclude={"version"})
+        secret by its digest only; modules by content (their recorded sha256 and where to
+        pull them from are delivery, not the version)."""
+        body = self.model_dump(mode="json", by_alias=True, exclude={"version", "repository"})
         for binding in body["bindings"]:
             binding.pop("secret", None)
+        for module in body["modules"]:
+            module.pop("sha256", None)
         if body["assets"] is None:
             del body["assets"]  # versions without assets keep the ids they had
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -289,6 +327,23 @@ class Bundle(_Strict):
 
     def size(self) -> int:
         return sum(len(m.raw()) for m in self.modules)
+
+    def by_reference(self) -> Bundle:
+        """This version with every module by reference: what a location stores and, when
+        it can take it, what is sent to it."""
+        return self.model_copy(update={"modules": tuple(m.by_reference() for m in self.modules)})
+
+    def hydrated(self, raw_of: Callable[[str], bytes]) -> Bundle:
+        """This version with every module's content, those by reference read by sha256 with
+        `raw_of`; validated again, so a version id that does not match its modules is a
+        ValueError. Modules that came with content get their sha256 recorded."""
+        modules = tuple(
+            m.with_content(raw_of(m.sha256)) if m.content is None and m.sha256 else
+            m.model_copy(update={"sha256": hashlib.sha256(m.raw()).hexdigest()})
+            for m in self.modules
+        )
+        body = self.model_dump(by_alias=True, exclude={"modules"})
+        return Bundle.model_validate({**body, "modules": modules})
 
     def secrets(self) -> list[str]:
         """The secret binding values, for redacting them wherever text leaves the process."""
@@ -370,6 +425,16 @@ class Deployment(_Strict):
                     )
         return self
 
+    def by_reference(self) -> Deployment:
+        """Every module by reference (`Bundle.by_reference`)."""
+        return self.model_copy(update={"versions": tuple(b.by_reference() for b in self.versions)})
+
+    def hydrated(self, raw_of: Callable[[str], bytes]) -> Deployment:
+        """Every module with its content (`Bundle.hydrated`): ValueError if a version's id
+        does not match its modules; what `raw_of` raises for a module it lacks."""
+        versions = tuple(b.hydrated(raw_of) for b in self.versions)
+        return self.model_copy(update={"versions": versions})
+
     def identity(self) -> str:
         """A digest of what is deployed, so a repeated PUT can be recognised as a no-op."""
         return deployment_identity(
@@ -378,9 +443,15 @@ class Deployment(_Strict):
 
 
 def blobs_of(deployments: Iterable[Deployment | None]) -> set[str]:
-    """Every blob the deployments' versions reference (all versions: a rollback to one
-    needs no upload)."""
-    return {s for d in deployments if d for b in d.versions if b.assets for s in b.assets.blobs()}
+    """Every blob the deployments' versions reference, assets' files and modules by
+    reference (all versions: a rollback to one needs no upload)."""
+    out: set[str] = set()
+    for d in deployments:
+        for b in d.versions if d else ():
+            out.update(m.sha256 for m in b.modules if m.sha256)
+            if b.assets:
+                out.update(b.assets.blobs())
+    return out
 
 
 def deployment_identity(primary: str, versions: Iterable[str], routes: Iterable[Route]) -> str:

@@ -112,7 +112,8 @@ def test_a_single_page_app_with_assets(stack: Stack, kube: Kube) -> None:
         status, headers, body = get(a, host, "/api/logo")
         assert (status, headers["content-type"], body) == (200, "image/png", PNG)
     assert len(etags) == 1, etags  # the same validator at every location
-    assert [stored(a) - b for a, b in zip(stack.agents, before, strict=True)] == [3, 3, 3]
+    # Each location was sent the three files and the Worker's one module, once.
+    assert [stored(a) - b for a, b in zip(stack.agents, before, strict=True)] == [4, 4, 4]
 
     # One file changed: a new version, and each location is sent that one file.
     first = kube.get("worker", "spa")["status"]["latestVersion"]  # type: ignore[index]
@@ -121,7 +122,7 @@ def test_a_single_page_app_with_assets(stack: Stack, kube: Kube) -> None:
                not in (None, first), 120)
     eventually(lambda: all(get(a, host, "/app/main.js")[2] == b"console.log(2)"
                            for a in stack.agents), 90)
-    assert [stored(a) - b for a, b in zip(stack.agents, before, strict=True)] == [4, 4, 4]
+    assert [stored(a) - b for a, b in zip(stack.agents, before, strict=True)] == [5, 5, 5]
     assert get(stack.agents[0], host, "/logo.png")[1]["etag"] in etags  # unchanged file
 
     # A rollback after an operator restart: the version is rebuilt from its archive, whose

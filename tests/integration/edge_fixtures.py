@@ -290,6 +290,11 @@ def bundle(
     ).with_version()
 
 
+def module_blobs(*bundles: Bundle) -> set[str]:
+    """The blobs a location keeps for the bundles' modules (edge/blobs.py)."""
+    return {m.digest() for b in bundles for m in b.modules}
+
+
 def text_worker(worker: str, body: str) -> Bundle:
     """A Worker answering `body` (JSON-escaped into the source) to every request."""
     return bundle(

@@ -23,6 +23,7 @@ from tests.integration.edge_fixtures import (
     AgentProc,
     body_of,
     edge_agents,  # noqa: F401 (fixture)
+    module_blobs,
     text_worker,
 )
 
@@ -127,7 +128,7 @@ async def test_spa_served_blobs_sent_once_new_site_without_restart_and_gc(
             # GC: v1's main.js is referenced by nothing now (grace 0): gone.
             v1_main = hashlib.sha256(SITE["app/main.js"]).hexdigest()
             assert v1_main not in blob_files(agent)
-            assert blob_files(agent) == set(blobs2)
+            assert blob_files(agent) == set(blobs2) | module_blobs(*d2.versions)
             sites = agent.state_dir / "assets" / "sites"
             assert [p.name for p in sites.iterdir()] == [d2.versions[0].assets.digest()]  # type: ignore[union-attr]
 
@@ -148,7 +149,7 @@ async def test_spa_served_blobs_sent_once_new_site_without_restart_and_gc(
                 headers=agent.headers(),
             ) as r:
                 assert r.status == 200, await r.text()
-            assert blob_files(agent) == set()
+            assert blob_files(agent) == module_blobs(plain)  # its module only
             assert list(sites.iterdir()) == []
             status, _, body = await fetch(s, agent, "/logo.png")
             assert (status, body) == (200, b"plain")

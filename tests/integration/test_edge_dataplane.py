@@ -11,6 +11,7 @@ import signal
 import socket
 import statistics
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -39,6 +40,15 @@ def processes(agent: AgentProc) -> dict[str, int]:
     """Process key ("front", cell keys) → pid, as the agent lists them."""
     doc = json.loads((agent.state_dir / "run" / "dataplane.json").read_text())
     return {"front": doc["front"]["pid"], **{k: c["pid"] for k, c in doc["cells"].items()}}
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Load:
@@ -174,6 +184,35 @@ async def test_the_data_plane_outlives_a_sigkilled_agent(edge_agents) -> None:  
         assert await get(s, again, "live.test") == (200, "after")
         async with s.get(f"{again.api_url}/readyz") as r:
             assert r.status == 200
+
+
+async def test_cells_of_another_release_are_replaced_not_adopted(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An agent upgraded over a running data plane: cells an older release started run that
+    release's host code (which read modules from the code files, not from blobs), so they
+    are replaced; the front is adopted as before."""
+    agent = edge_agents("upgrade")
+    async with aiohttp.ClientSession() as s:
+        d = deployment(text_worker("ns.up", "up"), routes=("up.test/*",))
+        assert (await put(s, agent, d))[0] == 200
+        before = processes(agent)
+        await asyncio.to_thread(agent.kill_agent)
+        # What an older agent left: its dataplane file names no host code generation.
+        path = agent.state_dir / "run" / "dataplane.json"
+        doc = json.loads(path.read_text())
+        del doc["host"]
+        path.write_text(json.dumps(doc))
+        again = edge_agents("upgrade", http_addr=agent.http_addr, api_addr=agent.api_addr)
+        after = processes(again)
+        assert after["front"] == before["front"]
+        cells = set(before) - {"front"}
+        assert cells and all(after.get(k) != before[k] for k in cells), (before, after)
+        for k in cells:  # the old ones are gone, not left running beside the new
+            assert not _running(before[k]), k
+        for _ in range(100):
+            if await get(s, again, "up.test") == (200, "up"):
+                break
+            await asyncio.sleep(0.1)
+        assert await get(s, again, "up.test") == (200, "up")
 
 
 async def test_refused_before_acceptance_and_missing_services_named(edge_agent: AgentProc) -> None:  # noqa: F811

@@ -175,13 +175,18 @@ async def test_a_stored_worker_that_no_longer_starts_leaves_the_rest_served(edge
 
 
 # The full-disk test's big Worker: its code file and its deployment file are each about PAD
-# bytes, so a disk with 1.5 PAD free takes the code and not the deployment.
+# bytes (text bindings: modules are blobs, stored once), so a disk with 1.5 PAD free takes
+# the code and not the deployment.
 PAD = 300_000
+BINDING = 5000  # the largest text binding
 
 
 def _padded(worker: str, body: str, pad: int = 0) -> Deployment:
-    js = f"/*{'x' * pad}*/\nexport default {{ fetch() {{ return new Response({body!r}) }} }};"
-    return deployment(bundle(worker, js), routes=(f"{worker.split('.')[1]}.test/*",))
+    js = f"export default {{ fetch() {{ return new Response({body!r}) }} }};"
+    fill = tuple(
+        BundleBinding(name=f"PAD{i}", text=body[0] * BINDING) for i in range(pad // BINDING)
+    )
+    return deployment(bundle(worker, js, bindings=fill), routes=(f"{worker.split('.')[1]}.test/*",))
 
 
 def _durable(body: str) -> Deployment:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeplane.edge import render, store
+from edgeplane.edge.blobs import Blobs
 from edgeplane.edge.store import (
     LazyFile,
     Store,
@@ -136,7 +137,7 @@ def test_atomic_write_is_private(tmp_path: Path, loose_umask: int) -> None:
 def test_store_files_and_directory_are_private(tmp_path: Path, loose_umask: int) -> None:
     (tmp_path / "deployments").mkdir(mode=0o755)
     (tmp_path / "deployments").chmod(0o755)
-    s = Store(tmp_path)
+    s = Store(tmp_path, Blobs(tmp_path))
     secret = BundleBinding(name="K", secret="s3cr3t")
     d = deployment(bundle("ns.a", "export default {}", bindings=(secret,)))
     s._commit_sync(s._prepare_sync({"ns.a": d}))
@@ -258,7 +259,7 @@ def test_a_state_dir_not_the_agents_is_left_as_is(
 def test_store_files_that_do_not_load_are_set_aside(tmp_path: Path) -> None:
     """Each loader of the store sets a file it cannot use aside (renamed, never removed) and
     serves without it: garbage, a truncation, a deployment in another Worker's file."""
-    s = Store(tmp_path)
+    s = Store(tmp_path, Blobs(tmp_path))
     good = deployment(bundle("ns.good", "export default {};"))
     other = deployment(bundle("ns.other", "export default {};"))
     (s.dir / "ns.good.json").write_bytes(good.model_dump_json(by_alias=True).encode())
@@ -267,6 +268,8 @@ def test_store_files_that_do_not_load_are_set_aside(tmp_path: Path) -> None:
     s.quarantine_file.write_bytes(b"[1, 2, 3]")
     s.signing_key_file.write_bytes(b"\xff" * 50)
     s.internal_key_file.write_bytes(KEY.encode())
+    # Written by an older agent (modules inline): it loads, its modules now by sha256 too.
+    good = good.hydrated(s.blobs.read)
     assert s.load_all() == {"ns.good": good}
     assert s.load_quarantine() == {}
     assert len(s.load_signing_key()) >= 32  # a new one
@@ -283,7 +286,8 @@ def test_store_files_that_do_not_load_are_set_aside(tmp_path: Path) -> None:
         assert f.moved_to.name.endswith(".corrupt") and f.moved_to.exists()
     assert "not 'ns.moved'" in s.set_aside[1].reason
     assert sorted(p.name for p in s.dir.glob("*.json")) == ["ns.good.json"]  # the next start
-    assert Store(tmp_path).load_all() == {"ns.good": good}  # finds nothing more to set aside
+    # The next start finds nothing more to set aside.
+    assert Store(tmp_path, Blobs(tmp_path)).load_all() == {"ns.good": good}
 
 
 async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:

@@ -67,13 +67,17 @@ def test_parse_json_object(raw: bytes, doc: dict | None, reason: str) -> None:
     assert parse_json_object(raw) == (doc, reason)
 
 
-SPEC = b'{"modules":[{"name":"index.js","esModule":"export default {}"}]}'
+SPEC = b'{"version":"v1","modules":[{"name":"index.js","type":"esModule","sha256":"ab"}]}'
+# The same version's file as the release before wrote it: modules inline.
+INLINE = b'{"version":"v1","modules":[{"name":"index.js","type":"esModule","content":"x"}]}'
 
 
 @pytest.mark.parametrize(
     ("stored", "expected"),
     [
         (SPEC, None),  # whole: kept
+        (INLINE, ""),  # an older release's form: written again, not set aside
+        (INLINE.replace(b"v1", b"v2"), "differs from the accepted version"),  # another version
         (None, ""),  # missing: written
         (SPEC[:10], f"truncated (10 of {len(SPEC)} bytes)"),
         (b"", f"truncated (0 of {len(SPEC)} bytes)"),

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from edgeplane.edge import render
 from edgeplane.edge.access import token_ok
+from edgeplane.edge.blobs import Blobs
 from edgeplane.edge.host_js import HOST_JS
 from edgeplane.edge.store import Store, atomic_write, purge_leftovers
 from edgeplane.routing import parse_pattern, sort_most_specific_first
@@ -456,7 +457,7 @@ def test_module_names_cannot_escape(name: str) -> None:
 
 # ---- the store --------------------------------------------------------------------------
 def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:
-    s = Store(tmp_path)
+    s = Store(tmp_path, Blobs(tmp_path))
     d = _dep(
         _bundle(
             "ns.a",
@@ -465,24 +466,24 @@ def test_store_round_trip_and_no_temp_files(tmp_path: Path) -> None:
             ],
         ),
         routes=("a.test/*",),
-    )
+    ).hydrated(s.blobs.read)  # as the agent holds it: each module with its sha256
     staged = s._prepare_sync({"ns.a": d})
-    assert Store(tmp_path).load_all() == {}  # prepared is not stored yet
+    assert Store(tmp_path, Blobs(tmp_path)).load_all() == {}  # prepared is not stored yet
     s._commit_sync(staged)
-    assert Store(tmp_path).load_all() == {"ns.a": d}
+    assert Store(tmp_path, Blobs(tmp_path)).load_all() == {"ns.a": d}
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
     # A crash between write and rename leaves a temp file: not accepted, purged at start.
     (tmp_path / "deployments" / ".ns.b.json.tmp-99").write_text('{"half')
-    assert Store(tmp_path).load_all() == {"ns.a": d}
+    assert Store(tmp_path, Blobs(tmp_path)).load_all() == {"ns.a": d}
     purge_leftovers(tmp_path)
     assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["ns.a.json"]
     s._commit_sync(s._prepare_sync({"ns.a": None, "ns.b": None}))
-    assert Store(tmp_path).load_all() == {}
+    assert Store(tmp_path, Blobs(tmp_path)).load_all() == {}
 
 
 def test_a_batch_that_fails_to_prepare_leaves_nothing(tmp_path: Path) -> None:
-    s = Store(tmp_path)
-    a, b = _dep(_bundle("ns.a")), _dep(_bundle("ns.b"))
+    s = Store(tmp_path, Blobs(tmp_path))
+    a, b = (_dep(_bundle(w)).hydrated(s.blobs.read) for w in ("ns.a", "ns.b"))
     s._commit_sync(s._prepare_sync({"ns.a": a}))
     # The second write fails (here: a name the store refuses; a full disk is the same path).
     with pytest.raises(ValueError, match="invalid worker name"):
@@ -493,17 +494,17 @@ def test_a_batch_that_fails_to_prepare_leaves_nothing(tmp_path: Path) -> None:
     staged.drop("ns.a")
     staged.drop("ns.b")
     s._commit_sync(staged)
-    assert Store(tmp_path).load_all() == {"ns.a": a}
+    assert Store(tmp_path, Blobs(tmp_path)).load_all() == {"ns.a": a}
     assert sorted(p.name for p in (tmp_path / "deployments").iterdir()) == ["ns.a.json"]
     with pytest.raises(ValueError):
         s._path("../evil")
 
 
 def test_store_code_files_by_version(tmp_path: Path) -> None:
-    s = Store(tmp_path)
+    s = Store(tmp_path, Blobs(tmp_path))
     assert s.code_versions() == set()
     asyncio.run(s.save_code({P1: b"one", P2: b"two"}))
-    assert Store(tmp_path).code_versions() == {P1, P2}
+    assert Store(tmp_path, Blobs(tmp_path)).code_versions() == {P1, P2}
     assert (tmp_path / "code" / f"{P1}.json").read_bytes() == b"one"
     # A version id is a content hash: a file already there is the same, never rewritten.
     asyncio.run(s.save_code({P1: b"other"}))
@@ -515,7 +516,7 @@ def test_store_code_files_by_version(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["../" + "a" * 61, "A" * 64, "a" * 63, "", "a" * 64 + "/x"])
 def test_store_code_path_is_a_version_id(tmp_path: Path, version: str) -> None:
-    s = Store(tmp_path)
+    s = Store(tmp_path, Blobs(tmp_path))
     with pytest.raises(ValueError):
         asyncio.run(s.save_code({version: b"x"}))
     with pytest.raises(ValueError):
@@ -523,12 +524,12 @@ def test_store_code_path_is_a_version_id(tmp_path: Path, version: str) -> None:
 
 
 def test_store_keeps_quarantine_across_a_restart(tmp_path: Path) -> None:
-    s = Store(tmp_path)
+    s = Store(tmp_path, Blobs(tmp_path))
     assert s.load_quarantine() == {}
     asyncio.run(s.save_quarantine({P2: "hung", P1: "hung too"}))
-    assert Store(tmp_path).load_quarantine() == {P1: "hung too", P2: "hung"}
+    assert Store(tmp_path, Blobs(tmp_path)).load_quarantine() == {P1: "hung too", P2: "hung"}
     asyncio.run(s.save_quarantine({}))
-    assert Store(tmp_path).load_quarantine() == {}
+    assert Store(tmp_path, Blobs(tmp_path)).load_quarantine() == {}
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -540,10 +541,13 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
 
 
 def test_store_keeps_exclusions_across_a_restart(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = Store(tmp_path, Blobs(tmp_path))
     assert store.load_exclusions() == {}
     asyncio.run(store.save_exclusions({"b": ("y.io/",), "a": ("x.io/a", "x.io/b")}))
-    assert Store(tmp_path).load_exclusions() == {"a": ("x.io/a", "x.io/b"), "b": ("y.io/",)}
+    assert Store(tmp_path, Blobs(tmp_path)).load_exclusions() == {
+        "a": ("x.io/a", "x.io/b"),
+        "b": ("y.io/",),
+    }
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file
 
 

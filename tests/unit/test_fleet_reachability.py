@@ -27,7 +27,7 @@ class _Client:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+    async def put(self, ep: Endpoint, deployment: Deployment, by_reference: bool) -> bool:
         raise self.error
 
     async def delete(self, ep: Endpoint, worker: str) -> None:
@@ -154,7 +154,7 @@ class _Hanging:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+    async def put(self, ep: Endpoint, deployment: Deployment, by_reference: bool) -> bool:
         self.calls += 1
         await asyncio.sleep(3600)
         return True

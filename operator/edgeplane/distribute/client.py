@@ -51,6 +51,16 @@ BLOB_CONCURRENCY = 4
 TAIL_SILENCE = 30.0
 
 
+def _module_blobs(d: Deployment, wanted: set[str]) -> dict[str, bytes]:
+    """sha256 → bytes of the modules of `d` in `wanted`."""
+    out: dict[str, bytes] = {}
+    for b in d.versions:
+        for m in b.modules:
+            if m.content is not None and (sha := m.digest()) in wanted:
+                out[sha] = m.raw()
+    return out
+
+
 @dataclass
 class PushBody:
     """A deployment as sent: its JSON, gzipped when large, and what it holds of the budget."""
@@ -76,7 +86,7 @@ def encode(deployment: Deployment) -> PushBody:
 
 def weight(deployment: Deployment) -> int:
     """About the JSON's length, known before serializing it: what a push reserves."""
-    content = sum(len(m.content) for v in deployment.versions for m in v.modules)
+    content = sum(len(m.content or "") for v in deployment.versions for m in v.modules)
     return content + 64 * 1024 * len(deployment.versions)
 
 
@@ -142,7 +152,7 @@ class AgentClient:
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5)
         self.budget = ByteBudget(bytes_in_flight)
-        self._bodies: dict[tuple[str, str], _Shared] = {}
+        self._bodies: dict[tuple[str, str, bool], _Shared] = {}
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[ClientTls, ssl.SSLContext] = {}
         # sha256 -> bytes of the blobs (assets' files) of the versions compiled here; a
@@ -208,21 +218,33 @@ class AgentClient:
                 f"{ep.target}: {type(e).__name__}: {e or 'no answer'}", sent=sent
             ) from None
 
-    async def put(self, ep: Endpoint, deployment: Deployment) -> bool:
+    async def put(self, ep: Endpoint, deployment: Deployment, by_reference: bool = False) -> bool:
         """Serve `deployment`; returns whether anything changed. Raises AgentError. The body
         waits for its share of the bytes in flight, and an agent that is busy reading others
-        (503 with Retry-After) gets it again when it asks, for up to BUSY_PATIENCE."""
+        (503 with Retry-After) gets it again when it asks, for up to BUSY_PATIENCE.
+        `by_reference` (the agent takes it, /v1/info moduleBlobs): the modules go by sha256
+        and the deployment is sent first, small; the blobs the location lacks (those it
+        could not pull, its 424) follow, then the deployment again. So an unchanged module
+        never travels twice, and a change of bindings or routes is one request."""
         started = time.monotonic()
         fence.check(f"push of {deployment.worker}")
+        sent = deployment.by_reference() if by_reference else deployment
         try:
-            await self.send_blobs(ep, deployment)
-            async with self._encoded(deployment) as body:
-                out = await self._put_patiently(ep, deployment.worker, body)
+            if not by_reference:  # assets' files before a body that may be large
+                await self.send_blobs(ep, sent)
+            async with self._encoded(sent) as body:
+                try:
+                    out = await self._put_patiently(ep, deployment.worker, body)
+                except Refused as e:
+                    if e.status != 424:
+                        raise
+                    await self.send_blobs(ep, sent, deployment)
+                    out = await self._put_patiently(ep, deployment.worker, body)
         except Unreachable:
             metrics.PUSHES.labels(ep.target, "unreachable").inc()
             raise
         except Refused as e:
-            if e.status == 424:  # its assets' files went meanwhile: send them again
+            if e.status == 424:  # blobs missing after they were sent: the next push sends
                 metrics.PUSHES.labels(ep.target, "unreachable").inc()
                 raise Unreachable(f"{ep.target}: {e}", reason="AssetsUnavailable") from None
             metrics.PUSHES.labels(ep.target, "refused").inc()
@@ -251,15 +273,22 @@ class AgentClient:
         for sha in [b for b in self.blobs if b not in used]:
             del self.blobs[sha]
 
-    async def send_blobs(self, ep: Endpoint, deployment: Deployment) -> int:
-        """Send the location the blobs of `deployment` it does not hold, a few at a time;
-        returns how many were sent. One it holds already is never sent again."""
+    async def send_blobs(
+        self, ep: Endpoint, deployment: Deployment, whole: Deployment | None = None
+    ) -> int:
+        """Send the location the blobs of `deployment` it does not hold, a few at a time
+        (modules' bytes from `whole`, the deployment with content); returns how many were
+        sent. One it holds already is never sent again."""
         wanted = blobs_of([deployment])
         if not wanted:
             return 0
         body = json.dumps({"blobs": sorted(wanted)}).encode()
         missing = (await self._call(ep, "POST", "/v1/blobs/missing", body))["missing"]
-        absent = [s for s in missing if s not in self.blobs]
+        if not missing:
+            return 0
+        modules = await asyncio.to_thread(_module_blobs, whole or deployment, set(missing))
+        blobs = self.blobs | modules
+        absent = [s for s in missing if s not in blobs]
         if absent:
             raise Unreachable(
                 f"{ep.target}: the operator does not hold {len(absent)} of the assets' files "
@@ -270,7 +299,7 @@ class AgentClient:
 
         async def one(sha: str) -> None:
             async with slots:
-                await self._call(ep, "PUT", f"/v1/blobs/{sha}", self.blobs[sha])
+                await self._call(ep, "PUT", f"/v1/blobs/{sha}", blobs[sha])
 
         await asyncio.gather(*(one(s) for s in missing))
         return len(missing)
@@ -293,7 +322,8 @@ class AgentClient:
     async def _encoded(self, deployment: Deployment) -> AsyncIterator[PushBody]:
         """The deployment's body, shared by the pushes of the same deployment in flight,
         holding its share of the budget until the last of them is done."""
-        key = (deployment.worker, deployment.identity())
+        # The same deployment by reference or whole is two bodies (locations differ).
+        key = (deployment.worker, deployment.identity(), deployment.versions[0].by_ref())
         shared = self._bodies.get(key)
         if shared is None:
             shared = self._bodies[key] = _Shared(asyncio.ensure_future(self._encode(deployment)))

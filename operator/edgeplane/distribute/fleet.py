@@ -385,7 +385,8 @@ class Fleet:
         identity = deployment.identity()
         secrets = [secret for v in deployment.versions for secret in v.secrets()]
         try:
-            await self._unless_down(target, self.client.put(ep, deployment))
+            by_reference = bool(loc.info.get("moduleBlobs"))  # an agent of this release
+            await self._unless_down(target, self.client.put(ep, deployment, by_reference))
         except Abandoned:
             return None
         except ServerError as e:  # up, but failed this one: the Worker retries with backoff

@@ -68,7 +68,7 @@ class _Batches:
 
 
 def _spec(b: Bundle) -> bytes:
-    return json.dumps(render.code_spec(b), separators=(",", ":")).encode()
+    return json.dumps(render.code_spec(b, inline=False), separators=(",", ":")).encode()
 
 
 def _specs(changes: Mapping[str, Deployment | None]) -> dict[str, bytes]:
@@ -93,7 +93,8 @@ def _own_cells(deployments: Mapping[str, Deployment]) -> dict[str, bool]:
 
 def _paths(state_dir: Path, store: Store, sites: Sites) -> render.Paths:
     return render.Paths(
-        state_dir / "do", state_dir / "kv", store.code_dir, state_dir / "front", sites.links
+        state_dir / "do", state_dir / "kv", store.code_dir, state_dir / "front", sites.links,
+        store.blobs.root,
     )
 
 
@@ -116,8 +117,8 @@ class Agent:
     ) -> None:
         self.state_dir = state_dir
         self.workerd_bin = workerd_bin
-        self.store = Store(state_dir)
-        self.sites = Sites(state_dir, Blobs(state_dir, blob_grace))  # static assets
+        self.store = Store(state_dir, Blobs(state_dir, blob_grace))  # modules as blobs
+        self.sites = Sites(state_dir, self.store.blobs)  # static assets' files too
         self.run_dir = private_dir(state_dir / "run")
         self.metrics = Metrics()
         self.accepted = batches.Served()
@@ -176,8 +177,14 @@ class Agent:
 
     @property
     def blobs(self) -> Blobs:
-        """The location's blob store: static assets' files by sha256 (edge/blobs.py)."""
-        return self.sites.blobs
+        """The location's blob store: modules and static assets' files by sha256."""
+        return self.store.blobs
+
+    def hydrated(self, d: Deployment) -> Deployment:
+        """`d` with its modules by reference read from the blob store (a thread's work):
+        FileNotFoundError for one not here, ValueError for a version id that does not
+        match its modules."""
+        return d.hydrated(self.blobs.read)
 
     def _http(self) -> aiohttp.ClientSession:
         """The agent's client for its own processes (state pushes, pings, probes): no pooled

@@ -4,7 +4,8 @@ API (JSON; bearer token on everything but /healthz and /readyz, and with --tls-c
 client certificate signed by that CA too; see edge/access.py):
   PUT    /v1/workers/{name}   body: bundle.Deployment → 200 {"changed", "version"} once serving;
                               422 schema/load error, 409 route owned by another Worker,
-                              424 {"missing": [sha256, ...]}: blobs its assets need, not here
+                              424 {"missing": [sha256, ...]}: blobs it needs, not here (its
+                              modules by reference, wire.BundleModule.sha256; assets' files)
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
@@ -35,7 +36,8 @@ client certificate signed by that CA too; see edge/access.py):
                               → 200 {"changed", "namespace"} once served; 409 a pattern a
                               Worker or another namespace has; 422 bad body
   POST   /v1/blobs/missing    body: {"blobs": [sha256, ...]} → {"missing": [...]}: which of
-                              them this location lacks (static assets' files, edge/blobs.py)
+                              them this location lacks (modules, static assets' files;
+                              edge/blobs.py)
   PUT    /v1/blobs/{sha256}   body: the blob's bytes, checked against the name → 201 stored,
                               200 already here; 422 the bytes do not match; 507 no room
   GET    /v1/workers/{name}/tail?status=ok,error,canceled&search=TEXT
@@ -50,7 +52,8 @@ client certificate signed by that CA too; see edge/access.py):
                               uses a key of its own → 200 {"changed"} once the router has it
   GET    /v1/info             → {"agentVersion", "runtimeVersion", "workers", "ready",
                               "signingKey": fingerprint of the key in force (never the key),
-                              "maxBody": --max-body}
+                              "maxBody": --max-body, "moduleBlobs": true (modules may come
+                              by reference)}
   GET    /metrics             → Prometheus text, with edgeplane_agent_requests_total{worker,
                               version, code="2xx"|"3xx"|"4xx"|"5xx"}
   GET    /healthz             → 200 while the agent runs
@@ -130,6 +133,7 @@ MAX_BODY_KEY = web.AppKey("max_body", int)  # bytes
 CLIENT_CERTIFICATES_KEY = web.AppKey("client_certificates", bool)  # required (--tls-client-ca)
 BUDGET_KEY = web.AppKey("budget", ByteBudget)  # request bodies being read and parsed
 BLOBS_RECEIVED = web.AppKey("blobs_received", Counter)
+BYTES_RECEIVED = web.AppKey("bytes_received", Counter)
 TAILS_KEY = web.AppKey("tails", TailHub)  # live logs (edge/tail.py)
 BODY_LIMIT = "edgeplane.body_limit"  # per request: the most of its body that is read
 DEFAULT_MAX_BODY = body_limit()
@@ -307,6 +311,8 @@ async def info(request: web.Request) -> web.Response:
             "ready": agent.ready(),
             "signingKey": key_fingerprint(agent.signing_key),
             "maxBody": request.app[MAX_BODY_KEY],
+            # Takes modules by reference (wire.BundleModule.sha256) and stores them as blobs.
+            "moduleBlobs": True,
         }
     )
 
@@ -333,6 +339,7 @@ async def get_worker(request: web.Request) -> web.Response:
 async def put_worker(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     name = name_of(request)
+    request.app[BYTES_RECEIVED].labels("deployment").inc(request.content_length or 0)
     try:
         d = await _parsed(request, Deployment)
     except web.HTTPUnprocessableEntity:
@@ -343,11 +350,22 @@ async def put_worker(request: web.Request) -> web.Response:
             422, f"worker: {d.worker!r} does not match the URL's {name!r}", errors=["worker"]
         )
     missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
+    if not missing:
+        try:
+            d = await asyncio.to_thread(agent.hydrated, d)
+        except FileNotFoundError:  # removed meanwhile, or found corrupt (and removed)
+            missing = await asyncio.to_thread(agent.blobs.missing, blobs_of([d]))
+        except ValueError:  # never quoted: a validation error may echo module content
+            agent.metrics.pushes.labels("invalid").inc()
+            return _err(
+                422, "versions: an id does not match the sha256 of its modules' content",
+                errors=["versions"],
+            )
     if missing:
         return _err(
             424,
-            f"assets: {len(missing)} blobs are not here; PUT /v1/blobs/<sha256> each of "
-            "`missing` first",
+            f"{len(missing)} blobs (modules, assets' files) are not here; PUT "
+            "/v1/blobs/<sha256> each of `missing` first",
             missing=missing,
         )
     # Shielded: a client that goes away does not take its push out of the batch.
@@ -393,6 +411,7 @@ async def put_blob(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     sha256 = request.match_info["sha256"]
     content = bytes(await _body(request))
+    request.app[BYTES_RECEIVED].labels("blob").inc(request.content_length or len(content))
     try:
         created = await asyncio.to_thread(agent.blobs.put, sha256, content)
     except BlobError as e:
@@ -483,8 +502,14 @@ def make_app(
     app[CLIENT_CERTIFICATES_KEY] = client_certificates
     app[BLOBS_RECEIVED] = Counter(
         "edgeplane_agent_blobs_received_total",
-        "Blobs (static assets' files) PUT to the agent: stored, or already present",
+        "Blobs (modules, static assets' files) PUT to the agent: stored, or already present",
         ["result"],
+        registry=agent.metrics.registry,
+    )
+    app[BYTES_RECEIVED] = Counter(
+        "edgeplane_agent_received_bytes_total",
+        "Bytes of pushes as sent (Content-Length, gzipped or not): deployments, blobs",
+        ["kind"],
         registry=agent.metrics.registry,
     )
     app.add_routes(routes)

@@ -5,7 +5,7 @@ that is here is the right one and is never sent twice: the operator asks which o
 deployment's blobs are missing (`POST /v1/blobs/missing`) and sends only those
 (`PUT /v1/blobs/<sha256>`). Writes are atomic (temp file, fsync, rename) and 0600.
 
-Static assets use it today (their files); code modules can use it the same way (#19): it
+Static assets' files and code modules (the cells read them from here) are blobs; the store
 knows nothing of what a blob is for. What is referenced is the caller's to say: `collect`
 removes every blob not in the set it is given, except those that arrived within `grace`
 seconds (a push sends its blobs before the deployment that references them).
@@ -72,6 +72,16 @@ class Blobs:
             raise
         fsync_dir(path.parent)
         return True
+
+    def read(self, sha256: str) -> bytes:
+        """Blob `sha256`'s bytes, checked: one that no longer hashes to its name (a disk
+        fault) is removed and, as a missing one, is FileNotFoundError: it is sent again."""
+        path = self.path(sha256)
+        content = path.read_bytes()
+        if hashlib.sha256(content).hexdigest() != sha256:
+            path.unlink(missing_ok=True)
+            raise FileNotFoundError(f"blob {sha256} was corrupt and is removed")
+        return content
 
     def all(self) -> set[str]:
         if not self.root.is_dir():

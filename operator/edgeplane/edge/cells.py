@@ -404,6 +404,7 @@ class DataPlane:
             return {"pid": p.pid, "started": p.started, "ports": p.ports}
 
         doc: dict[str, object] = {
+            "host": render.HOST_GENERATION,
             "front": entry(self.front) if self.front else None,
             "cells": {k: entry(p) for k, p in self.cells.items()},
             "statics": {k: render.cell_identity(d) for k, d in self.statics.items()},
@@ -437,9 +438,13 @@ class DataPlane:
             await workerd.kill(front)
         cells = saved.get("cells") or {}
         assert isinstance(cells, dict)
+        same_code = saved.get("host") == render.HOST_GENERATION
         for key, e in cells.items():
             p = _adopt_one(e)
-            if p is not None:
+            if p is not None and not same_code:
+                log.info("replacing cell %s (pid %d): it runs another release's code", key, p.pid)
+                await workerd.kill(p)
+            elif p is not None:
                 self.cells[key] = p
         statics = saved.get("statics") or {}
         assert isinstance(statics, dict)

@@ -3,8 +3,9 @@
 `FRONT_JS` is the front's main module: the router, plus the KV store (one process holds all
 KV data, so two cells never open the same storage). `HOST_JS` is the main module of every
 cell: it loads the Worker version a request names with the `workerLoader` binding, from the
-agent's store on disk (`CODE`, a read-only disk service of `<state>/code/<version>.json`),
-so a new version is a new file and never a restart. Loaded isolates are cached by version
+agent's store on disk (`CODE`, a read-only disk service of `<state>/code/<version>.json`,
+naming each module's blob in `BLOBS`, the blob store), so a new version is a new file and
+never a restart. Loaded isolates are cached by version
 id and unloaded when idle; a version id is a content hash, so a cached isolate is never
 stale. Bindings reach the loaded Worker as values, or as stubs of this host's entrypoints:
 `Service` (a service binding: sent to the front's internal socket, which knows where the
@@ -119,14 +120,24 @@ function bytes(b64) {
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
-function moduleOf(m) {
+// A module by reference is a blob of the location's store (edge/blobs.py), read as text or
+// bytes; the agent checked it against its sha256 before the version was accepted.
+async function blobOf(env, m, binary) {
+  const r = await env.BLOBS.fetch(`http://blobs/${m.sha256.slice(0, 2)}/${m.sha256.slice(2)}`);
+  if (!r.ok) throw new Error(`module ${m.name}: blob ${m.sha256} is not in this location's store`);
+  return binary ? new Uint8Array(await r.arrayBuffer()) : await r.text();
+}
+async function moduleOf(env, m) {
+  const binary = m.type === "data" || m.type === "wasm";
+  const c = m.content === undefined ? await blobOf(env, m, binary) :
+    binary ? bytes(m.content) : m.content;
   switch (m.type) {
-    case "esModule": return { js: m.content };
-    case "commonJsModule": return { cjs: m.content };
-    case "text": return { text: m.content };
-    case "json": return { json: JSON.parse(m.content) };
-    case "data": return { data: bytes(m.content) };
-    case "wasm": return { wasm: bytes(m.content) };
+    case "esModule": return { js: c };
+    case "commonJsModule": return { cjs: c };
+    case "text": return { text: c };
+    case "json": return { json: JSON.parse(c) };
+    case "data": return { data: c };
+    case "wasm": return { wasm: c };
   }
   throw new Error(`module ${m.name}: unknown type ${m.type}`);
 }
@@ -184,7 +195,12 @@ function load(env, ctx, version, check) {
       throw e;
     }
     const modules = {};
-    for (const m of spec.modules) modules[m.name] = moduleOf(m);
+    try {
+      for (const m of spec.modules) modules[m.name] = await moduleOf(env, m);
+    } catch (e) {
+      missing(version);
+      throw e;
+    }
     const bindings = {};
     for (const b of spec.bindings) {
       bindings[b.name] = bindingOf({ ...b, worker: spec.worker }, ctx, check);

@@ -50,7 +50,7 @@ def code_fault(stored: bytes | None, expected: bytes) -> str | None:
     is set aside before it is written again."""
     if stored == expected:
         return None
-    if stored is None:
+    if stored is None or _older_form(stored, expected):
         return ""
     if len(stored) < len(expected) and expected.startswith(stored):
         return f"truncated ({len(stored)} of {len(expected)} bytes)"
@@ -71,6 +71,21 @@ def next_retry(previous: float | None) -> float:
     """Seconds until a cell that did not start is tried again, after `previous` (None: the
     first failure)."""
     return RETRY_FIRST if previous is None else min(previous * 2, RETRY_MAX)
+
+
+def _older_form(stored: bytes, expected: bytes) -> bool:
+    """Whether `stored` is the same version's code file as an older release wrote it: its
+    modules with their content where the expected one names their blobs (rewritten, not
+    set aside as corrupt)."""
+    try:
+        old, new = json.loads(stored), json.loads(expected)
+        return bool(
+            old["version"] == new["version"]
+            and all("content" in m for m in old["modules"])
+            and all("sha256" in m for m in new["modules"])
+        )
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _is_json(text: str) -> bool:

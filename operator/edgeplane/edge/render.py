@@ -15,6 +15,7 @@ to the new cell once it listens, then the old one drains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class Paths:
     code_dir: PurePath  # <version>.json code specs the cells load
     front_dir: PurePath  # state.json, the front's state at a cold start
     assets_dir: PurePath | None = None  # <worker> → its site (edge/assets.py)
+    blobs_dir: PurePath | None = None  # <ab>/<rest of the sha256>: modules by reference
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ def _site(d: Deployment) -> BundleAssets | None:
     return next((b.assets for b in d.versions if b.version == d.primary), None)
 
 
+# The cells' own code: a cell started with other code (an agent of another release) is not
+# adopted, since the code files and blobs it reads may have changed form.
+HOST_GENERATION = hashlib.sha256((HOST_JS + KV_CLIENT_JS + ROUTER_JS).encode()).hexdigest()[:16]
+
+
 def cell_identity(d: Deployment) -> str:
     """What an own cell's config depends on: a change restarts the cell. A Durable Object
     Worker's versions are in it; an assets Worker's is only its assets options, so a new
@@ -105,9 +112,10 @@ def cell_identity(d: Deployment) -> str:
     return "assets:" + (site.config if site else "")
 
 
-def code_spec(b: Bundle) -> dict[str, object]:
-    """What a cell's host loads for version `b` (edge/host_js.py): modules as stored (binary
-    ones base64), bindings with their values; secret values included, so the file is private."""
+def code_spec(b: Bundle, inline: bool = True) -> dict[str, object]:
+    """What a cell's host loads for version `b` (edge/host_js.py): modules with their content
+    (binary ones base64) or, not `inline`, by the sha256 of the blob the host reads them from;
+    bindings with their values (secret values included, so the file is private)."""
     bindings: list[dict[str, str]] = []
     for bd in b.bindings:
         value = bd.model_dump(by_alias=True, exclude={"name", "secret_digest"}, exclude_none=True)
@@ -119,7 +127,9 @@ def code_spec(b: Bundle) -> dict[str, object]:
         "compatibilityFlags": list(b.compatibility_flags),
         "mainModule": b.main_module,
         "modules": [
-            {"name": m.name, "type": m.type.value, "content": m.content} for m in b.modules
+            {"name": m.name, "type": m.type.value}
+            | ({"content": m.content} if inline else {"sha256": m.digest()})
+            for m in b.modules
         ],
         "bindings": bindings,
         **({"assets": {"binding": b.assets.binding}} if b.assets else {}),
@@ -204,37 +214,18 @@ def front_config(paths: Paths, internal_key: str) -> str:
     return workerd_config(services, sockets)
 
 
-def cell_config(
-    paths: Paths,
-    front_internal_port: int,
-    internal_key: str,
-    static: Deployment | None = None,
-    tail_port: int = 0,
-) -> str:
-    """A cell: the host Worker with the loader, the code store, the front's internal socket;
-    with `static` (a Durable Object Worker's own cell), that Worker's versions as services;
-    with `tail_port`, the agent's loopback tail sink (edge/tail.py) as `TAIL`."""
-    bindings = [
-        '(name = "LOADER", workerLoader = ())',
-        '(name = "CODE", service = "edgeplane:code")',
-        f'(name = "FRONT", service = {text(FRONT)})',
-        _key_binding(internal_key),
-    ]
-    services: list[str] = []
-    if tail_port:
-        bindings.append('(name = "TAIL", service = "edgeplane:tail")')
-        services.append(
-            f'(name = "edgeplane:tail", external = (address = '
-            f"{text(f'127.0.0.1:{tail_port}')}, http = ()))"
-        )
-    if static is not None and (site := _site(static)) is not None:
+def _add_static(
+    paths: Paths, static: Deployment, tail_port: int, services: list[str], bindings: list[str]
+) -> None:
+    """A Durable Object Worker's own cell: its site, and its versions as services."""
+    if (site := _site(static)) is not None:
         services.append(_assets_service(paths, static.worker, site))
         bindings += [
             f"(name = {text(SITE_BINDING)}, service = {text(ASSETS)})",
             f"(name = {text(FILES_BINDING)}, service = (name = {text(ASSETS)}, "
             'entrypoint = "AssetWorker"))',
         ]
-    if static is not None and binds_durable_objects(static):
+    if binds_durable_objects(static):
         primary_svc = service_name(static.worker, static.primary)
         for b in static.versions:
             svc = service_name(static.worker, b.version or "")
@@ -249,6 +240,34 @@ def cell_config(
             f'(name = "edgeplane:do-disk", disk = (path = {text(str(paths.do_dir))}, '
             "writable = true))"
         )
+
+
+def cell_config(
+    paths: Paths,
+    front_internal_port: int,
+    internal_key: str,
+    static: Deployment | None = None,
+    tail_port: int = 0,
+) -> str:
+    """A cell: the host Worker with the loader, the code store, the front's internal socket;
+    with `static` (a Durable Object Worker's own cell), that Worker's versions as services;
+    with `tail_port`, the agent's loopback tail sink (edge/tail.py) as `TAIL`."""
+    bindings = [
+        '(name = "LOADER", workerLoader = ())',
+        '(name = "CODE", service = "edgeplane:code")',
+        *(['(name = "BLOBS", service = "edgeplane:blobs")'] if paths.blobs_dir else []),
+        f'(name = "FRONT", service = {text(FRONT)})',
+        _key_binding(internal_key),
+    ]
+    services: list[str] = []
+    if tail_port:
+        bindings.append('(name = "TAIL", service = "edgeplane:tail")')
+        services.append(
+            f'(name = "edgeplane:tail", external = (address = '
+            f"{text(f'127.0.0.1:{tail_port}')}, http = ()))"
+        )
+    if static is not None:
+        _add_static(paths, static, tail_port, services, bindings)
     modules = ", ".join(
         [_es("host.js", HOST_JS), _es("kvclient.js", KV_CLIENT_JS), _es("router.js", ROUTER_JS)]
     )
@@ -259,6 +278,10 @@ def cell_config(
         '"service_binding_extra_handlers"], '
         f"bindings = [{', '.join(bindings)}]))",
         f'(name = "edgeplane:code", disk = (path = {text(str(paths.code_dir))}))',
+        *(
+            [f'(name = "edgeplane:blobs", disk = (path = {text(str(paths.blobs_dir))}))']
+            if paths.blobs_dir else []
+        ),
         f"(name = {text(FRONT)}, external = (address = "
         f"{text(f'127.0.0.1:{front_internal_port}')}, http = ()))",
     ]

@@ -1,8 +1,9 @@
-"""Durable store of accepted deployments: one JSON file per Worker, the code spec of each
-version they hold (`code/<version>.json`, what the cells load), the versions quarantined at
-this location, and one file with every namespace's routes without a Worker; each written
-atomically (temp file, fsync, rename,
-fsync of the directory) so a crash leaves old or new, never half.
+"""Durable store of accepted deployments: one JSON file per Worker (its modules by sha256,
+their bytes in the blob store), the code spec of each version they hold
+(`code/<version>.json`, what the cells load, naming the modules' blobs), the versions
+quarantined at this location, and one file with every namespace's routes without a Worker;
+each written atomically (temp file, fsync, rename, fsync of the directory) so a crash leaves
+old or new, never half.
 
 And the state dir at rest: deployments and workerd configs hold secret values in clear, so
 every file the agent writes there is 0600 and every directory 0700, whatever the umask;
@@ -24,9 +25,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import takewhile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeplane.edge import integrity
 from edgeplane.wire import MIN_SIGNING_KEY, WORKER_NAME_RE, Deployment, Exclusions
+
+if TYPE_CHECKING:  # edge/blobs.py writes its files with this module's functions
+    from edgeplane.edge.blobs import Blobs
 
 log = logging.getLogger("edgeplane.agent")
 FILE_MODE = 0o600
@@ -262,7 +267,9 @@ def _discard(staged: Staged) -> None:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, blobs: Blobs) -> None:
+        self.blobs = blobs  # the modules of every version stored (by sha256)
+        private_dir(blobs.root)  # the cells' disk service of it must exist from the start
         self.dir = private_dir(root / "deployments")
         self.code_dir = private_dir(root / "code")
         self.exclusions_file = root / "exclusions.json"
@@ -280,14 +287,23 @@ class Store:
         return self.dir / f"{worker}.json"
 
     def load_all(self) -> dict[str, Deployment]:
-        """Every stored deployment; one that does not load is set aside, so its Worker is
-        missing from the inventory and the operator pushes it again."""
+        """Every stored deployment, its modules read from the blob store; one that does not
+        load is set aside, so its Worker is missing from the inventory and the operator
+        pushes it again."""
         out: dict[str, Deployment] = {}
         for p in sorted(self.dir.glob("*.json")):
             raw = _read(p)
             if raw is None:
                 continue
             d, why = integrity.parse_deployment(p.stem, raw)
+            if d is not None:
+                try:
+                    d = d.hydrated(self.blobs.read)
+                    self._put_modules(d)  # an older agent's file holds them inline
+                except OSError as e:  # a blob gone or corrupt (the message names its path)
+                    d, why = None, f"a module is not in the blob store: {e}"
+                except ValueError:  # never quoted: a validation error may echo secrets
+                    d, why = None, "its version ids do not match the modules in the blob store"
             if d is None:
                 self._aside("deployment", p, why)
             else:
@@ -313,12 +329,23 @@ class Store:
                 if d is None:
                     staged.remove.append(path)
                 else:
-                    data = d.model_dump_json(by_alias=True, exclude_none=True).encode()
+                    # Modules are blobs: each stored once per location, however many
+                    # versions and Workers share it.
+                    self._put_modules(d)
+                    data = d.by_reference().model_dump_json(
+                        by_alias=True, exclude_none=True
+                    ).encode()
                     staged.write[worker] = (_stage(path, data), path)
         except BaseException:
             _discard(staged)
             raise
         return staged
+
+    def _put_modules(self, d: Deployment) -> None:
+        for b in d.versions:
+            for m in b.modules:
+                if m.content is not None and not self.blobs.has(sha := m.digest()):
+                    self.blobs.put(sha, m.raw())
 
     async def prepare(self, changes: dict[str, Deployment | None]) -> Staged:
         """Write every changed deployment to a temp file, fsynced: where a full disk or a

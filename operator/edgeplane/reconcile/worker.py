@@ -292,7 +292,10 @@ class WorkerReconciler:
             if want is None or self.fleet.refused(t, full, want.identity):
                 continue  # an agent that refused this exact deployment would refuse again
             try:
-                bundles = [await self.versions.bundle(worker, v) for v in sorted(want.versions)]
+                bundles = [
+                    self.versions.pullable(worker, await self.versions.bundle(worker, v))
+                    for v in sorted(want.versions)
+                ]
             except CompileError as e:
                 unbuildable.append(Stall(e.reason, f"{t}: {e.message}"))
                 continue  # the location keeps what it serves

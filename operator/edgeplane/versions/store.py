@@ -201,6 +201,15 @@ class VersionStore:
         body = await self.kube.get(PLURAL, ns, vname)
         return (((body or {}).get("spec") or {}).get("artifact") or {}).get("ref")
 
+    def pullable(self, worker: Worker, bundle: Bundle) -> Bundle:
+        """`bundle` as sent to locations: with a version registry, naming the repository
+        its modules are layers of, so a location pulls those it lacks by digest."""
+        if self.registry is None:
+            return bundle
+        where = self.registry.location
+        repository = f"{where.host}/{where.repository(*_key(worker))}"
+        return bundle.model_copy(update={"repository": repository})
+
     async def bundle(self, worker: Worker, version: str) -> Bundle:
         """One version's bundle: from memory, or rebuilt from its WorkerVersion's archive
         with the Secrets of today (which must still give the same version id)."""
