@@ -17,7 +17,7 @@ import kopf
 from prometheus_client import disable_created_metrics, start_http_server
 
 from edgeplane.controller import Settings
-from edgeplane.plan.buckets import DEFAULT_BUCKETS, replica_identity
+from edgeplane.plan.buckets import DEFAULT_BUCKETS, Timings, replica_identity
 from edgeplane.resolve.download import tls_context
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.tailserver import TailSettings
@@ -28,6 +28,8 @@ from edgeplane.versions.artifacts import (
 )
 from edgeplane.versions.registry import VersionRegistry
 from edgeplane.wire import MIN_SIGNING_KEY
+
+MIN_LEASE_DURATION = 6.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -99,6 +101,13 @@ def _replica_args(parser: argparse.ArgumentParser) -> None:
         "no Leases)",
     )
     parser.add_argument(
+        "--lease-duration", type=_lease_duration,
+        default=_lease_duration(env("EDGEPLANE_LEASE_DURATION", "15")),
+        help="seconds a bucket's Lease lasts unrenewed before another replica takes it; a "
+        "replica stops writing for a bucket two thirds of it after its last renewal "
+        "(default 15; wider on a loaded cluster, takeovers then take as much longer)",
+    )
+    parser.add_argument(
         "--buckets", type=_count, default=_count(env("EDGEPLANE_BUCKETS", str(DEFAULT_BUCKETS))),
         help=f"buckets the Workers are split into with --replicas above 1; every replica "
         f"must use the same number (default {DEFAULT_BUCKETS})",
@@ -168,6 +177,14 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _lease_duration(text: str) -> float:
+    seconds = _positive(text)
+    if seconds < MIN_LEASE_DURATION:
+        raise argparse.ArgumentTypeError(
+            f"--lease-duration {text}: at least {MIN_LEASE_DURATION:g} s (renewals every 2 s)")
+    return seconds
+
+
 def replica_settings(args: argparse.Namespace) -> dict[str, Any]:
     """--replicas and --buckets as Settings fields; kopf peering (one active replica)
     and buckets (all active) do not mix."""
@@ -181,6 +198,7 @@ def replica_settings(args: argparse.Namespace) -> dict[str, Any]:
             os.environ.get("POD_NAME", ""), socket.gethostname(), os.getpid()
         ),
         "lease_namespace": os.environ.get("POD_NAMESPACE") or "edgeplane-system",
+        "lease_timings": Timings.for_duration(args.lease_duration),
     }
 
 

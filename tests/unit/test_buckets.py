@@ -144,6 +144,14 @@ def test_live_members() -> None:
     assert live_members({}, "me", 100, 15) == ["me"]
 
 
+@pytest.mark.parametrize("duration", [6, 9, 15, 30, 60])
+def test_timings_for_a_duration(duration: float) -> None:
+    t = Timings.for_duration(duration)
+    t.check()
+    assert t.duration - t.renew_deadline >= 2  # the margin for a write on its way
+    assert Timings.for_duration(15) == Timings()
+
+
 @pytest.mark.parametrize(
     "bad",
     [Timings(15, 10, 4, 0), Timings(15, 10, 2, 4), Timings(15, 10, 10, 2), Timings(10, 10, 4, 2)],

@@ -15,6 +15,7 @@ from edgeplane.operator_main import (
     version_registry,
     versions_retained,
 )
+from edgeplane.plan.buckets import Timings
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.tailserver import TailSettings
 from edgeplane.versions.artifacts import RegistrySettings
@@ -208,6 +209,13 @@ def test_replica_flags(
     got = replica_settings(parse_args(argv))
     assert (got["replicas"], got["buckets"]) == expected
     assert got["identity"] == "edgeplane-abc-1" and got["lease_namespace"] == "ops"
+    assert got["lease_timings"] == Timings()  # client-go's 15 s, 10 s
+
+
+def test_lease_duration_flag() -> None:
+    assert replica_settings(parse_args(["--lease-duration", "30"]))["lease_timings"].duration == 30
+    with pytest.raises(SystemExit):
+        parse_args(["--lease-duration", "3"])
 
 
 @pytest.mark.parametrize("argv", [["--replicas", "0"], ["--buckets", "x"], ["--replicas", "-1"]])

@@ -83,6 +83,13 @@ class Timings:
     renew_every: float = 4.0
     retry: float = 2.0
 
+    @staticmethod
+    def for_duration(duration: float) -> Timings:
+        """The default's proportions (client-go's 15 s and 10 s) for another lease duration:
+        a wider one rides out longer stalls of a busy replica, and a takeover then takes as
+        much longer. Rounds stay 2 s apart."""
+        return Timings(duration, duration * 2 / 3, max(2.0, duration * 4 / 15), 2.0)
+
     def check(self) -> None:
         if not 0 < self.retry <= self.renew_every < self.renew_deadline < self.duration:
             raise ValueError(
