@@ -449,10 +449,12 @@ class Controller:
     def _bucket_lost(self, bucket: int) -> None:
         """Its queued keys are dropped when their turn comes, and work in flight meets the
         fence at its next write. What this replica planned for its Workers goes: the next
-        holder's plans may differ (the cron leases read the locations' inventory instead)."""
+        holder's plans may differ (the cron leases read the locations' inventory instead),
+        and edgeplane_workers counts each Worker at its holder only."""
         log.info("bucket %d: no longer reconciled here", bucket)
         for key in [k for k in self.cache.workers if self.bucket(("Worker", *k)) == bucket]:
             self.fleet.desired.pop(full_name(key), None)
+            self.writer.forget(key)
 
     # -- the queue's handler -------------------------------------------------------------
 

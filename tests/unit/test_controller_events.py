@@ -181,6 +181,11 @@ async def test_several_replicas_handle_only_the_keys_of_buckets_held() -> None:
         c._bucket_gained(w1)
         assert q_keys(c) == {("Worker", "a", "w1"), ("WorkerRoute", "a", "r1")}
         assert c.queue.depth("background") == 2
+        # Lost: its Workers are no longer planned or counted here; the others still are.
+        c.fleet.desired.update({"a.w1": {}, f"a.{other}": {}})
+        c.writer.ready.update({("a", "w1"): True, ("a", other): True})
+        c._bucket_lost(w1)
+        assert set(c.fleet.desired) == {f"a.{other}"} and set(c.writer.ready) == {("a", other)}
         await c.queue.stop()
     async with ApiClient() as api:
         one = Controller(api)  # the default: no elector, no field manager, nothing fenced
