@@ -70,6 +70,7 @@ async def test_two_replicas_share_the_buckets_and_one_takes_over_when_the_other_
         # changed for a whole duration (plus up to two rounds to see it, and one PUT).
         await a.stop(release=False)
         took = await _until("B holds all", lambda: len(b.held()) == N, 3 * T.duration, [a, b])
+        print(f"B held all {N} buckets {took:.1f} s after A stopped renewing")
         assert took <= T.duration + 3 * T.retry + 3, f"takeover took {took:.1f} s"
         assert took >= T.duration - T.renew_deadline, f"taken too early: {took:.1f} s"
         # Its member Lease goes too, once unchanged for long (a new Pod has a new name:
