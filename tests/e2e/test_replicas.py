@@ -60,6 +60,17 @@ def _status_managers(kube: Kube, name: str) -> set[str]:
             if m.get("subresource") == "status" and m["manager"].startswith("edgeplane/")}
 
 
+def _event_instances(kube: Kube) -> dict[str, set[str]]:
+    """Per Worker, the replicas that recorded Events on it."""
+    out = json.loads(kube.cluster.kubectl("get", "events", "-n", kube.namespace, "-o",
+                                          "json").stdout)
+    by: dict[str, set[str]] = defaultdict(set)
+    for ev in out["items"]:
+        if ev["involvedObject"]["kind"] == "Worker":
+            by[ev["involvedObject"]["name"]].add(ev.get("reportingInstance") or "")
+    return by
+
+
 def _edit(kube: Kube, text: str) -> None:
     kube.apply(*(worker(n, responder(f'"{text}"')) for n in NAMES))
 
@@ -148,6 +159,10 @@ def test_three_replicas_share_the_work_and_take_over_a_killed_ones(
             managers = _status_managers(kube, n)
             # The killed replica's entry stays for fields the new holder left as they were.
             assert managers - {victim} == (by[n] if n in moved else {owner[n]}), (n, managers)
+        events = _event_instances(kube)
+        assert any(events.get(n) for n in NAMES), events  # updates are reported
+        for n in NAMES:
+            assert events.get(n, set()) <= ({victim} | by[n] if n in moved else {owner[n]}), n
     finally:
         for op in replicas.values():
             op.stop()
