@@ -197,6 +197,8 @@ class Controller:
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
+        # Several replicas: the reconciles running per bucket, stopped when it is lost.
+        self._working: dict[int, set[asyncio.Task[float | None]]] = {}
 
     def _elector(self) -> Elector | None:
         """One replica: no Leases, every bucket held, nothing fenced."""
@@ -452,6 +454,8 @@ class Controller:
         holder's plans may differ (the cron leases read the locations' inventory instead),
         and edgeplane_workers counts each Worker at its holder only."""
         log.info("bucket %d: no longer reconciled here", bucket)
+        for work in self._working.pop(bucket, set()):
+            work.cancel()
         for key in [k for k in self.cache.workers if self.bucket(("Worker", *k)) == bucket]:
             self.fleet.desired.pop(full_name(key), None)
             self.writer.forget(key)
@@ -463,8 +467,14 @@ class Controller:
         if not self.fence.holds(bucket):
             return None  # another replica's
         try:
-            with self.fence.scope(bucket):
-                delay = await self._reconcile(key, str(bucket))
+            if self.elector is None:
+                with self.fence.scope(bucket):
+                    delay = await self._reconcile(key, str(bucket))
+            else:
+                lost, delay = await self._stoppable(key, bucket)
+                if lost:
+                    log.info("%s %s/%s: stopped, bucket %d was lost", *key, bucket)
+                    return None
         except Fenced as e:
             log.info("%s %s/%s: stopped, %s", *key, e)
             return None
@@ -474,6 +484,22 @@ class Controller:
                 key[1], key[2], body["metadata"].get("generation"), bucket,
             )
         return delay
+
+    async def _stoppable(self, key: Key, bucket: int) -> tuple[bool, float | None]:
+        """The reconcile as a task of its own, which losing the bucket cancels (then: True,
+        lost); the queue stopping still cancels the caller."""
+        with self.fence.scope(bucket):  # the task starts with a copy of this context
+            work = asyncio.ensure_future(self._reconcile(key, str(bucket)))
+        self._working.setdefault(bucket, set()).add(work)
+        try:
+            return False, await work
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if work.cancelled() and task is not None and not task.cancelling():
+                return True, None
+            raise
+        finally:
+            self._working.get(bucket, set()).discard(work)
 
     async def _reconcile(self, key: Key, bucket: str) -> float | None:
         kind, ns, name = key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -194,3 +195,51 @@ async def test_several_replicas_handle_only_the_keys_of_buckets_held() -> None:
 
 def q_keys(c: Controller) -> set[tuple[str, str, str]]:
     return set(c.queue._queued)
+
+
+async def test_losing_a_bucket_stops_its_reconciles_in_flight() -> None:
+    """A reconcile of a bucket lost while it runs is cancelled (the queue is told it is
+    done); one of another bucket goes on; the queue stopping still cancels the handler."""
+    async with ApiClient() as api:
+        c = Controller(api, Settings(replicas=2, identity="me", buckets=10))
+        assert c.elector is not None
+        names = [f"w{i}" for i in range(50)]
+        w1 = bucket_of("a", names[0], 10)
+        other = next(n for n in names if bucket_of("a", n, 10) != w1)
+        started: list[str] = []
+        stopped: list[str] = []
+        release = asyncio.Event()
+
+        async def reconcile(ns: str, name: str) -> float:
+            started.append(name)
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                stopped.append(name)
+                raise
+            return 5.0
+
+        c.worker_loop.reconcile = reconcile  # type: ignore[method-assign]
+        for b in (w1, bucket_of("a", other, 10)):
+            c.elector._renewed[b] = time.monotonic()
+        lost = asyncio.ensure_future(c._handle(("Worker", "a", names[0])))
+        kept = asyncio.ensure_future(c._handle(("Worker", "a", other)))
+        for _ in range(3):
+            await asyncio.sleep(0)  # both reconciles start and wait
+        assert len(started) == 2
+        c.elector._renewed.pop(w1)
+        c._bucket_lost(w1)
+        assert await asyncio.wait_for(lost, 5) is None  # done, nothing to retry
+        assert stopped == [names[0]] and not kept.done()
+        release.set()
+        assert await asyncio.wait_for(kept, 5) == 5.0
+        # The queue stopping (its task cancelled) is not mistaken for a lost bucket.
+        release.clear()
+        outer = asyncio.ensure_future(c._handle(("Worker", "a", other)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(started) == 3
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        await c.queue.stop()

@@ -282,6 +282,7 @@ class AgentClient:
         wanted = blobs_of([deployment])
         if not wanted:
             return 0
+        fence.check(f"files of {deployment.worker}")
         body = json.dumps({"blobs": sorted(wanted)}).encode()
         missing = (await self._call(ep, "POST", "/v1/blobs/missing", body))["missing"]
         if not missing:
