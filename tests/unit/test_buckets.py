@@ -79,13 +79,35 @@ def test_share_is_the_same_whatever_the_order_and_for_every_seed_of_three() -> N
         assert set(share(10, trio).values()) == set(trio)
 
 
-def test_share_moves_few_buckets_when_a_member_leaves() -> None:
-    before = share(10, ["a", "b", "c"])
-    after = share(10, ["a", "b"])
-    kept = [b for b, m in before.items() if m != "c" and after[b] == m]
-    # The ones 'c' had move; of the others, most stay.
-    assert len(kept) >= 4
+@pytest.mark.parametrize("trio", [["a", "b", "c"], ["x-1", "x-2", "x-3"], ["p", "q", "r"]])
+def test_a_member_leaving_moves_only_its_own_buckets(trio: list[str]) -> None:
+    before = share(10, trio)
+    for gone in trio:
+        left = [m for m in trio if m != gone]
+        after = share(10, left, before)
+        assert {b: m for b, m in after.items() if before[b] != gone} == {
+            b: m for b, m in before.items() if m != gone}
+        assert sorted(Counter(after.values()).values()) == [5, 5]
     assert share(10, []) == {}
+
+
+def test_a_member_joining_takes_only_its_part() -> None:
+    alone = share(10, ["a"])
+    two = share(10, ["a", "b"], alone)
+    assert Counter(two.values()) == {"a": 5, "b": 5}
+    three = share(10, ["a", "b", "c"], two)
+    moved = [b for b in range(10) if three[b] != two[b]]
+    assert all(three[b] == "c" for b in moved) and len(moved) == 3
+    # The fixpoint: computed again from the Leases it led to, nothing moves.
+    assert share(10, ["a", "b", "c"], three) == three
+
+
+def test_held_by_the_dead_or_beyond_a_fair_part_is_shared_again() -> None:
+    held = {b: "dead" for b in range(4)} | {b: "a" for b in range(4, 10)}
+    out = share(10, ["a", "b"], held)
+    assert Counter(out.values()) == {"a": 5, "b": 5}
+    assert all(out[b] == "a" for b in range(4, 10) if out[b] != "b")
+    assert sum(out[b] == "a" for b in range(4, 10)) == 5  # 'a' gives up one, keeps five
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,10 @@ class Elector:
             name.removeprefix(MEMBER_PREFIX): seen
             for name, (_, seen) in self._seen.items() if name.startswith(MEMBER_PREFIX)
         }
-        owners = share(self.buckets, live_members(members, self.identity, now, self.t.duration))
+        held = {b: seen.holder for b in range(self.buckets)
+                if (seen := self._seen_of(bucket_lease(b))) is not None}
+        live = live_members(members, self.identity, now, self.t.duration)
+        owners = share(self.buckets, live, held)
         decisions = {
             b: lease_decision(
                 self._seen_of(bucket_lease(b)), self.identity, owners.get(b) == self.identity,

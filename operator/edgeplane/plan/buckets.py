@@ -47,27 +47,38 @@ def _rank(member: str, bucket: int) -> bytes:
     return hashlib.sha256(f"{member}#{bucket}".encode()).digest()
 
 
-def share(n: int, members: list[str]) -> dict[int, str]:
-    """Who should hold each bucket: rendezvous hashing with bounded loads. Each bucket goes
-    to the member ranking it highest that has room left (the rooms add up to exactly n,
-    so each holds n // members or one more). Every replica computes the same split from
-    the same members; each gets its fair part (plain rendezvous hashing leaves one of 3
-    replicas without any of 10 buckets about one time in 20); a member leaving moves
-    few buckets."""
+def share(n: int, members: list[str], held: dict[int, str] | None = None) -> dict[int, str]:
+    """Who should hold each bucket: rendezvous hashing with bounded loads, sticky. Each
+    member has room for n // members buckets, or one more (the rooms add up to exactly n).
+    First every live member keeps what it `held` (the Leases' holders) while it has room,
+    its strongest claims first; then each other bucket goes to the member ranking it
+    highest that has room. Every replica computes the same split from the same Leases;
+    each gets its fair part (plain rendezvous hashing leaves one of 3 replicas without
+    any of 10 buckets about one time in 20); a member leaving moves only its own buckets,
+    and one joining only the buckets it takes (with no stickiness, a bounded share would
+    move others' too, and those would be reconciled twice)."""
     live = sorted(set(members))
     if not live:
         return {}
     floor, extra = divmod(n, len(live))  # `extra` members may hold one more
     load = dict.fromkeys(live, 0)
     out: dict[int, str] = {}
-    for bucket in range(n):
-        cap = floor + 1 if extra else floor
-        for member in sorted(live, key=lambda m: _rank(m, bucket), reverse=True):
-            if load[member] < cap:
-                out[bucket] = member
-                load[member] += 1
-                extra -= load[member] > floor
-                break
+
+    def take(bucket: int, member: str) -> bool:
+        nonlocal extra
+        if load[member] >= (floor + 1 if extra else floor):
+            return False
+        out[bucket] = member
+        load[member] += 1
+        extra -= load[member] > floor
+        return True
+
+    kept = [(b, m) for b, m in (held or {}).items() if m in load and 0 <= b < n]
+    for bucket, member in sorted(kept, key=lambda bm: _rank(bm[1], bm[0]), reverse=True):
+        take(bucket, member)
+    for bucket in (b for b in range(n) if b not in out):
+        next(m for m in sorted(live, key=lambda m: _rank(m, bucket), reverse=True)
+             if take(bucket, m))
     return out
 
 
