@@ -161,6 +161,12 @@ def test_three_replicas_share_the_work_and_take_over_a_killed_ones(
         assert any(events.get(n) for n in NAMES), events  # updates are reported
         for n in NAMES:
             assert events.get(n, set()) <= ({victim} | by[n] if n in moved else {owner[n]}), n
+    except BaseException:
+        for identity, op in replicas.items():  # what each replica said, for the failure
+            log = (op.root / "logs" / "operator.log").read_text(errors="replace")
+            lines = [ln for ln in log.splitlines() if "bucket" in ln and "reconciled" not in ln]
+            print(f"--- {identity} (bucket lines) ---", *lines[-40:], sep="\n")
+        raise
     finally:
         for op in replicas.values():
             op.stop()
