@@ -8,10 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import ssl
 import subprocess
-import urllib.error
-import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from edgeplane.kube.auth import async_api_client
 from edgeplane.kube.client import Kube
 from edgeplane.localstack.cluster import Cluster
 from edgeplane.localstack.registry import Registry
-from edgeplane.resolve.artifact import parse_ref
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
 from edgeplane.versions.artifacts import RegistrySettings
@@ -51,30 +49,36 @@ def _apply(cluster: Cluster, namespace: str, i: int) -> Worker:
     return Worker.model_validate(json.loads(out.stdout))
 
 
-def _manifest_status(registry: Registry, ref: str) -> int:
-    r = parse_ref(ref)
-    req = urllib.request.Request(
-        f"https://{r.host}/v2/{r.repository}/manifests/{r.digest}", method="HEAD",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    pair = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
-    req.add_header("Authorization", f"Basic {pair}")
-    ctx = ssl.create_default_context(cafile=str(registry.ca))
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def _version_registry(
     registry: Registry, tmp: Path, password: str | None = None
 ) -> VersionRegistry:
-    creds = tmp / f"config-{password is None}.json"
+    creds = tmp / "registry-auth.json"
     creds.write_text(registry.dockerconfigjson(password))
     return VersionRegistry.configure(
         RegistrySettings(f"oci://{registry.host}/edgeplane/versions", str(creds), str(registry.ca))
     )
+
+
+@asynccontextmanager
+async def _store(
+    registry: Registry, tmp: Path, retained: int, password: str | None = None
+) -> AsyncIterator[VersionStore]:
+    """A VersionStore on the real apiserver keeping versions in the real registry, with
+    credentials from `tmp`/registry-auth.json (`password`: another password in it)."""
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp, password)
+    try:
+        yield VersionStore(kube, Resolver(kube, UrlSettings()), retained=retained, registry=vr)
+    finally:
+        await vr.close()
+        await api.close()
+
+
+def _fresh(store: VersionStore) -> VersionStore:
+    """Another store on the same apiserver and registry, that has seen nothing."""
+    return VersionStore(store.kube, store.resolver, retained=store.retained,
+                        registry=store.registry)
 
 
 def _blob_path(registry: Registry, digest: str) -> Path:
@@ -112,18 +116,14 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
     cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
     tmp_path: Path,
 ) -> None:
-    api = await async_api_client()
-    kube = Kube(api)
-    vr = _version_registry(registry, tmp_path)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
     bundles = []
-    try:
+    async with _store(registry, tmp_path, retained=55) as store:
         for i in range(60):
             worker = _apply(cluster, namespace, i)
             bundle = compile_worker(worker, Sources())
             await store.record(worker, bundle, keep=set(), first=i == 0)
             bundles.append(bundle)
-        objs = {o["spec"]["versionId"]: o for o in await kube.list(PLURAL, namespace, "")}
+        objs = {o["spec"]["versionId"]: o for o in await store.kube.list(PLURAL, namespace, "")}
         assert len(objs) == 55
         refs = []
         for b in bundles:
@@ -141,11 +141,11 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
         assert cms.strip() == ""
         # The five oldest were pruned and so were their manifests; the rest are there.
         pruned = [
-            f"{registry.host}/edgeplane/versions/{namespace}/shop@{_digest_for(b, vr)}"
+            f"{registry.host}/edgeplane/versions/{namespace}/shop@{_digest_for(b)}"
             for b in bundles[:5]
         ]
-        assert [_manifest_status(registry, r) for r in pruned] == [404] * 5
-        assert {_manifest_status(registry, r) for r in refs} == {200}
+        assert [registry.manifest_status(r) for r in pruned] == [404] * 5
+        assert {registry.manifest_status(r) for r in refs} == {200}
         # The registry's own GC (offline for distribution, as the README says) frees the
         # blobs only pruned versions used, and keeps the retained ones' and the shared lib.
         gone, kept, lib = (_blob(registry, bundles[0], "index.js"),
@@ -156,14 +156,12 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
         assert not gone.exists() and kept.exists() and lib.exists()
 
         # The 50th-newest, rebuilt by a store that never saw it: from the registry only.
-        fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
         old = bundles[-50]
-        got = await fresh.bundle(worker, old.version or "")
+        got = await _fresh(store).bundle(worker, old.version or "")
         assert got.version == old.version
         assert [m.raw() for m in got.modules] == [m.raw() for m in old.modules]
 
         # A layer changed on the registry's disk is refused, naming the reference.
-        other = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
         victim = bundles[-40]
         index_digest = next(
             f"sha256:{m['sha256']}" for m in objs[victim.version]["spec"]["modules"]
@@ -171,16 +169,13 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
         )
         _tamper(registry, index_digest)
         with pytest.raises(CompileError) as e:
-            await other.bundle(worker, victim.version or "")
+            await _fresh(store).bundle(worker, victim.version or "")
         assert e.value.reason == "ArtifactDigestMismatch"
         assert "does not match its digest; refused" in e.value.message
         assert f"{registry.host}/edgeplane/versions/{namespace}/shop@sha256:" in e.value.message
-    finally:
-        await vr.close()
-        await api.close()
 
 
-def _digest_for(bundle, vr: VersionRegistry) -> str:  # type: ignore[no-untyped-def]
+def _digest_for(bundle) -> str:  # type: ignore[no-untyped-def]
     """The manifest digest a version's artifact has (the push is deterministic)."""
     from edgeplane.resolve.artifact import digest_of, module_manifest
     from edgeplane.versions.artifacts import version_layers
@@ -193,12 +188,8 @@ async def test_registry_credentials_never_appear_in_errors(
     cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
     tmp_path: Path,
 ) -> None:
-    api = await async_api_client()
-    kube = Kube(api)
     wrong = registry.password + "-wrong"
-    vr = _version_registry(registry, tmp_path, wrong)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=5, registry=vr)
-    try:
+    async with _store(registry, tmp_path, retained=5, password=wrong) as store:
         worker = _apply(cluster, namespace, 1)
         bundle = compile_worker(worker, Sources())
         with pytest.raises(CompileError) as e:
@@ -210,31 +201,21 @@ async def test_registry_credentials_never_appear_in_errors(
         # Nothing was recorded: the version is not half there.
         listed = cluster.kubectl("get", "workerversions", "-n", namespace, "-o", "name")
         assert listed.stdout.strip() == ""
-    finally:
-        await vr.close()
-        await api.close()
 
 
 async def test_a_deleted_workers_artifacts_are_deleted(
     cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
     tmp_path: Path,
 ) -> None:
-    api = await async_api_client()
-    kube = Kube(api)
-    vr = _version_registry(registry, tmp_path)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
-    try:
+    async with _store(registry, tmp_path, retained=10) as store:
         for i in range(3):
             worker = _apply(cluster, namespace, i)
             await store.record(worker, compile_worker(worker, Sources()), keep=set(), first=i == 0)
         refs = [o["spec"]["artifact"]["ref"] for o in await store.list(namespace, "shop")]
-        assert len(refs) == 3 and {_manifest_status(registry, r) for r in refs} == {200}
+        assert len(refs) == 3 and {registry.manifest_status(r) for r in refs} == {200}
         # As the Worker's finalizer does before it lets the Worker (and its versions) go.
         await store.drop_artifacts(namespace, "shop")
-        assert {_manifest_status(registry, r) for r in refs} == {404}
-    finally:
-        await vr.close()
-        await api.close()
+        assert {registry.manifest_status(r) for r in refs} == {404}
 
 
 async def test_a_version_with_assets_comes_back_with_its_files(
@@ -249,12 +230,8 @@ async def test_a_version_with_assets_comes_back_with_its_files(
         AssetFile(path=p, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
         for p, b in files.items()
     ))
-    api = await async_api_client()
-    kube = Kube(api)
-    vr = _version_registry(registry, tmp_path)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
-    fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
-    try:
+    async with _store(registry, tmp_path, retained=10) as store:
+        fresh = _fresh(store)
         worker = _apply(cluster, namespace, 9)
         bundle = compile_worker(worker, Sources()).model_copy(update={"assets": site})
         bundle = bundle.with_version()
@@ -263,6 +240,3 @@ async def test_a_version_with_assets_comes_back_with_its_files(
         got = await fresh.bundle(worker, bundle.version or "")
         assert got.version == bundle.version and got.assets == site
         assert fresh.pool.blobs == blobs
-    finally:
-        await vr.close()
-        await api.close()
