@@ -1,13 +1,15 @@
 """Versions kept in the real OCI registry (TLS, htpasswd) with the real apiserver
 (versions/registry.py through VersionStore): 60 versions recorded, one 50 back rebuilt
 byte for byte by a store that never saw it, pruned versions' manifests deleted, a
-tampered layer on the registry's disk refused, and credentials kept out of errors."""
+tampered layer on the registry's disk refused, credentials kept out of errors and read
+again when their file is rotated."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -201,6 +203,32 @@ async def test_registry_credentials_never_appear_in_errors(
         # Nothing was recorded: the version is not half there.
         listed = cluster.kubectl("get", "workerversions", "-n", namespace, "-o", "name")
         assert listed.stdout.strip() == ""
+
+
+async def test_rotated_credentials_are_read_again_from_the_file(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The credentials file is a mounted Secret: rotating it changes the file, not the
+    operator's flags, and the next push uses what the file says now."""
+    async with _store(registry, tmp_path, retained=5, password="revoked") as store:
+        worker = _apply(cluster, namespace, 1)
+        bundle = compile_worker(worker, Sources())
+        with pytest.raises(CompileError, match="HTTP 401"):
+            await store.record(worker, bundle, keep=set(), first=True)
+        # As the kubelet rotates a Secret volume: a new file swapped in at the same path.
+        creds = tmp_path / "registry-auth.json"
+        swap = tmp_path / "registry-auth.json.new"
+        swap.write_text(registry.dockerconfigjson())
+        os.replace(swap, creds)
+        await store.record(worker, bundle, keep=set(), first=True)
+        (obj,) = await store.list(namespace, "shop")
+        assert registry.manifest_status(obj["spec"]["artifact"]["ref"]) == 200
+        # And rewritten in place (the same file): a wrong password is used at once too.
+        creds.write_text(registry.dockerconfigjson("revoked-again"))
+        assert store.registry is not None
+        with pytest.raises(CompileError, match="HTTP 401"):
+            await store.registry.push(namespace, "shop", bundle, {})
 
 
 async def test_a_deleted_workers_artifacts_are_deleted(
