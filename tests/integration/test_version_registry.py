@@ -1,8 +1,8 @@
 """Versions kept in the real OCI registry (TLS, htpasswd) with the real apiserver
 (versions/registry.py through VersionStore): 60 versions recorded, one 50 back rebuilt
-byte for byte by a store that never saw it, pruned versions' manifests deleted, a
-tampered layer on the registry's disk refused, credentials kept out of errors and read
-again when their file is rotated."""
+byte for byte by a store that never saw it, pruned versions' manifests deleted (later,
+if the registry was down), a tampered layer on the registry's disk refused, credentials
+kept out of errors and read again when their file is rotated."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeplane.api import Worker
+from edgeplane.api import Worker, WorkerVersion
 from edgeplane.compile import CompileError, Sources, compile_worker
 from edgeplane.kube.auth import async_api_client
 from edgeplane.kube.client import Kube
@@ -229,6 +229,38 @@ async def test_rotated_credentials_are_read_again_from_the_file(
         assert store.registry is not None
         with pytest.raises(CompileError, match="HTTP 401"):
             await store.registry.push(namespace, "shop", bundle, {})
+
+
+async def test_a_manifest_the_registry_could_not_delete_is_pruned_later(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """Registry down during a prune: the version over the count stays, naming its
+    manifest, and goes with its manifest at the next prune once the registry is back."""
+    async with _store(registry, tmp_path, retained=2) as store:
+        bundles = []
+        for i in range(3):
+            worker = _apply(cluster, namespace, i)
+            bundle = compile_worker(worker, Sources())
+            # The oldest is in use (say pinned) while the others are recorded.
+            pinned = {bundles[0].version or ""} if bundles else set()
+            await store.record(worker, bundle, keep=pinned, first=i == 0)
+            bundles.append(bundle)
+        oldest = WorkerVersion.name_for("shop", bundles[0].version or "")
+        ref = (await store.kube.get(PLURAL, namespace, oldest) or {})["spec"]["artifact"]["ref"]
+        registry.stop()
+        try:
+            await store.prune(worker, keep=set())  # the pin is gone; the registry too
+        finally:
+            registry.start()
+        assert await store.kube.get(PLURAL, namespace, oldest) is not None
+        assert registry.manifest_status(ref) == 200
+        # A store that restarted knows it from its LIST and finishes the job.
+        fresh = _fresh(store)
+        await fresh.prune(worker, keep=set())
+        assert await store.kube.get(PLURAL, namespace, oldest) is None
+        assert registry.manifest_status(ref) == 404
+        assert len(await store.list(namespace, "shop")) == 2
 
 
 async def test_a_deleted_workers_artifacts_are_deleted(

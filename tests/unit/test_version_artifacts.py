@@ -24,6 +24,7 @@ from edgeplane.versions.artifacts import (
     file_bytes,
     parse_registry,
     rebuilt_from_layers,
+    retry_delete,
     slim_source,
     tag_for,
     version_layers,
@@ -238,3 +239,21 @@ def test_assets_are_layers_too_and_come_back_checked() -> None:
 
 def test_tag_names_the_whole_version() -> None:
     assert tag_for("a" * 64) == "v-" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("status", "again"),
+    [
+        (None, True),  # no answer: unreachable, or timed out
+        (500, True),
+        (503, True),
+        (429, True),
+        (408, True),
+        (401, False),  # the credentials do not grant deletes
+        (403, False),
+        (405, False),  # deletes disabled (distribution without storage.delete.enabled)
+        (400, False),
+    ],
+)
+def test_which_failed_manifest_deletes_are_tried_again(status: int | None, again: bool) -> None:
+    assert retry_delete(status) is again

@@ -40,6 +40,7 @@ from edgeplane.versions.artifacts import (
     file_digests,
     parse_registry,
     rebuilt_from_layers,
+    retry_delete,
     tag_for,
     version_layers,
     wanted_digests,
@@ -191,12 +192,18 @@ class VersionRegistry:
         return {d: await self.client.blob(ref, d, creds, FIX) for d in dict.fromkeys(digests)}
 
     async def delete(self, ref: str) -> bool:
-        """Delete a pruned version's manifest; a failure is logged, not raised: the version
-        is gone already and the manifest is only space (the registry's GC frees blobs)."""
+        """Delete a pruned version's manifest. False: the registry could not do it now
+        (unreachable, or failing); the caller keeps what names the manifest and tries again
+        later, or the manifest would be left with nothing to find it by. True once it is
+        gone, and also when the registry refuses (logged): deletes not granted or disabled
+        stay so, and keeping versions for them would grow etcd without end."""
         parsed = parse_ref(ref)
         try:
             await self.client.delete(parsed, await self._creds(parsed.host), FIX)
         except ArtifactError as e:
-            log.warning("a pruned version's artifact was not deleted: %s", e.message)
-            return False
+            if retry_delete(e.status):
+                log.warning("a pruned version's artifact was not deleted yet, tried again "
+                            "at the next prune: %s", e.message)
+                return False
+            log.warning("a pruned version's artifact is left in the registry: %s", e.message)
         return True
