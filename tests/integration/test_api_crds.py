@@ -838,6 +838,31 @@ def test_workerversion_spec_is_immutable(
     )
 
 
+def test_workerversions_as_the_operator_writes_them_are_accepted(
+    cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    """The operator leaves a WorkerVersion's fields at their defaults out (etcd keeps every
+    retained version): the CEL rules of the spec it records must hold without them, for
+    each example Worker and rollouts with steps, gates and pauses."""
+    from edgeplane.api import WorkerVersion
+
+    sources = [
+        d["spec"] for p in sorted(EXAMPLES.glob("*.yaml")) for d in example_docs(p)
+        if d["kind"] == "Worker"
+    ]
+    sources += [
+        probe(expectStatus=200)["spec"],
+        steps({"percent": 10, "holdSeconds": 0, "gate": {"maxErrorPercent": 0}},
+              {"count": 2, "pause": {}})["spec"],
+    ]
+    assert len(sources) >= 4
+    for i, source in enumerate(sources):
+        doc = version(source=source)
+        doc["metadata"]["name"] = f"w-{i}"
+        wire = WorkerVersion.model_validate(doc).to_wire()
+        cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(wire))
+
+
 def _status_roundtrip(
     cluster: Cluster, api: Any, plural: str, namespace: str | None, body: Manifest,
     status: dict[str, Any],

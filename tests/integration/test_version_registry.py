@@ -1,28 +1,28 @@
 """Versions kept in the real OCI registry (TLS, htpasswd) with the real apiserver
 (versions/registry.py through VersionStore): 60 versions recorded, one 50 back rebuilt
-byte for byte by a store that never saw it, pruned versions' manifests deleted, a
-tampered layer on the registry's disk refused, and credentials kept out of errors."""
+byte for byte by a store that never saw it, pruned versions' manifests deleted (later,
+if the registry was down), a tampered layer on the registry's disk refused, credentials
+kept out of errors and read again when their file is rotated."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import ssl
+import os
 import subprocess
-import urllib.error
-import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from edgeplane.api import Worker
+from edgeplane.api import Worker, WorkerVersion
 from edgeplane.compile import CompileError, Sources, compile_worker
 from edgeplane.kube.auth import async_api_client
 from edgeplane.kube.client import Kube
 from edgeplane.localstack.cluster import Cluster
 from edgeplane.localstack.registry import Registry
-from edgeplane.resolve.artifact import parse_ref
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.resolve.sources import Resolver
 from edgeplane.versions.artifacts import RegistrySettings
@@ -51,30 +51,36 @@ def _apply(cluster: Cluster, namespace: str, i: int) -> Worker:
     return Worker.model_validate(json.loads(out.stdout))
 
 
-def _manifest_status(registry: Registry, ref: str) -> int:
-    r = parse_ref(ref)
-    req = urllib.request.Request(
-        f"https://{r.host}/v2/{r.repository}/manifests/{r.digest}", method="HEAD",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-    )
-    pair = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
-    req.add_header("Authorization", f"Basic {pair}")
-    ctx = ssl.create_default_context(cafile=str(registry.ca))
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def _version_registry(
     registry: Registry, tmp: Path, password: str | None = None
 ) -> VersionRegistry:
-    creds = tmp / f"config-{password is None}.json"
+    creds = tmp / "registry-auth.json"
     creds.write_text(registry.dockerconfigjson(password))
     return VersionRegistry.configure(
         RegistrySettings(f"oci://{registry.host}/edgeplane/versions", str(creds), str(registry.ca))
     )
+
+
+@asynccontextmanager
+async def _store(
+    registry: Registry, tmp: Path, retained: int, password: str | None = None
+) -> AsyncIterator[VersionStore]:
+    """A VersionStore on the real apiserver keeping versions in the real registry, with
+    credentials from `tmp`/registry-auth.json (`password`: another password in it)."""
+    api = await async_api_client()
+    kube = Kube(api)
+    vr = _version_registry(registry, tmp, password)
+    try:
+        yield VersionStore(kube, Resolver(kube, UrlSettings()), retained=retained, registry=vr)
+    finally:
+        await vr.close()
+        await api.close()
+
+
+def _fresh(store: VersionStore) -> VersionStore:
+    """Another store on the same apiserver and registry, that has seen nothing."""
+    return VersionStore(store.kube, store.resolver, retained=store.retained,
+                        registry=store.registry)
 
 
 def _blob_path(registry: Registry, digest: str) -> Path:
@@ -112,37 +118,36 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
     cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
     tmp_path: Path,
 ) -> None:
-    api = await async_api_client()
-    kube = Kube(api)
-    vr = _version_registry(registry, tmp_path)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
     bundles = []
-    try:
+    async with _store(registry, tmp_path, retained=55) as store:
         for i in range(60):
             worker = _apply(cluster, namespace, i)
             bundle = compile_worker(worker, Sources())
             await store.record(worker, bundle, keep=set(), first=i == 0)
             bundles.append(bundle)
-        objs = {o["spec"]["versionId"]: o for o in await kube.list(PLURAL, namespace, "")}
+        objs = {o["spec"]["versionId"]: o for o in await store.kube.list(PLURAL, namespace, "")}
         assert len(objs) == 55
         refs = []
         for b in bundles:
             obj = objs.get(b.version)
             if obj is not None:
                 # Only digests in etcd: no ConfigMap archive, no code in the record.
-                assert obj["spec"]["archiveParts"] == 0 and "export default" not in json.dumps(obj)
-                assert len(json.dumps(obj)) <= 4096
+                assert "archiveParts" not in obj["spec"] and "export default" not in json.dumps(obj)
+                # As stored, managedFields included (was ~3 KB with defaults and per-field
+                # managedFields); each inline module names the artifact again in `source`.
+                stored = len(json.dumps(obj, separators=(",", ":")))
+                assert stored <= 2300, stored
                 refs.append(obj["spec"]["artifact"]["ref"])
         cms = cluster.kubectl("get", "configmaps", "-n", namespace, "-l", "edgeplane.io/worker",
                               "-o", "name").stdout
         assert cms.strip() == ""
         # The five oldest were pruned and so were their manifests; the rest are there.
         pruned = [
-            f"{registry.host}/edgeplane/versions/{namespace}/shop@{_digest_for(b, vr)}"
+            f"{registry.host}/edgeplane/versions/{namespace}/shop@{_digest_for(b)}"
             for b in bundles[:5]
         ]
-        assert [_manifest_status(registry, r) for r in pruned] == [404] * 5
-        assert {_manifest_status(registry, r) for r in refs} == {200}
+        assert [registry.manifest_status(r) for r in pruned] == [404] * 5
+        assert {registry.manifest_status(r) for r in refs} == {200}
         # The registry's own GC (offline for distribution, as the README says) frees the
         # blobs only pruned versions used, and keeps the retained ones' and the shared lib.
         gone, kept, lib = (_blob(registry, bundles[0], "index.js"),
@@ -153,14 +158,12 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
         assert not gone.exists() and kept.exists() and lib.exists()
 
         # The 50th-newest, rebuilt by a store that never saw it: from the registry only.
-        fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
         old = bundles[-50]
-        got = await fresh.bundle(worker, old.version or "")
+        got = await _fresh(store).bundle(worker, old.version or "")
         assert got.version == old.version
         assert [m.raw() for m in got.modules] == [m.raw() for m in old.modules]
 
         # A layer changed on the registry's disk is refused, naming the reference.
-        other = VersionStore(kube, Resolver(kube, UrlSettings()), retained=55, registry=vr)
         victim = bundles[-40]
         index_digest = next(
             f"sha256:{m['sha256']}" for m in objs[victim.version]["spec"]["modules"]
@@ -168,16 +171,13 @@ async def test_sixty_versions_in_the_registry_and_one_fifty_back_rebuilt(
         )
         _tamper(registry, index_digest)
         with pytest.raises(CompileError) as e:
-            await other.bundle(worker, victim.version or "")
+            await _fresh(store).bundle(worker, victim.version or "")
         assert e.value.reason == "ArtifactDigestMismatch"
         assert "does not match its digest; refused" in e.value.message
         assert f"{registry.host}/edgeplane/versions/{namespace}/shop@sha256:" in e.value.message
-    finally:
-        await vr.close()
-        await api.close()
 
 
-def _digest_for(bundle, vr: VersionRegistry) -> str:  # type: ignore[no-untyped-def]
+def _digest_for(bundle) -> str:  # type: ignore[no-untyped-def]
     """The manifest digest a version's artifact has (the push is deterministic)."""
     from edgeplane.resolve.artifact import digest_of, module_manifest
     from edgeplane.versions.artifacts import version_layers
@@ -190,12 +190,8 @@ async def test_registry_credentials_never_appear_in_errors(
     cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
     tmp_path: Path,
 ) -> None:
-    api = await async_api_client()
-    kube = Kube(api)
     wrong = registry.password + "-wrong"
-    vr = _version_registry(registry, tmp_path, wrong)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=5, registry=vr)
-    try:
+    async with _store(registry, tmp_path, retained=5, password=wrong) as store:
         worker = _apply(cluster, namespace, 1)
         bundle = compile_worker(worker, Sources())
         with pytest.raises(CompileError) as e:
@@ -207,31 +203,79 @@ async def test_registry_credentials_never_appear_in_errors(
         # Nothing was recorded: the version is not half there.
         listed = cluster.kubectl("get", "workerversions", "-n", namespace, "-o", "name")
         assert listed.stdout.strip() == ""
-    finally:
-        await vr.close()
-        await api.close()
+
+
+async def test_rotated_credentials_are_read_again_from_the_file(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The credentials file is a mounted Secret: rotating it changes the file, not the
+    operator's flags, and the next push uses what the file says now."""
+    async with _store(registry, tmp_path, retained=5, password="revoked") as store:
+        worker = _apply(cluster, namespace, 1)
+        bundle = compile_worker(worker, Sources())
+        with pytest.raises(CompileError, match="HTTP 401"):
+            await store.record(worker, bundle, keep=set(), first=True)
+        # As the kubelet rotates a Secret volume: a new file swapped in at the same path.
+        creds = tmp_path / "registry-auth.json"
+        swap = tmp_path / "registry-auth.json.new"
+        swap.write_text(registry.dockerconfigjson())
+        os.replace(swap, creds)
+        await store.record(worker, bundle, keep=set(), first=True)
+        (obj,) = await store.list(namespace, "shop")
+        assert registry.manifest_status(obj["spec"]["artifact"]["ref"]) == 200
+        # And rewritten in place (the same file): a wrong password is used at once too.
+        creds.write_text(registry.dockerconfigjson("revoked-again"))
+        assert store.registry is not None
+        with pytest.raises(CompileError, match="HTTP 401"):
+            await store.registry.push(namespace, "shop", bundle, {})
+
+
+async def test_a_manifest_the_registry_could_not_delete_is_pruned_later(
+    cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """Registry down during a prune: the version over the count stays, naming its
+    manifest, and goes with its manifest at the next prune once the registry is back."""
+    async with _store(registry, tmp_path, retained=2) as store:
+        bundles = []
+        for i in range(3):
+            worker = _apply(cluster, namespace, i)
+            bundle = compile_worker(worker, Sources())
+            # The oldest is in use (say pinned) while the others are recorded.
+            pinned = {bundles[0].version or ""} if bundles else set()
+            await store.record(worker, bundle, keep=pinned, first=i == 0)
+            bundles.append(bundle)
+        oldest = WorkerVersion.name_for("shop", bundles[0].version or "")
+        ref = (await store.kube.get(PLURAL, namespace, oldest) or {})["spec"]["artifact"]["ref"]
+        registry.stop()
+        try:
+            await store.prune(worker, keep=set())  # the pin is gone; the registry too
+        finally:
+            registry.start()
+        assert await store.kube.get(PLURAL, namespace, oldest) is not None
+        assert registry.manifest_status(ref) == 200
+        # A store that restarted knows it from its LIST and finishes the job.
+        fresh = _fresh(store)
+        await fresh.prune(worker, keep=set())
+        assert await store.kube.get(PLURAL, namespace, oldest) is None
+        assert registry.manifest_status(ref) == 404
+        assert len(await store.list(namespace, "shop")) == 2
 
 
 async def test_a_deleted_workers_artifacts_are_deleted(
     cluster: Cluster, crds_installed: list[str], namespace: str, registry: Registry,
     tmp_path: Path,
 ) -> None:
-    api = await async_api_client()
-    kube = Kube(api)
-    vr = _version_registry(registry, tmp_path)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
-    try:
+    async with _store(registry, tmp_path, retained=10) as store:
         for i in range(3):
             worker = _apply(cluster, namespace, i)
             await store.record(worker, compile_worker(worker, Sources()), keep=set(), first=i == 0)
         refs = [o["spec"]["artifact"]["ref"] for o in await store.list(namespace, "shop")]
-        assert len(refs) == 3 and {_manifest_status(registry, r) for r in refs} == {200}
+        assert len(refs) == 3 and {registry.manifest_status(r) for r in refs} == {200}
         # As the Worker's finalizer does before it lets the Worker (and its versions) go.
         await store.drop_artifacts(namespace, "shop")
-        assert {_manifest_status(registry, r) for r in refs} == {404}
-    finally:
-        await vr.close()
-        await api.close()
+        assert {registry.manifest_status(r) for r in refs} == {404}
 
 
 async def test_a_version_with_assets_comes_back_with_its_files(
@@ -246,12 +290,8 @@ async def test_a_version_with_assets_comes_back_with_its_files(
         AssetFile(path=p, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
         for p, b in files.items()
     ))
-    api = await async_api_client()
-    kube = Kube(api)
-    vr = _version_registry(registry, tmp_path)
-    store = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
-    fresh = VersionStore(kube, Resolver(kube, UrlSettings()), retained=10, registry=vr)
-    try:
+    async with _store(registry, tmp_path, retained=10) as store:
+        fresh = _fresh(store)
         worker = _apply(cluster, namespace, 9)
         bundle = compile_worker(worker, Sources()).model_copy(update={"assets": site})
         bundle = bundle.with_version()
@@ -260,6 +300,3 @@ async def test_a_version_with_assets_comes_back_with_its_files(
         got = await fresh.bundle(worker, bundle.version or "")
         assert got.version == bundle.version and got.assets == site
         assert fresh.pool.blobs == blobs
-    finally:
-        await vr.close()
-        await api.close()

@@ -24,6 +24,7 @@ from edgeplane.versions.artifacts import (
     file_bytes,
     parse_registry,
     rebuilt_from_layers,
+    retry_delete,
     slim_source,
     tag_for,
     version_layers,
@@ -152,7 +153,7 @@ def test_a_registry_version_records_no_archive_and_no_code() -> None:
     worker = _mixed()
     _, obj = _recorded(worker)
     wire = obj.to_wire()
-    assert wire["spec"]["archiveParts"] == 0
+    assert "archiveParts" not in wire["spec"]  # 0, the default
     assert wire["spec"]["artifact"]["ref"].endswith("@sha256:" + "d" * 64)
     assert "export default" not in json.dumps(wire)
 
@@ -238,3 +239,21 @@ def test_assets_are_layers_too_and_come_back_checked() -> None:
 
 def test_tag_names_the_whole_version() -> None:
     assert tag_for("a" * 64) == "v-" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("status", "again"),
+    [
+        (None, True),  # no answer: unreachable, or timed out
+        (500, True),
+        (503, True),
+        (429, True),
+        (408, True),
+        (401, False),  # the credentials do not grant deletes
+        (403, False),
+        (405, False),  # deletes disabled (distribution without storage.delete.enabled)
+        (400, False),
+    ],
+)
+def test_which_failed_manifest_deletes_are_tried_again(status: int | None, again: bool) -> None:
+    assert retry_delete(status) is again

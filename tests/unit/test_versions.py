@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from edgeplane.api import Worker
+from edgeplane.api import Worker, WorkerVersion
+from edgeplane.api.crdgen import resource_schema
 from edgeplane.compile import CompileError, Sources, compile_worker
 from edgeplane.versions.archive import PART_KEY, ArchiveError
 from edgeplane.versions.objects import (
@@ -130,6 +131,34 @@ def test_version_object_records_identity_owner_and_summaries() -> None:
     assert spec["archiveParts"] == 2
     assert [m["name"] for m in spec["modules"]] == ["index.js"]
     assert spec["bindings"] == [{"name": "GREETING", "kind": "plainText"}]
+
+
+def test_the_record_leaves_defaults_out_and_reads_back_the_same() -> None:
+    """etcd keeps every retained version: fields at their defaults are not written (nor
+    named again in managedFields), and parse back to the same spec; a record written
+    before, with every field, still reads."""
+    worker = _worker()
+    obj = version_object(worker, compile_worker(worker, Sources()), parts=0, now=T0)
+    wire = obj.to_wire()
+    spec, source = wire["spec"], wire["spec"]["source"]
+    assert {"archiveParts", "compatibilityFlags"} & spec.keys() == set()
+    assert {"rollout", "targets", "imagePullSecrets", "compatibilityFlags"} & source.keys() == set()
+    assert "type" not in source["modules"][0]  # esModule, the default
+    assert spec["bindings"] == [{"name": "GREETING", "kind": "plainText"}]  # not a default
+    assert WorkerVersion.model_validate(wire).spec == obj.spec
+    old = {**wire, "spec": obj.spec.model_dump(mode="json", by_alias=True, exclude_none=True)}
+    assert old["spec"]["archiveParts"] == 0 and old["spec"]["source"]["rollout"]
+    assert WorkerVersion.model_validate(old).spec == obj.spec
+    known = known_version({**wire, "metadata": {**wire["metadata"], "uid": "v"}})
+    assert known is not None and known.complete
+
+
+def test_the_recorded_spec_is_atomic_for_managed_fields() -> None:
+    """The apiserver names an atomic object's fields once (`f:spec`) in managedFields,
+    not each of them again; the spec is written whole and never changes."""
+    spec = resource_schema(WorkerVersion)["properties"]["spec"]
+    assert spec["x-kubernetes-map-type"] == "atomic"
+    assert spec["x-kubernetes-validations"][0]["rule"] == "self == oldSelf"
 
 
 def test_archive_config_map_is_immutable_and_owned_by_the_version() -> None:

@@ -105,6 +105,9 @@ class WorkerVersionSpec(Wire):
             "spec: a WorkerVersion is immutable; change the Worker to get a new version",
         )
     )
+    # Written whole, once, by the operator: its managedFields name `f:spec` alone rather
+    # than each field in it again (about a quarter of a record's etcd bytes).
+    model_config["json_schema_extra"]["x-kubernetes-map-type"] = "atomic"  # type: ignore[index]
 
     worker: WorkerName = Field(description="Name of the Worker this is a version of.")
     version_id: VersionId = Field(
@@ -196,6 +199,16 @@ class WorkerVersion(Resource):
 
     spec: WorkerVersionSpec
     status: WorkerVersionStatus | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Fields of the spec at their defaults (empty lists, the default rollout...) are left
+        out: etcd keeps every retained version, and its managedFields name each field
+        written a second time. Reading the object back gives the same defaults."""
+        wire = super().to_wire()
+        wire["spec"] = self.spec.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude_defaults=True
+        )
+        return wire
 
     @staticmethod
     def name_for(worker: str, version_id: str) -> str:

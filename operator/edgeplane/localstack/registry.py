@@ -5,6 +5,7 @@ test take it away and bring it back with its content kept, as a real outage woul
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -125,6 +126,31 @@ class Registry:
 
     def down(self) -> None:
         self.stop()
+
+    def status(
+        self, path: str = "/v2/", method: str = "GET", password: str | None = "",
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        """The HTTP status the registry answers `path` with, over TLS trusting its CA, as its
+        user (with `password` if one is given; None: without credentials)."""
+        req = urllib.request.Request(f"https://{self.host}{path}", method=method,
+                                     headers=headers or {})
+        if password is not None:
+            pair = f"{self.user}:{password or self.password}".encode()
+            req.add_header("Authorization", f"Basic {base64.b64encode(pair).decode()}")
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def manifest_status(self, ref: str) -> int:
+        """The status of a HEAD of the manifest `<host>/<repository>@<digest>` names: 200
+        while it is there, 404 once deleted."""
+        repository, digest = ref.split("/", 1)[1].split("@", 1)
+        accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+        return self.status(f"/v2/{repository}/manifests/{digest}", "HEAD", headers=accept)
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Until `/v2/` answers 401 over TLS: serving, and asking for credentials."""

@@ -43,11 +43,12 @@ class ArtifactError(Exception):
     """Why an artifact could not be read: a reason (one of the above) and a message that
     starts with the reference."""
 
-    def __init__(self, reason: str, ref: str, why: str) -> None:
+    def __init__(self, reason: str, ref: str, why: str, status: int | None = None) -> None:
         super().__init__(f"{ref}: {why}")
         self.reason = reason
         self.ref = ref
         self.message = f"{ref}: {why}"
+        self.status = status  # the registry's HTTP answer; None: it gave none
 
     @property
     def retry(self) -> bool:
@@ -172,7 +173,9 @@ class OciClient:
         url = f"https://{ref.host}/v2/{ref.repository}/manifests/{ref.digest}"
         status, _ = await self._checked("DELETE", url, ref, creds)
         if status not in (202, 404):
-            raise ArtifactError(UNAVAILABLE, str(ref), refusal(status, "manifest", fix)[1])
+            raise ArtifactError(
+                UNAVAILABLE, str(ref), refusal(status, "manifest", fix)[1], status=status
+            )
 
     async def pull(
         self, ref: ArtifactRef, files: Sequence[str], creds: Credentials | None

@@ -176,6 +176,13 @@ def rebuilt_from_layers(
     return modules, assets
 
 
+def retry_delete(status: int | None) -> bool:
+    """Whether a manifest delete that failed with `status` (None: no answer) is tried again
+    later: the registry was unreachable or failing, which passes. A refusal (401/403: the
+    credentials do not grant deletes; 405: deletes are disabled) is not: it stays."""
+    return status is None or status >= 500 or status in (408, 429)
+
+
 def artifact_record(ref: str, assets_digest: str | None) -> VersionArtifact:
     return VersionArtifact(ref=ref, assets=assets_digest)
 

@@ -9,7 +9,9 @@ the reference, never the credentials (those travel only in Authorization headers
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from edgeplane.versions.artifacts import (
     file_digests,
     parse_registry,
     rebuilt_from_layers,
+    retry_delete,
     tag_for,
     version_layers,
     wanted_digests,
@@ -50,44 +53,89 @@ FIX = "--version-registry-credentials (a .dockerconfigjson granting the registry
 MAX_LAYER_BYTES = 256 * 1000 * 1000
 
 
+class CredentialsFile:
+    """The --version-registry-credentials file, read again whenever it changes: a Secret
+    mounted as a file is rotated in place (the kubelet swaps in a new file at the same
+    path), and an operator that read it once would keep using the revoked credentials.
+    Each use costs a stat; a changed file that cannot be used keeps the last good ones."""
+
+    FLAG = "--version-registry-credentials"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stamp: tuple[int, int, int] | None = None  # (mtime ns, size, inode) read
+        self.auths: dict[str, Credentials] = {}
+
+    def _stamp(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _read(self) -> dict[str, Credentials]:
+        try:
+            return parse_dockerconfig(Path(self.path).read_bytes())
+        except OSError as e:
+            raise ValueError(f"{self.FLAG}: {e.strerror or e} ({self.path})") from None
+        except ValueError as e:
+            raise ValueError(f"{self.FLAG}: {e} ({self.path})") from None
+
+    def first(self) -> None:
+        """Read at start; ValueError naming the flag (the operator does not start)."""
+        try:
+            stamp = self._stamp()  # before the read: a change in between is seen next use
+        except OSError:
+            stamp = None  # _read says why
+        self.auths, self.stamp = self._read(), stamp
+
+    def current(self) -> dict[str, Credentials]:
+        """The credentials the file holds now (blocking: call it in a thread)."""
+        try:
+            stamp = self._stamp()
+        except OSError:
+            return self.auths  # mid-swap or removed: the last good ones, until it is back
+        if stamp != self.stamp:
+            self.stamp = stamp  # said once per change, not at every use
+            try:
+                self.auths = self._read()
+                log.info("%s: %s changed, read again", self.FLAG, self.path)
+            except ValueError as e:
+                log.warning("%s; the credentials read before are used until it is fixed", e)
+        return self.auths
+
+
 class VersionRegistry:
     def __init__(
         self,
         location: RegistryLocation,
-        auths: Mapping[str, Credentials],
+        credentials: CredentialsFile | None,
         settings: UrlSettings,
     ) -> None:
         self.location = location
-        self.auths = dict(auths)
+        self.credentials = credentials
         self.client = OciClient(settings)
 
     @classmethod
     def configure(cls, flags: RegistrySettings, timeout: float = 30.0) -> VersionRegistry:
         """From the operator's flags, at start; ValueError naming the flag at fault."""
         location = parse_registry(flags.url)
-        auths: dict[str, Credentials] = {}
+        credentials = None
         if flags.credentials_file:
-            try:
-                auths = parse_dockerconfig(Path(flags.credentials_file).read_bytes())
-            except OSError as e:
-                raise ValueError(
-                    f"--version-registry-credentials: {e.strerror or e} "
-                    f"({flags.credentials_file})"
-                ) from None
-            except ValueError as e:
-                raise ValueError(f"--version-registry-credentials: {e}") from None
+            credentials = CredentialsFile(flags.credentials_file)
+            credentials.first()
         # The operator's own registry, named by its admin: a private address is fine.
         settings = UrlSettings(
             allow_private=True, ca_bundle=flags.ca_bundle or None, timeout=timeout,
             max_bytes=MAX_LAYER_BYTES,
         )
-        return cls(location, auths, settings)
+        return cls(location, credentials, settings)
 
     async def close(self) -> None:
         await self.client.close()
 
-    def _creds(self, host: str) -> Credentials | None:
-        return credentials_for(host, [self.auths])
+    async def _creds(self, host: str) -> Credentials | None:
+        if self.credentials is None:
+            return None
+        auths = await asyncio.to_thread(self.credentials.current)
+        return credentials_for(host, [auths])
 
     async def push(
         self, namespace: str, worker: str, bundle: Bundle, blobs: Mapping[str, bytes]
@@ -101,7 +149,7 @@ class VersionRegistry:
             layers, config, assets_digest = version_layers(bundle, blobs)
             digest = await self.client.push(
                 loc.host, repository, tag_for(bundle.version), layers, config,
-                self._creds(loc.host),
+                await self._creds(loc.host),
             )
         except ArchiveError as e:
             raise CompileError(
@@ -140,16 +188,22 @@ class VersionRegistry:
             ) from None
 
     async def _layers(self, ref: ArtifactRef, digests: list[str]) -> dict[str, bytes]:
-        creds = self._creds(ref.host)
+        creds = await self._creds(ref.host)
         return {d: await self.client.blob(ref, d, creds, FIX) for d in dict.fromkeys(digests)}
 
     async def delete(self, ref: str) -> bool:
-        """Delete a pruned version's manifest; a failure is logged, not raised: the version
-        is gone already and the manifest is only space (the registry's GC frees blobs)."""
+        """Delete a pruned version's manifest. False: the registry could not do it now
+        (unreachable, or failing); the caller keeps what names the manifest and tries again
+        later, or the manifest would be left with nothing to find it by. True once it is
+        gone, and also when the registry refuses (logged): deletes not granted or disabled
+        stay so, and keeping versions for them would grow etcd without end."""
         parsed = parse_ref(ref)
         try:
-            await self.client.delete(parsed, self._creds(parsed.host), FIX)
+            await self.client.delete(parsed, await self._creds(parsed.host), FIX)
         except ArtifactError as e:
-            log.warning("a pruned version's artifact was not deleted: %s", e.message)
-            return False
+            if retry_delete(e.status):
+                log.warning("a pruned version's artifact was not deleted yet, tried again "
+                            "at the next prune: %s", e.message)
+                return False
+            log.warning("a pruned version's artifact is left in the registry: %s", e.message)
         return True

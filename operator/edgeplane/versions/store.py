@@ -167,21 +167,35 @@ class VersionStore:
         for i, part in enumerate(parts):
             await self.kube.create_config_map(ns, archive_config_map(created, i, part))
         self.recorded.add((ns, vname))
+        retained = await self._retained(ns, name, first)
+        retained[vname] = created["spec"]["created"]
+        await self.prune(worker, {*keep, bundle.version or ""})
+
+    async def _retained(self, ns: str, name: str, first: bool = False) -> dict[str, str]:
         retained = self.retained_of.get((ns, name))
         if retained is None:
             listed = [] if first else await self.list(ns, name)
             retained = {o["metadata"]["name"]: o["spec"]["created"] for o in listed}
             self.retained_of[(ns, name)] = retained
-        retained[vname] = created["spec"]["created"]
-        in_use = {vname, *(WorkerVersion.name_for(name, v) for v in keep)}
+        return retained
+
+    async def prune(self, worker: Worker, keep: set[str]) -> None:
+        """Delete the Worker's versions beyond the newest `retained`, except `keep` (ids in
+        use). A version kept in the registry loses its manifest first: if the registry
+        cannot delete it now, the WorkerVersion stays (over the count) to name it, and the
+        next prune tries again, rather than leave a manifest nothing points to."""
+        ns, name = _key(worker)
+        retained = await self._retained(ns, name)
+        in_use = {WorkerVersion.name_for(name, v) for v in keep}
         items = [{"metadata": {"name": n}, "spec": {"created": c}} for n, c in retained.items()]
         for old in to_prune(items, self.retained, in_use):
             ref = await self._artifact_of(ns, old)
+            if ref is not None and self.registry is not None:
+                if not await self.registry.delete(ref):
+                    continue
             await self.kube.delete(PLURAL, ns, old)
             self.recorded.discard((ns, old))
             retained.pop(old, None)
-            if ref is not None and self.registry is not None:
-                await self.registry.delete(ref)
 
     async def drop_artifacts(self, ns: str, worker: str) -> None:
         """Delete a deleted Worker's versions' manifests from the registry (its
