@@ -159,7 +159,10 @@ def test_assets_from_an_archive_pinned_by_sha256(
     spec = {"archive": {"url": files.url("/site.tgz"),
                         "sha256": hashlib.sha256(archive).hexdigest()},
             "notFoundHandling": "single-page-application"}
-    w = {**SPA, "metadata": {"name": "tgz"}, "spec": {**SPA["spec"], "assets": spec}}
+    # And a module of its own, for the same reason.
+    modules = [{"name": "index.js", "inline": SCRIPT + "// tgz\n"}]
+    w = {**SPA, "metadata": {"name": "tgz"},
+         "spec": {**SPA["spec"], "modules": modules, "assets": spec}}
     kube.apply(w, route("tgz", f"{host}/*", "tgz"))
     kube.wait_ready("tgz", timeout=120)
     eventually(lambda: all(get(a, host, "/img/logo.png")[2] == png for a in stack.agents), 90)

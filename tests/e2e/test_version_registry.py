@@ -78,7 +78,10 @@ def test_a_pin_fifty_versions_back_is_served_from_the_registry(
     stack: Stack, kube: Kube, keeping: Registry
 ) -> None:
     host = f"kept.{kube.namespace}.example.com"
-    kube.apply(worker("kept", responder('"v0"')), route("kept", f"{host}/*", "kept"))
+    # A module of its own: another test's Worker answering "v0" would be a blob the
+    # locations hold already (content-addressed across Workers), with nothing to pull.
+    v0 = responder('"v0"') + f"// {kube.namespace}\n"
+    kube.apply(worker("kept", v0), route("kept", f"{host}/*", "kept"))
     kube.wait_ready("kept", generation=1, timeout=90)
     # The locations pulled the version's module from the registry, by digest.
     assert all(n > 0 for n in _pulled(stack)), _pulled(stack)
