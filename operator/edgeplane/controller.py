@@ -18,6 +18,9 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.kube.client import Kube, namespace_terminating
+from edgeplane.kube.fence import Fence, Fenced
+from edgeplane.kube.leases import Elector
+from edgeplane.plan.buckets import DEFAULT_BUCKETS, LOCATION_WIDE, Timings, key_bucket
 from edgeplane.plan.lanes import Lane
 from edgeplane.plan.relist import gone
 from edgeplane.plan.rollout import read_actions
@@ -76,6 +79,13 @@ class Settings:
     # Seconds between kopf starting to list a kind again and our own list that finds what
     # was deleted during the watch gap (kopf's list has no DELETED events).
     relist_settle: float = 2.0
+    # Active-active replicas (--replicas): above 1, the keys are split into `buckets`, each
+    # held through a Lease in `lease_namespace`; `identity` names this replica.
+    replicas: int = 1
+    buckets: int = DEFAULT_BUCKETS
+    identity: str = ""
+    lease_namespace: str = "edgeplane-system"
+    lease_timings: Timings = field(default_factory=Timings)
 
 
 def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -134,7 +144,7 @@ class Controller:
     def __init__(self, api: kclient.ApiClient, settings: Settings | None = None) -> None:
         self.settings = s = settings or Settings()
         self.api = api
-        self.kube = Kube(api)
+        self.kube = Kube(api, s.identity if s.replicas > 1 else "")
         self.cache = Cache()
         self.queue: WorkQueue[Key] = WorkQueue(
             "worker", self._handle, s.concurrency, namespace=lambda key: key[1]
@@ -181,9 +191,24 @@ class Controller:
         self.exclusion_loop = ExclusionReconciler(
             self.cache, self.fleet, backoff=lambda ns: self.queue.backoff(("Exclusions", ns, ""))
         )
+        self.elector = self._elector()
+        self.fence = self.fleet.fence = Fence(self.elector.holds if self.elector else None)
+        self.fleet.shared = self.elector is not None
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
         self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
+        # Several replicas: the reconciles running per bucket, stopped when it is lost.
+        self._working: dict[int, set[asyncio.Task[float | None]]] = {}
+
+    def _elector(self) -> Elector | None:
+        """One replica: no Leases, every bucket held, nothing fenced."""
+        s = self.settings
+        if s.replicas <= 1:
+            return None
+        return Elector(
+            self.api, s.lease_namespace, s.identity, s.buckets, s.lease_timings,
+            on_gain=self._bucket_gained, on_loss=self._bucket_lost,
+        )
 
     async def start(self) -> None:
         failed = (ApiException, aiohttp.ClientError, TimeoutError)
@@ -197,6 +222,8 @@ class Controller:
         except failed as e:  # the watches bring them
             log.warning("objects not listed at start (%s); taken from the watches", e)
         self.queue.start()
+        if self.elector is not None:
+            self.elector.start()
         self._timers = [
             asyncio.create_task(self._every(self.settings.resync_interval, self.resync)),
             asyncio.create_task(self._every(self.settings.health_interval, self.check_targets)),
@@ -221,6 +248,8 @@ class Controller:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.queue.stop()
+        if self.elector is not None:  # no work left in flight: the buckets go at once
+            await self.elector.stop()
         await self.fleet.close()
         await self.resolver.close()
         if self.versions.registry is not None:
@@ -233,11 +262,15 @@ class Controller:
         old = self.cache.workers.pop(key, None)
         if deleted:
             self.fleet.desired.pop(full_name(key), None)
+            if self.elector is not None:
+                self.fleet.crons.pop(full_name(key), None)
             self.versions.forget(key)
             self.writer.forget(key)
             self._enqueue_routes_of(key, "urgent")
             return
         self.cache.workers[key] = body
+        if self.elector is not None:  # the holder of bucket 0 leases every Worker's crons
+            self._track_crons(key, body)
         if old is None:
             self._enqueue_routes_of(key)  # they may have said WorkerNotFound
         if worker_changed(old, body):
@@ -383,9 +416,92 @@ class Controller:
     async def check_targets(self) -> None:
         await asyncio.gather(*(self.fleet.check(name) for name in list(self.fleet.targets)))
 
+    # -- buckets (several replicas) ------------------------------------------------------
+
+    def _track_crons(self, key: WorkerKey, body: dict[str, Any]) -> None:
+        """Every Worker's cron triggers, from the watch (its reconcile may be another
+        replica's); a Worker being deleted has none."""
+        triggers = (body.get("spec") or {}).get("triggers") or {}
+        schedules = tuple(triggers.get("crons") or ())
+        if schedules and not body["metadata"].get("deletionTimestamp"):
+            self.fleet.crons[full_name(key)] = schedules
+        else:
+            self.fleet.crons.pop(full_name(key), None)
+
+    def bucket(self, key: Key) -> int:
+        kind, ns, name = key
+        route = self.cache.routes.get((ns, name)) if kind == "WorkerRoute" else None
+        worker = None if route is None else route["spec"].get("worker") or ""
+        return key_bucket(kind, ns, name, worker, self.settings.buckets)
+
+    def _cached_keys(self) -> list[Key]:
+        keys: list[Key] = [("Worker", *k) for k in sorted(self.cache.workers)]
+        keys += [("WorkerRoute", *k) for k in sorted(self.cache.routes)]
+        keys += [("Exclusions", ns, "") for ns in sorted(
+            {ns for ns, _ in self.cache.routes_without_worker()})]
+        return keys + [("HostClaim", "", name) for name in sorted(self.cache.claims)]
+
+    def _bucket_gained(self, bucket: int) -> None:
+        """Its keys were dropped while another replica held it: each is looked at again, in
+        the background lane (after a takeover they are mostly in sync already)."""
+        self._add((k for k in self._cached_keys() if self.bucket(k) == bucket), "background")
+        if bucket == LOCATION_WIDE:
+            self._spawn(self.check_targets())
+
+    def _bucket_lost(self, bucket: int) -> None:
+        """Its queued keys are dropped when their turn comes, and work in flight meets the
+        fence at its next write. What this replica planned for its Workers goes: the next
+        holder's plans may differ (the cron leases read the locations' inventory instead),
+        and edgeplane_workers counts each Worker at its holder only."""
+        log.info("bucket %d: no longer reconciled here", bucket)
+        for work in self._working.pop(bucket, set()):
+            work.cancel()
+        for key in [k for k in self.cache.workers if self.bucket(("Worker", *k)) == bucket]:
+            self.fleet.desired.pop(full_name(key), None)
+            self.writer.forget(key)
+
     # -- the queue's handler -------------------------------------------------------------
 
     async def _handle(self, key: Key) -> float | None:
+        bucket = self.bucket(key)
+        if not self.fence.holds(bucket):
+            return None  # another replica's
+        try:
+            if self.elector is None:
+                with self.fence.scope(bucket):
+                    delay = await self._reconcile(key, str(bucket))
+            else:
+                lost, delay = await self._stoppable(key, bucket)
+                if lost:
+                    log.info("%s %s/%s: stopped, bucket %d was lost", *key, bucket)
+                    return None
+        except Fenced as e:
+            log.info("%s %s/%s: stopped, %s", *key, e)
+            return None
+        if key[0] == "Worker" and (body := self.cache.workers.get(key[1:])) is not None:
+            (log.info if self.elector else log.debug)(
+                "reconciled Worker %s/%s generation %s (bucket %d)",
+                key[1], key[2], body["metadata"].get("generation"), bucket,
+            )
+        return delay
+
+    async def _stoppable(self, key: Key, bucket: int) -> tuple[bool, float | None]:
+        """The reconcile as a task of its own, which losing the bucket cancels (then: True,
+        lost); the queue stopping still cancels the caller."""
+        with self.fence.scope(bucket):  # the task starts with a copy of this context
+            work = asyncio.ensure_future(self._reconcile(key, str(bucket)))
+        self._working.setdefault(bucket, set()).add(work)
+        try:
+            return False, await work
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if work.cancelled() and task is not None and not task.cancelling():
+                return True, None
+            raise
+        finally:
+            self._working.get(bucket, set()).discard(work)
+
+    async def _reconcile(self, key: Key, bucket: str) -> float | None:
         kind, ns, name = key
         controller = kind.lower()
         started = time.monotonic()
@@ -412,10 +528,13 @@ class Controller:
             result = "error"
             metrics.RECONCILE_ERRORS.labels(controller).inc()
             raise
+        except Fenced:
+            result = "fenced"  # the bucket was lost meanwhile: not the reconcile's error
+            raise
         except Exception:
             result = "error"
             metrics.RECONCILE_ERRORS.labels(controller).inc()
             raise
         finally:
-            metrics.RECONCILE_TOTAL.labels(controller, result).inc()
+            metrics.RECONCILE_TOTAL.labels(controller, result, bucket).inc()
             metrics.RECONCILE_TIME.labels(controller).observe(time.monotonic() - started)

@@ -7,14 +7,17 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 import kopf
 from prometheus_client import disable_created_metrics, start_http_server
 
 from edgeplane.controller import Settings
+from edgeplane.plan.buckets import DEFAULT_BUCKETS, Timings, replica_identity
 from edgeplane.resolve.download import tls_context
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.tailserver import TailSettings
@@ -25,6 +28,8 @@ from edgeplane.versions.artifacts import (
 )
 from edgeplane.versions.registry import VersionRegistry
 from edgeplane.wire import MIN_SIGNING_KEY
+
+MIN_LEASE_DURATION = 6.0
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -81,9 +86,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default=env("EDGEPLANE_LOG_LEVEL", "INFO"))
     _url_args(parser)
+    _replica_args(parser)
     _tail_args(parser)
     _version_registry_args(parser)
     return parser.parse_args(argv)
+
+
+def _replica_args(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--replicas", type=_count, default=_count(env("EDGEPLANE_REPLICAS", "1")),
+        help="operators running at once (the Deployment's replicas); above 1 they split the "
+        "Workers into --buckets, each held through a Lease in $POD_NAMESPACE (default 1: "
+        "no Leases)",
+    )
+    parser.add_argument(
+        "--lease-duration", type=_lease_duration,
+        default=_lease_duration(env("EDGEPLANE_LEASE_DURATION", "15")),
+        help="seconds a bucket's Lease lasts unrenewed before another replica takes it; a "
+        "replica stops writing for a bucket two thirds of it after its last renewal "
+        "(default 15; wider on a loaded cluster, takeovers then take as much longer)",
+    )
+    parser.add_argument(
+        "--buckets", type=_count, default=_count(env("EDGEPLANE_BUCKETS", str(DEFAULT_BUCKETS))),
+        help=f"buckets the Workers are split into with --replicas above 1; every replica "
+        f"must use the same number (default {DEFAULT_BUCKETS})",
+    )
 
 
 def _tail_args(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +169,37 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return int(text)
+
+
+def _lease_duration(text: str) -> float:
+    seconds = _positive(text)
+    if seconds < MIN_LEASE_DURATION:
+        raise argparse.ArgumentTypeError(
+            f"--lease-duration {text}: at least {MIN_LEASE_DURATION:g} s (renewals every 2 s)")
+    return seconds
+
+
+def replica_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """--replicas and --buckets as Settings fields; kopf peering (one active replica)
+    and buckets (all active) do not mix."""
+    if args.replicas > 1 and args.peering:
+        raise SystemExit("--peering and --replicas above 1 do not mix: with --replicas every "
+                         "replica works (on its own buckets); drop --peering")
+    return {
+        "replicas": args.replicas,
+        "buckets": args.buckets,
+        "identity": replica_identity(
+            os.environ.get("POD_NAME", ""), socket.gethostname(), os.getpid()
+        ),
+        "lease_namespace": os.environ.get("POD_NAMESPACE") or "edgeplane-system",
+        "lease_timings": Timings.for_duration(args.lease_duration),
+    }
 
 
 def _network(text: str) -> str:
@@ -279,6 +338,7 @@ def main(argv: list[str]) -> int:
             args.credentials_namespace or [os.environ.get("POD_NAMESPACE") or "edgeplane-system"]
         ),
         urls=url_settings(args),
+        **replica_settings(args),
     )
     assert handlers.startup is not None
     kopf.run(

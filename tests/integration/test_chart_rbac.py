@@ -102,3 +102,59 @@ def test_operator_with_peering_runs_on_the_charts_rbac(
     forbidden = [ln for ln in log.splitlines()
                  if re.search(r"\b403\b|[Ff]orbidden|[Nn]ot enough permissions", ln)]
     assert forbidden == []
+
+
+def test_several_replicas_hold_leases_on_the_charts_rbac(
+    helm: Path, cluster: Cluster, crds_installed: list[str], namespace: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """replicas=2: the chart's Role for Leases (in the release's namespace) is enough for a
+    replica to hold buckets, and its writes are its own (field manager) with no 403."""
+    rendered = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "-n", namespace, "--kube-version",
+         KUBE_VERSION, "--set", "replicas=2", "--set", f"operator.namespaces={{{namespace}}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    objs = docs(rendered)
+    keep = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    rbac = [d for d in objs if d["kind"] in keep]
+    assert sorted({d["kind"] for d in rbac}) == sorted(keep)
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    role = next(d for d in rbac if d["kind"] == "ClusterRole")["metadata"]["name"]
+    sa = next(d for d in rbac if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout
+    kubeconfig = token_kubeconfig(cluster, token.strip(), tmp_path / "kubeconfig")
+    args = next(d for d in objs if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    extra = tuple(a for a in args[1:] if a.startswith(("--replicas", "--buckets", "--namespace")))
+    assert extra == (f"--namespace={namespace}", "--replicas=2", "--buckets=10")
+    monkeypatch.setenv("POD_NAME", "rbac-replica-0")  # as the downward API sets them
+    monkeypatch.setenv("POD_NAMESPACE", namespace)
+    op = Operator(tmp_path, kubeconfig, extra_args=extra)
+    try:
+        op.start()
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+            "apiVersion": "edgeplane.io/v1alpha1", "kind": "Worker",
+            "metadata": {"name": "lonely"},
+            "spec": {"compatibilityDate": "2025-01-01",
+                     "modules": [{"name": "index.js", "inline": "export default {};"}],
+                     "targets": {"matchLabels": {"edgeplane.io/region": "nowhere"}}},
+        }))
+        cluster.kubectl("wait", "-n", namespace, "--for=condition=Stalled", "--timeout=90s",
+                        "worker/lonely")
+        leases = json.loads(cluster.kubectl("get", "leases", "-n", namespace, "-o",
+                                            "json").stdout)["items"]
+        holders = {x["metadata"]["name"]: x["spec"].get("holderIdentity") for x in leases}
+        assert {holders.get(f"edgeplane-bucket-{b:02d}") for b in range(10)} == {"rbac-replica-0"}
+        obj = json.loads(cluster.kubectl("get", "-n", namespace, "worker", "lonely", "-o", "json",
+                                         "--show-managed-fields").stdout)
+        managers = {m["manager"] for m in obj["metadata"]["managedFields"]}
+        assert "edgeplane/rbac-replica-0" in managers
+        cluster.kubectl("delete", "-n", namespace, "worker", "lonely", "--timeout=60s")
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", role, check=False)
+    log = (tmp_path / "logs" / "operator.log").read_text(errors="replace")
+    forbidden = [ln for ln in log.splitlines()
+                 if re.search(r"\b403\b|[Ff]orbidden|[Nn]ot enough permissions", ln)]
+    assert forbidden == []

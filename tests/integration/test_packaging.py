@@ -38,6 +38,7 @@ VARIANTS: dict[str, list[str]] = {
                       "operator.urls.caBundle.configMap=corp-ca", "operator.urls.timeout=10"],
     "live-logs": ["tail.enabled=true", "tail.tlsSecret=tail-tls",
                   "tail.clientCAConfigMap=kube-root-ca.crt"],
+    "replicas": ["replicas=3", "buckets=16"],
     "version-registry": ["operator.versionRegistry.url=oci://registry.example/edgeplane/v",
                          "operator.versionRegistry.secret=registry-push",
                          "operator.versionRegistry.caBundle.configMap=corp-ca"],
@@ -107,7 +108,8 @@ def test_helm_lint(helm: Path, variant: str) -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    "replicas=2",                                   # kopf peering is not leader election
+    "replicas=-1",
+    "buckets=0",
     "securityContext.allowPrivilegeEscalation=true",
     "podSecurityContext.runAsNonRoot=false",
     "operator.logLevel=LOUD",
@@ -167,8 +169,9 @@ def test_chart_renders_and_the_apiserver_accepts_it(
         assert sorted(d["metadata"]["namespace"] for d in objs if d["kind"] == "KopfPeering") == [
             "apps", "web"]
         assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
-    else:
+    elif "replicas=3" not in sets:
         assert operator["spec"]["strategy"]["type"] == "Recreate"
+    _check_replicas(objs, operator, "replicas=3" in sets)
     if "operator.urls.caBundle.configMap=corp-ca" in sets:
         assert {"--url-ca-bundle=/etc/edgeplane/url-ca/ca.crt", "--url-timeout=10",
                 "--url-allow-network=10.20.0.0/16", "--url-allow-network=fd00::/8"} <= set(
@@ -469,3 +472,63 @@ def test_examples_kustomization_applies_server_side(
     res = cluster.kubectl("apply", "-k", str(examples), "--dry-run=server")
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
     assert len(lines) == len(objs) and all("(server dry run)" in ln for ln in lines), res.stdout
+
+
+def _check_replicas(objs: list[dict[str, Any]], operator: dict[str, Any], several: bool) -> None:
+    """Several replicas: their flags, a RollingUpdate, Lease RBAC in the release's
+    namespace, a PodDisruptionBudget and spread over nodes; one: none of it."""
+    pod = operator["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+           for e in c["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
+    kinds = {d["kind"] for d in objs}
+    if not several:
+        assert not any(a.startswith(("--replicas", "--buckets")) for a in c["args"])
+        assert "PodDisruptionBudget" not in kinds and "topologySpreadConstraints" not in pod
+        return
+    assert {"--replicas=3", "--buckets=16"} <= set(c["args"])
+    assert operator["spec"]["replicas"] == 3
+    assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
+    role = next(d for d in objs
+                if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leases"))
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "list", "create", "update", "delete"]}]
+    assert any(d["kind"] == "RoleBinding" and d["roleRef"]["name"] == role["metadata"]["name"]
+               for d in objs)
+    pdb = next(d for d in objs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == operator["spec"]["selector"]["matchLabels"]
+    spread = pod["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == operator["spec"]["selector"]["matchLabels"]
+
+
+def test_peering_and_several_replicas_are_refused(helm: Path) -> None:
+    res = run(helm, "template", "x", CHART, "--kube-version", KUBE_VERSION,
+              "--set", "replicas=2", "--set", "peering.enabled=true")
+    assert res.returncode != 0
+    assert "peering.enabled and replicas above 1 do not mix" in res.stderr
+
+
+def test_kustomize_ha_overlay_runs_three_replicas_on_leases(
+    cluster: Cluster, crds_installed: list[str]
+) -> None:
+    """manifests/ha: the base with three replicas sharing Leases, accepted by the apiserver."""
+    objs = docs(cluster.kubectl("kustomize", str(REPO / "manifests" / "ha")).stdout)
+    ns = next(d for d in objs if d["kind"] == "Namespace")
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(ns))
+    res = cluster.kubectl("apply", "-k", str(REPO / "manifests" / "ha"), "--dry-run=server")
+    assert all("(server dry run)" in ln for ln in res.stdout.splitlines() if ln.strip())
+    operator = next(d for d in objs if d["kind"] == "Deployment")
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--replicas=3", "--buckets=10"]
+    assert operator["spec"]["replicas"] == 3
+    assert operator["spec"]["strategy"]["type"] == "RollingUpdate"
+    kinds = {d["kind"] for d in objs}
+    assert {"Role", "RoleBinding", "PodDisruptionBudget"} <= kinds
+    role = next(d for d in objs if d["kind"] == "Role")
+    assert role_problems(role) == []
+    assert role["rules"][0]["resources"] == ["leases"]
+    spread = operator["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"

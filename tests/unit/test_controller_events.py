@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from edgeplane.controller import Controller, route_event_keys, worker_changed, worker_lane
+from edgeplane.controller import (
+    Controller,
+    Settings,
+    route_event_keys,
+    worker_changed,
+    worker_lane,
+)
+from edgeplane.kube.fence import current_bucket
+from edgeplane.plan.buckets import bucket_of
 
 
 def _worker(**meta: object) -> dict:
@@ -140,3 +151,95 @@ async def test_the_controller_queues_changes_urgent_and_resyncs_in_the_backgroun
         c.claim_seen(claim | {"spec": {"hosts": ["y.io"]}}, False)  # changed: urgent
         assert depths() == (2, 1, 0)
         await q.stop()
+
+
+async def test_several_replicas_handle_only_the_keys_of_buckets_held() -> None:
+    """With --replicas above 1, a key of a bucket not held is dropped before any work; one
+    held runs fenced on its bucket; a route is its Worker's; a bucket gained requeues its
+    cached keys in the background lane. Nothing is sent (the elector is not started)."""
+    async with ApiClient() as api:
+        c = Controller(api, Settings(replicas=2, identity="me", buckets=10))
+        assert c.elector is not None and c.kube.identity == "me"
+        ran: list[tuple[str, int | None]] = []
+
+        async def reconcile(ns: str, name: str) -> None:
+            ran.append((name, current_bucket()))
+
+        c.worker_loop.reconcile = reconcile  # type: ignore[method-assign]
+        w1 = bucket_of("a", "w1", 10)
+        c.cache.routes[("a", "r1")] = R1
+        assert c.bucket(("WorkerRoute", "a", "r1")) == w1 == c.bucket(("Worker", "a", "w1"))
+        assert c.bucket(("HostClaim", "", "h")) == 0
+        assert await c._handle(("Worker", "a", "w1")) is None
+        assert ran == []  # not held: dropped
+        c.elector._renewed[w1] = time.monotonic()  # as a successful renewal records it
+        await c._handle(("Worker", "a", "w1"))
+        assert ran == [("w1", w1)]  # held: run, fenced on its bucket
+        assert current_bucket() is None
+        c.cache.workers[("a", "w1")] = _worker(name="w1")
+        other = next(n for n in (f"x{i}" for i in range(50)) if bucket_of("a", n, 10) != w1)
+        c.cache.workers[("a", other)] = _worker(name=other)
+        c._bucket_gained(w1)
+        assert q_keys(c) == {("Worker", "a", "w1"), ("WorkerRoute", "a", "r1")}
+        assert c.queue.depth("background") == 2
+        # Lost: its Workers are no longer planned or counted here; the others still are.
+        c.fleet.desired.update({"a.w1": {}, f"a.{other}": {}})
+        c.writer.ready.update({("a", "w1"): True, ("a", other): True})
+        c._bucket_lost(w1)
+        assert set(c.fleet.desired) == {f"a.{other}"} and set(c.writer.ready) == {("a", other)}
+        await c.queue.stop()
+    async with ApiClient() as api:
+        one = Controller(api)  # the default: no elector, no field manager, nothing fenced
+        assert one.elector is None and one.kube.identity == "" and one.fence.holds(7)
+
+
+def q_keys(c: Controller) -> set[tuple[str, str, str]]:
+    return set(c.queue._queued)
+
+
+async def test_losing_a_bucket_stops_its_reconciles_in_flight() -> None:
+    """A reconcile of a bucket lost while it runs is cancelled (the queue is told it is
+    done); one of another bucket goes on; the queue stopping still cancels the handler."""
+    async with ApiClient() as api:
+        c = Controller(api, Settings(replicas=2, identity="me", buckets=10))
+        assert c.elector is not None
+        names = [f"w{i}" for i in range(50)]
+        w1 = bucket_of("a", names[0], 10)
+        other = next(n for n in names if bucket_of("a", n, 10) != w1)
+        started: list[str] = []
+        stopped: list[str] = []
+        release = asyncio.Event()
+
+        async def reconcile(ns: str, name: str) -> float:
+            started.append(name)
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                stopped.append(name)
+                raise
+            return 5.0
+
+        c.worker_loop.reconcile = reconcile  # type: ignore[method-assign]
+        for b in (w1, bucket_of("a", other, 10)):
+            c.elector._renewed[b] = time.monotonic()
+        lost = asyncio.ensure_future(c._handle(("Worker", "a", names[0])))
+        kept = asyncio.ensure_future(c._handle(("Worker", "a", other)))
+        for _ in range(3):
+            await asyncio.sleep(0)  # both reconciles start and wait
+        assert len(started) == 2
+        c.elector._renewed.pop(w1)
+        c._bucket_lost(w1)
+        assert await asyncio.wait_for(lost, 5) is None  # done, nothing to retry
+        assert stopped == [names[0]] and not kept.done()
+        release.set()
+        assert await asyncio.wait_for(kept, 5) == 5.0
+        # The queue stopping (its task cancelled) is not mistaken for a lost bucket.
+        release.clear()
+        outer = asyncio.ensure_future(c._handle(("Worker", "a", other)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(started) == 3
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        await c.queue.stop()

@@ -9,11 +9,13 @@ import pytest
 from edgeplane.localstack.pki import CertificateAuthority
 from edgeplane.operator_main import (
     parse_args,
+    replica_settings,
     tail_settings,
     url_settings,
     version_registry,
     versions_retained,
 )
+from edgeplane.plan.buckets import Timings
 from edgeplane.resolve.policy import UrlSettings
 from edgeplane.tailserver import TailSettings
 from edgeplane.versions.artifacts import RegistrySettings
@@ -186,3 +188,44 @@ def test_version_registry_flags_are_checked_at_start(tmp_path: Path) -> None:
         version_registry(
             parse_args(["--version-registry", REG, "--version-registry-ca", str(missing)])
         )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, (1, 10)),  # one replica: no Leases at all
+        (["--replicas", "3"], {}, (3, 10)),
+        (["--buckets", "16"], {"EDGEPLANE_REPLICAS": "2"}, (2, 16)),
+    ],
+)
+def test_replica_flags(
+    argv: list[str], env: dict[str, str], expected: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("POD_NAME", "edgeplane-abc-1")
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    got = replica_settings(parse_args(argv))
+    assert (got["replicas"], got["buckets"]) == expected
+    assert got["identity"] == "edgeplane-abc-1" and got["lease_namespace"] == "ops"
+    assert got["lease_timings"] == Timings()  # client-go's 15 s, 10 s
+
+
+def test_lease_duration_flag() -> None:
+    assert replica_settings(parse_args(["--lease-duration", "30"]))["lease_timings"].duration == 30
+    with pytest.raises(SystemExit):
+        parse_args(["--lease-duration", "3"])
+
+
+@pytest.mark.parametrize("argv", [["--replicas", "0"], ["--buckets", "x"], ["--replicas", "-1"]])
+def test_replica_flags_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_peering_and_replicas_do_not_mix() -> None:
+    with pytest.raises(SystemExit, match="drop --peering"):
+        replica_settings(parse_args(["--replicas", "2", "--peering", "edgeplane"]))
+    assert replica_settings(parse_args(["--peering", "edgeplane"]))["replicas"] == 1

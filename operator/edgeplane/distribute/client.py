@@ -21,6 +21,7 @@ import aiohttp
 from edgeplane.api import Probe
 from edgeplane.budget import ByteBudget
 from edgeplane.distribute.tls import ClientCertificate, ClientTls, client_tls
+from edgeplane.kube import fence
 from edgeplane.plan.rollout import ProbeResult
 from edgeplane.report import metrics
 from edgeplane.wire import (
@@ -226,6 +227,7 @@ class AgentClient:
         could not pull, its 424) follow, then the deployment again. So an unchanged module
         never travels twice, and a change of bindings or routes is one request."""
         started = time.monotonic()
+        fence.check(f"push of {deployment.worker}")
         sent = deployment.by_reference() if by_reference else deployment.whole()
         try:
             if not by_reference:  # assets' files before a body that may be large
@@ -280,6 +282,7 @@ class AgentClient:
         wanted = blobs_of([deployment])
         if not wanted:
             return 0
+        fence.check(f"files of {deployment.worker}")
         body = json.dumps({"blobs": sorted(wanted)}).encode()
         missing = (await self._call(ep, "POST", "/v1/blobs/missing", body))["missing"]
         if not missing:
@@ -306,6 +309,7 @@ class AgentClient:
         deadline = time.monotonic() + BUSY_PATIENCE
         path = f"/v1/workers/{worker}"
         while True:
+            fence.check(f"push of {worker}")  # also after waiting for a busy agent
             try:
                 return await self._call(ep, "PUT", path, body.data, extra=body.headers())
             except ServerError as e:
@@ -344,6 +348,7 @@ class AgentClient:
         return body
 
     async def delete(self, ep: Endpoint, worker: str) -> None:
+        fence.check(f"removal of {worker}")
         try:
             await self._call(ep, "DELETE", f"/v1/workers/{worker}")
         except Refused as e:
@@ -352,6 +357,7 @@ class AgentClient:
 
     async def put_exclusions(self, ep: Endpoint, namespace: str, patterns: tuple[str, ...]) -> None:
         """Make `patterns` the namespace's routes without a Worker there. Raises AgentError."""
+        fence.check(f"exclusions of {namespace}")
         body = Exclusions(patterns=patterns).model_dump_json().encode()
         await self._call(ep, "PUT", f"/v1/exclusions/{namespace}", body)
 
@@ -361,12 +367,14 @@ class AgentClient:
     ) -> None:
         """The location's cron lease: these Workers' schedules for `ttl` seconds, replacing
         the last lease (of `holder` with a lower `seq`). Raises AgentError."""
+        fence.check("cron lease")
         body = json.dumps({"ttlSeconds": ttl, "schedules": dict(schedules), "holder": holder,
                            "seq": seq}).encode()
         await self._call(ep, "PUT", "/v1/cron", body, max_seconds=HEALTH_TIMEOUT)
 
     async def put_signing_key(self, ep: Endpoint, key: str) -> None:
         """The cluster's key for signed override headers. Raises AgentError."""
+        fence.check("signing key")
         body = json.dumps({"key": key}).encode()
         # Sent from the health check, so bounded as it is.
         await self._call(ep, "PUT", "/v1/signing-key", body, max_seconds=HEALTH_TIMEOUT)

@@ -32,7 +32,9 @@ from edgeplane.distribute.client import (
 )
 from edgeplane.distribute.tls import ClientCertificate
 from edgeplane.kube.client import Kube
+from edgeplane.kube.fence import Fence
 from edgeplane.plan import cron as crons
+from edgeplane.plan.buckets import LOCATION_WIDE
 from edgeplane.plan.retry import spread
 from edgeplane.plan.targets import (
     Refusal,
@@ -141,6 +143,10 @@ class Fleet:
         # worker full name -> target -> deployment identity it should have (None: none)
         self.desired: dict[str, dict[str, str | None]] = {}
         self.crons: dict[str, tuple[str, ...]] = {}  # worker full name -> its cron triggers
+        # With several replicas, location-wide writes are the holder's of bucket 0, and
+        # `desired` lacks the Workers other replicas reconcile (`shared` then).
+        self.fence = Fence()
+        self.shared = False
         self.cron_holder = uuid.uuid4().hex  # this process, in the cron leases it sends
         self.started = time.monotonic()
         self._cron_settled_told = False  # the Workers with crons were requeued once settled
@@ -287,7 +293,14 @@ class Fleet:
         return values
 
     async def check(self, name: str) -> None:
-        """Health check and inventory of one location; requeues the Workers it affects."""
+        """Health check and inventory of one location; requeues the Workers it affects.
+        Every replica checks (its Workers need the inventory); only the holder of the
+        location-wide bucket writes the location's status, hands over the signing key,
+        renews the cron lease and removes orphans."""
+        with self.fence.scope(LOCATION_WIDE):
+            await self._check(name)
+
+    async def _check(self, name: str) -> None:
         loc = self.at(name)
         async with loc.lock:
             # A new reason is news too: a token fixed and a CA now wrong is still "down".
@@ -310,7 +323,8 @@ class Fleet:
                     self._requeue(key)
         if excluded != loc.exclusions:
             self._requeue_exclusions(set(excluded or {}) | set(loc.exclusions or {}))
-        await self.write_status(name, changed)
+        if self.fence.holds(LOCATION_WIDE):
+            await self.write_status(name, changed)
 
     async def _ask(self, name: str, ep: Endpoint) -> None:
         loc = self.at(name)
@@ -327,7 +341,9 @@ class Fleet:
             message = f"agent refused the operator's credentials ({e.status}): {e}"
             self._set_reachable(name, False, message, reason=reason)
         else:
-            await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
+            location_wide = self.fence.holds(LOCATION_WIDE)
+            if location_wide:
+                await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
             loc.info.update(info)
             self._count_cron_runs(name, {w: i.cron for w, i in inventory.items() if i.cron})
             loc.inventory = {w: i.identity for w, i in inventory.items()}
@@ -340,8 +356,9 @@ class Fleet:
             }
             loc.exclusions = exclusions
             self._set_reachable(name, True)
-            self._collect_orphans_soon(name)
-            await self._lease_cron(name, ep)
+            if location_wide:
+                self._collect_orphans_soon(name)
+                await self._lease_cron(name, ep)
 
     async def _hand_signing_key(self, name: str, ep: Endpoint, held: str) -> None:
         """Give the location the cluster's signing key if it holds another (by fingerprint:
@@ -550,8 +567,13 @@ class Fleet:
         that answer and serve what they should (plan.cron.owner)."""
         owners = {}
         for worker in self.crons:
+            desired = self.desired.get(worker)
+            if desired is None and self.shared:
+                # Another replica reconciles it: what each location serves is known.
+                desired = {t: loc.inventory.get(worker) for t, loc in self.locations.items()
+                           if loc.inventory is not None}
             ready = [
-                t for t, identity in (self.desired.get(worker) or {}).items()
+                t for t, identity in (desired or {}).items()
                 if identity and self.at(t).reachable and self.has(t, worker) == identity
             ]
             owners[worker] = crons.owner(worker, ready)

@@ -14,6 +14,7 @@ from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio.client.rest import ApiException
 
 from edgeplane.api import GROUP, VERSION
+from edgeplane.kube import fence
 from edgeplane.plan.relist import resource_version
 from edgeplane.report.status import Event
 
@@ -76,8 +77,14 @@ def finalizers_patch(seen: dict[str, Any], finalizers: list[str]) -> dict[str, A
 class Kube:
     """edgeplane's custom objects (by plural), ConfigMaps, Secrets and Events."""
 
-    def __init__(self, api: kclient.ApiClient) -> None:
+    def __init__(self, api: kclient.ApiClient, identity: str = "") -> None:
+        """`identity`: this replica's name, as the field manager of its patches and the
+        reporting instance of its Events (with several replicas; "": as one replica)."""
         self.api = api
+        self.identity = identity
+        self._manager: dict[str, Any] = (
+            {"field_manager": f"edgeplane/{identity}"} if identity else {}
+        )
         self.custom = kclient.CustomObjectsApi(api)
         self.core = kclient.CoreV1Api(api)
 
@@ -134,6 +141,7 @@ class Kube:
 
     async def create_or_get(self, plural: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the object; if it exists already (immutable objects), the one there."""
+        fence.check(f"create {plural}")
         try:
             return dict(
                 await self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
@@ -149,9 +157,11 @@ class Kube:
     async def patch(
         self, plural: str, ns: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any] | None:
+        fence.check(f"patch {plural} {ns}/{name}")
         return await _or_none(
             self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH
+                GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH,
+                **self._manager,
             )
         )
 
@@ -173,18 +183,21 @@ class Kube:
         self, plural: str, ns: str | None, name: str, status: dict[str, Any], old: Any
     ) -> dict[str, Any] | None:
         """Write the whole status (ns None: a cluster-scoped object); None if it is gone."""
+        fence.check(f"status of {plural} {name}")
         patch = status_patch(status, old)
         if ns is None:
             call = self.custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, plural, name, patch, _content_type=MERGE_PATCH
+                GROUP, VERSION, plural, name, patch, _content_type=MERGE_PATCH, **self._manager
             )
         else:
             call = self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH
+                GROUP, VERSION, ns, plural, name, patch, _content_type=MERGE_PATCH,
+                **self._manager,
             )
         return await _or_none(call)
 
     async def delete(self, plural: str, ns: str, name: str) -> None:
+        fence.check(f"delete {plural} {ns}/{name}")
         call = self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
         await _or_none(call)
 
@@ -204,6 +217,7 @@ class Kube:
 
     async def create_config_map(self, ns: str, body: kclient.V1ConfigMap) -> None:
         """Create an immutable ConfigMap; one already there is the same one."""
+        fence.check("create configmap")
         try:
             await self.core.create_namespaced_config_map(ns, body)
         except ApiException as e:
@@ -217,7 +231,9 @@ class Kube:
         return {k: v for k, v in contents("Secret", body).items() if isinstance(v, bytes)}
 
     async def event(self, body: dict[str, Any], event: Event) -> None:
-        """Record an Event on a namespaced object; a failure is logged, never raised."""
+        """Record an Event on a namespaced object; a failure is logged, never raised (but
+        one refused by the fence is: the work it reports is no longer this replica's)."""
+        fence.check(f"event {event.reason}")
         meta = body["metadata"]
         now = datetime.now(UTC)
         ev = kclient.CoreV1Event(
@@ -240,7 +256,7 @@ class Kube:
             count=1,
             source=kclient.V1EventSource(component="edgeplane-operator"),
             reporting_component="edgeplane.io/operator",
-            reporting_instance="edgeplane-operator",
+            reporting_instance=self.identity or "edgeplane-operator",
         )
         try:
             await self.core.create_namespaced_event(meta["namespace"], ev)

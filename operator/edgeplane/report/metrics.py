@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# `bucket`: the bucket of the key (plan/buckets.py); with several replicas, each replica's
+# series show which buckets it reconciled.
 RECONCILE_TOTAL = Counter(
-    "edgeplane_reconcile_total", "Reconciles by controller and result.", ["controller", "result"]
+    "edgeplane_reconcile_total", "Reconciles by controller, result and bucket.",
+    ["controller", "result", "bucket"],
+)
+BUCKET_HELD = Gauge(
+    "edgeplane_bucket_held", "1 for each bucket this replica holds (several replicas).",
+    ["bucket"],
 )
 RECONCILE_ERRORS = Counter(
     "edgeplane_reconcile_errors_total", "Reconciles that ended in an error.", ["controller"]
