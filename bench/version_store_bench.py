@@ -5,8 +5,7 @@ in an OCI registry (issue #19). Prints figures and PASS/FAIL against the registr
 
 Real parts only: the local cluster (etcd, kube-apiserver, kube-controller-manager), the
 real distribution registry (TLS, htpasswd), and the operator's own VersionStore.record,
-driven directly, with the servingTargets writes it makes once a version is deployed at a
-location (no agents: what lands in etcd does not depend on them). Each Worker's
+driven directly (no agents: what lands in etcd does not depend on them). Each Worker's
 code is one ~300 KB `url` module (a bundle built by CI) of JavaScript-like text that
 gzips to ~80 KB, different in every version; the Worker objects are created first, so
 only what recording versions adds is counted.
@@ -180,9 +179,6 @@ async def record_all(cluster: Cluster, ns: str, workers: int, versions: int, bas
                 worker = Worker.model_validate(doc)
                 bundle = compile_worker(worker, Sources(urls={sha: raw}))
                 await store.record(worker, bundle, keep=set(), first=v == 0)
-                # As the operator does once the version is pushed: it is primary at one
-                # location, the one before no longer (a status write each, kept in etcd).
-                await store.record_serving(worker, [bundle.version], seen_before=v > 0)
 
     try:
         await asyncio.gather(*(one(i) for i in range(workers)))

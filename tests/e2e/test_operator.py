@@ -54,8 +54,13 @@ def test_apply_update_delete(stack: Stack, kube: Kube) -> None:
     assert {v["spec"]["versionId"] for v in versions} == {
         status["readyVersion"], obj["status"]["readyVersion"]
     }
-    events = kube.list("events")
-    assert any(e["reason"] == "Deployed" for e in events)
+    # One Deployed Event, for the update: the first rollout makes none (its status says it).
+    def deployed() -> list[str]:
+        return [e["message"] for e in kube.list("events")
+                if e["reason"] == "Deployed" and e["involvedObject"]["name"] == "hello"]
+
+    eventually(lambda: deployed() or None)
+    assert len(deployed()) == 1 and obj["status"]["readyVersion"][:12] in deployed()[0]
 
     kube.delete("worker", "hello")
     eventually(lambda: all(fetch(a, host(kube, "hello"))[0] == 404 for a in stack.agents))

@@ -133,7 +133,8 @@ def test_operator_as_its_service_account_deploys_updates_and_removes(
     kube.wait_ready("rbac", generation=2, timeout=90)
     eventually(lambda: serves("v2 from a ConfigMap 6"))
     assert len(kube.list("workerversions")) == 2
-    assert any(e["reason"] == "Deployed" for e in kube.list("events"))
+    # The update's Deployed Event (a first rollout makes none), posted after the status.
+    eventually(lambda: any(e["reason"] == "Deployed" for e in kube.list("events")) or None)
 
     # Removal through the finalizer: every location stops serving it.
     kube.delete("worker", "rbac")

@@ -80,9 +80,10 @@ def deploy_v1(stack: Stack, kube: Kube, name: str) -> str:
 
 
 def serving_targets(kube: Kube, name: str) -> dict[str, int]:
-    """servingTargets of each of the Worker's versions, by version id."""
-    return {v["spec"]["versionId"]: (v.get("status") or {}).get("servingTargets", 0)
-            for v in kube.list("workerversions") if v["spec"]["worker"] == name}
+    """How many locations serve each of the Worker's versions, by version id, from its
+    status.targets (one entry per location; WorkerVersions no longer count them)."""
+    targets = ((kube.get("worker", name) or {}).get("status") or {}).get("targets") or []
+    return dict(Counter(t["version"] for t in targets if t.get("version")))
 
 
 def probe_gate(**extra: Any) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def test_progressive_rollout_holds_at_one_location_then_completes(
     v2 = status["latestVersion"]
     assert states[FIRST] == ("Ready", v2)
     assert {states[r] for r in REST} == {("Pending", v1)}
-    # `kubectl get workerversions` shows where each version is primary.
+    # The Worker's status says where each version serves.
     eventually(lambda: serving_targets(kube, name) == {v1: 2, v2: 1})
     assert datetime.now(UTC) < when(held["holdUntil"]), "the checks outlasted the hold"
 
@@ -120,7 +121,7 @@ def test_progressive_rollout_holds_at_one_location_then_completes(
     assert done["status"]["readyVersion"] == v2
     assert done["status"]["rollout"]["phase"] == "Complete"
     assert serving(stack, host) == dict.fromkeys([FIRST, *REST], "v2")
-    eventually(lambda: serving_targets(kube, name) == {v1: 0, v2: 3})
+    eventually(lambda: serving_targets(kube, name) == {v2: 3})
     gates = done["status"]["rollout"]["gates"]
     assert [(g["step"], g["target"], g["passed"]) for g in gates] == [(1, FIRST, True)]
     assert gates[0]["probe"].startswith("GET ") and gates[0]["probe"].endswith("/healthz")

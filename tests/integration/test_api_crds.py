@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from edgeplane.localstack.cluster import REPO, Cluster
+from edgeplane.localstack.traffic import eventually
 from tests import route_cases
+from tests.integration.conftest import CRD_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -831,11 +833,58 @@ def test_workerversion_spec_is_immutable(
     )
     assert res.returncode != 0
     assert "spec" in res.stderr and "immutable" in res.stderr
-    # Status stays writable (the operator records where the version serves).
+    # Status stays writable.
     cluster.kubectl(
         "patch", "-n", namespace, "workerversion", "w-1", "--subresource", "status",
-        "--type", "merge", "-p", '{"status":{"servingTargets":2}}',
+        "--type", "merge", "-p", json.dumps({"status": {"conditions": [READY_CONDITION]}}),
     )
+
+
+READY_CONDITION = {"type": "Ready", "status": "True", "reason": "Recorded", "message": "",
+                   "lastTransitionTime": "2024-09-23T10:00:00Z"}
+
+
+def test_a_workerversion_an_earlier_release_counted_still_reads_and_writes(
+    cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    """status.servingTargets left the schema (the Worker's status.targets says where each
+    version serves). A version an earlier release counted keeps it in etcd: the apiserver
+    drops it when it reads the object (structural pruning), so the operator's model, for
+    which an unknown field is an error, still reads it, and its status is still writable."""
+    from edgeplane.api import WorkerVersion
+
+    def get() -> Manifest:
+        out = cluster.kubectl("get", "-n", namespace, "workerversion", "w-1", "-o", "json")
+        return dict(json.loads(out.stdout))
+
+    path = CRD_DIR / "workerversions.edgeplane.io.yaml"
+    earlier = yaml.safe_load(path.read_text())
+    for v in earlier["spec"]["versions"]:
+        status = v["schema"]["openAPIV3Schema"]["properties"]["status"]
+        status["properties"]["servingTargets"] = {"type": "integer", "minimum": 0}
+    apply = ("apply", "--server-side", "--force-conflicts", "-f", "-")
+    cluster.kubectl(*apply, input=json.dumps(earlier))
+    try:
+        cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(version()))
+
+        def counted() -> bool:  # once the apiserver serves the earlier schema
+            cluster.kubectl(
+                "patch", "-n", namespace, "workerversion", "w-1", "--subresource", "status",
+                "--type", "merge", "-p", '{"status":{"servingTargets":2}}', check=False,
+            )
+            return (get().get("status") or {}).get("servingTargets") == 2
+
+        eventually(counted, timeout=60)
+    finally:
+        cluster.kubectl(*apply, input=path.read_text())
+    read = eventually(lambda: "servingTargets" not in (get().get("status") or {}) and get(),
+                      timeout=60)
+    assert WorkerVersion.model_validate(read).spec.version_id == SHA
+    cluster.kubectl(
+        "patch", "-n", namespace, "workerversion", "w-1", "--subresource", "status",
+        "--type", "merge", "-p", json.dumps({"status": {"conditions": [READY_CONDITION]}}),
+    )
+    assert get()["status"] == {"conditions": [READY_CONDITION]}
 
 
 def test_workerversions_as_the_operator_writes_them_are_accepted(

@@ -1,5 +1,5 @@
 """What a starting operator learns of the recorded WorkerVersions, against the real
-apiserver: one LIST read page by page, in place of a POST, a GET and two LISTs per Worker."""
+apiserver: one LIST read page by page, in place of a POST, a GET and a LIST per Worker."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from edgeplane.versions.store import VersionStore
 pytestmark = pytest.mark.integration
 
 
-def _record(cluster: Cluster, ns: str, worker: str, text: str, serving: int | None) -> str:
-    """A WorkerVersion as the operator records it (and its servingTargets, if any)."""
+def _record(cluster: Cluster, ns: str, worker: str, text: str) -> str:
+    """A WorkerVersion as the operator records it."""
     w = Worker.model_validate({
         "metadata": {"name": worker, "namespace": ns, "uid": "u", "generation": 1},
         "spec": {"compatibilityDate": "2025-01-01",
@@ -31,10 +31,6 @@ def _record(cluster: Cluster, ns: str, worker: str, text: str, serving: int | No
     obj = version_object(w, bundle, 0, datetime(2026, 11, 1, tzinfo=UTC)).to_wire()
     obj["metadata"].pop("ownerReferences", None)  # no Worker object to own it here
     cluster.kubectl("create", "-f", "-", input=json.dumps(obj))
-    name = obj["metadata"]["name"]
-    if serving is not None:
-        cluster.kubectl("patch", "-n", ns, "workerversions", name, "--subresource=status",
-                        "--type=merge", "-p", json.dumps({"status": {"servingTargets": serving}}))
     assert bundle.version is not None
     return bundle.version
 
@@ -42,9 +38,9 @@ def _record(cluster: Cluster, ns: str, worker: str, text: str, serving: int | No
 async def test_prime_learns_every_version_across_pages(
     cluster: Cluster, crds_installed: list[str], namespace: str
 ) -> None:
-    a1 = _record(cluster, namespace, "a", "1", None)
-    a2 = _record(cluster, namespace, "a", "2", 3)
-    b = [_record(cluster, namespace, "b", str(i), None) for i in range(3)]
+    a1 = _record(cluster, namespace, "a", "1")
+    a2 = _record(cluster, namespace, "a", "2")
+    b = [_record(cluster, namespace, "b", str(i)) for i in range(3)]
     api = await async_api_client()
     try:
         kube = Kube(api)
@@ -59,5 +55,3 @@ async def test_prime_learns_every_version_across_pages(
     assert set(store.retained_of[(namespace, "a")]) == {
         WorkerVersion.name_for("a", a1), WorkerVersion.name_for("a", a2)}
     assert len(store.retained_of[(namespace, "b")]) == 3
-    # servingTargets as written: no LIST is needed to learn them again.
-    assert store.serving == {(namespace, "a"): {a2: 3}, (namespace, "b"): {}}

@@ -104,16 +104,23 @@ def ready(*names: str, version: str = V1) -> list[TargetOutcome]:
     return [TargetOutcome(n, TargetState.READY, version) for n in names]
 
 
-def test_all_ready_is_ready_and_says_deployed_once() -> None:
+def test_all_ready_is_ready_and_says_deployed_once_for_an_update() -> None:
     status, events = worker_status(None, 3, V1, ready("a", "b"), None, T0)
     cond = get_condition(status.conditions, "Ready")
     assert cond and cond.status == "True" and cond.reason == "Deployed"
     assert cond.observed_generation == 3
     assert status.ready_version == V1 and status.ready_targets == "2/2"
-    assert [(e.type, e.reason) for e in events] == [("Normal", "Deployed")]
+    # The first rollout: its status says it, an Event would say it again (a write per Worker).
+    assert events == []
     again, events = worker_status(status, 3, V1, ready("a", "b"), None, T0 + timedelta(1))
     assert events == []
     assert again == status  # nothing changed: no status write, no new transition times
+    # An update replaces a version that served: that is news.
+    new, events = worker_status(status, 4, V2, ready("a", "b", version=V2), None, T0)
+    assert new.ready_version == V2
+    assert [(e.type, e.reason) for e in events] == [("Normal", "Deployed")]
+    _, events = worker_status(new, 4, V2, ready("a", "b", version=V2), None, T0 + timedelta(1))
+    assert events == []
 
 
 def test_unreachable_target_is_not_ready_but_still_reconciling_then_recovers() -> None:

@@ -426,7 +426,7 @@ RECOVERED = ("Normal", "Recovered")
         # A missing service: once when it starts, again only when the bindings named change.
         (
             [[ready("e1")], [missing("e1", API)], [missing("e1", API)]],
-            [[("Normal", "Deployed")], [MISSING_E1], []],
+            [[], [MISSING_E1], []],
         ),
         (
             [[missing("e1", API)], [missing("e1", API, AUTH)], [missing("e1", API)], [ready("e1")]],

@@ -1,5 +1,5 @@
 """WorkerVersion decisions (pure): the recorded object, its archive ConfigMaps, pruning,
-version references and servingTargets."""
+and version references."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from edgeplane.versions.objects import (
     known_version,
     match_ref,
     rebuilt_modules,
-    serving_updates,
     to_prune,
     version_object,
 )
@@ -80,22 +79,6 @@ def test_match_ref(ref: str, expected: str | None, error: str | None) -> None:
     assert e.value.message.startswith("spec.version: ")  # names the field
     assert error in e.value.message
     assert f"kubectl get workerversions -n ns -l {WORKER_LABEL}=w" in e.value.message
-
-
-@pytest.mark.parametrize(
-    ("serving", "written", "updates"),
-    [
-        ([A, A, B], {}, {A: 2, B: 1}),
-        ([A, A, B], {A: 2, B: 1}, {}),  # nothing changed: nothing written
-        ([A, A, A], {A: 2, B: 1}, {A: 3, B: 0}),  # B no longer primary anywhere
-        ([None, A], {A: 1}, {}),  # an unknown location counts for none
-        ([], {A: 1}, {A: 0}),
-    ],
-)
-def test_serving_updates(
-    serving: list[str | None], written: dict[str, int], updates: dict[str, int]
-) -> None:
-    assert serving_updates(serving, written) == updates
 
 
 def _worker() -> Worker:
@@ -284,15 +267,15 @@ def _listed(
     return {"metadata": meta, "spec": spec, "status": status}
 
 
-KNOWN = Known("ns", "w", "w-" + A[:12], A, "2026-11-01T00:00:00Z", None, complete=True)
+KNOWN = Known("ns", "w", "w-" + A[:12], "2026-11-01T00:00:00Z", complete=True)
 
 
 @pytest.mark.parametrize(
     ("item", "expected"),
     [
         (_listed(), KNOWN),
-        (_listed(status={"servingTargets": 3}), Known(**{**KNOWN.__dict__, "serving_targets": 3})),
-        (_listed(status={"servingTargets": 0}), Known(**{**KNOWN.__dict__, "serving_targets": 0})),
+        # servingTargets an earlier operator wrote says nothing any more.
+        (_listed(status={"servingTargets": 3}), KNOWN),
         # An archive may be missing (killed between the writes): its record writes it again.
         (_listed(parts=2), Known(**{**KNOWN.__dict__, "complete": False})),
         (_listed(deleting=True), None),

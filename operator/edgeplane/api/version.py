@@ -168,17 +168,12 @@ class WorkerVersionSpec(Wire):
 
 
 class WorkerVersionStatus(Wire):
-    """Where the version is in use."""
+    """The version's conditions. Where it serves is the Worker's `status.targets` (each
+    location's version): kept there alone, as a count here cost a write on every version
+    that starts or stops serving."""
 
     conditions: list[Condition] = conditions_field(
         "Conditions of the version, e.g. Ready when it passed validation."
-    )
-    serving_targets: int | None = Field(
-        default=None,
-        alias="servingTargets",
-        ge=0,
-        description="Number of edge targets where this is the Worker's primary version "
-        "(the one routes without a traffic split serve).",
     )
 
 
@@ -192,7 +187,6 @@ class WorkerVersion(Resource):
     PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
         {"name": "Worker", "type": "string", "jsonPath": ".spec.worker"},
         {"name": "Generation", "type": "integer", "jsonPath": ".spec.workerGeneration"},
-        {"name": "Serving", "type": "integer", "jsonPath": ".status.servingTargets"},
         AGE_COLUMN,
         {"name": "Version", "type": "string", "priority": 1, "jsonPath": ".spec.versionId"},
     )

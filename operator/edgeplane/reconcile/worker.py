@@ -400,8 +400,6 @@ class WorkerReconciler:
         status = self._with_cron(worker, status)
         report.wire = await self.writer.worker(body, report.status, report.wire, status, events)
         report.status = status
-        serving = [o.version for o in outcomes]
-        await self.versions.record_serving(worker, serving, seen_before=worker.status is not None)
         if not requeue:
             return None
         again = requeue_after(outcomes, stall, wait)

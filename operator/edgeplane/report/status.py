@@ -417,7 +417,9 @@ def _events(prev: WorkerStatus, new: WorkerStatus) -> list[Event]:
     if now_ready and (not was_ready or prev.ready_version != new.ready_version):
         if before is not None and before.reason in FAILURE_REASONS:
             events.append(Event("Normal", "Recovered", f"{after.message} (was {before.reason})"))
-        else:
+        elif was_ready or prev.ready_version is not None:
+            # A first rollout announces nothing: its status and WorkerVersion say it, and
+            # a burst of creates would be as many Events (and writes) saying it again.
             events.append(Event("Normal", "Deployed", after.message))
     elif (
         not now_ready

@@ -1,6 +1,5 @@
 """WorkerVersion objects and their archive ConfigMaps (of the modules not inline in the
-spec), which versions to prune, which version a reference names, and which servingTargets
-counts changed (pure)."""
+spec), which versions to prune and which version a reference names (pure)."""
 
 from __future__ import annotations
 
@@ -158,18 +157,6 @@ def match_ref(ids: Iterable[str], ref: str, where: str, namespace: str, worker: 
     )
 
 
-def serving_updates(serving: Iterable[str | None], written: Mapping[str, int]) -> dict[str, int]:
-    """servingTargets to write: each version's count of locations where it is primary
-    (`serving`, one entry per location), only where it differs from what was written."""
-    now: dict[str, int] = {}
-    for version in serving:
-        if version:
-            now[version] = now.get(version, 0) + 1
-    return {
-        v: now.get(v, 0) for v in sorted(set(now) | set(written)) if written.get(v) != now.get(v, 0)
-    }
-
-
 @dataclass(frozen=True)
 class Known:
     """What the operator keeps of one WorkerVersion it listed at start, in place of the POST,
@@ -178,9 +165,7 @@ class Known:
     namespace: str
     worker: str
     name: str
-    version_id: str
     created: str
-    serving_targets: int | None
     # Its archive may be missing (an operator killed between the two writes): its next
     # record creates the parts again, so it is not counted as recorded.
     complete: bool
@@ -196,13 +181,10 @@ def known_version(item: Mapping[str, Any]) -> Known | None:
         return None
     if name != WorkerVersion.name_for(worker, version):
         return None
-    count = (item.get("status") or {}).get("servingTargets")
     return Known(
         namespace=meta.get("namespace") or "",
         worker=worker,
         name=name,
-        version_id=version,
         created=str(created),
-        serving_targets=count if isinstance(count, int) else None,
         complete=not spec.get("archiveParts"),
     )

@@ -1,7 +1,9 @@
 """WorkerVersions in the apiserver (I/O over `versions.objects`): record a compiled
 version with its module archive (of the modules not inline in its spec), prune old ones,
-rebuild a retained one, and keep each version's servingTargets current. Also the bundles
-of the versions in use, so a version is rebuilt from its archive at most once."""
+and rebuild a retained one. Also the bundles of the versions in use, so a version is
+rebuilt from its archive at most once. Where each version serves is the Worker's
+`status.targets`, not written here: a count per version cost a write on every version
+that started or stopped serving."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from edgeplane.versions.objects import (
     known_version,
     match_ref,
     rebuilt_modules,
-    serving_updates,
     to_prune,
     version_object,
 )
@@ -89,7 +90,6 @@ class VersionStore:
         self.registry = registry
         self.recorded: set[WorkerKey] = set()  # (namespace, WorkerVersion name)
         self.bundles: dict[WorkerKey, dict[str, Bundle]] = {}
-        self.serving: dict[WorkerKey, dict[str, int]] = {}  # servingTargets as written
         # Each Worker's retained WorkerVersions as pruning sees them ({name: created}), from
         # one LIST, then kept up to date: a LIST per record scans every WorkerVersion of the
         # namespace, which grows as the square of the Workers in it.
@@ -100,11 +100,10 @@ class VersionStore:
 
     async def prime(self, namespaces: tuple[str, ...] = (), page: int = 500) -> int:
         """Learn every WorkerVersion there is from one paginated LIST, before the first
-        reconcile: which are recorded, each Worker's retained versions and servingTargets as
-        written. Without it a restarted operator POSTs (409) and GETs each Worker's version
-        and LISTs its versions twice, though nothing changed. Kept only if every page was
-        read: a Worker's versions half known would be pruned and counted wrong. Returns how
-        many it learned."""
+        reconcile: which are recorded and each Worker's retained versions. Without it a
+        restarted operator POSTs (409) and GETs each Worker's version and LISTs its
+        versions, though nothing changed. Kept only if every page was read: a Worker's
+        versions half known would be pruned wrong. Returns how many it learned."""
         found: list[Known] = []
         async for items in self.kube.list_pages(PLURAL, namespaces, page):
             found.extend(k for item in items if (k := known_version(item)) is not None)
@@ -117,14 +116,10 @@ class VersionStore:
         if known.complete:
             self.recorded.add((known.namespace, known.name))
         self.retained_of.setdefault(key, {})[known.name] = known.created
-        serving = self.serving.setdefault(key, {})
-        if known.serving_targets:
-            serving[known.version_id] = known.serving_targets
 
     def forget(self, key: WorkerKey) -> None:
         self.pool.drop_blobs(f"{key[0]}.{key[1]}")
         self.bundles.pop(key, None)
-        self.serving.pop(key, None)
         self.retained_of.pop(key, None)
 
     def remember(self, worker: Worker, bundle: Bundle) -> None:
@@ -299,23 +294,3 @@ class VersionStore:
                 "its module archive, is missing; the version cannot be served again",
             )
         return part
-
-    async def record_serving(
-        self, worker: Worker, serving: list[str | None], seen_before: bool
-    ) -> None:
-        """Keep each WorkerVersion's servingTargets equal to the number of locations where
-        it is the primary version (`serving`: one entry per location)."""
-        key = _key(worker)
-        written = self.serving.get(key)
-        if written is None:
-            written = {}
-            if seen_before:  # e.g. after a restart: what an earlier operator wrote
-                for v in await self.list(*key):
-                    count = (v.get("status") or {}).get("servingTargets")
-                    if count is not None:
-                        written[v["spec"]["versionId"]] = count
-        for version, count in serving_updates(serving, written).items():
-            vname = WorkerVersion.name_for(key[1], version)
-            await self.kube.patch_status(PLURAL, key[0], vname, {"servingTargets": count}, {})
-            written[version] = count
-        self.serving[key] = {v: c for v, c in written.items() if c}
