@@ -209,3 +209,26 @@ const config :Workerd.Config = (
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_audit_log_names_each_write_to_an_edgeplane_object(
+    cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    """What a test that counts writes shows when it finds some: verb, object, who, code."""
+    since = time.time()
+    worker = {"apiVersion": "edgeplane.io/v1alpha1", "kind": "Worker",
+              "metadata": {"name": "audited", "namespace": namespace},
+              "spec": {"compatibilityDate": "2025-01-01",
+                       "modules": [{"name": "index.js", "inline": "export default {};"}]}}
+    wait_for(lambda: cluster.kubectl("create", "-f", "-", input=json.dumps(worker),
+                                     check=False).returncode == 0 or None)
+    cluster.kubectl("patch", "worker", "audited", "-n", namespace, "--subresource=status",
+                    "--type=merge", "-p", '{"status": {"observedGeneration": 1}}')
+    cluster.kubectl("create", "secret", "generic", "s", "-n", namespace, "--from-literal=k=v")
+    cluster.kubectl("delete", "worker", "missing", "-n", namespace, check=False)
+    got = cluster.writes_since(since)
+    assert f"create workers {namespace}/audited by edgeplane-admin (201)" in got, got
+    assert f"patch workers/status {namespace}/audited by edgeplane-admin (200)" in got, got
+    assert f"delete workers {namespace}/missing by edgeplane-admin (404)" in got, got
+    assert not any("secrets" in w for w in got), got  # nothing else is logged
+    assert cluster.writes_since(time.time() + 60) == []

@@ -10,6 +10,7 @@ certificate authentication and RBAC authorization.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -31,6 +33,19 @@ from edgeplane.localstack.pki import CertificateAuthority, KeyPair, write_rsa_ke
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_STATE_DIR = REPO / ".state" / "cluster"
+
+
+# Writes to edgeplane.io objects, at Metadata level (no bodies: a Secret's value never
+# lands here): what a test that counts writes shows when it finds some.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+  resources: [{group: edgeplane.io}]
+- level: None
+"""
 
 
 class ClusterError(RuntimeError):
@@ -97,6 +112,30 @@ class Cluster:
                 )
         return out
 
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    def writes_since(self, since: float) -> list[str]:
+        """Writes to edgeplane.io objects the apiserver completed at or after `since` (a
+        time.time()), as "VERB resource[/sub] namespace/name by user", from its audit log:
+        what a test that counts writes names when it finds some."""
+        out = []
+        if not self.audit_log.exists():
+            return out
+        with self.audit_log.open(errors="replace") as f:
+            for line in f:
+                ev = json.loads(line)
+                stamp = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00"))
+                if stamp.timestamp() < since:
+                    continue
+                ref = ev.get("objectRef") or {}
+                sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                out.append(f"{ev['verb']} {ref.get('resource')}{sub} {ref.get('namespace', '')}/"
+                           f"{ref.get('name', '')} by {ev['user'].get('username')} "
+                           f"({ev.get('responseStatus', {}).get('code')})")
+        return out
+
     def api_client(self):  # type: ignore[no-untyped-def]
         """A kubernetes.client.ApiClient authenticated as the cluster admin."""
         from kubernetes import config
@@ -138,6 +177,8 @@ class Cluster:
             f"--listen-client-url=http://127.0.0.1:{etcd_port}",
             f"--listen-peer-url=http://127.0.0.1:{etcd_peer}",
         )
+        audit_policy = pki / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
         self._spawn(
             "kube-apiserver",
             self.bin_dir / "kube-apiserver",
@@ -158,6 +199,10 @@ class Cluster:
             # No Pods run here, so no Endpoints for the `kubernetes` Service.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            f"--audit-policy-file={audit_policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
         )
         self._wait_ready(f"{self.server}/readyz", ca.pair, admin, timeout)
         self._spawn(
@@ -247,6 +292,7 @@ class Cluster:
         """SIGKILL (or, with kill=False, stop gracefully) one of etcd, kube-apiserver or
         kube-controller-manager, keep it down for `down_for` seconds, and start it again
         with the same argv (same ports, same data) and wait until the apiserver is ready."""
+        self.wait_namespaces_deleted()
         old = self.proc(name)
         if kill:
             procs.signal_group(old.popen.pid, signal.SIGKILL)
@@ -260,26 +306,65 @@ class Cluster:
 
     def pause(self, name: str) -> None:
         """SIGSTOP one process: it keeps its sockets open and answers nothing."""
+        self.wait_namespaces_deleted()
         procs.signal_group(self.proc(name).popen.pid, signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
         procs.signal_group(self.proc(name).popen.pid, signal.SIGCONT)
 
+    def wait_namespaces_deleted(self, timeout: float = 60) -> None:
+        """Before a fault: until no namespace is being deleted (at most `timeout`). While the
+        apiserver restarts, its discovery lacks the CRDs for a moment; a namespace emptied
+        then is deleted with its Workers left in etcd, where no write can reach them (found
+        when a later test counted the writes a new operator made to them)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            res = self.kubectl("get", "namespaces", "-o", "json", check=False, timeout=10)
+            if res.returncode == 0 and not any(
+                (n.get("status") or {}).get("phase") == "Terminating"
+                for n in json.loads(res.stdout)["items"]
+            ):
+                return
+            time.sleep(0.5)
+
     def wait_ready(self, timeout: float = 120) -> None:
-        """Until the apiserver's /readyz answers ok (it checks etcd too)."""
+        """Until the apiserver's /readyz answers ok (it checks etcd too) and its discovery
+        names every custom resource. A restarted apiserver is ready before it serves the
+        CRDs' paths; a namespace deleted in that window is emptied by a namespace controller
+        that does not see them, and the Workers in it are left in etcd for good."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             try:
                 res = self.kubectl("get", "--raw", "/readyz", check=False, timeout=10)
+                if res.returncode == 0 and res.stdout.strip() == "ok":
+                    missing = self._undiscovered()
+                    if not missing:
+                        return
+                    last = f"not yet in discovery: {', '.join(missing)}"
+                else:
+                    last = res.stderr.strip() or res.stdout.strip()
             except subprocess.TimeoutExpired:
                 last = "no answer within 10s"
-            else:
-                if res.returncode == 0 and res.stdout.strip() == "ok":
-                    return
-                last = res.stderr.strip() or res.stdout.strip()
             time.sleep(0.3)
         raise ClusterError(f"the apiserver is not ready after {timeout:.0f}s: {last}")
+
+    def _undiscovered(self) -> list[str]:
+        """The custom resources (plural.group/version) its discovery does not list yet."""
+        res = self.kubectl("get", "crd", "-o", "json", check=False, timeout=10)
+        if res.returncode != 0:
+            return ["customresourcedefinitions"]
+        missing = []
+        for crd in json.loads(res.stdout)["items"]:
+            group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+            for version in (v["name"] for v in crd["spec"]["versions"] if v.get("served")):
+                found = self.kubectl("get", "--raw", f"/apis/{group}/{version}", check=False,
+                                     timeout=10)
+                names = ({r["name"] for r in json.loads(found.stdout).get("resources", [])}
+                         if found.returncode == 0 else set())
+                if plural not in names:
+                    missing.append(f"{plural}.{group}/{version}")
+        return missing
 
     def down(self) -> None:
         for p in reversed(self.procs):
