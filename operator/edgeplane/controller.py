@@ -531,6 +531,9 @@ class Controller:
         except Fenced:
             result = "fenced"  # the bucket was lost meanwhile: not the reconcile's error
             raise
+        except asyncio.CancelledError:
+            result = "cancelled"  # its bucket lost (see _stoppable), or the operator stopping
+            raise
         except Exception:
             result = "error"
             metrics.RECONCILE_ERRORS.labels(controller).inc()
