@@ -243,9 +243,11 @@ def many_workers(
         items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "workers")["items"]
         if sum(is_ready(o) for o in items) == count:
             break
-        if time.perf_counter() - t0 > 1800:
-            raise RuntimeError("not all Ready within 30 min")
-        time.sleep(1)
+        if time.perf_counter() - t0 > max(1800, count * 0.3):
+            raise RuntimeError(f"not all Ready within {max(1800, count * 0.3):.0f} s")
+        # A LIST of 10,000 Workers costs the apiserver (and this machine's two cores) more
+        # than a second: poll less often as they grow, not to slow what is measured.
+        time.sleep(max(1.0, count / 1000))
     all_ready = time.perf_counter() - t0
     time.sleep(5)  # let trailing status writes land before counting
     requests = cluster.requests_served()
@@ -374,9 +376,14 @@ def main() -> int:
               f"(raw API create rate {args.workers / created:.0f}/s); all Ready after "
               f"{all_ready:.1f} s ({all_ready / created:.1f}x the create time)")
         writes = sum(n for k, n in per_worker.items() if k.split()[0] in WRITES)
+        # EdgeTarget status writes are per location (its count, as a burst changes it at
+        # each health round), not per Worker: shown apart, so the target reads per Worker.
+        located = sum(n for k, n in per_worker.items()
+                      if k.split()[0] in WRITES and k.split()[1].startswith("edgetargets"))
         print(f"apiserver requests per deployed Worker (all clients less this script): "
-              f"{sum(per_worker.values()):.1f}, of which writes {writes:.1f} "
-              f"[{verdict(writes <= 3)}: target <= 3]:")
+              f"{sum(per_worker.values()):.1f}, of which writes {writes:.2f}: "
+              f"{writes - located:.2f} to the Worker's objects [{verdict(writes - located <= 3)}"
+              f": target <= 3] and {located:.2f} to the {len(stack.agents)} EdgeTargets:")
         for what, n in per_worker.most_common():
             if n >= 0.05:
                 print(f"  {what}: {n:.2f}")
