@@ -75,17 +75,7 @@ def test_operator_with_peering_runs_on_the_charts_rbac(
     op = Operator(tmp_path, kubeconfig, extra_args=extra)
     try:
         op.start()
-        # A Worker selecting no location: the operator must read it, write its status,
-        # and record an Event, all as the ServiceAccount.
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
-            "apiVersion": "edgeplane.io/v1alpha1", "kind": "Worker",
-            "metadata": {"name": "lonely"},
-            "spec": {"compatibilityDate": "2025-01-01",
-                     "modules": [{"name": "index.js", "inline": "export default {};"}],
-                     "targets": {"matchLabels": {"edgeplane.io/region": "nowhere"}}},
-        }))
-        cluster.kubectl("wait", "-n", namespace, "--for=condition=Stalled", "--timeout=60s",
-                        "worker/lonely")
+        _lonely_worker_stalled(cluster, namespace, timeout=60)
         obj = json.loads(cluster.kubectl("get", "-n", namespace, "worker", "lonely", "-o",
                                          "json").stdout)
         stalled = next(c for c in obj["status"]["conditions"] if c["type"] == "Stalled")
@@ -102,6 +92,20 @@ def test_operator_with_peering_runs_on_the_charts_rbac(
     forbidden = [ln for ln in log.splitlines()
                  if re.search(r"\b403\b|[Ff]orbidden|[Nn]ot enough permissions", ln)]
     assert forbidden == []
+
+
+def _lonely_worker_stalled(cluster: Cluster, namespace: str, timeout: int) -> None:
+    """A Worker selecting no location, until its status says so: the operator read it and
+    wrote its status (and an Event) as the ServiceAccount."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "edgeplane.io/v1alpha1", "kind": "Worker",
+        "metadata": {"name": "lonely"},
+        "spec": {"compatibilityDate": "2025-01-01",
+                 "modules": [{"name": "index.js", "inline": "export default {};"}],
+                 "targets": {"matchLabels": {"edgeplane.io/region": "nowhere"}}},
+    }))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Stalled", f"--timeout={timeout}s",
+                    "worker/lonely")
 
 
 def test_several_replicas_hold_leases_on_the_charts_rbac(
@@ -133,15 +137,7 @@ def test_several_replicas_hold_leases_on_the_charts_rbac(
     op = Operator(tmp_path, kubeconfig, extra_args=extra)
     try:
         op.start()
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
-            "apiVersion": "edgeplane.io/v1alpha1", "kind": "Worker",
-            "metadata": {"name": "lonely"},
-            "spec": {"compatibilityDate": "2025-01-01",
-                     "modules": [{"name": "index.js", "inline": "export default {};"}],
-                     "targets": {"matchLabels": {"edgeplane.io/region": "nowhere"}}},
-        }))
-        cluster.kubectl("wait", "-n", namespace, "--for=condition=Stalled", "--timeout=90s",
-                        "worker/lonely")
+        _lonely_worker_stalled(cluster, namespace, timeout=90)
         leases = json.loads(cluster.kubectl("get", "leases", "-n", namespace, "-o",
                                             "json").stdout)["items"]
         holders = {x["metadata"]["name"]: x["spec"].get("holderIdentity") for x in leases}
