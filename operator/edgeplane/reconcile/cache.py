@@ -9,12 +9,37 @@ from typing import Any
 from edgeplane.plan.routes import Grant, RouteFacts, RouteKey, Standing, exclusions, standing
 from edgeplane.plan.targets import WorkerKey
 
+# Annotations the operator never reads: kubectl's copy of the whole applied object.
+UNREAD_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` without what the operator never reads and the apiserver sends with every
+    object: `managedFields` (each field named again, per manager) and kubectl's
+    last-applied copy. They were most of a cached Worker, and the cache holds every one."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    unread = annotations.keys() & UNREAD_ANNOTATIONS
+    if "managedFields" not in meta and not unread:
+        return body
+    meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    if unread:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in unread}
+    return {**body, "metadata": meta}
+
+
+class Bodies(dict[Any, dict[str, Any]]):
+    """Objects by key, each kept `slim`, however it was stored."""
+
+    def __setitem__(self, key: Any, body: dict[str, Any]) -> None:
+        super().__setitem__(key, slim(body))
+
 
 @dataclass
 class Cache:
-    workers: dict[WorkerKey, dict[str, Any]] = field(default_factory=dict)
-    routes: dict[RouteKey, dict[str, Any]] = field(default_factory=dict)
-    claims: dict[str, dict[str, Any]] = field(default_factory=dict)  # HostClaims by name
+    workers: dict[WorkerKey, dict[str, Any]] = field(default_factory=Bodies)
+    routes: dict[RouteKey, dict[str, Any]] = field(default_factory=Bodies)
+    claims: dict[str, dict[str, Any]] = field(default_factory=Bodies)  # HostClaims by name
 
     def routes_of(self, worker: WorkerKey) -> list[RouteKey]:
         """The WorkerRoutes that send requests to the Worker."""
