@@ -160,7 +160,9 @@ REACHABLE = {"type": "Ready", "status": "True", "reason": "Reachable", "message"
     [
         (2, False, 1.0, REACHABLE, Health(True), False),  # nothing new, heartbeat recent
         (2, True, 1.0, REACHABLE, Health(True), True),  # reachability or inventory changed
-        (3, False, 1.0, REACHABLE, Health(True), True),  # a push changed the count
+        (3, False, 1.0, REACHABLE, Health(True), False),  # a new count waits 10 s...
+        (3, False, 10.0, REACHABLE, Health(True), True),  # ...from the last write
+        (3, True, 1.0, REACHABLE, Health(True), True),  # or rides on another change
         (None, False, 1.0, REACHABLE, Health(True), False),  # never read: the count stands
         (2, False, 30.0, REACHABLE, Health(True), True),  # heartbeat due
         # A push found it down, with a reason of its own: the status says so now.
@@ -186,6 +188,14 @@ def test_target_status_write_due(
                                    if shown else []})
     health = replace(health, workers=workers)
     assert write_due(prev, health, changed, since, 30.0) is due
+
+
+def test_a_first_count_is_written_at_once() -> None:
+    prev = _target(workers=None).status
+    assert prev is not None and prev.workers is None
+    prev = prev.model_copy(update={"conditions": [Condition.model_validate(REACHABLE)]})
+    assert write_due(prev, Health(True, workers=3), False, 1.0, 30.0) is True
+    assert write_due(prev, Health(True), False, 1.0, 30.0) is False  # none read yet
 
 
 @pytest.mark.parametrize(

@@ -190,7 +190,8 @@ class EdgeTargetStatus(Wire):
         description="Version of workerd the agent runs.",
     )
     workers: int | None = Field(
-        default=None, ge=0, description="Number of Workers the location serves."
+        default=None, ge=0, description="Number of Workers the location serves, as of "
+        "its last health check: during a deploy written at most every 10 s."
     )
 
 

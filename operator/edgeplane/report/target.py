@@ -20,18 +20,24 @@ class Health:
     info: dict[str, Any] = field(default_factory=dict)  # the agent's /v1/info
 
 
+COUNT_EVERY = 10.0  # seconds; the WORKERS column may lag a deploy by this much
+
+
 def write_due(
     prev: EdgeTargetStatus, health: Health, changed: bool, since_write: float, heartbeat: float
 ) -> bool:
     """Write when something changed (pushes change the count between health checks), when
     the Ready condition written says otherwise than the health (a push, not a health
     check, found the location down, and why), and at least every `heartbeat` seconds so
-    lastHeartbeat stays fresh."""
+    lastHeartbeat stays fresh. A new count alone waits `COUNT_EVERY` seconds after the last
+    write: a deploy of 10,000 Workers changes it at every health check for as long as it
+    lasts, which was a write per location every few seconds."""
     count = health.workers if health.workers is not None else prev.workers
     versions = (health.info.get("agentVersion", prev.agent_version) != prev.agent_version
                 or health.info.get("runtimeVersion", prev.runtime_version)
                 != prev.runtime_version)
-    return (changed or versions or count != prev.workers or since_write >= heartbeat
+    recount = count != prev.workers and (prev.workers is None or since_write >= COUNT_EVERY)
+    return (changed or versions or recount or since_write >= heartbeat
             or shown_ready(prev) != ready_of(health))
 
 
