@@ -178,6 +178,7 @@ async def test_a_stored_worker_that_no_longer_starts_leaves_the_rest_served(edge
 # bytes (text bindings: modules are blobs, stored once), so a disk with 1.5 PAD free takes
 # the code and not the deployment.
 PAD = 300_000
+COALESCE_ARGS = ("--coalesce", "0.5")
 BINDING = 5000  # the largest text binding
 
 
@@ -272,7 +273,9 @@ async def _front_on_a_full_disk(s: aiohttp.ClientSession, agent: AgentProc) -> N
 
 async def test_a_full_disk_stores_a_batch_whole_or_not_at_all(tmp_path: Path) -> None:
     with small_fs(tmp_path / "agent", "12m") as ns:
-        agent = start_agent(tmp_path / "agent", mount_ns=ns)
+        # The three pushes must share a batch: on a loaded machine the large one could
+        # arrive more than the default 20 ms after the others and make a batch of its own.
+        agent = start_agent(tmp_path / "agent", mount_ns=ns, extra_args=COALESCE_ARGS)
         try:
             await _full_disk(agent, tmp_path, ns)
         finally:
@@ -309,7 +312,7 @@ async def _full_disk(agent: AgentProc, tmp_path: Path, ns: int) -> None:
         await _front_on_a_full_disk(s, agent)
     # Disk and memory agree: a new agent (nothing adopted) serves what was answered.
     agent.kill()
-    agent = start_agent(tmp_path / "agent", mount_ns=ns)
+    agent = start_agent(tmp_path / "agent", mount_ns=ns, extra_args=COALESCE_ARGS)
     try:
         async with aiohttp.ClientSession() as s:
             await _serves(s, agent, before)

@@ -114,9 +114,10 @@ class Agent:
         bypass_status: int = 404,
         trust_forwarded_proto: bool = False,
         blob_grace: float = GRACE,
+        coalesce: float = COALESCE,
     ) -> None:
-        self.state_dir = state_dir
-        self.workerd_bin = workerd_bin
+        self.state_dir, self.workerd_bin = state_dir, workerd_bin
+        self.coalesce = coalesce  # seconds a batch waits for the next push (`_quiet`)
         self.store = Store(state_dir, Blobs(state_dir, blob_grace))  # modules as blobs
         self.sites = Sites(state_dir, self.store.blobs)  # static assets' files too
         self.run_dir = private_dir(state_dir / "run")
@@ -130,8 +131,7 @@ class Agent:
         self._placement_file = LazyFile(self.run_dir / "placement.json", 0.5)
         self.quarantine: dict[str, str] = {}  # version -> why it is quarantined here
         self.hangs: dict[str, list[float]] = {}  # version -> when it hung its cell
-        self.bypass_status = bypass_status
-        self.trust_forwarded_proto = trust_forwarded_proto
+        self.bypass_status, self.trust_forwarded_proto = bypass_status, trust_forwarded_proto
         self.signing_key = ""  # loaded at start
         self.shared_cells = cells
         self._serving = asyncio.Lock()  # one change of what is served at a time
@@ -328,12 +328,12 @@ class Agent:
 
     async def _quiet(self) -> None:
         # Let a burst (e.g. 1,000 Workers applied at once) gather: wait until no new
-        # change arrived for COALESCE seconds, at most COALESCE_MAX.
-        deadline = time.monotonic() + COALESCE_MAX
+        # change arrived for `coalesce` seconds, at most COALESCE_MAX (or `coalesce`).
+        deadline = time.monotonic() + max(COALESCE_MAX, self.coalesce)
         while time.monotonic() < deadline:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(COALESCE):
+                async with asyncio.timeout(self.coalesce):
                     await self._wake.wait()
             if not self._wake.is_set():
                 break

@@ -106,7 +106,7 @@ from edgeplane.edge.access import (
     server_tls,
     token_ok,
 )
-from edgeplane.edge.agent import Agent
+from edgeplane.edge.agent import COALESCE, Agent
 from edgeplane.edge.assets import blobs_of
 from edgeplane.edge.blobs import BlobError
 from edgeplane.edge.cells import bind
@@ -642,6 +642,14 @@ def _feature_args(ap: argparse.ArgumentParser) -> None:
     """Static assets' blobs and live logs."""
     env = os.environ.get
     ap.add_argument(
+        "--coalesce",
+        help="seconds the agent waits for another push before it starts a batch, so that a "
+        "burst is validated and stored as one (default 0.02; a batch waits at most 0.5 s, "
+        "or this, if longer)",
+        type=float,
+        default=float(env("EDGEPLANE_AGENT_COALESCE", str(COALESCE))),
+    )
+    ap.add_argument(
         "--blob-grace",
         help="seconds a blob (a static asset's file) no deployment references is kept after "
         "it arrived, for the deployment its sender PUTs next",
@@ -783,6 +791,7 @@ async def serve(args: argparse.Namespace, token: TokenFile, state: Path, wd: Pat
         bypass_status=args.bypass_status,
         trust_forwarded_proto=args.trust_forwarded_proto,
         blob_grace=args.blob_grace,
+        coalesce=args.coalesce,
     )
     tails = await _start_tails(agent, args.tail_rate) if args.tail_rate > 0 else None
     # Serve what was accepted before anything else: no operator contact needed.
