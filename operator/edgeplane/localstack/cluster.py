@@ -202,7 +202,8 @@ class Cluster:
             f"--audit-policy-file={audit_policy}",
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
-            "--audit-log-maxsize=200",
+            "--audit-log-maxsize=200",  # MB; then one older file is kept
+            "--audit-log-maxbackup=1",
         )
         self._wait_ready(f"{self.server}/readyz", ca.pair, admin, timeout)
         self._spawn(

@@ -16,7 +16,8 @@ UNREAD_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuratio
 def slim(body: dict[str, Any]) -> dict[str, Any]:
     """`body` without what the operator never reads and the apiserver sends with every
     object: `managedFields` (each field named again, per manager) and kubectl's
-    last-applied copy. They were most of a cached Worker, and the cache holds every one."""
+    last-applied copy, which together can outweigh the rest of a Worker; the cache holds
+    every one."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     unread = annotations.keys() & UNREAD_ANNOTATIONS
