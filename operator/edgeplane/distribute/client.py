@@ -10,6 +10,7 @@ import random
 import ssl
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -159,6 +160,9 @@ class AgentClient:
         # location is sent those it does not hold before a deployment that needs them.
         self.blobs: dict[str, bytes] = {}
         self._sites: dict[str, list[frozenset[str]]] = {}  # Worker -> its last sites' blobs
+        # sha256 -> how many sites (of all Workers) hold it: a blob goes with its last site
+        # without a scan of every Worker's sites at each compile.
+        self._holds: Counter[str] = Counter()
 
     async def close(self) -> None:
         if self._session:
@@ -258,20 +262,27 @@ class AgentClient:
         them: those of its last ROLLOUT_VERSIONS sites (a rollout serves two versions), no
         more, so memory follows the sites in use."""
         site = frozenset(blobs)
-        kept = [s for s in self._sites.get(worker, []) if s != site][-(ROLLOUT_VERSIONS - 1) :]
-        self._sites[worker] = [*kept, site] if site else kept
+        before = self._sites.get(worker, [])
+        kept = [s for s in before if s != site][-(ROLLOUT_VERSIONS - 1) :]
         self.blobs.update(blobs)
-        self._prune()
+        self._hold(worker, [*kept, site] if site else kept)
 
     def drop_blobs(self, worker: str) -> None:
         """A deleted Worker's files go, but those another Worker's sites hold."""
-        self._sites.pop(worker, None)
-        self._prune()
+        self._hold(worker, [])
 
-    def _prune(self) -> None:
-        used = {b for sites in self._sites.values() for s in sites for b in s}
-        for sha in [b for b in self.blobs if b not in used]:
-            del self.blobs[sha]
+    def _hold(self, worker: str, sites: list[frozenset[str]]) -> None:
+        """Make `sites` the Worker's, counting each blob's holders; one no site holds any
+        more is let go."""
+        before = self._sites.pop(worker, [])
+        if sites:
+            self._sites[worker] = sites
+        self._holds.update(b for s in sites for b in s)
+        self._holds.subtract(b for s in before for b in s)
+        for sha in {b for s in before for b in s}:
+            if self._holds[sha] <= 0:
+                del self._holds[sha]
+                self.blobs.pop(sha, None)
 
     async def send_blobs(
         self, ep: Endpoint, deployment: Deployment, whole: Deployment | None = None
