@@ -568,6 +568,29 @@ def inventory_item(raw: Mapping[str, Any]) -> InventoryItem:
     )
 
 
+@dataclass(frozen=True)
+class InventoryChanges:
+    """An answer to `GET /v1/workers?since=<cursor>`: the items changed since the cursor and
+    the Workers gone since (or, `complete`, every item), and the cursor to ask with next."""
+
+    items: dict[str, InventoryItem]
+    removed: tuple[str, ...] = ()
+    cursor: str = ""
+    complete: bool = True
+
+
+def inventory_changes(raw: object) -> InventoryChanges:
+    """An agent older than cursors ignores `since` and sends every item (a list, or
+    {"workers": [...]}) and no cursor: complete, and asked in full again next time."""
+    body = raw if isinstance(raw, Mapping) else {"workers": raw}
+    items = {str(i["worker"]): inventory_item(i) for i in body.get("workers") or []}
+    cursor = body.get("cursor")
+    if not isinstance(cursor, str) or not cursor:
+        return InventoryChanges(items)
+    removed = tuple(str(w) for w in body.get("removed") or [] if str(w) not in items)
+    return InventoryChanges(items, removed, cursor, body.get("complete") is not False)
+
+
 def _quarantined(raw: object) -> dict[str, str]:
     """{"<version>": "<reason>"}; a version without a text reason is quarantined all the
     same, with no reason to tell."""

@@ -583,3 +583,43 @@ async def test_a_slow_validation_does_not_hold_other_workers_pushes(
         assert await get(s, edge_agent, "fast.example.com") == (200, "fast")
         status, body = await slow
         assert status == 422 and "did not finish loading" in body["error"], body
+
+
+async def test_a_health_check_gets_only_what_changed_since_its_cursor(edge_agents) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The operator's health check asks with the cursor of its last answer: the agent sends
+    the items that changed and the Workers gone, not every Worker; request counts are not a
+    change; a restarted agent does not know the cursor and sends everything."""
+    agent = edge_agents("a")
+    client = AgentClient()
+    ep = Endpoint("a", agent.api_url, agent.token)
+    try:
+        async with aiohttp.ClientSession() as s:
+            for n in ("one", "two"):
+                d = deployment(text_worker(f"ns.{n}", n), routes=(f"{n}.test/*",))
+                assert (await put(s, agent, d))[0] == 200
+            first = await client.inventory(ep)
+            assert first.complete and set(first.items) == {"ns.one", "ns.two"}
+            assert first.cursor
+            same = await client.inventory(ep, first.cursor)
+            assert (same.complete, same.items, same.removed) == (False, {}, ())
+            three = deployment(text_worker("ns.three", "three"), routes=("three.test/*",))
+            assert (await put(s, agent, three))[0] == 200
+            await client.delete(ep, "ns.one")
+            for _ in range(3):
+                assert await get(s, agent, "two.test") == (200, "two")
+            changed = await client.inventory(ep, same.cursor)
+        assert not changed.complete
+        assert set(changed.items) == {"ns.three"}
+        assert changed.items["ns.three"].identity == three.identity()
+        assert changed.removed == ("ns.one",)
+        # An older cursor still gets everything since it; the newest, nothing.
+        again = await client.inventory(ep, first.cursor)
+        assert (set(again.items), again.removed) == ({"ns.three"}, ("ns.one",))
+        assert not (await client.inventory(ep, changed.cursor)).items
+        agent.kill()
+        restarted = edge_agents("a", http_addr=agent.http_addr, api_addr=agent.api_addr)
+        after = await client.inventory(Endpoint("a", restarted.api_url, restarted.token),
+                                       changed.cursor)
+        assert after.complete and set(after.items) == {"ns.two", "ns.three"}
+    finally:
+        await client.close()

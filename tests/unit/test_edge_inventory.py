@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from edgeplane.edge.inventory import Inventory, missing_services, requests_of
+from edgeplane.edge.inventory import (
+    MAX_REMOVALS,
+    ChangeLog,
+    Inventory,
+    missing_services,
+    requests_of,
+)
 from edgeplane.wire import BundleBinding, Deployment
 from tests.integration.edge_fixtures import bundle, deployment, text_worker
 
@@ -174,3 +180,62 @@ def test_item_names_the_missing_services_of_the_served_set() -> None:
     ]
     served = Inventory({"ns.a": _CALLS_B, "ns.b": _calling(worker="ns.b")}, {}, True, "", {})
     assert served.item("ns.a")["missingServices"] == []  # type: ignore[index]
+
+
+def _item(worker: str, identity: str = "i1", state: str = "serving") -> dict[str, object]:
+    return {"worker": worker, "identity": identity, "state": state}
+
+
+# (inventories observed one after the other, the cursor's index in them (-1: none, "other":
+# another process's), then the answer's items' workers, removed, complete)
+CHANGES = [
+    ([[_item("a"), _item("b")]], -1, ["a", "b"], [], True),
+    ([[_item("a"), _item("b")]], 0, [], [], False),
+    ([[_item("a")], [_item("a"), _item("b")]], 0, ["b"], [], False),
+    ([[_item("a"), _item("b")], [_item("a")]], 0, [], ["b"], False),
+    ([[_item("a")], [_item("a", "i2")]], 0, ["a"], [], False),
+    ([[_item("a")], [_item("a", state="starting")]], 0, ["a"], [], False),
+    ([[_item("a")], [_item("a")], [_item("a")]], 0, [], [], False),  # nothing new: no step
+    # Gone and back: changed, not removed.
+    ([[_item("a")], [], [_item("a")]], 0, ["a"], [], False),
+    # Changed twice since the cursor: sent once, as it is now.
+    ([[_item("a")], [_item("a", "i2")], [_item("a", "i3")]], 0, ["a"], [], False),
+    ([[_item("a")], [_item("a", "i2")], [_item("a", "i3")]], 1, ["a"], [], False),
+    ([[_item("a")], [_item("a"), _item("b")], [_item("b")]], 1, [], ["a"], False),
+    ([[_item("a")]], "other", ["a"], [], True),
+    ([[_item("a")]], "garbage", ["a"], [], True),
+]
+
+
+@pytest.mark.parametrize(("seen", "at", "items", "removed", "complete"), CHANGES)
+def test_a_cursor_gets_what_changed_since(
+    seen: list[list[dict[str, object]]], at: int | str, items: list[str],
+    removed: list[str], complete: bool,
+) -> None:
+    log = ChangeLog()
+    cursors = []
+    for inventory in seen:
+        log.observe(inventory)
+        cursors.append(log.cursor())
+    cursor = cursors[at] if isinstance(at, int) and at >= 0 else {
+        -1: "", "other": "0123456789ab.1", "garbage": "x"}[at]
+    answer = log.since(cursor)
+    assert sorted(str(i["worker"]) for i in answer["workers"]) == items
+    assert answer["removed"] == removed
+    assert answer["complete"] is complete
+    assert answer["cursor"] == log.cursor()
+
+
+def test_removals_beyond_those_remembered_send_everything() -> None:
+    log = ChangeLog()
+    names = [f"w{i}" for i in range(MAX_REMOVALS + 2)]
+    log.observe([_item(n) for n in names])
+    old = log.cursor()
+    log.observe([_item(w) for w in names[1:]])
+    recent = log.cursor()
+    for n in range(2, len(names) + 1):  # one removal at a time
+        log.observe([_item(w) for w in names[n:]])
+    assert log.since(old)["complete"] is True  # its first removals are forgotten
+    assert log.since(recent)["complete"] is True
+    newest = log.since(log.cursor())
+    assert (newest["complete"], newest["workers"], newest["removed"]) == (False, [], [])

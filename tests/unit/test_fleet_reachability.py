@@ -10,7 +10,13 @@ import pytest
 from edgeplane.distribute.client import Endpoint, Refused, ServerError, Unreachable
 from edgeplane.distribute.fleet import Fleet, FleetSettings
 from edgeplane.plan.targets import WorkerKey
-from edgeplane.wire import Bundle, BundleModule, Deployment, InventoryItem
+from edgeplane.wire import (
+    Bundle,
+    BundleModule,
+    Deployment,
+    InventoryChanges,
+    InventoryItem,
+)
 
 
 def _deployment(worker: str) -> Deployment:
@@ -209,8 +215,9 @@ class _Orphaned(_Hanging):
     async def info(self, ep: Endpoint) -> dict:
         return {}
 
-    async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
-        return {"apps.gone": InventoryItem("apps.gone", "i1", "v1", "serving", "")}
+    async def inventory(self, ep: Endpoint, since: str = "") -> InventoryChanges:
+        item = InventoryItem("apps.gone", "i1", "v1", "serving", "")
+        return InventoryChanges({item.worker: item})
 
     async def exclusions(self, ep: Endpoint) -> dict[str, tuple[str, ...]]:
         return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeplane.wire import MissingService, inventory_item
+from edgeplane.wire import MissingService, inventory_changes, inventory_item
 
 V1, V2 = "1" * 64, "2" * 64
 OLD_AGENT = {
@@ -87,3 +87,33 @@ def test_an_item_with_only_a_name_is_empty() -> None:
     item = inventory_item({"worker": "apps.shop"})
     assert (item.identity, item.primary, item.state, item.message) == ("", "", "", "")
     assert not item.quarantined and item.missing_services == ()
+
+
+A = {"worker": "apps.a", "identity": "ia"}
+B = {"worker": "apps.b", "identity": "ib"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "items", "removed", "cursor", "complete"),
+    [
+        # Agents older than cursors ignore `since`: everything, no cursor.
+        ([A, B], ["apps.a", "apps.b"], (), "", True),
+        ({"workers": [A]}, ["apps.a"], (), "", True),
+        ({"workers": [A], "removed": ["apps.b"]}, ["apps.a"], (), "", True),
+        ({"workers": [], "cursor": "e.1", "complete": True}, [], (), "e.1", True),
+        ({"workers": [A], "removed": ["apps.b"], "cursor": "e.2", "complete": False},
+         ["apps.a"], ("apps.b",), "e.2", False),
+        # An item both changed and removed is there: the item wins.
+        ({"workers": [A], "removed": ["apps.a"], "cursor": "e.3", "complete": False},
+         ["apps.a"], (), "e.3", False),
+        ({"workers": [], "cursor": "", "complete": False}, [], (), "", True),
+        ({"workers": [], "cursor": 7, "complete": False}, [], (), "", True),
+        ({"workers": [A], "cursor": "e.4"}, ["apps.a"], (), "e.4", True),
+    ],
+)
+def test_an_inventory_answer_is_complete_unless_it_says_it_is_changes_since_a_cursor(
+    raw: object, items: list[str], removed: tuple[str, ...], cursor: str, complete: bool
+) -> None:
+    answer = inventory_changes(raw)
+    assert sorted(answer.items) == items
+    assert (answer.removed, answer.cursor, answer.complete) == (removed, cursor, complete)

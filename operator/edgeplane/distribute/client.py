@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -30,10 +31,10 @@ from edgeplane.wire import (
     ROLLOUT_VERSIONS,
     Deployment,
     Exclusions,
-    InventoryItem,
+    InventoryChanges,
     blobs_of,
     gzip_worthy,
-    inventory_item,
+    inventory_changes,
     retry_after_seconds,
 )
 
@@ -394,10 +395,10 @@ class AgentClient:
         out = await self._call(ep, "GET", "/v1/exclusions", max_seconds=HEALTH_TIMEOUT)
         return {ns: tuple(ps) for ns, ps in ((out or {}).get("exclusions") or {}).items()}
 
-    async def inventory(self, ep: Endpoint) -> dict[str, InventoryItem]:
-        out = await self._call(ep, "GET", "/v1/workers", max_seconds=HEALTH_TIMEOUT)
-        items = out.get("workers", out) if isinstance(out, dict) else out
-        return {i["worker"]: inventory_item(i) for i in items or []}
+    async def inventory(self, ep: Endpoint, since: str = "") -> InventoryChanges:
+        """The location's inventory items changed since the cursor `since` ("": all)."""
+        path = f"/v1/workers?since={quote(since, safe='')}"
+        return inventory_changes(await self._call(ep, "GET", path, max_seconds=HEALTH_TIMEOUT))
 
     async def requests(self, ep: Endpoint, worker: str, version: str) -> tuple[int, int]:
         """(requests, 5xx responses) of one version at the location since the agent

@@ -55,6 +55,7 @@ from edgeplane.report.target import Health, heartbeat_age, target_status, write_
 from edgeplane.wire import (
     CronRun,
     Deployment,
+    InventoryChanges,
     MissingService,
     body_limit,
     key_fingerprint,
@@ -83,6 +84,7 @@ class Location:
     reason: str = ""  # why it is not reachable: Unreachable, CredentialsNotFound, ...
     message: str = ""
     inventory: dict[str, str] | None = None  # worker -> deployment identity
+    cursor: str = ""  # the agent's, for the next inventory answer: only what changed since
     primaries: dict[str, str] = field(default_factory=dict)  # worker -> version it serves
     # worker -> version -> why the location refuses to run it (answering 502 for it)
     quarantined: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -307,15 +309,16 @@ class Fleet:
         loc = self.at(name)
         async with loc.lock:
             # A new reason is news too: a token fixed and a CA now wrong is still "down".
-            was = (loc.reachable, loc.reason, dict(loc.inventory or {}))
+            was = (loc.reachable, loc.reason)
             excluded, news = loc.exclusions, _news(loc)
+            moved = False
             if (ep := await self.endpoint(name)) is not None:
-                await self._ask(name, ep)
+                moved = await self._ask(name, ep)
             # What the status shows: whether it answers and why not (write_due compares
             # the count). Which identity each Worker has there is not in it, and a first
             # check (this process knew nothing) changed nothing of what was written.
-            changed = was[0] is not None and was[:2] != (loc.reachable, loc.reason)
-        if was[2] != dict(loc.inventory or {}):
+            changed = was[0] is not None and was != (loc.reachable, loc.reason)
+        if moved:
             self._requeue_for(name, reachability_changed=False)
         for key in workers_with_news(list(self._workers()), news, _news(loc)):
             self._requeue(key)  # a quarantine or a missing service came or went
@@ -329,11 +332,16 @@ class Fleet:
         if self.fence.holds(LOCATION_WIDE):
             await self.write_status(name, changed)
 
-    async def _ask(self, name: str, ep: Endpoint) -> None:
+    async def _ask(self, name: str, ep: Endpoint) -> bool:
+        """Ask the location how it is and what it serves; True when a Worker's deployment
+        there changed (or is new, or gone) since it was last asked."""
         loc = self.at(name)
         try:
             info = await self.client.info(ep)
-            inventory = await self.client.inventory(ep)
+            # Only what changed since the last answer: a location with thousands of
+            # Workers would otherwise send (and this decode) every one at each check.
+            since = loc.cursor if loc.inventory is not None else ""
+            inventory = await self.client.inventory(ep, since)
             exclusions = await self.client.exclusions(ep)
         except Unreachable as e:
             self._set_reachable(name, False, str(e), reason=e.reason)
@@ -348,20 +356,15 @@ class Fleet:
             if location_wide:
                 await self._hand_signing_key(name, ep, str(info.get("signingKey", "")))
             loc.info.update(info)
-            self._count_cron_runs(name, {w: i.cron for w, i in inventory.items() if i.cron})
-            loc.inventory = {w: i.identity for w, i in inventory.items()}
-            loc.primaries = {w: i.primary for w, i in inventory.items()}
-            loc.quarantined = {
-                w: dict(i.quarantined) for w, i in inventory.items() if i.quarantined
-            }
-            loc.missing = {
-                w: i.missing_services for w, i in inventory.items() if i.missing_services
-            }
+            self._count_cron_runs(name, inventory)
+            moved = _take_inventory(loc, inventory)
             loc.exclusions = exclusions
             self._set_reachable(name, True)
             if location_wide:
                 self._collect_orphans_soon(name)
                 await self._lease_cron(name, ep)
+            return moved
+        return False
 
     async def _hand_signing_key(self, name: str, ep: Endpoint, held: str) -> None:
         """Give the location the cluster's signing key if it holds another (by fingerprint:
@@ -616,13 +619,20 @@ class Fleet:
             if full_name(key) in moved:
                 self._requeue(key)  # its status.cron.location changed
 
-    def _count_cron_runs(self, name: str, runs: dict[str, CronRun]) -> None:
+    def _count_cron_runs(self, name: str, inventory: InventoryChanges) -> None:
         """Record each Worker's last cron run at `name`, counting the new ones (not those
         in its first answer since this operator started, before `loc.inventory` is set:
         an operator before may have counted them)."""
         loc = self.at(name)
-        for worker, run in runs.items():
-            before = loc.cron_runs.get(worker)
+        runs = {} if inventory.complete else dict(loc.cron_runs)
+        for worker in inventory.removed:
+            runs.pop(worker, None)
+        for worker, item in inventory.items.items():
+            run, before = item.cron, loc.cron_runs.get(worker)
+            if run is None:
+                runs.pop(worker, None)
+                continue
+            runs[worker] = run
             if loc.inventory is not None and run != before:
                 ns, _, wname = worker.partition(".")
                 metrics.CRON_RUNS.labels(ns, wname, run.outcome).inc()
@@ -683,6 +693,39 @@ class Fleet:
         loc.last_status_write = time.monotonic()
         if updated is not None:
             self.targets[name] = updated
+
+
+def _take_inventory(loc: Location, answer: InventoryChanges) -> bool:
+    """Apply an inventory answer (every item, or what changed) to what the operator knows
+    of the location; True when a Worker's deployment there changed, came or went."""
+    if answer.complete or loc.inventory is None:
+        before, items = loc.inventory or {}, answer.items
+        loc.inventory = {w: i.identity for w, i in items.items()}
+        loc.primaries = {w: i.primary for w, i in items.items()}
+        loc.quarantined = {w: dict(i.quarantined) for w, i in items.items() if i.quarantined}
+        loc.missing = {w: i.missing_services for w, i in items.items() if i.missing_services}
+        loc.cursor = answer.cursor
+        return before != loc.inventory
+    inventory = loc.inventory
+    moved = any(w in inventory for w in answer.removed) or any(
+        inventory.get(w) != i.identity for w, i in answer.items.items()
+    )
+    for w in answer.removed:
+        for known in (inventory, loc.primaries, loc.quarantined, loc.missing):
+            known.pop(w, None)
+    for w, i in answer.items.items():
+        inventory[w], loc.primaries[w] = i.identity, i.primary
+        _set_or_drop(loc.quarantined, w, dict(i.quarantined))
+        _set_or_drop(loc.missing, w, i.missing_services)
+    loc.cursor = answer.cursor
+    return moved
+
+
+def _set_or_drop(facts: dict[str, Any], worker: str, value: Any) -> None:
+    if value:
+        facts[worker] = value
+    else:
+        facts.pop(worker, None)
 
 
 def _news(loc: Location) -> dict[str, tuple[Any, ...]]:

@@ -30,7 +30,7 @@ from edgeplane.edge import watchdog as watch
 from edgeplane.edge.assets import Sites, blobs_of, site_of
 from edgeplane.edge.blobs import GRACE, BlobError, Blobs
 from edgeplane.edge.cells import DataPlane, FrontDown
-from edgeplane.edge.inventory import Inventory
+from edgeplane.edge.inventory import ChangeLog, Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
 from edgeplane.edge.store import LazyFile, Staged, Store, private_dir, secure_state
@@ -159,6 +159,11 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         self._refresh_lock, self._refreshed = asyncio.Lock(), 0.0
         self._session: aiohttp.ClientSession | None = None
+
+    @functools.cached_property
+    def changes(self) -> ChangeLog:
+        """What changed in the inventory, for callers that ask only that (health checks)."""
+        return ChangeLog()
 
     @functools.cached_property
     def cron(self) -> crons.Scheduler:
@@ -650,8 +655,14 @@ class Agent:
     def item(self, worker: str) -> dict[str, object] | None:
         return self._with_cron(self._inventory().item(worker))
 
-    def inventory(self) -> list[dict[str, object]]:
-        return [i for i in map(self._with_cron, self._inventory().items()) if i is not None]
+    def inventory(self, requests: bool = True) -> list[dict[str, object]]:
+        items = self._inventory().items(requests)
+        return [i for i in map(self._with_cron, items) if i is not None]
+
+    def inventory_since(self, cursor: str) -> dict[str, object]:
+        """What changed in the inventory since `cursor` (request counts left out)."""
+        self.changes.observe(self.inventory(requests=False))
+        return self.changes.since(cursor)
 
     def _with_cron(self, item: dict[str, object] | None) -> dict[str, object] | None:
         """The item, with the last cron run of its Worker at this location, if any."""

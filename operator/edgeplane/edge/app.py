@@ -14,6 +14,11 @@ client certificate signed by that CA too; see edge/access.py):
                               "ref": "<repository>@sha256:<hex>"}
   DELETE /v1/workers/{name}   → 200 {"deleted": true} once serving; 404 if unknown
   GET    /v1/workers          → {"workers": [inventory item, ...]}
+  GET    /v1/workers?since=<cursor>
+                              → {"workers": [items changed since the cursor], "removed":
+                              [Workers gone since], "cursor", "complete"}: items without
+                              "requests"; an empty, unknown or too old cursor (or one from
+                              before the agent restarted) gets every item, "complete": true
   GET    /v1/workers/{name}   → inventory item, or 404. An item: {"worker", "primary",
                               "versions", "identity", "state" ("serving"; "starting" while the
                               front or the Worker's cell is not answering; "failed"),
@@ -328,6 +333,8 @@ async def info(request: web.Request) -> web.Response:
 @routes.get("/v1/workers")
 async def list_workers(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
+    if "since" in request.query:  # a health check: what changed, without request counts
+        return web.json_response(agent.inventory_since(request.query["since"]))
     await agent.refresh_counts()
     return web.json_response({"workers": agent.inventory()})
 

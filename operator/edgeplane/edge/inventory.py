@@ -4,8 +4,10 @@ bindings whose Worker is not at this location."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgeplane.edge import counts
 from edgeplane.wire import Deployment
@@ -43,8 +45,9 @@ class Inventory:
     cell_failed: Mapping[str, str] = field(default_factory=dict)  # worker -> why its own
     # cell does not start (a stored Durable Object Worker that no longer loads here)
 
-    def item(self, worker: str) -> dict[str, object] | None:
-        """`worker`'s inventory item; None if it is neither served nor refused."""
+    def item(self, worker: str, requests: bool = True) -> dict[str, object] | None:
+        """`worker`'s inventory item; None if it is neither served nor refused. Without
+        `requests`, the item leaves out its request counts (they change with traffic)."""
         d = self.accepted.get(worker)
         if d is None:
             if worker not in self.refused:
@@ -56,7 +59,7 @@ class Inventory:
                 "identity": "",
                 "state": "failed",
                 "message": self.refused[worker],
-                "requests": {},
+                **({"requests": {}} if requests else {}),
             }
         msg = self.refused.get(worker)
         failed = self.cell_failed.get(worker, "")
@@ -73,7 +76,7 @@ class Inventory:
             "identity": d.identity(),
             "state": state,
             "message": message,
-            "requests": requests_of(d, self.totals),
+            **({"requests": requests_of(d, self.totals)} if requests else {}),
             "quarantined": {
                 v: self.quarantine[v]
                 for b in d.versions
@@ -82,6 +85,71 @@ class Inventory:
             "missingServices": missing_services(d, self.accepted),
         }
 
-    def items(self) -> list[dict[str, object]]:
+    def items(self, requests: bool = True) -> list[dict[str, object]]:
         names = sorted(set(self.accepted) | set(self.refused))
-        return [i for w in names if (i := self.item(w)) is not None]
+        return [i for w in names if (i := self.item(w, requests)) is not None]
+
+
+# Removed Workers remembered for cursors; a cursor older than the oldest forgotten one gets
+# the whole inventory again.
+MAX_REMOVALS = 4096
+
+
+@dataclass
+class ChangeLog:
+    """What changed in the inventory, so a caller with a cursor is sent only the items that
+    changed since it (and the Workers gone), not every Worker at each health check. Items
+    are compared without their request counts. A cursor names this process (`epoch`): one
+    from before a restart gets everything."""
+
+    epoch: str = field(default_factory=lambda: secrets.token_hex(6))
+    seq: int = 0
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> item
+    changed: dict[str, int] = field(default_factory=dict)  # worker -> seq it changed at
+    removed: dict[str, int] = field(default_factory=dict)  # worker -> seq it went at
+    forgotten: int = 0  # removals up to this seq are no longer remembered
+
+    def observe(self, items: list[dict[str, Any]]) -> None:
+        """Record the inventory as it is now (items without request counts)."""
+        now = {str(i["worker"]): i for i in items}
+        gone = self.last.keys() - now.keys()
+        new = [w for w, i in now.items() if self.last.get(w) != i]
+        if not gone and not new:
+            return
+        self.seq += 1
+        for w in new:
+            self.changed[w] = self.seq
+            self.removed.pop(w, None)
+        for w in gone:
+            self.changed.pop(w, None)
+            self.removed.pop(w, None)  # to the end: oldest first
+            self.removed[w] = self.seq
+        while len(self.removed) > MAX_REMOVALS:
+            oldest = next(iter(self.removed))
+            self.forgotten = max(self.forgotten, self.removed.pop(oldest))
+        self.last = now
+
+    def cursor(self) -> str:
+        return f"{self.epoch}.{self.seq}"
+
+    def since(self, cursor: str | None) -> dict[str, Any]:
+        """The answer to a caller at `cursor`: the items changed since, the Workers gone
+        since, and the new cursor; the whole inventory ("complete") for no cursor, one of
+        another process, or one older than the removals remembered."""
+        after = self._seq_of(cursor)
+        if after is None:
+            return {"workers": list(self.last.values()), "removed": [],
+                    "cursor": self.cursor(), "complete": True}
+        return {
+            "workers": [self.last[w] for w, n in self.changed.items() if n > after],
+            "removed": sorted(w for w, n in self.removed.items() if n > after),
+            "cursor": self.cursor(),
+            "complete": False,
+        }
+
+    def _seq_of(self, cursor: str | None) -> int | None:
+        epoch, _, seq = (cursor or "").partition(".")
+        if epoch != self.epoch or not seq.isdigit():
+            return None
+        n = int(seq)
+        return n if self.forgotten <= n <= self.seq else None
