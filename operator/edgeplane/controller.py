@@ -260,6 +260,7 @@ class Controller:
     def worker_seen(self, body: dict[str, Any], deleted: bool) -> None:
         key: WorkerKey = (body["metadata"]["namespace"], body["metadata"]["name"])
         old = self.cache.workers.pop(key, None)
+        self.cache.reads(key, None if deleted else body)
         if deleted:
             self.fleet.desired.pop(full_name(key), None)
             if self.elector is not None:
@@ -308,14 +309,13 @@ class Controller:
         if not deleted:  # a new or changed location is checked now, not at the next round
             self._spawn(self.fleet.check(body["metadata"]["name"]))
 
-    def source_seen(
-        self, kind: str, body: dict[str, Any], deleted: bool, workers: list[str]
-    ) -> None:
-        """A ConfigMap or Secret event; `workers` read it. A Secret may also hold a
-        location's token."""
+    def source_seen(self, kind: str, body: dict[str, Any], deleted: bool) -> None:
+        """A ConfigMap or Secret event: the Workers that read it look again. A Secret may
+        also hold a location's token."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        self.resolver.seen(kind, body, deleted, referenced=bool(workers))
-        self._add(("Worker", namespace, w) for w in workers)
+        readers = sorted(self.cache.readers.get((kind, namespace, name), ()))
+        self.resolver.seen(kind, body, deleted, referenced=bool(readers))
+        self._add(("Worker", *w) for w in readers)
         if kind == "Secret":
             self.fleet.credentials_changed(namespace, name)
 
@@ -371,8 +371,7 @@ class Controller:
             _, ns, name = key
             if await self.kube.read(kind, ns, name) is None and self.resolver.gone(key, version):
                 log.info("%s %s/%s was deleted during a watch gap; forgetting it", kind, ns, name)
-                # Which Workers read it is in kopf's index, not here: all of the namespace.
-                self._add(("Worker", *w) for w in sorted(self.cache.workers) if w[0] == ns)
+                self._add(("Worker", *w) for w in sorted(self.cache.readers.get(key, ())))
         if kind == "Secret":
             self.fleet.forget_credentials()
 

@@ -65,25 +65,6 @@ def _listed(plural: str, event: dict[str, Any], memo: kopf.Memo) -> None:
         memo["controller"].listing(plural)
 
 
-@kopf.index(GROUP, VERSION, "workers")
-def source_refs(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], str]:
-    """(namespace, kind, name) of every ConfigMap and Secret a Worker reads -> the Worker."""
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    spec = body.get("spec") or {}
-    out: dict[tuple[str, str, str], str] = {}
-    for m in spec.get("modules") or []:
-        if ref := m.get("configMapKeyRef"):
-            out[(ns, "ConfigMap", ref["name"])] = name
-    if ref := (spec.get("assets") or {}).get("configMap"):
-        out[(ns, "ConfigMap", ref["name"])] = name  # static assets' files
-    for b in spec.get("bindings") or []:
-        if ref := b.get("secretKeyRef"):
-            out[(ns, "Secret", ref["name"])] = name
-    for ref in spec.get("imagePullSecrets") or []:
-        out[(ns, "Secret", ref["name"])] = name
-    return out
-
-
 @kopf.on.event(GROUP, VERSION, "workers")
 async def worker_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _listed("workers", event, memo)
@@ -108,25 +89,22 @@ async def target_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, 
     memo["controller"].target_seen(dict(body), _deleted(event))
 
 
-def _source_event(
-    kind: str, event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, index: kopf.Index
-) -> None:
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    workers = list(index.get((ns, kind, name), []))
-    memo["controller"].source_seen(kind, dict(body), _deleted(event), workers)
+def _source_event(kind: str, event: dict[str, Any], body: kopf.Body, memo: kopf.Memo) -> None:
+    memo["controller"].source_seen(kind, dict(body), _deleted(event))
 
 
+# Which Workers read a ConfigMap or Secret is the controller's own index (reconcile/cache),
+# not a kopf index: kopf holds back every event at start until each object of an indexed
+# kind is indexed, and that wait costs time in proportion to the square of the Workers.
 @kopf.on.event("", "v1", "configmaps")
 async def configmap_event(
-    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
+    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     _listed("configmaps", event, memo)
-    _source_event("ConfigMap", event, body, memo, source_refs)
+    _source_event("ConfigMap", event, body, memo)
 
 
 @kopf.on.event("", "v1", "secrets")
-async def secret_event(
-    event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, source_refs: kopf.Index, **_: Any
-) -> None:
+async def secret_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _listed("secrets", event, memo)
-    _source_event("Secret", event, body, memo, source_refs)
+    _source_event("Secret", event, body, memo)

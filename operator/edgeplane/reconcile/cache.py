@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeplane.plan.routes import Grant, RouteFacts, RouteKey, Standing, exclusions, standing
 from edgeplane.plan.targets import WorkerKey
+from edgeplane.resolve.sources import SourceKey
 
 # Annotations the operator never reads: kubectl's copy of the whole applied object.
 UNREAD_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
@@ -29,6 +30,24 @@ def slim(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": meta}
 
 
+def sources_read(body: dict[str, Any]) -> frozenset[SourceKey]:
+    """Every ConfigMap and Secret of its namespace a Worker's spec names: modules, static
+    assets, secret bindings and image pull Secrets."""
+    ns, spec = body["metadata"]["namespace"], body.get("spec") or {}
+    out: set[SourceKey] = set()
+    for m in spec.get("modules") or []:
+        if ref := m.get("configMapKeyRef"):
+            out.add(("ConfigMap", ns, ref["name"]))
+    if ref := (spec.get("assets") or {}).get("configMap"):
+        out.add(("ConfigMap", ns, ref["name"]))
+    for b in spec.get("bindings") or []:
+        if ref := b.get("secretKeyRef"):
+            out.add(("Secret", ns, ref["name"]))
+    for ref in spec.get("imagePullSecrets") or []:
+        out.add(("Secret", ns, ref["name"]))
+    return frozenset(out)
+
+
 class Bodies(dict[Any, dict[str, Any]]):
     """Objects by key, each kept `slim`, however it was stored."""
 
@@ -41,6 +60,22 @@ class Cache:
     workers: dict[WorkerKey, dict[str, Any]] = field(default_factory=Bodies)
     routes: dict[RouteKey, dict[str, Any]] = field(default_factory=Bodies)
     claims: dict[str, dict[str, Any]] = field(default_factory=Bodies)  # HostClaims by name
+    # Which Workers read each ConfigMap and Secret (kept by `reads`, from the watches).
+    readers: dict[SourceKey, set[WorkerKey]] = field(default_factory=dict)
+    _read: dict[WorkerKey, frozenset[SourceKey]] = field(default_factory=dict)
+
+    def reads(self, worker: WorkerKey, body: dict[str, Any] | None) -> None:
+        """Index what the Worker's spec reads now (None: it is gone)."""
+        now = sources_read(body) if body is not None else frozenset()
+        before = self._read.pop(worker, frozenset())
+        if now:
+            self._read[worker] = now
+        for source in before - now:
+            self.readers[source].discard(worker)
+            if not self.readers[source]:
+                del self.readers[source]
+        for source in now - before:
+            self.readers.setdefault(source, set()).add(worker)
 
     def routes_of(self, worker: WorkerKey) -> list[RouteKey]:
         """The WorkerRoutes that send requests to the Worker."""
