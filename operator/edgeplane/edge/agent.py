@@ -650,6 +650,7 @@ class Agent:
             self.quarantine,
             {w: self.dp.unhealthy.get(c, "") for w, c in self.cells.of.items()},
             {w: self.dp.start_failed.get(c, "") for w, c in self.cells.of.items()},
+            self.accepted.identities,
         )
 
     def item(self, worker: str) -> dict[str, object] | None:

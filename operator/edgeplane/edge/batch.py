@@ -39,12 +39,15 @@ class Served(dict[str, Deployment]):
     def __init__(self, deployments: Mapping[str, Deployment] | None = None) -> None:
         super().__init__()
         self.holders: dict[str, str] = {}
+        # Worker -> its deployment's identity, hashed once, not at each inventory.
+        self.identities: dict[str, str] = {}
         for w, d in (deployments or {}).items():
             self[w] = d
 
     def __setitem__(self, worker: str, d: Deployment) -> None:
         self._release(worker)
         super().__setitem__(worker, d)
+        self.identities[worker] = d.identity()
         for r in d.routes:
             self.holders.setdefault(conflict_key(r.pattern), worker)
 
@@ -60,6 +63,7 @@ class Served(dict[str, Deployment]):
 
     def _release(self, worker: str) -> None:
         old = self.get(worker)
+        self.identities.pop(worker, None)
         for r in old.routes if old is not None else ():
             if self.holders.get(k := conflict_key(r.pattern)) == worker:
                 del self.holders[k]
@@ -67,7 +71,7 @@ class Served(dict[str, Deployment]):
     def copy(self) -> Served:  # type: ignore[override]
         out = Served()
         dict.update(out, self)
-        out.holders = dict(self.holders)
+        out.holders, out.identities = dict(self.holders), dict(self.identities)
         return out
 
 

@@ -44,6 +44,7 @@ class Inventory:
     # is not answering ("" or absent: it is)
     cell_failed: Mapping[str, str] = field(default_factory=dict)  # worker -> why its own
     # cell does not start (a stored Durable Object Worker that no longer loads here)
+    identities: Mapping[str, str] = field(default_factory=dict)  # worker -> d.identity()
 
     def item(self, worker: str, requests: bool = True) -> dict[str, object] | None:
         """`worker`'s inventory item; None if it is neither served nor refused. Without
@@ -73,7 +74,7 @@ class Inventory:
             "worker": worker,
             "primary": d.primary,
             "versions": [b.version for b in d.versions],
-            "identity": d.identity(),
+            "identity": self.identities.get(worker) or d.identity(),
             "state": state,
             "message": message,
             **({"requests": requests_of(d, self.totals)} if requests else {}),
