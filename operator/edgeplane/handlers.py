@@ -31,6 +31,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    # A watch's first LIST in pages: 10,000 Workers (or their archive ConfigMaps) read in
+    # one answer are held whole, decoded, until the last of them is handled.
+    settings.watching.chunk_size = 500
     settings.networking.request_timeout = API_REQUEST_TIMEOUT
     # Our own Events say what happened; kopf posting its log lines would be noise.
     settings.posting.enabled = False

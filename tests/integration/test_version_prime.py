@@ -55,3 +55,21 @@ async def test_prime_learns_every_version_across_pages(
     assert set(store.retained_of[(namespace, "a")]) == {
         WorkerVersion.name_for("a", a1), WorkerVersion.name_for("a", a2)}
     assert len(store.retained_of[(namespace, "b")]) == 3
+
+
+async def test_a_relist_reads_every_object_across_pages_keeping_only_their_names(
+    cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    """What a resync compares with its caches to find deletions: every object of one
+    snapshot (one resourceVersion across the pages), each reduced to what names it."""
+    versions = [_record(cluster, namespace, "c", str(i)) for i in range(5)]
+    api = await async_api_client()
+    try:
+        [(items, at)] = await Kube(api).list_all("workerversions", (namespace,), page=2)
+    finally:
+        await api.close()
+    assert sorted(i["metadata"]["name"] for i in items) == sorted(
+        WorkerVersion.name_for("c", v) for v in versions)
+    assert all(set(i) == {"metadata"} for i in items)
+    assert all(set(i["metadata"]) == {"namespace", "name", "resourceVersion"} for i in items)
+    assert at >= max(int(i["metadata"]["resourceVersion"]) for i in items)

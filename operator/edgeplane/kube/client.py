@@ -100,20 +100,19 @@ class Kube:
         return list(listed.get("items", []))
 
     async def list_all(
-        self, plural: str, namespaces: tuple[str, ...] = ()
+        self, plural: str, namespaces: tuple[str, ...] = (), page: int = 500
     ) -> list[tuple[list[dict[str, Any]], int]]:
         """Every object of a kind, as one list per namespace of `namespaces` (none: one
-        cluster-wide list), each with the resourceVersion it was read at."""
-        calls = (
-            [self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)
-             for ns in namespaces]
-            if namespaces
-            else [self.custom.list_cluster_custom_object(GROUP, VERSION, plural)]
-        )
+        cluster-wide list), each with the resourceVersion it was read at (a paged list is
+        one snapshot). Only each object's name, namespace and resourceVersion are kept:
+        enough to tell what was deleted, without holding 10,000 whole Workers at once."""
         out = []
-        for call in calls:
-            listed = await call
-            out.append((list(listed.get("items", [])), resource_version(listed)))
+        for ns in namespaces or (None,):
+            items, version = [], None
+            async for listed, at in self._pages(plural, ns, page):
+                items.extend({"metadata": _identifying(b.get("metadata") or {})} for b in listed)
+                version = at if version is None else version
+            out.append((items, version or 0))
         return out
 
     async def list_pages(
@@ -122,22 +121,30 @@ class Kube:
         """Every object of a kind (in `namespaces`, or cluster-wide), a page at a time, so a
         caller keeping a little of each never holds them all at once."""
         for ns in namespaces or (None,):
-            token: str | None = None
-            while True:
-                kwargs: dict[str, Any] = {"limit": limit}
-                if token:
-                    kwargs["_continue"] = token
-                if ns is None:
-                    call = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
-                else:
-                    call = self.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, ns, plural, **kwargs
-                    )
-                listed = await call
-                yield list(listed.get("items", []))
-                token = (listed.get("metadata") or {}).get("continue")
-                if not token:
-                    break
+            async for page, _ in self._pages(plural, ns, limit):
+                yield page
+
+    async def _pages(
+        self, plural: str, ns: str | None, limit: int
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], int]]:
+        """The pages of one LIST (of a namespace, or cluster-wide), each with the list's
+        resourceVersion."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": limit}
+            if token:
+                kwargs["_continue"] = token
+            if ns is None:
+                call = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+            else:
+                call = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, plural, **kwargs
+                )
+            listed = await call
+            yield list(listed.get("items", [])), resource_version(listed)
+            token = (listed.get("metadata") or {}).get("continue")
+            if not token:
+                break
 
     async def create_or_get(self, plural: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the object; if it exists already (immutable objects), the one there."""
@@ -264,3 +271,7 @@ class Kube:
             if namespace_terminating(e):
                 return  # the namespace is going away with the object in it
             log.warning("could not record event %s on %s: %s", event.reason, meta["name"], e.reason)
+
+
+def _identifying(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in ("namespace", "name", "resourceVersion") if k in meta}
