@@ -28,7 +28,7 @@ from edgeplane.plan.targets import WorkerKey, full_name
 from edgeplane.reconcile.cache import Cache
 from edgeplane.reconcile.exclusions import ExclusionReconciler
 from edgeplane.reconcile.route import RouteReconciler
-from edgeplane.reconcile.worker import WorkerReconciler
+from edgeplane.reconcile.worker import FINALIZER, WorkerReconciler
 from edgeplane.reconcile.workqueue import WorkQueue
 from edgeplane.report import metrics
 from edgeplane.report.writer import StatusWriter
@@ -93,8 +93,13 @@ def worker_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     too, and change none of these."""
     if old is None:
         return True
-    keys = ("generation", "deletionTimestamp", "finalizers", "uid")
+    keys = ("generation", "deletionTimestamp", "uid")
     if any(old["metadata"].get(k) != new["metadata"].get(k) for k in keys):
+        return True
+    # Our finalizer added is our own write coming back (often before its response, so the
+    # cache does not have it yet); any other change to them (ours removed) needs a look.
+    before, after = (set(b["metadata"].get("finalizers") or ()) for b in (old, new))
+    if (before ^ after) - {FINALIZER} or FINALIZER in before - after:
         return True
     # A promote or abort (edgeplane rollout) changes only an annotation.
     before, after = (read_actions(b["metadata"].get("annotations")) for b in (old, new))
@@ -160,7 +165,7 @@ class Controller:
                 # Three checks: one lost renewal does not stop a location's crons.
                 cron_lease=min(3 * s.health_interval, MAX_CRON_LEASE),
             ),
-            workers=lambda: list(self.cache.workers),
+            workers=self.cache.workers.keys,  # a live view: read between awaits only
             requeue=lambda key: self.queue.add(("Worker", *key)),
             requeue_exclusions=self._requeue_exclusions,
             requeue_after=lambda key, delay: self.queue.add_after(

@@ -31,7 +31,11 @@ def _worker(**meta: object) -> dict:
         (_worker(), _worker(resourceVersion="9"), False),
         (_worker(), _worker(generation=2), True),  # spec changed
         (_worker(), _worker(deletionTimestamp="2026-11-01T00:00:00Z"), True),
-        (_worker(), _worker(finalizers=["edgeplane.io/cleanup"]), True),
+        # Our finalizer added: our own write coming back; removed (by hand): a look.
+        (_worker(), _worker(finalizers=["edgeplane.io/cleanup"]), False),
+        (_worker(finalizers=["edgeplane.io/cleanup"]), _worker(), True),
+        (_worker(), _worker(finalizers=["edgeplane.io/cleanup", "other.io/x"]), True),
+        (_worker(finalizers=["other.io/x"]), _worker(), True),
         (_worker(), _worker(uid="u2"), True),  # deleted and created again
         # edgeplane rollout promote/abort: only an annotation changes.
         (_worker(), _worker(annotations={"edgeplane.io/promote": "abcdef12/1"}), True),
