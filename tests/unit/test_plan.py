@@ -241,6 +241,7 @@ def test_workers_with_news(before: dict, after: dict, expected: list) -> None:
     [
         ({"apps.a": "i", "apps.gone": "i"}, {"apps.a"}, (), ["apps.gone"]),
         ({"apps.a": "i"}, {"apps.a"}, (), []),
+        ({"apps.a.b": "i", "apps.c": "i"}, {"apps.a.b"}, (), ["apps.c"]),  # a dot in a name
         # Another operator's namespace: not ours to collect.
         ({"apps.gone": "i", "other.x": "i"}, set(), ("apps",), ["apps.gone"]),
         ({"b.x": "i", "a.y": "i"}, set(), (), ["a.y", "b.x"]),  # in name order
@@ -249,7 +250,11 @@ def test_workers_with_news(before: dict, after: dict, expected: list) -> None:
 def test_orphan_candidates(
     inventory: dict, known: set, namespaces: tuple, expected: list
 ) -> None:
-    assert orphan_candidates(inventory, known, namespaces) == expected
+    # Known as a cached Worker or as one being deployed (not cached yet): either way not
+    # an orphan.
+    cached = {tuple(k.split(".", 1)) for k in known}
+    assert orphan_candidates(inventory, cached, set(), namespaces) == expected
+    assert orphan_candidates(inventory, set(), known, namespaces) == expected
 
 
 def _facts(pattern: str, worker: str | None = "w", created: str = "2026-01-01T00:00:00Z"):

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -125,7 +125,7 @@ class Fleet:
         self,
         kube: Kube,
         settings: FleetSettings,
-        workers: Callable[[], Iterable[WorkerKey]],
+        workers: Callable[[], Collection[WorkerKey]],
         requeue: Callable[[WorkerKey], None],
         requeue_exclusions: Callable[[Iterable[str]], None],
         requeue_after: Callable[[WorkerKey, float], None] | None = None,
@@ -320,7 +320,7 @@ class Fleet:
             changed = was[0] is not None and was != (loc.reachable, loc.reason)
         if moved:
             self._requeue_for(name, reachability_changed=False)
-        for key in workers_with_news(list(self._workers()), news, _news(loc)):
+        for key in workers_with_news(self._workers(), news, _news(loc)):
             self._requeue(key)  # a quarantine or a missing service came or went
         if not self._cron_settled_told and self.cron_settled():
             self._cron_settled_told = True  # each shows where its crons run now
@@ -533,10 +533,10 @@ class Fleet:
         location was down."""
         if time.monotonic() - self.started < self.settings.orphan_grace:
             return
-        known = {full_name(k) for k in self._workers()} | set(self.desired)
         inventory = self.at(target).inventory or {}
+        workers, namespaces = self._workers(), self.settings.namespaces
         try:
-            for full in orphan_candidates(inventory, known, self.settings.namespaces):
+            for full in orphan_candidates(inventory, workers, self.desired, namespaces):
                 ns, _, name = full.partition(".")
                 if await self.kube.get("workers", ns, name) is None:
                     log.info("removing %s from %s: the Worker no longer exists", full, target)
@@ -661,7 +661,7 @@ class Fleet:
     def _requeue_for(self, target: str, reachability_changed: bool) -> None:
         inventory = self.at(target).inventory
         keys = affected_workers(
-            list(self._workers()), self.desired, inventory, target, reachability_changed
+            self._workers(), self.desired, inventory, target, reachability_changed
         )
         delays = spread(len(keys), self._concurrency) if self._requeue_after else [0.0] * len(keys)
         for key, delay in zip(keys, delays, strict=True):

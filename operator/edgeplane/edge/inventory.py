@@ -118,17 +118,21 @@ class ChangeLog:
         if not gone and not new:
             return
         self.seq += 1
+        # Only what changed is stored: the items kept stay the old objects, and the new
+        # equal ones die young (kept, 10,000 of them each time would be promoted to the
+        # oldest GC generation and make full collections frequent).
         for w in new:
+            self.last[w] = now[w]
             self.changed[w] = self.seq
             self.removed.pop(w, None)
         for w in gone:
+            del self.last[w]
             self.changed.pop(w, None)
             self.removed.pop(w, None)  # to the end: oldest first
             self.removed[w] = self.seq
         while len(self.removed) > MAX_REMOVALS:
             oldest = next(iter(self.removed))
             self.forgotten = max(self.forgotten, self.removed.pop(oldest))
-        self.last = now
 
     def cursor(self) -> str:
         return f"{self.epoch}.{self.seq}"

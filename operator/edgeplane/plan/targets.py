@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -99,28 +99,41 @@ def affected_workers(
 
 
 def workers_with_news(
-    workers: Iterable[WorkerKey],
+    workers: Collection[WorkerKey],
     before: Mapping[str, object],
     after: Mapping[str, object],
 ) -> list[WorkerKey]:
     """The Workers to reconcile because what a location says about them besides their
     deployment (quarantined versions, missing services; by full name) changed, in either
-    direction: a quarantine is news, and so is its end."""
-    return [key for key in workers if before.get(full_name(key)) != after.get(full_name(key))]
+    direction: a quarantine is news, and so is its end. Found from the news, not by
+    looking at every Worker."""
+    changed = {w for w in before.keys() | after.keys() if before.get(w) != after.get(w)}
+    return sorted(key for w in changed if (key := key_of(w)) in workers)
+
+
+def key_of(full: str) -> WorkerKey:
+    """The Worker a location's name for it (`full_name`) stands for: a namespace has no
+    dot, so the first one ends it."""
+    ns, _, name = full.partition(".")
+    return (ns, name)
 
 
 def orphan_candidates(
     inventory: Mapping[str, str],
-    known: set[str],
+    workers: Collection[WorkerKey],
+    deploying: Collection[str],
     namespaces: tuple[str, ...],
 ) -> list[str]:
-    """Workers a location serves that this operator does not know (`known`: full names
-    it caches or deploys), in the namespaces it watches (empty: all). Only candidates: the
-    apiserver, not the cache, decides that a Worker is gone."""
+    """Workers a location serves that this operator does not know (neither among the
+    `workers` it caches nor the full names it is `deploying`), in the namespaces it
+    watches (empty: all). Only candidates: the apiserver, not the cache, decides that a
+    Worker is gone."""
     return [
         full
         for full in sorted(inventory)
-        if full not in known and (not namespaces or full.partition(".")[0] in namespaces)
+        if key_of(full) not in workers
+        and full not in deploying
+        and (not namespaces or full.partition(".")[0] in namespaces)
     ]
 
 

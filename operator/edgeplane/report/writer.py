@@ -20,6 +20,7 @@ class StatusWriter:
         self.kube = kube
         self.workers = workers  # the cache, kept current with what was written
         self.ready: dict[WorkerKey, bool] = {}  # for the Workers-by-readiness gauge
+        self._ready_count = 0  # of True in `ready`: not summed at each write (10,000 of them)
 
     async def worker(
         self,
@@ -43,15 +44,17 @@ class StatusWriter:
             log.info("worker %s/%s: %s: %s", ns, name, event.reason, event.message)
             await self.kube.event(body, event)
         ready = get_condition(status.conditions, "Ready")
-        self.ready[(ns, name)] = bool(ready and ready.status == "True")
-        self.count_workers()
+        self._count((ns, name), bool(ready and ready.status == "True"))
         return wire
 
     def forget(self, key: WorkerKey) -> None:
-        self.ready.pop(key, None)
-        self.count_workers()
+        self._count(key, None)
 
-    def count_workers(self) -> None:
-        ready = sum(self.ready.values())
-        metrics.WORKERS.labels("true").set(ready)
-        metrics.WORKERS.labels("false").set(len(self.ready) - ready)
+    def _count(self, key: WorkerKey, ready: bool | None) -> None:
+        """Record whether the Worker is Ready (None: gone) and set the gauge."""
+        self._ready_count -= self.ready.pop(key, False)
+        if ready is not None:
+            self.ready[key] = ready
+            self._ready_count += ready
+        metrics.WORKERS.labels("true").set(self._ready_count)
+        metrics.WORKERS.labels("false").set(len(self.ready) - self._ready_count)
