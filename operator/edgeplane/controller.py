@@ -23,6 +23,7 @@ from edgeplane.kube.leases import Elector
 from edgeplane.plan.buckets import DEFAULT_BUCKETS, LOCATION_WIDE, Timings, key_bucket
 from edgeplane.plan.lanes import Lane
 from edgeplane.plan.relist import gone
+from edgeplane.plan.retry import spread
 from edgeplane.plan.rollout import read_actions
 from edgeplane.plan.targets import WorkerKey, full_name
 from edgeplane.reconcile.cache import Cache
@@ -409,8 +410,19 @@ class Controller:
 
     async def resync(self) -> None:
         # Background: a safety net that must not delay the changes users make meanwhile.
-        self._add((("Worker", *key) for key in self.cache.workers), "background")
-        self._add((("WorkerRoute", *key) for key in self.cache.routes), "background")
+        # Spread out (at about `concurrency` keys a second, within the interval): 10,000
+        # Workers queued at once filled every background slot with reconciles that mostly
+        # hold the CPU, and a rollback's reconcile waited behind them at each await.
+        keys: list[Key] = [("Worker", *k) for k in self.cache.workers]
+        keys += [("WorkerRoute", *k) for k in self.cache.routes]
+        s = self.settings
+        for key, delay in zip(
+            keys, spread(len(keys), s.concurrency, 0.9 * s.resync_interval), strict=True
+        ):
+            if delay:
+                self.queue.add_after(key, delay, "background")
+            else:
+                self.queue.add(key, "background")
         self._requeue_exclusions((), "background")
         # A relist that finds nothing at all brings no event to notice the relist by.
         for plural in ("workers", "workerroutes", "hostclaims", "edgetargets",

@@ -157,6 +157,31 @@ async def test_the_controller_queues_changes_urgent_and_resyncs_in_the_backgroun
         await q.stop()
 
 
+@pytest.mark.parametrize(("workers", "concurrency", "at_once", "last"), [
+    (3, 4, 3, 0.0),  # as many as run at once: all now
+    (100, 4, 1, 24.75),  # about `concurrency` a second
+    (10_000, 32, 1, 270 * 9_999 / 10_000),  # never past 90 % of the interval
+])
+async def test_a_resync_spreads_its_keys_over_the_interval(
+    workers: int, concurrency: int, at_once: int, last: float
+) -> None:
+    async def nothing_deleted(plural: str) -> None:
+        pass
+
+    async with ApiClient() as api:
+        c = Controller(api, Settings(concurrency=concurrency, resync_interval=300))
+        c.drop_deleted = nothing_deleted  # type: ignore[method-assign]
+        for i in range(workers):
+            c.cache.workers[("a", f"w{i}")] = _worker(name=f"w{i}")
+        now = asyncio.get_running_loop().time()
+        await c.resync()
+        assert c.queue.depth("background") == at_once
+        later = [t.when() - now for t, lane in c.queue._timers.values() if lane == "background"]
+        assert len(later) == workers - at_once
+        assert max(later, default=0.0) == pytest.approx(last, abs=0.5)
+        await c.queue.stop()
+
+
 async def test_several_replicas_handle_only_the_keys_of_buckets_held() -> None:
     """With --replicas above 1, a key of a bucket not held is dropped before any work; one
     held runs fenced on its bucket; a route is its Worker's; a bucket gained requeues its
