@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path, PurePath
 
 import pytest
@@ -100,6 +101,30 @@ def test_blobs_verified_atomic_epoch_mtime_and_collected(tmp_path: Path) -> None
     blobs.grace = 0
     assert blobs.collect({sha}) == []  # referenced
     assert blobs.collect(set()) == [sha] and blobs.missing([sha]) == [sha]
+
+
+def test_a_sweep_while_blobs_arrive_does_not_fail(tmp_path: Path) -> None:
+    """A sweep lists the temp files of puts under way; one renamed into place between the
+    listing and its stat is no error (it failed a whole batch with ENOENT at 10,000
+    Workers: the sweep runs after each batch, while other pushes send blobs)."""
+    blobs = Blobs(tmp_path)
+    contents = [f"blob {i}".encode() for i in range(800)]
+
+    def arrive() -> None:
+        for c in contents:
+            blobs.put(hashlib.sha256(c).hexdigest(), c)
+
+    arriving = threading.Thread(target=arrive)
+    arriving.start()
+    sweeps = 0
+    try:
+        while arriving.is_alive():
+            assert blobs.collect(set()) == []  # within their grace: all kept
+            sweeps += 1
+    finally:
+        arriving.join()
+    assert sweeps > 1
+    assert blobs.missing(hashlib.sha256(c).hexdigest() for c in contents) == []
 
 
 def test_sites_are_hard_links_swapped_by_one_rename_and_collected(tmp_path: Path) -> None:

@@ -99,6 +99,8 @@ def _paths(state_dir: Path, store: Store, sites: Sites) -> render.Paths:
 
 
 class Agent:
+    _swept = 0.0  # when unreferenced sites and blobs were last removed (monotonic)
+
     def __init__(
         self,
         state_dir: Path,
@@ -443,8 +445,13 @@ class Agent:
 
     def _collect_sites(self, restored: Mapping[str, Deployment | None]) -> None:
         """After a batch: the Workers whose change did not happen serve their previous site
-        again; sites and blobs nothing serves or references any more are removed."""
+        again; sites and blobs nothing serves or references any more are removed, at most
+        every tenth of the blobs' grace (a sweep lists every blob: at 10,000 Workers, too
+        much for each batch; an unreferenced one is kept for the grace anyway)."""
         self._point_sites(restored)
+        if time.monotonic() - self._swept < self.blobs.grace / 10:
+            return
+        self._swept = time.monotonic()
         served = [w for w, d in self.accepted.items() if site_of(d)]
         self.sites.collect(served)
         self.blobs.collect(blobs_of(self.accepted.values()))

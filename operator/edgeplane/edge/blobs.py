@@ -107,6 +107,8 @@ class Blobs:
                 p.unlink()
                 removed.append(sha)
         for tmp in self.root.glob("*/.*.tmp-*") if self.root.is_dir() else ():
-            if now - tmp.stat().st_ctime >= self.grace:
-                tmp.unlink(missing_ok=True)
+            # A put under way renames its temp file away at any moment.
+            with contextlib.suppress(FileNotFoundError):
+                if now - tmp.stat().st_ctime >= self.grace:
+                    tmp.unlink(missing_ok=True)
         return removed
