@@ -202,7 +202,9 @@ class Controller:
         self.fleet.shared = self.elector is not None
         self._timers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # one-off checks
-        self._relisting: set[str] = set()  # kinds whose deletions are looked for soon
+        # Kinds whose deletions are looked for once their listing ends: the last time each
+        # listed an object (monotonic).
+        self._relisting: dict[str, float] = {}
         # Several replicas: the reconciles running per bucket, stopped when it is lost.
         self._working: dict[int, set[asyncio.Task[float | None]]] = {}
 
@@ -329,16 +331,21 @@ class Controller:
 
     def listing(self, plural: str) -> None:
         """kopf lists `plural` again (its watch (re)started): look for what was deleted
-        while it was not watching, once, a moment later."""
+        while it was not watching, once, a moment after the listing's last object (each
+        listed object calls this: 10,000 Workers take longer to list than the moment)."""
         if plural not in self._relisting:
-            self._relisting.add(plural)
             self._spawn(self._drop_deleted_later(plural))
+        self._relisting[plural] = time.monotonic()
 
     async def _drop_deleted_later(self, plural: str) -> None:
+        settle = self.settings.relist_settle
         try:
-            await asyncio.sleep(self.settings.relist_settle)
+            left = settle
+            while left > 0:  # until `settle` has passed with no object listed
+                await asyncio.sleep(left)
+                left = self._relisting[plural] + settle - time.monotonic()
         finally:
-            self._relisting.discard(plural)
+            self._relisting.pop(plural, None)
         try:
             await self.drop_deleted(plural)
         except Exception:  # the next relist or resync looks again

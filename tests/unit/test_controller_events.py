@@ -272,3 +272,29 @@ async def test_losing_a_bucket_stops_its_reconciles_in_flight() -> None:
         with pytest.raises(asyncio.CancelledError):
             await outer
         await c.queue.stop()
+
+
+async def test_a_long_listing_is_checked_for_deletions_once_after_its_last_object() -> None:
+    """kopf calls `listing` for each object it lists; a listing longer than the settle
+    time (10,000 Workers) is still one check, made once it has ended."""
+    checked: list[tuple[str, float]] = []
+
+    async def record(plural: str) -> None:
+        checked.append((plural, time.monotonic()))
+
+    async with ApiClient() as api:
+        c = Controller(api, Settings(relist_settle=0.2))
+        c.drop_deleted = record  # type: ignore[method-assign]
+        for _ in range(10):  # 0.5 s of listing, an object every 50 ms
+            c.listing("workers")
+            await asyncio.sleep(0.05)
+        last = time.monotonic()
+        c.listing("routes")
+        await asyncio.sleep(0.5)
+        assert sorted(p for p, _ in checked) == ["routes", "workers"]
+        workers_at = next(t for p, t in checked if p == "workers")
+        assert workers_at >= last + 0.2 - 0.06
+        c.listing("workers")  # a later listing: checked again
+        await asyncio.sleep(0.4)
+        assert [p for p, _ in checked].count("workers") == 2
+        await c.queue.stop()
