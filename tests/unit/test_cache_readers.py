@@ -11,12 +11,16 @@ from edgeplane.reconcile.cache import Cache, sources_read
 
 
 def worker(name: str, ns: str = "apps", **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"namespace": ns, "name": name}, "spec": spec}
+    """A Worker the operator accepts: an inline module unless `spec` names modules."""
+    base = {"compatibilityDate": "2025-01-01", "modules": [INLINE]}
+    return {"metadata": {"namespace": ns, "name": name}, "spec": base | spec}
 
 
 MODULE = {"name": "m.js", "configMapKeyRef": {"name": "code", "key": "m.js"}}
-INLINE = {"name": "i.js", "content": "export default {}"}
+MODULE2 = {"name": "n.js", "configMapKeyRef": {"name": "code", "key": "n.js"}}
+INLINE = {"name": "i.js", "inline": "export default {}"}
 SECRET = {"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}
+PLAIN = {"name": "PLAIN", "plainText": "x"}
 
 
 @pytest.mark.parametrize(
@@ -26,10 +30,12 @@ SECRET = {"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}
         ({"modules": [INLINE]}, set()),
         ({"modules": [INLINE, MODULE]}, {("ConfigMap", "apps", "code")}),
         ({"assets": {"configMap": {"name": "site"}}}, {("ConfigMap", "apps", "site")}),
-        ({"bindings": [SECRET, {"name": "PLAIN", "value": "x"}]}, {("Secret", "apps", "creds")}),
+        ({"bindings": [SECRET, PLAIN]}, {("Secret", "apps", "creds")}),
         ({"imagePullSecrets": [{"name": "pull"}]}, {("Secret", "apps", "pull")}),
-        ({"modules": [MODULE, MODULE], "bindings": [SECRET], "imagePullSecrets": [{"name": "p"}]},
+        ({"modules": [MODULE, MODULE2], "bindings": [SECRET], "imagePullSecrets": [{"name": "p"}]},
          {("ConfigMap", "apps", "code"), ("Secret", "apps", "creds"), ("Secret", "apps", "p")}),
+        # A spec the operator refuses reads nothing until it is fixed (a fix is an event).
+        ({"modules": [MODULE, MODULE], "bindings": [SECRET]}, set()),
         ({"modules": None, "bindings": None, "assets": None}, set()),
     ],
 )

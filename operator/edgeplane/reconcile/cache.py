@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from edgeplane.api import Worker
+from edgeplane.compile import references
 from edgeplane.plan.routes import Grant, RouteFacts, RouteKey, Standing, exclusions, standing
 from edgeplane.plan.targets import WorkerKey
 from edgeplane.resolve.sources import SourceKey
@@ -31,21 +35,18 @@ def slim(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def sources_read(body: dict[str, Any]) -> frozenset[SourceKey]:
-    """Every ConfigMap and Secret of its namespace a Worker's spec names: modules, static
-    assets, secret bindings and image pull Secrets."""
-    ns, spec = body["metadata"]["namespace"], body.get("spec") or {}
-    out: set[SourceKey] = set()
-    for m in spec.get("modules") or []:
-        if ref := m.get("configMapKeyRef"):
-            out.add(("ConfigMap", ns, ref["name"]))
-    if ref := (spec.get("assets") or {}).get("configMap"):
-        out.add(("ConfigMap", ns, ref["name"]))
-    for b in spec.get("bindings") or []:
-        if ref := b.get("secretKeyRef"):
-            out.add(("Secret", ns, ref["name"]))
-    for ref in spec.get("imagePullSecrets") or []:
-        out.add(("Secret", ns, ref["name"]))
-    return frozenset(out)
+    """Every ConfigMap and Secret of its namespace a Worker's spec names (what
+    `compile.references` says it reads); none for a spec the operator refuses, which
+    reads nothing until it is fixed (and its fix is an event of its own)."""
+    try:
+        refs = references(Worker.model_validate(body))
+    except ValidationError:
+        return frozenset()
+    ns = body["metadata"]["namespace"]
+    return frozenset({
+        *(("ConfigMap", ns, name) for name in refs.config_maps),
+        *(("Secret", ns, name) for name in (*refs.secrets, *refs.pull_secrets)),
+    })
 
 
 class Bodies(dict[Any, dict[str, Any]]):
