@@ -133,7 +133,7 @@ def orphan_candidates(
         for full in sorted(inventory)
         if key_of(full) not in workers
         and full not in deploying
-        and (not namespaces or full.partition(".")[0] in namespaces)
+        and (not namespaces or key_of(full)[0] in namespaces)
     ]
 
 
