@@ -502,15 +502,15 @@ def test_a_batch_that_fails_to_prepare_leaves_nothing(tmp_path: Path) -> None:
 
 def test_store_code_files_by_version(tmp_path: Path) -> None:
     s = Store(tmp_path, Blobs(tmp_path))
-    assert s.code_versions() == set()
+    assert s.missing_code([P1, P2]) == {P1, P2}
     asyncio.run(s.save_code({P1: b"one", P2: b"two"}))
-    assert Store(tmp_path, Blobs(tmp_path)).code_versions() == {P1, P2}
+    assert Store(tmp_path, Blobs(tmp_path)).missing_code([P1, P2, P3]) == {P3}
     assert (tmp_path / "code" / f"{P1}.json").read_bytes() == b"one"
     # A version id is a content hash: a file already there is the same, never rewritten.
     asyncio.run(s.save_code({P1: b"other"}))
     assert (tmp_path / "code" / f"{P1}.json").read_bytes() == b"one"
     asyncio.run(s.remove_code({P1, P3}))  # one never stored: no error
-    assert s.code_versions() == {P2}
+    assert s.missing_code([P1, P2, P3]) == {P1, P3}
     assert [p.name for p in (tmp_path / "code").iterdir()] == [f"{P2}.json"]  # no temp file
 
 

@@ -422,7 +422,7 @@ class Agent:
         files, then the deployments as temp files. Raises OSError (a full disk, no fds)
         with none of the batch's new files left."""
         code = await asyncio.to_thread(_specs, changes)
-        fresh = set(code) - self.store.code_versions()
+        fresh = await asyncio.to_thread(self.store.missing_code, code)
         try:
             await self.store.save_code(code)
             await asyncio.to_thread(self._point_sites, changes)
