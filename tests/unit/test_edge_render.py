@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from edgeplane.edge import render
 from edgeplane.edge.access import token_ok
 from edgeplane.edge.blobs import Blobs
+from edgeplane.edge.cells import _member, state_json
 from edgeplane.edge.host_js import HOST_JS
 from edgeplane.edge.store import Store, atomic_write, purge_leftovers
 from edgeplane.routing import parse_pattern, sort_most_specific_first
@@ -558,3 +559,31 @@ def test_token_ok() -> None:
     assert not token_ok("abc", "abc")
     assert not token_ok(None, "abc")
     assert not token_ok("Bearer ", "abc")
+
+
+ENTRY = {"routes": [{"pattern": "a.example/*"}], "cell": "shared-0", "v": '\u2603 "q"'}
+
+
+@pytest.mark.parametrize(
+    ("head", "entries", "expected"),
+    [
+        ({}, {}, {"workers": {}}),
+        ({"base": None, "seq": 1}, {}, {"base": None, "seq": 1, "workers": {}}),
+        # A member per Worker, encoded once: the document is the same as encoding it whole.
+        (
+            {"base": 3, "seq": 4, "cells": {"shared-0": 8080}},
+            {"ns.a": ENTRY, "ns.b": None},
+            {
+                "base": 3,
+                "seq": 4,
+                "cells": {"shared-0": 8080},
+                "workers": {"ns.a": ENTRY, "ns.b": None},
+            },
+        ),
+    ],
+)
+def test_front_state_json(
+    head: dict[str, Any], entries: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    members = [_member(w, e) for w, e in entries.items()]
+    assert json.loads(state_json(head, members)) == expected
