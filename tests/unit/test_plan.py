@@ -24,6 +24,7 @@ from edgeplane.plan.targets import (
     affected_workers,
     credentials_refusal,
     orphan_candidates,
+    orphan_scan,
     refusal,
     select,
     workers_with_news,
@@ -255,6 +256,36 @@ def test_orphan_candidates(
     cached = {tuple(k.split(".", 1)) for k in known}
     assert orphan_candidates(inventory, cached, set(), namespaces) == expected
     assert orphan_candidates(inventory, set(), known, namespaces) == expected
+
+
+@pytest.mark.parametrize(
+    ("among", "expected"),
+    [
+        (None, ["apps.gone", "apps.old"]),  # all the location serves
+        ({"apps.gone", "apps.a"}, ["apps.gone"]),  # only those looked at
+        ({"apps.never"}, []),  # not served there (removed meanwhile): nothing to remove
+        (set(), []),
+    ],
+)
+def test_orphan_candidates_among(among: set | None, expected: list) -> None:
+    inventory = {"apps.a": "i", "apps.gone": "i", "apps.old": "i"}
+    assert orphan_candidates(inventory, {("apps", "a")}, set(), (), among) == expected
+
+
+@pytest.mark.parametrize(
+    ("complete", "came_back", "since_full", "expected"),
+    [
+        (False, False, 5.0, {"apps.new"}),  # only what the answer changed
+        (True, False, 5.0, None),  # a new agent: everything it serves is news
+        (False, True, 5.0, None),  # back after being away: deletions meanwhile show only so
+        (False, False, 30.0, None),  # the periodic full look
+        (False, False, float("inf"), None),  # never looked at all yet
+    ],
+)
+def test_orphan_scan(
+    complete: bool, came_back: bool, since_full: float, expected: set | None
+) -> None:
+    assert orphan_scan({"apps.new"}, complete, came_back, since_full, 30.0) == expected
 
 
 def _facts(pattern: str, worker: str | None = "w", created: str = "2026-01-01T00:00:00Z"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -46,6 +47,7 @@ from edgeplane.plan.targets import (
     credentials_refusal,
     full_name,
     orphan_candidates,
+    orphan_scan,
     refusal,
     workers_with_news,
 )
@@ -68,6 +70,10 @@ log = logging.getLogger("edgeplane.fleet")
 # answers a later lease, or for this many leases, past which a resumed agent is assumed
 # gone rather than frozen.
 UNANSWERED_LEASES = 10
+# Seconds between looks at every Worker a location serves for orphans; between them a
+# health check looks only at what its answer changed (10,000 Workers, every check, was the
+# operator's largest cost while idle).
+ORPHAN_SCAN_EVERY = 30.0
 T = TypeVar("T")
 
 
@@ -97,6 +103,7 @@ class Location:
     # namespace -> (patterns, why) of the exclusions the agent refused
     exclusions_refused: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     last_status_write: float = 0.0
+    orphans_scanned: float = -math.inf  # when every Worker there was last looked at
     # Cron triggers: worker -> its last run here; the Workers its lease gives it (as last
     # answered); per Worker, until when (operator's clock) it may hold a lease on it; and
     # whether it answered a lease since this operator started (before: it may hold any).
@@ -359,9 +366,14 @@ class Fleet:
             self._count_cron_runs(name, inventory)
             moved = _take_inventory(loc, inventory)
             loc.exclusions = exclusions
+            came_back = loc.reachable is not True
             self._set_reachable(name, True)
             if location_wide:
-                self._collect_orphans_soon(name)
+                since = time.monotonic() - loc.orphans_scanned
+                among = orphan_scan(
+                    inventory.items.keys(), inventory.complete, came_back, since, ORPHAN_SCAN_EVERY
+                )
+                self._collect_orphans_soon(name, among)
                 await self._lease_cron(name, ep)
             return moved
         return False
@@ -520,23 +532,26 @@ class Fleet:
         left = [t for t in gone.remove if worker in (self.at(t).inventory or {})]
         return sorted([*left, *gone.down])
 
-    def _collect_orphans_soon(self, target: str) -> None:
+    def _collect_orphans_soon(self, target: str, among: Collection[str] | None) -> None:
         """Outside the health check: a location that hangs on a removal must still be
         checked, and marked down (which gives the removal up)."""
         if target not in self._collecting:
-            task = asyncio.create_task(self._collect_orphans(target))
+            task = asyncio.create_task(self._collect_orphans(target, among))
             self._collecting[target] = task
             task.add_done_callback(lambda _: self._collecting.pop(target, None))
 
-    async def _collect_orphans(self, target: str) -> None:
-        """Remove Workers a location serves that no longer exist, e.g. deleted while the
-        location was down."""
+    async def _collect_orphans(self, target: str, among: Collection[str] | None) -> None:
+        """Remove Workers a location serves (of `among`; None: all) that no longer exist,
+        e.g. deleted while the location was down."""
         if time.monotonic() - self.started < self.settings.orphan_grace:
             return
-        inventory = self.at(target).inventory or {}
+        loc = self.at(target)
+        if among is None:
+            loc.orphans_scanned = time.monotonic()
+        inventory = loc.inventory or {}
         workers, namespaces = self._workers(), self.settings.namespaces
         try:
-            for full in orphan_candidates(inventory, workers, self.desired, namespaces):
+            for full in orphan_candidates(inventory, workers, self.desired, namespaces, among):
                 ns, _, name = full.partition(".")
                 if await self.kube.get("workers", ns, name) is None:
                     log.info("removing %s from %s: the Worker no longer exists", full, target)

@@ -118,19 +118,33 @@ def key_of(full: str) -> WorkerKey:
     return (ns, name)
 
 
+def orphan_scan(
+    changed: Collection[str], complete: bool, came_back: bool, since_full: float, every: float
+) -> Collection[str] | None:
+    """Which Workers a location serves to look at for orphans after a health check: all
+    (None) when its answer was complete (a new agent), it is reachable again or `every`
+    seconds passed since the last full look (a Worker deleted while the location was away
+    shows only so); else those whose item the answer changed: a check then costs what
+    changed, not every Worker the location serves."""
+    if complete or came_back or since_full >= every:
+        return None
+    return changed
+
+
 def orphan_candidates(
     inventory: Mapping[str, str],
     workers: Collection[WorkerKey],
     deploying: Collection[str],
     namespaces: tuple[str, ...],
+    among: Collection[str] | None = None,
 ) -> list[str]:
-    """Workers a location serves that this operator does not know (neither among the
-    `workers` it caches nor the full names it is `deploying`), in the namespaces it
-    watches (empty: all). Only candidates: the apiserver, not the cache, decides that a
-    Worker is gone."""
+    """Workers a location serves (of `among` only, if given) that this operator does not
+    know (neither among the `workers` it caches nor the full names it is `deploying`), in
+    the namespaces it watches (empty: all). Only candidates: the apiserver, not the cache,
+    decides that a Worker is gone."""
     return [
         full
-        for full in sorted(inventory)
+        for full in sorted(inventory if among is None else set(among) & inventory.keys())
         if key_of(full) not in workers
         and full not in deploying
         and (not namespaces or key_of(full)[0] in namespaces)
