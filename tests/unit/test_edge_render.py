@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from edgeplane.edge import render
 from edgeplane.edge.access import token_ok
 from edgeplane.edge.blobs import Blobs
-from edgeplane.edge.cells import _member, state_json
 from edgeplane.edge.host_js import HOST_JS
-from edgeplane.edge.store import Store, atomic_write, purge_leftovers
+from edgeplane.edge.store import Store, atomic_write, json_member, json_object, purge_leftovers
 from edgeplane.routing import parse_pattern, sort_most_specific_first
 from edgeplane.wire import Bundle, BundleBinding, BundleModule, Deployment, ModuleType, Route
 from tests.route_cases import VALID
@@ -582,8 +581,8 @@ ENTRY = {"routes": [{"pattern": "a.example/*"}], "cell": "shared-0", "v": '\u260
         ),
     ],
 )
-def test_front_state_json(
+def test_json_object(
     head: dict[str, Any], entries: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    members = [_member(w, e) for w, e in entries.items()]
-    assert json.loads(state_json(head, members)) == expected
+    members = [json_member(w, e) for w, e in entries.items()]
+    assert json.loads(json_object(head, "workers", members)) == expected

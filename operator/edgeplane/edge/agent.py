@@ -33,7 +33,15 @@ from edgeplane.edge.cells import DataPlane, FrontDown
 from edgeplane.edge.inventory import ChangeLog, Inventory
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.result import Result
-from edgeplane.edge.store import LazyFile, Staged, Store, private_dir, secure_state
+from edgeplane.edge.store import (
+    LazyFile,
+    Staged,
+    Store,
+    json_member,
+    json_object,
+    private_dir,
+    secure_state,
+)
 from edgeplane.edge.validate import Validator
 from edgeplane.wire import Bundle, Deployment, redact, secrets_of, signed_headers
 
@@ -100,6 +108,9 @@ def _paths(state_dir: Path, store: Store, sites: Sites) -> render.Paths:
 
 class Agent:
     _swept = 0.0  # when unreferenced sites and blobs were last removed (monotonic)
+    # Worker → its cell as a `json_member` of placement.json: encoded once per change, not
+    # all 10,000 at each write of the file.
+    _placed: dict[str, str]
 
     def __init__(
         self,
@@ -249,6 +260,7 @@ class Agent:
             previous = {str(k): str(v) for k, v in raw["cells"].items()}
             turn = int(raw["turn"])
         self.cells = places.restore(_own_cells(self.accepted), previous, self.shared_cells, turn)
+        self._placed = {w: json_member(w, c) for w, c in self.cells.of.items()}
 
     async def close(self) -> None:
         self.dp.closing = True
@@ -496,11 +508,14 @@ class Agent:
         for w in changes:
             if (d := candidate.get(w)) is None:
                 self.cells.drop(w)
+                self._placed.pop(w, None)
                 entries[w] = None
             else:
-                entries[w] = render.worker_entry(d, self.cells.put(w, render.needs_own_cell(d)))
-        doc = {"cells": dict(self.cells.of), "turn": self.cells.turn}  # a copy: written later
-        self._placement_file.write_soon(lambda: json.dumps(doc).encode())
+                cell = self.cells.put(w, render.needs_own_cell(d))
+                self._placed[w] = json_member(w, cell)
+                entries[w] = render.worker_entry(d, cell)
+        placed, turn = list(self._placed.values()), self.cells.turn  # a copy: written later
+        self._placement_file.write_soon(lambda: json_object({"turn": turn}, "cells", placed))
         try:
             await self.dp.publish(entries, None)
             self.metrics.publishes.labels("ok").inc()

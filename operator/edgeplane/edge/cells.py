@@ -20,7 +20,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -28,7 +28,7 @@ import aiohttp
 from edgeplane.edge import counts, integrity, render, workerd
 from edgeplane.edge.metrics import Metrics
 from edgeplane.edge.placement import shared
-from edgeplane.edge.store import LazyFile, atomic_write, private_dir
+from edgeplane.edge.store import LazyFile, atomic_write, json_member, json_object, private_dir
 from edgeplane.edge.watchdog import Suspect, culprit, says_nothing
 from edgeplane.wire import Deployment, redact, secrets_of
 
@@ -41,18 +41,8 @@ DISK_EVERY = 2.0
 _HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
 
-def _member(worker: str, entry: dict[str, object] | None) -> str:
-    """`worker`'s entry in the state's `workers` object, as JSON (null: gone); encoded once
-    per change: the whole state is written every DISK_EVERY, and encoding 10,000 entries
-    each time held the agent's interpreter for 100s of ms, slowing every deploy."""
-    return f"{json.dumps(worker)}:{json.dumps(entry, separators=(',', ':'))}"
-
-
-def state_json(head: dict[str, object], members: Iterable[str]) -> bytes:
-    """The front's state document: `head`'s fields, and `workers` joined from the members
-    (each `_member`), so a whole state costs a join, not encoding every Worker again."""
-    fields = json.dumps(head, separators=(",", ":"))[1:-1]
-    return f'{{{fields}{"," if fields else ""}"workers":{{{",".join(members)}}}}}'.encode()
+def _state_json(head: dict[str, object], workers: list[str]) -> bytes:
+    return json_object(head, "workers", workers)
 
 
 class FrontDown(Exception):
@@ -115,7 +105,7 @@ class DataPlane:
         self.counts = counts.Counts()
         self.closing = False
         self._sockets: dict[str, socket.socket] = {}  # the front's, while the agent holds them
-        self.workers: dict[str, str] = {}  # Worker → its front entry, as a `_member`
+        self.workers: dict[str, str] = {}  # Worker → its front entry, as a `json_member`
         self.settings: dict[str, object] = {}  # render.front_settings
         self._dirty: set[str] = set()  # Workers changed since the front's state
         self._seq = 0
@@ -234,7 +224,7 @@ class DataPlane:
                 if entry is None:
                     self.workers.pop(w, None)
                 else:
-                    self.workers[w] = _member(w, entry)
+                    self.workers[w] = json_member(w, entry)
             self._dirty |= set(workers)
             if settings is not None:
                 self.settings = settings
@@ -242,8 +232,10 @@ class DataPlane:
             await self._push()
 
     def _state(self, whole: bool) -> tuple[dict[str, object], list[str]]:
-        """The state to send (all of it, or what changed since the front's) as `state_json`'s
-        arguments: a snapshot, it may be written to disk later."""
+        """The state to send (all of it, or what changed since the front's) as `_state_json`'s
+        arguments: a snapshot, it may be written to disk later. Each Worker's entry was
+        encoded once, when it changed: encoding all 10,000 for each disk copy held the
+        agent's interpreter for 100s of ms and slowed every deploy."""
         head = {
             "base": self._front_seq,
             "seq": self._seq,
@@ -252,7 +244,7 @@ class DataPlane:
         }
         if whole:
             return head, list(self.workers.values())
-        return head, [self.workers.get(w) or _member(w, None) for w in self._dirty]
+        return head, [self.workers.get(w) or json_member(w, None) for w in self._dirty]
 
     async def _push(self) -> None:
         """Send the front what it lacks: the changes since the state it holds, or the whole
@@ -263,16 +255,16 @@ class DataPlane:
             raise FrontDown("the front is not running")
         self._seq += 1
         whole = self._front_seq is None
-        status = await self._send(state_json(*self._state(whole)), whole)
+        status = await self._send(_state_json(*self._state(whole)), whole)
         if status == 409 and not whole:  # it lacks the base: send it all
-            status = await self._send(state_json(*self._state(True)), True)
+            status = await self._send(_state_json(*self._state(True)), True)
         if status != 200:
             self._front_seq = None
             raise FrontDown(f"the front answered {status} to a state push")
         self._front_seq = self._seq
         self._dirty.clear()
         state = self._state(True)
-        self._disk.write_soon(lambda: state_json(*state))
+        self._disk.write_soon(lambda: _state_json(*state))
 
     async def _send(self, body: bytes, whole: bool) -> int:
         assert self.front is not None
@@ -330,7 +322,7 @@ class DataPlane:
         if self._published:
             # The disk copy lags by up to DISK_EVERY: a new front reads it before the agent's
             # first push reaches it, and requests may be waiting in the socket's backlog.
-            body = state_json(*self._state(True))
+            body = _state_json(*self._state(True))
             try:
                 await asyncio.to_thread(atomic_write, self._disk.path, body)
             except OSError as e:  # a full disk: the agent pushes it the whole state anyway

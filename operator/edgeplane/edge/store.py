@@ -109,6 +109,19 @@ class LazyFile:
             self._task.cancel()
 
 
+def json_member(key: str, value: object) -> str:
+    """`"key":value` as JSON, a member of a JSON object that `json_object` joins: a large
+    object (an entry per Worker) kept as its members is encoded once per change, and
+    written whole at the cost of a join."""
+    return f"{json.dumps(key)}:{json.dumps(value, separators=(',', ':'))}"
+
+
+def json_object(head: dict[str, object], field: str, members: Iterable[str]) -> bytes:
+    """`head`'s fields and `field`, an object joined from `members` (each `json_member`)."""
+    fields = json.dumps(head, separators=(",", ":"))[1:-1]
+    return f'{{{fields}{"," if fields else ""}"{field}":{{{",".join(members)}}}}}'.encode()
+
+
 def leftovers(directory: str, names: Iterable[str]) -> list[str]:
     """Of `names` (a listing of `directory`, a key of LEFTOVERS), those to remove at start."""
     patterns = LEFTOVERS[directory]
