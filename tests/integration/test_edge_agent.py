@@ -616,6 +616,25 @@ async def test_a_health_check_gets_only_what_changed_since_its_cursor(edge_agent
         again = await client.inventory(ep, first.cursor)
         assert (set(again.items), again.removed) == ({"ns.three"}, ("ns.one",))
         assert not (await client.inventory(ep, changed.cursor)).items
+        # A Worker changed in place, then refused: only its item is sent (the agent builds
+        # only the items of Workers it touched), and what the health checks were sent adds
+        # up to the inventory built whole.
+        two = deployment(text_worker("ns.two", "two, again"), routes=("two.test/*",))
+        broken = deployment(bundle("ns.two", "export default {"), routes=("two.test/*",))
+        async with aiohttp.ClientSession() as s:
+            assert (await put(s, agent, two))[0] == 200
+            moved = await client.inventory(ep, changed.cursor)
+            assert set(moved.items) == {"ns.two"} and not moved.removed
+            assert moved.items["ns.two"].identity == two.identity()
+            assert (await put(s, agent, broken))[0] == 422
+            refused = await client.inventory(ep, moved.cursor)
+            assert set(refused.items) == {"ns.two"}
+            assert "last push refused" in refused.items["ns.two"].message
+            async with s.get(f"{agent.api_url}/v1/workers", headers=agent.headers()) as r:
+                whole = {i["worker"]: i for i in (await r.json())["workers"]}
+            async with s.get(f"{agent.api_url}/v1/workers?since=", headers=agent.headers()) as r:
+                told = {i["worker"]: i for i in (await r.json())["workers"]}
+        assert told == {w: {k: i[k] for k in i if k != "requests"} for w, i in whole.items()}
         agent.kill()
         restarted = edge_agents("a", http_addr=agent.http_addr, api_addr=agent.api_addr)
         after = await client.inventory(Endpoint("a", restarted.api_url, restarted.token),

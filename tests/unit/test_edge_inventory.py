@@ -226,6 +226,35 @@ def test_a_cursor_gets_what_changed_since(
     assert answer["cursor"] == log.cursor()
 
 
+# (an inventory observed whole, then the items updated (None: gone), then the answer to
+# the cursor before the update: its items' workers, removed)
+UPDATES = [
+    ([_item("a"), _item("b")], {"a": _item("a", "i2")}, ["a"], []),  # b stands
+    ([_item("a"), _item("b")], {"b": None}, [], ["b"]),
+    ([_item("a")], {"c": _item("c")}, ["c"], []),
+    ([_item("a")], {"a": _item("a")}, [], []),  # the same item: no step
+    ([_item("a")], {"z": None}, [], []),  # never there: nothing gone
+    ([_item("a"), _item("b")], {}, [], []),
+]
+
+
+@pytest.mark.parametrize(("seen", "update", "items", "removed"), UPDATES)
+def test_an_update_records_only_the_items_given(
+    seen: list[dict[str, object]], update: dict, items: list[str], removed: list[str]
+) -> None:
+    log = ChangeLog()
+    log.observe(seen)
+    before = log.cursor()
+    log.update(update)
+    answer = log.since(before)
+    assert sorted(str(i["worker"]) for i in answer["workers"]) == items
+    assert answer["removed"] == removed
+    assert (log.cursor() == before) is (not items and not removed)
+    whole = {str(i["worker"]): i for i in seen}
+    whole = {w: i for w, i in {**whole, **update}.items() if i is not None}
+    assert {str(i["worker"]): i for i in log.since("")["workers"]} == whole
+
+
 def test_removals_beyond_those_remembered_send_everything() -> None:
     log = ChangeLog()
     names = [f"w{i}" for i in range(MAX_REMOVALS + 2)]

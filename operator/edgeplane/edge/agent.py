@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +111,10 @@ class Agent:
     # Worker → its cell as a `json_member` of placement.json: encoded once per change, not
     # all 10,000 at each write of the file.
     _placed: dict[str, str]
+    # Workers whose inventory item may have changed since the last inventory_since (None:
+    # any), and what every item shows that was in force then (`_shared_facts`).
+    _touched: set[str] | None = None
+    _facts: tuple[object, ...] = ()
 
     def __init__(
         self,
@@ -380,6 +384,7 @@ class Agent:
             results = dict(decision.results)
             if decision.changes:
                 results.update(await self._commit(decision))
+        self._touch(batch)  # served, refused or both
         for w, p in batch.items():
             r = results[w]
             self.metrics.pushes.labels(_push_label(r.status)).inc()
@@ -409,6 +414,8 @@ class Agent:
                     candidate[w] = previous[w]  # type: ignore[assignment]
             await self.store.commit(staged)
             down = await self._publish(changes, candidate)
+            if any((previous[w] is None) != (w not in candidate) for w in changes):
+                self._touch(None)  # a Worker came or went: others' missing services change
             self.accepted = candidate
             await self.dp.drop_statics(
                 {places.own(w) for w, d in changes.items() if not d or not render.needs_own_cell(d)}
@@ -662,29 +669,66 @@ class Agent:
             answer[k] = redact(str(answer[k]), secrets)
         return Result(200, answer)
 
-    def _inventory(self) -> Inventory:
+    def _inventory(self, workers: Iterable[str] | None = None, requests: bool = True) -> Inventory:
+        """The inventory, its cells' facts for `workers` only if given, its request counts
+        only if asked."""
+        of = self.cells.of
+        if workers is not None:
+            of = {w: c for w in workers if (c := self.cells.of.get(w))}
         return Inventory(
             self.accepted,
             self.refused,
             self.ready(),
             self.crash_message,
-            self.dp.counts.totals(),
+            self.dp.counts.totals() if requests else {},
             self.quarantine,
-            {w: self.dp.unhealthy.get(c, "") for w, c in self.cells.of.items()},
-            {w: self.dp.start_failed.get(c, "") for w, c in self.cells.of.items()},
+            {w: self.dp.unhealthy.get(c, "") for w, c in of.items()},
+            {w: self.dp.start_failed.get(c, "") for w, c in of.items()},
             self.accepted.identities,
+        )
+
+    def _touch(self, workers: Iterable[str] | None) -> None:
+        """Their inventory items may have changed (None: anyone's)."""
+        if workers is None or self._touched is None:
+            self._touched = None
+        else:
+            self._touched |= set(workers)
+
+    def _shared_facts(self) -> tuple[object, ...]:
+        """What items show beside their own Worker's: the front, the cells, the quarantine
+        (each dict keyed by process or version: small, however many Workers)."""
+        return (
+            self.ready(),
+            self.crash_message,
+            dict(self.quarantine),
+            dict(self.dp.unhealthy),
+            dict(self.dp.start_failed),
         )
 
     def item(self, worker: str) -> dict[str, object] | None:
         return self._with_cron(self._inventory().item(worker))
 
     def inventory(self, requests: bool = True) -> list[dict[str, object]]:
-        items = self._inventory().items(requests)
+        items = self._inventory(requests=requests).items(requests)
         return [i for i in map(self._with_cron, items) if i is not None]
 
     def inventory_since(self, cursor: str) -> dict[str, object]:
-        """What changed in the inventory since `cursor` (request counts left out)."""
-        self.changes.observe(self.inventory(requests=False))
+        """What changed in the inventory since `cursor` (request counts left out). Only the
+        items of Workers touched since the last answer are built again, unless what every
+        item shows changed: building all 10,000 at each health check was most of an idle
+        agent's CPU."""
+        touched, self._touched = self._touched, set()
+        touched = None if touched is None else touched | self.cron.ran
+        self.cron.ran = set()
+        facts = self._shared_facts()
+        if touched is None or facts != self._facts:
+            self._facts = facts
+            self.changes.observe(self.inventory(requests=False))
+        else:
+            inventory = self._inventory(touched, requests=False)
+            self.changes.update(
+                {w: self._with_cron(inventory.item(w, requests=False)) for w in touched}
+            )
         return self.changes.since(cursor)
 
     def _with_cron(self, item: dict[str, object] | None) -> dict[str, object] | None:

@@ -76,6 +76,7 @@ class Scheduler:
         self.schedules: dict[str, tuple[str, ...]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, LastRun] = {}
+        self.ran: set[str] = set()  # Workers with a new last run (the agent's inventory drains it)
 
     def holds(self) -> bool:
         return time.monotonic() < self._until
@@ -153,6 +154,7 @@ class Scheduler:
             await asyncio.sleep(delay)
         self.runs.labels(worker, outcome).inc()
         self.last[worker] = LastRun(expression, at, outcome, attempts)
+        self.ran.add(worker)
         log.info("%s: ran %s for %s: %s after %d attempt(s)", worker, expression, at, outcome,
                  attempts)
 

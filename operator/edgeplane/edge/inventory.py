@@ -113,23 +113,26 @@ class ChangeLog:
     def observe(self, items: list[dict[str, Any]]) -> None:
         """Record the inventory as it is now (items without request counts)."""
         now = {str(i["worker"]): i for i in items}
-        gone = self.last.keys() - now.keys()
-        new = [w for w, i in now.items() if self.last.get(w) != i]
-        if not gone and not new:
+        self.update({**dict.fromkeys(self.last.keys() - now.keys()), **now})
+
+    def update(self, items: Mapping[str, dict[str, Any] | None]) -> None:
+        """Record these Workers' items as they are now (None: gone); the others' stand."""
+        new = {w: i for w, i in items.items() if self.last.get(w) != i}
+        if not new:
             return
         self.seq += 1
         # Only what changed is stored: the items kept stay the old objects, and the new
         # equal ones die young (kept, 10,000 of them each time would be promoted to the
         # oldest GC generation and make full collections frequent).
-        for w in new:
-            self.last[w] = now[w]
-            self.changed[w] = self.seq
-            self.removed.pop(w, None)
-        for w in gone:
-            del self.last[w]
-            self.changed.pop(w, None)
-            self.removed.pop(w, None)  # to the end: oldest first
-            self.removed[w] = self.seq
+        for w, i in new.items():
+            self.removed.pop(w, None)  # to the end if gone again: oldest first
+            if i is None:
+                del self.last[w]
+                self.changed.pop(w, None)
+                self.removed[w] = self.seq
+            else:
+                self.last[w] = i
+                self.changed[w] = self.seq
         while len(self.removed) > MAX_REMOVALS:
             oldest = next(iter(self.removed))
             self.forgotten = max(self.forgotten, self.removed.pop(oldest))
