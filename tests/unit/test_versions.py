@@ -32,8 +32,9 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 A, B, C = "a" * 64, "ab" + "0" * 62, "c" * 64
 
 
-def _item(name: str, created: str) -> dict:
-    return {"metadata": {"name": name}, "spec": {"created": created}}
+def _item(name: str, created: str, generation: int | None = None) -> dict:
+    spec = {"created": created, **({} if generation is None else {"workerGeneration": generation})}
+    return {"metadata": {"name": name}, "spec": spec}
 
 
 ITEMS = [_item("w-1", "2026-11-01"), _item("w-2", "2026-11-02"), _item("w-3", "2026-11-03")]
@@ -53,9 +54,18 @@ def test_to_prune(retained: int, keep: set[str], pruned: list[str]) -> None:
     assert to_prune(ITEMS, retained, keep) == pruned
 
 
-def test_to_prune_breaks_equal_times_by_name() -> None:
-    same = [_item("w-b", "2026-11-01"), _item("w-a", "2026-11-01")]
-    assert to_prune(same, 1, set()) == ["w-a"]
+@pytest.mark.parametrize(
+    ("items", "pruned"),
+    [
+        # `created` has whole seconds: two edits within one are told apart by generation.
+        ([_item("w-a", "2026-11-01", 2), _item("w-b", "2026-11-01", 1)], ["w-b"]),
+        ([_item("w-b", "2026-11-01", 1), _item("w-a", "2026-11-01", 2)], ["w-b"]),
+        ([_item("w-a", "2026-11-02", 1), _item("w-b", "2026-11-01", 2)], ["w-b"]),  # time first
+        ([_item("w-b", "2026-11-01"), _item("w-a", "2026-11-01")], ["w-a"]),  # then by name
+    ],
+)
+def test_to_prune_orders_equal_times(items: list[dict], pruned: list[str]) -> None:
+    assert to_prune(items, 1, set()) == pruned
 
 
 @pytest.mark.parametrize(
@@ -263,11 +273,11 @@ def _listed(
     if deleting:
         meta["deletionTimestamp"] = "2026-11-02T00:00:00Z"
     spec = {"worker": worker, "versionId": version, "created": "2026-11-01T00:00:00Z",
-            "archiveParts": parts}
+            "workerGeneration": 4, "archiveParts": parts}
     return {"metadata": meta, "spec": spec, "status": status}
 
 
-KNOWN = Known("ns", "w", "w-" + A[:12], "2026-11-01T00:00:00Z", complete=True)
+KNOWN = Known("ns", "w", "w-" + A[:12], "2026-11-01T00:00:00Z", 4, complete=True)
 
 
 @pytest.mark.parametrize(

@@ -129,13 +129,18 @@ def archive_config_map(created: dict[str, Any], index: int, part: bytes) -> dict
 
 
 def to_prune(items: Iterable[Mapping[str, Any]], retained: int, keep: set[str]) -> list[str]:
-    """Names of the WorkerVersions beyond the newest `retained`, except those in `keep`."""
-    newest_first = sorted(
-        items, key=lambda o: (o["spec"]["created"], o["metadata"]["name"]), reverse=True
-    )
+    """Names of the WorkerVersions beyond the newest `retained`, except those in `keep`.
+    Newest by `created`, then by the Worker's generation (`created` has whole seconds: two
+    edits within one second are told apart by it), then by name."""
+    newest_first = sorted(items, key=_age, reverse=True)
     return [
         o["metadata"]["name"] for o in newest_first[retained:] if o["metadata"]["name"] not in keep
     ]
+
+
+def _age(o: Mapping[str, Any]) -> tuple[str, int, str]:
+    spec = o["spec"]
+    return (spec["created"], int(spec.get("workerGeneration") or 0), o["metadata"]["name"])
 
 
 def match_ref(ids: Iterable[str], ref: str, where: str, namespace: str, worker: str) -> str:
@@ -166,6 +171,7 @@ class Known:
     worker: str
     name: str
     created: str
+    generation: int  # the Worker's, compiled from
     # Its archive may be missing (an operator killed between the two writes): its next
     # record creates the parts again, so it is not counted as recorded.
     complete: bool
@@ -186,5 +192,6 @@ def known_version(item: Mapping[str, Any]) -> Known | None:
         worker=worker,
         name=name,
         created=str(created),
+        generation=int(spec.get("workerGeneration") or 0),
         complete=not spec.get("archiveParts"),
     )

@@ -8,7 +8,7 @@ that started or stopped serving."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from edgeplane.api import Worker, WorkerVersion
 from edgeplane.api.common import now as api_now
@@ -60,6 +60,12 @@ def _key(worker: Worker) -> WorkerKey:
     return (worker.metadata.namespace or "", worker.metadata.name)
 
 
+def _age_of(obj: dict[str, Any]) -> tuple[str, int]:
+    """What `to_prune` orders a WorkerVersion by: its spec's created and workerGeneration."""
+    spec = obj["spec"]
+    return (spec["created"], int(spec.get("workerGeneration") or 0))
+
+
 class VersionIndex:
     """One Worker's retained version ids, listed once per reconcile when first needed."""
 
@@ -90,10 +96,10 @@ class VersionStore:
         self.registry = registry
         self.recorded: set[WorkerKey] = set()  # (namespace, WorkerVersion name)
         self.bundles: dict[WorkerKey, dict[str, Bundle]] = {}
-        # Each Worker's retained WorkerVersions as pruning sees them ({name: created}), from
-        # one LIST, then kept up to date: a LIST per record scans every WorkerVersion of the
-        # namespace, which grows as the square of the Workers in it.
-        self.retained_of: dict[WorkerKey, dict[str, str]] = {}
+        # Each Worker's retained WorkerVersions as pruning sees them (name -> `_age_of`),
+        # from one LIST, then kept up to date: a LIST per record scans every WorkerVersion
+        # of the namespace, which grows as the square of the Workers in it.
+        self.retained_of: dict[WorkerKey, dict[str, tuple[str, int]]] = {}
         # Where the assets' files of compiled versions are held for pushes (the agents'
         # client): archived with a version, and given back when one is rebuilt.
         self.pool: BlobPool = NoBlobs()
@@ -115,7 +121,7 @@ class VersionStore:
         key = (known.namespace, known.worker)
         if known.complete:
             self.recorded.add((known.namespace, known.name))
-        self.retained_of.setdefault(key, {})[known.name] = known.created
+        self.retained_of.setdefault(key, {})[known.name] = (known.created, known.generation)
 
     def forget(self, key: WorkerKey) -> None:
         self.pool.drop_blobs(f"{key[0]}.{key[1]}")
@@ -163,14 +169,16 @@ class VersionStore:
             await self.kube.create_config_map(ns, archive_config_map(created, i, part))
         self.recorded.add((ns, vname))
         retained = await self._retained(ns, name, first)
-        retained[vname] = created["spec"]["created"]
+        retained[vname] = _age_of(created)
         await self.prune(worker, {*keep, bundle.version or ""})
 
-    async def _retained(self, ns: str, name: str, first: bool = False) -> dict[str, str]:
+    async def _retained(
+        self, ns: str, name: str, first: bool = False
+    ) -> dict[str, tuple[str, int]]:
         retained = self.retained_of.get((ns, name))
         if retained is None:
             listed = [] if first else await self.list(ns, name)
-            retained = {o["metadata"]["name"]: o["spec"]["created"] for o in listed}
+            retained = {o["metadata"]["name"]: _age_of(o) for o in listed}
             self.retained_of[(ns, name)] = retained
         return retained
 
@@ -182,7 +190,10 @@ class VersionStore:
         ns, name = _key(worker)
         retained = await self._retained(ns, name)
         in_use = {WorkerVersion.name_for(name, v) for v in keep}
-        items = [{"metadata": {"name": n}, "spec": {"created": c}} for n, c in retained.items()]
+        items = [
+            {"metadata": {"name": n}, "spec": {"created": c, "workerGeneration": g}}
+            for n, (c, g) in retained.items()
+        ]
         for old in to_prune(items, self.retained, in_use):
             ref = await self._artifact_of(ns, old)
             if ref is not None and self.registry is not None:
