@@ -132,15 +132,18 @@ def to_prune(items: Iterable[Mapping[str, Any]], retained: int, keep: set[str]) 
     """Names of the WorkerVersions beyond the newest `retained`, except those in `keep`.
     Newest by `created`, then by the Worker's generation (`created` has whole seconds: two
     edits within one second are told apart by it), then by name."""
-    newest_first = sorted(items, key=_age, reverse=True)
+    newest_first = sorted(
+        items, key=lambda o: (*age(o["spec"]), o["metadata"]["name"]), reverse=True
+    )
     return [
         o["metadata"]["name"] for o in newest_first[retained:] if o["metadata"]["name"] not in keep
     ]
 
 
-def _age(o: Mapping[str, Any]) -> tuple[str, int, str]:
-    spec = o["spec"]
-    return (spec["created"], int(spec.get("workerGeneration") or 0), o["metadata"]["name"])
+def age(spec: Mapping[str, Any]) -> tuple[str, int]:
+    """What a WorkerVersion's spec is ordered by, oldest first: `created`, then the Worker's
+    generation."""
+    return (str(spec["created"]), int(spec.get("workerGeneration") or 0))
 
 
 def match_ref(ids: Iterable[str], ref: str, where: str, namespace: str, worker: str) -> str:
@@ -187,11 +190,12 @@ def known_version(item: Mapping[str, Any]) -> Known | None:
         return None
     if name != WorkerVersion.name_for(worker, version):
         return None
+    at, generation = age(spec)
     return Known(
         namespace=meta.get("namespace") or "",
         worker=worker,
         name=name,
-        created=str(created),
-        generation=int(spec.get("workerGeneration") or 0),
+        created=at,
+        generation=generation,
         complete=not spec.get("archiveParts"),
     )

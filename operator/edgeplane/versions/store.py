@@ -8,7 +8,7 @@ that started or stopped serving."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from edgeplane.api import Worker, WorkerVersion
 from edgeplane.api.common import now as api_now
@@ -20,6 +20,7 @@ from edgeplane.versions.archive import PART_KEY, ArchiveError, pack, part_name, 
 from edgeplane.versions.objects import (
     WORKER_LABEL,
     Known,
+    age,
     archive_config_map,
     archived_modules,
     known_version,
@@ -60,12 +61,6 @@ def _key(worker: Worker) -> WorkerKey:
     return (worker.metadata.namespace or "", worker.metadata.name)
 
 
-def _age_of(obj: dict[str, Any]) -> tuple[str, int]:
-    """What `to_prune` orders a WorkerVersion by: its spec's created and workerGeneration."""
-    spec = obj["spec"]
-    return (spec["created"], int(spec.get("workerGeneration") or 0))
-
-
 class VersionIndex:
     """One Worker's retained version ids, listed once per reconcile when first needed."""
 
@@ -96,7 +91,7 @@ class VersionStore:
         self.registry = registry
         self.recorded: set[WorkerKey] = set()  # (namespace, WorkerVersion name)
         self.bundles: dict[WorkerKey, dict[str, Bundle]] = {}
-        # Each Worker's retained WorkerVersions as pruning sees them (name -> `_age_of`),
+        # Each Worker's retained WorkerVersions as pruning sees them (name -> its spec's `age`),
         # from one LIST, then kept up to date: a LIST per record scans every WorkerVersion
         # of the namespace, which grows as the square of the Workers in it.
         self.retained_of: dict[WorkerKey, dict[str, tuple[str, int]]] = {}
@@ -169,7 +164,7 @@ class VersionStore:
             await self.kube.create_config_map(ns, archive_config_map(created, i, part))
         self.recorded.add((ns, vname))
         retained = await self._retained(ns, name, first)
-        retained[vname] = _age_of(created)
+        retained[vname] = age(created["spec"])
         await self.prune(worker, {*keep, bundle.version or ""})
 
     async def _retained(
@@ -178,7 +173,7 @@ class VersionStore:
         retained = self.retained_of.get((ns, name))
         if retained is None:
             listed = [] if first else await self.list(ns, name)
-            retained = {o["metadata"]["name"]: _age_of(o) for o in listed}
+            retained = {o["metadata"]["name"]: age(o["spec"]) for o in listed}
             self.retained_of[(ns, name)] = retained
         return retained
 
